@@ -1,0 +1,153 @@
+//! `host:port` addresses as they appear in configuration and in Sentinel's answers.
+
+use std::fmt;
+use std::net::ToSocketAddrs;
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::config::ConfigError;
+
+/// A `host:port` pair. The host is a name or an IP address (IPv6 in brackets).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct HostPort {
+    pub host: String,
+    pub port: u16,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum AddrError {
+    #[error("expected host:port, got {0:?}")]
+    Shape(String),
+    #[error("invalid port in {0:?}: expected 1-65535")]
+    Port(String),
+    #[error("empty host in {0:?}")]
+    EmptyHost(String),
+}
+
+impl HostPort {
+    pub fn new(host: impl Into<String>, port: u16) -> Self {
+        Self {
+            host: host.into(),
+            port,
+        }
+    }
+
+    /// Checks that the host resolves, retrying for up to `wait` (a swarm service name only
+    /// resolves once its task runs). Errors name the configuration key.
+    pub fn check_resolves(&self, key: &str, wait: Duration) -> Result<(), ConfigError> {
+        let deadline = Instant::now() + wait;
+        loop {
+            match (self.host.as_str(), self.port)
+                .to_socket_addrs()
+                .map(|mut a| a.next().is_some())
+            {
+                Ok(true) => return Ok(()),
+                Ok(false) => {}
+                Err(e) if Instant::now() >= deadline => {
+                    return Err(ConfigError::invalid(
+                        key,
+                        self.to_string(),
+                        format!("host does not resolve: {e}"),
+                    ))
+                }
+                Err(_) => {}
+            }
+            if Instant::now() >= deadline {
+                return Err(ConfigError::invalid(
+                    key,
+                    self.to_string(),
+                    "host resolves to no address",
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl FromStr for HostPort {
+    type Err = AddrError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (host, port) = s
+            .trim()
+            .rsplit_once(':')
+            .ok_or_else(|| AddrError::Shape(s.to_owned()))?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if host.is_empty() {
+            return Err(AddrError::EmptyHost(s.to_owned()));
+        }
+        if host.contains(':') && !s.trim().starts_with('[') {
+            // An IPv6 literal must be bracketed, or the port is ambiguous.
+            return Err(AddrError::Shape(s.to_owned()));
+        }
+        let port: u16 = port.parse().map_err(|_| AddrError::Port(s.to_owned()))?;
+        if port == 0 {
+            return Err(AddrError::Port(s.to_owned()));
+        }
+        Ok(Self::new(host, port))
+    }
+}
+
+impl fmt::Display for HostPort {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+impl Serialize for HostPort {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for HostPort {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_names_ipv4_and_ipv6() {
+        assert_eq!(
+            "redis-1:9001".parse::<HostPort>(),
+            Ok(HostPort::new("redis-1", 9001))
+        );
+        assert_eq!(
+            "127.0.0.1:19001".parse::<HostPort>(),
+            Ok(HostPort::new("127.0.0.1", 19001))
+        );
+        let v6: HostPort = "[::1]:9001".parse().unwrap();
+        assert_eq!(v6, HostPort::new("::1", 9001));
+        assert_eq!(v6.to_string(), "[::1]:9001");
+    }
+
+    #[test]
+    fn refuses_bad_shapes() {
+        assert!(matches!("redis-1".parse::<HostPort>(), Err(AddrError::Shape(_))));
+        assert!(matches!(":9001".parse::<HostPort>(), Err(AddrError::EmptyHost(_))));
+        assert!(matches!("h:0".parse::<HostPort>(), Err(AddrError::Port(_))));
+        assert!(matches!("h:70000".parse::<HostPort>(), Err(AddrError::Port(_))));
+        assert!(matches!("::1:80".parse::<HostPort>(), Err(AddrError::Shape(_))));
+    }
+
+    #[test]
+    fn unresolvable_host_names_the_key() {
+        let e = HostPort::new("no-such-host.invalid", 1)
+            .check_resolves("redis_addr", Duration::ZERO)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("redis_addr"), "{e}");
+        assert!(e.contains("no-such-host.invalid:1"), "{e}");
+    }
+}
