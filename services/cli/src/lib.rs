@@ -1,1 +1,38 @@
-//! placeholder
+//! `redis-ha`, the operator's command line: `status`, `watch`, `master`, `events`,
+//! `failover` against the coordinator's gRPC API.
+//!
+//! Exit codes: 0 success, 1 a failure the coordinator reported (gRPC status, no master),
+//! 2 the coordinator cannot be reached or the command line is wrong.
+//! The JSON shapes are documented in [`model`]; the text layouts in [`render`].
+
+pub mod cli;
+pub mod client;
+pub mod commands;
+pub mod error;
+pub mod model;
+mod output;
+pub mod render;
+mod table;
+mod timefmt;
+
+use std::time::Duration;
+
+pub use cli::{Cli, Command};
+pub use client::Target;
+pub use error::CliError;
+
+/// Runs one parsed command line.
+pub async fn run(cli: Cli) -> Result<(), CliError> {
+    let target = Target::new(
+        &cli.coordinator,
+        &cli.group,
+        Duration::from_millis(cli.timeout_ms),
+    );
+    match &cli.command {
+        Command::Status(args) => commands::status::run(&target, args).await,
+        Command::Watch(args) => commands::watch::run(&target, args).await,
+        Command::Master(args) => commands::master::run(&target, args).await,
+        Command::Events(args) => commands::events::run(&target, args).await,
+        Command::Failover => commands::failover::run(&target).await,
+    }
+}

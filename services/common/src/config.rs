@@ -97,6 +97,8 @@ fn figment_for<T: Serialize + Default>(
 }
 
 #[cfg(test)]
+// figment's Jail API fixes the closure's error type.
+#[allow(clippy::result_large_err)]
 mod tests {
     use super::*;
     use serde::Deserialize;

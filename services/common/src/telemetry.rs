@@ -139,5 +139,5 @@ pub fn adopt_trace_context(metadata: &tonic::metadata::MetadataMap, span: &traci
     let cx = opentelemetry::global::get_text_map_propagator(|p| {
         p.extract(&MetadataExtractor(metadata))
     });
-    let _ = span.set_parent(cx);
+    span.set_parent(cx);
 }

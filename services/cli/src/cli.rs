@@ -1,0 +1,129 @@
+//! Command-line arguments (clap). Chaos and simulation subcommands come later as new
+//! `Command` variants, each with its own module under `commands/`.
+
+use clap::{Args, Parser, Subcommand};
+
+pub const DEFAULT_COORDINATOR: &str = "http://127.0.0.1:50051";
+pub const DEFAULT_GROUP: &str = "redis-cluster";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "redis-ha",
+    version,
+    about = "Operate a redis-ha deployment: who is master, how healthy is it, fail it over."
+)]
+pub struct Cli {
+    /// The coordinator's gRPC URL (a bare host:port means http://host:port).
+    #[arg(
+        long,
+        global = true,
+        env = "REDIS_HA_COORDINATOR",
+        default_value = DEFAULT_COORDINATOR,
+        value_name = "URL"
+    )]
+    pub coordinator: String,
+
+    /// The master group (Sentinel master name).
+    #[arg(
+        long,
+        global = true,
+        env = "REDIS_HA_GROUP",
+        default_value = DEFAULT_GROUP,
+        value_name = "NAME"
+    )]
+    pub group: String,
+
+    /// Connect and per-request timeout, in milliseconds.
+    #[arg(
+        long,
+        global = true,
+        default_value_t = 3000,
+        value_name = "MS",
+        value_parser = clap::value_parser!(u64).range(1..=3_600_000)
+    )]
+    pub timeout_ms: u64,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Master, replicas (lag, link), Sentinels and health, as a table.
+    Status(StatusArgs),
+    /// Follow the topology: one line per version (JSON lines with --json).
+    Watch(WatchArgs),
+    /// Print the master's address like `SENTINEL GET-MASTER-ADDR-BY-NAME` (host line, port line).
+    Master(MasterArgs),
+    /// The coordinator's recent events, oldest first.
+    Events(EventsArgs),
+    /// Ask the Sentinels for a manual failover.
+    Failover,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Print JSON (the shape is documented in the crate's `model` module).
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// One compact JSON object per line, same shape as `status --json`.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct MasterArgs {
+    /// Print `host:port` on one line instead.
+    #[arg(long)]
+    pub addr: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    /// Only the last N events (0 = every event the coordinator keeps).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub limit: u32,
+    /// Print a JSON array.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn clap_definition_is_valid() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn global_options_go_anywhere() {
+        let cli = Cli::try_parse_from([
+            "redis-ha",
+            "status",
+            "--json",
+            "--group",
+            "other",
+            "--coordinator",
+            "c:1",
+        ])
+        .unwrap();
+        assert_eq!(cli.group, "other");
+        assert_eq!(cli.coordinator, "c:1");
+        assert!(matches!(
+            cli.command,
+            Command::Status(StatusArgs { json: true })
+        ));
+    }
+
+    #[test]
+    fn zero_timeout_is_refused() {
+        assert!(Cli::try_parse_from(["redis-ha", "--timeout-ms", "0", "status"]).is_err());
+    }
+}

@@ -1,0 +1,34 @@
+//! `redis-ha`: parse, run, map errors to an exit code (see the library docs).
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use redis_ha_cli::error::EXIT_FAILURE;
+use redis_ha_cli::Cli;
+
+fn exit(code: i32) -> ExitCode {
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // Logs (RUST_LOG, default info) go to stderr; the CLI itself only logs at debug.
+    let _telemetry = match redis_ha_common::telemetry::init("redis-ha-cli").context("telemetry") {
+        Ok(guard) => guard,
+        Err(e) => {
+            eprintln!("redis-ha: {e:#}");
+            return exit(EXIT_FAILURE);
+        }
+    };
+    match redis_ha_cli::run(cli).await {
+        // A closed stdout (`redis-ha watch | head`) is the reader's choice, not a failure.
+        Err(e) if e.is_broken_pipe() => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("redis-ha: {e}");
+            exit(e.exit_code())
+        }
+        Ok(()) => ExitCode::SUCCESS,
+    }
+}

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# The test command (README "Test"): installs what the tests need on a fresh Debian machine, then
+# runs formatting, lint and the whole test suite. CI (.ci/run) calls exactly this.
+#
+#   tests/run.sh            everything
+#   tests/run.sh -- ARGS    extra arguments for `cargo nextest run` (e.g. a test name filter)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\n==> %s\n' "$*"; }
+
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+        echo "tests/run.sh: need root (or sudo) to run: $*" >&2; exit 1
+    fi
+}
+
+# Debian packages the process tests start for real.
+need_pkgs=()
+command -v redis-server >/dev/null || need_pkgs+=(redis-server)
+command -v redis-sentinel >/dev/null || need_pkgs+=(redis-sentinel)
+command -v haproxy >/dev/null || need_pkgs+=(haproxy)
+command -v redis-benchmark >/dev/null || need_pkgs+=(redis-tools)
+if [ "${#need_pkgs[@]}" -gt 0 ]; then
+    log "installing ${need_pkgs[*]}"
+    # The packages start system services on 6379/26379/80 on install: they are not ours.
+    # A policy-rc.d that says "no" keeps them from starting at all.
+    created_policy=0
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        as_root sh -c 'printf "#!/bin/sh\nexit 101\n" > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d'
+        created_policy=1
+    fi
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
+    [ "$created_policy" = 1 ] && as_root rm -f /usr/sbin/policy-rc.d
+    for svc in redis-server redis-sentinel haproxy; do
+        as_root systemctl disable --now "$svc" >/dev/null 2>&1 || true
+    done
+fi
+
+if ! cargo nextest --version >/dev/null 2>&1; then
+    log "installing cargo-nextest"
+    cargo install --locked cargo-nextest
+fi
+
+log "cargo fmt --check"
+cargo fmt --all --check
+
+log "cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+log "tests"
+extra=()
+if [ "${1:-}" = "--" ]; then shift; extra=("$@"); fi
+cargo nextest run --workspace --locked --no-fail-fast --profile ci "${extra[@]}"
