@@ -1,1 +1,142 @@
-//! placeholder
+//! The redis-ha coordinator: keeps every health agent's latest report, derives one versioned
+//! topology per master group ([`topology`]), and serves it over gRPC (`redisha.v1.Coordinator`,
+//! plus `grpc.health.v1` and server reflection v1 / v1alpha).
+
+pub mod config;
+mod failover;
+mod service;
+pub mod topology;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+
+pub use config::CoordinatorConfig;
+pub use redis_ha_common::ConfigError;
+pub use service::CoordinatorService;
+
+/// The served service type; its name ("redisha.v1.Coordinator") is what health checks ask for.
+type ServedCoordinator =
+    redis_ha_proto::v1::coordinator_server::CoordinatorServer<CoordinatorService>;
+
+/// How long a shutdown waits for connected clients to go away.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Why the coordinator cannot run.
+#[derive(Debug, thiserror::Error)]
+pub enum CoordinatorError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("gRPC reflection set-up: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    #[error("gRPC server: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// Binds `listen_addr` and serves until `shutdown` is cancelled.
+pub async fn run(
+    config: CoordinatorConfig,
+    shutdown: CancellationToken,
+) -> Result<(), CoordinatorError> {
+    config.validate()?;
+    let addr = config.socket_addr()?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| CoordinatorError::Bind { addr, source })?;
+    serve(config, listener, shutdown).await
+}
+
+/// Serves on an already bound listener until `shutdown` is cancelled (tests bind port 0 and
+/// know the real port). Open `WatchTopology` streams end on shutdown, so it returns promptly.
+pub async fn serve(
+    config: CoordinatorConfig,
+    listener: tokio::net::TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), CoordinatorError> {
+    config.validate()?;
+    let local = listener.local_addr().ok();
+    // Our own token: stops the timer and the watch streams when the server ends for any
+    // reason, without cancelling the caller's token.
+    let stop = shutdown.child_token();
+    let service = CoordinatorService::new(&config, stop.clone())?;
+
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_service_status("", tonic_health::ServingStatus::Serving)
+        .await;
+    health_reporter.set_serving::<ServedCoordinator>().await;
+
+    // Tell health checkers first when going down, so they stop sending traffic here.
+    {
+        let reporter = health_reporter.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            stop.cancelled().await;
+            reporter
+                .set_service_status("", tonic_health::ServingStatus::NotServing)
+                .await;
+            reporter.set_not_serving::<ServedCoordinator>().await;
+        });
+    }
+
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(redis_ha_proto::v1::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(redis_ha_proto::v1::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()?;
+
+    // Re-derive on a timer too, so a silent agent turns UNKNOWN without any report arriving.
+    let ticker = tokio::spawn(service.clone().tick_until(stop.clone()));
+
+    tracing::info!(
+        listen = ?local,
+        master_group = %config.master_group,
+        stale_after_ms = config.stale_after_ms,
+        "coordinator serving"
+    );
+    let coordinator = service
+        .clone()
+        .into_server()
+        .max_decoding_message_size(config.max_message_bytes);
+    let server = tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(coordinator)
+        .serve_with_incoming_shutdown(
+            TcpListenerStream::new(listener),
+            stop.clone().cancelled_owned(),
+        );
+    let mut server = std::pin::pin!(server);
+    // Graceful shutdown waits for every connection to close; a client that stopped reading a
+    // watch stream never lets its connection drain, so stop waiting after a grace period.
+    let result = tokio::select! {
+        r = &mut server => r,
+        _ = async {
+            stop.cancelled().await;
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        } => {
+            tracing::warn!(
+                grace = ?SHUTDOWN_GRACE,
+                "clients still connected after the shutdown grace period; leaving them"
+            );
+            Ok(())
+        }
+    };
+    stop.cancel();
+    if let Err(e) = ticker.await {
+        tracing::warn!(error = %e, "topology timer task ended abnormally");
+    }
+    tracing::info!(listen = ?local, "coordinator stopped");
+    result.map_err(CoordinatorError::from)
+}

@@ -1,0 +1,216 @@
+//! The coordinator's configuration: defaults < TOML file (`--config PATH`) < environment
+//! variables `REDIS_HA_COORDINATOR_<KEY>`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use redis_ha_common::{load_config, ConfigError, Secret};
+use serde::{Deserialize, Serialize};
+
+/// Prefix of the environment variables that override the file, e.g. `REDIS_HA_COORDINATOR_LISTEN_ADDR`.
+pub const ENV_PREFIX: &str = "REDIS_HA_COORDINATOR_";
+
+/// Everything the coordinator can be told. Flat, so every key maps to one environment variable.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CoordinatorConfig {
+    /// Address the gRPC server listens on (`ip:port`; `[::]:50051` for IPv6).
+    pub listen_addr: String,
+    /// The master group (Sentinel master name) that always exists, empty until agents report.
+    /// Other groups appear when an agent reports them.
+    pub master_group: String,
+    /// An agent silent for longer than this (milliseconds) is marked UNKNOWN, and its report no
+    /// longer counts when deciding the master.
+    pub stale_after_ms: u64,
+    /// How many events (Sentinel events, master changes, health changes ...) are kept per group.
+    pub event_history: usize,
+    /// Largest gRPC message accepted, in bytes; a bigger one is refused with OUT_OF_RANGE.
+    pub max_message_bytes: usize,
+    /// File holding the Sentinels' password (`requirepass` of the Sentinels), used by the
+    /// `Failover` command. None: the Sentinels need no password.
+    pub sentinel_password_file: Option<PathBuf>,
+    /// Timeout of each connect and command to a Sentinel (milliseconds).
+    pub io_timeout_ms: u64,
+}
+
+impl Default for CoordinatorConfig {
+    fn default() -> Self {
+        Self {
+            listen_addr: "0.0.0.0:50051".into(),
+            master_group: "redis-cluster".into(),
+            stale_after_ms: 3000,
+            event_history: 256,
+            max_message_bytes: 4 * 1024 * 1024,
+            sentinel_password_file: None,
+            io_timeout_ms: 2000,
+        }
+    }
+}
+
+/// Bounds that keep a typo from turning into a coordinator that cannot work.
+const MIN_MESSAGE_BYTES: usize = 4096;
+const MAX_EVENT_HISTORY: usize = 1_000_000;
+
+impl CoordinatorConfig {
+    /// Loads defaults, then the optional TOML file, then `REDIS_HA_COORDINATOR_*` variables,
+    /// and validates the result. Errors name the key and the value.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        let config: Self = load_config(path, ENV_PREFIX)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks every value (and that the password file is readable).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.socket_addr()?;
+        if self.master_group.trim().is_empty() {
+            return Err(ConfigError::invalid(
+                "master_group",
+                &self.master_group,
+                "must not be empty",
+            ));
+        }
+        if self.stale_after_ms == 0 {
+            return Err(ConfigError::invalid("stale_after_ms", "0", "must be > 0"));
+        }
+        if self.event_history == 0 || self.event_history > MAX_EVENT_HISTORY {
+            return Err(ConfigError::invalid(
+                "event_history",
+                self.event_history.to_string(),
+                format!("must be between 1 and {MAX_EVENT_HISTORY}"),
+            ));
+        }
+        if self.max_message_bytes < MIN_MESSAGE_BYTES {
+            return Err(ConfigError::invalid(
+                "max_message_bytes",
+                self.max_message_bytes.to_string(),
+                format!("must be at least {MIN_MESSAGE_BYTES}"),
+            ));
+        }
+        if self.io_timeout_ms == 0 {
+            return Err(ConfigError::invalid("io_timeout_ms", "0", "must be > 0"));
+        }
+        self.sentinel_password()?;
+        Ok(())
+    }
+
+    /// The listen address, parsed.
+    pub fn socket_addr(&self) -> Result<SocketAddr, ConfigError> {
+        self.listen_addr.trim().parse().map_err(|e| {
+            ConfigError::invalid(
+                "listen_addr",
+                &self.listen_addr,
+                format!("expected ip:port: {e}"),
+            )
+        })
+    }
+
+    /// The Sentinels' password, read from `sentinel_password_file` when set.
+    pub fn sentinel_password(&self) -> Result<Option<Secret>, ConfigError> {
+        Secret::from_optional_file(
+            "sentinel_password_file",
+            self.sentinel_password_file.as_deref(),
+        )
+    }
+
+    pub fn stale_after(&self) -> Duration {
+        Duration::from_millis(self.stale_after_ms)
+    }
+
+    pub fn io_timeout(&self) -> Duration {
+        Duration::from_millis(self.io_timeout_ms)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::result_large_err)] // figment::Jail's closures return figment's own error type
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        let c = CoordinatorConfig::default();
+        c.validate().unwrap();
+        assert_eq!(c.socket_addr().unwrap().port(), 50051);
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        let c = CoordinatorConfig {
+            listen_addr: "nowhere".into(),
+            ..Default::default()
+        };
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("listen_addr") && e.contains("nowhere"), "{e}");
+
+        let c = CoordinatorConfig {
+            master_group: " ".into(),
+            ..Default::default()
+        };
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("master_group"));
+
+        let c = CoordinatorConfig {
+            stale_after_ms: 0,
+            ..Default::default()
+        };
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("stale_after_ms"));
+
+        let c = CoordinatorConfig {
+            max_message_bytes: 10,
+            ..Default::default()
+        };
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("max_message_bytes"));
+    }
+
+    #[test]
+    fn missing_password_file_names_the_key() {
+        let c = CoordinatorConfig {
+            sentinel_password_file: Some("/nonexistent/sentinel-pw".into()),
+            ..Default::default()
+        };
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("sentinel_password_file"), "{e}");
+    }
+
+    #[test]
+    fn file_and_env_layers() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "c.toml",
+                "listen_addr = \"127.0.0.1:6000\"\nstale_after_ms = 500",
+            )?;
+            jail.set_env("REDIS_HA_COORDINATOR_EVENT_HISTORY", "10");
+            let c = CoordinatorConfig::load(Some(Path::new("c.toml"))).unwrap();
+            assert_eq!(c.listen_addr, "127.0.0.1:6000");
+            assert_eq!(c.stale_after_ms, 500);
+            assert_eq!(c.event_history, 10);
+            assert_eq!(c.master_group, "redis-cluster");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_key_is_refused() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("c.toml", "stale_after = 5")?;
+            let e = CoordinatorConfig::load(Some(Path::new("c.toml")))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("stale_after"), "{e}");
+            Ok(())
+        });
+    }
+}

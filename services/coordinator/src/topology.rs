@@ -1,0 +1,918 @@
+//! The decision logic: from the agents' latest reports to one topology per master group.
+//!
+//! Pure code: no I/O, no clock reads; the caller passes the time in ([`Now`]). The server
+//! keeps one [`GroupState`] per master group behind a mutex, feeds it reports
+//! ([`GroupState::apply_report`]) and re-derives on every report and on a timer
+//! ([`GroupState::refresh`]), publishing whenever the version moves.
+//!
+//! Who is master, in order:
+//! 1. only fresh reports count (younger than `stale_after`);
+//! 2. the Sentinels' view: the highest `config_epoch` among fresh reachable Sentinels and the
+//!    master most of them name at that epoch;
+//! 3. early promotion: a failover leader's `+selected-slave` for a higher epoch whose node
+//!    already reports `role:master` wins over the Sentinels' (older) view — this is what lets
+//!    the proxy switch before `+switch-master`;
+//! 4. with no view at all the last decision is kept ("last-known");
+//! 5. a floor: the published epoch never goes back while the process lives.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use redis_ha_proto::v1::{
+    AgentReport, Event, Health, NodeView, Role, SentinelEvent, SentinelView, Topology,
+};
+
+/// `master_source`: named by the Sentinels' highest config epoch.
+pub const SOURCE_SENTINEL: &str = "sentinel-quorum";
+/// `master_source`: selected by the failover leader and confirmed `role:master`, before the
+/// Sentinels announced it.
+pub const SOURCE_PROMOTED: &str = "promoted";
+/// `master_source`: nobody fresh names a master (or only an older epoch): the last decision.
+pub const SOURCE_LAST_KNOWN: &str = "last-known";
+/// `master_source`: no master known.
+pub const SOURCE_NONE: &str = "none";
+
+/// Sentinel flag (in `SentinelStatus.master_flags`) set while it runs a failover.
+const FLAG_FAILOVER: &str = "failover_in_progress";
+/// A promotion that neither completes nor aborts stops counting as "in progress" after this
+/// (a leader that died mid-failover publishes no abort).
+const PROMOTION_PENDING_LIMIT: Duration = Duration::from_secs(60);
+/// Promotions remembered at most (one per failover epoch; old ones are useless).
+const MAX_PROMOTIONS: usize = 32;
+
+/// The time of a derivation: a monotonic instant for ages and staleness (immune to wall-clock
+/// jumps) and the wall clock for the timestamps that go on the wire.
+#[derive(Clone, Copy, Debug)]
+pub struct Now {
+    pub at: Instant,
+    pub wall_ms: i64,
+}
+
+impl Now {
+    /// The current time.
+    pub fn system() -> Self {
+        Self {
+            at: Instant::now(),
+            wall_ms: redis_ha_common::time::now_ms(),
+        }
+    }
+}
+
+/// Per-group tuning, from the configuration.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Reports older than this are stale: their node is UNKNOWN and they do not vote.
+    pub stale_after: Duration,
+    /// Events kept in the ring.
+    pub event_history: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            stale_after: Duration::from_millis(3000),
+            event_history: 256,
+        }
+    }
+}
+
+/// A master decision: which node, at which config epoch, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Decision {
+    pub epoch: u64,
+    pub master_address: String,
+    pub source: &'static str,
+}
+
+/// What happened to a report.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReportOutcome {
+    Applied,
+    /// Not newer than the report already held for this agent (lower or equal sequence from the
+    /// same agent process, or an older agent process): ignored, its events too.
+    Ignored {
+        held_started_at_ms: i64,
+        held_sequence: u64,
+    },
+}
+
+/// The result of a refresh: the topology (with its version) and whether the version moved.
+#[derive(Clone, Debug)]
+pub struct Refresh {
+    pub topology: Arc<Topology>,
+    pub changed: bool,
+}
+
+#[derive(Clone, Debug)]
+struct AgentEntry {
+    report: AgentReport,
+    received: Instant,
+}
+
+#[derive(Clone, Debug)]
+struct Promotion {
+    /// The selected replica (normalized address).
+    address: String,
+    learned: Instant,
+}
+
+/// Everything the coordinator knows about one master group.
+#[derive(Debug)]
+pub struct GroupState {
+    name: String,
+    settings: Settings,
+    /// Latest report per agent id.
+    agents: BTreeMap<String, AgentEntry>,
+    /// Failover epoch → the replica the leader selected.
+    promotions: BTreeMap<u64, Promotion>,
+    /// The floor: the newest decision taken; never replaced by a lower epoch.
+    decided: Option<Decision>,
+    /// The newest decision the Sentinels themselves made: where a revoked promotion falls back.
+    sentinel_decided: Option<Decision>,
+    events: VecDeque<Event>,
+    version: u64,
+    /// The last derived topology (its version is `version`).
+    published: Option<Arc<Topology>>,
+}
+
+/// What one derivation found, beyond the topology itself.
+#[derive(Debug)]
+struct Derivation {
+    topology: Topology,
+    /// A decision newer than (or as new as) the floor: becomes the floor.
+    adopt: Option<Decision>,
+    /// The floor was a promotion the promoted node itself now denies (reports role:replica)
+    /// and the Sentinels never confirmed: fall back to the Sentinels' last decision.
+    revoke: Option<Decision>,
+    /// The Sentinels' view (E_s and the master they name there): promotions below it, or
+    /// at it naming the same node, are settled.
+    sentinel_epoch: Option<u64>,
+    sentinel_master: String,
+}
+
+impl GroupState {
+    pub fn new(name: impl Into<String>, settings: Settings) -> Self {
+        Self {
+            name: name.into(),
+            settings,
+            agents: BTreeMap::new(),
+            promotions: BTreeMap::new(),
+            decided: None,
+            sentinel_decided: None,
+            events: VecDeque::new(),
+            version: 0,
+            published: None,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The current topology version (0 before the first refresh).
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// The floor: the newest master decision, if any.
+    pub fn decided(&self) -> Option<&Decision> {
+        self.decided.as_ref()
+    }
+
+    /// Sentinel addresses the agents reported, fresh and reachable ones first.
+    pub fn sentinel_addresses(&self, now: Now) -> Vec<String> {
+        let mut good = Vec::new();
+        let mut other = Vec::new();
+        for entry in self.agents.values() {
+            let Some(s) = entry.report.sentinel.as_ref() else {
+                continue;
+            };
+            if s.address.trim().is_empty() {
+                continue;
+            }
+            if self.is_fresh(entry, now) && s.reachable {
+                good.push(s.address.clone());
+            } else {
+                other.push(s.address.clone());
+            }
+        }
+        let mut seen = BTreeSet::new();
+        good.into_iter()
+            .chain(other)
+            .filter(|a| seen.insert(addr_key(a)))
+            .collect()
+    }
+
+    /// The last `limit` events (0 = all kept), oldest first.
+    pub fn events(&self, limit: usize) -> Vec<Event> {
+        let skip = if limit == 0 {
+            0
+        } else {
+            self.events.len().saturating_sub(limit)
+        };
+        self.events.iter().skip(skip).cloned().collect()
+    }
+
+    /// Takes an agent's report if it is newer than the one held: a higher
+    /// `agent_started_at_ms` (the agent restarted), or the same and a higher `sequence`.
+    /// A stale held report is replaced by anything, so an agent whose clock went back after
+    /// a restart is not locked out. Records the report's Sentinel events and learns
+    /// promotions from `+selected-slave`.
+    pub fn apply_report(&mut self, report: AgentReport, now: Now) -> ReportOutcome {
+        if let Some(held) = self.agents.get(&report.agent_id) {
+            let newer = report.agent_started_at_ms > held.report.agent_started_at_ms
+                || (report.agent_started_at_ms == held.report.agent_started_at_ms
+                    && report.sequence > held.report.sequence);
+            if !newer && self.is_fresh(held, now) {
+                return ReportOutcome::Ignored {
+                    held_started_at_ms: held.report.agent_started_at_ms,
+                    held_sequence: held.report.sequence,
+                };
+            }
+        }
+        let current_epoch = report
+            .sentinel
+            .as_ref()
+            .map(|s| s.current_epoch)
+            .unwrap_or(0);
+        for ev in &report.events {
+            self.take_sentinel_event(&report.agent_id, ev, current_epoch, now);
+        }
+        let mut report = report;
+        // The events are in the ring now; holding them again in the report only costs memory.
+        report.events.clear();
+        self.agents.insert(
+            report.agent_id.clone(),
+            AgentEntry {
+                report,
+                received: now.at,
+            },
+        );
+        ReportOutcome::Applied
+    }
+
+    fn take_sentinel_event(
+        &mut self,
+        agent: &str,
+        ev: &SentinelEvent,
+        current_epoch: u64,
+        now: Now,
+    ) {
+        let at_ms = if ev.received_at_ms > 0 {
+            ev.received_at_ms
+        } else {
+            now.wall_ms
+        };
+        let message = if ev.payload.is_empty() {
+            ev.kind.clone()
+        } else {
+            format!("{} {}", ev.kind, ev.payload)
+        };
+        self.push_event(Event {
+            at_ms,
+            kind: "sentinel".into(),
+            node: agent.to_owned(),
+            message,
+            topology_version: self.version,
+            switch_lag_ms: 0,
+        });
+
+        let epoch = if ev.epoch > 0 {
+            ev.epoch
+        } else {
+            current_epoch
+        };
+        if epoch == 0 {
+            return;
+        }
+        // Both events name the replica the leader picked; the second is a fallback in case
+        // the agent missed the first.
+        if ev.kind == "+selected-slave" || ev.kind == "+failover-state-send-slaveof-noone" {
+            if let Some(address) = selected_replica(&ev.payload, &self.name) {
+                let settled = self.decided.as_ref().is_some_and(|d| epoch < d.epoch);
+                if !settled {
+                    self.promotions
+                        .entry(epoch)
+                        .and_modify(|p| p.address = address.clone())
+                        .or_insert(Promotion {
+                            address,
+                            learned: now.at,
+                        });
+                    while self.promotions.len() > MAX_PROMOTIONS {
+                        self.promotions.pop_first();
+                    }
+                }
+            }
+        } else if ev.kind.starts_with("-failover-abort")
+            && event_group_matches(&ev.payload, &self.name)
+        {
+            // That failover will not promote anyone: stop waiting for it.
+            let is_floor = self.decided.as_ref().is_some_and(|d| d.epoch == epoch);
+            if !is_floor {
+                self.promotions.remove(&epoch);
+            }
+        }
+    }
+
+    fn push_event(&mut self, event: Event) {
+        while self.events.len() >= self.settings.event_history.max(1) {
+            self.events.pop_front();
+        }
+        self.events.push_back(event);
+    }
+
+    fn is_fresh(&self, entry: &AgentEntry, now: Now) -> bool {
+        now.at.saturating_duration_since(entry.received) < self.settings.stale_after
+    }
+
+    /// Re-derives the topology at `now`, moves the floor, bumps the version when anything but
+    /// the measurement fields changed, and records the change events.
+    pub fn refresh(&mut self, now: Now) -> Refresh {
+        let mut d = self.decide(now);
+
+        if let Some(revoked) = d.revoke.take() {
+            self.promotions.remove(&revoked.epoch);
+            self.decided = self.sentinel_decided.clone();
+            let message = format!(
+                "promotion of {} at epoch {} revoked: it reports role:replica and the Sentinels never confirmed it",
+                revoked.master_address, revoked.epoch
+            );
+            self.push_event(Event {
+                at_ms: now.wall_ms,
+                kind: "topology".into(),
+                node: String::new(),
+                message,
+                topology_version: self.version,
+                switch_lag_ms: 0,
+            });
+            // Again without the revoked promotion, so nothing of it shows.
+            d = self.decide(now);
+        }
+        if let Some(adopt) = d.adopt {
+            if adopt.source == SOURCE_SENTINEL
+                && self
+                    .sentinel_decided
+                    .as_ref()
+                    .is_none_or(|s| adopt.epoch >= s.epoch)
+            {
+                self.sentinel_decided = Some(adopt.clone());
+            }
+            self.decided = Some(adopt);
+        }
+        self.prune_promotions(d.sentinel_epoch, &d.sentinel_master, now);
+
+        let mut topology = d.topology;
+        let previous = self.published.clone();
+        let changed = previous
+            .as_deref()
+            .is_none_or(|p| !same_apart_from_measurements(p, &topology));
+        if changed {
+            self.version += 1;
+        }
+        topology.version = self.version;
+        if changed {
+            let empty = Topology::default();
+            self.record_changes(previous.as_deref().unwrap_or(&empty), &topology, now);
+        }
+        let topology = Arc::new(topology);
+        self.published = Some(Arc::clone(&topology));
+        Refresh { topology, changed }
+    }
+
+    /// Drops promotions that can no longer matter: settled by the Sentinels, below the
+    /// floor, or pending for too long. The one the floor stands on is kept, so the decision
+    /// keeps its source until the Sentinels catch up.
+    fn prune_promotions(&mut self, sentinel_epoch: Option<u64>, sentinel_master: &str, now: Now) {
+        let floor = self.decided.as_ref().map(|d| d.epoch).unwrap_or(0);
+        let es = sentinel_epoch.unwrap_or(0);
+        self.promotions.retain(|&epoch, p| {
+            if !unsettled_promotion(epoch, &p.address, es, sentinel_master) || epoch < floor {
+                return false;
+            }
+            epoch == floor || now.at.saturating_duration_since(p.learned) < PROMOTION_PENDING_LIMIT
+        });
+    }
+
+    fn record_changes(&mut self, old: &Topology, new: &Topology, now: Now) {
+        let version = new.version;
+        let mut out: Vec<Event> = Vec::new();
+        let mut event = |kind: &str, node: &str, message: String, switch_lag_ms: u64| {
+            out.push(Event {
+                at_ms: now.wall_ms,
+                kind: kind.into(),
+                node: node.into(),
+                message,
+                topology_version: version,
+                switch_lag_ms,
+            })
+        };
+
+        if addr_key(&old.master_address) != addr_key(&new.master_address) {
+            let lag = if old.master_address.is_empty() || new.master_address.is_empty() {
+                // No switch happened (coordinator start, or the master is lost).
+                0
+            } else {
+                self.role_changed_at(&new.master_address)
+                    .filter(|&t| t > 0 && t <= now.wall_ms)
+                    .map(|t| u64::try_from(now.wall_ms - t).unwrap_or(0))
+                    .unwrap_or(0)
+            };
+            event(
+                "master-changed",
+                &new.master_node,
+                format!(
+                    "{} -> {} (epoch {}, source {})",
+                    or_none(&old.master_address),
+                    or_none(&new.master_address),
+                    new.config_epoch,
+                    new.master_source
+                ),
+                lag,
+            );
+        }
+
+        let old_split: BTreeSet<&str> = old.split_brain.iter().map(String::as_str).collect();
+        let new_split: BTreeSet<&str> = new.split_brain.iter().map(String::as_str).collect();
+        for addr in new_split.difference(&old_split) {
+            event(
+                "split-brain",
+                node_of(new, addr),
+                format!(
+                    "{addr} claims role:master but the master is {} (epoch {})",
+                    or_none(&new.master_address),
+                    new.config_epoch
+                ),
+                0,
+            );
+        }
+        for addr in old_split.difference(&new_split) {
+            event(
+                "split-brain",
+                node_of(old, addr),
+                format!("{addr} no longer claims role:master"),
+                0,
+            );
+        }
+
+        for n in &new.nodes {
+            match old.nodes.iter().find(|o| o.node == n.node) {
+                None => event(
+                    "agent",
+                    &n.node,
+                    format!(
+                        "{} reporting: redis {} is {}",
+                        n.node,
+                        or_none(&n.address),
+                        health_name(n.health)
+                    ),
+                    0,
+                ),
+                Some(o) if o.health != n.health => event(
+                    "health",
+                    &n.node,
+                    format!(
+                        "redis {} on {}: {} -> {}",
+                        or_none(&n.address),
+                        n.node,
+                        health_name(o.health),
+                        health_name(n.health)
+                    ),
+                    0,
+                ),
+                Some(_) => {}
+            }
+        }
+        for s in &new.sentinels {
+            if let Some(o) = old.sentinels.iter().find(|o| o.node == s.node) {
+                if o.health != s.health {
+                    event(
+                        "health",
+                        &s.node,
+                        format!(
+                            "sentinel {} on {}: {} -> {}",
+                            or_none(&s.address),
+                            s.node,
+                            health_name(o.health),
+                            health_name(s.health)
+                        ),
+                        0,
+                    );
+                }
+            }
+        }
+
+        if old.failover_in_progress != new.failover_in_progress {
+            let message = if new.failover_in_progress {
+                "failover started".to_owned()
+            } else {
+                format!(
+                    "failover ended: master {} (epoch {})",
+                    or_none(&new.master_address),
+                    new.config_epoch
+                )
+            };
+            event("failover", "", message, 0);
+        }
+
+        for e in out {
+            self.push_event(e);
+        }
+    }
+
+    fn role_changed_at(&self, address: &str) -> Option<i64> {
+        let key = addr_key(address);
+        self.agents
+            .values()
+            .filter_map(|e| e.report.redis.as_ref())
+            .find(|r| addr_key(&r.address) == key)
+            .map(|r| r.role_changed_at_ms)
+    }
+
+    /// The derivation itself; see [`derive`].
+    fn decide(&self, now: Now) -> Derivation {
+        let fresh: Vec<&AgentEntry> = self
+            .agents
+            .values()
+            .filter(|e| self.is_fresh(e, now))
+            .collect();
+
+        // Is the node at `key` fresh, reachable and saying role:master?
+        let says_master = |key: &str| {
+            fresh.iter().any(|e| {
+                e.report.redis.as_ref().is_some_and(|r| {
+                    r.reachable && r.role == Role::Master as i32 && addr_key(&r.address) == key
+                })
+            })
+        };
+        let says_replica = |key: &str| {
+            fresh.iter().any(|e| {
+                e.report.redis.as_ref().is_some_and(|r| {
+                    r.reachable && r.role == Role::Replica as i32 && addr_key(&r.address) == key
+                })
+            })
+        };
+
+        // 2. The Sentinels' view: highest config epoch, the master most of them name there.
+        let mut sentinel_view: Option<(u64, String)> = None;
+        {
+            // (epoch, master, settled): a Sentinel running a failover is not settled — the
+            // leader's config epoch moves at +promoted-slave while its SENTINEL MASTER still
+            // names the old master until +failover-end.
+            let votes: Vec<(u64, &str, bool)> = fresh
+                .iter()
+                .filter_map(|e| e.report.sentinel.as_ref())
+                .filter(|s| s.reachable && !s.master_address.trim().is_empty())
+                .map(|s| {
+                    let settled = !s.master_flags.iter().any(|f| f == FLAG_FAILOVER);
+                    (s.config_epoch, s.master_address.as_str(), settled)
+                })
+                .collect();
+            if let Some(es) = votes.iter().map(|(e, _, _)| *e).max() {
+                let mut count: BTreeMap<String, (usize, usize, &str)> = BTreeMap::new();
+                for (_, addr, settled) in votes.iter().filter(|(e, _, _)| *e == es) {
+                    let c = count.entry(addr_key(addr)).or_insert((0, 0, addr));
+                    c.0 += 1;
+                    c.1 += usize::from(*settled);
+                }
+                // Most votes, then most settled votes; remaining ties go to the smallest
+                // address so the answer is stable.
+                let best = count.values().fold(
+                    None::<(usize, usize, &str)>,
+                    |best, &(n, settled, addr)| match best {
+                        Some((bn, bs, _)) if (bn, bs) >= (n, settled) => best,
+                        _ => Some((n, settled, addr)),
+                    },
+                );
+                if let Some((_, _, addr)) = best {
+                    sentinel_view = Some((es, addr.to_owned()));
+                }
+            }
+        }
+        let sentinel_epoch = sentinel_view.as_ref().map(|(e, _)| *e);
+        let sentinel_master = sentinel_view
+            .as_ref()
+            .map(|(_, m)| addr_key(m))
+            .unwrap_or_default();
+        let es = sentinel_epoch.unwrap_or(0);
+
+        // 3. Early promotion: the newest failover epoch above the Sentinels' view whose
+        //    selected replica already answers role:master. The same epoch counts too when
+        //    the Sentinels name another node there: that is the leader between
+        //    +promoted-slave and +failover-end (new epoch, old address).
+        let promoted = self
+            .promotions
+            .iter()
+            .rev()
+            .filter(|(&epoch, p)| unsettled_promotion(epoch, &p.address, es, &sentinel_master))
+            .find(|(_, p)| says_master(&p.address))
+            .map(|(&epoch, p)| Decision {
+                epoch,
+                master_address: self
+                    .address_as_reported(&p.address)
+                    .unwrap_or_else(|| p.address.clone()),
+                source: SOURCE_PROMOTED,
+            });
+
+        // 4. Otherwise the Sentinels.
+        let candidate = promoted.or_else(|| {
+            sentinel_view.map(|(epoch, master_address)| Decision {
+                epoch,
+                master_address,
+                source: SOURCE_SENTINEL,
+            })
+        });
+
+        // 5. The floor, unless it is an unconfirmed promotion its own node now denies.
+        let mut revoke = None;
+        let mut floor = self.decided.clone();
+        if let Some(f) = &self.decided {
+            let unconfirmed = f.source == SOURCE_PROMOTED && es < f.epoch;
+            if unconfirmed && says_replica(&addr_key(&f.master_address)) {
+                revoke = Some(f.clone());
+                floor = self.sentinel_decided.clone();
+            }
+        }
+        let (decision, adopt) = match (candidate, floor) {
+            (Some(c), Some(f)) if c.epoch < f.epoch => (
+                Some(Decision {
+                    source: SOURCE_LAST_KNOWN,
+                    ..f
+                }),
+                None,
+            ),
+            (Some(c), _) => (Some(c.clone()), Some(c)),
+            (None, Some(f)) => (
+                Some(Decision {
+                    source: SOURCE_LAST_KNOWN,
+                    ..f
+                }),
+                None,
+            ),
+            (None, None) => (None, None),
+        };
+        let (master_address, config_epoch, master_source) = match &decision {
+            Some(d) => (d.master_address.clone(), d.epoch, d.source),
+            None => (String::new(), 0, SOURCE_NONE),
+        };
+        let master_key = addr_key(&master_address);
+        let has_master = !master_key.is_empty();
+
+        // 6. The master's own report.
+        let master_entry = if has_master {
+            self.entry_for(&master_key, now)
+        } else {
+            None
+        };
+        let master_node = master_entry
+            .map(|e| e.report.agent_id.clone())
+            .unwrap_or_default();
+        let master_confirmed = has_master && says_master(&master_key);
+        let master_offset = master_entry
+            .filter(|e| self.is_fresh(e, now))
+            .and_then(|e| e.report.redis.as_ref())
+            .filter(|r| r.reachable && r.role == Role::Master as i32)
+            .map(|r| r.repl_offset);
+
+        // 7./8. Nodes and split brain.
+        let mut nodes = Vec::with_capacity(self.agents.len());
+        let mut split_brain = Vec::new();
+        for (id, entry) in &self.agents {
+            let is_fresh = self.is_fresh(entry, now);
+            let redis = entry.report.redis.clone().unwrap_or_default();
+            let key = addr_key(&redis.address);
+            let health = if !is_fresh {
+                Health::Unknown
+            } else if !redis.reachable {
+                Health::Down
+            } else {
+                Health::Up
+            };
+            let is_master = has_master && key == master_key;
+            let claims_master = is_fresh && redis.reachable && redis.role == Role::Master as i32;
+            let is_split = has_master && claims_master && !is_master && !key.is_empty();
+            if is_split {
+                split_brain.push(redis.address.clone());
+            }
+            let lag_bytes = match master_offset {
+                Some(mo) if is_fresh && redis.reachable && redis.role == Role::Replica as i32 => {
+                    mo.saturating_sub(redis.repl_offset)
+                }
+                _ => 0,
+            };
+            nodes.push(NodeView {
+                node: id.clone(),
+                address: redis.address,
+                health: health as i32,
+                role: redis.role,
+                is_master,
+                lag_bytes,
+                link: redis.link,
+                master_address: redis.master_address,
+                repl_offset: redis.repl_offset,
+                ping_micros: redis.ping_micros,
+                report_age_ms: age_ms(entry, now),
+                split_brain: is_split,
+                agent_health: (if is_fresh {
+                    Health::Up
+                } else {
+                    Health::Unknown
+                }) as i32,
+                error: redis.error,
+            });
+        }
+
+        // 9. Failover in progress: an agent or a Sentinel says so, or a promotion is pending.
+        let final_epoch = decision.as_ref().map(|d| d.epoch).unwrap_or(0);
+        let pending_promotion = self.promotions.iter().any(|(&epoch, p)| {
+            epoch > es
+                && epoch > final_epoch
+                && now.at.saturating_duration_since(p.learned) < PROMOTION_PENDING_LIMIT
+        });
+        let failover_in_progress = pending_promotion
+            || fresh.iter().any(|e| {
+                e.report.failover_in_progress
+                    || e.report.sentinel.as_ref().is_some_and(|s| {
+                        s.reachable && s.master_flags.iter().any(|f| f == FLAG_FAILOVER)
+                    })
+            });
+
+        // 10. Sentinels and what each believes.
+        let sentinels = self
+            .agents
+            .iter()
+            .filter_map(|(id, entry)| {
+                let s = entry.report.sentinel.as_ref()?;
+                let health = if !self.is_fresh(entry, now) {
+                    Health::Unknown
+                } else if !s.reachable {
+                    Health::Down
+                } else {
+                    Health::Up
+                };
+                Some(SentinelView {
+                    node: id.clone(),
+                    address: s.address.clone(),
+                    health: health as i32,
+                    master_address: s.master_address.clone(),
+                    config_epoch: s.config_epoch,
+                    master_flags: s.master_flags.clone(),
+                    error: s.error.clone(),
+                })
+            })
+            .collect();
+
+        Derivation {
+            topology: Topology {
+                master_group: self.name.clone(),
+                version: 0,
+                updated_at_ms: now.wall_ms,
+                master_address,
+                master_node,
+                config_epoch,
+                master_source: master_source.to_owned(),
+                failover_in_progress,
+                nodes,
+                sentinels,
+                split_brain,
+                master_confirmed,
+            },
+            adopt,
+            revoke,
+            sentinel_epoch,
+            sentinel_master,
+        }
+    }
+
+    /// The agent whose node has this (normalized) address, the freshest first.
+    fn entry_for(&self, key: &str, now: Now) -> Option<&AgentEntry> {
+        self.agents
+            .values()
+            .filter(|e| {
+                e.report
+                    .redis
+                    .as_ref()
+                    .is_some_and(|r| addr_key(&r.address) == key)
+            })
+            .max_by_key(|e| (self.is_fresh(e, now), e.received))
+    }
+
+    /// The address string the node's own agent uses, so the published master matches the
+    /// node list exactly.
+    fn address_as_reported(&self, key: &str) -> Option<String> {
+        self.agents
+            .values()
+            .filter_map(|e| e.report.redis.as_ref())
+            .find(|r| addr_key(&r.address) == key)
+            .map(|r| r.address.clone())
+    }
+}
+
+/// A promotion still ahead of the Sentinels: a higher epoch than theirs, or their epoch
+/// while they still name another master (the leader between +promoted-slave and
+/// +failover-end reports the new epoch with the old address).
+fn unsettled_promotion(epoch: u64, selected: &str, es: u64, sentinel_master: &str) -> bool {
+    epoch > es || (epoch == es && addr_key(selected) != sentinel_master)
+}
+
+/// The topology of `state` at `now`, without a version (the caller assigns versions; see
+/// [`GroupState::refresh`]).
+pub fn derive(state: &GroupState, now: Now) -> Topology {
+    state.decide(now).topology
+}
+
+/// True when the two differ at most in the measurement fields (offsets, lag, ping, ages,
+/// timestamps, version), which move all the time under load and must not wake watchers.
+pub fn same_apart_from_measurements(a: &Topology, b: &Topology) -> bool {
+    strip_measurements(a) == strip_measurements(b)
+}
+
+fn strip_measurements(t: &Topology) -> Topology {
+    let mut t = t.clone();
+    t.version = 0;
+    t.updated_at_ms = 0;
+    for n in &mut t.nodes {
+        n.repl_offset = 0;
+        n.lag_bytes = 0;
+        n.ping_micros = 0;
+        n.report_age_ms = 0;
+    }
+    t
+}
+
+fn age_ms(entry: &AgentEntry, now: Now) -> u64 {
+    u64::try_from(now.at.saturating_duration_since(entry.received).as_millis()).unwrap_or(u64::MAX)
+}
+
+/// A comparable form of a `host:port` address: lower-case host, IPv6 with or without
+/// brackets alike. Empty stays empty.
+pub fn addr_key(addr: &str) -> String {
+    let addr = addr.trim();
+    match addr.rsplit_once(':') {
+        Some((host, port)) => {
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            format!("{}:{}", host.to_ascii_lowercase(), port)
+        }
+        None => addr.to_ascii_lowercase(),
+    }
+}
+
+/// The replica named by a `+selected-slave` (or `+failover-state-send-slaveof-noone`) payload:
+/// `slave <ip>:<port> <ip> <port> @ <group> <mip> <mport>`. None when malformed or for
+/// another group.
+pub fn selected_replica(payload: &str, group: &str) -> Option<String> {
+    let tokens: Vec<&str> = payload.split_whitespace().collect();
+    if tokens.first() != Some(&"slave") || tokens.len() < 4 {
+        return None;
+    }
+    if !event_group_matches(payload, group) {
+        return None;
+    }
+    let port: u16 = tokens[3].parse().ok()?;
+    if port == 0 || tokens[2].is_empty() {
+        return None;
+    }
+    Some(addr_key(&format!("{}:{}", tokens[2], port)))
+}
+
+/// False only when the payload names (after `@`) a different master group.
+fn event_group_matches(payload: &str, group: &str) -> bool {
+    let mut tokens = payload.split_whitespace();
+    if tokens.by_ref().any(|t| t == "@") {
+        return tokens.next().is_none_or(|g| g == group);
+    }
+    // `master <name> ...` payloads name the group second.
+    let tokens: Vec<&str> = payload.split_whitespace().collect();
+    match tokens.as_slice() {
+        ["master", name, ..] => *name == group,
+        _ => true,
+    }
+}
+
+fn or_none(s: &str) -> &str {
+    if s.is_empty() {
+        "none"
+    } else {
+        s
+    }
+}
+
+fn node_of<'a>(t: &'a Topology, addr: &str) -> &'a str {
+    t.nodes
+        .iter()
+        .find(|n| n.address == addr)
+        .map(|n| n.node.as_str())
+        .unwrap_or("")
+}
+
+fn health_name(h: i32) -> &'static str {
+    match Health::try_from(h) {
+        Ok(Health::Up) => "UP",
+        Ok(Health::Down) => "DOWN",
+        Ok(Health::Unknown) => "UNKNOWN",
+        _ => "UNSPECIFIED",
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,956 @@
+//! Unit tests of the decision: every case of the issue, with hand-written reports.
+
+use std::time::{Duration, Instant};
+
+use redis_ha_proto::v1::{
+    AgentReport, Health, LinkState, RedisStatus, Role, SentinelEvent, SentinelStatus,
+};
+
+use super::*;
+
+const G: &str = "redis-cluster";
+const WALL0: i64 = 1_700_000_000_000;
+
+/// A fixed origin so tests can say "at 4000 ms".
+struct Clock(Instant);
+
+impl Clock {
+    fn new() -> Self {
+        Self(Instant::now())
+    }
+    fn at(&self, ms: u64) -> Now {
+        Now {
+            at: self.0 + Duration::from_millis(ms),
+            wall_ms: WALL0 + i64::try_from(ms).unwrap(),
+        }
+    }
+}
+
+fn addr(n: u8) -> String {
+    format!("127.0.0.1:900{n}")
+}
+
+fn saddr(n: u8) -> String {
+    format!("127.0.0.1:1900{n}")
+}
+
+/// One agent's observation, built field by field.
+#[derive(Clone)]
+struct Obs {
+    id: u8,
+    seq: u64,
+    started: i64,
+    reachable: bool,
+    role: Role,
+    offset: u64,
+    master_of: u8,
+    role_changed_at: i64,
+    sentinel: bool,
+    sentinel_reachable: bool,
+    sentinel_master: u8,
+    sentinel_epoch: u64,
+    current_epoch: u64,
+    flags: Vec<String>,
+    failover: bool,
+    events: Vec<SentinelEvent>,
+}
+
+impl Obs {
+    /// Node `id` in the starting layout: node 1 master, Sentinels at epoch 0 naming it.
+    fn new(id: u8) -> Self {
+        Self {
+            id,
+            seq: 1,
+            started: WALL0 - 10_000,
+            reachable: true,
+            role: if id == 1 { Role::Master } else { Role::Replica },
+            offset: 1000,
+            master_of: 1,
+            role_changed_at: 0,
+            sentinel: true,
+            sentinel_reachable: true,
+            sentinel_master: 1,
+            sentinel_epoch: 0,
+            current_epoch: 0,
+            flags: vec!["master".into()],
+            failover: false,
+            events: Vec::new(),
+        }
+    }
+    fn seq(mut self, seq: u64) -> Self {
+        self.seq = seq;
+        self
+    }
+    fn master(mut self) -> Self {
+        self.role = Role::Master;
+        self
+    }
+    fn replica_of(mut self, n: u8) -> Self {
+        self.role = Role::Replica;
+        self.master_of = n;
+        self
+    }
+    fn down(mut self) -> Self {
+        self.reachable = false;
+        self.role = Role::Unspecified;
+        self
+    }
+    fn offset(mut self, o: u64) -> Self {
+        self.offset = o;
+        self
+    }
+    fn sentinel_names(mut self, n: u8, epoch: u64) -> Self {
+        self.sentinel_master = n;
+        self.sentinel_epoch = epoch;
+        self.current_epoch = self.current_epoch.max(epoch);
+        self
+    }
+    fn sentinel_down(mut self) -> Self {
+        self.sentinel_reachable = false;
+        self
+    }
+    fn event(mut self, kind: &str, payload: &str, epoch: u64) -> Self {
+        self.events.push(SentinelEvent {
+            kind: kind.into(),
+            payload: payload.into(),
+            received_at_ms: 0,
+            epoch,
+            sentinel: saddr(self.id),
+        });
+        self
+    }
+    fn report(&self) -> AgentReport {
+        let is_replica = self.role == Role::Replica;
+        AgentReport {
+            agent_id: format!("node-{}", self.id),
+            master_group: G.into(),
+            sequence: self.seq,
+            agent_started_at_ms: self.started,
+            observed_at_ms: 0,
+            reason: "heartbeat".into(),
+            redis: Some(RedisStatus {
+                address: addr(self.id),
+                reachable: self.reachable,
+                error: if self.reachable {
+                    String::new()
+                } else {
+                    "connection refused".into()
+                },
+                role: self.role as i32,
+                repl_offset: self.offset,
+                master_address: if is_replica {
+                    addr(self.master_of)
+                } else {
+                    String::new()
+                },
+                link: if is_replica {
+                    LinkState::Up as i32
+                } else {
+                    LinkState::Unspecified as i32
+                },
+                ping_micros: 150,
+                replicas: Vec::new(),
+                role_changed_at_ms: self.role_changed_at,
+                run_id: format!("run-{}", self.id),
+                sync_in_progress: false,
+            }),
+            sentinel: self.sentinel.then(|| SentinelStatus {
+                address: saddr(self.id),
+                reachable: self.sentinel_reachable,
+                error: String::new(),
+                master_address: if self.sentinel_reachable {
+                    addr(self.sentinel_master)
+                } else {
+                    String::new()
+                },
+                config_epoch: self.sentinel_epoch,
+                master_flags: self.flags.clone(),
+                quorum: 2,
+                other_sentinels: 2,
+                replicas: Vec::new(),
+                peers: Vec::new(),
+                current_epoch: self.current_epoch,
+            }),
+            events: self.events.clone(),
+            failover_in_progress: self.failover,
+        }
+    }
+}
+
+fn state() -> GroupState {
+    GroupState::new(G, Settings::default())
+}
+
+fn apply(s: &mut GroupState, o: &Obs, now: Now) -> ReportOutcome {
+    s.apply_report(o.report(), now)
+}
+
+/// node-1 master, node-2 and node-3 replicas, every Sentinel at epoch 0 naming node-1.
+fn healthy(s: &mut GroupState, now: Now) {
+    for n in 1..=3 {
+        let o = Obs::new(n).offset(if n == 1 { 5000 } else { 4000 + u64::from(n) });
+        assert_eq!(apply(s, &o, now), ReportOutcome::Applied);
+    }
+}
+
+fn node<'a>(t: &'a Topology, id: &str) -> &'a NodeView {
+    t.nodes.iter().find(|n| n.node == id).unwrap()
+}
+
+fn selected(n: u8) -> String {
+    format!(
+        "slave {a} 127.0.0.1 900{n} @ {G} 127.0.0.1 9001",
+        a = addr(n)
+    )
+}
+
+fn events_of(s: &GroupState, kind: &str) -> Vec<Event> {
+    s.events(0).into_iter().filter(|e| e.kind == kind).collect()
+}
+
+#[test]
+fn normal_state() {
+    let c = Clock::new();
+    let mut s = state();
+    healthy(&mut s, c.at(0));
+    let r = s.refresh(c.at(10));
+    let t = &r.topology;
+    assert!(r.changed);
+    assert_eq!(t.version, 1);
+    assert_eq!(t.master_group, G);
+    assert_eq!(t.master_address, addr(1));
+    assert_eq!(t.master_node, "node-1");
+    assert_eq!(t.config_epoch, 0);
+    assert_eq!(t.master_source, SOURCE_SENTINEL);
+    assert!(t.master_confirmed);
+    assert!(!t.failover_in_progress);
+    assert!(t.split_brain.is_empty());
+    assert_eq!(t.nodes.len(), 3);
+    let n1 = node(t, "node-1");
+    assert!(n1.is_master && n1.health == Health::Up as i32 && n1.role == Role::Master as i32);
+    let n2 = node(t, "node-2");
+    assert!(!n2.is_master);
+    assert_eq!(n2.health, Health::Up as i32);
+    assert_eq!(n2.agent_health, Health::Up as i32);
+    assert_eq!(n2.link, LinkState::Up as i32);
+    assert_eq!(n2.lag_bytes, 5000 - 4002);
+    assert_eq!(n2.master_address, addr(1));
+    assert_eq!(n2.report_age_ms, 10);
+    assert_eq!(node(t, "node-3").lag_bytes, 5000 - 4003);
+    assert_eq!(t.sentinels.len(), 3);
+    assert!(t.sentinels.iter().all(|v| v.health == Health::Up as i32
+        && v.master_address == addr(1)
+        && v.config_epoch == 0));
+    assert_eq!(derive(&s, c.at(10)).master_address, addr(1));
+
+    // The first publication names the master; no switch lag for a coordinator start.
+    let mc = events_of(&s, "master-changed");
+    assert_eq!(mc.len(), 1);
+    assert_eq!(
+        mc[0].message,
+        format!("none -> {} (epoch 0, source sentinel-quorum)", addr(1))
+    );
+    assert_eq!(mc[0].switch_lag_ms, 0);
+    assert_eq!(mc[0].topology_version, 1);
+    assert_eq!(events_of(&s, "agent").len(), 3);
+
+    // Nothing changes: same version.
+    let r = s.refresh(c.at(20));
+    assert!(!r.changed);
+    assert_eq!(r.topology.version, 1);
+}
+
+#[test]
+fn empty_group_has_no_master() {
+    let c = Clock::new();
+    let mut s = state();
+    let r = s.refresh(c.at(0));
+    assert_eq!(r.topology.version, 1);
+    assert_eq!(r.topology.master_address, "");
+    assert_eq!(r.topology.master_source, SOURCE_NONE);
+    assert!(!r.topology.master_confirmed);
+    assert!(s.events(0).is_empty());
+}
+
+#[test]
+fn failover_in_progress_while_master_is_down() {
+    let c = Clock::new();
+    let mut s = state();
+    healthy(&mut s, c.at(0));
+    let v1 = s.refresh(c.at(0)).topology.version;
+
+    // The master dies; the Sentinels still name it (epoch 0) and flag the failover.
+    apply(&mut s, &Obs::new(1).seq(2).down(), c.at(1000));
+    let mut o2 = Obs::new(2).seq(2);
+    o2.failover = true;
+    o2.flags = vec![
+        "master".into(),
+        "s_down".into(),
+        "o_down".into(),
+        FLAG_FAILOVER.into(),
+    ];
+    apply(&mut s, &o2, c.at(1000));
+    let r = s.refresh(c.at(1000));
+    let t = &r.topology;
+    assert!(r.changed && t.version > v1);
+    assert!(t.failover_in_progress);
+    assert_eq!(t.master_address, addr(1));
+    assert!(!t.master_confirmed, "a down master is not confirmed");
+    assert_eq!(node(t, "node-1").health, Health::Down as i32);
+    assert_eq!(node(t, "node-1").agent_health, Health::Up as i32);
+    assert_eq!(node(t, "node-1").error, "connection refused");
+    // No master offset known: no lag claimed.
+    assert_eq!(node(t, "node-2").lag_bytes, 0);
+    assert_eq!(events_of(&s, "failover").len(), 1);
+    assert!(events_of(&s, "health")
+        .iter()
+        .any(|e| e.node == "node-1" && e.message.contains("UP -> DOWN")));
+}
+
+#[test]
+fn promoted_before_announced() {
+    let c = Clock::new();
+    let mut s = state();
+    healthy(&mut s, c.at(0));
+    s.refresh(c.at(0));
+
+    // The master dies; node-3's Sentinel leads epoch 1 and selects node-2.
+    apply(&mut s, &Obs::new(1).seq(2).down(), c.at(1000));
+    let leader =
+        Obs::new(3)
+            .seq(2)
+            .event("+new-epoch", "1", 1)
+            .event("+selected-slave", &selected(2), 1);
+    apply(&mut s, &leader, c.at(1100));
+    let r = s.refresh(c.at(1100));
+    // node-2 still says replica: the promotion waits, but the failover shows.
+    assert_eq!(r.topology.master_address, addr(1));
+    assert_eq!(r.topology.master_source, SOURCE_SENTINEL);
+    assert!(r.topology.failover_in_progress);
+    let v_pending = r.topology.version;
+
+    // node-2 answers role:master: published at once, before any +switch-master.
+    let mut o2 = Obs::new(2).seq(2).master();
+    o2.role_changed_at = WALL0 + 1150;
+    apply(&mut s, &o2, c.at(1200));
+    let r = s.refresh(c.at(1200));
+    let t = &r.topology;
+    assert!(r.changed && t.version > v_pending);
+    assert_eq!(t.master_address, addr(2));
+    assert_eq!(t.master_node, "node-2");
+    assert_eq!(t.config_epoch, 1);
+    assert_eq!(t.master_source, SOURCE_PROMOTED);
+    assert!(t.master_confirmed);
+    assert!(t.split_brain.is_empty());
+    assert!(!node(t, "node-1").is_master && node(t, "node-2").is_master);
+    let mc = events_of(&s, "master-changed");
+    let last = mc.last().unwrap();
+    assert_eq!(
+        last.message,
+        format!("{} -> {} (epoch 1, source promoted)", addr(1), addr(2))
+    );
+    assert_eq!(last.switch_lag_ms, 50);
+    assert_eq!(last.topology_version, t.version);
+    assert_eq!(last.node, "node-2");
+
+    // The Sentinels catch up (epoch 1 names node-2): same master, source changes.
+    for n in 2..=3 {
+        let mut o = Obs::new(n).seq(3).sentinel_names(2, 1);
+        if n == 2 {
+            o = o.master();
+        } else {
+            o = o.replica_of(2);
+        }
+        apply(&mut s, &o, c.at(2200));
+    }
+    let r = s.refresh(c.at(2200));
+    assert_eq!(r.topology.master_address, addr(2));
+    assert_eq!(r.topology.master_source, SOURCE_SENTINEL);
+    assert_eq!(r.topology.config_epoch, 1);
+    assert!(!r.topology.failover_in_progress);
+    assert_eq!(
+        events_of(&s, "master-changed").len(),
+        2,
+        "one switch, one event"
+    );
+    let failover = events_of(&s, "failover");
+    assert!(failover
+        .last()
+        .unwrap()
+        .message
+        .starts_with("failover ended"));
+}
+
+#[test]
+fn promotion_ignored_while_selected_node_still_replica() {
+    let c = Clock::new();
+    let mut s = state();
+    healthy(&mut s, c.at(0));
+    apply(
+        &mut s,
+        &Obs::new(3).seq(2).event("+selected-slave", &selected(2), 1),
+        c.at(100),
+    );
+    let t = s.refresh(c.at(100)).topology;
+    assert_eq!(t.master_address, addr(1));
+    assert_eq!(t.config_epoch, 0);
+    assert!(
+        t.failover_in_progress,
+        "a pending promotion is a failover in progress"
+    );
+}
+
+#[test]
+fn promotion_epoch_from_current_epoch_when_event_has_none() {
+    let c = Clock::new();
+    let mut s = state();
+    healthy(&mut s, c.at(0));
+    let mut leader = Obs::new(3).seq(2).event("+selected-slave", &selected(2), 0);
+    leader.current_epoch = 4;
+    apply(&mut s, &leader, c.at(100));
+    apply(&mut s, &Obs::new(2).seq(2).master(), c.at(100));
+    let t = s.refresh(c.at(100)).topology;
+    assert_eq!(t.master_address, addr(2));
+    assert_eq!(t.config_epoch, 4);
+    assert_eq!(t.master_source, SOURCE_PROMOTED);
+}
+
+#[test]
+fn promotion_below_sentinel_epoch_is_ignored() {
+    let c = Clock::new();
+    let mut s = state();
+    // The Sentinels are at epoch 2 naming node-1.
+    for n in 1..=3 {
+        apply(&mut s, &Obs::new(n).sentinel_names(1, 2), c.at(0));
+    }
+    s.refresh(c.at(0));
+    // A late +selected-slave of the older epoch 1 naming node-2, and node-2 claims master.
+    apply(
+        &mut s,
+        &Obs::new(3)
+            .seq(2)
+            .sentinel_names(1, 2)
+            .event("+selected-slave", &selected(2), 1),
+        c.at(100),
+    );
+    apply(
+        &mut s,
+        &Obs::new(2).seq(2).sentinel_names(1, 2).master(),
+        c.at(100),
+    );
+    let t = s.refresh(c.at(100)).topology;
+    assert_eq!(t.master_address, addr(1));
+    assert_eq!(t.config_epoch, 2);
+    assert_eq!(t.master_source, SOURCE_SENTINEL);
+    assert_eq!(t.split_brain, vec![addr(2)]);
+    assert!(!t.failover_in_progress);
+}
+
+#[test]
+fn promotion_at_sentinel_epoch_naming_the_same_node_is_settled() {
+    let c = Clock::new();
+    let mut s = state();
+    for n in 1..=3 {
+        let o = Obs::new(n).sentinel_names(2, 2);
+        let o = if n == 2 { o.master() } else { o.replica_of(2) };
+        apply(&mut s, &o, c.at(0));
+    }
+    apply(
+        &mut s,
+        &Obs::new(3).seq(2).sentinel_names(2, 2).replica_of(2).event(
+            "+selected-slave",
+            &selected(2),
+            2,
+        ),
+        c.at(100),
+    );
+    let t = s.refresh(c.at(100)).topology;
+    assert_eq!(t.master_address, addr(2));
+    assert_eq!(t.master_source, SOURCE_SENTINEL);
+    assert!(!t.failover_in_progress);
+}
+
+/// Seen live with Redis 7.0: between +promoted-slave and +failover-end the leader's SENTINEL
+/// MASTER reports the NEW config epoch with the OLD master's address. That must neither hide
+/// the promotion nor flag the promoted node as a split brain.
+#[test]
+fn leader_between_promoted_slave_and_failover_end() {
+    let c = Clock::new();
+    let mut s = state();
+    healthy(&mut s, c.at(0));
+    s.refresh(c.at(0));
+    apply(&mut s, &Obs::new(1).seq(2).down(), c.at(1000));
+    let mut leader = Obs::new(3)
+        .seq(2)
+        .event("+new-epoch", "1", 1)
+        .event("+selected-slave", &selected(2), 1)
+        .event("+promoted-slave", &selected(2), 1)
+        .sentinel_names(1, 1);
+    leader.flags = vec!["master".into(), "o_down".into(), FLAG_FAILOVER.into()];
+    apply(&mut s, &leader, c.at(1100));
+
+    // node-2 not confirmed yet: nothing better than the Sentinels' (transitional) view.
+    let t = s.refresh(c.at(1100)).topology;
+    assert_eq!(t.master_address, addr(1));
+    assert!(t.failover_in_progress);
+
+    // node-2 answers role:master: it wins although the leader says (epoch 1, node-1).
+    apply(&mut s, &Obs::new(2).seq(2).master(), c.at(1150));
+    let t = s.refresh(c.at(1150)).topology;
+    assert_eq!(t.master_address, addr(2));
+    assert_eq!(t.config_epoch, 1);
+    assert_eq!(t.master_source, SOURCE_PROMOTED);
+    assert!(t.split_brain.is_empty());
+
+    // One other Sentinel switched (+switch-master), the third is silent: one vote each at
+    // epoch 1; the settled Sentinel's wins over the leader still in its failover.
+    apply(
+        &mut s,
+        &Obs::new(2).seq(3).master().sentinel_names(2, 1),
+        c.at(1200),
+    );
+    let t = s.refresh(c.at(1200)).topology;
+    assert_eq!(t.master_address, addr(2));
+    apply(
+        &mut s,
+        &Obs::new(2).seq(4).master().sentinel_names(2, 1),
+        c.at(4100),
+    );
+    let t = s.refresh(c.at(4150)).topology;
+    assert_eq!(t.master_address, addr(2), "node-3's report is stale now");
+    assert_eq!(t.master_source, SOURCE_SENTINEL);
+
+    let mc = events_of(&s, "master-changed");
+    assert_eq!(mc.len(), 2, "none -> node-1, node-1 -> node-2: {mc:?}");
+    assert!(events_of(&s, "split-brain").is_empty());
+}
+
+#[test]
+fn two_masters_highest_epoch_wins_other_is_split_brain() {
+    let c = Clock::new();
+    let mut s = state();
+    // After a failover at epoch 1 node-2 is master; node-1 came back as a master (no replicaof).
+    apply(&mut s, &Obs::new(1).sentinel_names(2, 1).master(), c.at(0));
+    apply(&mut s, &Obs::new(2).sentinel_names(2, 1).master(), c.at(0));
+    apply(
+        &mut s,
+        &Obs::new(3).sentinel_names(2, 1).replica_of(2),
+        c.at(0),
+    );
+    let r = s.refresh(c.at(0));
+    let t = &r.topology;
+    assert_eq!(t.master_address, addr(2));
+    assert_eq!(t.config_epoch, 1);
+    assert!(t.master_confirmed);
+    assert_eq!(t.split_brain, vec![addr(1)]);
+    assert!(node(t, "node-1").split_brain && !node(t, "node-1").is_master);
+    assert!(!node(t, "node-2").split_brain);
+    let sb = events_of(&s, "split-brain");
+    assert_eq!(sb.len(), 1);
+    assert_eq!(sb[0].node, "node-1");
+    assert!(
+        sb[0].message.contains("claims role:master"),
+        "{}",
+        sb[0].message
+    );
+
+    // Fenced: node-1 becomes a replica of node-2; the split brain clears.
+    apply(
+        &mut s,
+        &Obs::new(1).seq(2).sentinel_names(2, 1).replica_of(2),
+        c.at(500),
+    );
+    let t = s.refresh(c.at(500)).topology;
+    assert!(t.split_brain.is_empty());
+    let sb = events_of(&s, "split-brain");
+    assert_eq!(sb.len(), 2);
+    assert!(sb[1].message.contains("no longer"), "{}", sb[1].message);
+}
+
+#[test]
+fn sentinels_disagreeing_highest_epoch_wins() {
+    let c = Clock::new();
+    let mut s = state();
+    // One Sentinel still at epoch 0 naming node-1, two at epoch 1 naming node-2.
+    apply(
+        &mut s,
+        &Obs::new(1).sentinel_names(1, 0).replica_of(2),
+        c.at(0),
+    );
+    apply(&mut s, &Obs::new(2).sentinel_names(2, 1).master(), c.at(0));
+    apply(&mut s, &Obs::new(3).sentinel_names(2, 1), c.at(0));
+    let t = s.refresh(c.at(0)).topology;
+    assert_eq!(t.master_address, addr(2));
+    assert_eq!(t.config_epoch, 1);
+}
+
+#[test]
+fn stale_reports_are_unknown_not_healthy() {
+    let c = Clock::new();
+    let mut s = state();
+    healthy(&mut s, c.at(0));
+    let v1 = s.refresh(c.at(0)).topology.version;
+
+    // node-1 and node-2 keep reporting; node-3 falls silent.
+    for t in [1000, 2000, 3000, 4000] {
+        apply(&mut s, &Obs::new(1).seq(t), c.at(t));
+        apply(&mut s, &Obs::new(2).seq(t), c.at(t));
+    }
+    // The timer alone (no report from node-3) turns it UNKNOWN.
+    let r = s.refresh(c.at(4000));
+    let t = &r.topology;
+    assert!(r.changed && t.version > v1);
+    let n3 = node(t, "node-3");
+    assert_eq!(n3.health, Health::Unknown as i32);
+    assert_eq!(n3.agent_health, Health::Unknown as i32);
+    assert_eq!(n3.report_age_ms, 4000);
+    assert_eq!(n3.lag_bytes, 0);
+    let s3 = t.sentinels.iter().find(|v| v.node == "node-3").unwrap();
+    assert_eq!(s3.health, Health::Unknown as i32);
+    assert_eq!(node(t, "node-2").health, Health::Up as i32);
+    assert_eq!(t.master_address, addr(1));
+    assert!(t.master_confirmed);
+    assert!(events_of(&s, "health")
+        .iter()
+        .any(|e| e.node == "node-3" && e.message.contains("UP -> UNKNOWN")));
+
+    // A stale master is not confirmed.
+    let t = s.refresh(c.at(8000)).topology;
+    assert!(!t.master_confirmed);
+    assert!(t.nodes.iter().all(|n| n.health == Health::Unknown as i32));
+    // ...and the last decision stays (no fresh view at all).
+    assert_eq!(t.master_address, addr(1));
+    assert_eq!(t.master_source, SOURCE_LAST_KNOWN);
+}
+
+#[test]
+fn stale_sentinel_with_higher_epoch_does_not_vote() {
+    let c = Clock::new();
+    let mut s = state();
+    apply(&mut s, &Obs::new(3).sentinel_names(3, 7).master(), c.at(0));
+    apply(&mut s, &Obs::new(1).seq(2), c.at(5000));
+    apply(&mut s, &Obs::new(2).seq(2), c.at(5000));
+    let t = s.refresh(c.at(5000)).topology;
+    assert_eq!(t.master_address, addr(1));
+    assert_eq!(t.config_epoch, 0);
+    assert!(
+        t.split_brain.is_empty(),
+        "a stale claim is not a split brain"
+    );
+}
+
+#[test]
+fn coordinator_restart_rebuilds_from_fresh_reports() {
+    let c = Clock::new();
+    let mut before = state();
+    for n in 1..=3 {
+        let o = Obs::new(n).sentinel_names(2, 3);
+        let o = if n == 2 { o.master() } else { o.replica_of(2) };
+        apply(&mut before, &o, c.at(0));
+    }
+    let old = before.refresh(c.at(0)).topology;
+
+    // A new process: nothing carried over, the next round of reports rebuilds everything.
+    let mut after = state();
+    let t = after.refresh(c.at(10_000)).topology;
+    assert_eq!(t.master_address, "");
+    for n in 1..=3 {
+        let o = Obs::new(n).seq(99).sentinel_names(2, 3);
+        let o = if n == 2 { o.master() } else { o.replica_of(2) };
+        apply(&mut after, &o, c.at(10_000));
+    }
+    let t = after.refresh(c.at(10_000)).topology;
+    assert_eq!(t.master_address, old.master_address);
+    assert_eq!(t.config_epoch, 3);
+    assert!(t.master_confirmed);
+    assert!(t.nodes.iter().all(|n| n.health == Health::Up as i32));
+    assert_eq!(t.version, 2);
+}
+
+#[test]
+fn floor_never_goes_back() {
+    let c = Clock::new();
+    let mut s = state();
+    for n in 1..=3 {
+        let o = Obs::new(n).sentinel_names(2, 2);
+        let o = if n == 2 { o.master() } else { o.replica_of(2) };
+        apply(&mut s, &o, c.at(0));
+    }
+    let t = s.refresh(c.at(0)).topology;
+    assert_eq!(
+        (t.master_address.as_str(), t.config_epoch),
+        (addr(2).as_str(), 2)
+    );
+
+    // Sentinels 2 and 3 go away; Sentinel 1 restarts from an old config naming node-1 at 0.
+    apply(
+        &mut s,
+        &Obs::new(1).seq(2).sentinel_names(1, 0).replica_of(2),
+        c.at(100),
+    );
+    apply(
+        &mut s,
+        &Obs::new(2).seq(2).master().sentinel_down(),
+        c.at(100),
+    );
+    apply(
+        &mut s,
+        &Obs::new(3).seq(2).replica_of(2).sentinel_down(),
+        c.at(100),
+    );
+    let t = s.refresh(c.at(100)).topology;
+    assert_eq!(t.master_address, addr(2));
+    assert_eq!(t.config_epoch, 2);
+    assert_eq!(t.master_source, SOURCE_LAST_KNOWN);
+    assert_eq!(s.decided().unwrap().epoch, 2);
+
+    // A promoted master stays when its node goes silent before the Sentinels announce it.
+    apply(
+        &mut s,
+        &Obs::new(3).seq(3).replica_of(2).sentinel_names(2, 2).event(
+            "+selected-slave",
+            &selected(3),
+            5,
+        ),
+        c.at(200),
+    );
+    apply(
+        &mut s,
+        &Obs::new(3).seq(4).master().sentinel_names(2, 2),
+        c.at(300),
+    );
+    let t = s.refresh(c.at(300)).topology;
+    assert_eq!(
+        (t.master_address.as_str(), t.config_epoch),
+        (addr(3).as_str(), 5)
+    );
+    for t_ms in [3000, 6000] {
+        apply(
+            &mut s,
+            &Obs::new(1).seq(t_ms).sentinel_names(2, 2).replica_of(2),
+            c.at(t_ms),
+        );
+        apply(
+            &mut s,
+            &Obs::new(2).seq(t_ms).sentinel_names(2, 2).master(),
+            c.at(t_ms),
+        );
+    }
+    let t = s.refresh(c.at(6000)).topology;
+    assert_eq!(
+        t.master_address,
+        addr(3),
+        "epoch 5 stays over the Sentinels' 2"
+    );
+    assert_eq!(t.config_epoch, 5);
+    assert_eq!(t.split_brain, vec![addr(2)]);
+}
+
+#[test]
+fn unconfirmed_promotion_denied_by_its_node_is_revoked() {
+    let c = Clock::new();
+    let mut s = state();
+    healthy(&mut s, c.at(0));
+    apply(
+        &mut s,
+        &Obs::new(3).seq(2).event("+selected-slave", &selected(2), 1),
+        c.at(100),
+    );
+    apply(&mut s, &Obs::new(2).seq(2).master(), c.at(150));
+    assert_eq!(s.refresh(c.at(150)).topology.master_address, addr(2));
+
+    // The leader died; the Sentinels (still epoch 0) turned node-2 back into a replica.
+    apply(&mut s, &Obs::new(2).seq(3).replica_of(1), c.at(2000));
+    let t = s.refresh(c.at(2000)).topology;
+    assert_eq!(t.master_address, addr(1));
+    assert_eq!(t.config_epoch, 0);
+    assert!(!t.failover_in_progress);
+    assert!(events_of(&s, "topology")
+        .iter()
+        .any(|e| e.message.contains("revoked")));
+}
+
+#[test]
+fn aborted_failover_is_no_longer_pending() {
+    let c = Clock::new();
+    let mut s = state();
+    healthy(&mut s, c.at(0));
+    apply(
+        &mut s,
+        &Obs::new(3).seq(2).event("+selected-slave", &selected(2), 1),
+        c.at(100),
+    );
+    assert!(s.refresh(c.at(100)).topology.failover_in_progress);
+    apply(
+        &mut s,
+        &Obs::new(3).seq(3).event(
+            "-failover-abort-slave-timeout",
+            &format!("master {G} 127.0.0.1 9001"),
+            1,
+        ),
+        c.at(200),
+    );
+    assert!(!s.refresh(c.at(200)).topology.failover_in_progress);
+}
+
+#[test]
+fn lower_sequence_from_same_agent_process_is_ignored() {
+    let c = Clock::new();
+    let mut s = state();
+    healthy(&mut s, c.at(0));
+    assert_eq!(
+        apply(&mut s, &Obs::new(2).seq(5).down(), c.at(10)),
+        ReportOutcome::Applied
+    );
+    let late = Obs::new(2).seq(4).event("+sdown", "x", 0);
+    assert_eq!(
+        apply(&mut s, &late, c.at(20)),
+        ReportOutcome::Ignored {
+            held_started_at_ms: WALL0 - 10_000,
+            held_sequence: 5
+        }
+    );
+    // The same sequence again (a retry) is ignored too.
+    assert!(matches!(
+        apply(&mut s, &Obs::new(2).seq(5), c.at(20)),
+        ReportOutcome::Ignored { .. }
+    ));
+    let t = s.refresh(c.at(30)).topology;
+    assert_eq!(node(&t, "node-2").health, Health::Down as i32);
+    assert!(
+        events_of(&s, "sentinel").is_empty(),
+        "an ignored report's events are dropped"
+    );
+}
+
+#[test]
+fn restarted_agent_is_accepted() {
+    let c = Clock::new();
+    let mut s = state();
+    healthy(&mut s, c.at(0));
+    apply(&mut s, &Obs::new(2).seq(500).down(), c.at(10));
+    let mut restarted = Obs::new(2).seq(1);
+    restarted.started = WALL0 + 5;
+    assert_eq!(apply(&mut s, &restarted, c.at(20)), ReportOutcome::Applied);
+    let t = s.refresh(c.at(20)).topology;
+    assert_eq!(node(&t, "node-2").health, Health::Up as i32);
+}
+
+#[test]
+fn version_unchanged_when_only_measurements_move() {
+    let c = Clock::new();
+    let mut s = state();
+    healthy(&mut s, c.at(0));
+    let v = s.refresh(c.at(0)).topology.version;
+    for (i, t_ms) in [100u64, 200, 300].into_iter().enumerate() {
+        let k = u64::try_from(i).unwrap();
+        for n in 1..=3u8 {
+            let mut o = Obs::new(n)
+                .seq(10 + k)
+                .offset(10_000 * (k + 1) + u64::from(n));
+            o.seq = 10 + k;
+            apply(&mut s, &o, c.at(t_ms));
+        }
+        let r = s.refresh(c.at(t_ms));
+        assert!(!r.changed);
+        assert_eq!(r.topology.version, v);
+        // The measurements themselves are fresh.
+        assert_eq!(
+            node(&r.topology, "node-1").repl_offset,
+            10_000 * (k + 1) + 1
+        );
+        assert_eq!(node(&r.topology, "node-2").lag_bytes, 0);
+        assert_eq!(
+            r.topology.updated_at_ms,
+            WALL0 + i64::try_from(t_ms).unwrap()
+        );
+    }
+    // A structural change does move it.
+    apply(&mut s, &Obs::new(3).seq(100).down(), c.at(400));
+    assert_eq!(s.refresh(c.at(400)).topology.version, v + 1);
+}
+
+#[test]
+fn sentinel_events_are_recorded_and_the_ring_is_bounded() {
+    let c = Clock::new();
+    let mut s = GroupState::new(
+        G,
+        Settings {
+            event_history: 3,
+            ..Settings::default()
+        },
+    );
+    let o = Obs::new(1)
+        .event("+sdown", "master redis-cluster 127.0.0.1 9001", 0)
+        .event(
+            "+odown",
+            "master redis-cluster 127.0.0.1 9001 #quorum 2/2",
+            0,
+        );
+    apply(&mut s, &o, c.at(0));
+    let ev = s.events(0);
+    assert_eq!(ev.len(), 2);
+    assert_eq!(ev[0].kind, "sentinel");
+    assert_eq!(ev[0].node, "node-1");
+    assert_eq!(ev[0].message, "+sdown master redis-cluster 127.0.0.1 9001");
+    assert_eq!(ev[0].at_ms, WALL0);
+    assert_eq!(ev[0].topology_version, 0);
+
+    let o = Obs::new(1)
+        .seq(2)
+        .event("+new-epoch", "1", 1)
+        .event("+try-failover", "x", 1);
+    apply(&mut s, &o, c.at(10));
+    let ev = s.events(0);
+    assert_eq!(ev.len(), 3, "the oldest is dropped");
+    assert!(ev[0].message.starts_with("+odown"));
+    assert_eq!(s.events(1).len(), 1);
+    assert_eq!(s.events(1)[0].message, "+try-failover x");
+}
+
+#[test]
+fn sentinel_addresses_fresh_first_deduplicated() {
+    let c = Clock::new();
+    let mut s = state();
+    apply(&mut s, &Obs::new(1), c.at(0));
+    apply(&mut s, &Obs::new(2).sentinel_down(), c.at(5000));
+    apply(&mut s, &Obs::new(3), c.at(5000));
+    let mut dup = Obs::new(3);
+    dup.id = 4;
+    let mut r = dup.report();
+    r.sentinel.as_mut().unwrap().address = saddr(3);
+    s.apply_report(r, c.at(5000));
+    assert_eq!(
+        s.sentinel_addresses(c.at(5000)),
+        vec![saddr(3), saddr(1), saddr(2)]
+    );
+}
+
+#[test]
+fn parses_selected_slave_payloads() {
+    assert_eq!(selected_replica(&selected(2), G), Some(addr(2)));
+    assert_eq!(selected_replica(&selected(2), "other"), None);
+    assert_eq!(selected_replica("slave x", G), None);
+    assert_eq!(
+        selected_replica("master redis-cluster 127.0.0.1 9001", G),
+        None
+    );
+    assert_eq!(
+        selected_replica(
+            "slave 127.0.0.1:9002 127.0.0.1 notaport @ redis-cluster 127.0.0.1 9001",
+            G
+        ),
+        None
+    );
+    assert_eq!(
+        selected_replica("slave [::1]:9002 ::1 9002 @ redis-cluster ::1 9001", G),
+        Some(addr_key("[::1]:9002"))
+    );
+}
+
+#[test]
+fn address_keys_compare_loosely() {
+    assert_eq!(addr_key("Redis-1:9001"), "redis-1:9001");
+    assert_eq!(addr_key("[::1]:9001"), addr_key("::1:9001"));
+    assert_eq!(addr_key(""), "");
+}

@@ -1,0 +1,637 @@
+//! The coordinator over real gRPC: `serve` on 127.0.0.1:0, driven with the generated clients.
+
+// Tests may unwrap: a failure should stop the test right there.
+#![allow(clippy::unwrap_used)]
+
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use redis_ha_coordinator::{serve, CoordinatorConfig};
+use redis_ha_proto::v1::coordinator_client::CoordinatorClient;
+use redis_ha_proto::v1::{
+    AgentReport, FailoverRequest, GetTopologyRequest, Health, ListEventsRequest, RedisStatus, Role,
+    SentinelEvent, SentinelStatus, Topology, WatchTopologyRequest,
+};
+use tokio::task::JoinHandle;
+use tokio_stream::StreamExt;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
+use tonic::Code;
+
+const G: &str = "redis-cluster";
+/// Generous: a busy machine may be slow, but a hang must still fail the test.
+const WAIT: Duration = Duration::from_secs(30);
+
+/// A coordinator serving in this process; stopped on drop.
+struct Running {
+    addr: SocketAddr,
+    shutdown: CancellationToken,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Running {
+    async fn start() -> Self {
+        Self::start_with(CoordinatorConfig::default()).await
+    }
+
+    async fn start_with(config: CoordinatorConfig) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shutdown = CancellationToken::new();
+        let token = shutdown.clone();
+        let task = tokio::spawn(async move {
+            serve(config, listener, token).await.unwrap();
+        });
+        Self {
+            addr,
+            shutdown,
+            task: Some(task),
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    async fn channel(&self) -> Channel {
+        tonic::transport::Endpoint::from_shared(self.url())
+            .unwrap()
+            .connect_timeout(WAIT)
+            .connect()
+            .await
+            .unwrap()
+    }
+
+    async fn client(&self) -> CoordinatorClient<Channel> {
+        CoordinatorClient::new(self.channel().await)
+    }
+
+    async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(WAIT, task)
+                .await
+                .expect("serve returns after shutdown")
+                .unwrap();
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+fn report(node: u32, seq: u64, role: Role) -> AgentReport {
+    AgentReport {
+        agent_id: format!("node-{node}"),
+        master_group: G.into(),
+        sequence: seq,
+        agent_started_at_ms: 1,
+        observed_at_ms: 0,
+        reason: "heartbeat".into(),
+        redis: Some(RedisStatus {
+            address: format!("127.0.0.1:{}", 9000 + node),
+            reachable: true,
+            role: role as i32,
+            repl_offset: 100,
+            ..Default::default()
+        }),
+        sentinel: Some(SentinelStatus {
+            address: format!("127.0.0.1:{}", 19000 + node),
+            reachable: true,
+            master_address: "127.0.0.1:9001".into(),
+            config_epoch: 0,
+            master_flags: vec!["master".into()],
+            quorum: 2,
+            ..Default::default()
+        }),
+        events: Vec::new(),
+        failover_in_progress: false,
+    }
+}
+
+async fn get(client: &mut CoordinatorClient<Channel>) -> Topology {
+    client
+        .get_topology(GetTopologyRequest {
+            master_group: G.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+#[tokio::test]
+async fn report_then_get_topology() {
+    let c = Running::start().await;
+    let mut client = c.client().await;
+
+    // The configured group exists before any report, empty.
+    let t = get(&mut client).await;
+    assert_eq!(t.master_group, G);
+    assert_eq!(t.master_address, "");
+    assert_eq!(t.master_source, "none");
+
+    let mut r1 = report(1, 1, Role::Master);
+    r1.events.push(SentinelEvent {
+        kind: "+monitor".into(),
+        payload: format!("master {G} 127.0.0.1 9001 quorum 2"),
+        received_at_ms: 5,
+        epoch: 0,
+        sentinel: "127.0.0.1:19001".into(),
+    });
+    let ack1 = client.report(r1).await.unwrap().into_inner();
+    let ack2 = client
+        .report(report(2, 1, Role::Replica))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(ack2.topology_version > ack1.topology_version);
+
+    let t = get(&mut client).await;
+    assert_eq!(t.version, ack2.topology_version);
+    assert_eq!(t.master_address, "127.0.0.1:9001");
+    assert_eq!(t.master_node, "node-1");
+    assert_eq!(t.master_source, "sentinel-quorum");
+    assert!(t.master_confirmed);
+    assert_eq!(t.nodes.len(), 2);
+    assert!(t.nodes.iter().all(|n| n.health == Health::Up as i32));
+    assert_eq!(t.sentinels.len(), 2);
+
+    let events = client
+        .list_events(ListEventsRequest {
+            master_group: G.into(),
+            limit: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .events;
+    assert!(events
+        .iter()
+        .any(|e| e.kind == "sentinel" && e.node == "node-1" && e.message.starts_with("+monitor")));
+    assert!(events.iter().any(|e| e.kind == "master-changed"));
+    let last_two = client
+        .list_events(ListEventsRequest {
+            master_group: G.into(),
+            limit: 2,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .events;
+    assert_eq!(last_two.len(), 2);
+    assert_eq!(last_two[1], *events.last().unwrap());
+
+    // A report for another group creates it.
+    let mut other = report(1, 1, Role::Master);
+    other.master_group = "other-group".into();
+    client.report(other).await.unwrap();
+    let t = client
+        .get_topology(GetTopologyRequest {
+            master_group: "other-group".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(t.nodes.len(), 1);
+    c.stop().await;
+}
+
+#[tokio::test]
+async fn a_silent_agent_turns_unknown_without_any_report() {
+    let c = Running::start_with(CoordinatorConfig {
+        stale_after_ms: 300,
+        ..Default::default()
+    })
+    .await;
+    let mut client = c.client().await;
+    client.report(report(1, 1, Role::Master)).await.unwrap();
+    let mut watch = client
+        .watch_topology(WatchTopologyRequest {
+            master_group: G.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let first = watch.next().await.unwrap().unwrap();
+    assert_eq!(first.nodes[0].health, Health::Up as i32);
+    // Only the timer can publish this change.
+    let next = tokio::time::timeout(WAIT, watch.next())
+        .await
+        .expect("the timer re-derives")
+        .unwrap()
+        .unwrap();
+    assert!(next.version > first.version);
+    assert_eq!(next.nodes[0].health, Health::Unknown as i32);
+    c.stop().await;
+}
+
+#[tokio::test]
+async fn watch_sends_current_state_first_then_changes() {
+    let c = Running::start().await;
+    let mut client = c.client().await;
+    client.report(report(1, 1, Role::Master)).await.unwrap();
+    let before = get(&mut client).await;
+
+    let mut watch = client
+        .watch_topology(WatchTopologyRequest {
+            master_group: G.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let first = tokio::time::timeout(WAIT, watch.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.version, before.version);
+    assert_eq!(first.master_address, "127.0.0.1:9001");
+
+    // Offsets only: no new version, nothing sent. Then a real change.
+    let mut busy = report(1, 2, Role::Master);
+    busy.redis.as_mut().unwrap().repl_offset = 99_999;
+    client.report(busy).await.unwrap();
+    let ack = client
+        .report(report(2, 1, Role::Replica))
+        .await
+        .unwrap()
+        .into_inner();
+    let next = tokio::time::timeout(WAIT, watch.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(next.version, first.version + 1);
+    assert_eq!(next.version, ack.topology_version);
+    assert_eq!(next.nodes.len(), 2);
+
+    // Shutdown ends the stream, and serve returns although a watcher is still connected.
+    c.stop().await;
+    let end = tokio::time::timeout(WAIT, watch.next()).await.unwrap();
+    assert!(matches!(end, None | Some(Err(_))), "{end:?}");
+}
+
+#[tokio::test]
+async fn a_never_polled_watcher_blocks_nobody() {
+    let c = Running::start().await;
+    let mut client = c.client().await;
+    // Big topologies (many nodes, long error texts) so the idle watcher's HTTP/2 window fills.
+    let nodes = 100;
+    let big = |node: u32, seq: u64, reachable: bool| {
+        let mut r = report(node, seq, Role::Replica);
+        let redis = r.redis.as_mut().unwrap();
+        redis.reachable = reachable;
+        redis.error = format!("{}-{seq}", "x".repeat(600));
+        r
+    };
+    for n in 1..=nodes {
+        client.report(big(n, 1, true)).await.unwrap();
+    }
+
+    // The idle watcher: on its own connection, opened and never read.
+    let mut idle_client = CoordinatorClient::new(c.channel().await);
+    let _idle = idle_client
+        .watch_topology(WatchTopologyRequest {
+            master_group: G.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+
+    let mut watch = client
+        .watch_topology(WatchTopologyRequest {
+            master_group: G.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    watch.next().await.unwrap().unwrap();
+
+    // Many changes, each ~70 KB of topology: far beyond what the idle stream can buffer.
+    let mut last_ack = 0;
+    for seq in 2..=60u64 {
+        let node = u32::try_from(seq % u64::from(nodes)).unwrap() + 1;
+        let ack = tokio::time::timeout(WAIT, client.report(big(node, seq, seq % 2 == 0)))
+            .await
+            .expect("a report is not blocked by an idle watcher")
+            .unwrap()
+            .into_inner();
+        last_ack = ack.topology_version;
+    }
+    // The active watcher reaches the latest version (possibly skipping some on the way).
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let t = tokio::time::timeout_at(deadline.into(), watch.next())
+            .await
+            .expect("the active watcher keeps receiving")
+            .unwrap()
+            .unwrap();
+        if t.version >= last_ack {
+            break;
+        }
+    }
+    c.stop().await;
+}
+
+#[tokio::test]
+async fn bad_requests_get_a_status() {
+    let c = Running::start().await;
+    let mut client = c.client().await;
+
+    let e = client
+        .get_topology(GetTopologyRequest {
+            master_group: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(e.message().contains("master_group"), "{}", e.message());
+
+    let e = client
+        .get_topology(GetTopologyRequest {
+            master_group: "no-such-group".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
+    assert!(e.message().contains("no-such-group"), "{}", e.message());
+
+    let e = client
+        .watch_topology(WatchTopologyRequest {
+            master_group: "no-such-group".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
+
+    let e = client
+        .list_events(ListEventsRequest {
+            master_group: String::new(),
+            limit: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+
+    let mut r = report(1, 1, Role::Master);
+    r.agent_id = String::new();
+    let e = client.report(r).await.unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(e.message().contains("agent_id"), "{}", e.message());
+
+    let mut r = report(1, 1, Role::Master);
+    r.master_group = String::new();
+    assert_eq!(
+        client.report(r).await.unwrap_err().code(),
+        Code::InvalidArgument
+    );
+
+    let e = client
+        .failover(FailoverRequest {
+            master_group: "no-such-group".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
+
+    // 5 MiB: over the 4 MiB limit. An error status, not a hang, and the server lives on.
+    let mut huge = report(1, 1, Role::Master);
+    huge.redis.as_mut().unwrap().error = "x".repeat(5 * 1024 * 1024);
+    let e = tokio::time::timeout(WAIT, client.report(huge))
+        .await
+        .expect("an oversized message is answered")
+        .unwrap_err();
+    assert_eq!(e.code(), Code::OutOfRange, "{e:?}");
+    let mut client = c.client().await;
+    assert_eq!(get(&mut client).await.nodes.len(), 0);
+    c.stop().await;
+}
+
+#[tokio::test]
+async fn failover_without_a_known_sentinel() {
+    let c = Running::start().await;
+    let mut client = c.client().await;
+    let e = client
+        .failover(FailoverRequest {
+            master_group: G.into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition);
+    assert!(e.message().contains("no Sentinel"), "{}", e.message());
+
+    // A Sentinel address nobody listens on: UNAVAILABLE, naming it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut r = report(1, 1, Role::Master);
+    r.sentinel.as_mut().unwrap().address = format!("127.0.0.1:{port}");
+    client.report(r).await.unwrap();
+    let e = client
+        .failover(FailoverRequest {
+            master_group: G.into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::Unavailable, "{e:?}");
+    assert!(
+        e.message().contains(&format!("127.0.0.1:{port}")),
+        "{}",
+        e.message()
+    );
+    c.stop().await;
+}
+
+/// A child process killed on drop.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The real Sentinel's refusal: a master without replicas cannot fail over.
+#[tokio::test]
+async fn failover_refused_by_a_real_sentinel() {
+    let dir = tempfile::tempdir().unwrap();
+    let redis_port = free_port();
+    let sentinel_port = free_port();
+    let _redis = Proc(
+        Command::new("redis-server")
+            .args(["--port", &redis_port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server on PATH"),
+    );
+    let conf = dir.path().join("sentinel.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "port {sentinel_port}\nbind 127.0.0.1\ndir {}\nsentinel monitor {G} 127.0.0.1 {redis_port} 1\n",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let _sentinel = Proc(
+        Command::new("redis-sentinel")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-sentinel on PATH"),
+    );
+
+    let c = Running::start().await;
+    let mut client = c.client().await;
+    let mut r = report(1, 1, Role::Master);
+    r.sentinel.as_mut().unwrap().address = format!("127.0.0.1:{sentinel_port}");
+    client.report(r).await.unwrap();
+
+    // Until the Sentinel listens the answer is UNAVAILABLE; then it refuses (no replica).
+    let deadline = Instant::now() + WAIT;
+    let e = loop {
+        let e = client
+            .failover(FailoverRequest {
+                master_group: G.into(),
+            })
+            .await
+            .unwrap_err();
+        if e.code() != Code::Unavailable || Instant::now() > deadline {
+            break e;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(e.code(), Code::FailedPrecondition, "{e:?}");
+    assert!(e.message().contains("NOGOODSLAVE"), "{}", e.message());
+    c.stop().await;
+}
+
+#[tokio::test]
+async fn health_is_serving() {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::health_client::HealthClient;
+    use tonic_health::pb::HealthCheckRequest;
+
+    let c = Running::start().await;
+    let mut health = HealthClient::new(c.channel().await);
+    for service in ["", "redisha.v1.Coordinator"] {
+        let status = health
+            .check(HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .status;
+        assert_eq!(status, ServingStatus::Serving as i32, "service {service:?}");
+    }
+    c.stop().await;
+}
+
+#[tokio::test]
+async fn reflection_v1_and_v1alpha_list_the_service() {
+    let c = Running::start().await;
+
+    {
+        use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+        use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+        use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+        use tonic_reflection::pb::v1::ServerReflectionRequest;
+
+        let mut client = ServerReflectionClient::new(c.channel().await);
+        let req = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        };
+        let mut answers = client
+            .server_reflection_info(tokio_stream::iter([req]))
+            .await
+            .unwrap()
+            .into_inner();
+        let answer = answers.next().await.unwrap().unwrap();
+        let Some(MessageResponse::ListServicesResponse(list)) = answer.message_response else {
+            panic!("unexpected answer {answer:?}");
+        };
+        let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+        assert!(
+            names.iter().any(|n| n == "redisha.v1.Coordinator"),
+            "{names:?}"
+        );
+        assert!(
+            names.iter().any(|n| n == "grpc.health.v1.Health"),
+            "{names:?}"
+        );
+    }
+    {
+        use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient;
+        use tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest;
+        use tonic_reflection::pb::v1alpha::server_reflection_response::MessageResponse;
+        use tonic_reflection::pb::v1alpha::ServerReflectionRequest;
+
+        let mut client = ServerReflectionClient::new(c.channel().await);
+        let req = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        };
+        let mut answers = client
+            .server_reflection_info(tokio_stream::iter([req]))
+            .await
+            .unwrap()
+            .into_inner();
+        let answer = answers.next().await.unwrap().unwrap();
+        let Some(MessageResponse::ListServicesResponse(list)) = answer.message_response else {
+            panic!("unexpected answer {answer:?}");
+        };
+        let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+        assert!(
+            names.iter().any(|n| n == "redisha.v1.Coordinator"),
+            "{names:?}"
+        );
+    }
+    c.stop().await;
+}
+
+#[tokio::test]
+async fn run_refuses_a_bad_config_and_a_busy_port() {
+    let e = redis_ha_coordinator::run(
+        CoordinatorConfig {
+            listen_addr: "not-an-address".into(),
+            ..Default::default()
+        },
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap_err();
+    assert!(e.to_string().contains("listen_addr"), "{e}");
+
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = busy.local_addr().unwrap().to_string();
+    let e = redis_ha_coordinator::run(
+        CoordinatorConfig {
+            listen_addr: addr.clone(),
+            ..Default::default()
+        },
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap_err();
+    assert!(e.to_string().contains(&addr), "{e}");
+}
