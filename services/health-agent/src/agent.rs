@@ -1,0 +1,697 @@
+//! The running agent: four loops sharing one [`State`]:
+//! - Redis poll: full poll at the heartbeat, `ROLE` every `failover_poll` during a failover,
+//!   fencing after each full poll;
+//! - Sentinel poll: `SENTINEL MASTER/REPLICAS/SENTINELS` at the heartbeat and after events;
+//! - Sentinel events: `PSUBSCRIBE *`, parsed, queued, reported at once;
+//! - reporter: sends `AgentReport`s (startup, events, changes, heartbeat), never blocking the
+//!   others; failed reports keep their events queued and are retried with backoff.
+//!
+//! Restarting a hung node through Docker (a later issue) belongs in the Redis poll: it
+//! already tells a stall ([`crate::ObserveError::is_timeout`]) from a refused connection.
+
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use redis_ha_common::time::now_ms;
+use redis_ha_common::HostPort;
+use redis_ha_proto::v1::coordinator_client::CoordinatorClient;
+use redis_ha_proto::v1::AgentReport;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::{Channel, Endpoint};
+use tracing::{debug, info, info_span, warn, Instrument};
+
+use crate::config::AgentSettings;
+use crate::events::parse_event;
+use crate::fencing::{
+    decide, quorum_master, same_node, stray_master, FencingDecision, FencingInput, MismatchTimer,
+};
+use crate::probe::{RedisProbe, SentinelProbe};
+use crate::state::{Reason, State};
+use crate::AgentError;
+
+const BACKOFF_MIN: Duration = Duration::from_millis(50);
+const BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+/// Capped exponential backoff between reconnection attempts.
+#[derive(Debug)]
+pub(crate) struct Backoff {
+    delay: Duration,
+    next: Option<Instant>,
+}
+
+impl Backoff {
+    pub(crate) fn new() -> Self {
+        Self {
+            delay: BACKOFF_MIN,
+            next: None,
+        }
+    }
+
+    pub(crate) fn ready(&self, now: Instant) -> bool {
+        self.next.is_none_or(|t| now >= t)
+    }
+
+    pub(crate) fn next_attempt(&self) -> Option<Instant> {
+        self.next
+    }
+
+    pub(crate) fn failed(&mut self, now: Instant) {
+        self.next = Some(now + self.delay);
+        self.delay = (self.delay * 2).min(BACKOFF_MAX);
+    }
+
+    pub(crate) fn succeeded(&mut self) {
+        self.delay = BACKOFF_MIN;
+        self.next = None;
+    }
+}
+
+/// Logs a failing peer once per distinct error and once when it recovers, so a dead Redis
+/// does not flood the log at the poll rate.
+#[derive(Debug, Default)]
+struct ErrorLog {
+    last: Option<String>,
+    repeats: u64,
+}
+
+impl ErrorLog {
+    /// True when `err` should be logged (first error, or a different one).
+    fn failed(&mut self, err: &str) -> bool {
+        if self.last.as_deref() == Some(err) {
+            self.repeats += 1;
+            false
+        } else {
+            self.last = Some(err.to_owned());
+            self.repeats = 0;
+            true
+        }
+    }
+
+    /// `Some(failed attempts)` when this ends an outage.
+    fn recovered(&mut self) -> Option<u64> {
+        self.last
+            .take()
+            .map(|_| std::mem::take(&mut self.repeats) + 1)
+    }
+}
+
+/// Everything the loops share.
+pub(crate) struct Shared {
+    settings: AgentSettings,
+    state: Mutex<State>,
+    /// Wakes the reporter: a report is due before the heartbeat.
+    report_now: Notify,
+    /// Wakes the Redis poll: a failover started (switch to the fast poll).
+    failover_started: Notify,
+    /// Wakes the Sentinel poll: an event arrived, its view may have changed.
+    sentinel_refresh: Notify,
+}
+
+impl Shared {
+    fn new(settings: AgentSettings) -> Self {
+        let state = State::new(
+            settings.node_id.clone(),
+            settings.master_group.clone(),
+            settings.announce_addr.clone(),
+            settings.sentinel_addr.clone(),
+            settings.failover_timeout,
+        );
+        Self {
+            settings,
+            state: Mutex::new(state),
+            report_now: Notify::new(),
+            failover_started: Notify::new(),
+            sentinel_refresh: Notify::new(),
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave the state half-written in a way that
+        // matters more than stopping the agent would: keep going.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn failover_in_progress(&self, now: Instant) -> bool {
+        self.state().failover.in_progress(now)
+    }
+}
+
+/// Sleeps until `deadline`, or until `wake` fires or `shutdown` is cancelled.
+/// Returns false on shutdown.
+async fn nap(deadline: Instant, wake: &Notify, shutdown: &CancellationToken) -> bool {
+    tokio::select! {
+        _ = shutdown.cancelled() => false,
+        _ = tokio::time::sleep_until(deadline.into()) => true,
+        _ = wake.notified() => true,
+    }
+}
+
+async fn redis_loop(shared: &Shared, mut probe: RedisProbe, shutdown: &CancellationToken) {
+    let s = &shared.settings;
+    let mut backoff = Backoff::new();
+    let mut errors = ErrorLog::default();
+    let mut mismatch = MismatchTimer::default();
+    let mut fencing_disabled_logged = false;
+    let mut next_full = Instant::now();
+    // How old the Sentinel's answer may be for fencing: a few missed polls at most.
+    let sentinel_max_age = s.heartbeat * 3 + s.io_timeout;
+
+    while !shutdown.is_cancelled() {
+        let now = Instant::now();
+        let fast = shared.failover_in_progress(now);
+        let reachable = shared.state().redis.reachable;
+        let connected = probe.is_connected();
+
+        if connected || backoff.ready(now) {
+            if now >= next_full || !connected || !reachable {
+                let result = probe.observe().await;
+                next_full = Instant::now() + s.heartbeat;
+                match &result {
+                    Ok(_) => {
+                        backoff.succeeded();
+                        if let Some(n) = errors.recovered() {
+                            info!(node = %s.node_id, redis = %s.redis_addr, failed_polls = n, "redis reachable again");
+                        }
+                    }
+                    Err(e) => {
+                        if !probe.is_connected() {
+                            backoff.failed(Instant::now());
+                        }
+                        if errors.failed(&e.to_string()) {
+                            warn!(node = %s.node_id, error = %e, "redis poll failed; reporting it down and reconnecting");
+                        }
+                    }
+                }
+                let reason = shared.state().apply_redis(&result, now_ms());
+                if reason.is_some() {
+                    shared.report_now.notify_one();
+                }
+                if result.is_ok() {
+                    let decision = {
+                        let now = Instant::now();
+                        let mut st = shared.state();
+                        let in_progress = st.failover.in_progress(now);
+                        let mut input = FencingInput {
+                            own_role: st.redis.role(),
+                            own_addr: &s.announce_addr,
+                            sentinel_master: st.fresh_sentinel_master(now, sentinel_max_age),
+                            failover_in_progress: in_progress,
+                            recently_named: st.recently_named(now, s.failover_timeout),
+                            mismatch_for: Duration::ZERO,
+                            grace: s.fencing_grace,
+                        };
+                        input.mismatch_for = mismatch.update(stray_master(&input).is_some(), now);
+                        let epoch = input.sentinel_master.map_or(0, |(_, e)| e);
+                        (decide(&input), epoch)
+                    };
+                    if let (FencingDecision::Demote(master), epoch) = decision {
+                        if s.fencing {
+                            if fence(shared, &mut probe, &master, epoch).await {
+                                mismatch.reset();
+                                // See the demotion at once.
+                                next_full = Instant::now();
+                            }
+                        } else if !fencing_disabled_logged {
+                            fencing_disabled_logged = true;
+                            warn!(node = %s.node_id, redis = %s.announce_addr, sentinel_master = %master, epoch,
+                                "stray master: this node claims master while the Sentinel names another; fencing is disabled");
+                        }
+                    }
+                }
+            } else if fast {
+                let result = probe.role().await;
+                if let Err(e) = &result {
+                    if !probe.is_connected() {
+                        backoff.failed(Instant::now());
+                    }
+                    if errors.failed(&e.to_string()) {
+                        warn!(node = %s.node_id, error = %e, "redis ROLE poll failed");
+                    }
+                }
+                let reason = shared.state().apply_role(&result, now_ms());
+                if reason.is_some() {
+                    debug!(node = %s.node_id, ?reason, "redis change seen by the fast ROLE poll");
+                    shared.report_now.notify_one();
+                }
+            }
+        }
+
+        let now = Instant::now();
+        let deadline = if !probe.is_connected() {
+            backoff.next_attempt().unwrap_or(now).max(now)
+        } else if shared.failover_in_progress(now) {
+            now + s.failover_poll
+        } else {
+            next_full
+        };
+        if !nap(deadline, &shared.failover_started, shutdown).await {
+            return;
+        }
+    }
+}
+
+/// Asks the peer Sentinels (from `SENTINEL SENTINELS`) which master they name, so a
+/// demotion follows the highest config epoch and not only this node's Sentinel, which may
+/// be the one cut off from the others.
+async fn quorum_view(shared: &Shared, own: (HostPort, u64)) -> (HostPort, u64) {
+    let s = &shared.settings;
+    let peers: Vec<HostPort> = shared
+        .state()
+        .sentinel
+        .peers
+        .iter()
+        .filter_map(|p| p.parse().ok())
+        .collect();
+    let answers = futures::future::join_all(peers.into_iter().map(|peer| async move {
+        let mut probe =
+            SentinelProbe::new(peer.clone(), s.sentinel_password.as_ref(), s.io_timeout).ok()?;
+        match probe.observe(&s.master_group).await {
+            Ok(o) => Some((o.master.address, o.master.config_epoch)),
+            Err(e) => {
+                debug!(peer = %peer, error = %e, "fencing: peer sentinel did not answer");
+                None
+            }
+        }
+    }))
+    .await;
+    let mut views = vec![own.clone()];
+    views.extend(answers.into_iter().flatten());
+    quorum_master(&views).cloned().unwrap_or(own)
+}
+
+/// Demotes this node after checking the peers agree. Returns true when it was demoted.
+async fn fence(shared: &Shared, probe: &mut RedisProbe, master: &HostPort, epoch: u64) -> bool {
+    let s = &shared.settings;
+    let span =
+        info_span!("fencing", node = %s.node_id, redis = %s.announce_addr, master = %master, epoch);
+    async {
+        let (master, epoch) = quorum_view(shared, (master.clone(), epoch)).await;
+        if same_node(&master, &s.announce_addr) {
+            info!(epoch, "fencing: a peer sentinel names this node at a higher config epoch; keeping it master");
+            return false;
+        }
+        let master = &master;
+        warn!(
+            "fencing: demoting stray master {} to a replica of {} (the Sentinel names it at config epoch {}; mismatch lasted over {} ms)",
+            s.announce_addr,
+            master,
+            epoch,
+            s.fencing_grace.as_millis()
+        );
+        match probe.replicaof(master).await {
+            Ok(()) => {
+                let dropped = shared.state().fenced(master, epoch, now_ms());
+                if dropped > 0 {
+                    warn!(dropped, "event queue full: dropped the oldest events");
+                }
+                shared.report_now.notify_one();
+                true
+            }
+            Err(e) => {
+                warn!(error = %e, "fencing: REPLICAOF failed; will retry");
+                false
+            }
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+async fn sentinel_loop(shared: &Shared, mut probe: SentinelProbe, shutdown: &CancellationToken) {
+    let s = &shared.settings;
+    let mut backoff = Backoff::new();
+    let mut errors = ErrorLog::default();
+    while !shutdown.is_cancelled() {
+        let now = Instant::now();
+        if probe.is_connected() || backoff.ready(now) {
+            let result = probe.observe(&s.master_group).await;
+            match &result {
+                Ok(_) => {
+                    backoff.succeeded();
+                    if let Some(n) = errors.recovered() {
+                        info!(node = %s.node_id, sentinel = %s.sentinel_addr, failed_polls = n, "sentinel reachable again");
+                    }
+                }
+                Err(e) => {
+                    if !probe.is_connected() {
+                        backoff.failed(Instant::now());
+                    }
+                    if errors.failed(&e.to_string()) {
+                        warn!(node = %s.node_id, error = %e, "sentinel poll failed");
+                    }
+                }
+            }
+            let (reason, failover_changed) = shared.state().apply_sentinel(&result, Instant::now());
+            if failover_changed {
+                shared.failover_started.notify_one();
+            }
+            if reason.is_some() {
+                shared.report_now.notify_one();
+            }
+        }
+        let now = Instant::now();
+        let deadline = if probe.is_connected() {
+            now + s.heartbeat
+        } else {
+            backoff.next_attempt().unwrap_or(now + s.heartbeat).max(now)
+        };
+        if !nap(deadline, &shared.sentinel_refresh, shutdown).await {
+            return;
+        }
+    }
+}
+
+async fn events_loop(shared: &Shared, probe: &SentinelProbe, shutdown: &CancellationToken) {
+    let s = &shared.settings;
+    let mut backoff = Backoff::new();
+    let mut errors = ErrorLog::default();
+    while !shutdown.is_cancelled() {
+        let (mut sink, mut stream) = match probe.subscribe_events().await {
+            Ok(pair) => {
+                backoff.succeeded();
+                errors.recovered();
+                info!(node = %s.node_id, sentinel = %s.sentinel_addr, "subscribed to sentinel events");
+                // Events may have been missed while disconnected: look at the Sentinel now.
+                shared.sentinel_refresh.notify_one();
+                pair
+            }
+            Err(e) => {
+                if errors.failed(&e.to_string()) {
+                    warn!(node = %s.node_id, error = %e, "sentinel event subscription failed; retrying");
+                }
+                backoff.failed(Instant::now());
+                let deadline = backoff.next_attempt().unwrap_or_else(Instant::now);
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep_until(deadline.into()) => continue,
+                }
+            }
+        };
+        let mut ping = tokio::time::interval(s.heartbeat);
+        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ping.tick().await;
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                msg = stream.next() => {
+                    let Some(msg) = msg else {
+                        if errors.failed("closed") {
+                            warn!(node = %s.node_id, sentinel = %s.sentinel_addr, "sentinel event connection closed; resubscribing");
+                        }
+                        break;
+                    };
+                    let channel = msg.get_channel_name().to_owned();
+                    let payload = String::from_utf8_lossy(msg.get_payload_bytes()).into_owned();
+                    on_event(shared, &channel, &payload);
+                }
+                _ = ping.tick() => {
+                    if let Err(e) = probe.ping_subscription(&mut sink).await {
+                        if errors.failed(&e.to_string()) {
+                            warn!(node = %s.node_id, error = %e, "sentinel event connection stalled; resubscribing");
+                        }
+                        break;
+                    }
+                }
+            }
+        }
+        backoff.failed(Instant::now());
+        let deadline = backoff.next_attempt().unwrap_or_else(Instant::now);
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep_until(deadline.into()) => {}
+        }
+    }
+}
+
+fn on_event(shared: &Shared, channel: &str, payload: &str) {
+    if channel == "__sentinel__:hello" {
+        return;
+    }
+    let parsed = parse_event(channel, payload);
+    if let Err(e) = &parsed {
+        warn!(error = %e, "unreadable sentinel event; reporting it as received");
+    }
+    let now = Instant::now();
+    let mut st = shared.state();
+    let epoch_before = st.current_epoch;
+    let outcome = st.apply_event(channel, payload, parsed.as_ref().ok(), now, now_ms());
+    if !outcome.queued {
+        return;
+    }
+    let span = info_span!("sentinel_event", node = %shared.settings.node_id, kind = channel, epoch = outcome.epoch);
+    {
+        let _entered = span.enter();
+        info!(
+            payload,
+            failover_in_progress = st.failover.in_progress(now),
+            "sentinel event"
+        );
+        if outcome.dropped > 0 {
+            warn!(
+                dropped = outcome.dropped,
+                "event queue full: dropped the oldest events"
+            );
+        }
+        if st.current_epoch > epoch_before {
+            debug!(epoch = st.current_epoch, "new epoch");
+        }
+    }
+    // The report this event causes becomes a child of this span (one trace per failover).
+    st.event_span = Some(span);
+    drop(st);
+    if outcome.failover_changed {
+        shared.failover_started.notify_one();
+    }
+    shared.sentinel_refresh.notify_one();
+    shared.report_now.notify_one();
+}
+
+/// Builds the next report; the events go with it (put back if it fails).
+fn build_report(
+    shared: &Shared,
+    sequence: u64,
+    started_at_ms: i64,
+    reason: Reason,
+) -> (AgentReport, Option<tracing::Span>) {
+    let s = &shared.settings;
+    let now = Instant::now();
+    let mut st = shared.state();
+    let failover_in_progress = st.failover.in_progress(now);
+    let mut sentinel = st.sentinel.clone();
+    sentinel.current_epoch = st.current_epoch;
+    let events = st.events.take();
+    let span = if events.is_empty() {
+        None
+    } else {
+        st.event_span.take()
+    };
+    let report = AgentReport {
+        agent_id: s.node_id.clone(),
+        master_group: s.master_group.clone(),
+        sequence,
+        agent_started_at_ms: started_at_ms,
+        observed_at_ms: now_ms(),
+        reason: reason.as_str().to_owned(),
+        redis: Some(st.redis.clone()),
+        sentinel: Some(sentinel),
+        events,
+        failover_in_progress,
+    };
+    (report, span)
+}
+
+async fn report_loop(
+    shared: &Shared,
+    client: CoordinatorClient<Channel>,
+    started_at_ms: i64,
+    shutdown: &CancellationToken,
+) {
+    let s = &shared.settings;
+    // Start-up report: wait (briefly) for the first look at Redis and Sentinel.
+    let startup_deadline = Instant::now() + s.io_timeout * 2 + Duration::from_millis(100);
+    loop {
+        {
+            let st = shared.state();
+            if st.redis_observed && st.sentinel_observed {
+                break;
+            }
+        }
+        if Instant::now() >= startup_deadline
+            || !nap(startup_deadline, &shared.report_now, shutdown).await
+        {
+            break;
+        }
+    }
+
+    let mut sequence = 0u64;
+    let mut backoff = Backoff::new();
+    let mut outage: Option<(Instant, u64)> = None;
+    let mut next_heartbeat = Instant::now();
+    while !shutdown.is_cancelled() {
+        let now = Instant::now();
+        let pending = shared.state().pending;
+        let due = if outage.is_some() {
+            backoff.ready(now)
+        } else {
+            pending.is_some() || now >= next_heartbeat
+        };
+        if !due {
+            let deadline = if outage.is_some() {
+                backoff.next_attempt().unwrap_or(now)
+            } else {
+                next_heartbeat
+            };
+            if !nap(deadline, &shared.report_now, shutdown).await {
+                return;
+            }
+            continue;
+        }
+
+        let reason = shared.state().pending.take().unwrap_or(Reason::Heartbeat);
+        sequence += 1;
+        let (report, event_span) = build_report(shared, sequence, started_at_ms, reason);
+        let span = match &event_span {
+            Some(parent) => {
+                info_span!(parent: parent, "report", node = %s.node_id, reason = reason.as_str(), sequence)
+            }
+            None => info_span!("report", node = %s.node_id, reason = reason.as_str(), sequence),
+        };
+        let events = report.events.clone();
+        let n_events = events.len();
+        let mut client = client.clone();
+        let result = async {
+            let mut request = tonic::Request::new(report);
+            redis_ha_common::telemetry::inject_trace_context(request.metadata_mut());
+            // The endpoint has its own timeouts; this one also covers a stuck connect.
+            match tokio::time::timeout(s.io_timeout * 2, client.report(request)).await {
+                Ok(Ok(ack)) => {
+                    debug!(
+                        events = n_events,
+                        topology_version = ack.get_ref().topology_version,
+                        "report delivered"
+                    );
+                    Ok(())
+                }
+                Ok(Err(status)) => Err(format!("{}: {}", status.code(), status.message())),
+                Err(_) => Err(format!(
+                    "timed out after {} ms",
+                    (s.io_timeout * 2).as_millis()
+                )),
+            }
+        }
+        .instrument(span)
+        .await;
+        drop(event_span);
+
+        next_heartbeat = Instant::now() + s.heartbeat;
+        match result {
+            Ok(()) => {
+                backoff.succeeded();
+                if let Some((since, failed)) = outage.take() {
+                    info!(node = %s.node_id, coordinator = %s.coordinator_url, failed_reports = failed,
+                        outage_ms = since.elapsed().as_millis() as u64, "coordinator reachable again");
+                }
+            }
+            Err(e) => {
+                let mut st = shared.state();
+                let dropped = st.events.put_back(events);
+                // The reason is not lost: the retry carries it.
+                st.want_report(reason);
+                drop(st);
+                if dropped > 0 {
+                    warn!(dropped, "event queue full while the coordinator is unreachable: dropped the oldest events");
+                }
+                backoff.failed(Instant::now());
+                match &mut outage {
+                    Some((_, failed)) => *failed += 1,
+                    None => {
+                        warn!(node = %s.node_id, coordinator = %s.coordinator_url, error = %e,
+                            "report to the coordinator failed; keeping events queued and retrying with backoff");
+                        outage = Some((Instant::now(), 1));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Runs the agent with checked settings until `shutdown` is cancelled.
+pub async fn run_with_settings(
+    settings: AgentSettings,
+    shutdown: CancellationToken,
+) -> Result<(), AgentError> {
+    let endpoint = Endpoint::from_shared(settings.coordinator_url.clone())
+        .map_err(|e| {
+            AgentError::Config(redis_ha_common::ConfigError::invalid(
+                "coordinator_url",
+                &settings.coordinator_url,
+                e.to_string(),
+            ))
+        })?
+        .connect_timeout(settings.io_timeout)
+        .timeout(settings.io_timeout);
+    let client = CoordinatorClient::new(endpoint.connect_lazy());
+    let redis = RedisProbe::from_settings(&settings).map_err(AgentError::Setup)?;
+    let sentinel = SentinelProbe::from_settings(&settings).map_err(AgentError::Setup)?;
+    // A second client for the subscription: the poll loop owns the first.
+    let events = SentinelProbe::from_settings(&settings).map_err(AgentError::Setup)?;
+    let started_at_ms = now_ms();
+
+    info!(
+        node = %settings.node_id,
+        group = %settings.master_group,
+        redis = %settings.redis_addr,
+        announce = %settings.announce_addr,
+        sentinel = %settings.sentinel_addr,
+        coordinator = %settings.coordinator_url,
+        fencing = settings.fencing,
+        "health agent starting"
+    );
+    let shared = Shared::new(settings);
+    tokio::join!(
+        redis_loop(&shared, redis, &shutdown),
+        sentinel_loop(&shared, sentinel, &shutdown),
+        events_loop(&shared, &events, &shutdown),
+        report_loop(&shared, client, started_at_ms, &shutdown),
+    );
+    info!(node = %shared.settings.node_id, "health agent stopped");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        let t0 = Instant::now();
+        let mut b = Backoff::new();
+        assert!(b.ready(t0));
+        b.failed(t0);
+        assert_eq!(b.next_attempt(), Some(t0 + Duration::from_millis(50)));
+        assert!(!b.ready(t0));
+        for _ in 0..10 {
+            b.failed(t0);
+        }
+        assert_eq!(b.next_attempt(), Some(t0 + BACKOFF_MAX));
+        b.succeeded();
+        assert!(b.ready(t0));
+        b.failed(t0);
+        assert_eq!(b.next_attempt(), Some(t0 + BACKOFF_MIN));
+    }
+
+    #[test]
+    fn error_log_only_on_change() {
+        let mut l = ErrorLog::default();
+        assert_eq!(l.recovered(), None);
+        assert!(l.failed("refused"));
+        assert!(!l.failed("refused"));
+        assert!(!l.failed("refused"));
+        assert!(l.failed("timeout"));
+        assert!(!l.failed("timeout"));
+        assert_eq!(l.recovered(), Some(2));
+        assert!(l.failed("timeout"));
+    }
+}

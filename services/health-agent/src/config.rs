@@ -1,0 +1,301 @@
+//! The agent's configuration: defaults < TOML file < `REDIS_HA_AGENT_*` environment variables.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use redis_ha_common::{load_config, ConfigError, HostPort, Secret};
+use serde::{Deserialize, Serialize};
+
+/// Environment variable prefix: `REDIS_HA_AGENT_` + key uppercased.
+pub const ENV_PREFIX: &str = "REDIS_HA_AGENT_";
+
+/// Configuration of one health agent (one per Redis node). Holds paths, never secrets,
+/// so `Debug` is safe to log.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AgentConfig {
+    /// Stable name of this node and its agent, e.g. `node-1`; the coordinator keys reports by it.
+    pub node_id: String,
+    /// Sentinel master group (master name) the node belongs to, e.g. `redis-cluster`.
+    pub master_group: String,
+    /// Where the agent connects to its Redis node (`host:port`).
+    pub redis_addr: HostPort,
+    /// The address the Sentinels know this node by (`host:port`), used in reports and to
+    /// recognise this node in Sentinel's answers. Unset: same as `redis_addr`.
+    pub announce_addr: Option<HostPort>,
+    /// The Sentinel beside this node (`host:port`): polled and subscribed to for events.
+    pub sentinel_addr: HostPort,
+    /// The coordinator's gRPC endpoint, `http://host:port` (or `https://`).
+    pub coordinator_url: String,
+    /// Heartbeat: how often Redis and Sentinel are polled at rest and a report is sent (ms).
+    pub heartbeat_ms: u64,
+    /// How often the node's `ROLE` is polled while a failover is in progress (ms).
+    pub failover_poll_ms: u64,
+    /// Timeout of any single connect or command, to Redis, Sentinel or the coordinator (ms).
+    pub io_timeout_ms: u64,
+    /// How long start-up waits for `redis_addr` and `sentinel_addr` to resolve (ms; 0 = check once).
+    pub resolve_wait_ms: u64,
+    /// A failover in progress that sees no end event is considered over after this long (ms).
+    pub failover_timeout_ms: u64,
+    /// File holding the Redis password (`requirepass`). Unset: no AUTH.
+    pub redis_password_file: Option<PathBuf>,
+    /// File holding the Sentinel password (Sentinel's `requirepass`). Unset: no AUTH.
+    pub sentinel_password_file: Option<PathBuf>,
+    /// Demote this node (`REPLICAOF` the Sentinel's master) when it claims master while the
+    /// Sentinel names another master.
+    pub fencing: bool,
+    /// How long that mismatch must last, outside any failover, before the node is demoted (ms).
+    pub fencing_grace_ms: u64,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        Self {
+            node_id: "node-1".into(),
+            master_group: "redis-cluster".into(),
+            redis_addr: HostPort::new("127.0.0.1", 9001),
+            announce_addr: None,
+            sentinel_addr: HostPort::new("127.0.0.1", 19001),
+            coordinator_url: "http://127.0.0.1:50051".into(),
+            heartbeat_ms: 1000,
+            failover_poll_ms: 10,
+            io_timeout_ms: 1000,
+            resolve_wait_ms: 5000,
+            failover_timeout_ms: 20000,
+            redis_password_file: None,
+            sentinel_password_file: None,
+            fencing: true,
+            fencing_grace_ms: 3000,
+        }
+    }
+}
+
+/// The checked runtime settings, including the secrets read from their files.
+/// `Debug` redacts the secrets.
+#[derive(Clone, Debug)]
+pub struct AgentSettings {
+    pub node_id: String,
+    pub master_group: String,
+    pub redis_addr: HostPort,
+    /// `announce_addr`, or `redis_addr` when unset.
+    pub announce_addr: HostPort,
+    pub sentinel_addr: HostPort,
+    pub coordinator_url: String,
+    pub heartbeat: Duration,
+    pub failover_poll: Duration,
+    pub io_timeout: Duration,
+    pub failover_timeout: Duration,
+    pub redis_password: Option<Secret>,
+    pub sentinel_password: Option<Secret>,
+    pub fencing: bool,
+    pub fencing_grace: Duration,
+}
+
+impl AgentConfig {
+    /// Loads defaults < `path` (TOML) < `REDIS_HA_AGENT_*` variables, then runs
+    /// [`AgentConfig::validate`] (blocking: DNS and password files). Errors name key and value.
+    pub fn load(path: Option<&Path>) -> Result<AgentConfig, ConfigError> {
+        let config: AgentConfig = load_config(path, ENV_PREFIX)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks what needs no I/O: names, numbers, the coordinator URL.
+    pub fn check_shape(&self) -> Result<(), ConfigError> {
+        if self.node_id.trim().is_empty() {
+            return Err(ConfigError::invalid(
+                "node_id",
+                &self.node_id,
+                "must not be empty",
+            ));
+        }
+        if self.master_group.is_empty() || self.master_group.contains(char::is_whitespace) {
+            return Err(ConfigError::invalid(
+                "master_group",
+                &self.master_group,
+                "must be a non-empty name without spaces",
+            ));
+        }
+        for (key, value) in [
+            ("heartbeat_ms", self.heartbeat_ms),
+            ("failover_poll_ms", self.failover_poll_ms),
+            ("io_timeout_ms", self.io_timeout_ms),
+            ("failover_timeout_ms", self.failover_timeout_ms),
+            ("fencing_grace_ms", self.fencing_grace_ms),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::invalid(key, "0", "must be greater than 0"));
+            }
+        }
+        check_url(&self.coordinator_url)
+    }
+
+    /// Checks everything: the shape, that `redis_addr` and `sentinel_addr` resolve within
+    /// `resolve_wait_ms`, that password files are readable; returns the runtime settings.
+    /// Blocking (DNS, files): call it from `spawn_blocking` inside a runtime.
+    pub fn validate(&self) -> Result<AgentSettings, ConfigError> {
+        self.check_shape()?;
+        let redis_password =
+            Secret::from_optional_file("redis_password_file", self.redis_password_file.as_deref())?;
+        let sentinel_password = Secret::from_optional_file(
+            "sentinel_password_file",
+            self.sentinel_password_file.as_deref(),
+        )?;
+        let wait = Duration::from_millis(self.resolve_wait_ms);
+        self.redis_addr.check_resolves("redis_addr", wait)?;
+        self.sentinel_addr.check_resolves("sentinel_addr", wait)?;
+        Ok(AgentSettings {
+            node_id: self.node_id.trim().to_owned(),
+            master_group: self.master_group.clone(),
+            redis_addr: self.redis_addr.clone(),
+            announce_addr: self
+                .announce_addr
+                .clone()
+                .unwrap_or_else(|| self.redis_addr.clone()),
+            sentinel_addr: self.sentinel_addr.clone(),
+            coordinator_url: self.coordinator_url.trim().to_owned(),
+            heartbeat: Duration::from_millis(self.heartbeat_ms),
+            failover_poll: Duration::from_millis(self.failover_poll_ms),
+            io_timeout: Duration::from_millis(self.io_timeout_ms),
+            failover_timeout: Duration::from_millis(self.failover_timeout_ms),
+            redis_password,
+            sentinel_password,
+            fencing: self.fencing,
+            fencing_grace: Duration::from_millis(self.fencing_grace_ms),
+        })
+    }
+}
+
+fn check_url(url: &str) -> Result<(), ConfigError> {
+    let url = url.trim();
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .ok_or_else(|| {
+            ConfigError::invalid(
+                "coordinator_url",
+                url,
+                "must start with http:// or https://",
+            )
+        })?;
+    let authority = rest.split('/').next().unwrap_or_default();
+    if authority.is_empty() {
+        return Err(ConfigError::invalid("coordinator_url", url, "has no host"));
+    }
+    tonic::transport::Endpoint::from_shared(url.to_owned())
+        .map_err(|e| ConfigError::invalid("coordinator_url", url, e.to_string()))?;
+    Ok(())
+}
+
+#[cfg(test)]
+// figment::Jail's closures return figment's (large) error type: not ours to shrink.
+#[allow(clippy::result_large_err)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_documented_ones() {
+        figment::Jail::expect_with(|_jail| {
+            let c = AgentConfig::load(None).unwrap();
+            assert_eq!(c, AgentConfig::default());
+            assert_eq!(c.redis_addr.to_string(), "127.0.0.1:9001");
+            assert_eq!(c.announce_addr, None);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn file_and_env_override() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "agent.toml",
+                "node_id = \"node-2\"\nredis_addr = \"localhost:9002\"\nannounce_addr = \"redis-2:9002\"\nheartbeat_ms = 500\nresolve_wait_ms = 0\n",
+            )?;
+            jail.set_env("REDIS_HA_AGENT_HEARTBEAT_MS", "250");
+            jail.set_env("REDIS_HA_AGENT_FENCING", "false");
+            let c = AgentConfig::load(Some(Path::new("agent.toml"))).unwrap();
+            assert_eq!(c.node_id, "node-2");
+            assert_eq!(c.redis_addr, HostPort::new("localhost", 9002));
+            // Only the addresses the agent connects to must resolve.
+            assert_eq!(c.announce_addr, Some(HostPort::new("redis-2", 9002)));
+            assert_eq!(c.heartbeat_ms, 250);
+            assert!(!c.fencing);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn errors_name_key_and_value() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("REDIS_HA_AGENT_HEARTBEAT_MS", "0");
+            let e = AgentConfig::load(None).unwrap_err().to_string();
+            assert!(e.contains("heartbeat_ms") && e.contains('0'), "{e}");
+            Ok(())
+        });
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("REDIS_HA_AGENT_REDIS_ADDR", "nonsense");
+            let e = AgentConfig::load(None).unwrap_err().to_string();
+            assert!(e.contains("redis_addr") && e.contains("nonsense"), "{e}");
+            Ok(())
+        });
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("REDIS_HA_AGENT_COORDINATOR_URL", "127.0.0.1:50051");
+            let e = AgentConfig::load(None).unwrap_err().to_string();
+            assert!(
+                e.contains("coordinator_url") && e.contains("127.0.0.1:50051"),
+                "{e}"
+            );
+            Ok(())
+        });
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("agent.toml", "heartbeat = 5\n")?;
+            let e = AgentConfig::load(Some(Path::new("agent.toml")))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("heartbeat"), "{e}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn validate_reads_passwords_and_defaults_announce() {
+        let dir = tempfile::tempdir().unwrap();
+        let pw = dir.path().join("pw");
+        std::fs::write(&pw, "hunter2\n").unwrap();
+        let c = AgentConfig {
+            redis_password_file: Some(pw.clone()),
+            resolve_wait_ms: 0,
+            ..AgentConfig::default()
+        };
+        let s = c.validate().unwrap();
+        assert_eq!(s.announce_addr, c.redis_addr);
+        assert_eq!(
+            s.redis_password.as_ref().map(Secret::expose),
+            Some("hunter2")
+        );
+        assert!(s.sentinel_password.is_none());
+        assert!(!format!("{s:?}").contains("hunter2"));
+
+        let missing = AgentConfig {
+            sentinel_password_file: Some(dir.path().join("nope")),
+            resolve_wait_ms: 0,
+            ..AgentConfig::default()
+        };
+        let e = missing.validate().unwrap_err().to_string();
+        assert!(e.contains("sentinel_password_file"), "{e}");
+    }
+
+    #[test]
+    fn validate_refuses_unresolvable_addresses() {
+        let c = AgentConfig {
+            sentinel_addr: HostPort::new("no-such-host.invalid", 19001),
+            resolve_wait_ms: 0,
+            ..AgentConfig::default()
+        };
+        let e = c.validate().unwrap_err().to_string();
+        assert!(
+            e.contains("sentinel_addr") && e.contains("no-such-host.invalid"),
+            "{e}"
+        );
+    }
+}

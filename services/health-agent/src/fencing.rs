@@ -1,0 +1,221 @@
+//! Fencing: a node that says `role:master` while the Sentinel quorum (the highest config
+//! epoch, as this node's Sentinel reports it) names another master is a split brain. After a
+//! grace period the agent demotes it with `REPLICAOF <quorum master>`.
+//!
+//! The decision is a pure function of what the agent knows; the caller measures how long
+//! the mismatch has lasted with [`MismatchTimer`].
+
+use std::time::{Duration, Instant};
+
+use redis_ha_common::HostPort;
+use redis_ha_proto::v1::Role;
+
+/// What the decision needs.
+#[derive(Debug, Clone, Copy)]
+pub struct FencingInput<'a> {
+    /// This node's role, as its last poll saw it (`Unspecified` when unreachable).
+    pub own_role: Role,
+    /// The address the Sentinels know this node by.
+    pub own_addr: &'a HostPort,
+    /// The master the Sentinel names for the group, with its config epoch; `None` when the
+    /// Sentinel is unreachable or its answer is stale (never fence on old news).
+    pub sentinel_master: Option<(&'a HostPort, u64)>,
+    pub failover_in_progress: bool,
+    /// This node was named by a recent `+selected-slave` / `+promoted-slave` / `+switch-master`.
+    pub recently_named: bool,
+    /// How long the mismatch has lasted so far.
+    pub mismatch_for: Duration,
+    pub grace: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FencingDecision {
+    Keep,
+    /// Demote this node: `REPLICAOF` this master.
+    Demote(HostPort),
+}
+
+/// Sentinel may print a host name in another case than the configuration.
+pub fn same_node(a: &HostPort, b: &HostPort) -> bool {
+    a.port == b.port && a.host.eq_ignore_ascii_case(&b.host)
+}
+
+/// The quorum's master when this node is a stray master right now (grace not considered).
+pub fn stray_master<'a>(input: &FencingInput<'a>) -> Option<&'a HostPort> {
+    if input.own_role != Role::Master || input.failover_in_progress || input.recently_named {
+        return None;
+    }
+    let (master, _epoch) = input.sentinel_master?;
+    (!same_node(master, input.own_addr)).then_some(master)
+}
+
+/// Keep, or demote once the mismatch has persisted for the grace period.
+pub fn decide(input: &FencingInput<'_>) -> FencingDecision {
+    match stray_master(input) {
+        Some(master) if input.mismatch_for >= input.grace => {
+            FencingDecision::Demote(master.clone())
+        }
+        _ => FencingDecision::Keep,
+    }
+}
+
+/// The quorum's master among several Sentinels' answers: the one with the highest config
+/// epoch (the first of equals, so list this node's own Sentinel first).
+pub fn quorum_master(views: &[(HostPort, u64)]) -> Option<&(HostPort, u64)> {
+    views
+        .iter()
+        .reduce(|best, v| if v.1 > best.1 { v } else { best })
+}
+
+/// Measures how long a mismatch has lasted; any moment without one restarts it.
+#[derive(Debug, Default, Clone)]
+pub struct MismatchTimer {
+    since: Option<Instant>,
+}
+
+impl MismatchTimer {
+    pub fn update(&mut self, mismatch: bool, now: Instant) -> Duration {
+        if mismatch {
+            now.saturating_duration_since(*self.since.get_or_insert(now))
+        } else {
+            self.since = None;
+            Duration::ZERO
+        }
+    }
+
+    pub fn reset(&mut self) {
+        self.since = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GRACE: Duration = Duration::from_secs(3);
+
+    fn me() -> HostPort {
+        HostPort::new("10.0.0.1", 9001)
+    }
+
+    fn other() -> HostPort {
+        HostPort::new("10.0.0.2", 9002)
+    }
+
+    fn input<'a>(own: &'a HostPort, quorum: &'a HostPort) -> FencingInput<'a> {
+        FencingInput {
+            own_role: Role::Master,
+            own_addr: own,
+            sentinel_master: Some((quorum, 4)),
+            failover_in_progress: false,
+            recently_named: false,
+            mismatch_for: GRACE,
+            grace: GRACE,
+        }
+    }
+
+    #[test]
+    fn stray_master_is_demoted_after_the_grace() {
+        let (me, other) = (me(), other());
+        assert_eq!(
+            decide(&input(&me, &other)),
+            FencingDecision::Demote(other.clone())
+        );
+        let early = FencingInput {
+            mismatch_for: GRACE - Duration::from_millis(1),
+            ..input(&me, &other)
+        };
+        assert_eq!(stray_master(&early), Some(&other));
+        assert_eq!(decide(&early), FencingDecision::Keep);
+    }
+
+    #[test]
+    fn the_named_master_is_kept() {
+        let me = me();
+        assert_eq!(decide(&input(&me, &me)), FencingDecision::Keep);
+        let shouting = HostPort::new("REDIS-1", 9001);
+        let lower = HostPort::new("redis-1", 9001);
+        assert_eq!(decide(&input(&lower, &shouting)), FencingDecision::Keep);
+        let other_port = HostPort::new("10.0.0.1", 9002);
+        assert_eq!(
+            decide(&input(&me, &other_port)),
+            FencingDecision::Demote(other_port.clone())
+        );
+    }
+
+    #[test]
+    fn replicas_and_unreachable_nodes_are_kept() {
+        let (me, other) = (me(), other());
+        for role in [Role::Replica, Role::Unspecified] {
+            let i = FencingInput {
+                own_role: role,
+                ..input(&me, &other)
+            };
+            assert_eq!(decide(&i), FencingDecision::Keep, "{role:?}");
+        }
+    }
+
+    #[test]
+    fn never_during_a_failover() {
+        let (me, other) = (me(), other());
+        let i = FencingInput {
+            failover_in_progress: true,
+            mismatch_for: Duration::from_secs(3600),
+            ..input(&me, &other)
+        };
+        assert_eq!(decide(&i), FencingDecision::Keep);
+    }
+
+    #[test]
+    fn never_when_just_selected_or_switched_to() {
+        let (me, other) = (me(), other());
+        let i = FencingInput {
+            recently_named: true,
+            mismatch_for: Duration::from_secs(3600),
+            ..input(&me, &other)
+        };
+        assert_eq!(decide(&i), FencingDecision::Keep);
+    }
+
+    #[test]
+    fn never_without_a_fresh_sentinel_answer() {
+        let (me, other) = (me(), other());
+        let i = FencingInput {
+            sentinel_master: None,
+            ..input(&me, &other)
+        };
+        assert_eq!(decide(&i), FencingDecision::Keep);
+    }
+
+    #[test]
+    fn quorum_master_is_the_highest_epoch() {
+        assert_eq!(quorum_master(&[]), None);
+        let views = vec![
+            (me(), 3),
+            (other(), 5),
+            (HostPort::new("10.0.0.3", 9003), 4),
+        ];
+        assert_eq!(quorum_master(&views), Some(&(other(), 5)));
+        let tie = vec![(me(), 5), (other(), 5)];
+        assert_eq!(quorum_master(&tie), Some(&(me(), 5)), "own Sentinel first");
+    }
+
+    #[test]
+    fn mismatch_timer_restarts_on_any_gap() {
+        let t0 = Instant::now();
+        let mut t = MismatchTimer::default();
+        assert_eq!(t.update(true, t0), Duration::ZERO);
+        assert_eq!(t.update(true, t0 + GRACE), GRACE);
+        assert_eq!(t.update(false, t0 + GRACE), Duration::ZERO);
+        assert_eq!(
+            t.update(true, t0 + GRACE + Duration::from_secs(1)),
+            Duration::ZERO
+        );
+        assert_eq!(
+            t.update(true, t0 + GRACE + Duration::from_secs(2)),
+            Duration::from_secs(1)
+        );
+        t.reset();
+        assert_eq!(t.update(true, t0 + GRACE * 2), Duration::ZERO);
+    }
+}

@@ -1,0 +1,671 @@
+//! Parsers for what a Redis node answers: `ROLE`, `INFO replication`, `INFO server`.
+//! Pure functions over the reply, so they are tested with fixtures.
+
+use std::collections::HashMap;
+
+use redis::Value;
+use redis_ha_common::HostPort;
+use redis_ha_proto::v1::{LinkState, RedisStatus, ReplicaLink, Role};
+
+/// A reply that is not what the command should answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    #[error("missing field `{0}`")]
+    Missing(String),
+    #[error("field `{field}` has an invalid value {value:?}")]
+    Invalid { field: String, value: String },
+    #[error("unexpected reply shape: {0}")]
+    Shape(String),
+}
+
+impl ParseError {
+    pub(crate) fn invalid(field: &str, value: impl Into<String>) -> Self {
+        Self::Invalid {
+            field: field.to_owned(),
+            value: value.into(),
+        }
+    }
+}
+
+/// `host:port` as Sentinel and Redis show it (IPv6 hosts in brackets, like [`HostPort`]).
+pub fn join_addr(host: &str, port: u16) -> String {
+    HostPort::new(host, port).to_string()
+}
+
+/// One replica in a master's `ROLE` reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleReplica {
+    pub address: String,
+    pub offset: u64,
+}
+
+/// The `ROLE` reply of a Redis node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RoleReply {
+    Master {
+        offset: u64,
+        replicas: Vec<RoleReplica>,
+    },
+    Replica {
+        master_address: String,
+        /// `connect`, `connecting`, `sync`, `connected` (link up) or `handshake`.
+        state: String,
+        /// `-1` before the first sync: reported as 0.
+        offset: u64,
+    },
+}
+
+impl RoleReply {
+    pub fn role(&self) -> Role {
+        match self {
+            RoleReply::Master { .. } => Role::Master,
+            RoleReply::Replica { .. } => Role::Replica,
+        }
+    }
+
+    /// Writes what `ROLE` tells into `status`, keeping what only `INFO` knows (lag, link
+    /// details) when the role did not change.
+    pub fn merge_into(&self, status: &mut RedisStatus) {
+        let role_changed = status.role() != self.role();
+        status.set_role(self.role());
+        match self {
+            RoleReply::Master { offset, replicas } => {
+                status.repl_offset = *offset;
+                status.master_address.clear();
+                status.set_link(LinkState::Unspecified);
+                status.sync_in_progress = false;
+                let same_set = !role_changed
+                    && status.replicas.len() == replicas.len()
+                    && replicas
+                        .iter()
+                        .all(|r| status.replicas.iter().any(|s| s.address == r.address));
+                if same_set {
+                    for link in &mut status.replicas {
+                        if let Some(r) = replicas.iter().find(|r| r.address == link.address) {
+                            link.offset = r.offset;
+                        }
+                    }
+                } else {
+                    status.replicas = replicas
+                        .iter()
+                        .map(|r| ReplicaLink {
+                            address: r.address.clone(),
+                            state: String::new(),
+                            offset: r.offset,
+                            lag_seconds: 0,
+                        })
+                        .collect();
+                }
+            }
+            RoleReply::Replica {
+                master_address,
+                state,
+                offset,
+            } => {
+                status.repl_offset = *offset;
+                status.master_address.clone_from(master_address);
+                status.set_link(if state == "connected" {
+                    LinkState::Up
+                } else {
+                    LinkState::Down
+                });
+                status.replicas.clear();
+            }
+        }
+    }
+}
+
+fn text(v: &Value) -> Option<String> {
+    match v {
+        Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
+        Value::SimpleString(s) => Some(s.clone()),
+        Value::VerbatimString { text, .. } => Some(text.clone()),
+        Value::Int(i) => Some(i.to_string()),
+        _ => None,
+    }
+}
+
+fn int(v: &Value, field: &str) -> Result<i64, ParseError> {
+    match v {
+        Value::Int(i) => Ok(*i),
+        other => {
+            let t = text(other).ok_or_else(|| ParseError::invalid(field, format!("{other:?}")))?;
+            t.trim()
+                .parse()
+                .map_err(|_| ParseError::invalid(field, t.clone()))
+        }
+    }
+}
+
+fn port(v: &Value, field: &str) -> Result<u16, ParseError> {
+    let p = int(v, field)?;
+    u16::try_from(p)
+        .ok()
+        .filter(|p| *p > 0)
+        .ok_or_else(|| ParseError::invalid(field, p.to_string()))
+}
+
+fn non_negative(i: i64) -> u64 {
+    u64::try_from(i).unwrap_or(0)
+}
+
+/// Parses the `ROLE` reply. A Sentinel's `ROLE` (`sentinel`) is an error: wrong port.
+pub fn parse_role(v: &Value) -> Result<RoleReply, ParseError> {
+    let items = match v {
+        Value::Array(items) => items,
+        other => {
+            return Err(ParseError::Shape(format!(
+                "ROLE: expected an array, got {other:?}"
+            )))
+        }
+    };
+    let kind = items
+        .first()
+        .and_then(text)
+        .ok_or_else(|| ParseError::Missing("role".into()))?;
+    match kind.as_str() {
+        "master" => {
+            let offset = non_negative(int(
+                items
+                    .get(1)
+                    .ok_or_else(|| ParseError::Missing("offset".into()))?,
+                "offset",
+            )?);
+            let mut replicas = Vec::new();
+            match items.get(2) {
+                Some(Value::Array(list)) => {
+                    for r in list {
+                        let Value::Array(fields) = r else {
+                            return Err(ParseError::Shape(format!("ROLE replica entry {r:?}")));
+                        };
+                        let host = fields
+                            .first()
+                            .and_then(text)
+                            .ok_or_else(|| ParseError::Missing("replica ip".into()))?;
+                        let p = port(
+                            fields
+                                .get(1)
+                                .ok_or_else(|| ParseError::Missing("replica port".into()))?,
+                            "replica port",
+                        )?;
+                        let offset = match fields.get(2) {
+                            Some(o) => non_negative(int(o, "replica offset")?),
+                            None => 0,
+                        };
+                        replicas.push(RoleReplica {
+                            address: join_addr(&host, p),
+                            offset,
+                        });
+                    }
+                }
+                None | Some(Value::Nil) => {}
+                Some(other) => {
+                    return Err(ParseError::Shape(format!("ROLE replicas: {other:?}")));
+                }
+            }
+            Ok(RoleReply::Master { offset, replicas })
+        }
+        "slave" | "replica" => {
+            let host = items
+                .get(1)
+                .and_then(text)
+                .ok_or_else(|| ParseError::Missing("master host".into()))?;
+            let p = port(
+                items
+                    .get(2)
+                    .ok_or_else(|| ParseError::Missing("master port".into()))?,
+                "master port",
+            )?;
+            let state = items
+                .get(3)
+                .and_then(text)
+                .ok_or_else(|| ParseError::Missing("state".into()))?;
+            let offset = match items.get(4) {
+                Some(o) => non_negative(int(o, "offset")?),
+                None => 0,
+            };
+            Ok(RoleReply::Replica {
+                master_address: join_addr(&host, p),
+                state,
+                offset,
+            })
+        }
+        "sentinel" => Err(ParseError::invalid(
+            "role",
+            "sentinel (this is a Sentinel, not a Redis node)",
+        )),
+        other => Err(ParseError::invalid("role", other)),
+    }
+}
+
+/// The `key:value` lines of an `INFO` reply (section headers and blank lines skipped).
+pub fn info_fields(info: &str) -> HashMap<&str, &str> {
+    info.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter_map(|l| l.split_once(':'))
+        .collect()
+}
+
+/// What `INFO replication` tells about a node.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReplicationInfo {
+    pub role: Role,
+    /// Replica only: `master_host:master_port`.
+    pub master_address: String,
+    /// Replica only: `master_link_status`.
+    pub link: LinkState,
+    /// `master_repl_offset` for a master, `slave_repl_offset` for a replica.
+    pub repl_offset: u64,
+    /// Master only: the `slaveN:` lines.
+    pub replicas: Vec<ReplicaLink>,
+    /// Replica only: `master_sync_in_progress:1`.
+    pub sync_in_progress: bool,
+}
+
+impl ReplicationInfo {
+    /// Writes these fields into `status`.
+    pub fn apply_to(&self, status: &mut RedisStatus) {
+        status.set_role(self.role);
+        status.master_address.clone_from(&self.master_address);
+        status.set_link(self.link);
+        status.repl_offset = self.repl_offset;
+        status.replicas.clone_from(&self.replicas);
+        status.sync_in_progress = self.sync_in_progress;
+    }
+}
+
+fn num_field(fields: &HashMap<&str, &str>, key: &str) -> Result<u64, ParseError> {
+    let raw = fields
+        .get(key)
+        .ok_or_else(|| ParseError::Missing(key.to_owned()))?;
+    let i: i64 = raw
+        .trim()
+        .parse()
+        .map_err(|_| ParseError::invalid(key, *raw))?;
+    Ok(non_negative(i))
+}
+
+/// Parses one `slaveN:ip=...,port=...,state=...,offset=...,lag=...` value.
+fn parse_replica_line(key: &str, value: &str) -> Result<ReplicaLink, ParseError> {
+    let kv: HashMap<&str, &str> = value.split(',').filter_map(|p| p.split_once('=')).collect();
+    let ip = kv
+        .get("ip")
+        .ok_or_else(|| ParseError::Missing(format!("{key}.ip")))?;
+    let port: u16 = kv
+        .get("port")
+        .and_then(|p| p.parse().ok())
+        .filter(|p| *p > 0)
+        .ok_or_else(|| ParseError::invalid(&format!("{key}.port"), value))?;
+    let number = |name: &str| -> Result<u64, ParseError> {
+        match kv.get(name) {
+            None => Ok(0),
+            Some(v) => v
+                .parse::<i64>()
+                .map(non_negative)
+                .map_err(|_| ParseError::invalid(&format!("{key}.{name}"), *v)),
+        }
+    };
+    Ok(ReplicaLink {
+        address: join_addr(ip, port),
+        state: kv.get("state").copied().unwrap_or_default().to_owned(),
+        offset: number("offset")?,
+        lag_seconds: number("lag")?,
+    })
+}
+
+/// Parses `INFO replication` (the whole `INFO` text works too).
+pub fn parse_info_replication(info: &str) -> Result<ReplicationInfo, ParseError> {
+    let fields = info_fields(info);
+    let role_raw = fields
+        .get("role")
+        .ok_or_else(|| ParseError::Missing("role".into()))?;
+    match *role_raw {
+        "master" => {
+            let mut replicas = Vec::new();
+            let mut keys: Vec<(u32, &str, &str)> = fields
+                .iter()
+                .filter_map(|(k, v)| {
+                    k.strip_prefix("slave")
+                        .and_then(|n| n.parse::<u32>().ok())
+                        .map(|n| (n, *k, *v))
+                })
+                .collect();
+            keys.sort_unstable();
+            for (_, k, v) in keys {
+                replicas.push(parse_replica_line(k, v)?);
+            }
+            Ok(ReplicationInfo {
+                role: Role::Master,
+                master_address: String::new(),
+                link: LinkState::Unspecified,
+                repl_offset: num_field(&fields, "master_repl_offset")?,
+                replicas,
+                sync_in_progress: false,
+            })
+        }
+        "slave" => {
+            let host = fields
+                .get("master_host")
+                .ok_or_else(|| ParseError::Missing("master_host".into()))?;
+            let port: u16 = fields
+                .get("master_port")
+                .and_then(|p| p.trim().parse().ok())
+                .filter(|p| *p > 0)
+                .ok_or_else(|| {
+                    ParseError::invalid(
+                        "master_port",
+                        fields.get("master_port").copied().unwrap_or_default(),
+                    )
+                })?;
+            let link = match fields.get("master_link_status").copied() {
+                Some("up") => LinkState::Up,
+                Some("down") => LinkState::Down,
+                Some(other) => return Err(ParseError::invalid("master_link_status", other)),
+                None => return Err(ParseError::Missing("master_link_status".into())),
+            };
+            let sync_in_progress = match fields.get("master_sync_in_progress").copied() {
+                Some("1") => true,
+                Some("0") | None => false,
+                Some(other) => return Err(ParseError::invalid("master_sync_in_progress", other)),
+            };
+            Ok(ReplicationInfo {
+                role: Role::Replica,
+                master_address: join_addr(host, port),
+                link,
+                repl_offset: num_field(&fields, "slave_repl_offset")?,
+                replicas: Vec::new(),
+                sync_in_progress,
+            })
+        }
+        other => Err(ParseError::invalid("role", other)),
+    }
+}
+
+/// `run_id` from `INFO server`.
+pub fn parse_run_id(info: &str) -> Result<String, ParseError> {
+    info_fields(info)
+        .get("run_id")
+        .map(|s| (*s).to_owned())
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| ParseError::Missing("run_id".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bulk(s: &str) -> Value {
+        Value::BulkString(s.as_bytes().to_vec())
+    }
+
+    const MASTER_INFO: &str = "# Replication\r\n\
+        role:master\r\n\
+        connected_slaves:2\r\n\
+        slave0:ip=10.0.0.2,port=9002,state=online,offset=5000,lag=0\r\n\
+        slave1:ip=10.0.0.3,port=9003,state=wait_bgsave,offset=0,lag=3\r\n\
+        master_failover_state:no-failover\r\n\
+        master_replid:8a3d4c1f0e5b6a7980123456789abcdef0123456\r\n\
+        master_replid2:0000000000000000000000000000000000000000\r\n\
+        master_repl_offset:5012\r\n\
+        second_repl_offset:-1\r\n\
+        repl_backlog_active:1\r\n\
+        repl_backlog_size:1048576\r\n\
+        repl_backlog_first_byte_offset:1\r\n\
+        repl_backlog_histlen:5012\r\n";
+
+    const REPLICA_UP_INFO: &str = "# Replication\r\n\
+        role:slave\r\n\
+        master_host:10.0.0.1\r\n\
+        master_port:9001\r\n\
+        master_link_status:up\r\n\
+        master_last_io_seconds_ago:1\r\n\
+        master_sync_in_progress:0\r\n\
+        slave_read_repl_offset:4990\r\n\
+        slave_repl_offset:4990\r\n\
+        slave_priority:100\r\n\
+        slave_read_only:1\r\n\
+        replica_announced:1\r\n\
+        connected_slaves:0\r\n\
+        master_failover_state:no-failover\r\n\
+        master_repl_offset:4990\r\n";
+
+    const REPLICA_DOWN_INFO: &str = "# Replication\r\n\
+        role:slave\r\n\
+        master_host:redis-1\r\n\
+        master_port:9001\r\n\
+        master_link_status:down\r\n\
+        master_last_io_seconds_ago:-1\r\n\
+        master_sync_in_progress:1\r\n\
+        slave_read_repl_offset:-1\r\n\
+        slave_repl_offset:-1\r\n\
+        master_link_down_since_seconds:-1\r\n\
+        slave_priority:100\r\n\
+        connected_slaves:0\r\n\
+        master_repl_offset:0\r\n";
+
+    #[test]
+    fn info_master_with_two_replicas() {
+        let r = parse_info_replication(MASTER_INFO).unwrap();
+        assert_eq!(r.role, Role::Master);
+        assert_eq!(r.repl_offset, 5012);
+        assert_eq!(r.master_address, "");
+        assert_eq!(r.link, LinkState::Unspecified);
+        assert_eq!(
+            r.replicas,
+            vec![
+                ReplicaLink {
+                    address: "10.0.0.2:9002".into(),
+                    state: "online".into(),
+                    offset: 5000,
+                    lag_seconds: 0
+                },
+                ReplicaLink {
+                    address: "10.0.0.3:9003".into(),
+                    state: "wait_bgsave".into(),
+                    offset: 0,
+                    lag_seconds: 3
+                },
+            ]
+        );
+        assert!(!r.sync_in_progress);
+    }
+
+    #[test]
+    fn info_replica_link_up() {
+        let r = parse_info_replication(REPLICA_UP_INFO).unwrap();
+        assert_eq!(r.role, Role::Replica);
+        assert_eq!(r.master_address, "10.0.0.1:9001");
+        assert_eq!(r.link, LinkState::Up);
+        assert_eq!(r.repl_offset, 4990);
+        assert!(r.replicas.is_empty());
+        assert!(!r.sync_in_progress);
+    }
+
+    #[test]
+    fn info_replica_link_down_and_syncing() {
+        let r = parse_info_replication(REPLICA_DOWN_INFO).unwrap();
+        assert_eq!(r.master_address, "redis-1:9001");
+        assert_eq!(r.link, LinkState::Down);
+        assert_eq!(r.repl_offset, 0, "-1 before the first sync reads as 0");
+        assert!(r.sync_in_progress);
+    }
+
+    #[test]
+    fn info_garbage_is_an_error() {
+        assert_eq!(
+            parse_info_replication("HTTP/1.1 400 Bad Request\r\n\r\n"),
+            Err(ParseError::Missing("role".into()))
+        );
+        assert!(matches!(
+            parse_info_replication("role:leader\r\n"),
+            Err(ParseError::Invalid { .. })
+        ));
+        assert!(
+            parse_info_replication("role:master\r\n").is_err(),
+            "no offset"
+        );
+        assert!(parse_info_replication(
+            "role:master\r\nmaster_repl_offset:1\r\nslave0:ip=a,port=x\r\n"
+        )
+        .is_err());
+        assert!(parse_info_replication(
+            "role:slave\r\nmaster_host:h\r\nmaster_port:0\r\nmaster_link_status:up\r\nslave_repl_offset:1\r\n"
+        )
+        .is_err());
+        assert!(parse_info_replication(
+            "role:slave\r\nmaster_host:h\r\nmaster_port:1\r\nmaster_link_status:maybe\r\nslave_repl_offset:1\r\n"
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn info_applies_to_status() {
+        let mut s = RedisStatus::default();
+        parse_info_replication(MASTER_INFO)
+            .unwrap()
+            .apply_to(&mut s);
+        assert_eq!(s.role(), Role::Master);
+        assert_eq!(s.replicas.len(), 2);
+        parse_info_replication(REPLICA_UP_INFO)
+            .unwrap()
+            .apply_to(&mut s);
+        assert_eq!(s.role(), Role::Replica);
+        assert_eq!(s.link(), LinkState::Up);
+        assert!(s.replicas.is_empty());
+    }
+
+    #[test]
+    fn run_id_from_info_server() {
+        let info = "# Server\r\nredis_version:7.0.15\r\nrun_id:abc123\r\ntcp_port:9001\r\n";
+        assert_eq!(parse_run_id(info).unwrap(), "abc123");
+        assert!(parse_run_id("# Server\r\n").is_err());
+    }
+
+    #[test]
+    fn role_master() {
+        let v = Value::Array(vec![
+            bulk("master"),
+            Value::Int(3129659),
+            Value::Array(vec![
+                Value::Array(vec![bulk("127.0.0.1"), bulk("9001"), bulk("3129242")]),
+                Value::Array(vec![bulk("127.0.0.1"), bulk("9002"), bulk("3129543")]),
+            ]),
+        ]);
+        let r = parse_role(&v).unwrap();
+        assert_eq!(r.role(), Role::Master);
+        assert_eq!(
+            r,
+            RoleReply::Master {
+                offset: 3129659,
+                replicas: vec![
+                    RoleReplica {
+                        address: "127.0.0.1:9001".into(),
+                        offset: 3129242
+                    },
+                    RoleReplica {
+                        address: "127.0.0.1:9002".into(),
+                        offset: 3129543
+                    },
+                ]
+            }
+        );
+        let lonely = Value::Array(vec![bulk("master"), Value::Int(0), Value::Array(vec![])]);
+        assert_eq!(
+            parse_role(&lonely).unwrap(),
+            RoleReply::Master {
+                offset: 0,
+                replicas: vec![]
+            }
+        );
+    }
+
+    #[test]
+    fn role_replica() {
+        let v = Value::Array(vec![
+            bulk("slave"),
+            bulk("127.0.0.1"),
+            Value::Int(9000),
+            bulk("connected"),
+            Value::Int(3167038),
+        ]);
+        assert_eq!(
+            parse_role(&v).unwrap(),
+            RoleReply::Replica {
+                master_address: "127.0.0.1:9000".into(),
+                state: "connected".into(),
+                offset: 3167038
+            }
+        );
+        let connecting = Value::Array(vec![
+            bulk("slave"),
+            bulk("redis-1"),
+            Value::Int(9001),
+            bulk("connect"),
+            Value::Int(-1),
+        ]);
+        let r = parse_role(&connecting).unwrap();
+        let mut s = RedisStatus::default();
+        r.merge_into(&mut s);
+        assert_eq!(s.role(), Role::Replica);
+        assert_eq!(s.link(), LinkState::Down);
+        assert_eq!(s.repl_offset, 0);
+        assert_eq!(s.master_address, "redis-1:9001");
+    }
+
+    #[test]
+    fn role_garbage_and_sentinel_are_errors() {
+        assert!(parse_role(&bulk("OK")).is_err());
+        assert!(parse_role(&Value::Array(vec![])).is_err());
+        assert!(parse_role(&Value::Array(vec![bulk("leader")])).is_err());
+        assert!(parse_role(&Value::Array(vec![bulk("master"), bulk("x")])).is_err());
+        assert!(parse_role(&Value::Array(vec![
+            bulk("slave"),
+            bulk("h"),
+            Value::Int(70000),
+            bulk("connected"),
+            Value::Int(1)
+        ]))
+        .is_err());
+        let sentinel = Value::Array(vec![bulk("sentinel"), Value::Array(vec![bulk("mymaster")])]);
+        let e = parse_role(&sentinel).unwrap_err().to_string();
+        assert!(e.contains("Sentinel"), "{e}");
+    }
+
+    #[test]
+    fn role_merge_keeps_info_details_while_role_is_unchanged() {
+        let mut s = RedisStatus::default();
+        parse_info_replication(MASTER_INFO)
+            .unwrap()
+            .apply_to(&mut s);
+        let role = RoleReply::Master {
+            offset: 6000,
+            replicas: vec![
+                RoleReplica {
+                    address: "10.0.0.2:9002".into(),
+                    offset: 5990,
+                },
+                RoleReplica {
+                    address: "10.0.0.3:9003".into(),
+                    offset: 10,
+                },
+            ],
+        };
+        role.merge_into(&mut s);
+        assert_eq!(s.repl_offset, 6000);
+        assert_eq!(s.replicas[0].state, "online");
+        assert_eq!(s.replicas[0].offset, 5990);
+        assert_eq!(s.replicas[1].lag_seconds, 3);
+
+        // Promotion seen by ROLE alone: the replica fields go away.
+        let mut r = RedisStatus::default();
+        parse_info_replication(REPLICA_UP_INFO)
+            .unwrap()
+            .apply_to(&mut r);
+        role.merge_into(&mut r);
+        assert_eq!(r.role(), Role::Master);
+        assert_eq!(r.master_address, "");
+        assert_eq!(r.link(), LinkState::Unspecified);
+        assert_eq!(r.replicas.len(), 2);
+    }
+}

@@ -1,0 +1,292 @@
+//! The observation functions against real redis-server / redis-sentinel processes and
+//! against sockets that misbehave (dead, stalled, garbage).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::time::Duration;
+
+use common::*;
+use redis_ha_agent::{AgentConfig, ObserveError, RedisProbe, SentinelProbe};
+use redis_ha_common::HostPort;
+use redis_ha_proto::v1::{LinkState, Role};
+
+const IO: Duration = Duration::from_millis(500);
+
+fn addr(port: u16) -> HostPort {
+    HostPort::new("127.0.0.1", port)
+}
+
+fn probe(port: u16) -> RedisProbe {
+    RedisProbe::new(addr(port), addr(port), None, IO).unwrap()
+}
+
+#[tokio::test]
+async fn master_status() {
+    let m = redis(&[]);
+    let mut p = probe(m.port);
+    let obs = p.observe().await.unwrap();
+    assert_eq!(obs.role.role(), Role::Master);
+    assert!(!obs.run_id.is_empty());
+    let s = p.status().await;
+    assert!(s.reachable, "{s:?}");
+    assert_eq!(s.role(), Role::Master);
+    assert_eq!(s.address, format!("127.0.0.1:{}", m.port));
+    assert_eq!(s.run_id, obs.run_id);
+    assert!(s.replicas.is_empty());
+    assert!(s.error.is_empty());
+    assert!(p.is_connected());
+}
+
+#[tokio::test]
+async fn replica_status_and_the_master_seeing_it() {
+    let m = redis(&[]);
+    let mp = m.port.to_string();
+    let r = redis(&["--replicaof", "127.0.0.1", &mp]);
+    let mut rp = probe(r.port);
+    let mut status = rp.status().await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while status.link() != LinkState::Up {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "link never up: {status:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        status = rp.status().await;
+    }
+    assert!(status.reachable);
+    assert_eq!(status.role(), Role::Replica);
+    assert_eq!(status.master_address, format!("127.0.0.1:{}", m.port));
+    assert!(!status.sync_in_progress);
+
+    let mut mp = probe(m.port);
+    let mut ms = mp.status().await;
+    while !ms.replicas.iter().any(|l| l.state == "online") {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "replica never online: {ms:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        ms = mp.status().await;
+    }
+    assert_eq!(ms.replicas.len(), 1);
+    assert_eq!(ms.replicas[0].address, format!("127.0.0.1:{}", r.port));
+
+    // The master goes away: the replica still answers, link down.
+    drop(m);
+    let mut status = rp.status().await;
+    while status.link() != LinkState::Down {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "link never down: {status:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        status = rp.status().await;
+    }
+    assert!(status.reachable);
+    assert_eq!(status.role(), Role::Replica);
+}
+
+#[tokio::test]
+async fn down_redis_is_unreachable_with_an_error() {
+    let port = free_port();
+    let mut p = probe(port);
+    let s = p.status().await;
+    assert!(!s.reachable);
+    assert_eq!(s.role(), Role::Unspecified);
+    assert!(s.error.contains(&port.to_string()), "{}", s.error);
+    assert!(s.error.contains("connect"), "{}", s.error);
+    assert!(!p.is_connected());
+
+    // A node that dies under an open connection.
+    let mut m = redis(&[]);
+    let mut p = probe(m.port);
+    assert!(p.status().await.reachable);
+    m.kill();
+    let s = p.status().await;
+    assert!(!s.reachable);
+    assert!(!s.error.is_empty());
+    assert!(!p.is_connected());
+}
+
+#[tokio::test]
+async fn stalled_socket_times_out() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    // Accept and hold every connection, never answering.
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in listener.incoming() {
+            match s {
+                Ok(s) => held.push(s),
+                Err(_) => return,
+            }
+        }
+    });
+    let mut p = probe(port);
+    let e = p.observe().await.unwrap_err();
+    assert!(e.is_timeout(), "{e}");
+    assert!(e.to_string().contains("timed out"), "{e}");
+    let e = p.role().await.unwrap_err();
+    assert!(e.is_timeout(), "{e}");
+
+    let mut s = SentinelProbe::new(addr(port), None, IO).unwrap();
+    let e = s.observe("redis-cluster").await.unwrap_err();
+    assert!(e.is_timeout(), "{e}");
+    let Err(e) = s.subscribe_events().await else {
+        panic!("subscribed to a stalled socket")
+    };
+    assert!(e.is_timeout(), "{e}");
+}
+
+/// Answers every RESP command it reads with `reply`.
+fn garbage_server(reply: &'static [u8]) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for s in listener.incoming() {
+            let Ok(mut s) = s else { return };
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = s.read(&mut buf) {
+                    if n == 0 {
+                        return;
+                    }
+                    // Each command is a RESP array: one '*' at the start of a line.
+                    let data = &buf[..n];
+                    let commands = usize::from(data.first() == Some(&b'*'))
+                        + data.windows(2).filter(|w| w == b"\n*").count();
+                    for _ in 0..commands.max(1) {
+                        if s.write_all(reply).is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test]
+async fn garbage_answers_are_errors() {
+    let port = garbage_server(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n");
+    let mut p = probe(port);
+    let e = p.observe().await.unwrap_err();
+    assert!(!e.is_timeout(), "{e}");
+    assert!(e.to_string().contains(&port.to_string()), "{e}");
+    assert!(!p.is_connected(), "connection dropped after garbage: {e}");
+
+    // Valid RESP, wrong content: every command answers a number.
+    let port = garbage_server(b":42\r\n");
+    let mut p = probe(port);
+    let e = p.observe().await.unwrap_err();
+    assert!(
+        matches!(e, ObserveError::Reply { .. } | ObserveError::Command { .. }),
+        "{e}"
+    );
+    let e = p.role().await.unwrap_err();
+    assert!(matches!(e, ObserveError::Reply { .. }), "{e}");
+    let mut s = SentinelProbe::new(addr(port), None, IO).unwrap();
+    let e = s.observe("redis-cluster").await.unwrap_err();
+    assert!(matches!(e, ObserveError::Reply { .. }), "{e}");
+}
+
+#[tokio::test]
+async fn a_sentinel_port_is_not_a_redis_node() {
+    let m = redis(&[]);
+    let s = sentinel("redis-cluster", m.port);
+    let e = probe(s.port).role().await.unwrap_err();
+    assert!(e.to_string().contains("Sentinel"), "{e}");
+}
+
+#[tokio::test]
+async fn sentinel_status() {
+    let m = redis(&[]);
+    let mp = m.port.to_string();
+    let r = redis(&["--replicaof", "127.0.0.1", &mp]);
+    let s = sentinel("redis-cluster", m.port);
+    let mut sp = SentinelProbe::new(addr(s.port), None, IO).unwrap();
+    let obs = sp.observe("redis-cluster").await.unwrap();
+    assert_eq!(obs.master.address, addr(m.port));
+    assert_eq!(obs.master.quorum, 1);
+    assert_eq!(obs.master.config_epoch, 0);
+    assert!(obs.master.flags.contains(&"master".to_owned()));
+    assert!(!obs.master.failover_in_progress());
+
+    // Sentinel learns the replica from the master's INFO.
+    let replica = format!("127.0.0.1:{}", r.port);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let st = sp.status("redis-cluster").await;
+        assert!(st.reachable, "{st:?}");
+        if st.replicas.iter().any(|v| v.address == replica) {
+            assert_eq!(st.master_address, format!("127.0.0.1:{}", m.port));
+            assert_eq!(st.address, format!("127.0.0.1:{}", s.port));
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "replica not discovered: {st:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let e = sp.observe("no-such-group").await.unwrap_err();
+    assert!(
+        e.to_string().contains("SENTINEL MASTER no-such-group"),
+        "{e}"
+    );
+    assert!(sp.is_connected(), "an error reply keeps the connection");
+    let st = sp.status("no-such-group").await;
+    assert!(!st.reachable);
+}
+
+#[tokio::test]
+async fn password_from_file() {
+    let m = redis(&["--requirepass", "s3cret-pw"]);
+    let dir = tempfile::tempdir().unwrap();
+    let good = write_file(dir.path(), "good", "s3cret-pw\n");
+    let bad = write_file(dir.path(), "bad", "wrong\n");
+    let config = |file: Option<std::path::PathBuf>| AgentConfig {
+        redis_addr: addr(m.port),
+        redis_password_file: file,
+        resolve_wait_ms: 0,
+        io_timeout_ms: 500,
+        ..AgentConfig::default()
+    };
+
+    let settings = config(Some(good)).validate().unwrap();
+    assert!(!format!("{settings:?}").contains("s3cret-pw"));
+    let mut p = RedisProbe::from_settings(&settings).unwrap();
+    let s = p.status().await;
+    assert!(s.reachable, "{s:?}");
+    assert_eq!(s.role(), Role::Master);
+
+    let settings = config(Some(bad)).validate().unwrap();
+    let mut p = RedisProbe::from_settings(&settings).unwrap();
+    let e = p.observe().await.unwrap_err().to_string();
+    assert!(!e.contains("wrong") || e.contains("WRONGPASS"), "{e}");
+    assert!(!e.contains("s3cret-pw"));
+
+    let settings = config(None).validate().unwrap();
+    let mut p = RedisProbe::from_settings(&settings).unwrap();
+    let s = p.status().await;
+    assert!(!s.reachable);
+    assert!(
+        s.error.contains("NOAUTH") || s.error.contains("uthentication"),
+        "{}",
+        s.error
+    );
+
+    let e = config(Some(dir.path().join("missing")))
+        .validate()
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("redis_password_file"), "{e}");
+    let empty = write_file(dir.path(), "empty", "\n");
+    let e = config(Some(empty)).validate().unwrap_err().to_string();
+    assert!(e.contains("redis_password_file"), "{e}");
+}
