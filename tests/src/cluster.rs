@@ -1,0 +1,324 @@
+//! One test's replication cluster: 3 Redis nodes (node 1 master, 2 and 3 replicas) and a
+//! Sentinel beside each (quorum 2), on one reserved port block, in one temp dir.
+//!
+//! Port layout inside the block (base + offset): node i at `i` (1-3), Sentinel i at `10 + i`
+//! (11-13), the coordinator at 20, 21-29 for HAProxy (see `haproxy.rs`), 30-31 spare.
+
+use std::path::Path;
+use std::time::Duration;
+
+use tempfile::TempDir;
+
+use crate::ports::PortBlock;
+use crate::redis::{RedisNode, RedisSpec};
+use crate::sentinel::{Sentinel, SentinelSpec};
+use crate::sidecars::Sidecars;
+use crate::wait::wait_for;
+
+/// Nodes (and Sentinels) per cluster.
+pub const NODES: usize = 3;
+pub const SENTINEL_PORT_OFFSET: u16 = 10;
+pub const COORDINATOR_PORT_OFFSET: u16 = 20;
+/// First of the ports kept for HAProxy (frontend, stats, ...): 21..=29.
+pub const HAPROXY_PORT_OFFSET: u16 = 21;
+
+/// Generous: a loaded 2-core machine running several clusters at once is slow, and a wait
+/// that is met returns at once anyway.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+#[derive(Clone, Debug)]
+pub struct ClusterOptions {
+    /// Master group name; "redis-cluster" as in production.
+    pub group: String,
+    pub down_after_ms: u64,
+    pub failover_timeout_ms: u64,
+    /// Redis `requirepass`/`masterauth` on every node (Sentinel gets `auth-pass`).
+    pub password: Option<String>,
+    /// Agents' heartbeat.
+    pub heartbeat_ms: u64,
+    /// Coordinator: a report older than this makes a node UNKNOWN.
+    pub stale_after_ms: u64,
+}
+
+impl Default for ClusterOptions {
+    fn default() -> Self {
+        Self {
+            group: "redis-cluster".into(),
+            down_after_ms: 1000,
+            failover_timeout_ms: 10_000,
+            password: None,
+            heartbeat_ms: 500,
+            stale_after_ms: 3000,
+        }
+    }
+}
+
+pub struct Cluster {
+    // Fields drop in this order: the sidecars stop before the processes they watch die,
+    // and the port block is released only after every process is gone.
+    pub(crate) sidecars: Sidecars,
+    nodes: Vec<RedisNode>,
+    sentinels: Vec<Sentinel>,
+    opts: ClusterOptions,
+    dir: TempDir,
+    ports: PortBlock,
+}
+
+impl Cluster {
+    /// Starts the nodes, waits until both replicas finished their first sync, starts the
+    /// Sentinels and waits until each sees the master, 2 replicas and 2 other Sentinels
+    /// (otherwise a failover could not be elected).
+    pub async fn start(opts: ClusterOptions) -> Self {
+        let ports = PortBlock::allocate(crate::ports::BLOCK_SIZE);
+        let dir = tempfile::Builder::new()
+            .prefix("redis-ha-test-")
+            .tempdir()
+            .unwrap_or_else(|e| panic!("cannot create a temp dir: {e}"));
+        let master_port = ports.port(1);
+        let mut nodes = Vec::with_capacity(NODES);
+        for i in 1..=NODES {
+            let spec = RedisSpec {
+                name: format!("node-{i}"),
+                port: ports.port(i as u16),
+                replica_of: (i != 1).then_some(master_port),
+                password: opts.password.clone(),
+            };
+            nodes.push(RedisNode::start(spec, dir.path()).await);
+        }
+        let mut cluster = Self {
+            sidecars: Sidecars::default(),
+            nodes,
+            sentinels: Vec::with_capacity(NODES),
+            opts,
+            dir,
+            ports,
+        };
+        cluster.wait_replicas_synced(1).await;
+        for i in 1..=NODES {
+            let spec = SentinelSpec {
+                name: format!("sentinel-{i}"),
+                port: cluster.sentinel_port(i),
+                group: cluster.opts.group.clone(),
+                master_port,
+                quorum: 2,
+                down_after_ms: cluster.opts.down_after_ms,
+                failover_timeout_ms: cluster.opts.failover_timeout_ms,
+                redis_password: cluster.opts.password.clone(),
+            };
+            let s = Sentinel::start(spec, cluster.dir.path()).await;
+            cluster.sentinels.push(s);
+        }
+        cluster.wait_sentinels_ready().await;
+        cluster
+    }
+
+    pub fn options(&self) -> &ClusterOptions {
+        &self.opts
+    }
+
+    pub fn group(&self) -> &str {
+        &self.opts.group
+    }
+
+    /// The test's temp dir (node and Sentinel sub-directories live here).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn ports(&self) -> &PortBlock {
+        &self.ports
+    }
+
+    pub fn sentinel_port(&self, i: usize) -> u16 {
+        self.ports.port(SENTINEL_PORT_OFFSET + index(i) as u16)
+    }
+
+    pub fn coordinator_port(&self) -> u16 {
+        self.ports.port(COORDINATOR_PORT_OFFSET)
+    }
+
+    /// Node `i` (1-based).
+    pub fn node(&self, i: usize) -> &RedisNode {
+        &self.nodes[index(i) - 1]
+    }
+
+    pub fn node_mut(&mut self, i: usize) -> &mut RedisNode {
+        &mut self.nodes[index(i) - 1]
+    }
+
+    /// Sentinel `i` (1-based), the one beside node `i`.
+    pub fn sentinel(&self, i: usize) -> &Sentinel {
+        &self.sentinels[index(i) - 1]
+    }
+
+    pub fn sentinel_mut(&mut self, i: usize) -> &mut Sentinel {
+        &mut self.sentinels[index(i) - 1]
+    }
+
+    /// The node (1-based) whose address is `addr` ("127.0.0.1:port").
+    pub fn node_index(&self, addr: &str) -> Option<usize> {
+        self.nodes
+            .iter()
+            .position(|n| n.addr() == addr)
+            .map(|p| p + 1)
+    }
+
+    /// The master the Sentinels name (GET-MASTER-ADDR-BY-NAME): the address at least 2 of
+    /// the answering Sentinels agree on. Err describes the disagreement.
+    pub async fn master_addr_by_sentinel(&self) -> Result<String, String> {
+        let mut answers = Vec::new();
+        for s in &self.sentinels {
+            answers.push(match s.master_addr().await {
+                Ok(Some(a)) => Ok(a),
+                Ok(None) => Err(format!("{}: no master", s.name())),
+                Err(e) => Err(format!("{}: {e}", s.name())),
+            });
+        }
+        for a in answers.iter().flatten() {
+            if answers.iter().flatten().filter(|b| *b == a).count() >= 2 {
+                return Ok(a.clone());
+            }
+        }
+        Err(format!("Sentinels disagree: {answers:?}"))
+    }
+
+    /// Waits until every answering Sentinel (at least 2) names the same master, other than
+    /// `old` ("127.0.0.1:port"), and that node answers `role:master`. Returns its address.
+    pub async fn wait_new_master(&self, old: &str) -> String {
+        wait_for(
+            &format!("the Sentinels to elect a master other than {old}"),
+            READY_TIMEOUT,
+            || async move {
+                let mut named = Vec::new();
+                for s in &self.sentinels {
+                    if let Ok(Some(a)) = s.master_addr().await {
+                        named.push(a);
+                    }
+                }
+                let first = named.first().cloned().unwrap_or_default();
+                if named.len() < 2 || named.iter().any(|a| *a != first) || first == old {
+                    return Err(format!("Sentinels name {named:?}"));
+                }
+                let i = self
+                    .node_index(&first)
+                    .ok_or_else(|| format!("Sentinels name an unknown node {first}"))?;
+                match self.node(i).role().await {
+                    Ok(r) if r == "master" => Ok(first),
+                    other => Err(format!("Sentinels name {first}, whose role is {other:?}")),
+                }
+            },
+        )
+        .await
+    }
+
+    /// Waits until every node other than `master` (1-based) that is running is a replica of
+    /// it with the link up and its sync finished.
+    pub async fn wait_replicas_synced(&mut self, master: usize) {
+        let master_port = self.node(master).port();
+        let replicas: Vec<usize> = (1..=NODES)
+            .filter(|&i| i != master && self.nodes[i - 1].is_running())
+            .collect();
+        let this = &*self;
+        wait_for(
+            &format!("nodes {replicas:?} to finish syncing from node {master}"),
+            READY_TIMEOUT,
+            || {
+                let replicas = replicas.clone();
+                async move {
+                    for i in replicas {
+                        this.node(i).replica_synced_state(master_port).await?;
+                    }
+                    Ok(())
+                }
+            },
+        )
+        .await;
+    }
+
+    /// Waits until node `i` is a synced replica of node `master`.
+    pub async fn wait_replica_of(&self, i: usize, master: usize) {
+        let master_port = self.node(master).port();
+        let node = self.node(i);
+        wait_for(
+            &format!("node {i} to be a synced replica of node {master}"),
+            READY_TIMEOUT,
+            || node.replica_synced_state(master_port),
+        )
+        .await;
+    }
+
+    /// Waits until node `i` is a synced replica of the master the Sentinels name at that
+    /// moment; returns that master (1-based). Following the Sentinels, not a fixed node, keeps
+    /// this right when they fail over once more (at down-after 1000 ms on a loaded machine a
+    /// freshly promoted master is sometimes judged down again, see redis/redis#8607).
+    pub async fn wait_rejoined_as_replica(&self, i: usize) -> usize {
+        wait_for(
+            &format!("node {i} to be a synced replica of the Sentinels' master"),
+            READY_TIMEOUT,
+            || async move {
+                let master = self.master_addr_by_sentinel().await?;
+                let m = self
+                    .node_index(&master)
+                    .ok_or_else(|| format!("Sentinels name an unknown node {master}"))?;
+                if m == i {
+                    return Err(format!("Sentinels name node {i} itself as master"));
+                }
+                self.node(i)
+                    .replica_synced_state(self.node(m).port())
+                    .await?;
+                Ok(m)
+            },
+        )
+        .await
+    }
+
+    /// Waits until every Sentinel sees the master up, 2 replicas and 2 other Sentinels.
+    pub async fn wait_sentinels_ready(&self) {
+        wait_for(
+            "every Sentinel to see the master, 2 replicas and 2 other Sentinels",
+            READY_TIMEOUT,
+            || async move {
+                for s in &self.sentinels {
+                    s.ready_state(NODES - 1, NODES - 1).await?;
+                }
+                Ok(())
+            },
+        )
+        .await;
+    }
+
+    /// Log tails of every process, for failure messages.
+    pub fn logs(&self, lines: usize) -> String {
+        let mut out = String::new();
+        for n in &self.nodes {
+            out.push_str(&format!("---- {} ----\n{}\n", n.name(), n.log_tail(lines)));
+        }
+        for s in &self.sentinels {
+            out.push_str(&format!("---- {} ----\n{}\n", s.name(), s.log_tail(lines)));
+        }
+        out
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        // The test output is only shown for a failed test: show what the processes said.
+        if std::thread::panicking() {
+            eprintln!(
+                "cluster in {} (ports {}..{}):\n{}",
+                self.dir.path().display(),
+                self.ports.base(),
+                self.ports.base() + crate::ports::BLOCK_SIZE,
+                self.logs(60)
+            );
+        }
+    }
+}
+
+fn index(i: usize) -> usize {
+    assert!(
+        (1..=NODES).contains(&i),
+        "node index {i} outside 1..={NODES}"
+    );
+    i
+}

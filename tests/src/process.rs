@@ -1,0 +1,185 @@
+//! A child process owned by a test: killed (SIGKILL) when its handle is dropped, also when the
+//! test panics, so no `redis-server` outlives its test.
+
+use std::fs::{File, OpenOptions};
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+/// A program, its arguments and where its output goes; can be started again after it died.
+#[derive(Debug)]
+pub struct ManagedProcess {
+    name: String,
+    program: String,
+    args: Vec<String>,
+    /// Receives stdout and stderr (appended across restarts), so early start-up errors
+    /// that happen before a program opens its own log file are kept.
+    output_path: PathBuf,
+    child: Option<Child>,
+    paused: bool,
+}
+
+impl ManagedProcess {
+    /// Starts `program` (looked up on PATH). Panics with an install hint when it is missing.
+    pub fn spawn(name: &str, program: &str, args: &[String], output_path: &Path) -> Self {
+        let mut p = Self {
+            name: name.to_owned(),
+            program: program.to_owned(),
+            args: args.to_vec(),
+            output_path: output_path.to_owned(),
+            child: None,
+            paused: false,
+        };
+        p.start();
+        p
+    }
+
+    /// Starts the process again with the same program and arguments. Panics if it still runs.
+    pub fn start(&mut self) {
+        assert!(
+            !self.is_running(),
+            "{}: start() while the process still runs",
+            self.name
+        );
+        let out = self.open_output();
+        let err = out
+            .try_clone()
+            .unwrap_or_else(|e| panic!("{}: cannot clone output file: {e}", self.name));
+        let child = Command::new(&self.program)
+            .args(&self.args)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .unwrap_or_else(|e| {
+                if e.kind() == ErrorKind::NotFound {
+                    panic!(
+                        "`{}` is not on PATH: install the test dependencies with the README's test \
+                         command (it apt-installs redis-server, redis-sentinel and haproxy)",
+                        self.program
+                    )
+                }
+                panic!("{}: cannot start `{}`: {e}", self.name, self.program)
+            });
+        self.child = Some(child);
+        self.paused = false;
+    }
+
+    fn open_output(&self) -> File {
+        OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.output_path)
+            .unwrap_or_else(|e| {
+                panic!(
+                    "{}: cannot open {}: {e}",
+                    self.name,
+                    self.output_path.display()
+                )
+            })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// True while the process has not exited (a paused process is running).
+    pub fn is_running(&mut self) -> bool {
+        match self.child.as_mut() {
+            None => false,
+            Some(c) => matches!(c.try_wait(), Ok(None)),
+        }
+    }
+
+    /// SIGKILL, then reaps it. No-op when it is not running.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            // SIGKILL also ends a stopped (SIGSTOP) process.
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        self.paused = false;
+    }
+
+    /// SIGTERM and waits up to 20 s for a clean exit, then SIGKILL.
+    pub fn stop(&mut self) {
+        let Some(mut c) = self.child.take() else {
+            return;
+        };
+        if self.paused {
+            self.signal_pid(c.id(), Signal::SIGCONT);
+            self.paused = false;
+        }
+        self.signal_pid(c.id(), Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if !matches!(c.try_wait(), Ok(None)) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+
+    /// SIGSTOP: the process keeps its sockets but answers nothing (a hung node).
+    pub fn pause(&mut self) {
+        if let Some(pid) = self.pid() {
+            self.signal_pid(pid, Signal::SIGSTOP);
+            self.paused = true;
+        }
+    }
+
+    /// SIGCONT after `pause()`.
+    pub fn resume(&mut self) {
+        if let Some(pid) = self.pid() {
+            self.signal_pid(pid, Signal::SIGCONT);
+            self.paused = false;
+        }
+    }
+
+    pub fn is_paused(&self) -> bool {
+        self.paused
+    }
+
+    /// The last `lines` lines of the process output file, for panic messages.
+    pub fn output_tail(&self, lines: usize) -> String {
+        tail(&self.output_path, lines)
+    }
+
+    fn signal_pid(&self, pid: u32, sig: Signal) {
+        let Ok(raw) = i32::try_from(pid) else {
+            return;
+        };
+        if let Err(e) = kill(Pid::from_raw(raw), sig) {
+            // ESRCH: it already exited; anything else is a harness bug worth seeing.
+            assert_eq!(
+                e,
+                nix::errno::Errno::ESRCH,
+                "{}: cannot send {sig}: {e}",
+                self.name
+            );
+        }
+    }
+}
+
+impl Drop for ManagedProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The last `lines` lines of a text file ("" when it can't be read).
+pub fn tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
