@@ -5,7 +5,8 @@ pub mod v1 {
     tonic::include_proto!("redisha.v1");
 
     /// Encoded file descriptor set, for gRPC server reflection.
-    pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("redisha_descriptor");
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        tonic::include_file_descriptor_set!("redisha_descriptor");
 }
 
 pub use v1::*;

@@ -134,11 +134,23 @@ mod tests {
 
     #[test]
     fn refuses_bad_shapes() {
-        assert!(matches!("redis-1".parse::<HostPort>(), Err(AddrError::Shape(_))));
-        assert!(matches!(":9001".parse::<HostPort>(), Err(AddrError::EmptyHost(_))));
+        assert!(matches!(
+            "redis-1".parse::<HostPort>(),
+            Err(AddrError::Shape(_))
+        ));
+        assert!(matches!(
+            ":9001".parse::<HostPort>(),
+            Err(AddrError::EmptyHost(_))
+        ));
         assert!(matches!("h:0".parse::<HostPort>(), Err(AddrError::Port(_))));
-        assert!(matches!("h:70000".parse::<HostPort>(), Err(AddrError::Port(_))));
-        assert!(matches!("::1:80".parse::<HostPort>(), Err(AddrError::Shape(_))));
+        assert!(matches!(
+            "h:70000".parse::<HostPort>(),
+            Err(AddrError::Port(_))
+        ));
+        assert!(matches!(
+            "::1:80".parse::<HostPort>(),
+            Err(AddrError::Shape(_))
+        ));
     }
 
     #[test]

@@ -69,6 +69,9 @@ mod tests {
         let e = Secret::from_file("redis_password_file", Path::new("/nonexistent/pw"))
             .unwrap_err()
             .to_string();
-        assert!(e.contains("redis_password_file") && e.contains("/nonexistent/pw"), "{e}");
+        assert!(
+            e.contains("redis_password_file") && e.contains("/nonexistent/pw"),
+            "{e}"
+        );
     }
 }

@@ -136,8 +136,7 @@ pub fn inject_trace_context(metadata: &mut tonic::metadata::MetadataMap) {
 
 /// Makes `span` a child of the trace context found in incoming gRPC metadata, if any.
 pub fn adopt_trace_context(metadata: &tonic::metadata::MetadataMap, span: &tracing::Span) {
-    let cx = opentelemetry::global::get_text_map_propagator(|p| {
-        p.extract(&MetadataExtractor(metadata))
-    });
+    let cx =
+        opentelemetry::global::get_text_map_propagator(|p| p.extract(&MetadataExtractor(metadata)));
     span.set_parent(cx);
 }
