@@ -1,0 +1,342 @@
+//! Configuration: defaults < TOML file (`--config PATH`) < environment variables
+//! `REDIS_HA_RELOADER_<KEY>` (lists in TOML syntax, e.g.
+//! `REDIS_HA_RELOADER_SENTINELS='["10.0.0.1:19001","10.0.0.2:19002"]'`).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use redis_ha_common::{load_config, ConfigError, HostPort, Secret};
+use serde::{Deserialize, Serialize};
+
+use crate::runtime::RuntimeEndpoint;
+
+pub const ENV_PREFIX: &str = "REDIS_HA_RELOADER_";
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReloaderConfig {
+    /// The coordinator's gRPC URL (`http://host:port`). Empty: no coordinator, follow the
+    /// Sentinels only.
+    pub coordinator_url: String,
+    /// The Sentinel master name of the group this HAProxy serves.
+    pub master_group: String,
+    /// HAProxy runtime API endpoints, one per HAProxy (or a `tcp:` name that resolves to every
+    /// HAProxy task): `unix:/path`, `/path`, or `tcp:host:port`. Each is driven on its own.
+    pub haproxy_runtime: Vec<String>,
+    /// The HAProxy backend whose servers are the Redis nodes.
+    pub backend: String,
+    /// Node id → HAProxy server name, for nodes that do not follow the default rule
+    /// `node-N` → `redis-N` (any other node id is used as the server name as it is).
+    pub server_names: BTreeMap<String, String>,
+    /// Sentinels to follow directly (`host:port`), so routing follows a failover while the
+    /// coordinator is down. Empty: the coordinator is the only source.
+    pub sentinels: Vec<HostPort>,
+    /// File holding the Sentinels' password (`requirepass` of the Sentinels), if any.
+    pub sentinel_password_file: Option<PathBuf>,
+    /// How many Sentinels must name the same master at the same config epoch.
+    pub sentinel_quorum: usize,
+    /// Read-back period: every HAProxy is checked this often and re-converged on drift; the
+    /// Sentinels are polled this often too.
+    pub resync_interval_ms: u64,
+    /// Bound on each runtime API exchange, Sentinel query and coordinator connect.
+    pub io_timeout_ms: u64,
+    /// Send the commands of one step on one runtime API connection (`cmd1;cmd2`), rather than
+    /// one connection per command.
+    pub pipeline: bool,
+    /// Longest wait between two attempts to reach the coordinator.
+    pub reconnect_max_backoff_ms: u64,
+}
+
+impl Default for ReloaderConfig {
+    fn default() -> Self {
+        Self {
+            coordinator_url: "http://127.0.0.1:50051".into(),
+            master_group: "redis-cluster".into(),
+            haproxy_runtime: vec!["unix:/run/haproxy/admin.sock".into()],
+            backend: "redis".into(),
+            server_names: BTreeMap::new(),
+            sentinels: Vec::new(),
+            sentinel_password_file: None,
+            sentinel_quorum: 2,
+            resync_interval_ms: 1000,
+            io_timeout_ms: 1000,
+            pipeline: true,
+            reconnect_max_backoff_ms: 5000,
+        }
+    }
+}
+
+/// Names HAProxy accepts for backends and servers, and that need no escaping on the CLI.
+fn valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+}
+
+impl ReloaderConfig {
+    /// Loads (defaults < file < environment) and validates.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        let c: Self = load_config(path, ENV_PREFIX)?;
+        c.validate()?;
+        Ok(c)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.master_group.trim().is_empty() || self.master_group.contains(char::is_whitespace) {
+            return Err(ConfigError::invalid(
+                "master_group",
+                &self.master_group,
+                "must be a non-empty name without spaces",
+            ));
+        }
+        if !valid_name(&self.backend) {
+            return Err(ConfigError::invalid(
+                "backend",
+                &self.backend,
+                "must be a HAProxy backend name (letters, digits, - _ . :)",
+            ));
+        }
+        for (node, server) in &self.server_names {
+            if !valid_name(server) {
+                return Err(ConfigError::invalid(
+                    &format!("server_names.{node}"),
+                    server,
+                    "must be a HAProxy server name (letters, digits, - _ . :)",
+                ));
+            }
+        }
+        if self.haproxy_runtime.is_empty() {
+            return Err(ConfigError::invalid(
+                "haproxy_runtime",
+                "[]",
+                "at least one HAProxy runtime API endpoint is needed",
+            ));
+        }
+        self.runtime_endpoints()?;
+        if !self.coordinator_url.is_empty() {
+            let ok = (self.coordinator_url.starts_with("http://")
+                || self.coordinator_url.starts_with("https://"))
+                && self
+                    .coordinator_url
+                    .parse::<tonic::transport::Uri>()
+                    .is_ok();
+            if !ok {
+                return Err(ConfigError::invalid(
+                    "coordinator_url",
+                    &self.coordinator_url,
+                    "expected http://host:port (or empty to follow the Sentinels only)",
+                ));
+            }
+        }
+        if self.coordinator_url.is_empty() && self.sentinels.is_empty() {
+            return Err(ConfigError::invalid(
+                "sentinels",
+                "[]",
+                "with no coordinator_url, the Sentinels are the only source: list them",
+            ));
+        }
+        if !self.sentinels.is_empty()
+            && (self.sentinel_quorum == 0 || self.sentinel_quorum > self.sentinels.len())
+        {
+            return Err(ConfigError::invalid(
+                "sentinel_quorum",
+                self.sentinel_quorum.to_string(),
+                format!(
+                    "must be between 1 and the {} sentinels listed",
+                    self.sentinels.len()
+                ),
+            ));
+        }
+        if self.resync_interval_ms < 50 {
+            return Err(ConfigError::invalid(
+                "resync_interval_ms",
+                self.resync_interval_ms.to_string(),
+                "must be at least 50",
+            ));
+        }
+        if self.io_timeout_ms < 10 {
+            return Err(ConfigError::invalid(
+                "io_timeout_ms",
+                self.io_timeout_ms.to_string(),
+                "must be at least 10",
+            ));
+        }
+        if self.reconnect_max_backoff_ms < 100 {
+            return Err(ConfigError::invalid(
+                "reconnect_max_backoff_ms",
+                self.reconnect_max_backoff_ms.to_string(),
+                "must be at least 100",
+            ));
+        }
+        self.sentinel_password()?;
+        Ok(())
+    }
+
+    pub fn runtime_endpoints(&self) -> Result<Vec<RuntimeEndpoint>, ConfigError> {
+        self.haproxy_runtime
+            .iter()
+            .map(|s| {
+                s.parse::<RuntimeEndpoint>()
+                    .map_err(|e| ConfigError::invalid("haproxy_runtime", s, e.to_string()))
+            })
+            .collect()
+    }
+
+    /// Reads the Sentinel password file, if one is configured.
+    pub fn sentinel_password(&self) -> Result<Option<Secret>, ConfigError> {
+        Secret::from_optional_file(
+            "sentinel_password_file",
+            self.sentinel_password_file.as_deref(),
+        )
+    }
+
+    pub fn resync_interval(&self) -> Duration {
+        Duration::from_millis(self.resync_interval_ms)
+    }
+
+    pub fn io_timeout(&self) -> Duration {
+        Duration::from_millis(self.io_timeout_ms)
+    }
+
+    pub fn reconnect_max_backoff(&self) -> Duration {
+        Duration::from_millis(self.reconnect_max_backoff_ms)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::result_large_err)] // figment::Jail's closure signature
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        ReloaderConfig::default().validate().unwrap();
+    }
+
+    #[test]
+    fn file_and_env_layers() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "r.toml",
+                r#"
+                master_group = "orders"
+                haproxy_runtime = ["unix:/tmp/a.sock", "tcp:tasks.haproxy:9999"]
+                sentinels = ["10.0.0.1:19001", "10.0.0.2:19002", "10.0.0.3:19003"]
+                [server_names]
+                "db-a" = "srv-a"
+                "#,
+            )?;
+            jail.set_env("REDIS_HA_RELOADER_SENTINEL_QUORUM", "3");
+            jail.set_env("REDIS_HA_RELOADER_COORDINATOR_URL", "");
+            let c = ReloaderConfig::load(Some(Path::new("r.toml"))).unwrap();
+            assert_eq!(c.master_group, "orders");
+            assert_eq!(c.sentinel_quorum, 3);
+            assert_eq!(c.sentinels.len(), 3);
+            assert_eq!(c.runtime_endpoints().unwrap().len(), 2);
+            assert_eq!(
+                c.server_names.get("db-a").map(String::as_str),
+                Some("srv-a")
+            );
+            assert!(c.coordinator_url.is_empty());
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn lists_from_the_environment() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env(
+                "REDIS_HA_RELOADER_HAPROXY_RUNTIME",
+                r#"["unix:/a.sock", "tcp:10.0.0.5:9999"]"#,
+            );
+            jail.set_env(
+                "REDIS_HA_RELOADER_SENTINELS",
+                r#"["redis-1:19001", "redis-2:19002"]"#,
+            );
+            let c = ReloaderConfig::load(None).unwrap();
+            assert_eq!(c.haproxy_runtime.len(), 2);
+            assert_eq!(c.sentinels[1], HostPort::new("redis-2", 19002));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn refusals_name_the_key() {
+        let cases: Vec<(&str, ReloaderConfig)> = vec![
+            (
+                "haproxy_runtime",
+                ReloaderConfig {
+                    haproxy_runtime: vec!["haproxy:9999".into()],
+                    ..Default::default()
+                },
+            ),
+            (
+                "haproxy_runtime",
+                ReloaderConfig {
+                    haproxy_runtime: vec![],
+                    ..Default::default()
+                },
+            ),
+            (
+                "backend",
+                ReloaderConfig {
+                    backend: "red is".into(),
+                    ..Default::default()
+                },
+            ),
+            (
+                "sentinels",
+                ReloaderConfig {
+                    coordinator_url: String::new(),
+                    ..Default::default()
+                },
+            ),
+            (
+                "sentinel_quorum",
+                ReloaderConfig {
+                    sentinels: vec![HostPort::new("a", 1)],
+                    sentinel_quorum: 2,
+                    ..Default::default()
+                },
+            ),
+            (
+                "coordinator_url",
+                ReloaderConfig {
+                    coordinator_url: "coordinator:50051".into(),
+                    ..Default::default()
+                },
+            ),
+            (
+                "resync_interval_ms",
+                ReloaderConfig {
+                    resync_interval_ms: 1,
+                    ..Default::default()
+                },
+            ),
+            (
+                "sentinel_password_file",
+                ReloaderConfig {
+                    sentinel_password_file: Some("/nonexistent/pw".into()),
+                    ..Default::default()
+                },
+            ),
+        ];
+        for (key, c) in cases {
+            let e = c.validate().unwrap_err().to_string();
+            assert!(e.contains(key), "{key}: {e}");
+        }
+    }
+
+    #[test]
+    fn unknown_key_is_refused() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("r.toml", "haproxy_runtimes = []")?;
+            let e = ReloaderConfig::load(Some(Path::new("r.toml")))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("haproxy_runtimes"), "{e}");
+            Ok(())
+        });
+    }
+}

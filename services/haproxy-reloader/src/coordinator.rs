@@ -1,0 +1,129 @@
+//! The first source: the coordinator's `WatchTopology` stream (the current topology first, then
+//! every change). Reconnects with a capped exponential backoff for as long as it runs.
+
+use std::time::Duration;
+
+use redis_ha_proto::v1::coordinator_client::CoordinatorClient;
+use redis_ha_proto::v1::WatchTopologyRequest;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::decision::{from_topology, Decision};
+
+#[derive(Debug, thiserror::Error)]
+pub enum WatchError {
+    #[error("coordinator {url}: invalid URL: {source}")]
+    Url {
+        url: String,
+        source: tonic::transport::Error,
+    },
+    #[error("coordinator {url}: cannot connect: {source}")]
+    Connect {
+        url: String,
+        source: tonic::transport::Error,
+    },
+    #[error("coordinator {url}: WatchTopology: {status}")]
+    Status { url: String, status: tonic::Status },
+    #[error("coordinator {url}: the topology stream ended")]
+    Ended { url: String },
+}
+
+#[derive(Clone, Debug)]
+pub struct CoordinatorSource {
+    pub url: String,
+    pub group: String,
+    pub io_timeout: Duration,
+    pub max_backoff: Duration,
+}
+
+impl CoordinatorSource {
+    /// Follows the stream until cancelled; every topology becomes a decision.
+    pub async fn run(self, decisions: mpsc::Sender<Decision>, cancel: CancellationToken) {
+        let mut backoff = Duration::from_millis(100);
+        let mut down_logged = false;
+        loop {
+            let mut received = false;
+            let result = tokio::select! {
+                () = cancel.cancelled() => return,
+                r = self.watch_once(&decisions, &mut received) => r,
+            };
+            if received {
+                backoff = Duration::from_millis(100);
+            }
+            match result {
+                Ok(()) => return, // the receiver is gone: shutting down
+                Err(e) if !down_logged || received => {
+                    warn!(error = %e, retry_in = ?backoff, "coordinator watch broken (the Sentinels, if configured, are followed meanwhile); reconnecting");
+                    down_logged = true;
+                }
+                Err(e) => debug!(error = %e, retry_in = ?backoff, "coordinator still unreachable"),
+            }
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                () = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(self.max_backoff);
+        }
+    }
+
+    /// One connection: returns `Ok` only when the decision receiver is gone.
+    async fn watch_once(
+        &self,
+        decisions: &mpsc::Sender<Decision>,
+        received: &mut bool,
+    ) -> Result<(), WatchError> {
+        let url = || self.url.clone();
+        let endpoint = tonic::transport::Endpoint::from_shared(self.url.clone())
+            .map_err(|source| WatchError::Url { url: url(), source })?
+            .connect_timeout(self.io_timeout)
+            .tcp_nodelay(true)
+            // Finds a dead coordinator behind a silent network.
+            .http2_keep_alive_interval(Duration::from_secs(2))
+            .keep_alive_timeout(self.io_timeout.max(Duration::from_millis(500)))
+            .keep_alive_while_idle(true);
+        let channel = endpoint
+            .connect()
+            .await
+            .map_err(|source| WatchError::Connect { url: url(), source })?;
+        let mut client = CoordinatorClient::new(channel);
+        let mut stream = client
+            .watch_topology(WatchTopologyRequest {
+                master_group: self.group.clone(),
+            })
+            .await
+            .map_err(|status| WatchError::Status { url: url(), status })?
+            .into_inner();
+        info!(url = %self.url, group = %self.group, "watching the coordinator's topology");
+        loop {
+            let topology = match stream.message().await {
+                Ok(Some(t)) => t,
+                Ok(None) => return Err(WatchError::Ended { url: url() }),
+                Err(status) => return Err(WatchError::Status { url: url(), status }),
+            };
+            *received = true;
+            if topology.master_group != self.group {
+                warn!(got = %topology.master_group, want = %self.group, "topology of another group ignored");
+                continue;
+            }
+            match from_topology(&topology) {
+                Ok((d, skipped)) => {
+                    for s in skipped {
+                        warn!(version = topology.version, "topology node left out: {s}");
+                    }
+                    debug!(
+                        version = topology.version,
+                        master = %topology.master_address,
+                        epoch = topology.config_epoch,
+                        source = %topology.master_source,
+                        "topology received"
+                    );
+                    if decisions.send(d).await.is_err() {
+                        return Ok(());
+                    }
+                }
+                Err(e) => warn!(error = %e, "topology ignored"),
+            }
+        }
+    }
+}

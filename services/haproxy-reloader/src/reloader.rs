@@ -1,0 +1,566 @@
+//! The loop: decisions come from the coordinator's stream and from the Sentinels, the arbiter
+//! keeps the one in force (highest config epoch), and one task per HAProxy instance converges
+//! that instance on it: at once when the decision changes, and on every resync tick (read-back,
+//! re-apply on drift, so a restarted HAProxy or a failed command heals by itself).
+//!
+//! Before any decision exists (reloader just started) HAProxy is left as it is, so a reloader
+//! restart never changes routing.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use redis_ha_common::{ConfigError, HostPort};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio::time::MissedTickBehavior;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, info_span, warn, Instrument};
+
+use crate::config::ReloaderConfig;
+use crate::coordinator::CoordinatorSource;
+use crate::decision::{Arbiter, Decision, Source, Verdict};
+use crate::plan::{self, NodeTarget, PlanError, ServerNames, Wanted};
+use crate::runtime::{
+    Command, Observation, RuntimeAddr, RuntimeClient, RuntimeEndpoint, RuntimeError,
+};
+use crate::sentinel::SentinelSource;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReloaderError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+}
+
+/// Why one converge of one HAProxy failed. The next resync tick tries again.
+#[derive(Debug, thiserror::Error)]
+pub enum ConvergeError {
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    #[error("cannot resolve the master address {address}: {reason}")]
+    Resolve { address: HostPort, reason: String },
+    #[error("read-back after applying still differs: {0:?}")]
+    Drift(Vec<String>),
+}
+
+/// What one converge did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConvergeOutcome {
+    /// The commands sent (empty: HAProxy was already in the wanted state).
+    pub commands: Vec<String>,
+    /// The server ready afterwards (the read-back), if exactly one.
+    pub ready_server: Option<String>,
+}
+
+/// The last apply that changed something on one HAProxy.
+#[derive(Clone, Debug)]
+pub struct AppliedRecord {
+    /// When the last command of the apply was acknowledged.
+    pub at: Instant,
+    pub config_epoch: u64,
+    pub master: Option<HostPort>,
+    pub commands: Vec<String>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct InstanceStatus {
+    /// The last converge found or left HAProxy in the wanted state.
+    pub converged: bool,
+    pub last_error: Option<String>,
+    /// Converges that sent commands.
+    pub applies: u64,
+    pub last_apply: Option<AppliedRecord>,
+    /// The server ready at the last read-back.
+    pub ready_server: Option<String>,
+    pub last_check: Option<Instant>,
+}
+
+/// Observable state, for tests, benchmarks and logs.
+#[derive(Clone, Debug, Default)]
+pub struct ReloaderStatus {
+    /// The decision in force.
+    pub decision: Option<Decision>,
+    /// Keyed by runtime API address (`unix:/path` or `tcp:ip:port`).
+    pub instances: BTreeMap<String, InstanceStatus>,
+}
+
+/// The reloader, ready to run.
+pub struct Reloader {
+    config: ReloaderConfig,
+    names: ServerNames,
+    status: watch::Sender<ReloaderStatus>,
+}
+
+impl Reloader {
+    pub fn new(config: ReloaderConfig) -> Result<Self, ReloaderError> {
+        config.validate()?;
+        let names = ServerNames::new(config.server_names.clone());
+        Ok(Self {
+            config,
+            names,
+            status: watch::Sender::new(ReloaderStatus::default()),
+        })
+    }
+
+    /// Follows the decision in force and every HAProxy's state.
+    pub fn status(&self) -> watch::Receiver<ReloaderStatus> {
+        self.status.subscribe()
+    }
+
+    /// Runs until `cancel` fires.
+    pub async fn run(self, cancel: CancellationToken) -> Result<(), ReloaderError> {
+        let c = &self.config;
+        let endpoints = c.runtime_endpoints()?;
+        let password = c.sentinel_password()?;
+        let children = cancel.child_token();
+        let (decision_tx, mut decision_rx) = mpsc::channel::<Decision>(64);
+        let (applied_tx, applied_rx) = watch::channel::<Option<Arc<Decision>>>(None);
+        let mut tasks: Vec<JoinHandle<()>> = Vec::new();
+
+        if c.coordinator_url.is_empty() {
+            info!("no coordinator configured: following the Sentinels only");
+        } else {
+            let src = CoordinatorSource {
+                url: c.coordinator_url.clone(),
+                group: c.master_group.clone(),
+                io_timeout: c.io_timeout(),
+                max_backoff: c.reconnect_max_backoff(),
+            };
+            tasks.push(tokio::spawn(src.run(decision_tx.clone(), children.clone())));
+        }
+        if c.sentinels.is_empty() {
+            warn!("no sentinels configured: routing cannot follow a failover while the coordinator is down");
+        } else {
+            let src = SentinelSource {
+                sentinels: c.sentinels.clone(),
+                group: c.master_group.clone(),
+                quorum: c.sentinel_quorum,
+                password,
+                poll_interval: c.resync_interval(),
+                io_timeout: c.io_timeout(),
+            };
+            tasks.push(tokio::spawn(src.run(decision_tx.clone(), children.clone())));
+        }
+        drop(decision_tx);
+
+        let shared = Arc::new(Shared {
+            backend: c.backend.clone(),
+            group: c.master_group.clone(),
+            names: self.names.clone(),
+            resync: c.resync_interval(),
+            io_timeout: c.io_timeout(),
+            pipeline: c.pipeline,
+            status: self.status.clone(),
+        });
+        for endpoint in endpoints {
+            tasks.push(tokio::spawn(drive_endpoint(
+                endpoint,
+                shared.clone(),
+                applied_rx.clone(),
+                children.clone(),
+            )));
+        }
+
+        let mut arbiter = Arbiter::default();
+        loop {
+            let d = tokio::select! {
+                () = cancel.cancelled() => break,
+                d = decision_rx.recv() => match d {
+                    Some(d) => d,
+                    None => {
+                        // Both sources are gone (cancelled): nothing more will come.
+                        cancel.cancelled().await;
+                        break;
+                    }
+                },
+            };
+            let offered = d.source.clone();
+            match arbiter.offer(d) {
+                Verdict::Changed => {
+                    let Some(cur) = arbiter.current() else {
+                        continue;
+                    };
+                    info!(
+                        source = %cur.source,
+                        epoch = cur.config_epoch,
+                        master = %cur.master_address().map_or_else(|| "none".to_owned(), ToString::to_string),
+                        "routing decision"
+                    );
+                    let cur = Arc::new(cur.clone());
+                    self.status
+                        .send_modify(|s| s.decision = Some(cur.as_ref().clone()));
+                    applied_tx.send_replace(Some(cur));
+                }
+                Verdict::Unchanged => {
+                    if let Some(cur) = arbiter.current() {
+                        // Newer version of the same routing: keep it without waking anyone.
+                        let cur = cur.clone();
+                        applied_tx.send_if_modified(|v| {
+                            *v = Some(Arc::new(cur.clone()));
+                            false
+                        });
+                        self.status.send_if_modified(|s| {
+                            s.decision = Some(cur);
+                            false
+                        });
+                    }
+                }
+                Verdict::Ignored(reason) => match offered {
+                    Source::Coordinator { version, .. } => {
+                        info!(version, %reason, "coordinator topology not applied")
+                    }
+                    Source::Sentinel { .. } => debug!(%reason, "sentinel view not applied"),
+                },
+            }
+        }
+        children.cancel();
+        for t in tasks {
+            let _ = t.await;
+        }
+        Ok(())
+    }
+}
+
+/// Everything an instance task needs, shared.
+struct Shared {
+    backend: String,
+    group: String,
+    names: ServerNames,
+    resync: Duration,
+    io_timeout: Duration,
+    pipeline: bool,
+    status: watch::Sender<ReloaderStatus>,
+}
+
+/// Keeps one task per HAProxy instance behind an endpoint (a TCP name may resolve to several
+/// HAProxy tasks; they come and go).
+async fn drive_endpoint(
+    endpoint: RuntimeEndpoint,
+    shared: Arc<Shared>,
+    applied: watch::Receiver<Option<Arc<Decision>>>,
+    cancel: CancellationToken,
+) {
+    let mut running: HashMap<RuntimeAddr, (CancellationToken, JoinHandle<()>)> = HashMap::new();
+    let mut tick = tokio::time::interval(shared.resync);
+    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut logged_error = false;
+    loop {
+        match endpoint.resolve().await {
+            Ok(addrs) => {
+                logged_error = false;
+                running.retain(|addr, (token, _)| {
+                    let keep = addrs.contains(addr);
+                    if !keep {
+                        info!(instance = %addr, "HAProxy instance gone");
+                        token.cancel();
+                    }
+                    keep
+                });
+                for addr in addrs {
+                    if running.contains_key(&addr) {
+                        continue;
+                    }
+                    info!(instance = %addr, "driving HAProxy instance");
+                    let token = cancel.child_token();
+                    let h = tokio::spawn(drive_instance(
+                        RuntimeClient::new(addr.clone(), shared.io_timeout),
+                        shared.clone(),
+                        applied.clone(),
+                        token.clone(),
+                    ));
+                    running.insert(addr, (token, h));
+                }
+            }
+            Err(e) if !logged_error => {
+                warn!(endpoint = %endpoint, error = %e, "cannot resolve the HAProxy runtime endpoint");
+                logged_error = true;
+            }
+            Err(e) => debug!(endpoint = %endpoint, error = %e, "still cannot resolve"),
+        }
+        if matches!(endpoint, RuntimeEndpoint::Unix(_)) && !running.is_empty() {
+            // A path never resolves differently.
+            break;
+        }
+        tokio::select! {
+            () = cancel.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+    }
+    cancel.cancelled().await;
+    for (_, (token, h)) in running {
+        token.cancel();
+        let _ = h.await;
+    }
+}
+
+/// Caches name → address lookups for one resync interval (in a swarm a node that comes back
+/// gets a new address; IP literals never hit the resolver).
+struct AddrCache {
+    ttl: Duration,
+    timeout: Duration,
+    entries: HashMap<HostPort, (SocketAddr, Instant)>,
+}
+
+impl AddrCache {
+    fn new(ttl: Duration, timeout: Duration) -> Self {
+        Self {
+            ttl,
+            timeout,
+            entries: HashMap::new(),
+        }
+    }
+
+    async fn resolve(&mut self, hp: &HostPort) -> Result<SocketAddr, String> {
+        if let Ok(ip) = hp.host.parse::<IpAddr>() {
+            return Ok(SocketAddr::new(ip, hp.port));
+        }
+        let cached = self.entries.get(hp).copied();
+        if let Some((a, at)) = cached {
+            if at.elapsed() < self.ttl {
+                return Ok(a);
+            }
+        }
+        let lookup = tokio::net::lookup_host((hp.host.as_str(), hp.port));
+        let found = match tokio::time::timeout(self.timeout, lookup).await {
+            Ok(Ok(mut addrs)) => addrs.next().ok_or_else(|| "no address".to_owned()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!("no answer within {:?}", self.timeout)),
+        };
+        match (found, cached) {
+            (Ok(a), _) => {
+                self.entries.insert(hp.clone(), (a, Instant::now()));
+                Ok(a)
+            }
+            (Err(e), Some((a, _))) => {
+                debug!(address = %hp, error = %e, "lookup failed, keeping the last address");
+                Ok(a)
+            }
+            (Err(e), None) => Err(e),
+        }
+    }
+
+    async fn wanted(&mut self, d: &Decision) -> Result<Wanted, ConvergeError> {
+        let master = match &d.master {
+            Some(m) => Some(NodeTarget {
+                node: m.node.clone(),
+                addr: self
+                    .resolve(&m.address)
+                    .await
+                    .map_err(|reason| ConvergeError::Resolve {
+                        address: m.address.clone(),
+                        reason,
+                    })?,
+            }),
+            None => None,
+        };
+        let mut nodes = Vec::with_capacity(d.nodes.len());
+        for n in &d.nodes {
+            match self.resolve(&n.address).await {
+                Ok(addr) => nodes.push(NodeTarget {
+                    node: n.node.clone(),
+                    addr,
+                }),
+                Err(e) => debug!(address = %n.address, error = %e, "node address left out"),
+            }
+        }
+        Ok(Wanted { master, nodes })
+    }
+}
+
+/// Converges one HAProxy instance on the decision in force, forever.
+async fn drive_instance(
+    client: RuntimeClient,
+    shared: Arc<Shared>,
+    mut applied: watch::Receiver<Option<Arc<Decision>>>,
+    cancel: CancellationToken,
+) {
+    let key = client.addr().to_string();
+    let mut cache = AddrCache::new(shared.resync, shared.io_timeout);
+    let mut tick = tokio::time::interval(shared.resync);
+    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut failing = false;
+    loop {
+        let resync = tokio::select! {
+            () = cancel.cancelled() => return,
+            r = applied.changed() => {
+                if r.is_err() {
+                    return;
+                }
+                false
+            }
+            _ = tick.tick() => true,
+        };
+        let Some(d) = applied.borrow_and_update().clone() else {
+            continue;
+        };
+        let master = d
+            .master_address()
+            .map_or_else(|| "none".to_owned(), ToString::to_string);
+        let version = match &d.source {
+            Source::Coordinator { version, .. } => *version,
+            Source::Sentinel { .. } => 0,
+        };
+        let span = info_span!(
+            "apply_topology",
+            group = %shared.group,
+            version,
+            master = %master,
+            epoch = d.config_epoch,
+            source = %d.source,
+            instance = %key,
+            resync,
+        );
+        let result = converge(&client, &shared, &d, &mut cache, resync)
+            .instrument(span)
+            .await;
+        let now = Instant::now();
+        match &result {
+            Ok(o) if !o.commands.is_empty() => {
+                failing = false;
+                info!(instance = %key, master = %master, epoch = d.config_epoch, commands = ?o.commands, ready = ?o.ready_server, "HAProxy converged");
+            }
+            Ok(_) => {
+                if failing {
+                    info!(instance = %key, "HAProxy converged again");
+                }
+                failing = false;
+            }
+            Err(e) if !failing => {
+                warn!(instance = %key, error = %e, "converging HAProxy failed; retrying every resync");
+                failing = true;
+            }
+            Err(e) => debug!(instance = %key, error = %e, "converging HAProxy still fails"),
+        }
+        shared.status.send_modify(|s| {
+            let st = s.instances.entry(key.clone()).or_default();
+            st.last_check = Some(now);
+            match result {
+                Ok(o) => {
+                    st.converged = true;
+                    st.last_error = None;
+                    st.ready_server = o.ready_server;
+                    if !o.commands.is_empty() {
+                        st.applies += 1;
+                        st.last_apply = Some(AppliedRecord {
+                            at: now,
+                            config_epoch: d.config_epoch,
+                            master: d.master_address().cloned(),
+                            commands: o.commands,
+                        });
+                    }
+                }
+                Err(e) => {
+                    st.converged = false;
+                    st.last_error = Some(e.to_string());
+                }
+            }
+        });
+    }
+}
+
+/// Reads HAProxy, plans, applies (fence and addresses first, ready last, only if the first
+/// step was fully accepted), and reads back.
+pub async fn converge_once(
+    client: &RuntimeClient,
+    backend: &str,
+    names: &ServerNames,
+    wanted: &Wanted,
+    pipeline: bool,
+) -> Result<ConvergeOutcome, ConvergeError> {
+    let observed = client.observe(backend).await?;
+    let desired = plan::desired(wanted, names, &observed)?;
+    let commands = plan::plan(backend, &desired, &observed)?;
+    if commands.is_empty() {
+        return Ok(ConvergeOutcome {
+            commands: Vec::new(),
+            ready_server: single_ready(&observed),
+        });
+    }
+    let (fence, ready): (Vec<Command>, Vec<Command>) =
+        commands.iter().cloned().partition(|c| !c.is_ready());
+    run_step(client, &fence, pipeline).await?;
+    run_step(client, &ready, pipeline).await?;
+
+    let after = client.observe(backend).await?;
+    let desired = plan::desired(wanted, names, &after)?;
+    // Shut sessions may take a moment to leave the counters: the next resync sees to them.
+    let left: Vec<String> = plan::plan(backend, &desired, &after)?
+        .into_iter()
+        .filter(|c| !matches!(c, Command::ShutdownSessions { .. }))
+        .map(|c| c.to_string())
+        .collect();
+    if !left.is_empty() {
+        return Err(ConvergeError::Drift(left));
+    }
+    Ok(ConvergeOutcome {
+        commands: commands.iter().map(ToString::to_string).collect(),
+        ready_server: single_ready(&after),
+    })
+}
+
+async fn converge(
+    client: &RuntimeClient,
+    shared: &Shared,
+    d: &Decision,
+    cache: &mut AddrCache,
+    resync: bool,
+) -> Result<ConvergeOutcome, ConvergeError> {
+    let wanted = cache.wanted(d).await?;
+    let out = converge_once(
+        client,
+        &shared.backend,
+        &shared.names,
+        &wanted,
+        shared.pipeline,
+    )
+    .await?;
+    if resync && !out.commands.is_empty() {
+        warn!(commands = ?out.commands, "HAProxy had drifted from the decision (restart, failed command, manual change): re-applied");
+    }
+    Ok(out)
+}
+
+async fn run_step(
+    client: &RuntimeClient,
+    commands: &[Command],
+    pipeline: bool,
+) -> Result<(), RuntimeError> {
+    if commands.is_empty() {
+        return Ok(());
+    }
+    if pipeline {
+        let line = commands
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(";");
+        client
+            .execute_pipelined(commands)
+            .instrument(info_span!("runtime_command", command = %line))
+            .await
+    } else {
+        for c in commands {
+            client
+                .execute(c)
+                .instrument(info_span!("runtime_command", command = %c))
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+fn single_ready(o: &Observation) -> Option<String> {
+    let mut ready = o.ready_servers();
+    match (ready.next(), ready.next()) {
+        (Some(s), None) => Some(s.srv_name.clone()),
+        _ => None,
+    }
+}
+
+/// Loads nothing, validates, and runs until `cancel` fires.
+pub async fn run(config: ReloaderConfig, cancel: CancellationToken) -> Result<(), ReloaderError> {
+    Reloader::new(config)?.run(cancel).await
+}
