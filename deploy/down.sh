@@ -6,7 +6,7 @@
 # --local stops exactly the processes deploy/up.sh --local started: the pids in the run
 # directory's pid files, each checked against /proc/PID/cmdline first (a reused pid is left
 # alone). --purge also removes the run directory (configs, data, logs).
-# Without --local: the Docker Swarm stack (a later version).
+# Without --local: removes the Docker Swarm stack (deploy/swarm/lib.sh; deploy/down.sh --help).
 set -euo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -14,11 +14,23 @@ REPO_ROOT=$(cd "$SCRIPT_DIR/.." && pwd)
 # shellcheck source=deploy/local/lib.sh
 source "$SCRIPT_DIR/local/lib.sh"
 
+# Without --local: the Docker Swarm stack, whose options deploy/swarm/lib.sh parses.
+case " $* " in
+    *" --local "*) ;;
+    *)
+        # shellcheck source=deploy/swarm/lib.sh
+        source "$SCRIPT_DIR/swarm/lib.sh"
+        swarm_down "$@"
+        exit 0
+        ;;
+esac
+
 usage() {
     cat <<USAGE
 usage: deploy/down.sh --local [options]
 
-  --local      stop the processes of a local run (the only mode in this version)
+  --local      stop the processes of a local run (without it: remove the Docker Swarm stack,
+               see deploy/down.sh --help)
   --dir DIR    run directory given to up.sh (default deploy/local/run)
   --purge      also remove the run directory (configs, data, logs)
   --timeout S  how long to wait for each group of processes to exit before SIGKILL (default 10)
@@ -26,14 +38,13 @@ usage: deploy/down.sh --local [options]
 USAGE
 }
 
-MODE=swarm
 RUN_DIR="$REPO_ROOT/deploy/local/run"
 PURGE=0
 STOP_SECS=10
 
 while [[ $# -gt 0 ]]; do
     case "$1" in
-        --local) MODE=local ;;
+        --local) ;; # this branch; without --local the swarm branch ran above
         --dir)
             [[ $# -ge 2 && -n $2 ]] || { echo "redis-ha: --dir needs a value" >&2; exit 2; }
             RUN_DIR=$2
@@ -137,12 +148,4 @@ local_down() {
     fi
 }
 
-swarm_down() {
-    echo "redis-ha: the Docker Swarm stack comes in a later version; for now use deploy/down.sh --local" >&2
-    exit 2
-}
-
-case "$MODE" in
-    local) local_down ;;
-    swarm) swarm_down ;;
-esac
+local_down

@@ -7,7 +7,7 @@
 # a Sentinel beside each (quorum 2), a health agent per node, the coordinator, and HAProxy with its
 # reloader when both are available. It waits until the coordinator reports a confirmed master and
 # two linked replicas, then prints the endpoints. deploy/down.sh --local stops it.
-# Without --local: the Docker Swarm stack (a later version).
+# Without --local: the Docker Swarm stack (deploy/swarm/lib.sh; deploy/up.sh --help).
 set -euo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -15,13 +15,26 @@ REPO_ROOT=$(cd "$SCRIPT_DIR/.." && pwd)
 # shellcheck source=deploy/local/lib.sh
 source "$SCRIPT_DIR/local/lib.sh"
 
+# Without --local: the Docker Swarm stack, whose options deploy/swarm/lib.sh parses.
+case " $* " in
+    *" --local "*) ;;
+    *)
+        # shellcheck source=deploy/swarm/lib.sh
+        source "$SCRIPT_DIR/swarm/lib.sh"
+        swarm_up "$@"
+        exit 0
+        ;;
+esac
+
 usage() {
     cat <<USAGE
 usage: deploy/up.sh --local [options]
 
-  --local          run every process on loopback (the only mode in this version)
+  --local          run every process on loopback (without it: the Docker Swarm stack,
+                   see deploy/up.sh --help)
   --dir DIR        run directory: configs, data, logs, pid files (default deploy/local/run)
-  --base-port N    HAProxy on N, Redis on N+1..N+3, Sentinels on N+10001..N+10003 (default 9000)
+  --base-port N    HAProxy on N, Redis on N+1..N+3, Sentinels on N+10001..N+10003,
+                   HAProxy stats N+10000, sidecar metrics N+20001..N+20011 (default 9000)
   --grpc-port N    coordinator gRPC port (default 50051)
   --group NAME     master group / Sentinel master name (default redis-cluster)
   --release        build and run the release binaries (default: debug)
@@ -31,7 +44,6 @@ usage: deploy/up.sh --local [options]
 USAGE
 }
 
-MODE=swarm
 RUN_DIR="$REPO_ROOT/deploy/local/run"
 BASE_PORT=9000
 GRPC_PORT=50051
@@ -46,7 +58,7 @@ need_value() {
 
 while [[ $# -gt 0 ]]; do
     case "$1" in
-        --local) MODE=local ;;
+        --local) ;; # this branch; without --local the swarm branch ran above
         --dir) need_value "$@"; RUN_DIR=$2; shift ;;
         --base-port) need_value "$@"; BASE_PORT=$2; shift ;;
         --grpc-port) need_value "$@"; GRPC_PORT=$2; shift ;;
@@ -67,8 +79,8 @@ is_port() {
 }
 
 check_options() {
-    if ! [[ $BASE_PORT =~ ^[0-9]{1,5}$ ]] || ((10#$BASE_PORT < 1 || 10#$BASE_PORT + 10003 > 65535)); then
-        echo "redis-ha: --base-port must be a number from 1 to 55532, got '$BASE_PORT'" >&2
+    if ! [[ $BASE_PORT =~ ^[0-9]{1,5}$ ]] || ((10#$BASE_PORT < 1 || 10#$BASE_PORT + 20011 > 65535)); then
+        echo "redis-ha: --base-port must be a number from 1 to 45524, got '$BASE_PORT'" >&2
         exit 2
     fi
     BASE_PORT=$((10#$BASE_PORT))
@@ -179,7 +191,7 @@ render() {
 generate_configs() {
     local n replicaof
     render "$SCRIPT_DIR/local/coordinator.toml.tmpl" "$RUN_DIR/coordinator.toml" \
-        "GRPC_PORT=$GRPC_PORT" "GROUP=$GROUP"
+        "GRPC_PORT=$GRPC_PORT" "GROUP=$GROUP" "METRICS_PORT=${PORTS[coordinator-metrics]}"
     for n in 1 2 3; do
         mkdir -p "$RUN_DIR/node-$n"
         replicaof=""
@@ -191,7 +203,8 @@ generate_configs() {
             "GROUP=$GROUP" "MASTER_PORT=${PORTS[redis-1]}"
         render "$SCRIPT_DIR/local/agent.toml.tmpl" "$RUN_DIR/agent-$n.toml" \
             "NODE=$n" "GROUP=$GROUP" "PORT=${PORTS[redis-$n]}" \
-            "SENTINEL_PORT=${PORTS[sentinel-$n]}" "GRPC_PORT=$GRPC_PORT"
+            "SENTINEL_PORT=${PORTS[sentinel-$n]}" "GRPC_PORT=$GRPC_PORT" \
+            "METRICS_PORT=${PORTS[agent-$n-metrics]}"
     done
 }
 
@@ -295,7 +308,8 @@ start_proxy() {
     cp "$REPO_ROOT/deploy/haproxy/haproxy.cfg" "$RUN_DIR/haproxy.cfg"
     render "$SCRIPT_DIR/local/reloader.toml.tmpl" "$RUN_DIR/reloader.toml" \
         "GRPC_PORT=$GRPC_PORT" "GROUP=$GROUP" "RUN_DIR=$RUN_DIR" "SENTINEL_1=${PORTS[sentinel-1]}" \
-        "SENTINEL_2=${PORTS[sentinel-2]}" "SENTINEL_3=${PORTS[sentinel-3]}"
+        "SENTINEL_2=${PORTS[sentinel-2]}" "SENTINEL_3=${PORTS[sentinel-3]}" \
+        "METRICS_PORT=${PORTS[reloader-metrics]}"
     REDIS_HA_PROXY_BIND="127.0.0.1:${PORTS[haproxy]}" \
         REDIS_HA_RUNTIME_API="$RUN_DIR/haproxy.sock" \
         REDIS_HA_STATS_BIND="127.0.0.1:${PORTS[haproxy-stats]}" \
@@ -383,6 +397,9 @@ local_up() {
         [redis-1]=$((BASE_PORT + 1)) [redis-2]=$((BASE_PORT + 2)) [redis-3]=$((BASE_PORT + 3))
         [sentinel-1]=$((BASE_PORT + 10001)) [sentinel-2]=$((BASE_PORT + 10002))
         [sentinel-3]=$((BASE_PORT + 10003)) [coordinator]=$GRPC_PORT
+        # Prometheus /metrics of the sidecars (three agents share this host).
+        [agent-1-metrics]=$((BASE_PORT + 20001)) [agent-2-metrics]=$((BASE_PORT + 20002))
+        [agent-3-metrics]=$((BASE_PORT + 20003)) [coordinator-metrics]=$((BASE_PORT + 20010))
     )
     DIR_ARG=""
     [[ $RUN_DIR == "$(rh_abs_path "$REPO_ROOT/deploy/local/run")" ]] || DIR_ARG=" --dir $RUN_DIR"
@@ -398,7 +415,8 @@ local_up() {
         HAVE_PROXY=1
         PORTS[haproxy]=$BASE_PORT
         PORTS[haproxy-stats]=$((BASE_PORT + 10000))
-        check_ports haproxy haproxy-stats
+        PORTS[reloader-metrics]=$((BASE_PORT + 20011))
+        check_ports haproxy haproxy-stats reloader-metrics
     fi
     CLI="$BIN_DIR/redis-ha"
     CLI_HINT=$CLI
@@ -412,12 +430,4 @@ local_up() {
     print_endpoints
 }
 
-swarm_up() {
-    echo "redis-ha: the Docker Swarm stack comes in a later version; for now use deploy/up.sh --local" >&2
-    exit 2
-}
-
-case "$MODE" in
-    local) local_up ;;
-    swarm) swarm_up ;;
-esac
+local_up

@@ -134,6 +134,7 @@ impl Cluster {
                 .map(|i| HostPort::new("127.0.0.1", self.sentinel_port(i)))
                 .collect(),
             sentinel_quorum: 2,
+            metrics_addr: String::new(),
             ..ReloaderConfig::default()
         }
     }

@@ -12,13 +12,16 @@
 //! # }
 //! ```
 
+pub mod binaries;
 pub mod cluster;
 pub mod haproxy;
+pub mod otlp;
 pub mod ports;
 pub mod process;
 pub mod redis;
 pub mod sentinel;
 pub mod sidecars;
+pub mod simulate;
 pub mod wait;
 
 pub use cluster::{Cluster, ClusterOptions, NODES, READY_TIMEOUT};

@@ -109,6 +109,8 @@ impl Cluster {
             listen_addr: format!("127.0.0.1:{}", self.coordinator_port()),
             master_group: self.group().to_owned(),
             stale_after_ms: self.options().stale_after_ms,
+            // In-process sidecars serve no metrics (the binaries in `binaries.rs` do).
+            metrics_addr: String::new(),
             ..CoordinatorConfig::default()
         }
     }
@@ -125,12 +127,13 @@ impl Cluster {
             coordinator_url: self.coordinator_url(),
             heartbeat_ms: self.options().heartbeat_ms,
             redis_password_file: self.password_file(),
+            metrics_addr: String::new(),
             ..AgentConfig::default()
         }
     }
 
     /// The Redis password written to `<dir>/redis.password` (passwords only come from files).
-    fn password_file(&self) -> Option<PathBuf> {
+    pub fn password_file(&self) -> Option<PathBuf> {
         let pw = self.options().password.as_ref()?;
         let path = self.dir().join("redis.password");
         if !path.exists() {

@@ -59,6 +59,8 @@ pub enum Command {
     Events(EventsArgs),
     /// Ask the Sentinels for a manual failover.
     Failover,
+    /// Move sequence-numbered messages through the proxy while faulting the master; count them.
+    Simulate(Box<crate::commands::simulate::SimulateArgs>),
 }
 
 #[derive(Debug, Args)]

@@ -6,6 +6,8 @@ use std::io;
 pub const EXIT_UNREACHABLE: i32 = 2;
 /// Exit code for every other failure: a gRPC error, no master, bad output.
 pub const EXIT_FAILURE: i32 = 1;
+/// Exit code of `simulate --mode durable` when an acknowledged message was lost.
+pub const EXIT_MESSAGES_LOST: i32 = 3;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
@@ -39,14 +41,30 @@ pub enum CliError {
 
     #[error("cannot encode JSON: {0}")]
     Json(#[from] serde_json::Error),
+
+    #[error("simulate: {0}")]
+    Simulate(#[from] crate::simulate::SimError),
+
+    #[error("simulate: chaos: {0}")]
+    Chaos(String),
+
+    #[error(
+        "simulate: {lost} acknowledged message(s) lost in durable mode (see the report above)"
+    )]
+    MessagesLost { lost: u64 },
+
+    #[error("cannot write {path}: {reason}")]
+    WriteFile { path: String, reason: String },
 }
 
 impl CliError {
     pub fn exit_code(&self) -> i32 {
         match self {
-            Self::Unreachable { .. } | Self::StreamEnded { .. } | Self::BadUrl { .. } => {
-                EXIT_UNREACHABLE
-            }
+            Self::Unreachable { .. }
+            | Self::StreamEnded { .. }
+            | Self::BadUrl { .. }
+            | Self::Simulate(crate::simulate::SimError::Proxy(_)) => EXIT_UNREACHABLE,
+            Self::MessagesLost { .. } => EXIT_MESSAGES_LOST,
             _ => EXIT_FAILURE,
         }
     }

@@ -1,8 +1,10 @@
 //! `redis-ha`, the operator's command line: `status`, `watch`, `master`, `events`,
-//! `failover` against the coordinator's gRPC API.
+//! `failover` against the coordinator's gRPC API, and `simulate` (messages through the proxy
+//! across failovers, see [`simulate`]).
 //!
 //! Exit codes: 0 success, 1 a failure the coordinator reported (gRPC status, no master),
-//! 2 the coordinator cannot be reached or the command line is wrong.
+//! 2 the coordinator (or, for `simulate`, the proxy) cannot be reached or the command line is
+//! wrong, 3 `simulate --mode durable` lost an acknowledged message.
 //! The JSON shapes are documented in [`model`]; the text layouts in [`render`].
 
 pub mod cli;
@@ -12,6 +14,7 @@ pub mod error;
 pub mod model;
 mod output;
 pub mod render;
+pub mod simulate;
 mod table;
 mod timefmt;
 
@@ -34,5 +37,6 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Master(args) => commands::master::run(&target, args).await,
         Command::Events(args) => commands::events::run(&target, args).await,
         Command::Failover => commands::failover::run(&target).await,
+        Command::Simulate(args) => commands::simulate::run(&target, args).await,
     }
 }

@@ -400,6 +400,7 @@ pub(crate) fn sample_topology() -> Topology {
         sentinels: vec![sentinel(1), sentinel(2), sentinel(3)],
         split_brain: Vec::new(),
         master_confirmed: true,
+        ..Default::default()
     }
 }
 

@@ -1,21 +1,19 @@
 //! The `redis-ha` binary end to end: exit codes and messages when the coordinator is
-//! missing, and its output against a canned gRPC server speaking the real contract.
-//! (Status against a live cluster is in the cross-service suite in `tests/`.)
+//! missing, and its output against a real system (Redis, Sentinels, the coordinator and the
+//! agents from the process-test harness `redis_ha_tests`), compared with what the Sentinels
+//! themselves answer.
 
 // A test file: a failed unwrap is a failed test (clippy's in-tests allowance only covers
 // `#[test]` functions, not the helpers here).
 #![allow(clippy::unwrap_used)]
 
-use std::net::{SocketAddr, TcpListener};
-use std::pin::Pin;
+use std::net::TcpListener;
 use std::process::{Output, Stdio};
 use std::time::Duration;
 
-use redis_ha_proto::v1::coordinator_server::{Coordinator, CoordinatorServer};
-use redis_ha_proto::v1::*;
+use redis_ha_tests::{wait_for, Cluster, ClusterOptions, NODES, READY_TIMEOUT};
+use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio_stream::Stream;
-use tonic::{Request, Response, Status};
 
 const BIN: &str = env!("CARGO_BIN_EXE_redis-ha");
 
@@ -25,13 +23,21 @@ fn dead_port() -> u16 {
     l.local_addr().unwrap().port()
 }
 
-async fn run(args: &[&str]) -> Output {
-    let out = tokio::process::Command::new(BIN)
-        .args(args)
+fn command(args: &[&str]) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(BIN);
+    cmd.args(args)
         .env_remove("REDIS_HA_COORDINATOR")
         .env_remove("REDIS_HA_GROUP")
+        // Exact stderr is asserted: no log lines, no exporter warnings.
+        .env_remove("RUST_LOG")
+        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
         .env("NO_COLOR", "1")
-        .output();
+        .kill_on_drop(true);
+    cmd
+}
+
+async fn run(args: &[&str]) -> Output {
+    let out = command(args).output();
     tokio::time::timeout(Duration::from_secs(60), out)
         .await
         .expect("redis-ha did not exit")
@@ -40,6 +46,36 @@ async fn run(args: &[&str]) -> Output {
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
+}
+
+/// Runs `redis-ha --coordinator URL ARGS...` and expects exit 0; returns stdout.
+async fn ok(url: &str, args: &[&str]) -> String {
+    let mut all = vec!["--coordinator", url];
+    all.extend_from_slice(args);
+    let out = run(&all).await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "redis-ha {all:?}: {}",
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}
+
+/// Like `ok`, but a non-zero exit is returned as the observation (for `wait_for`).
+async fn try_ok(url: &str, args: &[&str]) -> Result<String, String> {
+    let mut all = vec!["--coordinator", url];
+    all.extend_from_slice(args);
+    let out = run(&all).await;
+    if out.status.code() == Some(0) {
+        Ok(text(&out.stdout))
+    } else {
+        Err(format!(
+            "redis-ha {all:?} exited {:?}: {}",
+            out.status.code(),
+            text(&out.stderr)
+        ))
+    }
 }
 
 #[tokio::test]
@@ -94,283 +130,348 @@ async fn bad_url_is_a_usage_error() {
     );
 }
 
-// ----------------------------------------------------------------- canned coordinator
+// ------------------------------------------------------------------ a real cluster
 
-struct Canned {
-    topology: Topology,
+/// `SENTINEL GET-MASTER-ADDR-BY-NAME` asked of Sentinel `i`, as redis-cli gives it: (host, port).
+async fn sentinel_answer(cluster: &Cluster, i: usize) -> (String, String) {
+    cluster
+        .sentinel(i)
+        .query::<(String, String)>(
+            redis::cmd("SENTINEL")
+                .arg("GET-MASTER-ADDR-BY-NAME")
+                .arg(cluster.group()),
+        )
+        .await
+        .unwrap()
 }
 
-type TopologyStream = Pin<Box<dyn Stream<Item = Result<Topology, Status>> + Send>>;
-
-impl Canned {
-    // The generated service trait returns tonic::Status by value; so does this helper.
-    #[allow(clippy::result_large_err)]
-    fn check_group(&self, group: &str) -> Result<(), Status> {
-        if group == self.topology.master_group {
-            Ok(())
-        } else {
-            Err(Status::not_found(format!("unknown master group {group:?}")))
-        }
-    }
+/// The master the Sentinels agree on right now ("host:port"), as an observation.
+async fn sentinels_master(cluster: &Cluster) -> Result<String, String> {
+    cluster.master_addr_by_sentinel().await
 }
 
-#[tonic::async_trait]
-impl Coordinator for Canned {
-    async fn report(&self, _: Request<AgentReport>) -> Result<Response<ReportAck>, Status> {
-        Err(Status::unimplemented("not here"))
-    }
-
-    async fn get_topology(
-        &self,
-        req: Request<GetTopologyRequest>,
-    ) -> Result<Response<Topology>, Status> {
-        self.check_group(&req.get_ref().master_group)?;
-        Ok(Response::new(self.topology.clone()))
-    }
-
-    type WatchTopologyStream = TopologyStream;
-
-    async fn watch_topology(
-        &self,
-        req: Request<WatchTopologyRequest>,
-    ) -> Result<Response<Self::WatchTopologyStream>, Status> {
-        self.check_group(&req.get_ref().master_group)?;
-        let first = self.topology.clone();
-        let mut second = first.clone();
-        second.version += 1;
-        second.master_address = "127.0.0.1:9002".into();
-        second.master_node = "node-2".into();
-        let items = tokio_stream::iter(vec![Ok(first), Ok(second)]);
-        // Then stay open, like the real stream between changes.
-        let stream = tokio_stream::StreamExt::chain(items, tokio_stream::pending());
-        Ok(Response::new(Box::pin(stream)))
-    }
-
-    async fn list_events(
-        &self,
-        req: Request<ListEventsRequest>,
-    ) -> Result<Response<ListEventsResponse>, Status> {
-        self.check_group(&req.get_ref().master_group)?;
-        let events = (0..5)
-            .map(|i| Event {
-                at_ms: 1_764_073_865_000 + i,
-                kind: "sentinel".into(),
-                node: "node-1".into(),
-                message: format!("event {i}"),
-                topology_version: 10 + i as u64,
-                switch_lag_ms: 0,
-            })
-            .collect::<Vec<_>>();
-        let keep = match req.get_ref().limit as usize {
-            0 => events.len(),
-            n => n.min(events.len()),
-        };
-        Ok(Response::new(ListEventsResponse {
-            events: events[events.len() - keep..].to_vec(),
-        }))
-    }
-
-    async fn failover(
-        &self,
-        req: Request<FailoverRequest>,
-    ) -> Result<Response<FailoverResponse>, Status> {
-        self.check_group(&req.get_ref().master_group)?;
-        Err(Status::failed_precondition("no good replica to promote"))
-    }
+fn json(stdout: &str) -> Value {
+    serde_json::from_str(stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
 }
 
-fn topology(master: &str) -> Topology {
-    let node = |i: u32, role: Role| NodeView {
-        node: format!("node-{i}"),
-        address: format!("127.0.0.1:900{i}"),
-        health: Health::Up as i32,
-        role: role as i32,
-        is_master: role == Role::Master,
-        link: if role == Role::Replica {
-            LinkState::Up as i32
-        } else {
-            LinkState::Unspecified as i32
-        },
-        repl_offset: 42,
-        ping_micros: 150,
-        report_age_ms: 300,
-        agent_health: Health::Up as i32,
-        ..Default::default()
-    };
-    Topology {
-        master_group: "redis-cluster".into(),
-        version: 12,
-        updated_at_ms: 1_764_073_865_123,
-        master_address: master.into(),
-        master_node: if master.is_empty() { "" } else { "node-1" }.into(),
-        config_epoch: 1,
-        master_source: "sentinel-quorum".into(),
-        master_confirmed: !master.is_empty(),
-        nodes: vec![
-            node(1, Role::Master),
-            node(2, Role::Replica),
-            node(3, Role::Replica),
-        ],
-        sentinels: (1..=3)
-            .map(|i| SentinelView {
-                node: format!("node-{i}"),
-                address: format!("127.0.0.1:1900{i}"),
-                health: Health::Up as i32,
-                master_address: master.into(),
-                config_epoch: 1,
-                master_flags: vec!["master".into()],
-                error: String::new(),
-            })
-            .collect(),
-        ..Default::default()
-    }
+/// The rows of one section ("NODES" or "SENTINELS") of the `status` table, header excluded.
+fn section<'a>(table: &'a str, title: &str) -> Vec<&'a str> {
+    let mut lines = table.lines().skip_while(|l| *l != title);
+    assert_eq!(lines.next(), Some(title), "no {title} section in:\n{table}");
+    let header = lines.next().unwrap_or_default();
+    assert!(header.starts_with("NODE "), "{title} header: {header:?}");
+    lines
+        .take_while(|l| !l.is_empty())
+        .filter(|l| !l.starts_with("  "))
+        .collect()
 }
 
-/// Serves `topology` on a free loopback port until the test ends.
-async fn serve(topology: Topology) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr: SocketAddr = listener.local_addr().unwrap();
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(CoordinatorServer::new(Canned { topology }))
-            .serve_with_incoming(incoming),
-    );
-    format!("http://{addr}")
+/// The table row of the node or Sentinel whose address is `addr`.
+fn row<'a>(rows: &[&'a str], addr: &str) -> &'a str {
+    let found: Vec<&str> = rows
+        .iter()
+        .copied()
+        .filter(|r| r.split_whitespace().nth(1) == Some(addr))
+        .collect();
+    assert_eq!(found.len(), 1, "one row for {addr} in {rows:#?}");
+    found[0]
 }
 
-#[tokio::test]
-async fn status_table_and_json() {
-    let url = serve(topology("127.0.0.1:9001")).await;
-    let out = run(&["--coordinator", &url, "status"]).await;
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    let table = text(&out.stdout);
+/// Column `i` (0-based) of a table row.
+fn col(row: &str, i: usize) -> &str {
+    row.split_whitespace().nth(i).unwrap_or_default()
+}
+
+/// Spawns `redis-ha ... watch ARGS`, returns its first line, and kills it.
+async fn first_watch_line(url: &str, extra: &[&str]) -> String {
+    let mut args = vec!["--coordinator", url, "watch"];
+    args.extend_from_slice(extra);
+    let mut child = command(&args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = tokio::time::timeout(READY_TIMEOUT, lines.next_line())
+        .await
+        .expect("watch printed nothing")
+        .unwrap()
+        .expect("watch ended without a line");
     assert!(
-        table.starts_with(
-            "group redis-cluster  version 12  epoch 1  master 127.0.0.1:9001 (node-1, confirmed)\n"
-        ),
-        "{table}"
+        child.try_wait().unwrap().is_none(),
+        "watch must keep running after its first line"
     );
-    assert!(table.contains("\nNODES\nNODE  "), "{table}");
-    assert!(table.contains("\nSENTINELS\nNODE  "), "{table}");
-    assert!(!table.contains('\x1b'), "no colour when piped: {table:?}");
-
-    // A bare host:port works too.
-    let bare = url.trim_start_matches("http://");
-    let out = run(&["--coordinator", bare, "status", "--json"]).await;
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["master"]["address"], "127.0.0.1:9001");
-    assert_eq!(v["summary"]["replicas_link_up"], 2);
-    assert_eq!(v["nodes"].as_array().unwrap().len(), 3);
+    child.kill().await.unwrap();
+    line
 }
 
-#[tokio::test]
-async fn master_prints_like_sentinel_get_master_addr_by_name() {
-    let url = serve(topology("127.0.0.1:9001")).await;
-    let out = run(&["--coordinator", &url, "master"]).await;
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    assert_eq!(text(&out.stdout), "127.0.0.1\n9001\n");
-    let out = run(&["--coordinator", &url, "master", "--addr"]).await;
-    assert_eq!(text(&out.stdout), "127.0.0.1:9001\n");
-}
+/// One cluster serves every check, in the order an operator meets them: the coordinator up
+/// before any agent, then a healthy cluster, then the master killed, then a manual failover.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn against_a_real_cluster() {
+    let mut cluster = Cluster::start(ClusterOptions::default()).await;
+    let url = cluster.coordinator_url();
+    let group = cluster.group().to_owned();
 
-#[tokio::test]
-async fn no_master_exits_1() {
-    let url = serve(topology("")).await;
+    // ---- The coordinator runs, no agent has reported yet: no master, no Sentinel known.
+    cluster.start_coordinator().await;
     let out = run(&["--coordinator", &url, "master"]).await;
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     assert!(out.stdout.is_empty());
     assert_eq!(
         text(&out.stderr),
-        "redis-ha: master group redis-cluster has no master right now\n"
+        format!("redis-ha: master group {group} has no master right now\n")
     );
-}
-
-#[tokio::test]
-async fn grpc_errors_exit_1_with_code_and_message() {
-    let url = serve(topology("127.0.0.1:9001")).await;
-    let out = run(&["--coordinator", &url, "--group", "nope", "status"]).await;
-    assert_eq!(out.status.code(), Some(1));
-    assert_eq!(
-        text(&out.stderr),
-        format!("redis-ha: the coordinator at {url} answered NOT_FOUND: unknown master group \"nope\"\n")
-    );
-    let out = run(&["--coordinator", &url, "failover"]).await;
-    assert_eq!(out.status.code(), Some(1));
+    let table = ok(&url, &["status"]).await;
     assert!(
-        text(&out.stderr).contains("answered FAILED_PRECONDITION: no good replica to promote"),
-        "{}",
-        text(&out.stderr)
+        table.starts_with(&format!("group {group}  version ")) && table.contains("  master none\n"),
+        "{table}"
     );
-    let out = run(&["--coordinator", &url, "--group", "nope", "watch"]).await;
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "watch exits when it never got a topology"
+    assert!(table.contains("(no agent has reported yet)"), "{table}");
+    let out = run(&["--coordinator", &url, "failover"]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(
+        err.starts_with(&format!(
+            "redis-ha: the coordinator at {url} answered FAILED_PRECONDITION: "
+        )) && err.contains("no Sentinel is known"),
+        "{err}"
     );
-}
 
-#[tokio::test]
-async fn events_limit_and_json() {
-    let url = serve(topology("127.0.0.1:9001")).await;
-    let out = run(&["--coordinator", &url, "events", "--limit", "2", "--json"]).await;
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let events = v.as_array().unwrap();
-    assert_eq!(events.len(), 2);
-    assert_eq!(events[1]["message"], "event 4");
-    let out = run(&["--coordinator", &url, "events"]).await;
-    assert_eq!(
-        text(&out.stdout).lines().count(),
-        6,
-        "{}",
-        text(&out.stdout)
-    );
-}
-
-#[tokio::test]
-async fn watch_prints_one_line_per_version() {
-    let url = serve(topology("127.0.0.1:9001")).await;
-    for json in [false, true] {
-        let mut args = vec!["--coordinator", url.as_str(), "watch"];
-        if json {
-            args.push("--json");
-        }
-        let mut child = tokio::process::Command::new(BIN)
-            .args(&args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let mut got = Vec::new();
-        for _ in 0..2 {
-            let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-                .await
-                .expect("no watch line")
-                .unwrap()
-                .expect("watch ended");
-            got.push(line);
-        }
-        let (first, second) = (&got[0], &got[1]);
-        if json {
-            let a: serde_json::Value = serde_json::from_str(first).unwrap();
-            let b: serde_json::Value = serde_json::from_str(second).unwrap();
-            assert_eq!(
-                (a["version"].as_u64(), b["version"].as_u64()),
-                (Some(12), Some(13))
-            );
-            assert_eq!(b["master"]["address"], "127.0.0.1:9002");
-        } else {
-            assert!(first.contains("  v12  "), "{first}");
-            assert!(
-                second.contains("  v13  ")
-                    && second.contains("| master 127.0.0.1:9001 -> 127.0.0.1:9002"),
-                "{second}"
-            );
-        }
-        child.kill().await.unwrap();
+    // ---- An unknown master group: NOT_FOUND, exit 1, for every command that names one.
+    for cmd in [
+        &["status"][..],
+        &["status", "--json"],
+        &["master"],
+        &["events"],
+        &["watch"],
+        &["failover"],
+    ] {
+        let mut args = vec!["--coordinator", url.as_str(), "--group", "nope"];
+        args.extend_from_slice(cmd);
+        let out = run(&args).await;
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{cmd:?}: {err}");
+        assert!(
+            err.starts_with(&format!(
+                "redis-ha: the coordinator at {url} answered NOT_FOUND: "
+            )) && err.contains("\"nope\""),
+            "{cmd:?}: {err}"
+        );
+        assert!(out.stdout.is_empty(), "{cmd:?}");
     }
+
+    // ---- The agents report: a healthy cluster, node-1 master.
+    for i in 1..=NODES {
+        cluster.start_agent(i).await;
+    }
+    let steady = cluster.wait_steady_topology(1).await;
+    let master = cluster.node(1).addr();
+    assert_eq!(sentinels_master(&cluster).await.unwrap(), master);
+
+    let table = ok(&url, &["status"]).await;
+    assert!(!table.contains('\x1b'), "no colour when piped: {table:?}");
+    let header = table.lines().next().unwrap();
+    assert!(
+        header.starts_with(&format!("group {group}  version "))
+            && header.ends_with(&format!("  epoch 0  master {master} (node-1, confirmed)")),
+        "{table}"
+    );
+    assert!(!table.contains("WARNING"), "{table}");
+    let nodes = section(&table, "NODES");
+    assert_eq!(nodes.len(), NODES, "{table}");
+    let r = row(&nodes, &master);
+    assert_eq!(
+        (col(r, 0), col(r, 2), col(r, 3)),
+        ("node-1", "master", "up")
+    );
+    for i in [2, 3] {
+        let r = row(&nodes, &cluster.node(i).addr());
+        assert_eq!(
+            (col(r, 0), col(r, 2), col(r, 3), col(r, 4)),
+            (format!("node-{i}").as_str(), "replica", "up", "up"),
+            "{table}"
+        );
+    }
+    let sentinels = section(&table, "SENTINELS");
+    assert_eq!(sentinels.len(), NODES, "{table}");
+    for i in 1..=NODES {
+        let r = row(&sentinels, &cluster.sentinel(i).addr());
+        assert_eq!(
+            (col(r, 2), col(r, 3)),
+            ("up", master.as_str()),
+            "sentinel {i}: {table}"
+        );
+    }
+
+    // A bare host:port works too.
+    let bare = url.trim_start_matches("http://");
+    let v = json(&ok(bare, &["status", "--json"]).await);
+    let (host, port) = sentinel_answer(&cluster, 1).await;
+    assert_eq!(v["master"]["address"], format!("{host}:{port}"));
+    assert_eq!(v["master"]["node"], "node-1");
+    assert_eq!(v["master"]["confirmed"], true);
+    assert_eq!(v["group"], group.as_str());
+    assert!(v["version"].as_u64().unwrap() >= steady.version);
+    assert_eq!(v["summary"]["replicas_link_up"], 2, "{v:#}");
+    assert_eq!(v["summary"]["sentinels_up"], 3, "{v:#}");
+    assert_eq!(v["nodes"].as_array().unwrap().len(), NODES);
+    assert_eq!(v["sentinels"].as_array().unwrap().len(), NODES);
+
+    // `master` prints exactly what redis-cli prints for GET-MASTER-ADDR-BY-NAME, piped.
+    for i in 1..=NODES {
+        let (host, port) = sentinel_answer(&cluster, i).await;
+        assert_eq!(ok(&url, &["master"]).await, format!("{host}\n{port}\n"));
+        assert_eq!(
+            ok(&url, &["master", "--addr"]).await,
+            format!("{host}:{port}\n")
+        );
+    }
+
+    // `watch` starts with the current topology and keeps running.
+    let line = first_watch_line(&url, &["--json"]).await;
+    let first = json(&line);
+    assert_eq!(first["master"]["address"], master.as_str(), "{line}");
+    assert!(
+        first["version"].as_u64().unwrap() >= steady.version,
+        "{line}"
+    );
+    let line = first_watch_line(&url, &[]).await;
+    assert!(
+        line.contains(&format!("  master {master} (node-1, confirmed)")),
+        "{line}"
+    );
+
+    // ---- The master dies.
+    cluster.node_mut(1).kill();
+    let elected = cluster.wait_new_master(&master).await;
+    assert_ne!(elected, master);
+    // `status` follows: the master the Sentinels name (under load they may fail over once
+    // more, so compare with their answer at that moment), node-1 down.
+    let (u, c, old) = (&url, &cluster, &master);
+    let (new_master, table) = wait_for(
+        "status to show the Sentinels' new master and node-1 down",
+        READY_TIMEOUT,
+        || {
+            let (url, cluster) = (u, c);
+            async move {
+                let now = sentinels_master(cluster).await?;
+                let v = json(&try_ok(url, &["status", "--json"]).await?);
+                let down = v["nodes"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|n| n["address"] == old.as_str() && n["health"] == "down");
+                if v["master"]["address"] != now.as_str() || !down {
+                    return Err(format!("Sentinels name {now}; status --json: {v}"));
+                }
+                let table = try_ok(url, &["status"]).await?;
+                let n = section(&table, "NODES");
+                let header = table.lines().next().unwrap_or_default();
+                if header.contains(&format!("  master {now} (node-"))
+                    && col(row(&n, old), 3) == "down"
+                    && col(row(&n, &now), 2) == "master"
+                {
+                    Ok((now, table))
+                } else {
+                    Err(format!("Sentinels name {now}; status:\n{table}"))
+                }
+            }
+        },
+    )
+    .await;
+    let nodes = section(&table, "NODES");
+    let old_row = row(&nodes, &master);
+    assert_eq!(col(old_row, 0), "node-1", "{table}");
+    // A dead node has no offset nor ping to show.
+    assert!(old_row.contains(" - "), "{table}");
+
+    // The events name the switch.
+    let events = json(&ok(&url, &["events", "--json"]).await);
+    let events = events.as_array().unwrap();
+    let changed: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["kind"] == "master-changed")
+        .collect();
+    assert!(
+        changed.iter().any(|e| e["message"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("{master} -> "))),
+        "no master-changed away from {master}: {events:#?}"
+    );
+    let to_new = changed
+        .iter()
+        .rev()
+        .find(|e| {
+            e["message"]
+                .as_str()
+                .unwrap()
+                .contains(&format!(" -> {new_master} "))
+        })
+        .unwrap_or_else(|| panic!("no master-changed to {new_master}: {events:#?}"));
+    let m = cluster.node_index(&new_master).unwrap();
+    assert_eq!(to_new["node"], format!("node-{m}"));
+    assert!(to_new["topology_version"].as_u64().unwrap() > steady.version);
+    assert!(to_new["at"].as_str().unwrap().ends_with('Z'), "{to_new}");
+    let two = json(&ok(&url, &["events", "--limit", "2", "--json"]).await);
+    assert_eq!(two.as_array().unwrap().len(), 2, "{two:#}");
+    let listed = ok(&url, &["events"]).await;
+    assert!(listed.contains("master-changed"), "{listed}");
+
+    // ---- A manual failover through the CLI: the two live nodes swap roles.
+    let c = &cluster;
+    wait_for(
+        "the live nodes to be the Sentinels' master and its synced replica",
+        READY_TIMEOUT,
+        || async move {
+            let now = sentinels_master(c).await?;
+            let m = c.node_index(&now).ok_or(format!("unknown master {now}"))?;
+            let other = match m {
+                2 => 3,
+                3 => 2,
+                _ => return Err(format!("Sentinels name the dead node-{m}")),
+            };
+            c.node(other).replica_synced_state(c.node(m).port()).await
+        },
+    )
+    .await;
+    let at_rest = cluster
+        .wait_topology_agreeing("the failover over", READY_TIMEOUT, |t, _| {
+            !t.failover_in_progress && t.master_confirmed
+        })
+        .await;
+    let before = at_rest.master_address.clone();
+    // A Sentinel may still refuse for a moment (INPROG right after the last failover).
+    let said = wait_for("redis-ha failover to be accepted", READY_TIMEOUT, || {
+        try_ok(&url, &["failover"])
+    })
+    .await;
+    assert!(
+        said.contains(&format!("accepted SENTINEL FAILOVER {group}")),
+        "{said}"
+    );
+    cluster
+        .wait_topology_agreeing(
+            "a newer epoch with another master",
+            READY_TIMEOUT,
+            |t, m| t.config_epoch > at_rest.config_epoch && m != before,
+        )
+        .await;
+    let (u, c) = (&url, &cluster);
+    let shown = wait_for("master to print the new master", READY_TIMEOUT, || {
+        let (url, cluster) = (u, c);
+        async move {
+            let now = sentinels_master(cluster).await?;
+            let shown = try_ok(url, &["master", "--addr"]).await?;
+            if shown == format!("{now}\n") {
+                Ok(now)
+            } else {
+                Err(format!("Sentinels name {now}, master printed {shown:?}"))
+            }
+        }
+    })
+    .await;
+    assert_ne!(shown, before);
+    assert_ne!(shown, master, "node-1 is dead");
 }

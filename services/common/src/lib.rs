@@ -1,8 +1,10 @@
 //! Pieces every redis-ha sidecar shares: layered configuration (defaults < TOML file <
-//! environment), secrets read from files, `host:port` addresses, and telemetry set-up.
+//! environment), secrets read from files, `host:port` addresses, telemetry set-up (logs and
+//! traces) and the Prometheus `/metrics` endpoint.
 
 pub mod addr;
 pub mod config;
+pub mod metrics;
 pub mod secret;
 pub mod telemetry;
 pub mod time;

@@ -32,6 +32,8 @@ pub struct CoordinatorConfig {
     pub sentinel_password_file: Option<PathBuf>,
     /// Timeout of each connect and command to a Sentinel (milliseconds).
     pub io_timeout_ms: u64,
+    /// Where Prometheus scrapes `GET /metrics` (`ip:port`); empty disables the endpoint.
+    pub metrics_addr: String,
 }
 
 impl Default for CoordinatorConfig {
@@ -44,6 +46,7 @@ impl Default for CoordinatorConfig {
             max_message_bytes: 4 * 1024 * 1024,
             sentinel_password_file: None,
             io_timeout_ms: 2000,
+            metrics_addr: "0.0.0.0:9122".into(),
         }
     }
 }
@@ -92,7 +95,13 @@ impl CoordinatorConfig {
             return Err(ConfigError::invalid("io_timeout_ms", "0", "must be > 0"));
         }
         self.sentinel_password()?;
+        self.metrics_socket_addr()?;
         Ok(())
+    }
+
+    /// The metrics endpoint's address, `None` when disabled.
+    pub fn metrics_socket_addr(&self) -> Result<Option<SocketAddr>, ConfigError> {
+        redis_ha_common::metrics::parse_metrics_addr("metrics_addr", &self.metrics_addr)
     }
 
     /// The listen address, parsed.
@@ -173,6 +182,29 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("max_message_bytes"));
+    }
+
+    #[test]
+    fn metrics_addr_defaults_on_and_empty_disables() {
+        let c = CoordinatorConfig::default();
+        assert_eq!(
+            c.metrics_socket_addr().unwrap(),
+            Some("0.0.0.0:9122".parse().unwrap())
+        );
+        let off = CoordinatorConfig {
+            metrics_addr: String::new(),
+            ..Default::default()
+        };
+        assert_eq!(off.metrics_socket_addr().unwrap(), None);
+        let bad = CoordinatorConfig {
+            metrics_addr: "metrics:9122".into(),
+            ..Default::default()
+        };
+        let e = bad.validate().unwrap_err().to_string();
+        assert!(
+            e.contains("metrics_addr") && e.contains("metrics:9122"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -1,9 +1,11 @@
 //! The redis-ha coordinator: keeps every health agent's latest report, derives one versioned
 //! topology per master group ([`topology`]), and serves it over gRPC (`redisha.v1.Coordinator`,
-//! plus `grpc.health.v1` and server reflection v1 / v1alpha).
+//! plus `grpc.health.v1` and server reflection v1 / v1alpha). Prometheus metrics are served at
+//! `/metrics` on `metrics_addr`.
 
 pub mod config;
 mod failover;
+mod metrics;
 mod service;
 pub mod topology;
 
@@ -66,6 +68,13 @@ pub async fn serve(
     // reason, without cancelling the caller's token.
     let stop = shutdown.child_token();
     let service = CoordinatorService::new(&config, stop.clone())?;
+    redis_ha_common::metrics::start(
+        "redis-ha-coordinator",
+        config.metrics_socket_addr()?,
+        service.registry(),
+        stop.clone(),
+    )
+    .await;
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter

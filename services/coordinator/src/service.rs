@@ -21,7 +21,8 @@ use tracing::Instrument;
 
 use crate::config::CoordinatorConfig;
 use crate::failover::{request_failover, FailoverError};
-use crate::topology::{GroupState, Now, ReportOutcome, Settings};
+use crate::metrics::CoordinatorMetrics;
+use crate::topology::{addr_key, GroupState, Now, ReportOutcome, Settings};
 
 /// How often every group is re-derived without a report (staleness needs no report to show).
 const TICK: Duration = Duration::from_millis(250);
@@ -44,6 +45,8 @@ struct Inner {
     io_timeout: Duration,
     /// Ends open watch streams, so a graceful shutdown does not wait for clients.
     shutdown: CancellationToken,
+    metrics: CoordinatorMetrics,
+    registry: Arc<prometheus_client::registry::Registry>,
 }
 
 struct Group {
@@ -52,36 +55,60 @@ struct Group {
 }
 
 impl Group {
-    fn new(name: &str, settings: &Settings, now: Now) -> Self {
+    fn new(name: &str, settings: &Settings, now: Now, metrics: &CoordinatorMetrics) -> Self {
         let mut state = GroupState::new(name, settings.clone());
         let first = state.refresh(now).topology;
+        metrics.topology(&first);
         let (tx, _) = watch::channel(first);
         Self { state, tx }
     }
 
-    /// Re-derives; on a version change, publishes to the watchers.
-    fn refresh(&mut self, now: Now) -> Arc<Topology> {
+    /// Re-derives; on a version change, publishes to the watchers. The publication is a span,
+    /// a child of the RPC that caused the change (if any), and the topology carries its
+    /// `traceparent`, so a watcher's work joins the same trace.
+    fn refresh(&mut self, now: Now, metrics: &CoordinatorMetrics) -> Arc<Topology> {
         let r = self.state.refresh(now);
+        let mut topology = r.topology;
         if r.changed {
-            let t = &r.topology;
+            let old_master = self.tx.borrow().master_address.clone();
+            let t = Arc::clone(&topology);
             let span = tracing::info_span!(
                 "publish_topology",
                 group = %t.master_group,
                 version = t.version,
                 master = %t.master_address,
+                old_master = %old_master,
                 epoch = t.config_epoch,
+                source = %t.master_source,
             );
             let _entered = span.enter();
+            let trace_parent = redis_ha_common::telemetry::current_trace_parent();
+            if !trace_parent.is_empty() {
+                if let Some(with_trace) = self.state.set_trace_parent(trace_parent) {
+                    topology = with_trace;
+                }
+            }
+            let master_changed = !old_master.is_empty()
+                && !t.master_address.is_empty()
+                && addr_key(&old_master) != addr_key(&t.master_address);
+            if master_changed {
+                metrics.master_changed(&t);
+                tracing::info!(
+                    old_master = %old_master,
+                    role_changed_at_ms = t.master_role_changed_at_ms,
+                    "master changed"
+                );
+            }
             tracing::info!(
-                source = %t.master_source,
                 confirmed = t.master_confirmed,
                 failover_in_progress = t.failover_in_progress,
                 split_brain = ?t.split_brain,
                 "topology published"
             );
-            self.tx.send_replace(Arc::clone(t));
+            self.tx.send_replace(Arc::clone(&topology));
         }
-        r.topology
+        metrics.topology(&topology);
+        topology
     }
 }
 
@@ -95,10 +122,11 @@ impl CoordinatorService {
             stale_after: config.stale_after(),
             event_history: config.event_history,
         };
+        let (metrics, registry) = CoordinatorMetrics::new();
         let mut groups = BTreeMap::new();
         groups.insert(
             config.master_group.clone(),
-            Group::new(&config.master_group, &settings, Now::system()),
+            Group::new(&config.master_group, &settings, Now::system(), &metrics),
         );
         Ok(Self {
             inner: Arc::new(Inner {
@@ -107,8 +135,30 @@ impl CoordinatorService {
                 sentinel_password: config.sentinel_password()?,
                 io_timeout: config.io_timeout(),
                 shutdown,
+                metrics,
+                registry: Arc::new(registry),
             }),
         })
+    }
+
+    /// The Prometheus registry of this service's metrics (served at `/metrics`).
+    pub fn registry(&self) -> Arc<prometheus_client::registry::Registry> {
+        Arc::clone(&self.inner.registry)
+    }
+
+    fn metrics(&self) -> &CoordinatorMetrics {
+        &self.inner.metrics
+    }
+
+    /// Counts an answered request by method and status code.
+    #[allow(clippy::result_large_err)] // passes the RPC's own result through
+    fn counted<T>(&self, method: &'static str, result: Result<T, Status>) -> Result<T, Status> {
+        let code = match &result {
+            Ok(_) => tonic::Code::Ok,
+            Err(s) => s.code(),
+        };
+        self.metrics().request(method, code);
+        result
     }
 
     pub fn into_server(self) -> CoordinatorServer<Self> {
@@ -127,10 +177,14 @@ impl CoordinatorService {
     /// Runs `f` on an existing group: NOT_FOUND otherwise.
     // `Status` is what every RPC returns anyway; boxing it here would only add a step.
     #[allow(clippy::result_large_err)]
-    fn with_group<R>(&self, name: &str, f: impl FnOnce(&mut Group) -> R) -> Result<R, Status> {
+    fn with_group<R>(
+        &self,
+        name: &str,
+        f: impl FnOnce(&mut Group, &CoordinatorMetrics) -> R,
+    ) -> Result<R, Status> {
         let mut groups = self.groups();
         match groups.get_mut(name) {
-            Some(g) => Ok(f(g)),
+            Some(g) => Ok(f(g, &self.inner.metrics)),
             None => Err(Status::not_found(format!(
                 "unknown master group {name:?} (known: {})",
                 groups.keys().cloned().collect::<Vec<_>>().join(", ")
@@ -148,7 +202,7 @@ impl CoordinatorService {
                 _ = interval.tick() => {
                     let now = Now::system();
                     for g in self.groups().values_mut() {
-                        g.refresh(now);
+                        g.refresh(now, &self.inner.metrics);
                     }
                 }
             }
@@ -186,19 +240,31 @@ struct WatchState {
 
 type TopologyStream = Pin<Box<dyn Stream<Item = Result<Topology, Status>> + Send + 'static>>;
 
-#[tonic::async_trait]
-impl Coordinator for CoordinatorService {
-    async fn report(&self, request: Request<AgentReport>) -> Result<Response<ReportAck>, Status> {
-        let span = rpc_span(
-            &request,
+// The RPC bodies; the trait methods below count each answer.
+#[allow(clippy::result_large_err)] // as `with_group`
+impl CoordinatorService {
+    fn do_report(&self, request: Request<AgentReport>) -> Result<Response<ReportAck>, Status> {
+        let r = request.get_ref();
+        // Heartbeats are debug spans (as on the agent's side): a trace per heartbeat would
+        // bury the failovers. A change a heartbeat causes still gets its publish span.
+        let span = if r.reason == "heartbeat" {
+            tracing::debug_span!(
+                "Report",
+                group = %r.master_group,
+                agent = %r.agent_id,
+                sequence = r.sequence,
+                reason = %r.reason,
+            )
+        } else {
             tracing::info_span!(
                 "Report",
-                group = %request.get_ref().master_group,
-                agent = %request.get_ref().agent_id,
-                sequence = request.get_ref().sequence,
-                reason = %request.get_ref().reason,
-            ),
-        );
+                group = %r.master_group,
+                agent = %r.agent_id,
+                sequence = r.sequence,
+                reason = %r.reason,
+            )
+        };
+        let span = rpc_span(&request, span);
         let _entered = span.enter();
         let report = request.into_inner();
         check_name("master_group", &report.master_group)?;
@@ -216,30 +282,43 @@ impl Coordinator for CoordinatorService {
             tracing::info!(group = %report.master_group, "new master group reported");
             groups.insert(
                 report.master_group.clone(),
-                Group::new(&report.master_group, &self.inner.settings, now),
+                Group::new(
+                    &report.master_group,
+                    &self.inner.settings,
+                    now,
+                    &self.inner.metrics,
+                ),
             );
         }
         let Some(group) = groups.get_mut(&report.master_group) else {
             return Err(Status::internal("master group vanished"));
         };
-        if let ReportOutcome::Ignored {
-            held_started_at_ms,
-            held_sequence,
-        } = group.state.apply_report(report, now)
-        {
-            tracing::debug!(
+        let group_name = report.master_group.clone();
+        let kinds: Vec<String> = report.events.iter().map(|e| e.kind.clone()).collect();
+        match group.state.apply_report(report, now) {
+            ReportOutcome::Applied => {
+                for kind in &kinds {
+                    self.inner.metrics.sentinel_event(&group_name, kind);
+                }
+            }
+            ReportOutcome::Ignored {
                 held_started_at_ms,
                 held_sequence,
-                "report not newer than the one held: ignored"
-            );
+            } => {
+                tracing::debug!(
+                    held_started_at_ms,
+                    held_sequence,
+                    "report not newer than the one held: ignored"
+                );
+            }
         }
-        let topology = group.refresh(now);
+        let topology = group.refresh(now, &self.inner.metrics);
         Ok(Response::new(ReportAck {
             topology_version: topology.version,
         }))
     }
 
-    async fn get_topology(
+    fn do_get_topology(
         &self,
         request: Request<GetTopologyRequest>,
     ) -> Result<Response<Topology>, Status> {
@@ -251,24 +330,22 @@ impl Coordinator for CoordinatorService {
         let group = request.into_inner().master_group;
         check_name("master_group", &group)?;
         // A fresh derivation: current measurements, the current version.
-        let t = self.with_group(&group, |g| g.refresh(Now::system()))?;
+        let t = self.with_group(&group, |g, m| g.refresh(Now::system(), m))?;
         Ok(Response::new((*t).clone()))
     }
 
-    type WatchTopologyStream = TopologyStream;
-
-    async fn watch_topology(
+    fn do_watch_topology(
         &self,
         request: Request<WatchTopologyRequest>,
-    ) -> Result<Response<Self::WatchTopologyStream>, Status> {
+    ) -> Result<Response<TopologyStream>, Status> {
         let span = rpc_span(
             &request,
             tracing::info_span!("WatchTopology", group = %request.get_ref().master_group),
         );
         let group = request.into_inner().master_group;
         check_name("master_group", &group)?;
-        let (first, rx) = self.with_group(&group, |g| {
-            let first = g.refresh(Now::system());
+        let (first, rx) = self.with_group(&group, |g, m| {
+            let first = g.refresh(Now::system(), m);
             // Subscribed under the lock: every later version is seen as a change.
             let mut rx = g.tx.subscribe();
             rx.borrow_and_update();
@@ -311,7 +388,7 @@ impl Coordinator for CoordinatorService {
         Ok(Response::new(Box::pin(stream)))
     }
 
-    async fn list_events(
+    fn do_list_events(
         &self,
         request: Request<ListEventsRequest>,
     ) -> Result<Response<ListEventsResponse>, Status> {
@@ -323,11 +400,11 @@ impl Coordinator for CoordinatorService {
         let req = request.into_inner();
         check_name("master_group", &req.master_group)?;
         let limit = usize::try_from(req.limit).unwrap_or(usize::MAX);
-        let events = self.with_group(&req.master_group, |g| g.state.events(limit))?;
+        let events = self.with_group(&req.master_group, |g, _| g.state.events(limit))?;
         Ok(Response::new(ListEventsResponse { events }))
     }
 
-    async fn failover(
+    async fn do_failover(
         &self,
         request: Request<FailoverRequest>,
     ) -> Result<Response<FailoverResponse>, Status> {
@@ -337,7 +414,8 @@ impl Coordinator for CoordinatorService {
         );
         let group = request.into_inner().master_group;
         check_name("master_group", &group)?;
-        let sentinels = self.with_group(&group, |g| g.state.sentinel_addresses(Now::system()))?;
+        let sentinels =
+            self.with_group(&group, |g, _| g.state.sentinel_addresses(Now::system()))?;
         let result = request_failover(
             &sentinels,
             &group,
@@ -367,5 +445,43 @@ impl Coordinator for CoordinatorService {
                 })
             }
         }
+    }
+}
+
+#[tonic::async_trait]
+impl Coordinator for CoordinatorService {
+    async fn report(&self, request: Request<AgentReport>) -> Result<Response<ReportAck>, Status> {
+        self.counted("Report", self.do_report(request))
+    }
+
+    async fn get_topology(
+        &self,
+        request: Request<GetTopologyRequest>,
+    ) -> Result<Response<Topology>, Status> {
+        self.counted("GetTopology", self.do_get_topology(request))
+    }
+
+    type WatchTopologyStream = TopologyStream;
+
+    async fn watch_topology(
+        &self,
+        request: Request<WatchTopologyRequest>,
+    ) -> Result<Response<Self::WatchTopologyStream>, Status> {
+        self.counted("WatchTopology", self.do_watch_topology(request))
+    }
+
+    async fn list_events(
+        &self,
+        request: Request<ListEventsRequest>,
+    ) -> Result<Response<ListEventsResponse>, Status> {
+        self.counted("ListEvents", self.do_list_events(request))
+    }
+
+    async fn failover(
+        &self,
+        request: Request<FailoverRequest>,
+    ) -> Result<Response<FailoverResponse>, Status> {
+        let result = self.do_failover(request).await;
+        self.counted("Failover", result)
     }
 }

@@ -369,6 +369,9 @@ impl GroupState {
             .is_none_or(|p| !same_apart_from_measurements(p, &topology));
         if changed {
             self.version += 1;
+        } else if let Some(p) = &previous {
+            // The same version keeps the trace of the span that published it.
+            topology.trace_parent = p.trace_parent.clone();
         }
         topology.version = self.version;
         if changed {
@@ -378,6 +381,20 @@ impl GroupState {
         let topology = Arc::new(topology);
         self.published = Some(Arc::clone(&topology));
         Refresh { topology, changed }
+    }
+
+    /// Records the W3C `traceparent` of the span that publishes the current version (see
+    /// `Topology.trace_parent`) and returns the topology with it.
+    pub fn set_trace_parent(&mut self, trace_parent: String) -> Option<Arc<Topology>> {
+        let current = self.published.as_deref()?;
+        if current.trace_parent == trace_parent {
+            return self.published.clone();
+        }
+        let mut t = current.clone();
+        t.trace_parent = trace_parent;
+        let t = Arc::new(t);
+        self.published = Some(Arc::clone(&t));
+        Some(t)
     }
 
     /// Drops promotions that can no longer matter: settled by the Sentinels, below the
@@ -668,6 +685,11 @@ impl GroupState {
             .map(|e| e.report.agent_id.clone())
             .unwrap_or_default();
         let master_confirmed = has_master && says_master(&master_key);
+        // When the master's agent saw it turn master: watchers measure their switch lag from it.
+        let master_role_changed_at_ms = master_entry
+            .and_then(|e| e.report.redis.as_ref())
+            .map(|r| r.role_changed_at_ms)
+            .unwrap_or(0);
         let master_offset = master_entry
             .filter(|e| self.is_fresh(e, now))
             .and_then(|e| e.report.redis.as_ref())
@@ -776,6 +798,9 @@ impl GroupState {
                 sentinels,
                 split_brain,
                 master_confirmed,
+                // Set by the server for the span that publishes the version.
+                trace_parent: String::new(),
+                master_role_changed_at_ms,
             },
             adopt,
             revoke,
@@ -822,7 +847,7 @@ pub fn derive(state: &GroupState, now: Now) -> Topology {
 }
 
 /// True when the two differ at most in the measurement fields (offsets, lag, ping, ages,
-/// timestamps, version), which move all the time under load and must not wake watchers.
+/// timestamps, version, trace), which move all the time under load and must not wake watchers.
 pub fn same_apart_from_measurements(a: &Topology, b: &Topology) -> bool {
     strip_measurements(a) == strip_measurements(b)
 }
@@ -831,6 +856,10 @@ fn strip_measurements(t: &Topology) -> Topology {
     let mut t = t.clone();
     t.version = 0;
     t.updated_at_ms = 0;
+    // Neither is a change of its own: the trace belongs to a version, and the role-change time
+    // of the master moves only with the master (or resets when its agent restarts).
+    t.trace_parent.clear();
+    t.master_role_changed_at_ms = 0;
     for n in &mut t.nodes {
         n.repl_offset = 0;
         n.lag_bytes = 0;

@@ -204,6 +204,7 @@ async fn report_then_get_topology() {
 async fn a_silent_agent_turns_unknown_without_any_report() {
     let c = Running::start_with(CoordinatorConfig {
         stale_after_ms: 300,
+        metrics_addr: String::new(),
         ..Default::default()
     })
     .await;
@@ -614,6 +615,7 @@ async fn run_refuses_a_bad_config_and_a_busy_port() {
     let e = redis_ha_coordinator::run(
         CoordinatorConfig {
             listen_addr: "not-an-address".into(),
+            metrics_addr: String::new(),
             ..Default::default()
         },
         CancellationToken::new(),
@@ -627,6 +629,7 @@ async fn run_refuses_a_bad_config_and_a_busy_port() {
     let e = redis_ha_coordinator::run(
         CoordinatorConfig {
             listen_addr: addr.clone(),
+            metrics_addr: String::new(),
             ..Default::default()
         },
         CancellationToken::new(),

@@ -46,6 +46,8 @@ pub struct ReloaderConfig {
     pub pipeline: bool,
     /// Longest wait between two attempts to reach the coordinator.
     pub reconnect_max_backoff_ms: u64,
+    /// Where Prometheus scrapes `GET /metrics` (`ip:port`); empty disables the endpoint.
+    pub metrics_addr: String,
 }
 
 impl Default for ReloaderConfig {
@@ -63,6 +65,7 @@ impl Default for ReloaderConfig {
             io_timeout_ms: 1000,
             pipeline: true,
             reconnect_max_backoff_ms: 5000,
+            metrics_addr: "0.0.0.0:9123".into(),
         }
     }
 }
@@ -170,7 +173,13 @@ impl ReloaderConfig {
             ));
         }
         self.sentinel_password()?;
+        self.metrics_socket_addr()?;
         Ok(())
+    }
+
+    /// The metrics endpoint's address, `None` when disabled.
+    pub fn metrics_socket_addr(&self) -> Result<Option<std::net::SocketAddr>, ConfigError> {
+        redis_ha_common::metrics::parse_metrics_addr("metrics_addr", &self.metrics_addr)
     }
 
     pub fn runtime_endpoints(&self) -> Result<Vec<RuntimeEndpoint>, ConfigError> {
@@ -212,6 +221,29 @@ mod tests {
     #[test]
     fn defaults_are_valid() {
         ReloaderConfig::default().validate().unwrap();
+    }
+
+    #[test]
+    fn metrics_addr_defaults_on_and_empty_disables() {
+        let c = ReloaderConfig::default();
+        assert_eq!(
+            c.metrics_socket_addr().unwrap(),
+            Some("0.0.0.0:9123".parse().unwrap())
+        );
+        let off = ReloaderConfig {
+            metrics_addr: String::new(),
+            ..ReloaderConfig::default()
+        };
+        assert_eq!(off.metrics_socket_addr().unwrap(), None);
+        let bad = ReloaderConfig {
+            metrics_addr: "everywhere".into(),
+            ..ReloaderConfig::default()
+        };
+        let e = bad.validate().unwrap_err().to_string();
+        assert!(
+            e.contains("metrics_addr") && e.contains("everywhere"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The first source: the coordinator's `WatchTopology` stream (the current topology first, then
 //! every change). Reconnects with a capped exponential backoff for as long as it runs.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use redis_ha_proto::v1::coordinator_client::CoordinatorClient;
@@ -9,7 +10,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::decision::{from_topology, Decision};
+use crate::decision::{from_topology, next_stream_session, Decision};
+use crate::metrics::ReloaderMetrics;
 
 #[derive(Debug, thiserror::Error)]
 pub enum WatchError {
@@ -35,6 +37,7 @@ pub struct CoordinatorSource {
     pub group: String,
     pub io_timeout: Duration,
     pub max_backoff: Duration,
+    pub metrics: Arc<ReloaderMetrics>,
 }
 
 impl CoordinatorSource {
@@ -48,6 +51,7 @@ impl CoordinatorSource {
                 () = cancel.cancelled() => return,
                 r = self.watch_once(&decisions, &mut received) => r,
             };
+            self.metrics.coordinator_connected.set(0);
             if received {
                 backoff = Duration::from_millis(100);
             }
@@ -92,8 +96,15 @@ impl CoordinatorSource {
                 master_group: self.group.clone(),
             })
             .await
-            .map_err(|status| WatchError::Status { url: url(), status })?
+            .map_err(|status| {
+                self.metrics.grpc("WatchTopology", status.code());
+                WatchError::Status { url: url(), status }
+            })?
             .into_inner();
+        self.metrics.grpc("WatchTopology", tonic::Code::Ok);
+        self.metrics.coordinator_connected.set(1);
+        // Tells the arbiter which decisions come from this stream, in order (revocations).
+        let session = next_stream_session();
         info!(url = %self.url, group = %self.group, "watching the coordinator's topology");
         loop {
             let topology = match stream.message().await {
@@ -106,7 +117,10 @@ impl CoordinatorSource {
                 warn!(got = %topology.master_group, want = %self.group, "topology of another group ignored");
                 continue;
             }
-            match from_topology(&topology) {
+            self.metrics
+                .topology_version
+                .set(i64::try_from(topology.version).unwrap_or(i64::MAX));
+            match from_topology(&topology, session) {
                 Ok((d, skipped)) => {
                     for s in skipped {
                         warn!(version = topology.version, "topology node left out: {s}");

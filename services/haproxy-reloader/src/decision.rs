@@ -2,23 +2,51 @@
 //! Sentinels directly), and which of the two to believe.
 //!
 //! The rule: the highest Sentinel config epoch wins. A decision with a lower epoch than the one
-//! applied is stale (a coordinator that lags, a Sentinel that has not heard of the failover) and
-//! is ignored, so a correct state is never undone. At an equal epoch the coordinator's stream is
-//! followed in order (it knows more: the node ids, confirmation by the node's own role); the
-//! Sentinels' view at an equal epoch is taken only when nothing names a master or it agrees.
+//! applied is stale (a coordinator that lags or restarted, a Sentinel that has not heard of the
+//! failover) and is ignored, so a correct state is never undone. At an equal epoch the
+//! coordinator's stream is followed in order (it knows more: the node ids, confirmation by the
+//! node's own role); the Sentinels' view at an equal epoch is taken only when nothing names a
+//! master or it agrees.
+//!
+//! One exception, the revocation: the coordinator publishes a "promoted" master at a new epoch
+//! before the Sentinels announce it, and takes it back (publishing the Sentinels' older epoch)
+//! when the promoted node turns into a replica again and the Sentinels never confirmed that
+//! epoch. Its floor never goes back otherwise while the process lives, so a lower epoch on the
+//! *same* stream, later in version order, after an unconfirmed promotion, can only be that
+//! revocation: it is taken. A lower epoch from any other stream (a reconnection, a restarted
+//! coordinator whose versions start over) or after the Sentinels confirmed the promotion is
+//! still ignored.
 
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use redis_ha_common::HostPort;
 use redis_ha_proto::v1::Topology;
+
+/// `Topology.master_source` of a master the failover leader selected and that answers
+/// `role:master`, before the Sentinels announced it: tentative, the coordinator may revoke it.
+pub const MASTER_SOURCE_PROMOTED: &str = "promoted";
+/// `Topology.master_source` of a master named by the Sentinels' highest config epoch.
+pub const MASTER_SOURCE_SENTINELS: &str = "sentinel-quorum";
+
+static STREAM_SESSIONS: AtomicU64 = AtomicU64::new(1);
+
+/// A new id for one `WatchTopology` stream (one connection to one coordinator process), unique
+/// in this process: decisions carry it, so the arbiter knows which ones come from the same
+/// stream, in order.
+pub fn next_stream_session() -> u64 {
+    STREAM_SESSIONS.fetch_add(1, Ordering::Relaxed)
+}
 
 /// Where a decision comes from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Source {
     /// A topology from the coordinator's `WatchTopology` stream.
     Coordinator {
+        /// The stream it came on ([`next_stream_session`]).
+        session: u64,
         version: u64,
-        /// `Topology.master_source`: "sentinel-quorum", "promoted" or "none".
+        /// `Topology.master_source`: "sentinel-quorum", "promoted", "last-known" or "none".
         master_source: String,
     },
     /// `SENTINEL MASTER` agreed by a quorum of Sentinels.
@@ -29,9 +57,13 @@ impl fmt::Display for Source {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Coordinator {
+                session,
                 version,
                 master_source,
-            } => write!(f, "coordinator v{version} ({master_source})"),
+            } => write!(
+                f,
+                "coordinator v{version} ({master_source}, stream {session})"
+            ),
             Self::Sentinel { agreeing } => write!(f, "sentinels ({agreeing} agreeing)"),
         }
     }
@@ -53,6 +85,12 @@ pub struct Decision {
     pub master: Option<Target>,
     /// Every node known (for server addresses).
     pub nodes: Vec<Target>,
+    /// `Topology.trace_parent`: the coordinator span that published the topology (empty when
+    /// unknown); applying the decision continues that trace.
+    pub trace_parent: String,
+    /// `Topology.master_role_changed_at_ms`: when the master turned master, as its agent saw it
+    /// (0 = unknown), for the switch lag.
+    pub master_role_changed_at_ms: i64,
 }
 
 impl Decision {
@@ -79,9 +117,10 @@ pub enum DecisionError {
     },
 }
 
-/// Reads a topology. Nodes with an unparseable address are left out (logged by the caller
-/// through the returned list); an unparseable master address is an error.
-pub fn from_topology(t: &Topology) -> Result<(Decision, Vec<String>), DecisionError> {
+/// Reads a topology received on stream `session`. Nodes with an unparseable address are left
+/// out (logged by the caller through the returned list); an unparseable master address is an
+/// error.
+pub fn from_topology(t: &Topology, session: u64) -> Result<(Decision, Vec<String>), DecisionError> {
     let mut skipped = Vec::new();
     let master = if t.master_address.trim().is_empty() {
         None
@@ -118,12 +157,15 @@ pub fn from_topology(t: &Topology) -> Result<(Decision, Vec<String>), DecisionEr
     Ok((
         Decision {
             source: Source::Coordinator {
+                session,
                 version: t.version,
                 master_source: t.master_source.clone(),
             },
             config_epoch: t.config_epoch,
             master,
             nodes,
+            trace_parent: t.trace_parent.clone(),
+            master_role_changed_at_ms: t.master_role_changed_at_ms,
         },
         skipped,
     ))
@@ -140,6 +182,16 @@ pub enum Verdict {
     Ignored(String),
 }
 
+/// The decision in force is a promotion the Sentinels have not confirmed: the stream that
+/// published it may still revoke it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Tentative {
+    session: u64,
+    epoch: u64,
+    /// The last version taken from that stream at that epoch: a revocation comes after it.
+    version: u64,
+}
+
 /// Keeps the decision in force.
 #[derive(Debug, Default)]
 pub struct Arbiter {
@@ -147,11 +199,17 @@ pub struct Arbiter {
     /// The last node list the coordinator gave: Sentinel decisions name addresses only, this
     /// lets them be placed on the right server and keeps the other servers' addresses.
     known_nodes: Vec<Target>,
+    tentative: Option<Tentative>,
 }
 
 impl Arbiter {
     pub fn current(&self) -> Option<&Decision> {
         self.current.as_ref()
+    }
+
+    /// True while the decision in force is an unconfirmed promotion the coordinator may revoke.
+    pub fn is_tentative(&self) -> bool {
+        self.tentative.is_some()
     }
 
     pub fn offer(&mut self, mut d: Decision) -> Verdict {
@@ -172,22 +230,33 @@ impl Arbiter {
             }
         }
         let Some(cur) = &self.current else {
-            self.current = Some(d);
+            self.take(d);
             return Verdict::Changed;
         };
         if d.config_epoch < cur.config_epoch {
-            return Verdict::Ignored(format!(
-                "stale: epoch {} < applied epoch {}",
-                d.config_epoch, cur.config_epoch
-            ));
-        }
-        if d.config_epoch == cur.config_epoch && matches!(d.source, Source::Sentinel { .. }) {
+            if !self.revokes(&d) {
+                return Verdict::Ignored(format!(
+                    "stale: epoch {} < applied epoch {} ({})",
+                    d.config_epoch, cur.config_epoch, cur.source
+                ));
+            }
+            tracing::info!(
+                revoked_epoch = cur.config_epoch,
+                revoked_master = %cur.master_address().map_or_else(|| "none".to_owned(), ToString::to_string),
+                epoch = d.config_epoch,
+                source = %d.source,
+                "the coordinator revoked an unconfirmed promotion: following it back to a lower epoch"
+            );
+        } else if d.config_epoch == cur.config_epoch && matches!(d.source, Source::Sentinel { .. })
+        {
             match (cur.master_address(), d.master_address()) {
                 (_, None) => return Verdict::Unchanged,
                 (None, Some(_)) => {}
                 (Some(a), Some(b)) if a == b => {
                     if matches!(cur.source, Source::Coordinator { .. }) {
-                        // Agrees with the coordinator, which knows more: keep its decision.
+                        // Agrees with the coordinator, which knows more: keep its decision,
+                        // now confirmed by the Sentinels (no longer revocable).
+                        self.tentative = None;
                         return Verdict::Unchanged;
                     }
                 }
@@ -200,12 +269,64 @@ impl Arbiter {
             }
         }
         let changed = !cur.same_routing(&d);
-        self.current = Some(d);
+        self.take(d);
         if changed {
             Verdict::Changed
         } else {
             Verdict::Unchanged
         }
+    }
+
+    /// Is `d` (a lower epoch than the decision in force) the revocation of that decision by
+    /// the stream that published it as an unconfirmed promotion?
+    fn revokes(&self, d: &Decision) -> bool {
+        let (Some(t), Some(cur)) = (self.tentative, &self.current) else {
+            return false;
+        };
+        let Source::Coordinator {
+            session, version, ..
+        } = &d.source
+        else {
+            return false;
+        };
+        cur.config_epoch == t.epoch
+            && d.config_epoch < t.epoch
+            && *session == t.session
+            && *version > t.version
+    }
+
+    /// Puts `d` in force and tracks whether it is a revocable promotion.
+    fn take(&mut self, d: Decision) {
+        self.tentative = match &d.source {
+            Source::Coordinator {
+                session,
+                version,
+                master_source,
+            } if master_source == MASTER_SOURCE_PROMOTED => Some(Tentative {
+                session: *session,
+                epoch: d.config_epoch,
+                version: *version,
+            }),
+            // The Sentinels confirmed it (or the coordinator moved on to their view): final.
+            Source::Coordinator { master_source, .. }
+                if master_source == MASTER_SOURCE_SENTINELS =>
+            {
+                None
+            }
+            // "last-known" / "none": the coordinator keeps its decision (its agents went quiet
+            // for a moment); still revocable by the same stream, at the same epoch.
+            Source::Coordinator {
+                session, version, ..
+            } => self
+                .tentative
+                .filter(|t| t.session == *session && t.epoch == d.config_epoch)
+                .map(|t| Tentative {
+                    version: *version,
+                    ..t
+                }),
+            Source::Sentinel { .. } => None,
+        };
+        self.current = Some(d);
     }
 }
 
@@ -236,8 +357,31 @@ mod tests {
         }
     }
 
+    /// A "sentinel-quorum" topology on stream 1.
     fn coord(version: u64, epoch: u64, master: &str) -> Decision {
-        from_topology(&topo(version, epoch, master)).unwrap().0
+        from_topology(&topo(version, epoch, master), 1).unwrap().0
+    }
+
+    /// A topology on stream `session` with this `master_source`.
+    fn on(session: u64, version: u64, epoch: u64, master: &str, source: &str) -> Decision {
+        let mut t = topo(version, epoch, master);
+        t.master_source = source.into();
+        from_topology(&t, session).unwrap().0
+    }
+
+    const PROMOTED: &str = MASTER_SOURCE_PROMOTED;
+    const QUORUM: &str = MASTER_SOURCE_SENTINELS;
+    const M1: &str = "10.0.0.1:9001";
+    const M2: &str = "10.0.0.2:9002";
+    const M3: &str = "10.0.0.3:9003";
+
+    fn master_of(a: &Arbiter) -> (u64, Option<HostPort>) {
+        let d = a.current().unwrap();
+        (d.config_epoch, d.master_address().cloned())
+    }
+
+    fn hp(s: &str) -> Option<HostPort> {
+        Some(s.parse().unwrap())
     }
 
     fn sentinel(epoch: u64, master: &str) -> Decision {
@@ -249,12 +393,14 @@ mod tests {
                 address: master.parse().unwrap(),
             }),
             nodes: vec![],
+            trace_parent: String::new(),
+            master_role_changed_at_ms: 0,
         }
     }
 
     #[test]
     fn reads_a_topology() {
-        let (d, skipped) = from_topology(&topo(7, 2, "10.0.0.2:9002")).unwrap();
+        let (d, skipped) = from_topology(&topo(7, 2, "10.0.0.2:9002"), 1).unwrap();
         assert!(skipped.is_empty());
         assert_eq!(d.config_epoch, 2);
         assert_eq!(
@@ -265,14 +411,14 @@ mod tests {
             })
         );
         assert_eq!(d.nodes.len(), 3);
-        let (none, _) = from_topology(&topo(8, 2, "")).unwrap();
+        let (none, _) = from_topology(&topo(8, 2, ""), 1).unwrap();
         assert_eq!(none.master, None);
         let mut bad = topo(9, 2, "10.0.0.2:9002");
         bad.master_address = "nonsense".into();
-        assert!(from_topology(&bad).is_err());
+        assert!(from_topology(&bad, 1).is_err());
         let mut bad_node = topo(9, 2, "10.0.0.2:9002");
         bad_node.nodes[0].address = "x".into();
-        let (d, skipped) = from_topology(&bad_node).unwrap();
+        let (d, skipped) = from_topology(&bad_node, 1).unwrap();
         assert_eq!((d.nodes.len(), skipped.len()), (2, 1));
     }
 
@@ -347,5 +493,158 @@ mod tests {
         let mut a = Arbiter::default();
         assert_eq!(a.offer(sentinel(0, "10.0.0.1:9001")), Verdict::Changed);
         assert_eq!(a.offer(coord(1, 0, "10.0.0.1:9001")), Verdict::Changed);
+    }
+
+    #[test]
+    fn a_revocation_on_the_same_stream_is_followed() {
+        let mut a = Arbiter::default();
+        assert_eq!(a.offer(on(1, 1, 0, M1, QUORUM)), Verdict::Changed);
+        // The failover leader selected node-3 and it answers role:master: epoch 1, tentative.
+        assert_eq!(a.offer(on(1, 2, 1, M3, PROMOTED)), Verdict::Changed);
+        assert!(a.is_tentative());
+        // Its agent went quiet a moment: the coordinator keeps the promotion as last-known.
+        assert_eq!(a.offer(on(1, 3, 1, M3, "last-known")), Verdict::Unchanged);
+        assert!(a.is_tentative());
+        // node-3 says replica again, the Sentinels never left epoch 0: revoked.
+        assert_eq!(a.offer(on(1, 4, 0, M1, QUORUM)), Verdict::Changed);
+        assert_eq!(master_of(&a), (0, hp(M1)));
+        assert!(!a.is_tentative());
+        // The Sentinels agree with the revocation.
+        assert_eq!(a.offer(sentinel(0, M1)), Verdict::Unchanged);
+        // A later failover at epoch 1 (same or another node) is followed as usual.
+        assert_eq!(a.offer(on(1, 5, 1, M2, PROMOTED)), Verdict::Changed);
+        assert_eq!(master_of(&a), (1, hp(M2)));
+    }
+
+    #[test]
+    fn a_revocation_falls_back_to_whatever_the_coordinator_has() {
+        let mut a = Arbiter::default();
+        a.offer(on(4, 1, 2, M1, QUORUM));
+        a.offer(on(4, 2, 3, M2, PROMOTED));
+        // The coordinator's floor below the promotion is "last-known" (Sentinels quiet).
+        assert_eq!(a.offer(on(4, 3, 2, M1, "last-known")), Verdict::Changed);
+        assert_eq!(master_of(&a), (2, hp(M1)));
+    }
+
+    #[test]
+    fn a_stale_stream_is_still_ignored() {
+        let mut a = Arbiter::default();
+        a.offer(on(1, 1, 0, M1, QUORUM));
+        a.offer(on(1, 7, 1, M3, PROMOTED));
+        // A restarted coordinator (new stream, versions starting over) that has not heard of
+        // the promotion: ignored, whatever its version.
+        assert!(matches!(
+            a.offer(on(2, 1, 0, M1, QUORUM)),
+            Verdict::Ignored(_)
+        ));
+        assert!(matches!(
+            a.offer(on(2, 9, 0, M1, QUORUM)),
+            Verdict::Ignored(_)
+        ));
+        assert!(matches!(
+            a.offer(on(2, 10, 0, M1, "last-known")),
+            Verdict::Ignored(_)
+        ));
+        // Out of order on the promotion's own stream (never happens, never believed).
+        assert!(matches!(
+            a.offer(on(1, 6, 0, M1, QUORUM)),
+            Verdict::Ignored(_)
+        ));
+        assert!(matches!(
+            a.offer(on(1, 7, 0, M1, QUORUM)),
+            Verdict::Ignored(_)
+        ));
+        // The Sentinels' own older view neither.
+        assert!(matches!(a.offer(sentinel(0, M1)), Verdict::Ignored(_)));
+        assert_eq!(master_of(&a), (1, hp(M3)));
+        assert!(a.is_tentative());
+        // The new stream catches up at epoch 1 without the promotion ("last-known" of
+        // another stream): no longer revocable by anyone, stream 1 included.
+        assert_eq!(a.offer(on(2, 11, 1, M3, "last-known")), Verdict::Unchanged);
+        assert!(!a.is_tentative());
+        assert!(matches!(
+            a.offer(on(1, 8, 0, M1, QUORUM)),
+            Verdict::Ignored(_)
+        ));
+        assert!(matches!(
+            a.offer(on(2, 12, 0, M1, QUORUM)),
+            Verdict::Ignored(_)
+        ));
+        assert_eq!(master_of(&a), (1, hp(M3)));
+    }
+
+    #[test]
+    fn a_reconnected_stream_that_still_holds_the_promotion_may_revoke_it() {
+        let mut a = Arbiter::default();
+        a.offer(on(1, 1, 0, M1, QUORUM));
+        a.offer(on(1, 2, 1, M3, PROMOTED));
+        // Reconnected to the same coordinator: it re-asserts the promotion on the new stream.
+        assert_eq!(a.offer(on(2, 2, 1, M3, PROMOTED)), Verdict::Unchanged);
+        // The old stream's messages no longer count.
+        assert!(matches!(
+            a.offer(on(1, 3, 0, M1, QUORUM)),
+            Verdict::Ignored(_)
+        ));
+        assert_eq!(a.offer(on(2, 3, 0, M1, QUORUM)), Verdict::Changed);
+        assert_eq!(master_of(&a), (0, hp(M1)));
+    }
+
+    #[test]
+    fn a_sentinel_decision_at_a_higher_epoch_is_never_undone() {
+        let mut a = Arbiter::default();
+        a.offer(on(1, 1, 0, M1, QUORUM));
+        a.offer(on(1, 2, 1, M2, PROMOTED));
+        // The coordinator is cut off; the Sentinels fail over again, to epoch 2.
+        assert_eq!(a.offer(sentinel(2, M3)), Verdict::Changed);
+        assert!(!a.is_tentative());
+        // The same stream, later, at a lower epoch: it is not revoking the decision in force.
+        assert!(matches!(
+            a.offer(on(1, 3, 0, M1, QUORUM)),
+            Verdict::Ignored(_)
+        ));
+        assert!(matches!(
+            a.offer(on(1, 4, 1, M1, QUORUM)),
+            Verdict::Ignored(_)
+        ));
+        assert_eq!(master_of(&a), (2, hp(M3)));
+    }
+
+    #[test]
+    fn a_promotion_confirmed_by_the_sentinels_stays() {
+        // Confirmed through the coordinator.
+        let mut a = Arbiter::default();
+        a.offer(on(1, 1, 0, M1, QUORUM));
+        a.offer(on(1, 2, 1, M2, PROMOTED));
+        assert_eq!(a.offer(on(1, 3, 1, M2, QUORUM)), Verdict::Unchanged);
+        assert!(!a.is_tentative());
+        assert!(matches!(
+            a.offer(on(1, 4, 0, M1, QUORUM)),
+            Verdict::Ignored(_)
+        ));
+        assert_eq!(master_of(&a), (1, hp(M2)));
+
+        // Confirmed by the Sentinels followed directly: the coordinator's decision stays in
+        // force (it knows more) but is final.
+        let mut b = Arbiter::default();
+        b.offer(on(1, 1, 0, M1, QUORUM));
+        b.offer(on(1, 2, 1, M2, PROMOTED));
+        assert_eq!(b.offer(sentinel(1, M2)), Verdict::Unchanged);
+        assert!(matches!(
+            b.current().unwrap().source,
+            Source::Coordinator { .. }
+        ));
+        assert!(!b.is_tentative());
+        assert!(matches!(
+            b.offer(on(1, 3, 0, M1, QUORUM)),
+            Verdict::Ignored(_)
+        ));
+        assert_eq!(master_of(&b), (1, hp(M2)));
+
+        // Sentinels naming another node at that epoch confirm nothing.
+        let mut c = Arbiter::default();
+        c.offer(on(1, 1, 0, M1, QUORUM));
+        c.offer(on(1, 2, 1, M2, PROMOTED));
+        assert!(matches!(c.offer(sentinel(1, M1)), Verdict::Ignored(_)));
+        assert!(c.is_tentative());
     }
 }

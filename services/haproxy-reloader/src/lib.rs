@@ -9,6 +9,7 @@
 pub mod config;
 pub mod coordinator;
 pub mod decision;
+pub mod metrics;
 pub mod plan;
 pub mod reloader;
 pub mod runtime;

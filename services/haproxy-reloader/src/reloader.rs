@@ -5,22 +5,29 @@
 //!
 //! Before any decision exists (reloader just started) HAProxy is left as it is, so a reloader
 //! restart never changes routing.
+//!
+//! Tracing: applying a coordinator topology is an `apply_topology` span, a child of the
+//! coordinator span that published it (`Topology.trace_parent`), with the runtime API
+//! commands and read-backs below it. The periodic resync converges are debug-level spans, so
+//! an idle reloader does not fill the trace store.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use prometheus_client::registry::Registry;
 use redis_ha_common::{ConfigError, HostPort};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, info_span, warn, Instrument};
+use tracing::{debug, debug_span, info, info_span, warn, Instrument};
 
 use crate::config::ReloaderConfig;
 use crate::coordinator::CoordinatorSource;
 use crate::decision::{Arbiter, Decision, Source, Verdict};
+use crate::metrics::ReloaderMetrics;
 use crate::plan::{self, NodeTarget, PlanError, ServerNames, Wanted};
 use crate::runtime::{
     Command, Observation, RuntimeAddr, RuntimeClient, RuntimeEndpoint, RuntimeError,
@@ -92,17 +99,27 @@ pub struct Reloader {
     config: ReloaderConfig,
     names: ServerNames,
     status: watch::Sender<ReloaderStatus>,
+    metrics: Arc<ReloaderMetrics>,
+    registry: Arc<Registry>,
 }
 
 impl Reloader {
     pub fn new(config: ReloaderConfig) -> Result<Self, ReloaderError> {
         config.validate()?;
         let names = ServerNames::new(config.server_names.clone());
+        let (metrics, registry) = ReloaderMetrics::new();
         Ok(Self {
             config,
             names,
             status: watch::Sender::new(ReloaderStatus::default()),
+            metrics: Arc::new(metrics),
+            registry: Arc::new(registry),
         })
+    }
+
+    /// The Prometheus registry of this reloader's metrics (served at `/metrics`).
+    pub fn registry(&self) -> Arc<Registry> {
+        Arc::clone(&self.registry)
     }
 
     /// Follows the decision in force and every HAProxy's state.
@@ -116,6 +133,13 @@ impl Reloader {
         let endpoints = c.runtime_endpoints()?;
         let password = c.sentinel_password()?;
         let children = cancel.child_token();
+        redis_ha_common::metrics::start(
+            "redis-ha-reloader",
+            c.metrics_socket_addr()?,
+            self.registry(),
+            children.clone(),
+        )
+        .await;
         let (decision_tx, mut decision_rx) = mpsc::channel::<Decision>(64);
         let (applied_tx, applied_rx) = watch::channel::<Option<Arc<Decision>>>(None);
         let mut tasks: Vec<JoinHandle<()>> = Vec::new();
@@ -128,6 +152,7 @@ impl Reloader {
                 group: c.master_group.clone(),
                 io_timeout: c.io_timeout(),
                 max_backoff: c.reconnect_max_backoff(),
+                metrics: Arc::clone(&self.metrics),
             };
             tasks.push(tokio::spawn(src.run(decision_tx.clone(), children.clone())));
         }
@@ -154,6 +179,7 @@ impl Reloader {
             io_timeout: c.io_timeout(),
             pipeline: c.pipeline,
             status: self.status.clone(),
+            metrics: Arc::clone(&self.metrics),
         });
         for endpoint in endpoints {
             tasks.push(tokio::spawn(drive_endpoint(
@@ -189,6 +215,18 @@ impl Reloader {
                         master = %cur.master_address().map_or_else(|| "none".to_owned(), ToString::to_string),
                         "routing decision"
                     );
+                    self.metrics
+                        .decisions
+                        .get_or_create(&crate::metrics::SourceLabels {
+                            source: match cur.source {
+                                Source::Coordinator { .. } => "coordinator",
+                                Source::Sentinel { .. } => "sentinel",
+                            },
+                        })
+                        .inc();
+                    self.metrics
+                        .config_epoch
+                        .set(i64::try_from(cur.config_epoch).unwrap_or(i64::MAX));
                     let cur = Arc::new(cur.clone());
                     self.status
                         .send_modify(|s| s.decision = Some(cur.as_ref().clone()));
@@ -233,6 +271,7 @@ struct Shared {
     io_timeout: Duration,
     pipeline: bool,
     status: watch::Sender<ReloaderStatus>,
+    metrics: Arc<ReloaderMetrics>,
 }
 
 /// Keeps one task per HAProxy instance behind an endpoint (a TCP name may resolve to several
@@ -382,6 +421,8 @@ async fn drive_instance(
     let mut tick = tokio::time::interval(shared.resync);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut failing = false;
+    // The master this HAProxy was last converged on: a different one is a switch.
+    let mut routed_to: Option<HostPort> = None;
     loop {
         let resync = tokio::select! {
             () = cancel.cancelled() => return,
@@ -403,20 +444,42 @@ async fn drive_instance(
             Source::Coordinator { version, .. } => *version,
             Source::Sentinel { .. } => 0,
         };
-        let span = info_span!(
-            "apply_topology",
-            group = %shared.group,
-            version,
-            master = %master,
-            epoch = d.config_epoch,
-            source = %d.source,
-            instance = %key,
-            resync,
-        );
+        let old_master = routed_to
+            .as_ref()
+            .map_or_else(|| "none".to_owned(), ToString::to_string);
+        let span = if resync {
+            debug_span!(
+                "apply_topology",
+                group = %shared.group,
+                version,
+                master = %master,
+                old_master = %old_master,
+                epoch = d.config_epoch,
+                source = %d.source,
+                instance = %key,
+                resync,
+            )
+        } else {
+            let span = info_span!(
+                "apply_topology",
+                group = %shared.group,
+                version,
+                master = %master,
+                old_master = %old_master,
+                epoch = d.config_epoch,
+                source = %d.source,
+                instance = %key,
+                resync,
+            );
+            // Part of the trace of the coordinator's publication of this version.
+            redis_ha_common::telemetry::adopt_trace_parent(&d.trace_parent, &span);
+            span
+        };
         let result = converge(&client, &shared, &d, &mut cache, resync)
             .instrument(span)
             .await;
         let now = Instant::now();
+        record_converge(&shared, &key, &d, &result, &mut routed_to);
         match &result {
             Ok(o) if !o.commands.is_empty() => {
                 failing = false;
@@ -461,6 +524,48 @@ async fn drive_instance(
     }
 }
 
+/// Metrics of one converge: its result, and the switch (with its lag from the promotion) when
+/// it readied a new master.
+fn record_converge(
+    shared: &Shared,
+    key: &str,
+    d: &Decision,
+    result: &Result<ConvergeOutcome, ConvergeError>,
+    routed_to: &mut Option<HostPort>,
+) {
+    let m = &shared.metrics;
+    m.haproxy_converged
+        .get_or_create(&crate::metrics::HaproxyLabels {
+            haproxy: key.to_owned(),
+        })
+        .set(i64::from(result.is_ok()));
+    let Ok(o) = result else {
+        m.converge("error");
+        return;
+    };
+    m.converge(if o.commands.is_empty() {
+        "unchanged"
+    } else {
+        "changed"
+    });
+    let Some(master) = d.master_address() else {
+        return;
+    };
+    // The first converge after start-up is no switch (the master may have been ready before).
+    let switched = routed_to.as_ref().is_some_and(|r| r != master) && !o.commands.is_empty();
+    if switched {
+        m.master_switches.inc();
+        let at = d.master_role_changed_at_ms;
+        let lag_ms = redis_ha_common::time::now_ms() - at;
+        if at > 0 && lag_ms >= 0 {
+            m.switch_lag.observe(lag_ms as f64 / 1000.0);
+            info!(haproxy = %key, master = %master, switch_lag_ms = lag_ms,
+                "switched to the new master (lag measured from its role:master)");
+        }
+    }
+    *routed_to = Some(master.clone());
+}
+
 /// Reads HAProxy, plans, applies (fence and addresses first, ready last, only if the first
 /// step was fully accepted), and reads back.
 pub async fn converge_once(
@@ -470,7 +575,49 @@ pub async fn converge_once(
     wanted: &Wanted,
     pipeline: bool,
 ) -> Result<ConvergeOutcome, ConvergeError> {
-    let observed = client.observe(backend).await?;
+    converge_counted(client, backend, names, wanted, pipeline, None).await
+}
+
+/// A span below the current one, or none when there is no current span (a resync converge
+/// runs in a disabled debug span: its commands must not become traces of their own).
+fn child_span(make: impl FnOnce() -> tracing::Span) -> tracing::Span {
+    if tracing::Span::current().is_none() {
+        tracing::Span::none()
+    } else {
+        make()
+    }
+}
+
+/// One read-back, as a span and in the metrics.
+async fn read_back(
+    client: &RuntimeClient,
+    backend: &str,
+    phase: &'static str,
+    metrics: Option<&ReloaderMetrics>,
+) -> Result<Observation, RuntimeError> {
+    if let Some(m) = metrics {
+        m.read_back();
+    }
+    let result = client
+        .observe(backend)
+        .instrument(child_span(|| info_span!("read_back", phase, backend)))
+        .await;
+    if let (Some(m), Err(e)) = (metrics, &result) {
+        m.runtime_error(e);
+    }
+    result
+}
+
+/// [`converge_once`], counting commands, read-backs and errors in `metrics`.
+async fn converge_counted(
+    client: &RuntimeClient,
+    backend: &str,
+    names: &ServerNames,
+    wanted: &Wanted,
+    pipeline: bool,
+    metrics: Option<&ReloaderMetrics>,
+) -> Result<ConvergeOutcome, ConvergeError> {
+    let observed = read_back(client, backend, "before", metrics).await?;
     let desired = plan::desired(wanted, names, &observed)?;
     let commands = plan::plan(backend, &desired, &observed)?;
     if commands.is_empty() {
@@ -481,10 +628,10 @@ pub async fn converge_once(
     }
     let (fence, ready): (Vec<Command>, Vec<Command>) =
         commands.iter().cloned().partition(|c| !c.is_ready());
-    run_step(client, &fence, pipeline).await?;
-    run_step(client, &ready, pipeline).await?;
+    run_step(client, &fence, pipeline, metrics).await?;
+    run_step(client, &ready, pipeline, metrics).await?;
 
-    let after = client.observe(backend).await?;
+    let after = read_back(client, backend, "after", metrics).await?;
     let desired = plan::desired(wanted, names, &after)?;
     // Shut sessions may take a moment to leave the counters: the next resync sees to them.
     let left: Vec<String> = plan::plan(backend, &desired, &after)?
@@ -509,12 +656,13 @@ async fn converge(
     resync: bool,
 ) -> Result<ConvergeOutcome, ConvergeError> {
     let wanted = cache.wanted(d).await?;
-    let out = converge_once(
+    let out = converge_counted(
         client,
         &shared.backend,
         &shared.names,
         &wanted,
         shared.pipeline,
+        Some(&shared.metrics),
     )
     .await?;
     if resync && !out.commands.is_empty() {
@@ -527,11 +675,15 @@ async fn run_step(
     client: &RuntimeClient,
     commands: &[Command],
     pipeline: bool,
+    metrics: Option<&ReloaderMetrics>,
 ) -> Result<(), RuntimeError> {
     if commands.is_empty() {
         return Ok(());
     }
-    if pipeline {
+    if let Some(m) = metrics {
+        m.commands(commands);
+    }
+    let result = if pipeline {
         let line = commands
             .iter()
             .map(ToString::to_string)
@@ -539,17 +691,27 @@ async fn run_step(
             .join(";");
         client
             .execute_pipelined(commands)
-            .instrument(info_span!("runtime_command", command = %line))
+            .instrument(child_span(
+                || info_span!("runtime_command", command = %line),
+            ))
             .await
     } else {
+        let mut result = Ok(());
         for c in commands {
-            client
+            result = client
                 .execute(c)
-                .instrument(info_span!("runtime_command", command = %c))
-                .await?;
+                .instrument(child_span(|| info_span!("runtime_command", command = %c)))
+                .await;
+            if result.is_err() {
+                break;
+            }
         }
-        Ok(())
+        result
+    };
+    if let (Some(m), Err(e)) = (metrics, &result) {
+        m.runtime_error(e);
     }
+    result
 }
 
 fn single_ready(o: &Observation) -> Option<String> {

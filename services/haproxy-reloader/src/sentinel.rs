@@ -229,6 +229,9 @@ impl SentinelSource {
                             address: view.master.clone(),
                         }),
                         nodes: Vec::new(),
+                        // Not from a topology: no trace to continue, no promotion time known.
+                        trace_parent: String::new(),
+                        master_role_changed_at_ms: 0,
                     };
                     if decisions.send(d).await.is_err() {
                         return;

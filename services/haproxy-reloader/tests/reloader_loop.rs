@@ -1,26 +1,28 @@
 //! The whole reloader loop against real HAProxy + Redis: following real Sentinels (no
-//! coordinator), and following a coordinator stream (a scripted WatchTopology server speaking
-//! real gRPC; the real coordinator is exercised by the workspace's routing tests).
+//! coordinator), and following the real coordinator (served in this process) fed with the
+//! reports its health agents would send about the real Redis processes.
 #![allow(clippy::unwrap_used)]
 
 mod common;
 
-use std::net::SocketAddr;
-use std::pin::Pin;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
 use redis_ha_common::HostPort;
-use redis_ha_proto::v1::coordinator_server::{Coordinator, CoordinatorServer};
+use redis_ha_coordinator::{serve, CoordinatorConfig};
+use redis_ha_proto::v1::coordinator_client::CoordinatorClient;
 use redis_ha_proto::v1::{
-    AgentReport, FailoverRequest, FailoverResponse, GetTopologyRequest, ListEventsRequest,
-    ListEventsResponse, NodeView, ReportAck, Topology, WatchTopologyRequest,
+    AgentReport, Event, GetTopologyRequest, LinkState, ListEventsRequest, RedisStatus, Role,
+    SentinelEvent, SentinelStatus, Topology,
 };
-use redis_ha_reloader::{Reloader, ReloaderConfig};
-use tokio::sync::watch;
-use tokio_stream::{Stream, StreamExt};
+use redis_ha_reloader::decision::Source;
+use redis_ha_reloader::{Reloader, ReloaderConfig, ReloaderStatus};
+use tokio::sync::{watch, Mutex};
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tonic::{Request, Response, Status};
+use tonic::transport::Channel;
 
 fn config(hap: &Haproxy) -> ReloaderConfig {
     ReloaderConfig {
@@ -28,6 +30,7 @@ fn config(hap: &Haproxy) -> ReloaderConfig {
         haproxy_runtime: vec![format!("unix:{}", hap.socket.display())],
         resync_interval_ms: 200,
         io_timeout_ms: 1000,
+        metrics_addr: String::new(),
         ..Default::default()
     }
 }
@@ -125,179 +128,630 @@ async fn follows_the_sentinels_without_a_coordinator() {
     task.await.unwrap().unwrap();
 }
 
-/// A coordinator that streams whatever the test puts in the watch channel.
-struct Scripted {
-    topology: watch::Receiver<Topology>,
-    /// Ends every stream: with the listener gone too, the coordinator is dead to the client
-    /// (aborting the serve task alone leaves the connection tasks running).
-    kill: CancellationToken,
+/// The coordinator, served in this process on a loopback port; a restart is a new `serve` on
+/// the same port (a new process as far as clients can tell: empty state, versions from 1).
+struct RunningCoordinator {
+    addr: SocketAddr,
+    shutdown: CancellationToken,
+    task: JoinHandle<()>,
 }
 
-type TopologyStream = Pin<Box<dyn Stream<Item = Result<Topology, Status>> + Send>>;
+impl RunningCoordinator {
+    async fn start(addr: SocketAddr) -> Self {
+        // The port of a coordinator just stopped may take a moment to be free again.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let listener = loop {
+            match tokio::net::TcpListener::bind(addr).await {
+                Ok(l) => break l,
+                Err(e) => {
+                    assert!(Instant::now() < deadline, "cannot bind {addr}: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        };
+        let addr = listener.local_addr().unwrap();
+        let config = CoordinatorConfig {
+            listen_addr: addr.to_string(),
+            // Heartbeats come every 300 ms; generous so a slow machine never marks a node stale.
+            stale_after_ms: 10_000,
+            metrics_addr: String::new(),
+            ..Default::default()
+        };
+        let shutdown = CancellationToken::new();
+        let token = shutdown.clone();
+        let task = tokio::spawn(async move { serve(config, listener, token).await.unwrap() });
+        Self {
+            addr,
+            shutdown,
+            task,
+        }
+    }
 
-#[tonic::async_trait]
-impl Coordinator for Scripted {
-    async fn report(&self, _: Request<AgentReport>) -> Result<Response<ReportAck>, Status> {
-        Err(Status::unimplemented("scripted"))
-    }
-    async fn get_topology(
-        &self,
-        _: Request<GetTopologyRequest>,
-    ) -> Result<Response<Topology>, Status> {
-        Ok(Response::new(self.topology.borrow().clone()))
-    }
-    type WatchTopologyStream = TopologyStream;
-    async fn watch_topology(
-        &self,
-        _: Request<WatchTopologyRequest>,
-    ) -> Result<Response<Self::WatchTopologyStream>, Status> {
-        let s = futures::StreamExt::take_until(
-            tokio_stream::wrappers::WatchStream::new(self.topology.clone()).map(Ok),
-            self.kill.clone().cancelled_owned(),
-        );
-        Ok(Response::new(Box::pin(s)))
-    }
-    async fn list_events(
-        &self,
-        _: Request<ListEventsRequest>,
-    ) -> Result<Response<ListEventsResponse>, Status> {
-        Err(Status::unimplemented("scripted"))
-    }
-    async fn failover(
-        &self,
-        _: Request<FailoverRequest>,
-    ) -> Result<Response<FailoverResponse>, Status> {
-        Err(Status::unimplemented("scripted"))
+    /// Ends every stream and closes the port.
+    async fn stop(self) {
+        self.shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(30), self.task)
+            .await
+            .expect("the coordinator stops")
+            .unwrap();
     }
 }
 
-fn topology(version: u64, epoch: u64, master: usize, ports: &[u16], source: &str) -> Topology {
-    Topology {
-        master_group: GROUP.into(),
-        version,
-        master_address: format!("127.0.0.1:{}", ports[master]),
-        master_node: format!("node-{}", master + 1),
-        config_epoch: epoch,
-        master_source: source.into(),
-        nodes: ports
+/// The source address of the fleet's connections to the coordinator, so the reloader's
+/// connection (from 127.0.0.1) can be told apart in the kernel's socket table.
+const FLEET_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
+
+/// Connections from 127.0.0.1 accepted on the coordinator's port: the reloader's watch.
+fn reloader_connections(coordinator_port: u16) -> usize {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    let local = format!("0100007F:{coordinator_port:04X}");
+    table
+        .lines()
+        .skip(1)
+        .filter(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            // local address, remote address, state (01 = ESTABLISHED)
+            f.len() > 3 && f[1] == local && f[2].starts_with("0100007F:") && f[3] == "01"
+        })
+        .count()
+}
+
+/// What one health agent sees of its node and its Sentinel.
+#[derive(Clone, Debug)]
+struct Agent {
+    port: u16,
+    role: Role,
+    /// The master it replicates (replicas only).
+    replica_of: u16,
+    sentinel_master: u16,
+    sentinel_epoch: u64,
+    current_epoch: u64,
+    failover: bool,
+    role_changed_at_ms: i64,
+}
+
+struct FleetInner {
+    agents: Vec<Agent>,
+    sequence: u64,
+    client: Option<CoordinatorClient<Channel>>,
+}
+
+/// The three health agents, synthetic: the test changes the real Redis roles first, then
+/// reports them as the real agents would. One lock serializes the reports, so sequence numbers
+/// reach the coordinator in order.
+struct Fleet {
+    url: String,
+    started_at_ms: i64,
+    inner: Mutex<FleetInner>,
+}
+
+fn address(port: u16) -> String {
+    format!("127.0.0.1:{port}")
+}
+
+impl Fleet {
+    /// node-1 master, node-2 and node-3 its replicas, every Sentinel at epoch 0 naming node-1.
+    fn new(url: String, ports: &[u16]) -> Arc<Self> {
+        let agents = ports
             .iter()
             .enumerate()
-            .map(|(i, p)| NodeView {
-                node: format!("node-{}", i + 1),
-                address: format!("127.0.0.1:{p}"),
-                ..Default::default()
+            .map(|(i, &port)| Agent {
+                port,
+                role: if i == 0 { Role::Master } else { Role::Replica },
+                replica_of: ports[0],
+                sentinel_master: ports[0],
+                sentinel_epoch: 0,
+                current_epoch: 0,
+                failover: false,
+                role_changed_at_ms: 0,
             })
-            .collect(),
-        ..Default::default()
+            .collect();
+        Arc::new(Self {
+            url,
+            started_at_ms: redis_ha_common::time::now_ms(),
+            inner: Mutex::new(FleetInner {
+                agents,
+                sequence: 0,
+                client: None,
+            }),
+        })
     }
+
+    /// Changes what agent `node` (1-based) sees; reported with its next report.
+    async fn update(&self, node: usize, f: impl FnOnce(&mut Agent)) {
+        f(&mut self.inner.lock().await.agents[node - 1]);
+    }
+
+    async fn client(
+        url: &str,
+        slot: &mut Option<CoordinatorClient<Channel>>,
+    ) -> Option<CoordinatorClient<Channel>> {
+        if slot.is_none() {
+            let channel = tonic::transport::Endpoint::from_shared(url.to_owned())
+                .unwrap()
+                .local_address(Some(IpAddr::V4(FLEET_IP)))
+                .connect_timeout(Duration::from_secs(1))
+                .timeout(Duration::from_secs(5))
+                .connect()
+                .await
+                .ok()?;
+            *slot = Some(CoordinatorClient::new(channel));
+        }
+        slot.clone()
+    }
+
+    fn report_of(&self, node: usize, a: &Agent, sequence: u64, reason: &str) -> AgentReport {
+        let replica = a.role == Role::Replica;
+        let mut flags = vec!["master".to_owned()];
+        if a.failover {
+            flags.push("failover_in_progress".to_owned());
+        }
+        AgentReport {
+            agent_id: format!("node-{node}"),
+            master_group: GROUP.into(),
+            sequence,
+            agent_started_at_ms: self.started_at_ms,
+            observed_at_ms: redis_ha_common::time::now_ms(),
+            reason: reason.into(),
+            redis: Some(RedisStatus {
+                address: address(a.port),
+                reachable: true,
+                role: a.role as i32,
+                master_address: if replica {
+                    address(a.replica_of)
+                } else {
+                    String::new()
+                },
+                link: if replica {
+                    LinkState::Up as i32
+                } else {
+                    LinkState::Unspecified as i32
+                },
+                ping_micros: 100,
+                role_changed_at_ms: a.role_changed_at_ms,
+                run_id: format!("run-{}", a.port),
+                ..Default::default()
+            }),
+            sentinel: Some(SentinelStatus {
+                // Only the Failover command would talk to it; this test sends none.
+                address: address(26379 + u16::try_from(node).unwrap()),
+                reachable: true,
+                master_address: address(a.sentinel_master),
+                config_epoch: a.sentinel_epoch,
+                master_flags: flags,
+                quorum: 2,
+                other_sentinels: 2,
+                current_epoch: a.current_epoch,
+                ..Default::default()
+            }),
+            events: Vec::new(),
+            failover_in_progress: a.failover,
+        }
+    }
+
+    /// Sends agent `node`'s report; the topology version after it, `None` when the
+    /// coordinator is unreachable.
+    async fn report(&self, node: usize, reason: &str, events: Vec<SentinelEvent>) -> Option<u64> {
+        let mut inner = self.inner.lock().await;
+        let mut client = Self::client(&self.url, &mut inner.client).await?;
+        inner.sequence += 1;
+        let mut report = self.report_of(node, &inner.agents[node - 1], inner.sequence, reason);
+        report.events = events;
+        match client.report(report).await {
+            Ok(ack) => Some(ack.into_inner().topology_version),
+            Err(_) => {
+                // Connect again next time (the coordinator may have restarted).
+                inner.client = None;
+                None
+            }
+        }
+    }
+
+    /// Sends it until the coordinator took it.
+    async fn report_taken(&self, node: usize, reason: &str, events: Vec<SentinelEvent>) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.report(node, reason, events.clone()).await.is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "the coordinator never took the report of node-{node}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Every agent's heartbeat, every 300 ms, until `stop`.
+    fn heartbeats(self: &Arc<Self>, stop: CancellationToken) -> JoinHandle<()> {
+        let fleet = Arc::clone(self);
+        tokio::spawn(async move {
+            loop {
+                for node in 1..=3 {
+                    fleet.report(node, "heartbeat", Vec::new()).await;
+                }
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    () = tokio::time::sleep(Duration::from_millis(300)) => {}
+                }
+            }
+        })
+    }
+
+    async fn topology(&self) -> Option<Topology> {
+        let mut inner = self.inner.lock().await;
+        let mut client = Self::client(&self.url, &mut inner.client).await?;
+        match client
+            .get_topology(GetTopologyRequest {
+                master_group: GROUP.into(),
+            })
+            .await
+        {
+            Ok(t) => Some(t.into_inner()),
+            Err(_) => {
+                inner.client = None;
+                None
+            }
+        }
+    }
+
+    async fn events(&self) -> Vec<Event> {
+        let mut inner = self.inner.lock().await;
+        let Some(mut client) = Self::client(&self.url, &mut inner.client).await else {
+            return Vec::new();
+        };
+        client
+            .list_events(ListEventsRequest {
+                master_group: GROUP.into(),
+                limit: 0,
+            })
+            .await
+            .map(|r| r.into_inner().events)
+            .unwrap_or_default()
+    }
+
+    /// Waits until the coordinator publishes a topology that passes `ok`.
+    async fn wait_topology(&self, what: &str, ok: impl Fn(&Topology) -> bool) -> Topology {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let t = self.topology().await;
+            if let Some(t) = t.filter(&ok) {
+                return t;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for the coordinator: {what}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// A Sentinel event as node `sentinel`'s agent receives it.
+fn event(kind: &str, payload: String, epoch: u64, sentinel: usize) -> SentinelEvent {
+    SentinelEvent {
+        kind: kind.into(),
+        payload,
+        received_at_ms: redis_ha_common::time::now_ms(),
+        epoch,
+        sentinel: address(26379 + u16::try_from(sentinel).unwrap()),
+    }
+}
+
+/// `+selected-slave`: the failover leader picked `replica` to replace `master`.
+fn selected(replica: u16, master: u16) -> String {
+    format!("slave 127.0.0.1:{replica} 127.0.0.1 {replica} @ {GROUP} 127.0.0.1 {master}")
+}
+
+async fn set_replica_of(port: u16, master: Option<u16>) {
+    let command = match master {
+        Some(m) => format!("REPLICAOF 127.0.0.1 {m}"),
+        None => "REPLICAOF NO ONE".to_owned(),
+    };
+    let answer = raw_command(SocketAddr::from(([127, 0, 0, 1], port)), &command).await;
+    assert!(
+        answer.as_deref().is_some_and(|a| a.starts_with("+OK")),
+        "{command}: {answer:?}"
+    );
+}
+
+/// (stream session, master_source, epoch, master port) of the decision in force.
+fn in_force(status: &watch::Receiver<ReloaderStatus>) -> (u64, String, u64, Option<u16>) {
+    let st = status.borrow();
+    let d = st.decision.as_ref().unwrap();
+    let Source::Coordinator {
+        session,
+        master_source,
+        ..
+    } = &d.source
+    else {
+        panic!("not a coordinator decision: {d:?}");
+    };
+    (
+        *session,
+        master_source.clone(),
+        d.config_epoch,
+        d.master_address().map(|a| a.port),
+    )
+}
+
+/// Waits until the last apply is for `epoch`, and returns its commands.
+async fn applied_at(status: &watch::Receiver<ReloaderStatus>, epoch: u64) -> Vec<String> {
+    wait_until("the apply recorded", Duration::from_secs(30), || {
+        let st = status.borrow().clone();
+        async move {
+            st.instances.values().all(|i| {
+                i.last_apply
+                    .as_ref()
+                    .is_some_and(|a| a.config_epoch == epoch)
+            })
+        }
+    })
+    .await;
+    let st = status.borrow();
+    st.instances
+        .values()
+        .next()
+        .unwrap()
+        .last_apply
+        .as_ref()
+        .unwrap()
+        .commands
+        .clone()
 }
 
 #[tokio::test]
-async fn follows_the_coordinator_stream_and_ignores_stale_epochs() {
+async fn follows_the_coordinator_through_a_restart_and_a_revoked_promotion() {
     let _t = redis_ha_common::telemetry::init("reloader-test");
     let dir = tempfile::tempdir().unwrap();
     let r1 = start_redis(dir.path(), None).await;
-    let r2 = start_redis(dir.path(), None).await;
-    let r3 = start_redis(dir.path(), None).await;
+    let r2 = start_redis(dir.path(), Some(r1.port)).await;
+    let r3 = start_redis(dir.path(), Some(r1.port)).await;
     let ports = [r1.port, r2.port, r3.port];
+    let [p1, p2, p3] = ports;
     let hap = start_haproxy(dir.path(), &ports).await;
+    let front = hap.frontend_addr();
 
-    let grpc_port = free_port();
-    let grpc_addr = SocketAddr::from(([127, 0, 0, 1], grpc_port));
-    let (tx, rx) = watch::channel(topology(1, 1, 0, &ports, "sentinel-quorum"));
-    let serve = |topology: watch::Receiver<Topology>, kill: CancellationToken| {
-        tokio::spawn(async move {
-            tonic::transport::Server::builder()
-                .add_service(CoordinatorServer::new(Scripted { topology, kill }))
-                .serve(grpc_addr)
-                .await
+    let coordinator = RunningCoordinator::start(SocketAddr::from(([127, 0, 0, 1], 0))).await;
+    let grpc = coordinator.addr;
+    let fleet = Fleet::new(format!("http://{grpc}"), &ports);
+    let stop_heartbeats = CancellationToken::new();
+    let heartbeats = fleet.heartbeats(stop_heartbeats.clone());
+
+    // 1. The Sentinels at epoch 0 name node-1.
+    fleet
+        .wait_topology("node-1 master at epoch 0", |t| {
+            t.master_address == address(p1)
+                && t.config_epoch == 0
+                && t.master_source == "sentinel-quorum"
+                && t.nodes.len() == 3
         })
-    };
-    let kill = CancellationToken::new();
-    let server = serve(rx, kill.clone());
-
+        .await;
     let mut cfg = config(&hap);
-    cfg.coordinator_url = format!("http://127.0.0.1:{grpc_port}");
+    cfg.coordinator_url = format!("http://{grpc}");
+    cfg.reconnect_max_backoff_ms = 500;
     let reloader = Reloader::new(cfg).unwrap();
-    let mut status = reloader.status();
+    let status = reloader.status();
     let cancel = CancellationToken::new();
     let task = tokio::spawn(reloader.run(cancel.clone()));
+    wait_routed(&hap, p1, "routing to node-1").await;
+    let (first_stream, _, epoch, _) = in_force(&status);
+    assert_eq!(epoch, 0);
 
-    wait_routed(&hap, ports[0], "routing to node 1").await;
-
-    // A stale topology (lower epoch) must not undo the routing.
-    tx.send_replace(topology(2, 0, 1, &ports, "sentinel-quorum"));
-    // Wait for several read-backs after it was seen.
-    let seen = Instant::now();
-    wait_until("a few resyncs", Duration::from_secs(30), || {
-        let st = status.borrow_and_update().clone();
-        async move {
-            st.instances.values().all(|i| {
-                i.last_check
-                    .is_some_and(|t| t > seen + Duration::from_millis(600))
-            })
-        }
-    })
-    .await;
-    assert_eq!(routed_port(hap.frontend_addr()).await, Some(ports[0]));
-    assert_eq!(status.borrow().decision.as_ref().unwrap().config_epoch, 1);
-
-    // "promoted" at a new epoch: switched, old master fenced.
-    let mut held = tokio::net::TcpStream::connect(hap.frontend_addr())
-        .await
-        .unwrap();
+    // 2. Failover to epoch 1: node-2's Sentinel leads and selects node-3, which answers
+    //    role:master before any +switch-master: the coordinator publishes it as "promoted".
+    let mut held = tokio::net::TcpStream::connect(front).await.unwrap();
     assert!(exchange(&mut held, "PING").await.is_some());
-    let sent = Instant::now();
-    tx.send_replace(topology(3, 2, 2, &ports, "promoted"));
-    wait_routed(&hap, ports[2], "routing to node 3").await;
-    println!(
-        "promoted topology -> first request routed: {:?}",
-        sent.elapsed()
+    fleet
+        .update(2, |a| {
+            a.current_epoch = 1;
+            a.failover = true;
+        })
+        .await;
+    fleet
+        .report_taken(
+            2,
+            "event",
+            vec![
+                event("+new-epoch", "1".into(), 1, 2),
+                event("+selected-slave", selected(p3, p1), 1, 2),
+            ],
+        )
+        .await;
+    set_replica_of(p3, None).await;
+    fleet
+        .update(3, |a| {
+            a.role = Role::Master;
+            a.role_changed_at_ms = redis_ha_common::time::now_ms();
+        })
+        .await;
+    fleet.report_taken(3, "role-change", Vec::new()).await;
+    fleet
+        .wait_topology("node-3 promoted at epoch 1", |t| {
+            t.master_address == address(p3) && t.config_epoch == 1 && t.master_source == "promoted"
+        })
+        .await;
+    wait_routed(&hap, p3, "routing to the promoted node-3").await;
+    assert_eq!(
+        applied_at(&status, 1).await,
+        [
+            "set server redis/redis-1 state maint",
+            "shutdown sessions server redis/redis-1",
+            "set server redis/redis-3 state ready",
+        ]
     );
+    // Clients of the old master were disconnected (they reconnect to the new one).
     assert_eq!(exchange(&mut held, "PING").await, None);
-    {
-        let st = status.borrow();
-        let inst = st.instances.values().next().unwrap();
-        let applied = inst.last_apply.as_ref().unwrap();
-        assert_eq!(applied.config_epoch, 2);
-        assert_eq!(
-            applied.commands,
-            [
-                "set server redis/redis-1 state maint",
-                "shutdown sessions server redis/redis-1",
-                "set server redis/redis-3 state ready",
-            ]
-        );
+    assert_eq!(
+        in_force(&status),
+        (first_stream, "promoted".into(), 1, Some(p3))
+    );
+
+    // 3. The coordinator restarts before the Sentinels announce epoch 1. While it is down,
+    //    routing stays.
+    coordinator.stop().await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(routed_port(front).await, Some(p3));
+    // It comes back knowing nothing of the promotion (the +selected-slave went to the old
+    // process): the agents' reports say epoch 0, node-1. A lower epoch on a new stream.
+    let coordinator = RunningCoordinator::start(grpc).await;
+    let stale = fleet
+        .wait_topology("the restarted coordinator's old view", |t| {
+            t.master_address == address(p1) && t.config_epoch == 0 && t.nodes.len() == 3
+        })
+        .await;
+    assert_eq!(stale.master_source, "sentinel-quorum");
+    assert_eq!(stale.split_brain, [address(p3)]);
+    wait_until(
+        "the reloader watching the restarted coordinator",
+        Duration::from_secs(30),
+        || async move { reloader_connections(grpc.port()) >= 1 },
+    )
+    .await;
+    // The stale view is the current topology, which a new watch gets first: several
+    // resyncs later nothing has moved.
+    let until = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < until {
+        assert_eq!(routed_port(front).await, Some(p3));
+        assert_eq!(in_force(&status).2, 1);
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
-    // The coordinator dies (connections dropped): routing stays.
-    server.abort();
-    kill.cancel();
-    let _ = server.await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(routed_port(hap.frontend_addr()).await, Some(ports[2]));
-
-    // It comes back with an old view (it has not heard from the agents yet): ignored.
-    let (_tx2, rx2) = watch::channel(topology(1, 1, 0, &ports, "sentinel-quorum"));
-    let kill = CancellationToken::new();
-    let server = serve(rx2, kill.clone());
-    let back = Instant::now();
-    wait_until("a few resyncs", Duration::from_secs(30), || {
-        let st = status.borrow_and_update().clone();
-        async move {
-            st.instances.values().all(|i| {
-                i.last_check
-                    .is_some_and(|t| t > back + Duration::from_secs(2))
+    // 4. The Sentinels announce epoch 1 (+switch-master); node-1 and node-2 follow node-3.
+    set_replica_of(p1, Some(p3)).await;
+    set_replica_of(p2, Some(p3)).await;
+    for node in 1..=3 {
+        fleet
+            .update(node, |a| {
+                a.sentinel_master = p3;
+                a.sentinel_epoch = 1;
+                a.current_epoch = 1;
+                a.failover = false;
+                if a.port != p3 {
+                    a.role = Role::Replica;
+                    a.replica_of = p3;
+                }
             })
-        }
-    })
+            .await;
+        let switch = format!("{GROUP} 127.0.0.1 {p1} 127.0.0.1 {p3}");
+        fleet
+            .report_taken(
+                node,
+                "event",
+                vec![event("+switch-master", switch, 1, node)],
+            )
+            .await;
+    }
+    fleet
+        .wait_topology("node-3 confirmed at epoch 1", |t| {
+            t.master_address == address(p3)
+                && t.config_epoch == 1
+                && t.master_source == "sentinel-quorum"
+        })
+        .await;
+    wait_until(
+        "the reloader following the restarted coordinator",
+        Duration::from_secs(30),
+        || {
+            let d = in_force(&status);
+            async move { d.0 != first_stream && d.1 == "sentinel-quorum" }
+        },
+    )
     .await;
-    assert_eq!(routed_port(hap.frontend_addr()).await, Some(ports[2]));
-    assert_eq!(status.borrow().decision.as_ref().unwrap().config_epoch, 2);
-    server.abort();
-    kill.cancel();
+    let (second_stream, _, epoch, master) = in_force(&status);
+    assert_eq!((epoch, master), (1, Some(p3)));
+    assert_eq!(routed_port(front).await, Some(p3));
+
+    // 5. Failover to epoch 2: node-1's Sentinel leads and selects node-2, which answers
+    //    role:master: promoted, routed at once.
+    let mut held = tokio::net::TcpStream::connect(front).await.unwrap();
+    assert!(exchange(&mut held, "PING").await.is_some());
+    fleet
+        .update(1, |a| {
+            a.current_epoch = 2;
+            a.failover = true;
+        })
+        .await;
+    fleet
+        .report_taken(
+            1,
+            "event",
+            vec![
+                event("+new-epoch", "2".into(), 2, 1),
+                event("+selected-slave", selected(p2, p3), 2, 1),
+            ],
+        )
+        .await;
+    set_replica_of(p2, None).await;
+    fleet
+        .update(2, |a| {
+            a.role = Role::Master;
+            a.role_changed_at_ms = redis_ha_common::time::now_ms();
+        })
+        .await;
+    fleet.report_taken(2, "role-change", Vec::new()).await;
+    fleet
+        .wait_topology("node-2 promoted at epoch 2", |t| {
+            t.master_address == address(p2) && t.config_epoch == 2 && t.master_source == "promoted"
+        })
+        .await;
+    wait_routed(&hap, p2, "routing to the promoted node-2").await;
+    assert_eq!(
+        applied_at(&status, 2).await,
+        [
+            "set server redis/redis-3 state maint",
+            "shutdown sessions server redis/redis-3",
+            "set server redis/redis-2 state ready",
+        ]
+    );
+    assert_eq!(exchange(&mut held, "PING").await, None);
+    assert_eq!(
+        in_force(&status),
+        (second_stream, "promoted".into(), 2, Some(p2))
+    );
+
+    // ...then the failover fails: the Sentinels, still at epoch 1, turn node-2 back into a
+    // replica of node-3. The coordinator revokes the promotion (a lower epoch on the same
+    // stream), and the reloader follows it back to node-3.
+    set_replica_of(p2, Some(p3)).await;
+    fleet
+        .update(2, |a| {
+            a.role = Role::Replica;
+            a.replica_of = p3;
+            a.role_changed_at_ms = redis_ha_common::time::now_ms();
+        })
+        .await;
+    fleet.report_taken(2, "role-change", Vec::new()).await;
+    fleet.update(1, |a| a.failover = false).await;
+    fleet.report_taken(1, "heartbeat", Vec::new()).await;
+    fleet
+        .wait_topology("the promotion revoked", |t| {
+            t.master_address == address(p3)
+                && t.config_epoch == 1
+                && t.master_source == "sentinel-quorum"
+        })
+        .await;
+    assert!(fleet
+        .events()
+        .await
+        .iter()
+        .any(|e| e.message.contains("revoked")));
+    wait_routed(&hap, p3, "routing following the revocation back to node-3").await;
+    assert_eq!(
+        applied_at(&status, 1).await,
+        [
+            "set server redis/redis-2 state maint",
+            "shutdown sessions server redis/redis-2",
+            "set server redis/redis-3 state ready",
+        ]
+    );
+    assert_eq!(
+        in_force(&status),
+        (second_stream, "sentinel-quorum".into(), 1, Some(p3))
+    );
+    assert_eq!(role(p3).await.as_deref(), Some("master"));
+    assert_eq!(role(p2).await.as_deref(), Some("slave"));
 
     cancel.cancel();
     task.await.unwrap().unwrap();
-    drop(tx);
+    stop_heartbeats.cancel();
+    heartbeats.await.unwrap();
+    coordinator.stop().await;
 }

@@ -9,7 +9,7 @@
 //! Restarting a hung node through Docker (a later issue) belongs in the Redis poll: it
 //! already tells a stall ([`crate::ObserveError::is_timeout`]) from a refused connection.
 
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -20,13 +20,14 @@ use redis_ha_proto::v1::AgentReport;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Channel, Endpoint};
-use tracing::{debug, info, info_span, warn, Instrument};
+use tracing::{debug, debug_span, info, info_span, warn, Instrument};
 
 use crate::config::AgentSettings;
-use crate::events::parse_event;
+use crate::events::{parse_event, ParsedEvent, Payload};
 use crate::fencing::{
     decide, quorum_master, same_node, stray_master, FencingDecision, FencingInput, MismatchTimer,
 };
+use crate::metrics::AgentMetrics;
 use crate::probe::{RedisProbe, SentinelProbe};
 use crate::state::{Reason, State};
 use crate::AgentError;
@@ -107,10 +108,11 @@ pub(crate) struct Shared {
     failover_started: Notify,
     /// Wakes the Sentinel poll: an event arrived, its view may have changed.
     sentinel_refresh: Notify,
+    metrics: AgentMetrics,
 }
 
 impl Shared {
-    fn new(settings: AgentSettings) -> Self {
+    fn new(settings: AgentSettings, metrics: AgentMetrics) -> Self {
         let state = State::new(
             settings.node_id.clone(),
             settings.master_group.clone(),
@@ -124,6 +126,7 @@ impl Shared {
             report_now: Notify::new(),
             failover_started: Notify::new(),
             sentinel_refresh: Notify::new(),
+            metrics,
         }
     }
 
@@ -184,7 +187,12 @@ async fn redis_loop(shared: &Shared, mut probe: RedisProbe, shutdown: &Cancellat
                         }
                     }
                 }
-                let reason = shared.state().apply_redis(&result, now_ms());
+                let reason = {
+                    let mut st = shared.state();
+                    let reason = st.apply_redis(&result, now_ms());
+                    shared.metrics.redis(&st.redis);
+                    reason
+                };
                 if reason.is_some() {
                     shared.report_now.notify_one();
                 }
@@ -230,7 +238,12 @@ async fn redis_loop(shared: &Shared, mut probe: RedisProbe, shutdown: &Cancellat
                         warn!(node = %s.node_id, error = %e, "redis ROLE poll failed");
                     }
                 }
-                let reason = shared.state().apply_role(&result, now_ms());
+                let reason = {
+                    let mut st = shared.state();
+                    let reason = st.apply_role(&result, now_ms());
+                    shared.metrics.redis(&st.redis);
+                    reason
+                };
                 if reason.is_some() {
                     debug!(node = %s.node_id, ?reason, "redis change seen by the fast ROLE poll");
                     shared.report_now.notify_one();
@@ -302,6 +315,7 @@ async fn fence(shared: &Shared, probe: &mut RedisProbe, master: &HostPort, epoch
         );
         match probe.replicaof(master).await {
             Ok(()) => {
+                shared.metrics.fencing_demotions.inc();
                 let dropped = shared.state().fenced(master, epoch, now_ms());
                 if dropped > 0 {
                     warn!(dropped, "event queue full: dropped the oldest events");
@@ -343,7 +357,15 @@ async fn sentinel_loop(shared: &Shared, mut probe: SentinelProbe, shutdown: &Can
                     }
                 }
             }
-            let (reason, failover_changed) = shared.state().apply_sentinel(&result, Instant::now());
+            let (reason, failover_changed) = {
+                let mut st = shared.state();
+                // `now` is when the poll started: an end event that arrived while it ran
+                // is newer than the flags it saw.
+                let r = st.apply_sentinel(&result, now);
+                let in_progress = st.failover.in_progress(Instant::now());
+                shared.metrics.sentinel(&st.sentinel, in_progress);
+                r
+            };
             if failover_changed {
                 shared.failover_started.notify_one();
             }
@@ -440,12 +462,52 @@ fn on_event(shared: &Shared, channel: &str, payload: &str) {
     if !outcome.queued {
         return;
     }
-    let span = info_span!("sentinel_event", node = %shared.settings.node_id, kind = channel, epoch = outcome.epoch);
+    shared.metrics.event(channel);
+    let in_progress = st.failover.in_progress(now);
+    shared
+        .metrics
+        .failover_in_progress
+        .set(i64::from(in_progress));
+    if in_progress && st.failover_span.is_none() {
+        st.failover_span = Some(info_span!(
+            parent: None,
+            "failover",
+            node = %shared.settings.node_id,
+            group = %shared.settings.master_group,
+            epoch = tracing::field::Empty,
+        ));
+    }
+    let failover_span = st.failover_span.clone();
+    if let Some(f) = &failover_span {
+        if outcome.epoch > 0 {
+            f.record("epoch", outcome.epoch);
+        }
+    }
+    if !in_progress {
+        // This event (e.g. +failover-end) is the failover's last.
+        st.failover_span = None;
+    }
+    let span = info_span!(
+        parent: failover_span.as_ref().and_then(tracing::Span::id),
+        "sentinel_event",
+        node = %shared.settings.node_id,
+        group = %shared.settings.master_group,
+        kind = channel,
+        epoch = outcome.epoch,
+        old_master = tracing::field::Empty,
+        new_master = tracing::field::Empty,
+    );
+    if let Some((old, new)) = parsed.as_ref().ok().and_then(masters_named) {
+        if let Some(old) = old {
+            span.record("old_master", tracing::field::display(old));
+        }
+        span.record("new_master", tracing::field::display(new));
+    }
     {
         let _entered = span.enter();
         info!(
             payload,
-            failover_in_progress = st.failover.in_progress(now),
+            failover_in_progress = in_progress,
             "sentinel event"
         );
         if outcome.dropped > 0 {
@@ -459,13 +521,25 @@ fn on_event(shared: &Shared, channel: &str, payload: &str) {
         }
     }
     // The report this event causes becomes a child of this span (one trace per failover).
-    st.event_span = Some(span);
+    st.event_span = Some((span, now));
     drop(st);
     if outcome.failover_changed {
         shared.failover_started.notify_one();
     }
     shared.sentinel_refresh.notify_one();
     shared.report_now.notify_one();
+}
+
+/// The masters an event names: (the master it leaves, if named; the new or future master) for
+/// `+switch-master`, `+selected-slave`, `+promoted-slave` and `+failover-state-*`.
+fn masters_named(e: &ParsedEvent) -> Option<(Option<&HostPort>, &HostPort)> {
+    let new = e.named_master()?;
+    let old = match &e.payload {
+        Payload::SwitchMaster { old, .. } => Some(old),
+        Payload::Instance { instance, .. } => instance.master.as_ref().map(|m| &m.addr),
+        _ => None,
+    };
+    Some((old, new))
 }
 
 /// Builds the next report; the events go with it (put back if it fails).
@@ -482,11 +556,24 @@ fn build_report(
     let mut sentinel = st.sentinel.clone();
     sentinel.current_epoch = st.current_epoch;
     let events = st.events.take();
-    let span = if events.is_empty() {
-        None
-    } else {
-        st.event_span.take()
+    // A report caused by something (events, a role change, the Sentinel's view) shortly after a
+    // Sentinel event joins that event's trace: during a failover the report that makes the
+    // coordinator switch is often a role change seen by the fast ROLE poll, not the event itself.
+    let caused = !events.is_empty() || reason != Reason::Heartbeat;
+    let span = match &st.event_span {
+        Some((span, at)) if caused && now.saturating_duration_since(*at) < s.failover_timeout => {
+            Some(span.clone())
+        }
+        _ => None,
     };
+    if span.is_none() && !failover_in_progress {
+        // Old news: later reports start their own traces.
+        st.event_span = None;
+    }
+    if !failover_in_progress {
+        // Ended without an end event (timed out): close its span.
+        st.failover_span = None;
+    }
     let report = AgentReport {
         agent_id: s.node_id.clone(),
         master_group: s.master_group.clone(),
@@ -552,11 +639,20 @@ async fn report_loop(
         let reason = shared.state().pending.take().unwrap_or(Reason::Heartbeat);
         sequence += 1;
         let (report, event_span) = build_report(shared, sequence, started_at_ms, reason);
+        let epoch = report.sentinel.as_ref().map_or(0, |x| x.current_epoch);
         let span = match &event_span {
             Some(parent) => {
-                info_span!(parent: parent, "report", node = %s.node_id, reason = reason.as_str(), sequence)
+                info_span!(parent: parent, "report", node = %s.node_id, group = %s.master_group,
+                    reason = reason.as_str(), sequence, epoch, topology_version = tracing::field::Empty)
             }
-            None => info_span!("report", node = %s.node_id, reason = reason.as_str(), sequence),
+            // Plain heartbeats are debug spans: one trace per heartbeat would bury the ones
+            // that matter.
+            None if reason == Reason::Heartbeat => {
+                debug_span!("report", node = %s.node_id, group = %s.master_group,
+                reason = reason.as_str(), sequence, epoch, topology_version = tracing::field::Empty)
+            }
+            None => info_span!("report", node = %s.node_id, group = %s.master_group,
+                reason = reason.as_str(), sequence, epoch, topology_version = tracing::field::Empty),
         };
         let events = report.events.clone();
         let n_events = events.len();
@@ -567,18 +663,27 @@ async fn report_loop(
             // The endpoint has its own timeouts; this one also covers a stuck connect.
             match tokio::time::timeout(s.io_timeout * 2, client.report(request)).await {
                 Ok(Ok(ack)) => {
+                    shared.metrics.report(tonic::Code::Ok);
+                    let version = ack.get_ref().topology_version;
+                    tracing::Span::current().record("topology_version", version);
                     debug!(
                         events = n_events,
-                        topology_version = ack.get_ref().topology_version,
+                        topology_version = version,
                         "report delivered"
                     );
                     Ok(())
                 }
-                Ok(Err(status)) => Err(format!("{}: {}", status.code(), status.message())),
-                Err(_) => Err(format!(
-                    "timed out after {} ms",
-                    (s.io_timeout * 2).as_millis()
-                )),
+                Ok(Err(status)) => {
+                    shared.metrics.report(status.code());
+                    Err(format!("{}: {}", status.code(), status.message()))
+                }
+                Err(_) => {
+                    shared.metrics.report(tonic::Code::DeadlineExceeded);
+                    Err(format!(
+                        "timed out after {} ms",
+                        (s.io_timeout * 2).as_millis()
+                    ))
+                }
             }
         }
         .instrument(span)
@@ -638,6 +743,14 @@ pub async fn run_with_settings(
     // A second client for the subscription: the poll loop owns the first.
     let events = SentinelProbe::from_settings(&settings).map_err(AgentError::Setup)?;
     let started_at_ms = now_ms();
+    let (metrics, registry) = AgentMetrics::new(&settings.node_id, &settings.master_group);
+    redis_ha_common::metrics::start(
+        "redis-ha-agent",
+        settings.metrics_addr,
+        Arc::new(registry),
+        shutdown.clone(),
+    )
+    .await;
 
     info!(
         node = %settings.node_id,
@@ -649,7 +762,7 @@ pub async fn run_with_settings(
         fencing = settings.fencing,
         "health agent starting"
     );
-    let shared = Shared::new(settings);
+    let shared = Shared::new(settings, metrics);
     tokio::join!(
         redis_loop(&shared, redis, &shutdown),
         sentinel_loop(&shared, sentinel, &shutdown),

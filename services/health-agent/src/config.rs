@@ -1,5 +1,6 @@
 //! The agent's configuration: defaults < TOML file < `REDIS_HA_AGENT_*` environment variables.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -46,6 +47,8 @@ pub struct AgentConfig {
     pub fencing: bool,
     /// How long that mismatch must last, outside any failover, before the node is demoted (ms).
     pub fencing_grace_ms: u64,
+    /// Where Prometheus scrapes `GET /metrics` (`ip:port`); empty disables the endpoint.
+    pub metrics_addr: String,
 }
 
 impl Default for AgentConfig {
@@ -66,6 +69,7 @@ impl Default for AgentConfig {
             sentinel_password_file: None,
             fencing: true,
             fencing_grace_ms: 3000,
+            metrics_addr: "0.0.0.0:9121".into(),
         }
     }
 }
@@ -89,6 +93,8 @@ pub struct AgentSettings {
     pub sentinel_password: Option<Secret>,
     pub fencing: bool,
     pub fencing_grace: Duration,
+    /// The metrics endpoint's address; `None`: disabled.
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 impl AgentConfig {
@@ -127,7 +133,9 @@ impl AgentConfig {
                 return Err(ConfigError::invalid(key, "0", "must be greater than 0"));
             }
         }
-        check_url(&self.coordinator_url)
+        check_url(&self.coordinator_url)?;
+        redis_ha_common::metrics::parse_metrics_addr("metrics_addr", &self.metrics_addr)?;
+        Ok(())
     }
 
     /// Checks everything: the shape, that `redis_addr` and `sentinel_addr` resolve within
@@ -162,6 +170,10 @@ impl AgentConfig {
             sentinel_password,
             fencing: self.fencing,
             fencing_grace: Duration::from_millis(self.fencing_grace_ms),
+            metrics_addr: redis_ha_common::metrics::parse_metrics_addr(
+                "metrics_addr",
+                &self.metrics_addr,
+            )?,
         })
     }
 }
@@ -283,6 +295,29 @@ mod tests {
         };
         let e = missing.validate().unwrap_err().to_string();
         assert!(e.contains("sentinel_password_file"), "{e}");
+    }
+
+    #[test]
+    fn metrics_addr_defaults_on_and_empty_disables() {
+        let c = AgentConfig {
+            resolve_wait_ms: 0,
+            ..AgentConfig::default()
+        };
+        assert_eq!(
+            c.validate().unwrap().metrics_addr,
+            Some("0.0.0.0:9121".parse().unwrap())
+        );
+        let off = AgentConfig {
+            metrics_addr: String::new(),
+            ..c.clone()
+        };
+        assert_eq!(off.validate().unwrap().metrics_addr, None);
+        let bad = AgentConfig {
+            metrics_addr: "9121".into(),
+            ..c
+        };
+        let e = bad.check_shape().unwrap_err().to_string();
+        assert!(e.contains("metrics_addr") && e.contains("9121"), "{e}");
     }
 
     #[test]

@@ -15,6 +15,9 @@ pub struct FailoverTracker {
     timeout: Duration,
     /// The last moment a failover was seen going on; `None` at rest.
     last_seen: Option<Instant>,
+    /// When the last end event arrived: a poll that started before it cannot reopen the
+    /// failover it closed (its flag is older news than the event).
+    ended_at: Option<Instant>,
 }
 
 impl FailoverTracker {
@@ -22,6 +25,7 @@ impl FailoverTracker {
         Self {
             timeout,
             last_seen: None,
+            ended_at: None,
         }
     }
 
@@ -30,17 +34,23 @@ impl FailoverTracker {
         let before = self.in_progress(now);
         match kind.failover_effect() {
             FailoverEffect::Starts => self.last_seen = Some(now),
-            FailoverEffect::Ends => self.last_seen = None,
+            FailoverEffect::Ends => {
+                self.last_seen = None;
+                self.ended_at = Some(now);
+            }
             FailoverEffect::None => {}
         }
         before != self.in_progress(now)
     }
 
-    /// Applies the Sentinel master flag `failover_in_progress` seen by a poll. Its absence
-    /// clears nothing: only the leader Sentinel sets the flag.
-    pub fn on_master_flag(&mut self, failover_in_progress: bool, now: Instant) -> bool {
+    /// Applies the Sentinel master flag `failover_in_progress` seen by a poll that started at
+    /// `polled_at`. Its absence clears nothing: only the leader Sentinel sets the flag. A flag
+    /// from a poll that started before the last end event is ignored: that failover is over.
+    pub fn on_master_flag(&mut self, failover_in_progress: bool, polled_at: Instant) -> bool {
+        let now = polled_at;
         let before = self.in_progress(now);
-        if failover_in_progress {
+        let outdated = self.ended_at.is_some_and(|ended| ended >= polled_at);
+        if failover_in_progress && !outdated {
             self.last_seen = Some(now);
         }
         before != self.in_progress(now)
@@ -62,6 +72,22 @@ impl FailoverTracker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_poll_older_than_the_end_event_does_not_reopen_the_failover() {
+        let t0 = Instant::now();
+        let mut f = FailoverTracker::new(Duration::from_secs(20));
+        let started = t0;
+        assert!(f.on_event(&k("+try-failover"), started));
+        // A SENTINEL MASTER poll starts, the failover ends meanwhile, the poll's answer (still
+        // flagged failover_in_progress) is applied after the end event.
+        let poll_started = t0 + Duration::from_millis(10);
+        assert!(f.on_event(&k("+switch-master"), t0 + Duration::from_millis(20)));
+        assert!(!f.on_master_flag(true, poll_started));
+        assert!(!f.in_progress(t0 + Duration::from_millis(30)));
+        // A poll started after the end that still sees the flag is a new failover.
+        assert!(f.on_master_flag(true, t0 + Duration::from_millis(40)));
+    }
 
     fn k(ch: &str) -> EventKind {
         EventKind::from_channel(ch)

@@ -11,6 +11,7 @@ pub mod config;
 pub mod events;
 pub mod failover;
 pub mod fencing;
+pub mod metrics;
 pub mod probe;
 pub mod redis_parse;
 pub mod sentinel_parse;

@@ -135,8 +135,12 @@ pub struct State {
     pub pending: Option<Reason>,
     /// When a `+selected-slave` / `+promoted-slave` / `+switch-master` last named this node.
     pub named_at: Option<Instant>,
-    /// The span of the latest Sentinel event, so its report joins the same trace.
-    pub event_span: Option<tracing::Span>,
+    /// The span of the latest Sentinel event and when it came, so the reports it causes (and
+    /// the other reports of the same failover) join the same trace.
+    pub event_span: Option<(tracing::Span, Instant)>,
+    /// While a failover is in progress: its span, the parent of its Sentinel events, so the
+    /// whole failover as this agent saw it is one trace.
+    pub failover_span: Option<tracing::Span>,
 }
 
 impl State {
@@ -173,6 +177,7 @@ impl State {
             pending: Some(Reason::Startup),
             named_at: None,
             event_span: None,
+            failover_span: None,
         }
     }
 
@@ -259,8 +264,8 @@ impl State {
         self.set_redis(status, now_ms)
     }
 
-    /// A Sentinel poll's result; returns (report reason when what the Sentinel names changed,
-    /// whether the failover state flipped).
+    /// A Sentinel poll's result, `now` being when the poll started; returns (report reason when
+    /// what the Sentinel names changed, whether the failover state flipped).
     pub fn apply_sentinel(
         &mut self,
         result: &Result<SentinelObservation, ObserveError>,

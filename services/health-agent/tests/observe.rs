@@ -255,6 +255,7 @@ async fn password_from_file() {
         redis_password_file: file,
         resolve_wait_ms: 0,
         io_timeout_ms: 500,
+        metrics_addr: String::new(),
         ..AgentConfig::default()
     };
 

@@ -3,5 +3,6 @@
 pub mod events;
 pub mod failover;
 pub mod master;
+pub mod simulate;
 pub mod status;
 pub mod watch;

@@ -954,3 +954,52 @@ fn address_keys_compare_loosely() {
     assert_eq!(addr_key("[::1]:9001"), addr_key("::1:9001"));
     assert_eq!(addr_key(""), "");
 }
+
+#[test]
+fn a_version_keeps_its_trace_parent_and_carries_the_promotion_time() {
+    let c = Clock::new();
+    let mut s = state();
+    assert!(
+        s.set_trace_parent("00-a-b-01".into()).is_none(),
+        "nothing published yet"
+    );
+    healthy(&mut s, c.at(0));
+    let r = s.refresh(c.at(0));
+    assert!(r.changed && r.topology.trace_parent.is_empty());
+    assert_eq!(
+        r.topology.master_role_changed_at_ms, 0,
+        "master since start"
+    );
+    let tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".to_owned();
+    let t = s.set_trace_parent(tp.clone()).unwrap();
+    assert_eq!((t.version, t.trace_parent.as_str()), (1, tp.as_str()));
+
+    // Unchanged: the same version, with the trace of the span that published it.
+    let r = s.refresh(c.at(100));
+    assert!(!r.changed);
+    assert_eq!(r.topology.trace_parent, tp);
+
+    // A new version starts without one (the server sets it from its publish span).
+    apply(&mut s, &Obs::new(1).seq(2).down(), c.at(1000));
+    let leader =
+        Obs::new(3)
+            .seq(2)
+            .event("+new-epoch", "1", 1)
+            .event("+selected-slave", &selected(2), 1);
+    apply(&mut s, &leader, c.at(1100));
+    let mut o2 = Obs::new(2).seq(2).master();
+    o2.role_changed_at = WALL0 + 1150;
+    apply(&mut s, &o2, c.at(1200));
+    let r = s.refresh(c.at(1200));
+    assert!(r.changed);
+    assert_eq!(r.topology.master_address, addr(2));
+    assert!(r.topology.trace_parent.is_empty());
+    assert_eq!(r.topology.master_role_changed_at_ms, WALL0 + 1150);
+
+    // Neither field alone is a change.
+    let mut a = (*r.topology).clone();
+    let b = a.clone();
+    a.trace_parent = tp;
+    a.master_role_changed_at_ms = 0;
+    assert!(same_apart_from_measurements(&a, &b));
+}

@@ -1,18 +1,12 @@
 //! Test harness: real `redis-server` / `redis-sentinel` processes on loopback free ports,
-//! killed on drop, and a recording gRPC server speaking the coordinator's contract.
+//! killed on drop.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-use redis_ha_proto::v1::coordinator_server::{Coordinator, CoordinatorServer};
-use redis_ha_proto::v1::*;
-use tokio_util::sync::CancellationToken;
-use tonic::{Request, Response, Status};
 
 pub const WAIT: Duration = Duration::from_secs(30);
 
@@ -174,82 +168,4 @@ pub fn write_file(dir: &Path, name: &str, content: &str) -> PathBuf {
     let p = dir.join(name);
     std::fs::write(&p, content).unwrap();
     p
-}
-
-/// Records every report it receives.
-#[derive(Clone, Default)]
-pub struct Recorder {
-    pub reports: Arc<Mutex<Vec<AgentReport>>>,
-}
-
-impl Recorder {
-    pub fn all(&self) -> Vec<AgentReport> {
-        self.reports.lock().unwrap().clone()
-    }
-
-    pub fn find(&self, f: impl Fn(&AgentReport) -> bool) -> Option<AgentReport> {
-        self.reports.lock().unwrap().iter().find(|r| f(r)).cloned()
-    }
-}
-
-#[tonic::async_trait]
-impl Coordinator for Recorder {
-    async fn report(&self, request: Request<AgentReport>) -> Result<Response<ReportAck>, Status> {
-        let mut r = self.reports.lock().unwrap();
-        r.push(request.into_inner());
-        Ok(Response::new(ReportAck {
-            topology_version: r.len() as u64,
-        }))
-    }
-
-    async fn get_topology(
-        &self,
-        _: Request<GetTopologyRequest>,
-    ) -> Result<Response<Topology>, Status> {
-        Err(Status::unimplemented("recorder"))
-    }
-
-    type WatchTopologyStream =
-        std::pin::Pin<Box<dyn futures::Stream<Item = Result<Topology, Status>> + Send>>;
-
-    async fn watch_topology(
-        &self,
-        _: Request<WatchTopologyRequest>,
-    ) -> Result<Response<Self::WatchTopologyStream>, Status> {
-        Err(Status::unimplemented("recorder"))
-    }
-
-    async fn list_events(
-        &self,
-        _: Request<ListEventsRequest>,
-    ) -> Result<Response<ListEventsResponse>, Status> {
-        Err(Status::unimplemented("recorder"))
-    }
-
-    async fn failover(
-        &self,
-        _: Request<FailoverRequest>,
-    ) -> Result<Response<FailoverResponse>, Status> {
-        Err(Status::unimplemented("recorder"))
-    }
-}
-
-/// Serves a [`Recorder`] on `port` until `stop` is cancelled.
-pub async fn serve_recorder(port: u16, stop: CancellationToken) -> Recorder {
-    let rec = Recorder::default();
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-        .await
-        .unwrap();
-    let svc = CoordinatorServer::new(rec.clone());
-    tokio::spawn(async move {
-        tonic::transport::Server::builder()
-            .add_service(svc)
-            .serve_with_incoming_shutdown(
-                tokio_stream::wrappers::TcpListenerStream::new(listener),
-                stop.cancelled_owned(),
-            )
-            .await
-            .unwrap();
-    });
-    rec
 }

@@ -1,0 +1,641 @@
+# redis-ha on Docker Swarm: the swarm branch of deploy/up.sh and deploy/down.sh (sourced by them;
+# each parses its own options here). Stack files: deploy/stack/; images: deploy/build.sh.
+# shellcheck shell=bash
+
+SW_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+SW_DEPLOY=$(cd "$SW_DIR/.." && pwd)
+SW_STACK_DIR=$SW_DEPLOY/stack
+
+sw_die() {
+    echo "redis-ha: $*" >&2
+    exit 1
+}
+
+sw_usage_error() {
+    echo "redis-ha: $*" >&2
+    echo "(deploy/${SW_SCRIPT:-up.sh} --help lists the options)" >&2
+    exit 2
+}
+
+sw_need_value() {
+    [[ $# -ge 2 && -n $2 ]] || sw_usage_error "$1 needs a value"
+}
+
+sw_is_uint() {
+    [[ $1 =~ ^[0-9]+$ ]]
+}
+
+# sw_uint_in OPTION VALUE MIN MAX: refuses VALUE unless it is a number within MIN..MAX.
+sw_uint_in() {
+    if ! sw_is_uint "$2" || ((10#$2 < $3 || 10#$2 > $4)); then
+        sw_usage_error "$1 must be a number from $3 to $4, got '$2'"
+    fi
+}
+
+sw_check_docker() {
+    command -v docker >/dev/null 2>&1 || sw_die "docker not found (Debian: sudo apt-get install -y docker.io)"
+    docker info >/dev/null 2>&1 ||
+        sw_die "cannot reach the Docker engine: is it running (systemctl start docker), may this user use it?"
+}
+
+sw_check_stack_name() {
+    [[ $STACK =~ ^[a-z0-9][a-z0-9_-]*$ && ${#STACK} -le 40 ]] ||
+        sw_usage_error "--stack must be lower-case letters, digits, '_' or '-' (at most 40), got '$STACK'"
+}
+
+# Names of the stack's services, without the stack prefix.
+SW_SERVICES=(redis-1 redis-2 redis-3 sentinel-1 sentinel-2 sentinel-3 agent-1 agent-2 agent-3
+    coordinator haproxy haproxy-reloader)
+
+# ============================================================================== up
+
+swarm_usage() {
+    cat <<USAGE
+usage: deploy/up.sh [options]            the Docker Swarm stack (this machine: a swarm manager)
+       deploy/up.sh --local [options]    every process on loopback (deploy/up.sh --local --help)
+
+Initialises a single-node swarm when this engine is in none, builds the images that are missing
+(deploy/build.sh), deploys the stack (deploy/stack/redis-ha.yml), waits until the master and both
+replicas are linked and HAProxy routes a write, then prints the endpoints.
+
+  --stack NAME          stack name (default redis-ha); several stacks can run side by side
+  --base-port N         host ports: HAProxy N, Redis N+1..N+3, Sentinels N+10001..N+10003
+                        (default 9000)
+  --group NAME          Sentinel master name (default redis-cluster)
+  --no-node-ports       publish only HAProxy's port, not the Redis and Sentinel ports
+  --grpc-port N         also publish the coordinator's gRPC port on N (default: not published;
+                        use docker exec ... redis-ha status)
+  --password-file FILE  the Redis / Sentinel password (default: generated once into the state
+                        directory, mode 600)
+  --quorum N            Sentinel quorum (default 2)
+  --down-after-ms MS    Sentinel down-after-milliseconds (default 5000)
+  --failover-timeout-ms MS  Sentinel failover-timeout (default 10000)
+  --haproxy-replicas N  N HAProxy replicas on distinct nodes instead of one per node
+  --jaeger              add Jaeger (deploy/stack/jaeger.yml; its image must be available)
+  --debug               build the sidecars' debug binaries (default: release)
+  --no-build            do not build; use the images of the last build for this stack
+  --no-cargo            build the images from the binaries already in the target directory
+                        (deploy/build.sh --no-cargo)
+  --registry REG        push the images to REG (deploy/build.sh --push) for multi-node swarms
+  --advertise-addr A    address for 'docker swarm init' (default: the default route's source
+                        address, else 127.0.0.1)
+  --state-dir DIR       password and image list of this stack (default deploy/stack/run/STACK)
+  --timeout S           how long to wait for a healthy stack (default 300)
+  -h, --help            this text
+
+Environment (passed to the stack; see deploy/stack/redis-ha.yml):
+  REDIS_HA_PUBLISH_MODE=ingress   publish through the routing mesh (default host: works without IPVS)
+  REDIS_HA_ENDPOINT_MODE=vip      service virtual IPs (default dnsrr: works without IPVS)
+  REDIS_HA_RUST_LOG=debug         the sidecars' log filter (default info)
+  REDIS_HA_IMAGE_JAEGER=IMAGE     the Jaeger image for --jaeger
+USAGE
+}
+
+swarm_parse_up() {
+    STACK=redis-ha
+    BASE_PORT=9000
+    GROUP=redis-cluster
+    NODE_PORTS=1
+    GRPC_PORT=""
+    PASSWORD_FILE=""
+    QUORUM=2
+    DOWN_AFTER_MS=5000
+    FAILOVER_TIMEOUT_MS=10000
+    HAPROXY_REPLICAS=""
+    JAEGER=0
+    PROFILE=release
+    BUILD=1
+    CARGO=1
+    REGISTRY=""
+    ADVERTISE_ADDR=""
+    STATE_DIR=""
+    WAIT_SECS=300
+    while [[ $# -gt 0 ]]; do
+        case "$1" in
+            --stack) sw_need_value "$@"; STACK=$2; shift ;;
+            --base-port) sw_need_value "$@"; BASE_PORT=$2; shift ;;
+            --group) sw_need_value "$@"; GROUP=$2; shift ;;
+            --no-node-ports) NODE_PORTS=0 ;;
+            --grpc-port) sw_need_value "$@"; GRPC_PORT=$2; shift ;;
+            --password-file) sw_need_value "$@"; PASSWORD_FILE=$2; shift ;;
+            --quorum) sw_need_value "$@"; QUORUM=$2; shift ;;
+            --down-after-ms) sw_need_value "$@"; DOWN_AFTER_MS=$2; shift ;;
+            --failover-timeout-ms) sw_need_value "$@"; FAILOVER_TIMEOUT_MS=$2; shift ;;
+            --haproxy-replicas) sw_need_value "$@"; HAPROXY_REPLICAS=$2; shift ;;
+            --jaeger) JAEGER=1 ;;
+            --debug) PROFILE=debug ;;
+            --release) PROFILE=release ;;
+            --no-build) BUILD=0 ;;
+            --no-cargo) CARGO=0 ;;
+            --registry) sw_need_value "$@"; REGISTRY=${2%/}; shift ;;
+            --advertise-addr) sw_need_value "$@"; ADVERTISE_ADDR=$2; shift ;;
+            --state-dir) sw_need_value "$@"; STATE_DIR=$2; shift ;;
+            --timeout) sw_need_value "$@"; WAIT_SECS=$2; shift ;;
+            -h | --help) swarm_usage; exit 0 ;;
+            *) sw_usage_error "unknown option $1" ;;
+        esac
+        shift
+    done
+    sw_check_stack_name
+    if ! sw_is_uint "$BASE_PORT" || ((10#$BASE_PORT < 1 || 10#$BASE_PORT + 10003 > 65535)); then
+        sw_usage_error "--base-port must be a number from 1 to 55532, got '$BASE_PORT'"
+    fi
+    BASE_PORT=$((10#$BASE_PORT))
+    [[ $GROUP =~ ^[A-Za-z0-9._-]+$ ]] ||
+        sw_usage_error "--group must be letters, digits, '.', '_' or '-', got '$GROUP'"
+    if [[ -n $GRPC_PORT ]]; then
+        if ! sw_is_uint "$GRPC_PORT" || ((10#$GRPC_PORT < 1 || 10#$GRPC_PORT > 65535)); then
+            sw_usage_error "--grpc-port must be 1-65535, got '$GRPC_PORT'"
+        fi
+        GRPC_PORT=$((10#$GRPC_PORT))
+    fi
+    sw_uint_in --quorum "$QUORUM" 1 3
+    sw_uint_in --down-after-ms "$DOWN_AFTER_MS" 100 86400000
+    sw_uint_in --failover-timeout-ms "$FAILOVER_TIMEOUT_MS" 1000 86400000
+    [[ -z $HAPROXY_REPLICAS ]] || sw_uint_in --haproxy-replicas "$HAPROXY_REPLICAS" 1 1000
+    sw_uint_in --timeout "$WAIT_SECS" 1 86400
+    [[ -n $STATE_DIR ]] || STATE_DIR=$SW_STACK_DIR/run/$STACK
+}
+
+# ------------------------------------------------------------------------------ swarm
+
+# The address 'docker swarm init' advertises: the source address of the default route (other
+# nodes can join), else loopback (a single-node swarm works on it).
+sw_default_addr() {
+    local a
+    a=$(ip -4 route get 1.1.1.1 2>/dev/null | sed -n 's/.* src \([0-9.]*\).*/\1/p' | head -n1) || true
+    echo "${a:-127.0.0.1}"
+}
+
+sw_ensure_swarm() {
+    local state control addr
+    state=$(docker info -f '{{.Swarm.LocalNodeState}}')
+    case $state in
+        active) ;;
+        inactive)
+            addr=${ADVERTISE_ADDR:-$(sw_default_addr)}
+            echo "this engine is in no swarm: docker swarm init --advertise-addr $addr"
+            if ! docker swarm init --advertise-addr "$addr" >/dev/null; then
+                [[ -z $ADVERTISE_ADDR && $addr != 127.0.0.1 ]] || sw_die "docker swarm init failed"
+                echo "retrying with --advertise-addr 127.0.0.1"
+                docker swarm init --advertise-addr 127.0.0.1 >/dev/null || sw_die "docker swarm init failed"
+            fi
+            ;;
+        *) sw_die "this engine's swarm state is '$state': fix it (docker swarm leave --force, or wait) and retry" ;;
+    esac
+    control=$(docker info -f '{{.Swarm.ControlAvailable}}')
+    [[ $control == true ]] || sw_die "this node is a swarm worker: run deploy/up.sh on a manager"
+}
+
+# ------------------------------------------------------------------------------ state, password
+
+sw_prepare_state() {
+    mkdir -p "$STATE_DIR"
+    chmod 700 "$STATE_DIR"
+    STATE_DIR=$(cd "$STATE_DIR" && pwd)
+    if [[ -n $PASSWORD_FILE ]]; then
+        [[ -r $PASSWORD_FILE && -s $PASSWORD_FILE ]] || sw_die "cannot read the password file $PASSWORD_FILE (or it is empty)"
+        PASSWORD_FILE=$(cd "$(dirname "$PASSWORD_FILE")" && pwd)/$(basename "$PASSWORD_FILE")
+        local mode
+        mode=$(stat -c '%a' "$PASSWORD_FILE")
+        [[ $mode =~ [0-7]00$ ]] || echo "note: $PASSWORD_FILE is readable by others (mode $mode); chmod 600 it"
+    else
+        PASSWORD_FILE=$STATE_DIR/redis_password
+        if [[ ! -s $PASSWORD_FILE ]]; then
+            # 32 characters from [A-Za-z0-9] (no quoting issue anywhere); 512 random bytes keep
+            # about 120 of them.
+            local random
+            random=$(head -c 512 /dev/urandom | LC_ALL=C tr -dc 'A-Za-z0-9')
+            ((${#random} >= 32)) || sw_die "could not generate a password"
+            (umask 077 && printf '%s' "${random:0:32}" >"$PASSWORD_FILE")
+            echo "generated a password into $PASSWORD_FILE (mode 600)"
+        fi
+    fi
+    local pw
+    pw=$(<"$PASSWORD_FILE")
+    [[ $pw != *$'\n'* ]] || sw_die "$PASSWORD_FILE must hold the password on one line"
+}
+
+# ------------------------------------------------------------------------------ images
+
+sw_images() {
+    local env_file=$STATE_DIR/images.env
+    if [[ $BUILD -eq 1 ]]; then
+        local args=(--env-file "$env_file")
+        [[ $PROFILE == debug ]] && args+=(--debug)
+        [[ $CARGO -eq 1 ]] || args+=(--no-cargo)
+        [[ -z $REGISTRY ]] || args+=(--push "$REGISTRY")
+        echo "images (deploy/build.sh ${args[*]}):"
+        "$SW_DEPLOY/build.sh" "${args[@]}" | sed 's/^/  /' || sw_die "deploy/build.sh failed"
+    fi
+    [[ -s $env_file ]] || sw_die "no image list in $env_file: run without --no-build once"
+    local line key value
+    while IFS= read -r line; do
+        [[ $line =~ ^(REDIS_HA_IMAGE_[A-Z]+)=([^[:space:]]+)$ ]] || continue
+        key=${BASH_REMATCH[1]} value=${BASH_REMATCH[2]}
+        if [[ -z $REGISTRY ]] && ! docker image inspect "$value" >/dev/null 2>&1; then
+            sw_die "image $value (from $env_file) is missing: run without --no-build"
+        fi
+        export "$key=$value"
+    done <"$env_file"
+    local v
+    for v in REDIS_HA_IMAGE_REDIS REDIS_HA_IMAGE_SENTINEL REDIS_HA_IMAGE_HAPROXY REDIS_HA_IMAGE_SIDECARS; do
+        [[ -n ${!v:-} ]] || sw_die "$env_file names no $v: run without --no-build"
+    done
+}
+
+# ------------------------------------------------------------------------------ deploy
+
+sw_stack_exists() {
+    docker stack ls --format '{{.Name}}' | grep -qxF "$1"
+}
+
+# True when something accepts connections on 127.0.0.1:PORT.
+sw_port_in_use() {
+    timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null
+}
+
+sw_check_ports() {
+    # A redeploy of a running stack holds its own ports.
+    sw_stack_exists "$STACK" && return 0
+    local p taken=()
+    for p in "${SW_PUBLISHED[@]}"; do
+        if sw_port_in_use "$p"; then taken+=("$p"); fi
+    done
+    [[ ${#taken[@]} -eq 0 ]] ||
+        sw_die "port(s) ${taken[*]} already in use on this host: choose another --base-port (or --grpc-port)"
+}
+
+# Node N's services are pinned to the node labelled redis-ha.node=N when the swarm's nodes
+# carry labels 1, 2 and 3; otherwise the scheduler places them (single node: all here).
+sw_placement() {
+    local labels n
+    labels=$(docker node ls -q | xargs docker node inspect -f '{{index .Spec.Labels "redis-ha.node"}}' 2>/dev/null || true)
+    for n in 1 2 3; do
+        if grep -qxF "$n" <<<"$labels"; then
+            export "REDIS_HA_PLACEMENT_$n=node.labels.redis-ha.node==$n"
+        else
+            export "REDIS_HA_PLACEMENT_$n=node.platform.os==linux"
+        fi
+    done
+    if [[ $REDIS_HA_PLACEMENT_1 == node.labels* || $REDIS_HA_PLACEMENT_2 == node.labels* ||
+        $REDIS_HA_PLACEMENT_3 == node.labels* ]]; then
+        echo "placement: node N's services on the node labelled redis-ha.node=N"
+    fi
+}
+
+sw_file_hash() {
+    sha256sum "$1" | cut -c1-12
+}
+
+sw_export_vars() {
+    export REDIS_HA_STACK=$STACK REDIS_HA_GROUP=$GROUP REDIS_HA_PASSWORD_FILE=$PASSWORD_FILE
+    export REDIS_HA_QUORUM=$QUORUM REDIS_HA_DOWN_AFTER_MS=$DOWN_AFTER_MS
+    export REDIS_HA_FAILOVER_TIMEOUT_MS=$FAILOVER_TIMEOUT_MS
+    export REDIS_HA_PORT_HAPROXY=$BASE_PORT
+    local n
+    for n in 1 2 3; do
+        export "REDIS_HA_PORT_REDIS_$n=$((BASE_PORT + n))" "REDIS_HA_PORT_SENTINEL_$n=$((BASE_PORT + 10000 + n))"
+    done
+    SW_PUBLISHED=("$BASE_PORT")
+    [[ $NODE_PORTS -eq 0 ]] || SW_PUBLISHED+=($((BASE_PORT + 1)) $((BASE_PORT + 2)) $((BASE_PORT + 3))
+        $((BASE_PORT + 10001)) $((BASE_PORT + 10002)) $((BASE_PORT + 10003)))
+    if [[ -n $GRPC_PORT ]]; then
+        export REDIS_HA_PORT_GRPC=$GRPC_PORT
+        SW_PUBLISHED+=("$GRPC_PORT")
+    fi
+    [[ -z $HAPROXY_REPLICAS ]] || export REDIS_HA_HAPROXY_REPLICAS=$HAPROXY_REPLICAS
+    export REDIS_HA_CONF_REDIS REDIS_HA_CONF_SENTINEL REDIS_HA_CONF_AGENT REDIS_HA_CONF_COORDINATOR \
+        REDIS_HA_CONF_RELOADER
+    REDIS_HA_CONF_REDIS=$(sw_file_hash "$SW_STACK_DIR/config/redis.conf")
+    REDIS_HA_CONF_SENTINEL=$(sw_file_hash "$SW_STACK_DIR/config/sentinel.conf")
+    REDIS_HA_CONF_AGENT=$(sw_file_hash "$SW_STACK_DIR/config/agent.toml")
+    REDIS_HA_CONF_COORDINATOR=$(sw_file_hash "$SW_STACK_DIR/config/coordinator.toml")
+    REDIS_HA_CONF_RELOADER=$(sw_file_hash "$SW_STACK_DIR/config/reloader.toml")
+}
+
+# The stack without the Redis and Sentinel ports: a generated copy of the main file with those
+# port blocks removed (compose overlays can add ports, not remove them).
+sw_stack_files() {
+    SW_FILES=()
+    local main=$SW_STACK_DIR/redis-ha.yml
+    if [[ $NODE_PORTS -eq 0 ]]; then
+        # Beside the original: its config paths are relative to its directory.
+        local gen=$SW_STACK_DIR/.$STACK.no-node-ports.generated.yml
+        awk '
+            /^  (redis|sentinel)-[123]:$/ { in_node = 1 }
+            /^  [a-z]/ && !/^  (redis|sentinel)-[123]:$/ { in_node = 0 }
+            in_node && /^    ports:$/ { skip = 1; next }
+            skip && /^      / { next }
+            { skip = 0; print }' "$main" >"$gen"
+        main=$gen
+    fi
+    SW_FILES+=(-c "$main")
+    [[ -z $GRPC_PORT ]] || SW_FILES+=(-c "$SW_STACK_DIR/publish-grpc.yml")
+    [[ -z $HAPROXY_REPLICAS ]] || SW_FILES+=(-c "$SW_STACK_DIR/haproxy-replicated.yml")
+    [[ $JAEGER -eq 0 ]] || SW_FILES+=(-c "$SW_STACK_DIR/jaeger.yml")
+}
+
+# The swarm cannot switch a service between global and replicated mode: say what to do.
+sw_check_haproxy_mode() {
+    local want=global have
+    [[ -z $HAPROXY_REPLICAS ]] || want=replicated
+    have=$(docker service inspect -f '{{if .Spec.Mode.Global}}global{{else}}replicated{{end}}' \
+        "${STACK}_haproxy" 2>/dev/null) || return 0
+    [[ $have == "$want" ]] ||
+        sw_die "${STACK}_haproxy runs in $have mode and the swarm cannot switch it to $want: remove it first
+  (docker service rm ${STACK}_haproxy; clients have no proxy until this script deploys it again)"
+}
+
+sw_deploy() {
+    sw_check_haproxy_mode
+    local resolve=never
+    # Images in a registry: let the swarm record their digests so every node pulls the same.
+    [[ -z $REGISTRY ]] || resolve=always
+    echo "docker stack deploy ${SW_FILES[*]} $STACK"
+    docker stack deploy --prune --resolve-image "$resolve" "${SW_FILES[@]}" "$STACK" |
+        sed 's/^/  /' || sw_die "docker stack deploy failed"
+}
+
+# Config objects of earlier versions of this stack (a changed file gets a new name): removed
+# once nothing uses them (removing one in use fails, and is left for the next run).
+sw_prune_configs() {
+    local name
+    while read -r name; do
+        [[ -n $name ]] || continue
+        case " $REDIS_HA_CONF_REDIS $REDIS_HA_CONF_SENTINEL $REDIS_HA_CONF_AGENT $REDIS_HA_CONF_COORDINATOR $REDIS_HA_CONF_RELOADER " in
+            *" ${name##*_} "*) continue ;;
+        esac
+        docker config rm "$name" >/dev/null 2>&1 || true
+    done < <(docker config ls --filter "label=com.docker.stack.namespace=$STACK" --format '{{.Name}}')
+}
+
+# ------------------------------------------------------------------------------ wait
+
+# Services of the stack (short names) that do not run all their tasks yet (a global service
+# counts one task per eligible node).
+sw_pending_services() {
+    local s list updating waiting=() run want
+    list=$(docker stack services "$STACK" --format '{{.Name}} {{.Replicas}}' 2>/dev/null || true)
+    # A redeploy: until a service's rolling update is over its old task still counts as running.
+    updating=$(docker stack services -q "$STACK" 2>/dev/null |
+        xargs -r docker service inspect -f '{{.Spec.Name}} {{if .UpdateStatus}}{{.UpdateStatus.State}}{{end}}' 2>/dev/null |
+        awk '$2 == "updating" || $2 == "rollback_started" { print $1 }' || true)
+    for s in "${SW_WAIT_SERVICES[@]}"; do
+        run=0 want=0
+        read -r run want < <(awk -v n="${STACK}_$s" '$1 == n { split($2, r, "/"); print r[1] + 0, r[2] + 0 }' <<<"$list") || true
+        if ((${want:-0} == 0 || ${run:-0} < ${want:-0})) || grep -qxF "${STACK}_$s" <<<"$updating"; then
+            waiting+=("$s")
+        fi
+    done
+    echo "${waiting[*]}"
+}
+
+# The id of a running container of SERVICE on this node, if any.
+sw_local_container() {
+    docker ps -q --filter "label=com.docker.swarm.service.name=${STACK}_$1" --filter status=running | head -n1
+}
+
+# Runs `redis-ha ARGS` against the coordinator: in a local sidecar container (they all know the
+# coordinator's address), else in a throw-away container on the stack's internal network.
+sw_cli() {
+    local c s
+    for s in coordinator haproxy-reloader agent-1 agent-2 agent-3; do
+        c=$(sw_local_container "$s")
+        if [[ -n $c ]]; then
+            docker exec "$c" redis-ha --timeout-ms 2000 "$@"
+            return
+        fi
+    done
+    docker run --rm --network "${STACK}_internal" "$REDIS_HA_IMAGE_SIDECARS" \
+        redis-ha --timeout-ms 2000 --coordinator http://coordinator:50051 --group "$GROUP" "$@"
+}
+
+# The value of a numeric or boolean "key": value line of `redis-ha status --json`.
+sw_json_field() {
+    sed -n "s/^ *\"$1\": *\([a-z0-9]*\),\{0,1\}$/\1/p" <<<"$2" | head -n1
+}
+
+# A write through HAProxy's published port on this host: redis-cli when installed, else the
+# redis-cli of a local Redis container through the overlay network (haproxy:9000).
+sw_write_through_proxy() {
+    local key="redis-ha:up" value reply c
+    value=$(date +%s)
+    if command -v redis-cli >/dev/null 2>&1; then
+        reply=$(REDISCLI_AUTH=$(<"$PASSWORD_FILE") timeout 3 redis-cli --no-auth-warning \
+            -h 127.0.0.1 -p "$BASE_PORT" set "$key" "$value" 2>&1) || return 1
+        SW_WRITE_VIA="redis-cli -p $BASE_PORT on this host"
+    else
+        c=$(sw_local_container redis-1)
+        [[ -n $c ]] || c=$(sw_local_container redis-2)
+        [[ -n $c ]] || c=$(sw_local_container redis-3)
+        [[ -n $c ]] || return 1
+        # The password reaches redis-cli through the container's secret file, not argv.
+        reply=$(docker exec "$c" sh -c 'REDISCLI_AUTH=$(cat /run/secrets/redis_password) exec timeout 3 redis-cli --no-auth-warning -h haproxy -p 9000 set "$0" "$1"' "$key" "$value" 2>&1) || return 1
+        SW_WRITE_VIA="redis-cli in a Redis container -> haproxy:9000"
+    fi
+    [[ $reply == OK ]]
+}
+
+sw_show_failures() {
+    local pending=$1 s show=()
+    if [[ -n $pending ]]; then
+        read -r -a show <<<"$pending"
+    else
+        show=(coordinator agent-1 agent-2 agent-3 haproxy haproxy-reloader redis-1 sentinel-1)
+    fi
+    for s in "${show[@]}"; do
+        # The task list says why a task never ran (no such image, no node fits, port taken).
+        echo "--- docker service ps ${STACK}_$s (latest tasks):" >&2
+        docker service ps --no-trunc --format '{{.Name}}  desired {{.DesiredState}}  {{.CurrentState}}  {{.Error}}' \
+            "${STACK}_$s" 2>&1 | head -n 3 >&2 || true
+        echo "--- docker service logs --tail 20 ${STACK}_$s:" >&2
+        docker service logs --no-task-ids --tail 20 "${STACK}_$s" 2>&1 | tail -n 20 >&2 || true
+    done
+}
+
+sw_wait_healthy() {
+    local deadline pending last="" json confirmed linked stage="tasks"
+    SW_WAIT_SERVICES=("${SW_SERVICES[@]}")
+    [[ $JAEGER -eq 0 ]] || SW_WAIT_SERVICES+=(jaeger)
+    deadline=$((SECONDS + WAIT_SECS))
+    echo "waiting for the services (up to ${WAIT_SECS} s):"
+    # The swarm starts a redeploy's rolling updates a moment after the deploy returns.
+    sleep 2
+    while ((SECONDS < deadline)); do
+        pending=$(sw_pending_services)
+        if [[ -n $pending ]]; then
+            local n_pending
+            n_pending=$(wc -w <<<"$pending")
+            if [[ "$pending" != "$last" ]]; then
+                printf '  [%3d s] %d/%d services running; waiting for: %s\n' "$SECONDS" \
+                    $((${#SW_WAIT_SERVICES[@]} - n_pending)) "${#SW_WAIT_SERVICES[@]}" "$pending"
+                last=$pending
+            fi
+            sleep 2
+            continue
+        fi
+        if [[ $stage == tasks ]]; then
+            printf '  [%3d s] all %d services running; waiting for a confirmed master, two linked replicas and a write through HAProxy\n' \
+                "$SECONDS" "${#SW_WAIT_SERVICES[@]}"
+            stage=topology
+            last=""
+        fi
+        if json=$(sw_cli status --json 2>/dev/null); then
+            confirmed=$(sw_json_field master_confirmed "$json")
+            linked=$(sw_json_field replicas_link_up "$json")
+            if [[ "$confirmed/$linked" != "$last" ]]; then
+                printf '  [%3d s] master confirmed: %s, replicas linked: %s\n' "$SECONDS" "${confirmed:-?}" "${linked:-?}"
+                last="$confirmed/$linked"
+            fi
+            if [[ $confirmed == true && ${linked:-0} -ge 2 ]] && sw_write_through_proxy; then
+                printf '  [%3d s] healthy (write OK via %s)\n' "$SECONDS" "$SW_WRITE_VIA"
+                return 0
+            fi
+        fi
+        sleep 2
+    done
+    echo "redis-ha: the stack $STACK is not healthy after ${WAIT_SECS} s" >&2
+    pending=$(sw_pending_services)
+    if [[ -z $pending ]]; then
+        echo "--- redis-ha status:" >&2
+        sw_cli status >&2 || true
+    fi
+    sw_show_failures "$pending"
+    echo "redis-ha: the stack is left as it is for inspection; deploy/down.sh --stack $STACK removes it" >&2
+    exit 1
+}
+
+sw_print_endpoints() {
+    local n host_cli
+    echo
+    echo "redis-ha is up: stack $STACK, group $GROUP"
+    echo "  clients (HAProxy -> master)  <any node running HAProxy>:$BASE_PORT  (here: 127.0.0.1:$BASE_PORT)"
+    echo "                               in the swarm: network ${STACK}_client, haproxy:9000"
+    if [[ $NODE_PORTS -eq 1 ]]; then
+        for n in 1 2 3; do
+            echo "  node-$n  redis :$((BASE_PORT + n))  sentinel :$((BASE_PORT + 10000 + n))  (on the node running redis-$n)"
+        done
+    fi
+    [[ -z $GRPC_PORT ]] || echo "  coordinator (gRPC)           127.0.0.1:$GRPC_PORT"
+    [[ $JAEGER -eq 0 ]] || echo "  Jaeger UI                    http://127.0.0.1:${REDIS_HA_PORT_JAEGER_UI:-16686}"
+    echo "  password                     $PASSWORD_FILE  (REDISCLI_AUTH=\$(cat $PASSWORD_FILE) redis-cli -p $BASE_PORT)"
+    echo
+    host_cli="docker exec \$(docker ps -q -f label=com.docker.swarm.service.name=${STACK}_coordinator) redis-ha"
+    [[ -z $GRPC_PORT ]] || host_cli="redis-ha --coordinator http://127.0.0.1:$GRPC_PORT --group $GROUP"
+    echo "  $host_cli status | watch | master | events | failover"
+    echo "  docker stack services $STACK; docker service logs ${STACK}_coordinator"
+    echo "  deploy/down.sh --stack $STACK   (--purge also removes the data volumes and the password)"
+    echo
+    sw_cli status || true
+}
+
+swarm_up() {
+    SW_SCRIPT=up.sh
+    swarm_parse_up "$@"
+    local t0=$SECONDS
+    sw_check_docker
+    sw_ensure_swarm
+    if [[ -n $HAPROXY_REPLICAS && ${REDIS_HA_PUBLISH_MODE:-host} == host ]]; then
+        local nodes
+        nodes=$(docker node ls -q | wc -l)
+        ((HAPROXY_REPLICAS <= nodes)) ||
+            sw_die "--haproxy-replicas $HAPROXY_REPLICAS needs as many swarm nodes with host-mode ports (this swarm has $nodes)"
+    fi
+    sw_prepare_state
+    sw_export_vars
+    sw_check_ports
+    sw_images
+    sw_placement
+    sw_stack_files
+    if [[ $JAEGER -eq 1 ]] && ! docker image inspect "${REDIS_HA_IMAGE_JAEGER:-jaegertracing/all-in-one:1.57}" >/dev/null 2>&1; then
+        echo "note: ${REDIS_HA_IMAGE_JAEGER:-jaegertracing/all-in-one:1.57} is not on this machine: the swarm will try to pull it"
+    fi
+    sw_deploy
+    sw_wait_healthy
+    sw_prune_configs
+    sw_print_endpoints
+    echo
+    echo "(deploy/up.sh took $((SECONDS - t0)) s)"
+}
+
+# ============================================================================== down
+
+swarm_down_usage() {
+    cat <<USAGE
+usage: deploy/down.sh [options]            remove the Docker Swarm stack
+       deploy/down.sh --local [options]    stop a local run (deploy/down.sh --local --help)
+
+  --stack NAME      stack name (default redis-ha)
+  --purge           also remove the stack's volumes (Redis data, Sentinel state) and its state
+                    directory (generated password, image list)
+  --state-dir DIR   as given to up.sh (default deploy/stack/run/STACK)
+  --timeout S       how long to wait for the stack's containers and networks to go (default 120)
+  -h, --help        this text
+
+The swarm stays initialised and the images stay (deploy/build.sh --prune removes old ones).
+USAGE
+}
+
+# Waits until COMMAND prints nothing, for up to S seconds. Returns 1 on timeout.
+sw_wait_empty() {
+    local s=$1 deadline
+    shift
+    deadline=$((SECONDS + s))
+    while [[ -n $("$@" 2>/dev/null) ]]; do
+        ((SECONDS < deadline)) || return 1
+        sleep 1
+    done
+}
+
+swarm_down() {
+    SW_SCRIPT=down.sh
+    STACK=redis-ha
+    local purge=0 wait_s=120 state_dir=""
+    while [[ $# -gt 0 ]]; do
+        case "$1" in
+            --stack) sw_need_value "$@"; STACK=$2; shift ;;
+            --purge) purge=1 ;;
+            --state-dir) sw_need_value "$@"; state_dir=$2; shift ;;
+            --timeout) sw_need_value "$@"; wait_s=$2; shift ;;
+            -h | --help) swarm_down_usage; exit 0 ;;
+            *) sw_usage_error "unknown option $1" ;;
+        esac
+        shift
+    done
+    sw_check_stack_name
+    sw_is_uint "$wait_s" || sw_usage_error "--timeout needs seconds"
+    [[ -n $state_dir ]] || state_dir=$SW_STACK_DIR/run/$STACK
+    sw_check_docker
+    local label="label=com.docker.stack.namespace=$STACK"
+    if [[ $(docker info -f '{{.Swarm.LocalNodeState}}') != active ]]; then
+        echo "this engine is in no swarm: no stack to remove"
+    elif sw_stack_exists "$STACK"; then
+        echo "docker stack rm $STACK"
+        docker stack rm "$STACK" | sed 's/^/  /'
+    else
+        echo "no stack $STACK"
+    fi
+    # stack rm returns at once; the tasks' containers and the networks go afterwards.
+    echo "waiting for its containers and networks to go ..."
+    sw_wait_empty "$wait_s" docker ps -aq --filter "$label" ||
+        sw_die "containers of $STACK still there after ${wait_s} s: docker ps -a --filter $label"
+    sw_wait_empty "$wait_s" docker network ls -q --filter "$label" ||
+        sw_die "networks of $STACK still there after ${wait_s} s: docker network ls --filter $label"
+    if [[ $purge -eq 1 ]]; then
+        local v
+        while read -r v; do
+            [[ -n $v ]] || continue
+            docker volume rm "$v" >/dev/null && echo "removed volume $v"
+        done < <(docker volume ls -q --filter "$label")
+        if [[ -d $state_dir ]]; then
+            rm -rf -- "$state_dir"
+            echo "removed $state_dir"
+        fi
+        rm -f "$SW_STACK_DIR/.$STACK.no-node-ports.generated.yml"
+    else
+        local n
+        n=$(docker volume ls -q --filter "$label" | wc -l)
+        echo "removed; $n volume(s) of $STACK kept (Redis data, Sentinel state): --purge removes them"
+    fi
+}
