@@ -88,7 +88,7 @@ impl Target {
         }
         CliError::Grpc {
             url: self.url.clone(),
-            code: code_name(status.code()),
+            code: redis_ha_common::metrics::grpc_code_name(status.code()),
             message: status.message().to_owned(),
         }
     }
@@ -143,28 +143,6 @@ fn error_chain(err: &(dyn StdError + 'static)) -> String {
     parts.join(": ")
 }
 
-/// The canonical gRPC name of a status code, as grpcurl and the gRPC docs spell it.
-pub fn code_name(code: Code) -> &'static str {
-    match code {
-        Code::Ok => "OK",
-        Code::Cancelled => "CANCELLED",
-        Code::Unknown => "UNKNOWN",
-        Code::InvalidArgument => "INVALID_ARGUMENT",
-        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
-        Code::NotFound => "NOT_FOUND",
-        Code::AlreadyExists => "ALREADY_EXISTS",
-        Code::PermissionDenied => "PERMISSION_DENIED",
-        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
-        Code::FailedPrecondition => "FAILED_PRECONDITION",
-        Code::Aborted => "ABORTED",
-        Code::OutOfRange => "OUT_OF_RANGE",
-        Code::Unimplemented => "UNIMPLEMENTED",
-        Code::Internal => "INTERNAL",
-        Code::Unavailable => "UNAVAILABLE",
-        Code::DataLoss => "DATA_LOSS",
-        Code::Unauthenticated => "UNAUTHENTICATED",
-    }
-}
 
 #[cfg(test)]
 mod tests {
