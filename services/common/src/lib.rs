@@ -6,6 +6,7 @@ pub mod addr;
 pub mod config;
 pub mod metrics;
 pub mod secret;
+pub mod shutdown;
 pub mod telemetry;
 pub mod time;
 

@@ -35,38 +35,10 @@ fn run(args: Args) -> anyhow::Result<()> {
         let _telemetry =
             redis_ha_common::telemetry::init("redis-ha-coordinator").context("telemetry set-up")?;
         let shutdown = CancellationToken::new();
-        tokio::spawn(cancel_on_signal(shutdown.clone()));
+        tokio::spawn(redis_ha_common::shutdown::cancel_on_signal(
+            shutdown.clone(),
+        ));
         redis_ha_coordinator::run(config, shutdown).await?;
         Ok(())
     })
-}
-
-/// Cancels `token` on SIGINT or SIGTERM (the swarm stops containers with SIGTERM).
-async fn cancel_on_signal(token: CancellationToken) {
-    let ctrl_c = async {
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            tracing::warn!(error = %e, "cannot listen for SIGINT");
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
-    }
-    tracing::info!("shutting down");
-    token.cancel();
 }

@@ -22,28 +22,8 @@ async fn main() -> anyhow::Result<()> {
     let config = ReloaderConfig::load(args.config.as_deref()).context("configuration")?;
     let _telemetry = redis_ha_common::telemetry::init("redis-ha-reloader").context("telemetry")?;
     let cancel = CancellationToken::new();
-    let on_signal = cancel.clone();
-    tokio::spawn(async move {
-        shutdown_signal().await;
-        tracing::info!("shutting down");
-        on_signal.cancel();
-    });
+    tokio::spawn(redis_ha_common::shutdown::cancel_on_signal(cancel.clone()));
     redis_ha_reloader::run(config, cancel)
         .await
         .context("redis-ha-reloader")
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = ctrl_c => {}
-                _ = term.recv() => {}
-            }
-        }
-        Err(_) => {
-            let _ = ctrl_c.await;
-        }
-    }
 }
