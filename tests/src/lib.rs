@@ -22,6 +22,7 @@ pub mod redis;
 pub mod sentinel;
 pub mod sidecars;
 pub mod simulate;
+pub mod stack;
 pub mod wait;
 
 pub use cluster::{Cluster, ClusterOptions, NODES, READY_TIMEOUT};

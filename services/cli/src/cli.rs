@@ -61,6 +61,8 @@ pub enum Command {
     Failover,
     /// Move sequence-numbered messages through the proxy while faulting the master; count them.
     Simulate(Box<crate::commands::simulate::SimulateArgs>),
+    /// Fault a Redis node of the swarm stack through the Docker API (stop, kill, pause, isolate ...).
+    Chaos(crate::commands::chaos::ChaosArgs),
 }
 
 #[derive(Debug, Args)]

@@ -143,7 +143,6 @@ fn error_chain(err: &(dyn StdError + 'static)) -> String {
     parts.join(": ")
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

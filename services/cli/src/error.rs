@@ -8,6 +8,8 @@ pub const EXIT_UNREACHABLE: i32 = 2;
 pub const EXIT_FAILURE: i32 = 1;
 /// Exit code of `simulate --mode durable` when an acknowledged message was lost.
 pub const EXIT_MESSAGES_LOST: i32 = 3;
+/// Exit code of a `simulate` run stopped by Ctrl-C (after its report), as shells count SIGINT.
+pub const EXIT_INTERRUPTED: i32 = 130;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
@@ -48,6 +50,9 @@ pub enum CliError {
     #[error("simulate: chaos: {0}")]
     Chaos(String),
 
+    #[error("chaos: {0}")]
+    Docker(#[from] crate::chaos::ChaosError),
+
     #[error(
         "simulate: {lost} acknowledged message(s) lost in durable mode (see the report above)"
     )]
@@ -55,6 +60,9 @@ pub enum CliError {
 
     #[error("cannot write {path}: {reason}")]
     WriteFile { path: String, reason: String },
+
+    #[error("simulate: interrupted (the report covers the run until then)")]
+    Interrupted,
 }
 
 impl CliError {
@@ -63,8 +71,13 @@ impl CliError {
             Self::Unreachable { .. }
             | Self::StreamEnded { .. }
             | Self::BadUrl { .. }
-            | Self::Simulate(crate::simulate::SimError::Proxy(_)) => EXIT_UNREACHABLE,
+            | Self::Simulate(crate::simulate::SimError::Proxy(_))
+            | Self::Docker(
+                crate::chaos::ChaosError::DockerUnavailable(_)
+                | crate::chaos::ChaosError::NoService { .. },
+            ) => EXIT_UNREACHABLE,
             Self::MessagesLost { .. } => EXIT_MESSAGES_LOST,
+            Self::Interrupted => EXIT_INTERRUPTED,
             _ => EXIT_FAILURE,
         }
     }

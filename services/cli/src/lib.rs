@@ -4,9 +4,11 @@
 //!
 //! Exit codes: 0 success, 1 a failure the coordinator reported (gRPC status, no master),
 //! 2 the coordinator (or, for `simulate`, the proxy) cannot be reached or the command line is
-//! wrong, 3 `simulate --mode durable` lost an acknowledged message.
+//! wrong, 3 `simulate --mode durable` lost an acknowledged message, 130 `simulate` was
+//! interrupted (Ctrl-C; its report is still printed).
 //! The JSON shapes are documented in [`model`]; the text layouts in [`render`].
 
+pub mod chaos;
 pub mod cli;
 pub mod client;
 pub mod commands;
@@ -38,5 +40,6 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Events(args) => commands::events::run(&target, args).await,
         Command::Failover => commands::failover::run(&target).await,
         Command::Simulate(args) => commands::simulate::run(&target, args).await,
+        Command::Chaos(args) => commands::chaos::run(args).await,
     }
 }

@@ -165,6 +165,9 @@ pub async fn run(target: &Target, args: &SimulateArgs) -> Result<(), CliError> {
     if !report.chaos_errors.is_empty() {
         return Err(CliError::Chaos(report.chaos_errors.join("; ")));
     }
+    if report.interrupted {
+        return Err(CliError::Interrupted);
+    }
     Ok(())
 }
 

@@ -199,8 +199,8 @@ pub fn chart(r: &Report) -> Chart {
         LEFT,
         54.0,
         format!(
-            "published {}  acknowledged {}  delivered {}  acknowledged but lost {}  \
-             duplicates {}  out of order {}",
+            "published {}, acknowledged {}, delivered {}, acknowledged but lost {}, \
+             duplicates {}, out of order {}",
             c.published,
             c.acknowledged,
             c.delivered,

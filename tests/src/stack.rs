@@ -1,0 +1,391 @@
+//! Stack-test harness: the real swarm stack, deployed with `deploy/up.sh` under a stack name and
+//! port block of the test's own, faulted through the CLI's chaos library (Docker API), observed
+//! through its published ports (HAProxy, each Redis and Sentinel, the coordinator's gRPC port)
+//! and removed with `deploy/down.sh --purge`.
+//!
+//! Docker must be there: without it `Stack::deploy` fails with a clear message, unless the
+//! developer opts out with `REDIS_HA_SKIP_STACK_TESTS=1` (see [`skip_requested`]).
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use redis::aio::MultiplexedConnection;
+use redis_ha_cli::chaos::{Chaos, ChaosAction, ChaosOutcome, NodeNum};
+use tokio::process::Command;
+use tokio::time::Instant;
+
+/// The opt-out for machines without Docker (never set in CI).
+pub const SKIP_ENV: &str = "REDIS_HA_SKIP_STACK_TESTS";
+
+/// Every label the swarm puts on a stack's objects.
+const NAMESPACE_LABEL: &str = "com.docker.stack.namespace";
+
+pub fn skip_requested() -> bool {
+    std::env::var(SKIP_ENV).is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true"))
+}
+
+#[derive(Clone, Debug)]
+pub struct StackOptions {
+    pub name: String,
+    pub base_port: u16,
+    pub grpc_port: u16,
+    pub down_after_ms: u32,
+    pub group: String,
+}
+
+impl Default for StackOptions {
+    fn default() -> Self {
+        Self {
+            name: "redis-ha-test".into(),
+            base_port: 9300,
+            grpc_port: 9350,
+            down_after_ms: 1000,
+            group: "redis-cluster".into(),
+        }
+    }
+}
+
+/// A deployed stack. Not removed on drop (a failed run is left for inspection and removed by
+/// the next run before it deploys); call [`Stack::teardown`].
+pub struct Stack {
+    pub opts: StackOptions,
+    pub chaos: Chaos,
+    password: String,
+    repo: PathBuf,
+}
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap_or(Path::new("."))
+        .to_path_buf()
+}
+
+/// Runs a deploy script, streaming nothing but returning its output on failure.
+async fn script(repo: &Path, name: &str, args: &[String]) -> Result<String, String> {
+    let out = Command::new(repo.join("deploy").join(name))
+        .args(args)
+        .current_dir(repo)
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .map_err(|e| format!("cannot run deploy/{name}: {e}"))?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if out.status.success() {
+        Ok(text)
+    } else {
+        Err(format!(
+            "deploy/{name} {} failed ({}):\n{text}",
+            args.join(" "),
+            out.status
+        ))
+    }
+}
+
+impl Stack {
+    /// Connects to Docker (a clear error when there is none), removes whatever an earlier run
+    /// left under this stack name, and deploys afresh.
+    pub async fn deploy(opts: StackOptions) -> Result<Self, String> {
+        let chaos = Chaos::connect(&opts.name).await.map_err(|e| {
+            format!(
+                "the stack tests need a Docker engine: {e}. On a machine without Docker set \
+                 {SKIP_ENV}=1 to skip them (CI must not)"
+            )
+        })?;
+        let repo = repo_root();
+        let down = script(
+            &repo,
+            "down.sh",
+            &["--stack".into(), opts.name.clone(), "--purge".into()],
+        )
+        .await?;
+        tracing::info!("leftovers removed:\n{down}");
+        let mut args: Vec<String> = vec![
+            "--stack".into(),
+            opts.name.clone(),
+            "--base-port".into(),
+            opts.base_port.to_string(),
+            "--grpc-port".into(),
+            opts.grpc_port.to_string(),
+            "--down-after-ms".into(),
+            opts.down_after_ms.to_string(),
+            "--group".into(),
+            opts.group.clone(),
+            "--debug".into(),
+        ];
+        // The test build compiled the debug binaries already: image them as they are.
+        if binaries_fresh() {
+            args.push("--no-cargo".into());
+        }
+        let up = script(&repo, "up.sh", &args).await?;
+        eprintln!("{up}");
+        let pw_path = repo
+            .join("deploy/stack/run")
+            .join(&opts.name)
+            .join("redis_password");
+        let password = std::fs::read_to_string(&pw_path)
+            .map_err(|e| format!("cannot read {}: {e}", pw_path.display()))?
+            .trim()
+            .to_owned();
+        Ok(Self {
+            opts,
+            chaos,
+            password,
+            repo,
+        })
+    }
+
+    pub fn proxy_port(&self) -> u16 {
+        self.opts.base_port
+    }
+
+    pub fn redis_port(&self, n: u8) -> u16 {
+        self.opts.base_port + u16::from(n)
+    }
+
+    pub fn sentinel_port(&self, n: u8) -> u16 {
+        self.opts.base_port + 10000 + u16::from(n)
+    }
+
+    pub async fn connect(&self, port: u16) -> Result<MultiplexedConnection, String> {
+        let info = redis::ConnectionInfo {
+            addr: redis::ConnectionAddr::Tcp("127.0.0.1".into(), port),
+            redis: redis::RedisConnectionInfo {
+                password: Some(self.password.clone()),
+                ..Default::default()
+            },
+        };
+        let client = redis::Client::open(info).map_err(|e| format!(":{port}: {e}"))?;
+        let fut = client.get_multiplexed_async_connection();
+        match tokio::time::timeout(Duration::from_secs(2), fut).await {
+            Ok(Ok(c)) => Ok(c),
+            Ok(Err(e)) => Err(format!(":{port}: {e}")),
+            Err(_) => Err(format!(":{port}: connect timed out")),
+        }
+    }
+
+    async fn cmd<T: redis::FromRedisValue>(&self, port: u16, cmd: redis::Cmd) -> Result<T, String> {
+        let mut c = self.connect(port).await?;
+        match tokio::time::timeout(Duration::from_secs(2), cmd.query_async(&mut c)).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(format!(":{port}: {e}")),
+            Err(_) => Err(format!(":{port}: timed out")),
+        }
+    }
+
+    /// SET through HAProxy.
+    pub async fn write(&self, key: &str, value: &str) -> Result<(), String> {
+        let mut c = redis::cmd("SET");
+        c.arg(key).arg(value);
+        let _: String = self.cmd(self.proxy_port(), c).await?;
+        Ok(())
+    }
+
+    /// GET straight from node `n`.
+    pub async fn read_node(&self, n: u8, key: &str) -> Result<Option<String>, String> {
+        let mut c = redis::cmd("GET");
+        c.arg(key);
+        self.cmd(self.redis_port(n), c).await
+    }
+
+    /// "master" / "slave" from node `n`'s ROLE.
+    pub async fn role(&self, n: u8) -> Result<String, String> {
+        let v: Vec<redis::Value> = self.cmd(self.redis_port(n), redis::cmd("ROLE")).await?;
+        match v.first() {
+            Some(redis::Value::BulkString(b)) => Ok(String::from_utf8_lossy(b).into_owned()),
+            Some(redis::Value::SimpleString(s)) => Ok(s.clone()),
+            other => Err(format!("odd ROLE reply {other:?}")),
+        }
+    }
+
+    /// The master the Sentinels agree on (a majority of those answering), as a node number.
+    pub async fn sentinel_master(&self) -> Result<u8, String> {
+        let mut votes = [0u8; 4];
+        let mut seen = Vec::new();
+        for s in 1..=3u8 {
+            let mut c = redis::cmd("SENTINEL");
+            c.arg("GET-MASTER-ADDR-BY-NAME").arg(&self.opts.group);
+            match self
+                .cmd::<Option<(String, String)>>(self.sentinel_port(s), c)
+                .await
+            {
+                Ok(Some((host, _))) => {
+                    seen.push(format!("s{s}:{host}"));
+                    if let Ok(n) = host.parse::<NodeNum>() {
+                        votes[usize::from(n.get())] += 1;
+                    }
+                }
+                Ok(None) => seen.push(format!("s{s}:none")),
+                Err(e) => seen.push(format!("s{s}:{e}")),
+            }
+        }
+        (1..=3u8)
+            .find(|&n| votes[usize::from(n)] >= 2)
+            .ok_or_else(|| format!("no Sentinel majority: {}", seen.join(", ")))
+    }
+
+    /// `redis-ha status --json` from the host against the published gRPC port.
+    pub async fn status_json(&self) -> Result<serde_json::Value, String> {
+        let bin = binaries_dir().join("redis-ha");
+        let out = Command::new(&bin)
+            .args([
+                "--coordinator",
+                &format!("http://127.0.0.1:{}", self.opts.grpc_port),
+                "--group",
+                &self.opts.group,
+                "status",
+                "--json",
+            ])
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .map_err(|e| format!("cannot run {}: {e}", bin.display()))?;
+        if !out.status.success() {
+            return Err(format!(
+                "redis-ha status: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        serde_json::from_slice(&out.stdout).map_err(|e| format!("status JSON: {e}"))
+    }
+
+    /// The confirmed master `redis-ha status` names, as a node number.
+    pub async fn status_master(&self) -> Result<u8, String> {
+        let j = self.status_json().await?;
+        let m = &j["master"];
+        if m["confirmed"] != serde_json::Value::Bool(true) {
+            return Err(format!("status: no confirmed master: {m}"));
+        }
+        let addr = m["address"].as_str().unwrap_or_default();
+        let host = addr.split(':').next().unwrap_or_default();
+        host.parse::<NodeNum>()
+            .map(NodeNum::get)
+            .map_err(|e| format!("status master {addr:?}: {e}"))
+    }
+
+    /// Waits until Sentinel and `redis-ha status` name the same master; returns it.
+    pub async fn agreed_master(&self, timeout: Duration) -> Result<u8, String> {
+        poll(timeout, || async {
+            let s = self.sentinel_master().await?;
+            let c = self.status_master().await?;
+            if s == c {
+                Ok(s)
+            } else {
+                Err(format!(
+                    "sentinel says redis-{s}, redis-ha status says redis-{c}"
+                ))
+            }
+        })
+        .await
+    }
+
+    pub async fn chaos(&self, action: ChaosAction, n: u8) -> Result<ChaosOutcome, String> {
+        let node = NodeNum::new(n).map_err(|e| e.to_string())?;
+        let out = self
+            .chaos
+            .apply(action, node)
+            .await
+            .map_err(|e| e.to_string())?;
+        eprintln!("chaos {action} redis-{n}: {}", out.message);
+        Ok(out)
+    }
+
+    /// The id of node `n`'s running container.
+    pub async fn running_container(&self, n: u8) -> Result<String, String> {
+        let node = NodeNum::new(n).map_err(|e| e.to_string())?;
+        self.chaos
+            .running(node)
+            .await
+            .map(|c| c.id)
+            .map_err(|e| e.to_string())
+    }
+
+    /// Removes the stack with `deploy/down.sh --purge` and checks that nothing of it is left.
+    pub async fn teardown(self) -> Result<(), String> {
+        remove(&self.repo, &self.opts.name).await
+    }
+}
+
+/// `deploy/down.sh --purge`, then: no service, container, volume, config, secret or network
+/// labelled with the stack's namespace.
+pub async fn remove(repo: &Path, name: &str) -> Result<(), String> {
+    script(
+        repo,
+        "down.sh",
+        &["--stack".into(), name.to_owned(), "--purge".into()],
+    )
+    .await?;
+    let filter = format!("label={NAMESPACE_LABEL}={name}");
+    let mut left = Vec::new();
+    for kind in [
+        "service",
+        "container",
+        "volume",
+        "config",
+        "secret",
+        "network",
+    ] {
+        let mut args = vec![kind, "ls", "-q", "--filter", filter.as_str()];
+        if kind == "container" {
+            args = vec!["ps", "-aq", "--filter", filter.as_str()];
+        }
+        let out = Command::new("docker")
+            .args(&args)
+            .output()
+            .await
+            .map_err(|e| format!("docker {kind} ls: {e}"))?;
+        let ids = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        if !ids.is_empty() {
+            left.push(format!("{kind}s: {}", ids.replace('\n', " ")));
+        }
+    }
+    let state = repo.join("deploy/stack/run").join(name);
+    if state.exists() {
+        left.push(format!("state directory {}", state.display()));
+    }
+    if left.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("left behind by {name}: {}", left.join("; ")))
+    }
+}
+
+/// target/<profile>: where the test build put the binaries.
+pub fn binaries_dir() -> PathBuf {
+    crate::binaries::binary_dir().to_path_buf()
+}
+
+/// True when the four binaries the sidecar image holds are there (the test build made them;
+/// `binary_dir` rebuilt the sidecars if they were older than this test).
+fn binaries_fresh() -> bool {
+    let dir = binaries_dir();
+    [
+        "redis-ha",
+        "redis-ha-agent",
+        "redis-ha-coordinator",
+        "redis-ha-reloader",
+    ]
+    .iter()
+    .all(|b| dir.join(b).is_file())
+}
+
+/// Probes every 500 ms (Docker and process spawns are not free) until Ok or `timeout`.
+pub async fn poll<T, F, Fut>(timeout: Duration, mut probe: F) -> Result<T, String>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        match probe().await {
+            Ok(v) => return Ok(v),
+            Err(e) if Instant::now() >= deadline => return Err(format!("after {timeout:?}: {e}")),
+            Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+        }
+    }
+}
