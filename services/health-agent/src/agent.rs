@@ -6,8 +6,9 @@
 //! - reporter: sends `AgentReport`s (startup, events, changes, heartbeat), never blocking the
 //!   others; failed reports keep their events queued and are retried with backoff.
 //!
-//! Restarting a hung node through Docker (a later issue) belongs in the Redis poll: it
-//! already tells a stall ([`crate::ObserveError::is_timeout`]) from a refused connection.
+//! The Redis poll also feeds each result to the hung-node detector ([`crate::hung`]): when
+//! enabled, a node whose polls keep timing out (not refused: a crash is the restart policy's)
+//! has its container restarted through Docker.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -27,6 +28,7 @@ use crate::events::{parse_event, ParsedEvent, Payload};
 use crate::fencing::{
     decide, quorum_master, same_node, stray_master, FencingDecision, FencingInput, MismatchTimer,
 };
+use crate::hung::{DockerRestarter, HungDecision, HungDetector, PollOutcome};
 use crate::metrics::AgentMetrics;
 use crate::probe::{RedisProbe, SentinelProbe};
 use crate::state::{Reason, State};
@@ -157,6 +159,8 @@ async fn redis_loop(shared: &Shared, mut probe: RedisProbe, shutdown: &Cancellat
     let mut errors = ErrorLog::default();
     let mut mismatch = MismatchTimer::default();
     let mut fencing_disabled_logged = false;
+    let mut hung = HungDetector::from_settings(&s.hung);
+    let mut restarter = s.hung.target.clone().map(DockerRestarter::new);
     let mut next_full = Instant::now();
     // How old the Sentinel's answer may be for fencing: a few missed polls at most.
     let sentinel_max_age = s.heartbeat * 3 + s.io_timeout;
@@ -195,6 +199,11 @@ async fn redis_loop(shared: &Shared, mut probe: RedisProbe, shutdown: &Cancellat
                 };
                 if reason.is_some() {
                     shared.report_now.notify_one();
+                }
+                let outcome = PollOutcome::of(&result);
+                if check_hung(shared, &mut hung, restarter.as_mut(), outcome, now).await {
+                    // See the restarted node at once.
+                    next_full = Instant::now();
                 }
                 if result.is_ok() {
                     let decision = {
@@ -248,6 +257,8 @@ async fn redis_loop(shared: &Shared, mut probe: RedisProbe, shutdown: &Cancellat
                     debug!(node = %s.node_id, ?reason, "redis change seen by the fast ROLE poll");
                     shared.report_now.notify_one();
                 }
+                let outcome = PollOutcome::of(&result);
+                check_hung(shared, &mut hung, restarter.as_mut(), outcome, now).await;
             }
         }
 
@@ -263,6 +274,75 @@ async fn redis_loop(shared: &Shared, mut probe: RedisProbe, shutdown: &Cancellat
             return;
         }
     }
+}
+
+/// Feeds one poll's outcome (`started`: when the poll began) to the hung-node detector and
+/// restarts the node's container when it says so. Returns true when it was restarted.
+async fn check_hung(
+    shared: &Shared,
+    detector: &mut HungDetector,
+    restarter: Option<&mut DockerRestarter>,
+    outcome: PollOutcome,
+    started: Instant,
+) -> bool {
+    let s = &shared.settings;
+    let in_progress = shared.failover_in_progress(Instant::now());
+    match detector.observe(outcome, started, in_progress) {
+        HungDecision::Restart(hung_for) => {
+            detector.attempted(Instant::now());
+            match restarter {
+                Some(r) => restart_hung(shared, r, hung_for).await,
+                None => false,
+            }
+        }
+        HungDecision::Held(hung_for, why) => {
+            debug!(node = %s.node_id, hung_for_ms = hung_for.as_millis() as u64, ?why,
+                "hung node: restart held");
+            false
+        }
+        HungDecision::Stalled(_) | HungDecision::Fine => false,
+    }
+}
+
+/// Restarts the hung node's container; errors are logged and counted, never returned.
+async fn restart_hung(
+    shared: &Shared,
+    restarter: &mut DockerRestarter,
+    hung_for: Duration,
+) -> bool {
+    let s = &shared.settings;
+    let hung_for_ms = u64::try_from(hung_for.as_millis()).unwrap_or(u64::MAX);
+    let span = info_span!("hung_restart", node = %s.node_id, redis = %s.announce_addr,
+        target = %restarter.target(), hung_for_ms, container = tracing::field::Empty);
+    async {
+        warn!(
+            "hung node: {} has not answered for {} ms (its polls time out); restarting {} through Docker",
+            s.announce_addr,
+            hung_for_ms,
+            restarter.target()
+        );
+        match restarter.restart().await {
+            Ok(container) => {
+                tracing::Span::current().record("container", container.as_str());
+                shared.metrics.hung_restarts.inc();
+                warn!(container = %container, "hung node: container restarted");
+                let dropped = shared.state().hung_restarted(&container, hung_for, now_ms());
+                if dropped > 0 {
+                    warn!(dropped, "event queue full: dropped the oldest events");
+                }
+                shared.report_now.notify_one();
+                true
+            }
+            Err(e) => {
+                shared.metrics.hung_restart_failures.inc();
+                warn!(error = %e, cooldown_ms = s.hung.cooldown.as_millis() as u64,
+                    "hung node: restart failed; next attempt after the cooldown");
+                false
+            }
+        }
+    }
+    .instrument(span)
+    .await
 }
 
 /// Asks the peer Sentinels (from `SENTINEL SENTINELS`) which master they name, so a
@@ -760,6 +840,7 @@ pub async fn run_with_settings(
         sentinel = %settings.sentinel_addr,
         coordinator = %settings.coordinator_url,
         fencing = settings.fencing,
+        hung_restart = settings.hung.enabled,
         "health agent starting"
     );
     let shared = Shared::new(settings, metrics);

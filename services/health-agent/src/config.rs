@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use redis_ha_common::{load_config, ConfigError, HostPort, Secret};
+
+use crate::hung::{HungSettings, RestartTarget};
 use serde::{Deserialize, Serialize};
 
 /// Environment variable prefix: `REDIS_HA_AGENT_` + key uppercased.
@@ -49,6 +51,22 @@ pub struct AgentConfig {
     pub fencing_grace_ms: u64,
     /// Where Prometheus scrapes `GET /metrics` (`ip:port`); empty disables the endpoint.
     pub metrics_addr: String,
+    /// Restart this node's Redis container through the Docker API when it hangs (polls time
+    /// out for `hung_after_ms`). Needs the Docker socket in the agent's container and the
+    /// agent's user allowed to use it.
+    pub hung_restart: bool,
+    /// How long polls must keep timing out (a connect or command timeout, not a refused
+    /// connection: a crash is the restart policy's business) before the restart (ms). Keep it
+    /// above Sentinel's down-after plus a failover, so a hung master is failed over first.
+    pub hung_after_ms: u64,
+    /// The container (name or id) to restart. Empty: the running container on this host whose
+    /// `com.docker.swarm.service.name` label is `docker_service`.
+    pub docker_container: String,
+    /// The swarm service of this node's Redis, e.g. `redis-ha_redis-1`; required when
+    /// `hung_restart` is on and `docker_container` is empty.
+    pub docker_service: String,
+    /// No second restart attempt within this long of the last one (ms).
+    pub hung_restart_cooldown_ms: u64,
 }
 
 impl Default for AgentConfig {
@@ -70,6 +88,11 @@ impl Default for AgentConfig {
             fencing: true,
             fencing_grace_ms: 3000,
             metrics_addr: "0.0.0.0:9121".into(),
+            hung_restart: false,
+            hung_after_ms: 10000,
+            docker_container: String::new(),
+            docker_service: String::new(),
+            hung_restart_cooldown_ms: 60000,
         }
     }
 }
@@ -95,6 +118,8 @@ pub struct AgentSettings {
     pub fencing_grace: Duration,
     /// The metrics endpoint's address; `None`: disabled.
     pub metrics_addr: Option<SocketAddr>,
+    /// Hung-node recovery (`hung_restart` and the keys after it).
+    pub hung: HungSettings,
 }
 
 impl AgentConfig {
@@ -128,6 +153,7 @@ impl AgentConfig {
             ("io_timeout_ms", self.io_timeout_ms),
             ("failover_timeout_ms", self.failover_timeout_ms),
             ("fencing_grace_ms", self.fencing_grace_ms),
+            ("hung_after_ms", self.hung_after_ms),
         ] {
             if value == 0 {
                 return Err(ConfigError::invalid(key, "0", "must be greater than 0"));
@@ -135,7 +161,32 @@ impl AgentConfig {
         }
         check_url(&self.coordinator_url)?;
         redis_ha_common::metrics::parse_metrics_addr("metrics_addr", &self.metrics_addr)?;
+        self.hung_settings()?;
         Ok(())
+    }
+
+    fn hung_settings(&self) -> Result<HungSettings, ConfigError> {
+        let container = self.docker_container.trim();
+        let service = self.docker_service.trim();
+        let target = if !self.hung_restart {
+            None
+        } else if !container.is_empty() {
+            Some(RestartTarget::Container(container.to_owned()))
+        } else if !service.is_empty() {
+            Some(RestartTarget::Service(service.to_owned()))
+        } else {
+            return Err(ConfigError::invalid(
+                "docker_service",
+                service,
+                "is required when hung_restart is on and docker_container is empty (the swarm service of this node's Redis, e.g. redis-ha_redis-1)",
+            ));
+        };
+        Ok(HungSettings {
+            enabled: self.hung_restart,
+            after: Duration::from_millis(self.hung_after_ms),
+            cooldown: Duration::from_millis(self.hung_restart_cooldown_ms),
+            target,
+        })
     }
 
     /// Checks everything: the shape, that `redis_addr` and `sentinel_addr` resolve within
@@ -174,6 +225,7 @@ impl AgentConfig {
                 "metrics_addr",
                 &self.metrics_addr,
             )?,
+            hung: self.hung_settings()?,
         })
     }
 }
@@ -332,5 +384,49 @@ mod tests {
             e.contains("sentinel_addr") && e.contains("no-such-host.invalid"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn hung_restart_is_off_by_default_and_needs_a_target() {
+        let c = AgentConfig {
+            resolve_wait_ms: 0,
+            ..AgentConfig::default()
+        };
+        let h = c.validate().unwrap().hung;
+        assert!(!h.enabled);
+        assert_eq!(h.target, None);
+        assert_eq!(h.after, Duration::from_secs(10));
+        assert_eq!(h.cooldown, Duration::from_secs(60));
+
+        let on = AgentConfig {
+            hung_restart: true,
+            ..c.clone()
+        };
+        let e = on.check_shape().unwrap_err().to_string();
+        assert!(e.contains("docker_service"), "{e}");
+
+        let by_service = AgentConfig {
+            docker_service: "redis-ha_redis-1".into(),
+            ..on.clone()
+        };
+        assert_eq!(
+            by_service.validate().unwrap().hung.target,
+            Some(RestartTarget::Service("redis-ha_redis-1".into()))
+        );
+        let by_name = AgentConfig {
+            docker_container: "redis-1".into(),
+            ..by_service
+        };
+        assert_eq!(
+            by_name.validate().unwrap().hung.target,
+            Some(RestartTarget::Container("redis-1".into()))
+        );
+
+        let zero = AgentConfig {
+            hung_after_ms: 0,
+            ..c
+        };
+        let e = zero.check_shape().unwrap_err().to_string();
+        assert!(e.contains("hung_after_ms"), "{e}");
     }
 }

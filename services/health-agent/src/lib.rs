@@ -1,6 +1,7 @@
 //! Health agent: watches one Redis node and the Sentinel beside it, reports to the
 //! coordinator at once on every Sentinel event and role change and on a heartbeat, polls the
-//! node's `ROLE` fast while a failover is in progress, and fences a stray master.
+//! node's `ROLE` fast while a failover is in progress, fences a stray master, and (when enabled)
+//! restarts a hung node's container through Docker.
 //!
 //! Entry points: [`AgentConfig::load`] / [`AgentConfig::validate`] and [`run`]. The
 //! observation functions ([`probe::RedisProbe`], [`probe::SentinelProbe`]) and the pure
@@ -11,6 +12,7 @@ pub mod config;
 pub mod events;
 pub mod failover;
 pub mod fencing;
+pub mod hung;
 pub mod metrics;
 pub mod probe;
 pub mod redis_parse;

@@ -48,6 +48,8 @@ pub struct AgentMetrics {
     pub sentinel_events: Family<KindLabels, Counter>,
     pub failovers: Counter,
     pub fencing_demotions: Counter,
+    pub hung_restarts: Counter,
+    pub hung_restart_failures: Counter,
     pub grpc_requests: Family<GrpcLabels, Counter>,
 }
 
@@ -68,6 +70,8 @@ impl AgentMetrics {
             sentinel_events: Family::default(),
             failovers: Counter::default(),
             fencing_demotions: Counter::default(),
+            hung_restarts: Counter::default(),
+            hung_restart_failures: Counter::default(),
             grpc_requests: Family::default(),
         };
         let labels = [
@@ -139,6 +143,16 @@ impl AgentMetrics {
             "fencing_demotions",
             "Times this agent demoted its node (a stray master) to a replica",
             m.fencing_demotions.clone(),
+        );
+        r.register(
+            "hung_restarts",
+            "Times this agent restarted its hung node's container through Docker",
+            m.hung_restarts.clone(),
+        );
+        r.register(
+            "hung_restart_failures",
+            "Restarts of the hung node's container that failed (Docker unreachable, no container, error)",
+            m.hung_restart_failures.clone(),
         );
         r.register(
             "grpc_requests",
@@ -251,6 +265,7 @@ mod tests {
         m.event("+switch-master");
         m.report(tonic::Code::Ok);
         m.report(tonic::Code::Unavailable);
+        m.hung_restarts.inc();
         let s = redis_ha_common::metrics::encode(&r);
         let l = "node=\"node-1\",group=\"redis-cluster\"";
         for line in [
@@ -262,6 +277,8 @@ mod tests {
             format!("redis_ha_agent_replica_lag_bytes{{{l},replica=\"10.0.0.2:9002\"}} 100"),
             format!("redis_ha_agent_sentinel_events_total{{{l},kind=\"+switch-master\"}} 1"),
             format!("redis_ha_agent_failovers_total{{{l}}} 1"),
+            format!("redis_ha_agent_hung_restarts_total{{{l}}} 1"),
+            format!("redis_ha_agent_hung_restart_failures_total{{{l}}} 0"),
             format!("redis_ha_agent_grpc_requests_total{{{l},method=\"Report\",code=\"UNAVAILABLE\"}} 1"),
         ] {
             assert!(s.lines().any(|x| x == line), "missing {line:?} in\n{s}");

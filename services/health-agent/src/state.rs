@@ -24,7 +24,8 @@ pub enum Reason {
     Heartbeat,
     /// The Sentinel's master, epoch or reachability changed.
     SentinelChange,
-    /// Sentinel events (or the agent's own `fenced` / `role-change` events) are queued.
+    /// Sentinel events (or the agent's own `fenced` / `hung-restart` / `role-change` events)
+    /// are queued.
     Event,
     /// The node became reachable or unreachable.
     ReachabilityChange,
@@ -384,6 +385,18 @@ impl State {
         self.want_report(Reason::Event);
         dropped
     }
+
+    /// Records a restart of the hung node's container as an agent event `hung-restart`.
+    pub fn hung_restarted(&mut self, container: &str, hung_for: Duration, now_ms: i64) -> usize {
+        let payload = format!(
+            "{} restarted: container {container} did not answer for {} ms",
+            self.announce_addr,
+            hung_for.as_millis()
+        );
+        let dropped = self.agent_event("hung-restart", payload, now_ms);
+        self.want_report(Reason::Event);
+        dropped
+    }
 }
 
 fn role_name(r: Role) -> &'static str {
@@ -652,5 +665,26 @@ mod tests {
         assert_eq!(st.pending, Some(Reason::Event));
         st.want_report(Reason::RoleChange);
         assert_eq!(st.pending, Some(Reason::RoleChange));
+    }
+
+    #[test]
+    fn hung_restart_is_an_agent_event() {
+        let mut st = state();
+        st.pending = None;
+        st.current_epoch = 3;
+        assert_eq!(
+            st.hung_restarted("abc123", Duration::from_millis(10500), 7),
+            0
+        );
+        assert_eq!(st.pending, Some(Reason::Event));
+        let evs = st.events.take();
+        assert_eq!(evs.len(), 1);
+        assert_eq!(evs[0].kind, "hung-restart");
+        assert_eq!(
+            evs[0].payload,
+            "10.0.0.2:9002 restarted: container abc123 did not answer for 10500 ms"
+        );
+        assert_eq!((evs[0].epoch, evs[0].received_at_ms), (3, 7));
+        assert!(evs[0].sentinel.is_empty());
     }
 }
