@@ -352,7 +352,9 @@ impl State {
         }
         match (&kind, parsed.and_then(ParsedEvent::named_master)) {
             (_, Some(addr)) if same_node(addr, &self.announce_addr) => self.named_at = Some(now),
-            (EventKind::FailoverAbort(_), _) => self.named_at = None,
+            // A later failover named another node: ours is history, and this node claiming
+            // master now (say, restarted from a stale config) is a stray to fence.
+            (_, Some(_)) | (EventKind::FailoverAbort(_), _) => self.named_at = None,
             _ => {}
         }
         let failover_changed = self.failover.on_event(&kind, now);
@@ -582,6 +584,28 @@ mod tests {
         let out = event(&mut st, "+odown", "garbage", t0);
         assert!(out.queued && out.failover_changed);
         assert_eq!(st.events.take()[0].payload, "garbage");
+    }
+
+    #[test]
+    fn a_later_failover_to_another_node_forgets_the_selection() {
+        let t0 = Instant::now();
+        let mut st = state();
+        event(
+            &mut st,
+            "+switch-master",
+            "redis-cluster 10.0.0.1 9001 10.0.0.2 9002",
+            t0,
+        );
+        assert!(st.recently_named(t0, Duration::from_secs(20)));
+        // This node dies; the next failover names node 3. Restarted from a stale config, this
+        // node must be fenceable at once, not after the window.
+        event(
+            &mut st,
+            "+switch-master",
+            "redis-cluster 10.0.0.2 9002 10.0.0.3 9003",
+            t0,
+        );
+        assert!(!st.recently_named(t0, Duration::from_secs(20)));
     }
 
     #[test]
