@@ -7,16 +7,22 @@ use std::time::Duration;
 use clap::{Args, ValueEnum};
 use redis_ha_common::{HostPort, Secret};
 
+use crate::chaos::DEFAULT_STACK;
 use crate::client::Target;
 use crate::error::CliError;
 use crate::output::emit;
-use crate::simulate::{self, ChaosPlan, Fault, LocalProcesses, Mode, NoChaos, Options, Report};
+use crate::simulate::{
+    self, ChaosPlan, DockerStack, Fault, LocalProcesses, Mode, NoChaos, Options, Report,
+};
 
 /// Where the chaos schedule's faults go.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum ChaosKind {
     /// The processes of `deploy/up.sh --local` (pid files in --run-dir).
     Local,
+    /// The swarm stack --stack through the Docker API (the master from --coordinator, which
+    /// needs `deploy/up.sh --grpc-port`).
+    Docker,
     /// No faults from the simulation (stop nodes by hand, as in the older project).
     None,
 }
@@ -52,8 +58,11 @@ pub struct SimulateArgs {
           value_parser = clap::value_parser!(u64).range(1..=60_000))]
     pub io_timeout_ms: u64,
     /// Where faults go (with --kills above 0).
-    #[arg(long, value_enum, default_value_t = ChaosKind::Local)]
+    #[arg(long, alias = "chaos-target", value_enum, default_value_t = ChaosKind::Local)]
     pub chaos: ChaosKind,
+    /// --chaos docker: the swarm stack name deploy/up.sh used.
+    #[arg(long, env = "REDIS_HA_STACK", default_value = DEFAULT_STACK, value_name = "NAME")]
+    pub stack: String,
     /// The run directory of `deploy/up.sh --local`.
     #[arg(long, default_value = "deploy/local/run", value_name = "DIR")]
     pub run_dir: PathBuf,
@@ -80,7 +89,8 @@ pub struct SimulateArgs {
     /// The list key (default: a new `redis-ha:simulate:<ms>` per run; must not exist).
     #[arg(long)]
     pub key: Option<String>,
-    /// File holding the Redis password (never on the command line).
+    /// File holding the Redis password (never on the command line). With --chaos docker the
+    /// default is the one deploy/up.sh generated, deploy/stack/run/<stack>/redis_password.
     #[arg(long, value_name = "FILE")]
     pub password_file: Option<PathBuf>,
     /// Write the full report as JSON.
@@ -108,7 +118,8 @@ fn parse_seconds(s: &str) -> Result<Duration, String> {
 
 /// The library options from the command line.
 pub fn options(args: &SimulateArgs) -> Result<Options, CliError> {
-    let password = Secret::from_optional_file("--password-file", args.password_file.as_deref())
+    let password_file = password_file(args);
+    let password = Secret::from_optional_file("--password-file", password_file.as_deref())
         .map_err(|e| CliError::Simulate(simulate::SimError::Invalid(e.to_string())))?;
     Ok(Options {
         proxy: args.proxy.clone(),
@@ -139,6 +150,17 @@ pub fn options(args: &SimulateArgs) -> Result<Options, CliError> {
     })
 }
 
+/// --password-file, or with --chaos docker the stack's generated one when it exists.
+fn password_file(args: &SimulateArgs) -> Option<PathBuf> {
+    if args.password_file.is_some() || args.chaos != ChaosKind::Docker {
+        return args.password_file.clone();
+    }
+    let generated = Path::new("deploy/stack/run")
+        .join(&args.stack)
+        .join("redis_password");
+    generated.exists().then_some(generated)
+}
+
 /// Resolves on Ctrl-C; never, if the handler cannot be installed.
 async fn ctrl_c() {
     if tokio::signal::ctrl_c().await.is_err() {
@@ -150,6 +172,16 @@ pub async fn run(target: &Target, args: &SimulateArgs) -> Result<(), CliError> {
     let opts = options(args)?;
     let report = if opts.chaos.kills == 0 {
         simulate::run_until(opts, NoChaos, ctrl_c()).await?
+    } else if args.chaos == ChaosKind::Docker {
+        let chaos = DockerStack::connect(
+            &args.stack,
+            target.clone(),
+            &opts.proxy,
+            opts.password.clone(),
+        )
+        .await
+        .map_err(|e| CliError::Chaos(e.to_string()))?;
+        simulate::run_until(opts, chaos, ctrl_c()).await?
     } else {
         let chaos = LocalProcesses::open(&args.run_dir, target.clone())
             .map_err(|e| CliError::Chaos(e.to_string()))?;
@@ -247,6 +279,28 @@ mod tests {
     fn no_chaos_means_no_faults() {
         let w = Wrap::try_parse_from(["x", "--kills", "3", "--chaos", "none"]).unwrap();
         assert_eq!(options(&w.args).unwrap().chaos.kills, 0);
+    }
+
+    #[test]
+    fn the_docker_target_is_picked() {
+        let w = Wrap::try_parse_from([
+            "x",
+            "--chaos-target",
+            "docker",
+            "--stack",
+            "redis-ha-sim",
+            "--kills",
+            "2",
+        ])
+        .unwrap();
+        assert_eq!(w.args.chaos, ChaosKind::Docker);
+        assert_eq!(w.args.stack, "redis-ha-sim");
+        // A stack without a generated password file: none.
+        assert_eq!(password_file(&w.args), None);
+        let w = Wrap::try_parse_from(["x", "--chaos", "docker", "--password-file", "/p"]).unwrap();
+        assert_eq!(password_file(&w.args), Some(PathBuf::from("/p")));
+        let w = Wrap::try_parse_from(["x"]).unwrap();
+        assert_eq!(password_file(&w.args), None);
     }
 
     #[test]

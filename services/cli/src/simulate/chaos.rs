@@ -14,11 +14,9 @@
 //! 3-node Sentinel deployment survives without losses, not the failover.
 //!
 //! Targets implement [`ChaosTarget`]: [`LocalProcesses`] for `deploy/up.sh --local`, the test
-//! harness's nodes in `redis-ha-tests`, and a `Docker` one for the swarm stack still to come:
-//! it would find the master the same way (the coordinator), map the node to its task's
-//! container (bollard `list_containers` filtered by the `com.docker.swarm.service.name` label),
-//! and use `kill_container` (SIGKILL / SIGTERM), `pause_container` / `unpause_container`; the
-//! swarm restarts a killed task by itself, so its `restore` for kill and stop only waits.
+//! harness's nodes in `redis-ha-tests`, and [`super::docker::DockerStack`] for the swarm stack
+//! (the Docker API; the swarm restarts a killed task by itself, so its `restore` for kill and
+//! stop only waits, and the node may be back before any failover).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -126,6 +124,13 @@ pub trait ChaosTarget: Send {
         node: &NodeRef,
         fault: Fault,
     ) -> impl Future<Output = Result<(), ChaosError>> + Send;
+
+    /// True when something else (a swarm's restart policy) undoes `fault` on its own, possibly
+    /// before Sentinel's down-after: a round then also ends, without a failover and without
+    /// an error, once the cluster is whole again after `down_for`.
+    fn heals_by_itself(&self, _fault: Fault) -> bool {
+        false
+    }
 
     /// Undoes `fault` on `node`: restarts it, or resumes it.
     fn restore(
@@ -281,6 +286,8 @@ pub async fn run_schedule<C: ChaosTarget>(
         // Down for `down_for` and until another master is named; interrupted or not, the
         // node is always brought back.
         let give_up = injected + plan.down_for.max(plan.settle_timeout);
+        let self_heals = target.heals_by_itself(plan.fault);
+        let mut healed_alone = false;
         loop {
             if record.new_master.is_none() {
                 if let Ok(m) = target.master().await {
@@ -298,15 +305,27 @@ pub async fn run_schedule<C: ChaosTarget>(
                 }
             }
             let now = tokio::time::Instant::now();
-            let done_waiting = now >= injected + plan.down_for && record.new_master.is_some();
-            if done_waiting || now >= give_up {
+            let down_long_enough = now >= injected + plan.down_for;
+            if down_long_enough && record.new_master.is_some() {
+                break;
+            }
+            if down_long_enough && self_heals && target.check_whole().await.is_ok() {
+                healed_alone = true;
+                tracing::info!(
+                    "chaos round {round}: whole again after {} was restarted for us, no \
+                     failover seen (back before Sentinel's down-after)",
+                    node.name
+                );
+                break;
+            }
+            if now >= give_up {
                 break;
             }
             if sleep_or_stop(MASTER_POLL, interrupt).await {
                 break;
             }
         }
-        if record.new_master.is_none() && !*interrupt.borrow() {
+        if record.new_master.is_none() && !healed_alone && !*interrupt.borrow() {
             log.errors.push(format!(
                 "round {round}: no other master named within {:.0} s of the {}",
                 plan.settle_timeout.as_secs_f64(),
@@ -752,13 +771,7 @@ impl ChaosTarget for LocalProcesses {
 
 // ------------------------------------------------------------------------------ docker
 //
-// The swarm stack's target goes here: `pub struct Docker { docker: bollard::Docker, stack:
-// String, coordinator: Target }`, `master()` as `LocalProcesses` does through the coordinator
-// (node-N is the task of service `<stack>_redis-N`), `inject` / `restore` through bollard
-// (`kill_container` with SIGKILL or SIGTERM, `pause_container` / `unpause_container`; after a
-// kill or stop the swarm restarts the task, so `restore` only waits for the new container),
-// and `check_whole` as here, with the node addresses from the topology. `redis-ha simulate
-// --chaos docker` then picks it in `commands/simulate.rs`.
+// The swarm stack's target is `super::docker::DockerStack`.
 
 /// The `port N` line of a Redis or Sentinel configuration file.
 fn config_port(path: &Path) -> Result<u16, ChaosError> {
@@ -862,6 +875,102 @@ mod tests {
             "{e}"
         );
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A node the platform restarts by itself 3 polls after the fault, as the master again.
+    struct SelfHealing {
+        heals: bool,
+        down_polls: u32,
+        faults: u32,
+        restores: u32,
+    }
+
+    impl ChaosTarget for SelfHealing {
+        fn describe(&self) -> String {
+            "fake".into()
+        }
+
+        async fn master(&mut self) -> Result<NodeRef, ChaosError> {
+            if self.down_polls > 0 {
+                self.down_polls -= 1;
+                return Err(ChaosError::NoMaster("down".into()));
+            }
+            Ok(NodeRef {
+                name: "node-1".into(),
+                address: "n1:1".into(),
+            })
+        }
+
+        async fn check_whole(&mut self) -> Result<(), ChaosError> {
+            if self.down_polls > 0 {
+                return Err(ChaosError::NotWhole("down".into()));
+            }
+            Ok(())
+        }
+
+        fn heals_by_itself(&self, _fault: Fault) -> bool {
+            self.heals
+        }
+
+        async fn inject(&mut self, _node: &NodeRef, _fault: Fault) -> Result<(), ChaosError> {
+            self.faults += 1;
+            self.down_polls = 3;
+            Ok(())
+        }
+
+        async fn restore(&mut self, _node: &NodeRef, _fault: Fault) -> Result<(), ChaosError> {
+            self.restores += 1;
+            Ok(())
+        }
+    }
+
+    fn quick_plan(kills: u32) -> ChaosPlan {
+        ChaosPlan {
+            fault: Fault::Kill,
+            kills,
+            interval: Duration::from_millis(10),
+            down_for: Duration::from_millis(50),
+            settle_timeout: Duration::from_secs(2),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_node_back_before_any_failover_ends_the_round_when_it_heals_by_itself() {
+        let (_tx, mut rx) = watch::channel(false);
+        let mut t = SelfHealing {
+            heals: true,
+            down_polls: 0,
+            faults: 0,
+            restores: 0,
+        };
+        let log = run_schedule(&quick_plan(3), &mut t, Clock::start(), &mut rx).await;
+        assert!(log.errors.is_empty(), "{:?}", log.errors);
+        assert_eq!((t.faults, t.restores), (3, 3));
+        assert_eq!(log.faults.len(), 3);
+        assert!(log
+            .faults
+            .iter()
+            .all(|f| f.new_master.is_none() && f.restored_at_ms.is_some()));
+    }
+
+    #[tokio::test]
+    async fn a_round_without_failover_is_an_error_unless_the_target_heals_by_itself() {
+        let (_tx, mut rx) = watch::channel(false);
+        let mut t = SelfHealing {
+            heals: false,
+            down_polls: 0,
+            faults: 0,
+            restores: 0,
+        };
+        let log = run_schedule(&quick_plan(3), &mut t, Clock::start(), &mut rx).await;
+        // The schedule stops after the first round: no other master within the settle timeout.
+        assert_eq!(t.faults, 1);
+        assert_eq!(log.errors.len(), 1, "{:?}", log.errors);
+        assert!(
+            log.errors[0].contains("no other master"),
+            "{:?}",
+            log.errors
+        );
     }
 
     fn tempdir() -> PathBuf {

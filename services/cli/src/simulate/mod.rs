@@ -26,6 +26,7 @@
 pub mod backoff;
 pub mod chaos;
 pub mod conn;
+pub mod docker;
 pub mod link;
 pub mod plot;
 pub mod publisher;
@@ -43,6 +44,7 @@ use tokio::sync::watch;
 
 pub use backoff::Backoff;
 pub use chaos::{ChaosPlan, ChaosTarget, Fault, LocalProcesses, NoChaos, NodeRef};
+pub use docker::DockerStack;
 pub use report::Report;
 
 use conn::{ConnError, RedisEndpoint};
