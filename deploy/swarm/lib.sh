@@ -454,6 +454,23 @@ sw_show_failures() {
     done
 }
 
+# True when every Sentinel running on this host knows the two other Sentinels and both replicas:
+# before that a failover cannot be elected (a kill right after deploy would wait for Sentinel's
+# retry, 2 x failover-timeout). Sentinels on other swarm nodes are not checked from here.
+sw_sentinels_ready() {
+    local n c out others replicas
+    for n in 1 2 3; do
+        c=$(sw_local_container "sentinel-$n")
+        [[ -n $c ]] || continue
+        # The password reaches redis-cli through the container's secret file, not argv.
+        out=$(docker exec "$c" sh -c 'REDISCLI_AUTH=$(cat /run/secrets/redis_password 2>/dev/null) exec timeout 3 redis-cli --no-auth-warning -p "$0" sentinel master "$1"' \
+            "$((19000 + n))" "$GROUP" 2>/dev/null) || return 1
+        others=$(sed -n '/^num-other-sentinels$/{n;p;}' <<<"$out")
+        replicas=$(sed -n '/^num-slaves$/{n;p;}' <<<"$out")
+        [[ ${others:-0} -ge 2 && ${replicas:-0} -ge 2 ]] || return 1
+    done
+}
+
 sw_wait_healthy() {
     local deadline pending last="" json confirmed linked stage="tasks"
     SW_WAIT_SERVICES=("${SW_SERVICES[@]}")
@@ -476,7 +493,7 @@ sw_wait_healthy() {
             continue
         fi
         if [[ $stage == tasks ]]; then
-            printf '  [%3d s] all %d services running; waiting for a confirmed master, two linked replicas and a write through HAProxy\n' \
+            printf '  [%3d s] all %d services running; waiting for a confirmed master, two linked replicas, Sentinels that know each other and a write through HAProxy\n' \
                 "$SECONDS" "${#SW_WAIT_SERVICES[@]}"
             stage=topology
             last=""
@@ -488,7 +505,8 @@ sw_wait_healthy() {
                 printf '  [%3d s] master confirmed: %s, replicas linked: %s\n' "$SECONDS" "${confirmed:-?}" "${linked:-?}"
                 last="$confirmed/$linked"
             fi
-            if [[ $confirmed == true && ${linked:-0} -ge 2 ]] && sw_write_through_proxy; then
+            if [[ $confirmed == true && ${linked:-0} -ge 2 ]] && sw_sentinels_ready &&
+                sw_write_through_proxy; then
                 printf '  [%3d s] healthy (write OK via %s)\n' "$SECONDS" "$SW_WRITE_VIA"
                 return 0
             fi

@@ -1,0 +1,942 @@
+//! Failover benchmark on the Docker Swarm stack: the reloader issue's measurement (kill of the
+//! master → first write acknowledged through the proxy) repeated on the real stack, through the
+//! stack's HAProxy (driven by the reloader) and, in the same stack, through a classic tcp-check
+//! HAProxy (deploy/stack/classic-haproxy.yml), so every kill is measured through both at once.
+//!
+//!   cargo bench -p redis-ha-tests --bench stack_failover -- [--reps N] [--down-after 1000,5000]
+//!       [--stack NAME] [--base-port N] [--classic-port N] [--grpc-port N] [--release]
+//!       [--no-cargo] [--keep]
+//!
+//! Per down-after value: `deploy/down.sh --purge` of leftovers, `deploy/up.sh` (debug sidecars
+//! unless --release), the classic HAProxy deployed into the same stack, then N times: find the
+//! master (the Sentinels' majority, checked against every node's ROLE), start a writer through
+//! each proxy's published port (SET every 1 ms on one connection, AUTH first, reconnecting at
+//! once after any failure), SIGKILL the master's container through the Docker API, and take
+//! kill → first write acknowledged by another node. Before the next repetition the swarm's new
+//! task of the killed node must be a linked replica, the coordinator must confirm the master,
+//! and both proxies must route to it. Prints markdown tables on stdout (progress on stderr);
+//! the stack is removed at the end (`deploy/down.sh --purge`) unless --keep.
+//!
+//! Needs Docker in swarm mode (up.sh initialises a single-node swarm) and the host ports
+//! BASE..BASE+3, BASE+10001..BASE+10003, the classic port and the gRPC port.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use bollard::query_parameters::KillContainerOptions;
+use redis_ha_cli::chaos::{Chaos, NodeNum};
+use redis_ha_tests::haproxy::connect;
+use redis_ha_tests::stack::{poll, remove, repo_root};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::process::Command;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// Sentinel master name (up.sh's default).
+const GROUP: &str = "redis-cluster";
+/// How long any one wait of a repetition may take (a task restart included).
+const WAIT: Duration = Duration::from_secs(180);
+/// Writes per second per writer: one every millisecond, as in tests/benches/failover.rs.
+const WRITE_INTERVAL: Duration = Duration::from_millis(1);
+const IO_TIMEOUT: Duration = Duration::from_secs(2);
+
+#[derive(Clone, Debug)]
+struct Args {
+    reps: usize,
+    down_after: Vec<u64>,
+    stack: String,
+    base_port: u16,
+    classic_port: u16,
+    grpc_port: u16,
+    release: bool,
+    cargo: bool,
+    keep: bool,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut a = Args {
+        reps: 5,
+        down_after: vec![1000],
+        stack: "redis-ha-bench".into(),
+        base_port: 9400,
+        classic_port: 9410,
+        grpc_port: 9450,
+        release: false,
+        cargo: true,
+        keep: false,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        let mut value = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value"));
+        let num = |name: &str, v: String| -> Result<u64, String> {
+            v.trim().parse().map_err(|e| format!("{name} {v:?}: {e}"))
+        };
+        let port = |name: &str, v: String| -> Result<u16, String> {
+            v.trim().parse().map_err(|e| format!("{name} {v:?}: {e}"))
+        };
+        match arg.as_str() {
+            "--reps" => {
+                let v = value("--reps")?;
+                a.reps = usize::try_from(num("--reps", v)?).map_err(|e| e.to_string())?;
+            }
+            "--down-after" => {
+                a.down_after = value("--down-after")?
+                    .split(',')
+                    .map(|v| num("--down-after", v.to_owned()))
+                    .collect::<Result<_, _>>()?;
+            }
+            "--stack" => a.stack = value("--stack")?,
+            "--base-port" => a.base_port = port("--base-port", value("--base-port")?)?,
+            "--classic-port" => a.classic_port = port("--classic-port", value("--classic-port")?)?,
+            "--grpc-port" => a.grpc_port = port("--grpc-port", value("--grpc-port")?)?,
+            "--release" => a.release = true,
+            "--debug" => a.release = false,
+            "--no-cargo" => a.cargo = false,
+            "--keep" => a.keep = true,
+            // `cargo bench` passes --bench; filters and the like are not used here.
+            _ => {}
+        }
+    }
+    if a.reps == 0 || a.down_after.is_empty() {
+        return Err("--reps and --down-after need at least one".into());
+    }
+    Ok(a)
+}
+
+fn main() {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("stack_failover: {e}");
+            std::process::exit(2);
+        }
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| panic!("tokio runtime: {e}"));
+    if let Err(e) = rt.block_on(run(args)) {
+        eprintln!("stack_failover: {e}");
+        std::process::exit(1);
+    }
+}
+
+/// The two proxies under test.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Proxy {
+    Ours,
+    Classic,
+}
+
+impl Proxy {
+    fn label(self) -> &'static str {
+        match self {
+            Proxy::Ours => "redis-ha (reloader)",
+            Proxy::Classic => "classic tcp-check",
+        }
+    }
+}
+
+/// One repetition.
+#[derive(Clone, Debug, Default)]
+struct Rep {
+    ours: Option<Duration>,
+    classic: Option<Duration>,
+    /// The writer's gap: last write acknowledged by the old master → first by another node
+    /// (independent of when in the Docker API call the kill landed).
+    gap_ours: Option<Duration>,
+    gap_classic: Option<Duration>,
+    /// Kill → first reply of any kind (an error such as NOREPLICAS too) from another node
+    /// through the proxy: when the proxy had switched, whether or not the node took writes.
+    reply_ours: Option<Duration>,
+    reply_classic: Option<Duration>,
+    /// Kill → first write acknowledged by any node after the writer's first failure: the
+    /// swarm restarts the killed container within seconds, which may answer before Sentinel
+    /// has failed over (with a long down-after).
+    any_ours: Option<Duration>,
+    any_classic: Option<Duration>,
+    /// Writes the killed node's new task acknowledged after the kill.
+    old_acks_ours: usize,
+    old_acks_classic: usize,
+    /// Kill → the killed node's new task is a linked replica again.
+    rejoined: Option<Duration>,
+    /// How long the Docker API's kill call took (the kill lands inside it).
+    kill_call: Duration,
+}
+
+async fn run(args: Args) -> Result<(), String> {
+    let mut results: BTreeMap<u64, Vec<Rep>> = BTreeMap::new();
+    for &down_after in &args.down_after {
+        eprintln!(
+            "== down-after {down_after} ms: deploying stack {}",
+            args.stack
+        );
+        let bench = Bench::deploy(&args, down_after).await?;
+        let outcome = bench.run_reps(&args, down_after).await;
+        if args.keep {
+            eprintln!("== --keep: stack {} left running", args.stack);
+        } else {
+            eprintln!("== removing stack {}", args.stack);
+            if let Err(e) = remove(&bench.repo, &args.stack).await {
+                eprintln!("   teardown: {e}");
+            }
+        }
+        results.insert(down_after, outcome?);
+    }
+    println!("{}", report(&args, &results));
+    Ok(())
+}
+
+struct Bench {
+    base_port: u16,
+    classic_port: u16,
+    password: String,
+    chaos: Chaos,
+    repo: PathBuf,
+    /// `redis-ha` on the host, for `status --json` through the published gRPC port.
+    cli: Option<PathBuf>,
+    grpc_port: u16,
+}
+
+/// Runs a deploy script with its output on our stderr (stdout carries the tables).
+async fn script(repo: &Path, name: &str, args: &[String]) -> Result<(), String> {
+    eprintln!("   deploy/{name} {}", args.join(" "));
+    let status = Command::new(repo.join("deploy").join(name))
+        .args(args)
+        .current_dir(repo)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(std::io::stderr()))
+        .status()
+        .await
+        .map_err(|e| format!("cannot run deploy/{name}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("deploy/{name} failed ({status})"))
+    }
+}
+
+/// One HAProxy config word: backslash-escapes what the parser would split or interpret.
+fn haproxy_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for ch in s.chars() {
+        if matches!(ch, ' ' | '\t' | '\\' | '"' | '\'' | '#' | '$') {
+            out.push('\\');
+        }
+        out.push(ch);
+    }
+    out
+}
+
+/// The classic set-up of tests/benches/failover.rs, in the stack: AUTH first (the stack's Redis
+/// requires it), servers by service name through Docker's DNS.
+fn classic_config(password: &str) -> String {
+    let mut c = String::from(
+        "global\n\
+         \x20   log stdout format raw local0 notice\n\
+         \x20   maxconn 4096\n\
+         resolvers docker\n\
+         \x20   nameserver dns 127.0.0.11:53\n\
+         \x20   resolve_retries 3\n\
+         \x20   timeout resolve 1s\n\
+         \x20   timeout retry 1s\n\
+         \x20   hold valid 1s\n\
+         \x20   hold other 1s\n\
+         \x20   hold refused 1s\n\
+         \x20   hold nx 1s\n\
+         \x20   hold timeout 1s\n\
+         \x20   hold obsolete 1s\n\
+         defaults\n\
+         \x20   mode tcp\n\
+         \x20   log global\n\
+         \x20   timeout connect 2s\n\
+         \x20   timeout client 330s\n\
+         \x20   timeout server 330s\n\
+         \x20   timeout tunnel 1h\n\
+         \x20   option clitcpka\n\
+         \x20   option srvtcpka\n\
+         \x20   retries 0\n\
+         frontend redis_frontend\n\
+         \x20   bind :9000\n\
+         \x20   default_backend redis\n\
+         backend redis\n\
+         \x20   option tcp-check\n\
+         \x20   tcp-check connect\n",
+    );
+    let _ = writeln!(
+        c,
+        "    tcp-check send AUTH\\ {}\\r\\n",
+        haproxy_escape(password)
+    );
+    c.push_str(
+        "    tcp-check expect string +OK\n\
+         \x20   tcp-check send PING\\r\\n\n\
+         \x20   tcp-check expect string +PONG\n\
+         \x20   tcp-check send info\\ replication\\r\\n\n\
+         \x20   tcp-check expect string role:master\n\
+         \x20   tcp-check send QUIT\\r\\n\n\
+         \x20   tcp-check expect string +OK\n\
+         \x20   default-server check inter 1s fall 1 rise 1 on-marked-down shutdown-sessions \
+         resolvers docker resolve-prefer ipv4 init-addr last,libc,none\n",
+    );
+    for n in 1..=3 {
+        let _ = writeln!(c, "    server redis-{n} redis-{n}:{}", 9000 + n);
+    }
+    // The image's HEALTHCHECK probes the stats frontend on 127.0.0.1:8404.
+    c.push_str(
+        "frontend stats\n\
+         \x20   mode http\n\
+         \x20   bind 127.0.0.1:8404\n\
+         \x20   timeout client 10s\n\
+         \x20   stats enable\n\
+         \x20   stats uri /stats\n",
+    );
+    c
+}
+
+/// REDIS_HA_IMAGE_HAPROXY from the images.env up.sh wrote into the state directory.
+fn haproxy_image(state: &Path) -> Result<String, String> {
+    let path = state.join("images.env");
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix("REDIS_HA_IMAGE_HAPROXY="))
+        .map(str::to_owned)
+        .ok_or_else(|| format!("no REDIS_HA_IMAGE_HAPROXY in {}", path.display()))
+}
+
+fn write_private(path: &Path, text: &str) -> Result<(), String> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    f.write_all(text.as_bytes())
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+impl Bench {
+    async fn deploy(args: &Args, down_after: u64) -> Result<Self, String> {
+        let repo = repo_root();
+        let chaos = Chaos::connect(&args.stack)
+            .await
+            .map_err(|e| format!("this benchmark needs a Docker engine: {e}"))?;
+        eprintln!("   removing leftovers of {}", args.stack);
+        remove(&repo, &args.stack).await?;
+        let mut up: Vec<String> = vec![
+            "--stack".into(),
+            args.stack.clone(),
+            "--base-port".into(),
+            args.base_port.to_string(),
+            "--grpc-port".into(),
+            args.grpc_port.to_string(),
+            "--down-after-ms".into(),
+            down_after.to_string(),
+            "--group".into(),
+            GROUP.into(),
+        ];
+        if !args.release {
+            up.push("--debug".into());
+        }
+        if !args.cargo {
+            up.push("--no-cargo".into());
+        }
+        script(&repo, "up.sh", &up).await?;
+
+        let state = repo.join("deploy/stack/run").join(&args.stack);
+        let pw_path = state.join("redis_password");
+        let password = std::fs::read_to_string(&pw_path)
+            .map_err(|e| format!("cannot read {}: {e}", pw_path.display()))?
+            .trim()
+            .to_owned();
+        let cfg = state.join("classic-haproxy.cfg");
+        write_private(&cfg, &classic_config(&password))?;
+        let image = haproxy_image(&state)?;
+        eprintln!(
+            "   docker stack deploy -c deploy/stack/classic-haproxy.yml {} (port {})",
+            args.stack, args.classic_port
+        );
+        let status = Command::new("docker")
+            .args(["stack", "deploy", "--resolve-image", "never", "-c"])
+            .arg(repo.join("deploy/stack/classic-haproxy.yml"))
+            .arg(&args.stack)
+            .env("REDIS_HA_IMAGE_HAPROXY", image)
+            .env("REDIS_HA_CLASSIC_HAPROXY_CFG", &cfg)
+            .env(
+                "REDIS_HA_PORT_HAPROXY_CLASSIC",
+                args.classic_port.to_string(),
+            )
+            .env("REDIS_HA_STACK", &args.stack)
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(std::io::stderr()))
+            .status()
+            .await
+            .map_err(|e| format!("docker stack deploy: {e}"))?;
+        if !status.success() {
+            return Err(format!(
+                "docker stack deploy of the classic HAProxy: {status}"
+            ));
+        }
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| repo.join("target"));
+        let cli = target
+            .join(if args.release { "release" } else { "debug" })
+            .join("redis-ha");
+        let bench = Self {
+            base_port: args.base_port,
+            classic_port: args.classic_port,
+            password,
+            chaos,
+            repo,
+            cli: cli.is_file().then_some(cli),
+            grpc_port: args.grpc_port,
+        };
+        let m = bench.settle().await?;
+        eprintln!("   ready: master redis-{m}, both proxies route to it");
+        Ok(bench)
+    }
+
+    async fn run_reps(&self, args: &Args, down_after: u64) -> Result<Vec<Rep>, String> {
+        let mut reps = Vec::new();
+        for rep in 1..=args.reps {
+            let r = self.one_failover().await?;
+            eprintln!(
+                "   [{down_after} ms] rep {rep}/{}: another node {}, any node {}, write gap {}, \
+                 first reply {}, acks by the killed node's new task {} / {} (ours / classic); \
+                 killed node a linked replica after {} (kill call {} ms)",
+                args.reps,
+                pair(r.ours, r.classic),
+                pair(r.any_ours, r.any_classic),
+                pair(r.gap_ours, r.gap_classic),
+                pair(r.reply_ours, r.reply_classic),
+                r.old_acks_ours,
+                r.old_acks_classic,
+                secs(r.rejoined),
+                r.kill_call.as_millis()
+            );
+            reps.push(r);
+        }
+        Ok(reps)
+    }
+
+    fn proxy_port(&self, p: Proxy) -> u16 {
+        match p {
+            Proxy::Ours => self.base_port,
+            Proxy::Classic => self.classic_port,
+        }
+    }
+
+    fn redis_port(&self, n: u8) -> u16 {
+        self.base_port + u16::from(n)
+    }
+
+    fn sentinel_port(&self, n: u8) -> u16 {
+        self.base_port + 10000 + u16::from(n)
+    }
+
+    async fn cmd<T: redis::FromRedisValue>(&self, port: u16, cmd: redis::Cmd) -> Result<T, String> {
+        let info = redis::ConnectionInfo {
+            addr: redis::ConnectionAddr::Tcp("127.0.0.1".into(), port),
+            redis: redis::RedisConnectionInfo {
+                password: Some(self.password.clone()),
+                ..Default::default()
+            },
+        };
+        let client = redis::Client::open(info).map_err(|e| format!(":{port}: {e}"))?;
+        let work = async {
+            let mut c = client
+                .get_multiplexed_async_connection()
+                .await
+                .map_err(|e| format!(":{port}: {e}"))?;
+            cmd.query_async(&mut c)
+                .await
+                .map_err(|e| format!(":{port}: {e}"))
+        };
+        tokio::time::timeout(IO_TIMEOUT, work)
+            .await
+            .map_err(|_| format!(":{port}: timed out"))?
+    }
+
+    /// The master a majority of the Sentinels name.
+    async fn sentinel_master(&self) -> Result<u8, String> {
+        let mut votes = [0u8; 4];
+        let mut seen = Vec::new();
+        for s in 1..=3u8 {
+            let mut c = redis::cmd("SENTINEL");
+            c.arg("GET-MASTER-ADDR-BY-NAME").arg(GROUP);
+            match self
+                .cmd::<Option<(String, String)>>(self.sentinel_port(s), c)
+                .await
+            {
+                Ok(Some((host, _))) => {
+                    if let Ok(n) = host.parse::<NodeNum>() {
+                        votes[usize::from(n.get())] += 1;
+                    }
+                    seen.push(format!("s{s}:{host}"));
+                }
+                Ok(None) => seen.push(format!("s{s}:none")),
+                Err(e) => seen.push(format!("s{s}:{e}")),
+            }
+        }
+        (1..=3u8)
+            .find(|&n| votes[usize::from(n)] >= 2)
+            .ok_or_else(|| format!("no Sentinel majority: {}", seen.join(", ")))
+    }
+
+    /// ("master" | "slave", link state for a replica).
+    async fn role(&self, n: u8) -> Result<(String, String), String> {
+        let v: Vec<redis::Value> = self.cmd(self.redis_port(n), redis::cmd("ROLE")).await?;
+        let text = |v: Option<&redis::Value>| match v {
+            Some(redis::Value::BulkString(b)) => String::from_utf8_lossy(b).into_owned(),
+            Some(redis::Value::SimpleString(s)) => s.clone(),
+            _ => String::new(),
+        };
+        Ok((text(v.first()), text(v.get(3))))
+    }
+
+    /// `redis-ha status --json`: the coordinator confirms redis-`m` with two linked replicas.
+    async fn coordinator_agrees(&self, m: u8) -> Result<(), String> {
+        let Some(cli) = &self.cli else {
+            return Ok(());
+        };
+        let out = Command::new(cli)
+            .args([
+                "--coordinator",
+                &format!("http://127.0.0.1:{}", self.grpc_port),
+                "--group",
+                GROUP,
+                "status",
+                "--json",
+            ])
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .map_err(|e| format!("cannot run {}: {e}", cli.display()))?;
+        if !out.status.success() {
+            return Err(format!(
+                "redis-ha status: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        let j: serde_json::Value =
+            serde_json::from_slice(&out.stdout).map_err(|e| format!("status JSON: {e}"))?;
+        let addr = j["master"]["address"].as_str().unwrap_or_default();
+        let linked = j["summary"]["replicas_link_up"].as_u64().unwrap_or(0);
+        if j["summary"]["master_confirmed"] == serde_json::Value::Bool(true)
+            && addr.starts_with(&format!("redis-{m}:"))
+            && linked >= 2
+        {
+            Ok(())
+        } else {
+            Err(format!(
+                "coordinator: master {addr:?} confirmed {}, {linked} replicas linked",
+                j["summary"]["master_confirmed"]
+            ))
+        }
+    }
+
+    /// A fresh connection through `proxy` reaches redis-`m` and a SET is acknowledged.
+    async fn proxy_routes_to(&self, proxy: Proxy, m: u8) -> Result<(), String> {
+        let addr = format!("127.0.0.1:{}", self.proxy_port(proxy));
+        let (mut s, port) = open_session(&addr, &self.password)
+            .await
+            .ok_or_else(|| format!("{}: no session", proxy.label()))?;
+        if port != 9000 + u16::from(m) {
+            return Err(format!("{} routes to :{port}", proxy.label()));
+        }
+        match request(&mut s, &set_cmd("bench:probe", "1"), 1).await {
+            Some(r) if r.starts_with("+OK") => Ok(()),
+            other => Err(format!("{}: SET answered {other:?}", proxy.label())),
+        }
+    }
+
+    /// Waits until the stack is at rest: a Sentinel majority names a master that says so, the
+    /// two others are linked replicas, the coordinator agrees, and several fresh connections
+    /// through each proxy reach that master. Returns it.
+    async fn settle(&self) -> Result<u8, String> {
+        poll(WAIT, || async {
+            let m = self.sentinel_master().await?;
+            for n in 1..=3u8 {
+                let (role, link) = self.role(n).await?;
+                let ok = if n == m {
+                    role == "master"
+                } else {
+                    role == "slave" && link == "connected"
+                };
+                if !ok {
+                    return Err(format!(
+                        "redis-{n}: role {role} link {link:?} (master redis-{m})"
+                    ));
+                }
+            }
+            self.coordinator_agrees(m).await?;
+            for proxy in [Proxy::Ours, Proxy::Classic] {
+                for _ in 0..3 {
+                    self.proxy_routes_to(proxy, m).await?;
+                }
+            }
+            Ok(m)
+        })
+        .await
+    }
+
+    async fn one_failover(&self) -> Result<Rep, String> {
+        let old = self.settle().await?;
+        let node = NodeNum::new(old).map_err(|e| e.to_string())?;
+        let container = self
+            .chaos
+            .running(node)
+            .await
+            .map_err(|e| e.to_string())?
+            .id;
+        let old_port = 9000 + u16::from(old);
+
+        let w_ours = Writer::start(
+            format!("127.0.0.1:{}", self.base_port),
+            self.password.clone(),
+            "b-ours",
+        );
+        let w_classic = Writer::start(
+            format!("127.0.0.1:{}", self.classic_port),
+            self.password.clone(),
+            "b-classic",
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+
+        let killed = Instant::now();
+        self.chaos
+            .docker()
+            .kill_container(
+                &container,
+                Some(KillContainerOptions {
+                    signal: "SIGKILL".to_owned(),
+                }),
+            )
+            .await
+            .map_err(|e| format!("kill {container}: {e}"))?;
+        let kill_call = killed.elapsed();
+        eprintln!(
+            "   killed redis-{old} ({})",
+            container.get(..12).unwrap_or(&container)
+        );
+
+        let new = poll(WAIT, || async {
+            match self.sentinel_master().await? {
+                m if m != old => Ok(m),
+                m => Err(format!("Sentinels still name redis-{m}")),
+            }
+        })
+        .await?;
+        for proxy in [Proxy::Ours, Proxy::Classic] {
+            poll(WAIT, || self.proxy_routes_to(proxy, new)).await?;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let r_ours = w_ours.finish().await;
+        let r_classic = w_classic.finish().await;
+        let outage = |records: &[Record]| {
+            records
+                .iter()
+                .find(|r| r.acked && r.finished > killed && r.port.is_some_and(|p| p != old_port))
+                .map(|r| r.finished - killed)
+        };
+        let (ours, classic) = (outage(&r_ours), outage(&r_classic));
+        let gap = |records: &[Record]| {
+            let first = records.iter().find(|r| {
+                r.acked && r.finished > killed && r.port.is_some_and(|p| p != old_port)
+            })?;
+            let last_old = records
+                .iter()
+                .take_while(|r| r.finished < first.finished)
+                .filter(|r| r.acked && r.port == Some(old_port))
+                .last()?;
+            Some(first.finished - last_old.finished)
+        };
+        let (gap_ours, gap_classic) = (gap(&r_ours), gap(&r_classic));
+        let reply = |records: &[Record]| {
+            records
+                .iter()
+                .find(|r| r.replied && r.finished > killed && r.port.is_some_and(|p| p != old_port))
+                .map(|r| r.finished - killed)
+        };
+        let (reply_ours, reply_classic) = (reply(&r_ours), reply(&r_classic));
+        // The kill lands somewhere inside the API call: the old master may still acknowledge
+        // writes after `killed`; the writer's first failure after it marks the loss.
+        let after_loss = |records: &[Record]| -> Vec<(Instant, bool, Option<u16>)> {
+            records
+                .iter()
+                .skip_while(|r| r.finished <= killed || r.acked)
+                .map(|r| (r.finished, r.acked, r.port))
+                .collect()
+        };
+        let any = |records: &[Record]| {
+            after_loss(records)
+                .iter()
+                .find(|r| r.1)
+                .map(|r| r.0 - killed)
+        };
+        let old_acks = |records: &[Record]| {
+            after_loss(records)
+                .iter()
+                .filter(|r| r.1 && r.2 == Some(old_port))
+                .count()
+        };
+        let (any_ours, any_classic) = (any(&r_ours), any(&r_classic));
+        let (old_acks_ours, old_acks_classic) = (old_acks(&r_ours), old_acks(&r_classic));
+
+        // The swarm's new task of the killed node, back as a linked replica.
+        let rejoined = poll(WAIT, || async {
+            let c = self.chaos.running(node).await.map_err(|e| e.to_string())?;
+            if c.id == container {
+                return Err("the killed container still runs".into());
+            }
+            match self.role(old).await? {
+                (role, link) if role == "slave" && link == "connected" => Ok(killed.elapsed()),
+                (role, link) => Err(format!("redis-{old}: role {role} link {link:?}")),
+            }
+        })
+        .await
+        .ok();
+        Ok(Rep {
+            ours,
+            classic,
+            gap_ours,
+            gap_classic,
+            reply_ours,
+            reply_classic,
+            any_ours,
+            any_classic,
+            old_acks_ours,
+            old_acks_classic,
+            rejoined,
+            kill_call,
+        })
+    }
+}
+
+fn secs(d: Option<Duration>) -> String {
+    d.map_or_else(|| "-".into(), |d| format!("{:.2} s", d.as_secs_f64()))
+}
+
+fn set_cmd(key: &str, value: &str) -> Vec<u8> {
+    format!(
+        "*3\r\n$3\r\nSET\r\n${}\r\n{key}\r\n${}\r\n{value}\r\n",
+        key.len(),
+        value.len()
+    )
+    .into_bytes()
+}
+
+/// Sends `req` and reads until the reply holds `lines` CRLF-terminated lines (or one line
+/// when it is an error reply); `None` on close, error or timeout.
+async fn request(s: &mut TcpStream, req: &[u8], lines: usize) -> Option<String> {
+    s.write_all(req).await.ok()?;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 1024];
+    let read = async {
+        loop {
+            let n = s.read(&mut chunk).await.ok()?;
+            if n == 0 {
+                return None;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+            let crlfs = buf.windows(2).filter(|w| w == b"\r\n").count();
+            if crlfs >= lines || (buf.first() == Some(&b'-') && crlfs >= 1) {
+                return Some(String::from_utf8_lossy(&buf).into_owned());
+            }
+        }
+    };
+    tokio::time::timeout(IO_TIMEOUT, read).await.ok()?
+}
+
+/// A connection through a proxy, authenticated, with the Redis port it reached (each node
+/// listens on 9000+N inside the stack, so the port names the node).
+async fn open_session(addr: &str, password: &str) -> Option<(TcpStream, u16)> {
+    let mut s = connect(addr).await?;
+    let auth = format!("*2\r\n$4\r\nAUTH\r\n${}\r\n{password}\r\n", password.len());
+    let r = request(&mut s, auth.as_bytes(), 1).await?;
+    if !r.starts_with("+OK") {
+        return None;
+    }
+    let r = request(
+        &mut s,
+        b"*3\r\n$6\r\nCONFIG\r\n$3\r\nGET\r\n$4\r\nport\r\n",
+        5,
+    )
+    .await?;
+    let port = r.split("\r\n").nth(4)?.parse().ok()?;
+    Some((s, port))
+}
+
+/// One write attempt.
+struct Record {
+    finished: Instant,
+    acked: bool,
+    /// A reply came (an error reply too).
+    replied: bool,
+    port: Option<u16>,
+}
+
+/// SET every millisecond through a proxy on one connection, a new one at once after any
+/// failure (as tests/benches/failover.rs's persistent writer, plus AUTH).
+struct Writer {
+    stop: CancellationToken,
+    handle: JoinHandle<Vec<Record>>,
+}
+
+impl Writer {
+    fn start(addr: String, password: String, prefix: &'static str) -> Self {
+        let stop = CancellationToken::new();
+        let token = stop.clone();
+        let handle = tokio::spawn(async move {
+            let mut records = Vec::new();
+            let mut conn: Option<(TcpStream, u16)> = None;
+            let mut n: u64 = 0;
+            while !token.is_cancelled() {
+                n += 1;
+                if conn.is_none() {
+                    conn = open_session(&addr, &password).await;
+                }
+                let (acked, replied, port) = match conn.as_mut() {
+                    None => (false, false, None),
+                    Some((s, port)) => {
+                        let req = set_cmd(&format!("{prefix}:{n}"), &n.to_string());
+                        let reply = request(s, &req, 1).await;
+                        let ok = reply.as_deref().is_some_and(|r| r.starts_with("+OK"));
+                        (ok, reply.is_some(), Some(*port))
+                    }
+                };
+                if !acked {
+                    conn = None;
+                }
+                records.push(Record {
+                    finished: Instant::now(),
+                    acked,
+                    replied,
+                    port,
+                });
+                tokio::select! {
+                    () = token.cancelled() => break,
+                    () = tokio::time::sleep(WRITE_INTERVAL) => {}
+                }
+            }
+            records
+        });
+        Self { stop, handle }
+    }
+
+    async fn finish(self) -> Vec<Record> {
+        self.stop.cancel();
+        self.handle
+            .await
+            .unwrap_or_else(|e| panic!("the writer task failed: {e}"))
+    }
+}
+
+fn stats(v: &[Duration]) -> Option<(Duration, Duration, Duration)> {
+    if v.is_empty() {
+        return None;
+    }
+    let mut v = v.to_vec();
+    v.sort();
+    Some((v[0], v[v.len() / 2], v[v.len() - 1]))
+}
+
+/// "min | median | max" in seconds, or dashes.
+fn stat_cells(v: &[Duration]) -> String {
+    match stats(v) {
+        Some((a, b, c)) => format!(
+            "{:.2} s | {:.2} s | {:.2} s",
+            a.as_secs_f64(),
+            b.as_secs_f64(),
+            c.as_secs_f64()
+        ),
+        None => "- | - | -".into(),
+    }
+}
+
+fn pair(a: Option<Duration>, b: Option<Duration>) -> String {
+    format!("{} / {}", secs(a), secs(b))
+}
+
+fn report(args: &Args, results: &BTreeMap<u64, Vec<Rep>>) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "### Write outage on the swarm stack: master container killed\n\n\
+         `docker kill` (SIGKILL) of the master's container → first write acknowledged through \
+         the proxy's published port (a client writing every 1 ms, AUTH then SET on one \
+         connection, reconnecting at once), {} repetitions per row, min / median / max. Both \
+         proxies in the same stack: every kill is measured through both. \"Another node\": \
+         acknowledged by a node other than the killed one (the new master); \"any node\": the \
+         swarm restarts the killed container within seconds, and its new task may take writes \
+         before Sentinel fails over.\n\n\
+         | Sentinel down-after | proxy | another node: min | median | max | any node: min | median | max | measured |\n\
+         |---:|---|---:|---:|---:|---:|---:|---:|---:|",
+        args.reps
+    );
+    for (da, reps) in results {
+        for proxy in [Proxy::Ours, Proxy::Classic] {
+            let pick = |r: &Rep| match proxy {
+                Proxy::Ours => (r.ours, r.any_ours),
+                Proxy::Classic => (r.classic, r.any_classic),
+            };
+            let other: Vec<Duration> = reps.iter().filter_map(|r| pick(r).0).collect();
+            let any: Vec<Duration> = reps.iter().filter_map(|r| pick(r).1).collect();
+            let _ = writeln!(
+                out,
+                "| {da} ms | {} | {} | {} | {}/{} |",
+                proxy.label(),
+                stat_cells(&other),
+                stat_cells(&any),
+                other.len(),
+                reps.len()
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "\nPer repetition, each cell redis-ha / classic. Write gap: the writer's last write \
+         acknowledged by the old master → its first by another node (does not depend on when \
+         the kill landed inside the Docker API call). First reply: the first answer of any kind \
+         from another node (NOREPLICAS too: the stack's Redis has `min-replicas-to-write 1`), \
+         i.e. when the proxy had switched.\n\n\
+         | down-after | rep | another node | any node | write gap | first reply from another \
+         node | writes acked by the killed node's new task | killed node a linked replica \
+         again | kill API call |\n\
+         |---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
+    for (da, reps) in results {
+        for (i, r) in reps.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "| {da} ms | {} | {} | {} | {} | {} | {} / {} | {} | {} ms |",
+                i + 1,
+                pair(r.ours, r.classic),
+                pair(r.any_ours, r.any_classic),
+                pair(r.gap_ours, r.gap_classic),
+                pair(r.reply_ours, r.reply_classic),
+                r.old_acks_ours,
+                r.old_acks_classic,
+                secs(r.rejoined),
+                r.kill_call.as_millis()
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "\nsidecars: {} build; the kill instant is taken just before the Docker API call, which \
+         returns once the container is gone (the SIGKILL lands early in it).",
+        if args.release { "release" } else { "debug" }
+    );
+    out
+}
