@@ -488,21 +488,7 @@ impl LocalProcesses {
     }
 
     async fn topology(&self) -> Result<Topology, ChaosError> {
-        let mut client = self
-            .coordinator
-            .connect()
-            .await
-            .map_err(|e| ChaosError::NoMaster(e.to_string()))?;
-        let req = self.coordinator.request(
-            GetTopologyRequest {
-                master_group: self.coordinator.group.clone(),
-            },
-            true,
-        );
-        self.coordinator
-            .call(client.get_topology(req))
-            .await
-            .map_err(|e| ChaosError::NoMaster(e.to_string()))
+        coordinator_topology(&self.coordinator).await
     }
 
     /// The master at least two Sentinels of the run directory name.
@@ -798,6 +784,24 @@ fn parse_info(text: &str) -> HashMap<String, String> {
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
         .collect()
+}
+
+/// The coordinator's current topology; any failure means "no master known" for the schedule.
+pub(super) async fn coordinator_topology(coordinator: &Target) -> Result<Topology, ChaosError> {
+    let mut client = coordinator
+        .connect()
+        .await
+        .map_err(|e| ChaosError::NoMaster(e.to_string()))?;
+    let req = coordinator.request(
+        GetTopologyRequest {
+            master_group: coordinator.group.clone(),
+        },
+        true,
+    );
+    coordinator
+        .call(client.get_topology(req))
+        .await
+        .map_err(|e| ChaosError::NoMaster(e.to_string()))
 }
 
 #[cfg(test)]

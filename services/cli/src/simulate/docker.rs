@@ -12,9 +12,9 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use redis_ha_common::{HostPort, Secret};
-use redis_ha_proto::v1::{GetTopologyRequest, Health, LinkState, Role, Topology};
+use redis_ha_proto::v1::{Health, LinkState, Role, Topology};
 
-use super::chaos::{ChaosError, ChaosTarget, Fault, NodeRef};
+use super::chaos::{coordinator_topology, ChaosError, ChaosTarget, Fault, NodeRef};
 use super::conn::RedisEndpoint;
 use crate::chaos::{Chaos, ChaosAction, NodeNum};
 use crate::client::Target;
@@ -66,21 +66,7 @@ impl DockerStack {
     }
 
     async fn topology(&self) -> Result<Topology, ChaosError> {
-        let mut client = self
-            .coordinator
-            .connect()
-            .await
-            .map_err(|e| ChaosError::NoMaster(e.to_string()))?;
-        let req = self.coordinator.request(
-            GetTopologyRequest {
-                master_group: self.coordinator.group.clone(),
-            },
-            true,
-        );
-        self.coordinator
-            .call(client.get_topology(req))
-            .await
-            .map_err(|e| ChaosError::NoMaster(e.to_string()))
+        coordinator_topology(&self.coordinator).await
     }
 
     /// The master at least two of the published Sentinels name.
