@@ -72,6 +72,8 @@ replicas are linked and HAProxy routes a write, then prints the endpoints.
   --failover-timeout-ms MS  Sentinel failover-timeout (default 10000)
   --haproxy-replicas N  N HAProxy replicas on distinct nodes instead of one per node
   --jaeger              add Jaeger (deploy/stack/jaeger.yml; its image must be available)
+  --hung-restart        agents restart a hung Redis (PING timing out) through the Docker API
+                        (deploy/stack/hung-restart.yml: mounts the Docker socket into the agents)
   --debug               build the sidecars' debug binaries (default: release)
   --no-build            do not build; use the images of the last build for this stack
   --no-cargo            build the images from the binaries already in the target directory
@@ -103,6 +105,7 @@ swarm_parse_up() {
     FAILOVER_TIMEOUT_MS=10000
     HAPROXY_REPLICAS=""
     JAEGER=0
+    HUNG_RESTART=0
     PROFILE=release
     BUILD=1
     CARGO=1
@@ -123,6 +126,7 @@ swarm_parse_up() {
             --failover-timeout-ms) sw_need_value "$@"; FAILOVER_TIMEOUT_MS=$2; shift ;;
             --haproxy-replicas) sw_need_value "$@"; HAPROXY_REPLICAS=$2; shift ;;
             --jaeger) JAEGER=1 ;;
+            --hung-restart) HUNG_RESTART=1 ;;
             --debug) PROFILE=debug ;;
             --release) PROFILE=release ;;
             --no-build) BUILD=0 ;;
@@ -334,6 +338,12 @@ sw_stack_files() {
     [[ -z $GRPC_PORT ]] || SW_FILES+=(-c "$SW_STACK_DIR/publish-grpc.yml")
     [[ -z $HAPROXY_REPLICAS ]] || SW_FILES+=(-c "$SW_STACK_DIR/haproxy-replicated.yml")
     [[ $JAEGER -eq 0 ]] || SW_FILES+=(-c "$SW_STACK_DIR/jaeger.yml")
+    if [[ $HUNG_RESTART -eq 1 ]]; then
+        SW_FILES+=(-c "$SW_STACK_DIR/hung-restart.yml")
+        REDIS_HA_DOCKER_GID=$(stat -c %g /var/run/docker.sock) ||
+            sw_die "--hung-restart: cannot read the group of /var/run/docker.sock"
+        export REDIS_HA_DOCKER_GID REDIS_HA_STACK=$STACK
+    fi
 }
 
 # The swarm cannot switch a service between global and replicated mode: say what to do.

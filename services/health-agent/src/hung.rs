@@ -11,7 +11,9 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use bollard::query_parameters::{ListContainersOptions, RestartContainerOptions};
+use bollard::query_parameters::{
+    ListContainersOptions, RestartContainerOptions, StopContainerOptions,
+};
 use bollard::Docker;
 
 use crate::probe::ObserveError;
@@ -31,7 +33,7 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 pub enum RestartTarget {
     /// A container name or id.
     Container(String),
-    /// The running container on this host labelled with this swarm service name.
+    /// The live (running or paused) container on this host labelled with this swarm service name.
     Service(String),
 }
 
@@ -178,7 +180,7 @@ pub enum RestartError {
         reason: String,
     },
     #[error(
-        "no running container of service {0} on this host (the agent must run on the node's host)"
+        "no live container of service {0} on this host (the agent must run on the node's host)"
     )]
     NoContainer(String),
     #[error("docker {op} {target}: no answer within {secs} s")]
@@ -236,25 +238,48 @@ impl DockerRestarter {
 
     async fn restart_once(&mut self) -> Result<String, RestartError> {
         let docker = self.client().await?;
-        let container = match &self.target {
-            RestartTarget::Container(c) => c.clone(),
-            RestartTarget::Service(s) => find_container(&docker, s).await?,
-        };
-        let options = RestartContainerOptions {
-            t: i32::try_from(STOP_TIMEOUT.as_secs()).ok(),
-            // `signal` needs API 1.42: leave it unset for 1.41 engines.
-            signal: None,
-        };
         let limit = STOP_TIMEOUT + CALL_TIMEOUT;
-        tokio::time::timeout(limit, docker.restart_container(&container, Some(options)))
+        let timeout_secs = i32::try_from(STOP_TIMEOUT.as_secs()).ok();
+        let (container, op, call) = match &self.target {
+            // A plain container: restart it in place.
+            RestartTarget::Container(c) => {
+                let options = RestartContainerOptions {
+                    t: timeout_secs,
+                    // `signal` needs API 1.42: leave it unset for 1.41 engines.
+                    signal: None,
+                };
+                let d = docker.clone();
+                let id = c.clone();
+                let call: futures::future::BoxFuture<'_, Result<(), bollard::errors::Error>> =
+                    Box::pin(async move { d.restart_container(&id, Some(options)).await });
+                (c.clone(), "restart", call)
+            }
+            // A swarm task: stop its container and let the swarm start a new task. Restarting
+            // it in place would leave the swarm (which saw the task end) starting a second
+            // Redis with the same identity beside the revived one.
+            RestartTarget::Service(s) => {
+                let id = find_container(&docker, s).await?;
+                let options = StopContainerOptions {
+                    t: timeout_secs,
+                    // `signal` needs API 1.42: leave it unset for 1.41 engines.
+                    signal: None,
+                };
+                let d = docker.clone();
+                let target = id.clone();
+                let call: futures::future::BoxFuture<'_, Result<(), bollard::errors::Error>> =
+                    Box::pin(async move { d.stop_container(&target, Some(options)).await });
+                (id, "stop (the swarm replaces the task)", call)
+            }
+        };
+        tokio::time::timeout(limit, call)
             .await
             .map_err(|_| RestartError::Timeout {
-                op: "restart",
+                op,
                 target: container.clone(),
                 secs: limit.as_secs(),
             })?
             .map_err(|e| RestartError::Docker {
-                op: "restart",
+                op,
                 target: container.clone(),
                 reason: e.to_string(),
             })?;
@@ -262,14 +287,18 @@ impl DockerRestarter {
     }
 }
 
-/// The newest running container of swarm service `service` on this host.
+/// The newest live container of swarm service `service` on this host: running, or paused (a
+/// frozen container is the textbook hung node).
 async fn find_container(docker: &Docker, service: &str) -> Result<String, RestartError> {
     let filters = HashMap::from([
         (
             "label".to_owned(),
             vec![format!("{SERVICE_LABEL}={service}")],
         ),
-        ("status".to_owned(), vec!["running".to_owned()]),
+        (
+            "status".to_owned(),
+            vec!["running".to_owned(), "paused".to_owned()],
+        ),
     ]);
     let options = ListContainersOptions {
         all: false,
