@@ -296,6 +296,8 @@ sw_export_vars() {
     export REDIS_HA_STACK=$STACK REDIS_HA_GROUP=$GROUP REDIS_HA_PASSWORD_FILE=$PASSWORD_FILE
     export REDIS_HA_QUORUM=$QUORUM REDIS_HA_DOWN_AFTER_MS=$DOWN_AFTER_MS
     export REDIS_HA_FAILOVER_TIMEOUT_MS=$FAILOVER_TIMEOUT_MS
+    # A dead Redis returns only after the Sentinels have had time to name its successor.
+    export REDIS_HA_REDIS_RESTART_DELAY=${REDIS_HA_REDIS_RESTART_DELAY:-$((DOWN_AFTER_MS / 1000 + 5))s}
     export REDIS_HA_PORT_HAPROXY=$BASE_PORT
     local n
     for n in 1 2 3; do
