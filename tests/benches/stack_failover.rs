@@ -28,9 +28,8 @@ use std::time::{Duration, Instant};
 
 use bollard::query_parameters::KillContainerOptions;
 use redis_ha_cli::chaos::{Chaos, NodeNum};
-use redis_ha_tests::haproxy::connect;
+use redis_ha_tests::haproxy::{connect, request};
 use redis_ha_tests::stack::{poll, remove, repo_root};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::process::Command;
 use tokio::task::JoinHandle;
@@ -734,28 +733,6 @@ fn set_cmd(key: &str, value: &str) -> Vec<u8> {
         value.len()
     )
     .into_bytes()
-}
-
-/// Sends `req` and reads until the reply holds `lines` CRLF-terminated lines (or one line
-/// when it is an error reply); `None` on close, error or timeout.
-async fn request(s: &mut TcpStream, req: &[u8], lines: usize) -> Option<String> {
-    s.write_all(req).await.ok()?;
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 1024];
-    let read = async {
-        loop {
-            let n = s.read(&mut chunk).await.ok()?;
-            if n == 0 {
-                return None;
-            }
-            buf.extend_from_slice(&chunk[..n]);
-            let crlfs = buf.windows(2).filter(|w| w == b"\r\n").count();
-            if crlfs >= lines || (buf.first() == Some(&b'-') && crlfs >= 1) {
-                return Some(String::from_utf8_lossy(&buf).into_owned());
-            }
-        }
-    };
-    tokio::time::timeout(IO_TIMEOUT, read).await.ok()?
 }
 
 /// A connection through a proxy, authenticated, with the Redis port it reached (each node

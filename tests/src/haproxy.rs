@@ -444,8 +444,8 @@ pub async fn config_port(s: &mut TcpStream) -> Option<u16> {
 }
 
 /// Sends `req` and reads until the reply holds `lines` CRLF-terminated lines (or one line
-/// when it is an error reply).
-async fn request(s: &mut TcpStream, req: &[u8], lines: usize) -> Option<String> {
+/// when it is an error reply); `None` on close, error or a 2 s timeout.
+pub async fn request(s: &mut TcpStream, req: &[u8], lines: usize) -> Option<String> {
     s.write_all(req).await.ok()?;
     let mut buf = Vec::new();
     let mut chunk = [0u8; 1024];
