@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use bollard::query_parameters::KillContainerOptions;
 use redis_ha_cli::chaos::{Chaos, NodeNum};
 use redis_ha_tests::haproxy::{connect, request};
-use redis_ha_tests::stack::{poll, remove, repo_root};
+use redis_ha_tests::stack::{cli_status_json, poll, remove, repo_root};
 use tokio::net::TcpStream;
 use tokio::process::Command;
 use tokio::task::JoinHandle;
@@ -508,27 +508,7 @@ impl Bench {
         let Some(cli) = &self.cli else {
             return Ok(());
         };
-        let out = Command::new(cli)
-            .args([
-                "--coordinator",
-                &format!("http://127.0.0.1:{}", self.grpc_port),
-                "--group",
-                GROUP,
-                "status",
-                "--json",
-            ])
-            .stdin(Stdio::null())
-            .output()
-            .await
-            .map_err(|e| format!("cannot run {}: {e}", cli.display()))?;
-        if !out.status.success() {
-            return Err(format!(
-                "redis-ha status: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
-        }
-        let j: serde_json::Value =
-            serde_json::from_slice(&out.stdout).map_err(|e| format!("status JSON: {e}"))?;
+        let j = cli_status_json(cli, self.grpc_port, GROUP).await?;
         let addr = j["master"]["address"].as_str().unwrap_or_default();
         let linked = j["summary"]["replicas_link_up"].as_u64().unwrap_or(0);
         if j["summary"]["master_confirmed"] == serde_json::Value::Bool(true)

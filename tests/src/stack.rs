@@ -231,27 +231,12 @@ impl Stack {
 
     /// `redis-ha status --json` from the host against the published gRPC port.
     pub async fn status_json(&self) -> Result<serde_json::Value, String> {
-        let bin = binaries_dir().join("redis-ha");
-        let out = Command::new(&bin)
-            .args([
-                "--coordinator",
-                &format!("http://127.0.0.1:{}", self.opts.grpc_port),
-                "--group",
-                &self.opts.group,
-                "status",
-                "--json",
-            ])
-            .stdin(Stdio::null())
-            .output()
-            .await
-            .map_err(|e| format!("cannot run {}: {e}", bin.display()))?;
-        if !out.status.success() {
-            return Err(format!(
-                "redis-ha status: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
-        }
-        serde_json::from_slice(&out.stdout).map_err(|e| format!("status JSON: {e}"))
+        cli_status_json(
+            &binaries_dir().join("redis-ha"),
+            self.opts.grpc_port,
+            &self.opts.group,
+        )
+        .await
     }
 
     /// The confirmed master `redis-ha status` names, as a node number.
@@ -388,4 +373,32 @@ where
             Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
         }
     }
+}
+
+/// `redis-ha status --json` run by the CLI binary `bin` against a coordinator on this host.
+pub async fn cli_status_json(
+    bin: &Path,
+    grpc_port: u16,
+    group: &str,
+) -> Result<serde_json::Value, String> {
+    let out = Command::new(bin)
+        .args([
+            "--coordinator",
+            &format!("http://127.0.0.1:{grpc_port}"),
+            "--group",
+            group,
+            "status",
+            "--json",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .map_err(|e| format!("cannot run {}: {e}", bin.display()))?;
+    if !out.status.success() {
+        return Err(format!(
+            "redis-ha status: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    serde_json::from_slice(&out.stdout).map_err(|e| format!("status JSON: {e}"))
 }
