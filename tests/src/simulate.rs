@@ -1,9 +1,8 @@
 //! The simulation's chaos target for the harness: faults the nodes of a [`Cluster`], so that
-//! tests run `redis_ha_cli::simulate::run` in-process against real Redis, Sentinel, HAProxy
+//! tests run `redis_ha_chaos::simulate::run` in-process against real Redis, Sentinel, HAProxy
 //! and sidecars.
 
-use redis_ha_cli::simulate::chaos::ChaosError;
-use redis_ha_cli::simulate::{ChaosTarget, Fault, NodeRef};
+use redis_ha_chaos::chaos::{ChaosError, ChaosTarget, Fault, NodeRef};
 
 use crate::cluster::{Cluster, NODES};
 

@@ -4,7 +4,8 @@
 
 use std::time::Duration;
 
-use redis_ha_cli::simulate::{self, ChaosPlan, Fault, Mode, Options, Report};
+use redis_ha_chaos::chaos::Fault;
+use redis_ha_chaos::simulate::{self, ChaosPlan, Mode, Options, Report};
 use redis_ha_common::HostPort;
 use redis_ha_tests::haproxy::{Haproxy, ReloaderTask};
 use redis_ha_tests::simulate::ClusterChaos;

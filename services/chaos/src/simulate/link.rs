@@ -9,8 +9,8 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 use super::backoff::Backoff;
-use super::conn::{ConnError, RedisEndpoint};
 use super::Clock;
+use crate::conn::{ConnError, RedisEndpoint};
 
 /// A connection change of one client, for the report.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

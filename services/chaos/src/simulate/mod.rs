@@ -1,4 +1,4 @@
-//! `redis-ha simulate`: one publisher and N subscribers moving sequence-numbered messages
+//! `redis-ha simulate` (`redis-ha-chaos simulate`): one publisher and N subscribers moving sequence-numbered messages
 //! through the proxy (RPUSH onto a list, BLPOP/BLMOVE off it) while a chaos schedule faults
 //! the master, then an exact account of what was acknowledged, delivered, lost, duplicated.
 //!
@@ -24,13 +24,11 @@
 //! [`ChaosTarget`] of their own.
 
 pub mod backoff;
-pub mod chaos;
-pub mod conn;
-pub mod docker;
 pub mod link;
 pub mod plot;
 pub mod publisher;
 pub mod report;
+pub mod schedule;
 pub mod subscriber;
 
 use std::future::Future;
@@ -43,11 +41,11 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 pub use backoff::Backoff;
-pub use chaos::{ChaosPlan, ChaosTarget, Fault, LocalProcesses, NoChaos, NodeRef};
-pub use docker::DockerStack;
 pub use report::Report;
+pub use schedule::ChaosPlan;
 
-use conn::{ConnError, RedisEndpoint};
+use crate::chaos::{ChaosTarget, Fault};
+use crate::conn::{ConnError, RedisEndpoint};
 use link::{wait_true, Link};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
@@ -330,7 +328,8 @@ where
 
     let work = async {
         let mut interrupt = interrupt_rx.clone();
-        let chaos_log = chaos::run_schedule(&opts.chaos, &mut chaos, clock, &mut interrupt).await;
+        let chaos_log =
+            schedule::run_schedule(&opts.chaos, &mut chaos, clock, &mut interrupt).await;
         let _ = chaos_done_tx.send(true);
         let publog = pub_handle
             .await
