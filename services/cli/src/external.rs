@@ -46,6 +46,17 @@ impl crate::cli::Command {
     }
 }
 
+/// `redis-ha help simulate` (or `chaos`) as `redis-ha simulate --help`: the help of a
+/// forwarded subcommand is `redis-ha-chaos`'s, not the forwarding stub's.
+pub fn help_forwarded(mut args: Vec<OsString>) -> Vec<OsString> {
+    let forwarded = |a: &OsString| a == "simulate" || a == "chaos";
+    if args.len() >= 3 && args[1] == "help" && forwarded(&args[2]) {
+        args.remove(1);
+        args.insert(2, OsString::from("--help"));
+    }
+    args
+}
+
 /// Where `program` is: in `beside` (this executable's directory) if there, else the first
 /// directory of `path` (the `PATH` variable) that holds it.
 pub fn locate(
@@ -166,6 +177,26 @@ mod tests {
         assert!(
             matches!(parse(&["redis-ha", "chaos"]).command, Sub::Chaos(ref f) if f.args.is_empty())
         );
+    }
+
+    #[test]
+    fn help_of_a_forwarded_command_is_its_own() {
+        let os = |v: &[&str]| v.iter().map(OsString::from).collect::<Vec<_>>();
+        assert_eq!(
+            help_forwarded(os(&["redis-ha", "help", "simulate"])),
+            os(&["redis-ha", "simulate", "--help"])
+        );
+        assert_eq!(
+            help_forwarded(os(&["redis-ha", "help", "chaos", "x"])),
+            os(&["redis-ha", "chaos", "--help", "x"])
+        );
+        for same in [
+            &["redis-ha", "help", "status"][..],
+            &["redis-ha", "help"],
+            &["redis-ha", "simulate", "help"],
+        ] {
+            assert_eq!(help_forwarded(os(same)), os(same));
+        }
     }
 
     #[test]

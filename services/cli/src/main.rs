@@ -12,7 +12,7 @@ fn exit(code: i32) -> ExitCode {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(external::help_forwarded(std::env::args_os().collect()));
     // `simulate` and `chaos` become `redis-ha-chaos` before any runtime or exporter starts.
     if let Some((name, fwd)) = cli.command.forwarded() {
         let e = external::exec(name, fwd, &cli.connection);
