@@ -627,7 +627,11 @@ async fn simulate_and_chaos_speak_as_redis_ha() {
         "{help}"
     );
     let out = run(&["help", "simulate"]).await;
-    assert_eq!(text(&out.stdout), help, "`help simulate` is `simulate --help`");
+    assert_eq!(
+        text(&out.stdout),
+        help,
+        "`help simulate` is `simulate --help`"
+    );
     let out = run(&["chaos", "--help"]).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let help = text(&out.stdout);

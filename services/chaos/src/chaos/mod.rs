@@ -98,6 +98,41 @@ pub trait ChaosTarget: Send {
     ) -> impl Future<Output = Result<(), ChaosError>> + Send;
 }
 
+/// A borrowed target: the caller keeps it, and what it recorded, after a run.
+impl<T: ChaosTarget> ChaosTarget for &mut T {
+    fn describe(&self) -> String {
+        (**self).describe()
+    }
+
+    fn master(&mut self) -> impl Future<Output = Result<NodeRef, ChaosError>> + Send {
+        (**self).master()
+    }
+
+    fn check_whole(&mut self) -> impl Future<Output = Result<(), ChaosError>> + Send {
+        (**self).check_whole()
+    }
+
+    fn inject(
+        &mut self,
+        node: &NodeRef,
+        fault: Fault,
+    ) -> impl Future<Output = Result<(), ChaosError>> + Send {
+        (**self).inject(node, fault)
+    }
+
+    fn heals_by_itself(&self, fault: Fault) -> bool {
+        (**self).heals_by_itself(fault)
+    }
+
+    fn restore(
+        &mut self,
+        node: &NodeRef,
+        fault: Fault,
+    ) -> impl Future<Output = Result<(), ChaosError>> + Send {
+        (**self).restore(node, fault)
+    }
+}
+
 /// No chaos: for runs where someone stops nodes by hand, as in the older project.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct NoChaos;

@@ -254,9 +254,31 @@ pub async fn run<C: ChaosTarget>(opts: Options, chaos: C) -> Result<Report, SimE
     run_until(opts, chaos, std::future::pending()).await
 }
 
+/// A finished run: the report, and the logs it was made from (what the publisher saw
+/// acknowledged, what each subscriber received), for tests that recount them.
+#[derive(Debug)]
+pub struct Run {
+    pub report: Report,
+    pub publisher: publisher::PublisherLog,
+    pub subscribers: Vec<subscriber::SubscriberLog>,
+}
+
+/// Runs a simulation to its end and keeps its logs.
+pub async fn run_logged<C: ChaosTarget>(opts: Options, chaos: C) -> Result<Run, SimError> {
+    execute(opts, chaos, std::future::pending()).await
+}
+
 /// Runs a simulation; when `shutdown` resolves (Ctrl-C), a faulted node is restored, the
 /// clients stop, and the report covers what happened until then.
-pub async fn run_until<C, S>(opts: Options, mut chaos: C, shutdown: S) -> Result<Report, SimError>
+pub async fn run_until<C, S>(opts: Options, chaos: C, shutdown: S) -> Result<Report, SimError>
+where
+    C: ChaosTarget,
+    S: Future<Output = ()>,
+{
+    execute(opts, chaos, shutdown).await.map(|run| run.report)
+}
+
+async fn execute<C, S>(opts: Options, mut chaos: C, shutdown: S) -> Result<Run, SimError>
 where
     C: ChaosTarget,
     S: Future<Output = ()>,
@@ -350,7 +372,7 @@ where
         let interrupted = *interrupt.borrow();
         let (left_in_list, left_in_processing) = lengths(&opts, &endpoint).await.ok().unzip();
         cleanup(&opts, &endpoint).await;
-        Ok::<_, SimError>(Report::build(report::Inputs {
+        let report = Report::build(report::Inputs {
             settings,
             started_at_ms,
             duration_ms,
@@ -361,7 +383,12 @@ where
             chaos_errors: chaos_log.errors,
             left_in_list,
             left_in_processing,
-        }))
+        });
+        Ok::<_, SimError>(Run {
+            report,
+            publisher: publog,
+            subscribers: subs,
+        })
     };
 
     let main = async {
