@@ -239,17 +239,31 @@ fn assert_faults(o: &Observed, fault: Fault, kills: usize) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn durable_mode_loses_no_acknowledged_message_across_three_master_kills() {
-    let o = simulate(Mode::Durable, Fault::Kill, 3).await;
+/// A run whose report matches the logs and whose faults all happened as the report says.
+async fn checked(mode: Mode, fault: Fault, kills: u32) -> (Observed, Recount) {
+    let o = simulate(mode, fault, kills).await;
     let n = assert_report_matches_the_logs(&o);
-    assert_faults(&o, Fault::Kill, 3);
+    assert_faults(&o, fault, kills as usize);
+    (o, n)
+}
+
+/// A durable run: nothing acknowledged is missing from what the subscribers received, nothing
+/// is left behind, and the run is a success.
+async fn durable(fault: Fault, kills: u32) -> Observed {
+    let (o, n) = checked(Mode::Durable, fault, kills).await;
     let (r, text) = (&o.run.report, &o.text);
     assert_eq!(n.lost, Vec::<u64>::new(), "{text}");
     assert_eq!(r.counts.left_in_list, Some(0), "{text}");
     assert_eq!(r.counts.left_in_processing, Some(0), "{text}");
     assert!(!r.lost_acknowledged_in_durable_mode(), "{text}");
     assert!(r.verdict.ok, "{text}");
+    o
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn durable_mode_loses_no_acknowledged_message_across_three_master_kills() {
+    let o = durable(Fault::Kill, 3).await;
+    let (r, text) = (&o.run.report, &o.text);
     // WAIT for both replicas cannot succeed while a node is down: every kill is an outage.
     assert!(r.outages.len() >= 3, "{text}");
     assert!(r.outages.iter().all(|o| o.end_ms.is_some()), "{text}");
@@ -257,20 +271,12 @@ async fn durable_mode_loses_no_acknowledged_message_across_three_master_kills() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn durable_mode_loses_nothing_when_the_master_hangs() {
-    let o = simulate(Mode::Durable, Fault::Pause, 2).await;
-    let n = assert_report_matches_the_logs(&o);
-    assert_faults(&o, Fault::Pause, 2);
-    let (r, text) = (&o.run.report, &o.text);
-    assert_eq!(n.lost, Vec::<u64>::new(), "{text}");
-    assert_eq!(r.counts.left_in_list, Some(0), "{text}");
-    assert!(r.verdict.ok, "{text}");
+    durable(Fault::Pause, 2).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fast_mode_report_accounts_for_every_acknowledged_message() {
-    let o = simulate(Mode::Fast, Fault::Kill, 2).await;
-    let n = assert_report_matches_the_logs(&o);
-    assert_faults(&o, Fault::Kill, 2);
+    let (o, n) = checked(Mode::Fast, Fault::Kill, 2).await;
     let (r, text) = (&o.run.report, &o.text);
     // Losses are allowed in fast mode: counted as recounted, stated, never a failed run.
     assert!(r.verdict.ok, "{text}");
@@ -282,14 +288,16 @@ async fn fast_mode_report_accounts_for_every_acknowledged_message() {
     assert!(r.verdict.text.starts_with(&stated), "{stated:?}\n{text}");
     let json = serde_json::to_value(r).unwrap_or_else(|e| panic!("JSON: {e}"));
     assert_eq!(json["settings"]["mode"], "fast");
-    assert_eq!(
-        json["counts"]["acknowledged"].as_u64(),
-        Some(n.acknowledged.len() as u64)
-    );
-    assert_eq!(
-        json["counts"]["acknowledged_lost"].as_u64(),
-        Some(n.lost.len() as u64)
-    );
+    for (field, recounted) in [
+        ("acknowledged", n.acknowledged.len()),
+        ("acknowledged_lost", n.lost.len()),
+    ] {
+        assert_eq!(
+            json["counts"][field].as_u64(),
+            Some(recounted as u64),
+            "{field}"
+        );
+    }
     // The picture renders from a real run.
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
     let svg = dir.path().join("run.svg");

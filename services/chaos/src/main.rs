@@ -3,29 +3,22 @@
 
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::Parser;
 use redis_ha_chaos::cli::{self, Cli};
-use redis_ha_cli::error::EXIT_FAILURE;
-
-fn exit(code: i32) -> ExitCode {
-    ExitCode::from(u8::try_from(code).unwrap_or(1))
-}
+use redis_ha_chaos::Error;
+use redis_ha_cli::output::{exit, start_telemetry};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     let name = cli::program_name();
-    // Logs (RUST_LOG, default info) go to stderr: the simulation's progress and chaos rounds.
-    let _telemetry = match redis_ha_common::telemetry::init("redis-ha-chaos").context("telemetry") {
+    // The simulation's progress and chaos rounds are logged (stderr).
+    let _telemetry = match start_telemetry("redis-ha-chaos", &name) {
         Ok(guard) => guard,
-        Err(e) => {
-            eprintln!("{name}: {e:#}");
-            return exit(EXIT_FAILURE);
-        }
+        Err(code) => return code,
     };
     match cli::run(cli).await {
-        Err(redis_ha_chaos::Error::Cli(e)) if e.is_broken_pipe() => ExitCode::SUCCESS,
+        Err(Error::Cli(e)) if e.is_broken_pipe() => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("{name}: {e}");
             exit(e.exit_code())

@@ -51,6 +51,13 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
+/// The process exited `code` and its stderr says `what`.
+fn assert_exit_saying(out: &Output, code: i32, what: &str) {
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(code), "{err}");
+    assert!(err.contains(what), "{what:?} not in: {err}");
+}
+
 /// Runs `redis-ha --coordinator URL ARGS...` and expects exit 0; returns stdout.
 async fn ok(url: &str, args: &[&str]) -> String {
     let mut all = vec!["--coordinator", url];
@@ -125,12 +132,7 @@ async fn coordinator_url_comes_from_the_environment() {
 #[tokio::test]
 async fn bad_url_is_a_usage_error() {
     let out = run(&["--coordinator", "http://bad host:1", "status"]).await;
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        text(&out.stderr).contains("invalid coordinator URL"),
-        "{}",
-        text(&out.stderr)
-    );
+    assert_exit_saying(&out, 2, "invalid coordinator URL");
 }
 
 // ------------------------------------------------------------------ a real cluster
@@ -545,45 +547,57 @@ async fn simulate_and_chaos_run_redis_ha_chaos_beside_then_on_path() {
     let here = tempfile::tempdir().unwrap();
     let exe = lone_redis_ha(here.path());
     let elsewhere = tempfile::tempdir().unwrap();
-    fake_chaos_binary(elsewhere.path());
 
-    // On PATH: the arguments untouched, after the global options as the binary's own.
-    let out = run_at(
-        &exe,
-        elsewhere.path().as_os_str(),
-        &["--group", "g1", "simulate", "--kills", "3", "--help"],
-    )
-    .await;
-    assert_eq!(out.status.code(), Some(7), "{}", text(&out.stderr));
-    assert_eq!(
-        lines(&elsewhere.path().join("args.txt")),
-        [
-            "--coordinator",
-            "http://127.0.0.1:50051",
-            "--group",
-            "g1",
-            "--timeout-ms",
-            "3000",
-            "simulate",
-            "--kills",
-            "3",
-            "--help"
-        ]
-    );
+    // On PATH, then beside the executable, which wins over PATH: the arguments untouched,
+    // after the global options as the binary's own.
+    let cases: [(&Path, &[&str], &[&str]); 2] = [
+        (
+            elsewhere.path(),
+            &["--group", "g1", "simulate", "--kills", "3", "--help"],
+            &[
+                "--group",
+                "g1",
+                "--timeout-ms",
+                "3000",
+                "simulate",
+                "--kills",
+                "3",
+                "--help",
+            ],
+        ),
+        (
+            here.path(),
+            &["--timeout-ms", "250", "chaos", "stop", "2", "--json"],
+            &[
+                "--group",
+                "redis-cluster",
+                "--timeout-ms",
+                "250",
+                "chaos",
+                "stop",
+                "2",
+                "--json",
+            ],
+        ),
+    ];
+    for (ran, args, expected) in cases {
+        fake_chaos_binary(ran);
+        let got = forwarded(&exe, elsewhere.path(), ran, args).await;
+        assert_eq!(
+            got[..2],
+            ["--coordinator", "http://127.0.0.1:50051"],
+            "{args:?}"
+        );
+        assert_eq!(got[2..], *expected, "{args:?}");
+    }
+}
 
-    // Beside the executable wins over PATH.
-    fake_chaos_binary(here.path());
-    let out = run_at(
-        &exe,
-        elsewhere.path().as_os_str(),
-        &["--timeout-ms", "250", "chaos", "stop", "2", "--json"],
-    )
-    .await;
+/// Runs `exe ARGS` with `path` as PATH; expects the stand-in in `ran` to have run (exit 7)
+/// and returns the arguments it got.
+async fn forwarded(exe: &Path, path: &Path, ran: &Path, args: &[&str]) -> Vec<String> {
+    let out = run_at(exe, path.as_os_str(), args).await;
     assert_eq!(out.status.code(), Some(7), "{}", text(&out.stderr));
-    assert_eq!(
-        lines(&here.path().join("args.txt"))[4..],
-        ["--timeout-ms", "250", "chaos", "stop", "2", "--json"]
-    );
+    lines(&ran.join("args.txt"))
 }
 
 #[tokio::test]
@@ -643,12 +657,7 @@ async fn simulate_and_chaos_speak_as_redis_ha() {
 
     // A usage error is exit 2, as clap gives it.
     let out = run(&["chaos", "frobnicate", "1"]).await;
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        text(&out.stderr).contains("invalid value 'frobnicate'"),
-        "{}",
-        text(&out.stderr)
-    );
+    assert_exit_saying(&out, 2, "invalid value 'frobnicate'");
 
     // The proxy cannot be reached: exit 2 and redis-ha's message.
     let proxy = format!("127.0.0.1:{}", dead_port());

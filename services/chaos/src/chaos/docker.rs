@@ -217,12 +217,12 @@ impl DockerChaos {
         &self.docker
     }
 
-    /// "<stack>_redis-N".
+    /// `<stack>_redis-N`.
     pub fn service_name(&self, node: NodeNum) -> String {
         format!("{}_{}", self.stack, node.service())
     }
 
-    /// "<stack>_internal": the overlay network Redis, the Sentinels and the sidecars share.
+    /// `<stack>_internal`: the overlay network Redis, the Sentinels and the sidecars share.
     pub fn internal_network(&self) -> String {
         format!("{}_internal", self.stack)
     }

@@ -11,7 +11,10 @@ use redis_ha_cli::Target;
 use redis_ha_common::HostPort;
 use redis_ha_proto::v1::Topology;
 
-use super::{agreed, coordinator_topology, parse_info, ChaosError, ChaosTarget, Fault, NodeRef};
+use super::{
+    coordinator_topology, current_master, parse_info, sentinel_master, ChaosError, ChaosTarget,
+    Fault, NodeRef,
+};
 use crate::conn::RedisEndpoint;
 
 /// One Redis node of a `deploy/up.sh --local` run directory.
@@ -117,25 +120,13 @@ impl LocalProcesses {
         coordinator_topology(&self.coordinator).await
     }
 
-    /// The master at least two Sentinels of the run directory name.
-    async fn sentinel_master(&self) -> Result<String, ChaosError> {
-        let mut named: Vec<String> = Vec::new();
-        for n in &self.nodes {
-            let Some(port) = n.sentinel_port else {
-                continue;
-            };
-            let mut cmd = redis::cmd("SENTINEL");
-            cmd.arg("GET-MASTER-ADDR-BY-NAME")
-                .arg(&self.coordinator.group);
-            if let Ok(Some((host, port))) = self
-                .endpoint(port)
-                .query::<Option<(String, u16)>>(&cmd)
-                .await
-            {
-                named.push(HostPort::new(host, port).to_string());
-            }
-        }
-        agreed(&named).ok_or_else(|| ChaosError::NoMaster(format!("the Sentinels name {named:?}")))
+    /// The run directory's Sentinels.
+    fn sentinels(&self) -> Vec<RedisEndpoint> {
+        self.nodes
+            .iter()
+            .filter_map(|n| n.sentinel_port)
+            .map(|port| self.endpoint(port))
+            .collect()
     }
 
     fn pid_file(&self, n: &LocalNode) -> PathBuf {
@@ -260,10 +251,7 @@ impl ChaosTarget for LocalProcesses {
     }
 
     async fn master(&mut self) -> Result<NodeRef, ChaosError> {
-        let address = match self.topology().await {
-            Ok(t) if !t.master_address.is_empty() => t.master_address,
-            Ok(_) | Err(_) => self.sentinel_master().await?,
-        };
+        let address = current_master(&self.coordinator, &self.sentinels()).await?;
         self.by_address(&address).ok_or_else(|| {
             ChaosError::NoMaster(format!(
                 "the master {address} is not a node of {}",
@@ -273,7 +261,7 @@ impl ChaosTarget for LocalProcesses {
     }
 
     async fn check_whole(&mut self) -> Result<(), ChaosError> {
-        let master = self.sentinel_master().await?;
+        let master = sentinel_master(&self.sentinels(), &self.coordinator.group).await?;
         // The coordinator, when it answers, must agree (the proxy follows it).
         if let Ok(t) = self.topology().await {
             if t.master_address != master || !t.master_confirmed || t.failover_in_progress {

@@ -14,8 +14,11 @@ use std::collections::HashMap;
 use std::future::Future;
 
 use redis_ha_cli::Target;
+use redis_ha_common::HostPort;
 use redis_ha_proto::v1::{GetTopologyRequest, Topology};
 use serde::Serialize;
+
+use crate::conn::RedisEndpoint;
 
 pub use local::LocalProcesses;
 pub use stack::DockerStack;
@@ -98,41 +101,6 @@ pub trait ChaosTarget: Send {
     ) -> impl Future<Output = Result<(), ChaosError>> + Send;
 }
 
-/// A borrowed target: the caller keeps it, and what it recorded, after a run.
-impl<T: ChaosTarget> ChaosTarget for &mut T {
-    fn describe(&self) -> String {
-        (**self).describe()
-    }
-
-    fn master(&mut self) -> impl Future<Output = Result<NodeRef, ChaosError>> + Send {
-        (**self).master()
-    }
-
-    fn check_whole(&mut self) -> impl Future<Output = Result<(), ChaosError>> + Send {
-        (**self).check_whole()
-    }
-
-    fn inject(
-        &mut self,
-        node: &NodeRef,
-        fault: Fault,
-    ) -> impl Future<Output = Result<(), ChaosError>> + Send {
-        (**self).inject(node, fault)
-    }
-
-    fn heals_by_itself(&self, fault: Fault) -> bool {
-        (**self).heals_by_itself(fault)
-    }
-
-    fn restore(
-        &mut self,
-        node: &NodeRef,
-        fault: Fault,
-    ) -> impl Future<Output = Result<(), ChaosError>> + Send {
-        (**self).restore(node, fault)
-    }
-}
-
 /// No chaos: for runs where someone stops nodes by hand, as in the older project.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct NoChaos;
@@ -157,6 +125,34 @@ impl ChaosTarget for NoChaos {
     async fn restore(&mut self, _node: &NodeRef, _fault: Fault) -> Result<(), ChaosError> {
         Ok(())
     }
+}
+
+/// The master clients are routed to: the coordinator's, or when it names none (or does not
+/// answer), the one a majority of `sentinels` name.
+pub async fn current_master(
+    coordinator: &Target,
+    sentinels: &[RedisEndpoint],
+) -> Result<String, ChaosError> {
+    match coordinator_topology(coordinator).await {
+        Ok(t) if !t.master_address.is_empty() => Ok(t.master_address),
+        Ok(_) | Err(_) => sentinel_master(sentinels, &coordinator.group).await,
+    }
+}
+
+/// The master (`host:port`) at least two of `sentinels` name for `group`.
+pub async fn sentinel_master(
+    sentinels: &[RedisEndpoint],
+    group: &str,
+) -> Result<String, ChaosError> {
+    let mut named = Vec::new();
+    for ep in sentinels {
+        let mut cmd = redis::cmd("SENTINEL");
+        cmd.arg("GET-MASTER-ADDR-BY-NAME").arg(group);
+        if let Ok(Some((host, port))) = ep.query::<Option<(String, u16)>>(&cmd).await {
+            named.push(HostPort::new(host, port).to_string());
+        }
+    }
+    agreed(&named).ok_or_else(|| ChaosError::NoMaster(format!("the Sentinels name {named:?}")))
 }
 
 /// The address at least two of `named` agree on (the Sentinels' answers to

@@ -17,7 +17,7 @@ use redis_ha_proto::v1::{Health, LinkState, Role, Topology};
 use redis_ha_cli::Target;
 
 use super::docker::{ChaosAction, DockerChaos, DockerError, NodeNum};
-use super::{agreed, coordinator_topology, ChaosError, ChaosTarget, Fault, NodeRef};
+use super::{coordinator_topology, current_master, ChaosError, ChaosTarget, Fault, NodeRef};
 use crate::conn::RedisEndpoint;
 
 /// The stack's Redis nodes.
@@ -70,23 +70,18 @@ impl DockerStack {
         coordinator_topology(&self.coordinator).await
     }
 
-    /// The master at least two of the published Sentinels name.
-    async fn sentinel_master(&self) -> Result<String, ChaosError> {
-        let mut named = Vec::new();
-        for addr in &self.sentinels {
-            let ep = RedisEndpoint::new(
-                addr.clone(),
-                self.password.clone(),
-                self.coordinator.timeout,
-            );
-            let mut cmd = redis::cmd("SENTINEL");
-            cmd.arg("GET-MASTER-ADDR-BY-NAME")
-                .arg(&self.coordinator.group);
-            if let Ok(Some((host, port))) = ep.query::<Option<(String, u16)>>(&cmd).await {
-                named.push(HostPort::new(host, port).to_string());
-            }
-        }
-        agreed(&named).ok_or_else(|| ChaosError::NoMaster(format!("the Sentinels name {named:?}")))
+    /// The stack's published Sentinels.
+    fn sentinels(&self) -> Vec<RedisEndpoint> {
+        self.sentinels
+            .iter()
+            .map(|addr| {
+                RedisEndpoint::new(
+                    addr.clone(),
+                    self.password.clone(),
+                    self.coordinator.timeout,
+                )
+            })
+            .collect()
     }
 
     fn num(node: &NodeRef) -> Result<NodeNum, ChaosError> {
@@ -110,10 +105,7 @@ impl ChaosTarget for DockerStack {
     }
 
     async fn master(&mut self) -> Result<NodeRef, ChaosError> {
-        let address = match self.topology().await {
-            Ok(t) if !t.master_address.is_empty() => t.master_address,
-            Ok(_) | Err(_) => self.sentinel_master().await?,
-        };
+        let address = current_master(&self.coordinator, &self.sentinels()).await?;
         node_ref(&address)
             .ok_or_else(|| ChaosError::NoMaster(format!("{address} is not a node of the stack")))
     }

@@ -263,22 +263,25 @@ pub struct Run {
     pub subscribers: Vec<subscriber::SubscriberLog>,
 }
 
-/// Runs a simulation to its end and keeps its logs.
-pub async fn run_logged<C: ChaosTarget>(opts: Options, chaos: C) -> Result<Run, SimError> {
+/// Runs a simulation to its end and keeps its logs; `chaos` stays the caller's, with
+/// whatever it recorded.
+pub async fn run_logged<C: ChaosTarget>(opts: Options, chaos: &mut C) -> Result<Run, SimError> {
     execute(opts, chaos, std::future::pending()).await
 }
 
 /// Runs a simulation; when `shutdown` resolves (Ctrl-C), a faulted node is restored, the
 /// clients stop, and the report covers what happened until then.
-pub async fn run_until<C, S>(opts: Options, chaos: C, shutdown: S) -> Result<Report, SimError>
+pub async fn run_until<C, S>(opts: Options, mut chaos: C, shutdown: S) -> Result<Report, SimError>
 where
     C: ChaosTarget,
     S: Future<Output = ()>,
 {
-    execute(opts, chaos, shutdown).await.map(|run| run.report)
+    execute(opts, &mut chaos, shutdown)
+        .await
+        .map(|run| run.report)
 }
 
-async fn execute<C, S>(opts: Options, mut chaos: C, shutdown: S) -> Result<Run, SimError>
+async fn execute<C, S>(opts: Options, chaos: &mut C, shutdown: S) -> Result<Run, SimError>
 where
     C: ChaosTarget,
     S: Future<Output = ()>,
@@ -350,8 +353,7 @@ where
 
     let work = async {
         let mut interrupt = interrupt_rx.clone();
-        let chaos_log =
-            schedule::run_schedule(&opts.chaos, &mut chaos, clock, &mut interrupt).await;
+        let chaos_log = schedule::run_schedule(&opts.chaos, chaos, clock, &mut interrupt).await;
         let _ = chaos_done_tx.send(true);
         let publog = pub_handle
             .await

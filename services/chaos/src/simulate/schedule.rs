@@ -113,31 +113,17 @@ pub async fn run_schedule<C: ChaosTarget>(
     for round in 1..=plan.kills {
         // `interval` of calm on a whole cluster before every fault: from the start, then from
         // the moment the previous fault had healed.
-        if round > 1 {
-            match wait_whole(plan, target, interrupt).await {
-                Ok(true) => {}
-                Ok(false) => return log,
-                Err(e) => {
-                    log.errors.push(format!(
-                        "round {round}: the cluster did not heal, schedule stopped: {e}"
-                    ));
-                    return log;
-                }
-            }
+        if round > 1
+            && !whole_or_stop(plan, target, interrupt, &mut log, round, "did not heal").await
+        {
+            return log;
         }
         if sleep_or_stop(plan.interval, interrupt).await {
             return log;
         }
         // Whole still (a spontaneous failover may have happened meanwhile).
-        match wait_whole(plan, target, interrupt).await {
-            Ok(true) => {}
-            Ok(false) => return log,
-            Err(e) => {
-                log.errors.push(format!(
-                    "round {round}: the cluster is not whole, schedule stopped: {e}"
-                ));
-                return log;
-            }
+        if !whole_or_stop(plan, target, interrupt, &mut log, round, "is not whole").await {
+            return log;
         }
         let node = match target.master().await {
             Ok(n) => n,
@@ -250,6 +236,27 @@ pub async fn run_schedule<C: ChaosTarget>(
     log
 }
 
+/// Waits for a whole cluster before round `round`: false when interrupted, or when it is not
+/// whole by the settle timeout (logged as the cluster that `is_not`), which ends the schedule.
+async fn whole_or_stop<C: ChaosTarget>(
+    plan: &ChaosPlan,
+    target: &mut C,
+    interrupt: &mut watch::Receiver<bool>,
+    log: &mut ChaosLog,
+    round: u32,
+    is_not: &str,
+) -> bool {
+    match wait_whole(plan, target, interrupt).await {
+        Ok(whole) => whole,
+        Err(e) => {
+            log.errors.push(format!(
+                "round {round}: the cluster {is_not}, schedule stopped: {e}"
+            ));
+            false
+        }
+    }
+}
+
 /// Waits until `check_whole` passes: Ok(true), Ok(false) if interrupted, Err on timeout.
 async fn wait_whole<C: ChaosTarget>(
     plan: &ChaosPlan,
@@ -337,16 +344,22 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn a_node_back_before_any_failover_ends_the_round_when_it_heals_by_itself() {
+    /// Three rounds against a [`SelfHealing`] target that `heals` by itself or not.
+    async fn three_rounds(heals: bool) -> (SelfHealing, ChaosLog) {
         let (_tx, mut rx) = watch::channel(false);
         let mut t = SelfHealing {
-            heals: true,
+            heals,
             down_polls: 0,
             faults: 0,
             restores: 0,
         };
         let log = run_schedule(&quick_plan(3), &mut t, Clock::start(), &mut rx).await;
+        (t, log)
+    }
+
+    #[tokio::test]
+    async fn a_node_back_before_any_failover_ends_the_round_when_it_heals_by_itself() {
+        let (t, log) = three_rounds(true).await;
         assert!(log.errors.is_empty(), "{:?}", log.errors);
         assert_eq!((t.faults, t.restores), (3, 3));
         assert_eq!(log.faults.len(), 3);
@@ -358,14 +371,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_round_without_failover_is_an_error_unless_the_target_heals_by_itself() {
-        let (_tx, mut rx) = watch::channel(false);
-        let mut t = SelfHealing {
-            heals: false,
-            down_polls: 0,
-            faults: 0,
-            restores: 0,
-        };
-        let log = run_schedule(&quick_plan(3), &mut t, Clock::start(), &mut rx).await;
+        let (t, log) = three_rounds(false).await;
         // The schedule stops after the first round: no other master within the settle timeout.
         assert_eq!(t.faults, 1);
         assert_eq!(log.errors.len(), 1, "{:?}", log.errors);

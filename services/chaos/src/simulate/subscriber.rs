@@ -156,9 +156,7 @@ pub async fn run(
         }
     }
     let mut log = rec.log;
-    log.events = std::mem::take(&mut link.events);
-    log.disconnections = link.disconnections;
-    log.refusals = link.refusals;
+    (log.events, log.disconnections, log.refusals) = link.take_record();
     log
 }
 
