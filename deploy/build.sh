@@ -8,7 +8,8 @@
 #   redis-ha/redis:<hash>     Redis node          (deploy/docker/redis, target redis)
 #   redis-ha/sentinel:<hash>  Redis Sentinel      (deploy/docker/redis, target sentinel)
 #   redis-ha/haproxy:<hash>   HAProxy             (deploy/docker/haproxy + deploy/haproxy/haproxy.cfg)
-#   redis-ha/sidecars:<hash>  redis-ha-agent, redis-ha-coordinator, redis-ha-reloader, redis-ha
+#   redis-ha/sidecars:<hash>  redis-ha-agent, redis-ha-coordinator, redis-ha-reloader, redis-ha,
+#                             redis-ha-chaos (what `redis-ha simulate` / `chaos` run)
 #                             (deploy/docker/sidecars + the binaries built here with cargo)
 # The hash covers the build context (names, modes, contents) and the base image's id. An image
 # whose tag exists is not built again.
@@ -24,8 +25,8 @@ REPO_ROOT=$(cd "$SCRIPT_DIR/.." && pwd)
 BASE_IMAGE=debian:bookworm-slim
 DEBIAN_RELEASE=bookworm
 IMAGE_PREFIX=redis-ha
-BINARIES=(redis-ha-agent redis-ha-coordinator redis-ha-reloader redis-ha)
-CARGO_PACKAGES=(redis-ha-agent redis-ha-coordinator redis-ha-reloader redis-ha-cli)
+BINARIES=(redis-ha-agent redis-ha-coordinator redis-ha-reloader redis-ha redis-ha-chaos)
+CARGO_PACKAGES=(redis-ha-agent redis-ha-coordinator redis-ha-reloader redis-ha-cli redis-ha-chaos)
 
 usage() {
     cat <<USAGE

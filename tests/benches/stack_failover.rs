@@ -27,7 +27,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use bollard::query_parameters::KillContainerOptions;
-use redis_ha_cli::chaos::{Chaos, NodeNum};
+use redis_ha_chaos::chaos::docker::{DockerChaos, NodeNum};
 use redis_ha_tests::haproxy::{connect, request};
 use redis_ha_tests::stack::{cli_status_json, poll, remove, repo_root};
 use tokio::net::TcpStream;
@@ -195,7 +195,7 @@ struct Bench {
     base_port: u16,
     classic_port: u16,
     password: String,
-    chaos: Chaos,
+    chaos: DockerChaos,
     repo: PathBuf,
     /// `redis-ha` on the host, for `status --json` through the published gRPC port.
     cli: Option<PathBuf>,
@@ -326,7 +326,7 @@ fn write_private(path: &Path, text: &str) -> Result<(), String> {
 impl Bench {
     async fn deploy(args: &Args, down_after: u64) -> Result<Self, String> {
         let repo = repo_root();
-        let chaos = Chaos::connect(&args.stack)
+        let chaos = DockerChaos::connect(&args.stack)
             .await
             .map_err(|e| format!("this benchmark needs a Docker engine: {e}"))?;
         eprintln!("   removing leftovers of {}", args.stack);

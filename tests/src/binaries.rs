@@ -4,8 +4,9 @@
 //! the three services, or what one binary writes to stderr, needs separate processes.
 //!
 //! The binaries are found next to the test executable (`target/<profile>/deps/..`); when one is
-//! missing or older than the test executable, `cargo build --bins` of the three crates runs
-//! once per test process, under a file lock shared with the other test processes.
+//! missing or older than the test executable, `cargo build --bins` of their crates runs
+//! once per test process, under a file lock shared with the other test processes. The same
+//! goes for `redis-ha-chaos`, which the CLI's binary tests need next to `redis-ha`.
 //!
 //! Ports inside the cluster's block: metrics of agent i at `METRICS_PORT_OFFSET + i` (15-17),
 //! the coordinator's at +4 (18), the reloader's at +5 (19).
@@ -32,11 +33,15 @@ use crate::wait::{wait_for, POLL_INTERVAL};
 pub const AGENT_BIN: &str = "redis-ha-agent";
 pub const COORDINATOR_BIN: &str = "redis-ha-coordinator";
 pub const RELOADER_BIN: &str = "redis-ha-reloader";
-const BINS: [&str; 3] = [AGENT_BIN, COORDINATOR_BIN, RELOADER_BIN];
-const PACKAGES: [&str; 3] = [
+/// What `redis-ha simulate` and `redis-ha chaos` run; found next to `redis-ha` in the same
+/// directory (the CLI's binary tests).
+pub const CHAOS_BIN: &str = "redis-ha-chaos";
+const BINS: [&str; 4] = [AGENT_BIN, COORDINATOR_BIN, RELOADER_BIN, CHAOS_BIN];
+const PACKAGES: [&str; 4] = [
     "redis-ha-agent",
     "redis-ha-coordinator",
     "redis-ha-reloader",
+    "redis-ha-chaos",
 ];
 
 /// First metrics port offset in the cluster's block (see the module doc).
@@ -74,7 +79,7 @@ impl SidecarEnv {
     }
 }
 
-/// Where the three binaries are; builds them first when missing or out of date.
+/// Where the binaries are; builds them first when missing or out of date.
 pub fn binary_dir() -> &'static Path {
     static DIR: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     match DIR.get_or_init(find_or_build) {
@@ -136,7 +141,7 @@ fn find_or_build() -> Result<PathBuf, String> {
     Ok(dir)
 }
 
-/// `cargo build --bins` of the three sidecar crates into `dir` (`target/<profile>`).
+/// `cargo build --bins` of their crates into `dir` (`target/<profile>`).
 fn build(dir: &Path) -> Result<(), String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");

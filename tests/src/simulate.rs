@@ -1,21 +1,53 @@
 //! The simulation's chaos target for the harness: faults the nodes of a [`Cluster`], so that
-//! tests run `redis_ha_cli::simulate::run` in-process against real Redis, Sentinel, HAProxy
+//! tests run `redis_ha_chaos::simulate::run` in-process against real Redis, Sentinel, HAProxy
 //! and sidecars.
 
-use redis_ha_cli::simulate::chaos::ChaosError;
-use redis_ha_cli::simulate::{ChaosTarget, Fault, NodeRef};
+use std::time::Duration;
+
+use redis_ha_chaos::chaos::{ChaosError, ChaosTarget, Fault, NodeRef};
 
 use crate::cluster::{Cluster, NODES};
+use crate::wait::try_wait_for;
+
+/// The state letter of `/proc/<pid>/stat` ("R", "S", "T" for stopped ...).
+fn process_state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The state follows the ")" that closes the process name.
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .next()?
+        .chars()
+        .next()
+}
+
+/// One fault as the harness saw it, apart from the simulation's own account.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Injection {
+    pub address: String,
+    pub fault: Fault,
+    /// What the node itself answered to `ROLE` just before the fault ("master" ...).
+    pub role_before: String,
+    /// Kill and stop: the process had exited when `inject` returned (pause: true if it ran).
+    pub took_effect: bool,
+    /// The fault was undone (`restore` called on this node afterwards).
+    pub restored: bool,
+}
 
 /// Faults the harness's nodes: kill / stop / pause through their managed processes, restart
-/// from their (maybe Sentinel-rewritten) config files.
+/// from their (maybe Sentinel-rewritten) config files. Keeps its own record of every fault
+/// ([`Injection`]), to check the simulation's report against.
 pub struct ClusterChaos<'a> {
     cluster: &'a mut Cluster,
+    pub injections: Vec<Injection>,
 }
 
 impl<'a> ClusterChaos<'a> {
     pub fn new(cluster: &'a mut Cluster) -> Self {
-        Self { cluster }
+        Self {
+            cluster,
+            injections: Vec::new(),
+        }
     }
 
     fn index(&self, node: &NodeRef) -> Result<usize, ChaosError> {
@@ -77,6 +109,10 @@ impl ChaosTarget for ClusterChaos<'_> {
 
     async fn inject(&mut self, node: &NodeRef, fault: Fault) -> Result<(), ChaosError> {
         let i = self.index(node)?;
+        let role_before = match self.cluster.node(i).role().await {
+            Ok(role) => role,
+            Err(e) => format!("unknown ({e})"),
+        };
         let n = self.cluster.node_mut(i);
         match fault {
             Fault::Kill => n.kill(),
@@ -84,6 +120,28 @@ impl ChaosTarget for ClusterChaos<'_> {
             Fault::Stop => tokio::task::block_in_place(|| n.stop()),
             Fault::Pause => n.pause(),
         }
+        let took_effect = match fault {
+            Fault::Kill | Fault::Stop => !n.is_running(),
+            Fault::Pause => {
+                let pid = n.process().pid();
+                // SIGSTOP lands asynchronously: wait for the kernel to show it stopped.
+                try_wait_for(Duration::from_secs(5), || async move {
+                    match pid.and_then(process_state) {
+                        Some('T') => Ok(()),
+                        other => Err(format!("pid {pid:?} in state {other:?}")),
+                    }
+                })
+                .await
+                .is_ok()
+            }
+        };
+        self.injections.push(Injection {
+            address: node.address.clone(),
+            fault,
+            role_before,
+            took_effect,
+            restored: false,
+        });
         Ok(())
     }
 
@@ -93,6 +151,14 @@ impl ChaosTarget for ClusterChaos<'_> {
         match fault {
             Fault::Kill | Fault::Stop => n.restart().await,
             Fault::Pause => n.resume(),
+        }
+        if let Some(last) = self
+            .injections
+            .iter_mut()
+            .rev()
+            .find(|f| f.address == node.address)
+        {
+            last.restored = true;
         }
         Ok(())
     }

@@ -1,5 +1,5 @@
 //! Stack-test harness: the real swarm stack, deployed with `deploy/up.sh` under a stack name and
-//! port block of the test's own, faulted through the CLI's chaos library (Docker API), observed
+//! port block of the test's own, faulted through `redis_ha_chaos::chaos::docker` (the Docker API), observed
 //! through its published ports (HAProxy, each Redis and Sentinel, the coordinator's gRPC port)
 //! and removed with `deploy/down.sh --purge`.
 //!
@@ -11,7 +11,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
-use redis_ha_cli::chaos::{Chaos, ChaosAction, ChaosOutcome, NodeNum};
+use redis_ha_chaos::chaos::docker::{ChaosAction, ChaosOutcome, DockerChaos, NodeNum};
 use tokio::process::Command;
 use tokio::time::Instant;
 
@@ -50,7 +50,7 @@ impl Default for StackOptions {
 /// the next run before it deploys); call [`Stack::teardown`].
 pub struct Stack {
     pub opts: StackOptions,
-    pub chaos: Chaos,
+    pub chaos: DockerChaos,
     password: String,
     repo: PathBuf,
 }
@@ -91,7 +91,7 @@ impl Stack {
     /// Connects to Docker (a clear error when there is none), removes whatever an earlier run
     /// left under this stack name, and deploys afresh.
     pub async fn deploy(opts: StackOptions) -> Result<Self, String> {
-        let chaos = Chaos::connect(&opts.name).await.map_err(|e| {
+        let chaos = DockerChaos::connect(&opts.name).await.map_err(|e| {
             format!(
                 "the stack tests need a Docker engine: {e}. On a machine without Docker set \
                  {SKIP_ENV}=1 to skip them (CI must not)"

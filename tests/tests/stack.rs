@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use redis_ha_cli::chaos::ChaosAction;
+use redis_ha_chaos::chaos::docker::ChaosAction;
 use redis_ha_tests::stack::{poll, skip_requested, Stack, StackOptions, SKIP_ENV};
 
 const T: Duration = Duration::from_secs(90);

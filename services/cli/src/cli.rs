@@ -1,7 +1,13 @@
-//! Command-line arguments (clap). Chaos and simulation subcommands come later as new
-//! `Command` variants, each with its own module under `commands/`.
+//! Command-line arguments (clap): one `Command` variant per subcommand, each with its own
+//! module under `commands/`; `simulate` and `chaos` are forwarded to `redis-ha-chaos`
+//! ([`crate::external`]).
+
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+
+use crate::client::Target;
+use crate::external::Forwarded;
 
 pub const DEFAULT_COORDINATOR: &str = "http://127.0.0.1:50051";
 pub const DEFAULT_GROUP: &str = "redis-cluster";
@@ -13,6 +19,17 @@ pub const DEFAULT_GROUP: &str = "redis-cluster";
     about = "Operate a redis-ha deployment: who is master, how healthy is it, fail it over."
 )]
 pub struct Cli {
+    #[command(flatten)]
+    pub connection: Connection,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Where and how to reach the coordinator: the global options of `redis-ha`, and of
+/// `redis-ha-chaos`, to which `redis-ha simulate` and `redis-ha chaos` forward them.
+#[derive(Clone, Debug, Args)]
+pub struct Connection {
     /// The coordinator's gRPC URL (a bare host:port means http://host:port).
     #[arg(
         long,
@@ -42,9 +59,16 @@ pub struct Cli {
         value_parser = clap::value_parser!(u64).range(1..=3_600_000)
     )]
     pub timeout_ms: u64,
+}
 
-    #[command(subcommand)]
-    pub command: Command,
+impl Connection {
+    pub fn target(&self) -> Target {
+        Target::new(
+            &self.coordinator,
+            &self.group,
+            Duration::from_millis(self.timeout_ms),
+        )
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -60,9 +84,11 @@ pub enum Command {
     /// Ask the Sentinels for a manual failover.
     Failover,
     /// Move sequence-numbered messages through the proxy while faulting the master; count them.
-    Simulate(Box<crate::commands::simulate::SimulateArgs>),
+    #[command(disable_help_flag = true)]
+    Simulate(Forwarded),
     /// Fault a Redis node of the swarm stack through the Docker API (stop, kill, pause, isolate ...).
-    Chaos(crate::commands::chaos::ChaosArgs),
+    #[command(disable_help_flag = true)]
+    Chaos(Forwarded),
 }
 
 #[derive(Debug, Args)]
@@ -118,8 +144,8 @@ mod tests {
             "c:1",
         ])
         .unwrap();
-        assert_eq!(cli.group, "other");
-        assert_eq!(cli.coordinator, "c:1");
+        assert_eq!(cli.connection.group, "other");
+        assert_eq!(cli.connection.coordinator, "c:1");
         assert!(matches!(
             cli.command,
             Command::Status(StatusArgs { json: true })

@@ -130,7 +130,7 @@ fn transport_reason(err: &(dyn StdError + 'static)) -> String {
 }
 
 /// "outer: inner: innermost", skipping repeats (tonic and hyper often say the same thing twice).
-fn error_chain(err: &(dyn StdError + 'static)) -> String {
+pub(crate) fn error_chain(err: &(dyn StdError + 'static)) -> String {
     let mut parts: Vec<String> = Vec::new();
     let mut cur: Option<&(dyn StdError + 'static)> = Some(err);
     while let Some(e) = cur {

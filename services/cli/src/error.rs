@@ -2,14 +2,11 @@
 
 use std::io;
 
-/// Exit code when the coordinator cannot be reached at all (scripts retry on it).
+/// Exit code when the coordinator cannot be reached at all (scripts retry on it), or a
+/// program `redis-ha` needs is missing.
 pub const EXIT_UNREACHABLE: i32 = 2;
 /// Exit code for every other failure: a gRPC error, no master, bad output.
 pub const EXIT_FAILURE: i32 = 1;
-/// Exit code of `simulate --mode durable` when an acknowledged message was lost.
-pub const EXIT_MESSAGES_LOST: i32 = 3;
-/// Exit code of a `simulate` run stopped by Ctrl-C (after its report), as shells count SIGINT.
-pub const EXIT_INTERRUPTED: i32 = 130;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
@@ -44,25 +41,19 @@ pub enum CliError {
     #[error("cannot encode JSON: {0}")]
     Json(#[from] serde_json::Error),
 
-    #[error("simulate: {0}")]
-    Simulate(#[from] crate::simulate::SimError),
-
-    #[error("simulate: chaos: {0}")]
-    Chaos(String),
-
-    #[error("chaos: {0}")]
-    Docker(#[from] crate::chaos::ChaosError),
-
     #[error(
-        "simulate: {lost} acknowledged message(s) lost in durable mode (see the report above)"
+        "`redis-ha {command}` runs the {program} binary, which is neither next to this \
+         executable ({beside}) nor on PATH (it ships in the sidecars image with redis-ha; \
+         from a checkout: cargo build -p redis-ha-chaos)"
     )]
-    MessagesLost { lost: u64 },
+    ChaosBinaryMissing {
+        command: String,
+        program: &'static str,
+        beside: String,
+    },
 
-    #[error("cannot write {path}: {reason}")]
-    WriteFile { path: String, reason: String },
-
-    #[error("simulate: interrupted (the report covers the run until then)")]
-    Interrupted,
+    #[error("cannot run {program}: {reason}")]
+    Exec { program: String, reason: String },
 }
 
 impl CliError {
@@ -71,13 +62,7 @@ impl CliError {
             Self::Unreachable { .. }
             | Self::StreamEnded { .. }
             | Self::BadUrl { .. }
-            | Self::Simulate(crate::simulate::SimError::Proxy(_))
-            | Self::Docker(
-                crate::chaos::ChaosError::DockerUnavailable(_)
-                | crate::chaos::ChaosError::NoService { .. },
-            ) => EXIT_UNREACHABLE,
-            Self::MessagesLost { .. } => EXIT_MESSAGES_LOST,
-            Self::Interrupted => EXIT_INTERRUPTED,
+            | Self::ChaosBinaryMissing { .. } => EXIT_UNREACHABLE,
             _ => EXIT_FAILURE,
         }
     }

@@ -1,45 +1,41 @@
 //! `redis-ha`, the operator's command line: `status`, `watch`, `master`, `events`,
-//! `failover` against the coordinator's gRPC API, and `simulate` (messages through the proxy
-//! across failovers, see [`simulate`]).
+//! `failover` against the coordinator's gRPC API; `simulate` (messages through the proxy
+//! across failovers) and `chaos` (faults on the swarm stack's nodes) run the `redis-ha-chaos`
+//! binary of the `redis-ha-chaos` crate ([`external`]).
 //!
 //! Exit codes: 0 success, 1 a failure the coordinator reported (gRPC status, no master),
-//! 2 the coordinator (or, for `simulate`, the proxy) cannot be reached or the command line is
-//! wrong, 3 `simulate --mode durable` lost an acknowledged message, 130 `simulate` was
-//! interrupted (Ctrl-C; its report is still printed).
+//! 2 the coordinator (or, for `simulate`, the proxy) cannot be reached, the command line is
+//! wrong or `redis-ha-chaos` is missing, 3 `simulate --mode durable` lost an acknowledged
+//! message, 130 `simulate` was interrupted (Ctrl-C; its report is still printed); `simulate`
+//! and `chaos` exit with `redis-ha-chaos`'s code.
 //! The JSON shapes are documented in [`model`]; the text layouts in [`render`].
 
-pub mod chaos;
 pub mod cli;
 pub mod client;
 pub mod commands;
 pub mod error;
+pub mod external;
 pub mod model;
-mod output;
+pub mod output;
 pub mod render;
-pub mod simulate;
 mod table;
 mod timefmt;
 
-use std::time::Duration;
-
-pub use cli::{Cli, Command};
+pub use cli::{Cli, Command, Connection};
 pub use client::Target;
 pub use error::CliError;
 
-/// Runs one parsed command line.
+/// Runs one parsed command line; `simulate` and `chaos` replace this process with
+/// `redis-ha-chaos` and return only when that fails.
 pub async fn run(cli: Cli) -> Result<(), CliError> {
-    let target = Target::new(
-        &cli.coordinator,
-        &cli.group,
-        Duration::from_millis(cli.timeout_ms),
-    );
+    let target = cli.connection.target();
     match &cli.command {
         Command::Status(args) => commands::status::run(&target, args).await,
         Command::Watch(args) => commands::watch::run(&target, args).await,
         Command::Master(args) => commands::master::run(&target, args).await,
         Command::Events(args) => commands::events::run(&target, args).await,
         Command::Failover => commands::failover::run(&target).await,
-        Command::Simulate(args) => commands::simulate::run(&target, args).await,
-        Command::Chaos(args) => commands::chaos::run(args).await,
+        Command::Simulate(fwd) => Err(external::exec("simulate", fwd, &cli.connection)),
+        Command::Chaos(fwd) => Err(external::exec("chaos", fwd, &cli.connection)),
     }
 }

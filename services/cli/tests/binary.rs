@@ -1,13 +1,16 @@
 //! The `redis-ha` binary end to end: exit codes and messages when the coordinator is
-//! missing, and its output against a real system (Redis, Sentinels, the coordinator and the
-//! agents from the process-test harness `redis_ha_tests`), compared with what the Sentinels
-//! themselves answer.
+//! missing, `simulate` and `chaos` run through `redis-ha-chaos`, and its output against a
+//! real system (Redis, Sentinels, the coordinator and the agents from the process-test
+//! harness `redis_ha_tests`), compared with what the Sentinels themselves answer.
 
 // A test file: a failed unwrap is a failed test (clippy's in-tests allowance only covers
 // `#[test]` functions, not the helpers here).
 #![allow(clippy::unwrap_used)]
 
+use std::ffi::OsStr;
 use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use std::time::Duration;
 
@@ -46,6 +49,13 @@ async fn run(args: &[&str]) -> Output {
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
+}
+
+/// The process exited `code` and its stderr says `what`.
+fn assert_exit_saying(out: &Output, code: i32, what: &str) {
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(code), "{err}");
+    assert!(err.contains(what), "{what:?} not in: {err}");
 }
 
 /// Runs `redis-ha --coordinator URL ARGS...` and expects exit 0; returns stdout.
@@ -122,12 +132,7 @@ async fn coordinator_url_comes_from_the_environment() {
 #[tokio::test]
 async fn bad_url_is_a_usage_error() {
     let out = run(&["--coordinator", "http://bad host:1", "status"]).await;
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        text(&out.stderr).contains("invalid coordinator URL"),
-        "{}",
-        text(&out.stderr)
-    );
+    assert_exit_saying(&out, 2, "invalid coordinator URL");
 }
 
 // ------------------------------------------------------------------ a real cluster
@@ -474,4 +479,257 @@ async fn against_a_real_cluster() {
     .await;
     assert_ne!(shown, before);
     assert_ne!(shown, master, "node-1 is dead");
+}
+
+// ------------------------------------------------------------------ simulate, chaos
+
+/// A stand-in `redis-ha-chaos` that writes its arguments, one a line, to `args.txt` beside
+/// it and exits 7.
+fn fake_chaos_binary(dir: &Path) {
+    let script = dir.join("redis-ha-chaos");
+    let out = dir.join("args.txt");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nprintf '%s\\n' \"$@\" > '{}'\nexit 7\n",
+            out.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// A copy of `redis-ha` alone in a directory of its own (so nothing is beside it).
+fn lone_redis_ha(dir: &Path) -> PathBuf {
+    let exe = dir.join("redis-ha");
+    std::fs::copy(BIN, &exe).unwrap();
+    exe
+}
+
+async fn run_at(exe: &Path, path: &OsStr, args: &[&str]) -> Output {
+    let out = tokio::process::Command::new(exe)
+        .args(args)
+        .env_remove("REDIS_HA_COORDINATOR")
+        .env_remove("REDIS_HA_GROUP")
+        .env_remove("RUST_LOG")
+        .env("PATH", path)
+        .kill_on_drop(true)
+        .output();
+    tokio::time::timeout(Duration::from_secs(60), out)
+        .await
+        .expect("redis-ha did not exit")
+        .unwrap()
+}
+
+fn lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test]
+async fn simulate_and_chaos_are_listed_with_the_other_commands() {
+    let out = run(&["--help"]).await;
+    assert_eq!(out.status.code(), Some(0));
+    let help = text(&out.stdout);
+    for line in [
+        "  simulate  Move sequence-numbered messages through the proxy while faulting the master; count them",
+        "  chaos     Fault a Redis node of the swarm stack through the Docker API",
+    ] {
+        assert!(help.contains(line), "{line:?} not in:\n{help}");
+    }
+}
+
+#[tokio::test]
+async fn simulate_and_chaos_run_redis_ha_chaos_beside_then_on_path() {
+    let here = tempfile::tempdir().unwrap();
+    let exe = lone_redis_ha(here.path());
+    let elsewhere = tempfile::tempdir().unwrap();
+
+    // On PATH, then beside the executable, which wins over PATH: the arguments untouched,
+    // after the global options as the binary's own.
+    let cases: [(&Path, &[&str], &[&str]); 2] = [
+        (
+            elsewhere.path(),
+            &["--group", "g1", "simulate", "--kills", "3", "--help"],
+            &[
+                "--group",
+                "g1",
+                "--timeout-ms",
+                "3000",
+                "simulate",
+                "--kills",
+                "3",
+                "--help",
+            ],
+        ),
+        (
+            here.path(),
+            &["--timeout-ms", "250", "chaos", "stop", "2", "--json"],
+            &[
+                "--group",
+                "redis-cluster",
+                "--timeout-ms",
+                "250",
+                "chaos",
+                "stop",
+                "2",
+                "--json",
+            ],
+        ),
+    ];
+    for (ran, args, expected) in cases {
+        fake_chaos_binary(ran);
+        let got = forwarded(&exe, elsewhere.path(), ran, args).await;
+        assert_eq!(
+            got[..2],
+            ["--coordinator", "http://127.0.0.1:50051"],
+            "{args:?}"
+        );
+        assert_eq!(got[2..], *expected, "{args:?}");
+    }
+}
+
+/// Runs `exe ARGS` with `path` as PATH; expects the stand-in in `ran` to have run (exit 7)
+/// and returns the arguments it got.
+async fn forwarded(exe: &Path, path: &Path, ran: &Path, args: &[&str]) -> Vec<String> {
+    let out = run_at(exe, path.as_os_str(), args).await;
+    assert_eq!(out.status.code(), Some(7), "{}", text(&out.stderr));
+    lines(&ran.join("args.txt"))
+}
+
+#[tokio::test]
+async fn a_missing_redis_ha_chaos_is_exit_2_naming_it() {
+    let here = tempfile::tempdir().unwrap();
+    let exe = lone_redis_ha(here.path());
+    for cmd in ["simulate", "chaos"] {
+        let out = run_at(&exe, OsStr::new("/nonexistent"), &[cmd, "--help"]).await;
+        assert_eq!(out.status.code(), Some(2), "{cmd}");
+        assert!(out.stdout.is_empty(), "{cmd}");
+        assert_eq!(
+            text(&out.stderr),
+            format!(
+                "redis-ha: `redis-ha {cmd}` runs the redis-ha-chaos binary, which is neither next \
+                 to this executable ({}) nor on PATH (it ships in the sidecars image with \
+                 redis-ha; from a checkout: cargo build -p redis-ha-chaos)\n",
+                here.path().display()
+            )
+        );
+    }
+}
+
+/// The real `redis-ha-chaos`, built next to `redis-ha` by the harness.
+fn real_chaos_binary() {
+    let dir = redis_ha_tests::binaries::binary_dir();
+    assert_eq!(
+        Path::new(BIN).parent(),
+        Some(dir),
+        "redis-ha and redis-ha-chaos must share a directory"
+    );
+}
+
+#[tokio::test]
+async fn simulate_and_chaos_speak_as_redis_ha() {
+    real_chaos_binary();
+    let out = run(&["simulate", "--help"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let help = text(&out.stdout);
+    assert!(
+        help.contains("Usage: redis-ha simulate [OPTIONS]") && help.contains("--kills <K>"),
+        "{help}"
+    );
+    let out = run(&["help", "simulate"]).await;
+    assert_eq!(
+        text(&out.stdout),
+        help,
+        "`help simulate` is `simulate --help`"
+    );
+    let out = run(&["chaos", "--help"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let help = text(&out.stdout);
+    assert!(
+        help.contains("Usage: redis-ha chaos [OPTIONS] <ACTION> <NODE>")
+            && help.contains("Exit codes: 0 done"),
+        "{help}"
+    );
+
+    // A usage error is exit 2, as clap gives it.
+    let out = run(&["chaos", "frobnicate", "1"]).await;
+    assert_exit_saying(&out, 2, "invalid value 'frobnicate'");
+
+    // The proxy cannot be reached: exit 2 and redis-ha's message.
+    let proxy = format!("127.0.0.1:{}", dead_port());
+    let out = run(&["simulate", "--proxy", &proxy, "--messages", "1"]).await;
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.starts_with("redis-ha: simulate: cannot reach the proxy: ")
+            && err.ends_with("(is the cluster up? set --proxy)\n"),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty());
+}
+
+/// Ctrl-C reaches the simulation, which prints its report and exits 130.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_simulation_reports_and_exits_130() {
+    real_chaos_binary();
+    let cluster = Cluster::start(ClusterOptions::default()).await;
+    let proxy = cluster.node(1).addr();
+    let key = "redis-ha:simulate:interrupted";
+    let child = command(&[
+        "simulate",
+        "--proxy",
+        &proxy,
+        "--mode",
+        "fast",
+        "--subscribers",
+        "1",
+        "--rate",
+        "200",
+        "--key",
+        key,
+    ])
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let pid = child.id().unwrap().to_string();
+    // Running for real: its pushes reach Redis.
+    wait_for("the simulation's first push", READY_TIMEOUT, || async {
+        let stats: String = cluster
+            .node(1)
+            .query(redis::cmd("INFO").arg("commandstats"))
+            .await
+            .map_err(|e| e.to_string())?;
+        if stats.contains("cmdstat_rpush:") {
+            Ok(())
+        } else {
+            Err("no RPUSH yet".to_owned())
+        }
+    })
+    .await;
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .expect("the interrupted simulation did not exit")
+        .unwrap();
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    assert!(
+        text(&out.stdout)
+            .starts_with("redis-ha simulate: fast mode, 1 publisher and 1 subscriber(s)"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(
+        err.ends_with("redis-ha: simulate: interrupted (the report covers the run until then)\n"),
+        "{err}"
+    );
 }

@@ -1,9 +1,7 @@
 //! One module per subcommand. Each takes the connection target and its own arguments.
 
-pub mod chaos;
 pub mod events;
 pub mod failover;
 pub mod master;
-pub mod simulate;
 pub mod status;
 pub mod watch;

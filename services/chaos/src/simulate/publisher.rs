@@ -165,9 +165,7 @@ pub async fn run(
     if let Some(o) = st.open_outage {
         log.outages.push(o);
     }
-    log.events = std::mem::take(&mut link.events);
-    log.disconnections = link.disconnections;
-    log.refusals = link.refusals;
+    (log.events, log.disconnections, log.refusals) = link.take_record();
     log
 }
 

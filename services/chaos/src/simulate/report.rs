@@ -12,9 +12,9 @@
 
 use serde::Serialize;
 
-use super::chaos::FaultRecord;
 use super::link::ClientEvent;
 use super::publisher::PublisherLog;
+use super::schedule::FaultRecord;
 use super::subscriber::SubscriberLog;
 use super::{Mode, Settings};
 
@@ -585,7 +585,7 @@ fn throughput(duration_ms: u64, publ: &PublisherLog, subs: &[SubscriberLog]) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::simulate::chaos::Fault;
+    use crate::chaos::Fault;
     use crate::simulate::publisher::RawOutage;
     use crate::simulate::subscriber::Delivery;
 

@@ -1,4 +1,4 @@
-//! `redis-ha simulate`: one publisher and N subscribers moving sequence-numbered messages
+//! `redis-ha simulate` (`redis-ha-chaos simulate`): one publisher and N subscribers moving sequence-numbered messages
 //! through the proxy (RPUSH onto a list, BLPOP/BLMOVE off it) while a chaos schedule faults
 //! the master, then an exact account of what was acknowledged, delivered, lost, duplicated.
 //!
@@ -24,13 +24,11 @@
 //! [`ChaosTarget`] of their own.
 
 pub mod backoff;
-pub mod chaos;
-pub mod conn;
-pub mod docker;
 pub mod link;
 pub mod plot;
 pub mod publisher;
 pub mod report;
+pub mod schedule;
 pub mod subscriber;
 
 use std::future::Future;
@@ -43,11 +41,11 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 pub use backoff::Backoff;
-pub use chaos::{ChaosPlan, ChaosTarget, Fault, LocalProcesses, NoChaos, NodeRef};
-pub use docker::DockerStack;
 pub use report::Report;
+pub use schedule::ChaosPlan;
 
-use conn::{ConnError, RedisEndpoint};
+use crate::chaos::{ChaosTarget, Fault};
+use crate::conn::{ConnError, RedisEndpoint};
 use link::{wait_true, Link};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
@@ -256,9 +254,34 @@ pub async fn run<C: ChaosTarget>(opts: Options, chaos: C) -> Result<Report, SimE
     run_until(opts, chaos, std::future::pending()).await
 }
 
+/// A finished run: the report, and the logs it was made from (what the publisher saw
+/// acknowledged, what each subscriber received), for tests that recount them.
+#[derive(Debug)]
+pub struct Run {
+    pub report: Report,
+    pub publisher: publisher::PublisherLog,
+    pub subscribers: Vec<subscriber::SubscriberLog>,
+}
+
+/// Runs a simulation to its end and keeps its logs; `chaos` stays the caller's, with
+/// whatever it recorded.
+pub async fn run_logged<C: ChaosTarget>(opts: Options, chaos: &mut C) -> Result<Run, SimError> {
+    execute(opts, chaos, std::future::pending()).await
+}
+
 /// Runs a simulation; when `shutdown` resolves (Ctrl-C), a faulted node is restored, the
 /// clients stop, and the report covers what happened until then.
 pub async fn run_until<C, S>(opts: Options, mut chaos: C, shutdown: S) -> Result<Report, SimError>
+where
+    C: ChaosTarget,
+    S: Future<Output = ()>,
+{
+    execute(opts, &mut chaos, shutdown)
+        .await
+        .map(|run| run.report)
+}
+
+async fn execute<C, S>(opts: Options, chaos: &mut C, shutdown: S) -> Result<Run, SimError>
 where
     C: ChaosTarget,
     S: Future<Output = ()>,
@@ -330,7 +353,7 @@ where
 
     let work = async {
         let mut interrupt = interrupt_rx.clone();
-        let chaos_log = chaos::run_schedule(&opts.chaos, &mut chaos, clock, &mut interrupt).await;
+        let chaos_log = schedule::run_schedule(&opts.chaos, chaos, clock, &mut interrupt).await;
         let _ = chaos_done_tx.send(true);
         let publog = pub_handle
             .await
@@ -351,7 +374,7 @@ where
         let interrupted = *interrupt.borrow();
         let (left_in_list, left_in_processing) = lengths(&opts, &endpoint).await.ok().unzip();
         cleanup(&opts, &endpoint).await;
-        Ok::<_, SimError>(Report::build(report::Inputs {
+        let report = Report::build(report::Inputs {
             settings,
             started_at_ms,
             duration_ms,
@@ -362,7 +385,12 @@ where
             chaos_errors: chaos_log.errors,
             left_in_list,
             left_in_processing,
-        }))
+        });
+        Ok::<_, SimError>(Run {
+            report,
+            publisher: publog,
+            subscribers: subs,
+        })
     };
 
     let main = async {

@@ -1,10 +1,10 @@
 //! `redis-ha chaos ACTION NODE`: fault a Redis node of the swarm stack through the Docker API
-//! (see [`crate::chaos`]).
+//! (see [`crate::chaos::docker`]).
 
 use clap::Args;
 
-use crate::chaos::{Chaos, ChaosAction, NodeNum, DEFAULT_STACK};
-use crate::error::CliError;
+use crate::chaos::docker::{ChaosAction, DockerChaos, DockerError, NodeNum, DEFAULT_STACK};
+use crate::error::Error;
 
 #[derive(Debug, Args)]
 #[command(after_help = "\
@@ -42,12 +42,11 @@ pub struct ChaosArgs {
 }
 
 fn parse_node(s: &str) -> Result<NodeNum, String> {
-    s.parse()
-        .map_err(|e: crate::chaos::ChaosError| e.to_string())
+    s.parse().map_err(|e: DockerError| e.to_string())
 }
 
-pub async fn run(args: &ChaosArgs) -> Result<(), CliError> {
-    let chaos = Chaos::connect(&args.stack).await?;
+pub async fn run(args: &ChaosArgs) -> Result<(), Error> {
+    let chaos = DockerChaos::connect(&args.stack).await?;
     let outcome = chaos.apply(args.action, args.node).await?;
     if args.json {
         println!("{}", serde_json::to_string(&outcome)?);

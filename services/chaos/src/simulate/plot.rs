@@ -667,9 +667,10 @@ pub fn write(r: &Report, path: &Path, font: Option<&Path>) -> Result<Option<Stri
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::simulate::chaos::{Fault, FaultRecord};
+    use crate::chaos::Fault;
     use crate::simulate::publisher::{PublisherLog, RawOutage};
     use crate::simulate::report::Inputs;
+    use crate::simulate::schedule::FaultRecord;
     use crate::simulate::subscriber::{Delivery, SubscriberLog};
     use crate::simulate::{Mode, Settings};
 

@@ -9,8 +9,8 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 use super::backoff::Backoff;
-use super::conn::{ConnError, RedisEndpoint};
 use super::Clock;
+use crate::conn::{ConnError, RedisEndpoint};
 
 /// A connection change of one client, for the report.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -133,12 +133,7 @@ impl Link {
                             now.saturating_sub(since) as f64 / 1000.0
                         );
                         tracing::info!(client = %self.name, "reconnected {detail}");
-                        self.events.push(ClientEvent {
-                            at_ms: now,
-                            client: self.name.clone(),
-                            kind: ClientEventKind::Reconnected,
-                            detail,
-                        });
+                        self.event(now, ClientEventKind::Reconnected, detail);
                     }
                     // `failures` stays until a command works: a proxy that connects but whose
                     // Redis refuses every command still backs off.
@@ -162,12 +157,7 @@ impl Link {
                 self.refusing = true;
                 self.refusals += 1;
                 tracing::warn!(client = %self.name, "refused ({code}): {err}; retrying with backoff");
-                self.events.push(ClientEvent {
-                    at_ms: now,
-                    client: self.name.clone(),
-                    kind: ClientEventKind::Refused,
-                    detail: err.to_string(),
-                });
+                self.event(now, ClientEventKind::Refused, err.to_string());
             } else {
                 tracing::debug!(client = %self.name, "still refused: {err}");
             }
@@ -178,15 +168,28 @@ impl Link {
             self.down_since = Some(now);
             self.disconnections += 1;
             tracing::warn!(client = %self.name, "disconnected: {err}; reconnecting with backoff");
-            self.events.push(ClientEvent {
-                at_ms: now,
-                client: self.name.clone(),
-                kind: ClientEventKind::Disconnected,
-                detail: err.to_string(),
-            });
+            self.event(now, ClientEventKind::Disconnected, err.to_string());
         } else {
             tracing::debug!(client = %self.name, "still failing: {err}");
         }
+    }
+
+    fn event(&mut self, at_ms: u64, kind: ClientEventKind, detail: String) {
+        self.events.push(ClientEvent {
+            at_ms,
+            client: self.name.clone(),
+            kind,
+            detail,
+        });
+    }
+
+    /// What the link saw, for the client's log: its events, disconnections and refusals.
+    pub fn take_record(&mut self) -> (Vec<ClientEvent>, u64, u64) {
+        (
+            std::mem::take(&mut self.events),
+            self.disconnections,
+            self.refusals,
+        )
     }
 
     /// Drops the connection on purpose (to be routed anew), without counting a failure.

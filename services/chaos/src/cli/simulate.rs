@@ -5,15 +5,15 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
+use redis_ha_cli::output::emit;
+use redis_ha_cli::Target;
 use redis_ha_common::{HostPort, Secret};
 
-use crate::chaos::DEFAULT_STACK;
-use crate::client::Target;
-use crate::error::CliError;
-use crate::output::emit;
-use crate::simulate::{
-    self, ChaosPlan, DockerStack, Fault, LocalProcesses, Mode, NoChaos, Options, Report,
-};
+use super::program_name;
+use crate::chaos::docker::DEFAULT_STACK;
+use crate::chaos::{DockerStack, Fault, LocalProcesses, NoChaos};
+use crate::error::Error;
+use crate::simulate::{self, ChaosPlan, Mode, Options, Report};
 
 /// Where the chaos schedule's faults go.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -117,10 +117,10 @@ fn parse_seconds(s: &str) -> Result<Duration, String> {
 }
 
 /// The library options from the command line.
-pub fn options(args: &SimulateArgs) -> Result<Options, CliError> {
+pub fn options(args: &SimulateArgs) -> Result<Options, Error> {
     let password_file = password_file(args);
     let password = Secret::from_optional_file("--password-file", password_file.as_deref())
-        .map_err(|e| CliError::Simulate(simulate::SimError::Invalid(e.to_string())))?;
+        .map_err(|e| Error::Simulate(simulate::SimError::Invalid(e.to_string())))?;
     Ok(Options {
         proxy: args.proxy.clone(),
         password,
@@ -168,7 +168,7 @@ async fn ctrl_c() {
     }
 }
 
-pub async fn run(target: &Target, args: &SimulateArgs) -> Result<(), CliError> {
+pub async fn run(target: &Target, args: &SimulateArgs) -> Result<(), Error> {
     let opts = options(args)?;
     let report = if opts.chaos.kills == 0 {
         simulate::run_until(opts, NoChaos, ctrl_c()).await?
@@ -180,31 +180,31 @@ pub async fn run(target: &Target, args: &SimulateArgs) -> Result<(), CliError> {
             opts.password.clone(),
         )
         .await
-        .map_err(|e| CliError::Chaos(e.to_string()))?;
+        .map_err(|e| Error::Chaos(e.to_string()))?;
         simulate::run_until(opts, chaos, ctrl_c()).await?
     } else {
         let chaos = LocalProcesses::open(&args.run_dir, target.clone())
-            .map_err(|e| CliError::Chaos(e.to_string()))?;
+            .map_err(|e| Error::Chaos(e.to_string()))?;
         simulate::run_until(opts, chaos, ctrl_c()).await?
     };
     emit(&report.summary_text())?;
     write_outputs(&report, args)?;
     if report.lost_acknowledged_in_durable_mode() {
-        return Err(CliError::MessagesLost {
+        return Err(Error::MessagesLost {
             lost: report.counts.acknowledged_lost,
         });
     }
     if !report.chaos_errors.is_empty() {
-        return Err(CliError::Chaos(report.chaos_errors.join("; ")));
+        return Err(Error::Chaos(report.chaos_errors.join("; ")));
     }
     if report.interrupted {
-        return Err(CliError::Interrupted);
+        return Err(Error::Interrupted);
     }
     Ok(())
 }
 
-fn write_outputs(report: &Report, args: &SimulateArgs) -> Result<(), CliError> {
-    let write_err = |path: &Path, reason: String| CliError::WriteFile {
+fn write_outputs(report: &Report, args: &SimulateArgs) -> Result<(), Error> {
+    let write_err = |path: &Path, reason: String| Error::WriteFile {
         path: path.display().to_string(),
         reason,
     };
@@ -212,12 +212,12 @@ fn write_outputs(report: &Report, args: &SimulateArgs) -> Result<(), CliError> {
         let mut text = serde_json::to_string_pretty(report)?;
         text.push('\n');
         std::fs::write(path, text).map_err(|e| write_err(path, e.to_string()))?;
-        eprintln!("redis-ha: report written to {}", path.display());
+        eprintln!("{}: report written to {}", program_name(), path.display());
     }
     for path in &args.plot_out {
         match simulate::plot::write(report, path, args.plot_font.as_deref()) {
-            Ok(None) => eprintln!("redis-ha: plot written to {}", path.display()),
-            Ok(Some(note)) => eprintln!("redis-ha: note: {note}"),
+            Ok(None) => eprintln!("{}: plot written to {}", program_name(), path.display()),
+            Ok(Some(note)) => eprintln!("{}: note: {note}", program_name()),
             Err(e) => return Err(write_err(path, e.to_string())),
         }
     }

@@ -7,7 +7,8 @@
 //! unpauses a paused node, reconnects an isolated one, and otherwise forces the service to
 //! schedule a task now (scaling it back to 1 when it was scaled to 0).
 //!
-//! Used by `redis-ha chaos` and by the stack tests (`redis-ha-tests`).
+//! Used by `redis-ha chaos`, the simulation's swarm target ([`super::stack`]) and the stack
+//! tests (`redis-ha-tests`).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -71,11 +72,11 @@ impl fmt::Display for ChaosAction {
 pub struct NodeNum(u8);
 
 impl NodeNum {
-    pub fn new(n: u8) -> Result<Self, ChaosError> {
+    pub fn new(n: u8) -> Result<Self, DockerError> {
         if (1..=3).contains(&n) {
             Ok(Self(n))
         } else {
-            Err(ChaosError::BadNode(n.to_string()))
+            Err(DockerError::BadNode(n.to_string()))
         }
     }
 
@@ -90,7 +91,7 @@ impl NodeNum {
 }
 
 impl std::str::FromStr for NodeNum {
-    type Err = ChaosError;
+    type Err = DockerError;
 
     /// Accepts "2", "redis-2" and "node-2".
     fn from_str(s: &str) -> Result<Self, Self::Err> {
@@ -101,7 +102,7 @@ impl std::str::FromStr for NodeNum {
             .unwrap_or(t);
         match digits.parse::<u8>() {
             Ok(n) if (1..=3).contains(&n) => Ok(Self(n)),
-            _ => Err(ChaosError::BadNode(s.to_owned())),
+            _ => Err(DockerError::BadNode(s.to_owned())),
         }
     }
 }
@@ -113,7 +114,7 @@ impl fmt::Display for NodeNum {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum ChaosError {
+pub enum DockerError {
     #[error("invalid node {0:?}: expected 1, 2, 3 or redis-1 .. redis-3")]
     BadNode(String),
 
@@ -169,8 +170,8 @@ pub struct NodeContainer {
     pub networks: Vec<String>,
 }
 
-fn docker_err(op: &'static str, target: &str, e: bollard::errors::Error) -> ChaosError {
-    ChaosError::Docker {
+fn docker_err(op: &'static str, target: &str, e: bollard::errors::Error) -> DockerError {
+    DockerError::Docker {
         op,
         target: target.to_owned(),
         reason: e.to_string(),
@@ -183,25 +184,25 @@ fn short(id: &str) -> &str {
 
 /// The Docker daemon and the stack whose nodes it faults.
 #[derive(Clone, Debug)]
-pub struct Chaos {
+pub struct DockerChaos {
     docker: Docker,
     stack: String,
 }
 
-impl Chaos {
+impl DockerChaos {
     /// Connects to the local daemon (DOCKER_HOST or the default socket) and agrees on an API
     /// version (the engines here speak 1.41, older than bollard's default).
-    pub async fn connect(stack: &str) -> Result<Self, ChaosError> {
+    pub async fn connect(stack: &str) -> Result<Self, DockerError> {
         let docker = Docker::connect_with_local_defaults()
-            .map_err(|e| ChaosError::DockerUnavailable(e.to_string()))?;
+            .map_err(|e| DockerError::DockerUnavailable(e.to_string()))?;
         let docker = docker
             .negotiate_version()
             .await
-            .map_err(|e| ChaosError::DockerUnavailable(e.to_string()))?;
+            .map_err(|e| DockerError::DockerUnavailable(e.to_string()))?;
         docker
             .ping()
             .await
-            .map_err(|e| ChaosError::DockerUnavailable(e.to_string()))?;
+            .map_err(|e| DockerError::DockerUnavailable(e.to_string()))?;
         Ok(Self {
             docker,
             stack: stack.to_owned(),
@@ -216,17 +217,17 @@ impl Chaos {
         &self.docker
     }
 
-    /// "<stack>_redis-N".
+    /// `<stack>_redis-N`.
     pub fn service_name(&self, node: NodeNum) -> String {
         format!("{}_{}", self.stack, node.service())
     }
 
-    /// "<stack>_internal": the overlay network Redis, the Sentinels and the sidecars share.
+    /// `<stack>_internal`: the overlay network Redis, the Sentinels and the sidecars share.
     pub fn internal_network(&self) -> String {
         format!("{}_internal", self.stack)
     }
 
-    async fn ensure_service(&self, service: &str) -> Result<(), ChaosError> {
+    async fn ensure_service(&self, service: &str) -> Result<(), DockerError> {
         match self
             .docker
             .inspect_service(service, None::<InspectServiceOptions>)
@@ -235,7 +236,7 @@ impl Chaos {
             Ok(_) => Ok(()),
             Err(bollard::errors::Error::DockerResponseServerError {
                 status_code: 404, ..
-            }) => Err(ChaosError::NoService {
+            }) => Err(DockerError::NoService {
                 service: service.to_owned(),
                 stack: self.stack.clone(),
             }),
@@ -245,7 +246,7 @@ impl Chaos {
     }
 
     /// Every container of the node's service on this host, newest first.
-    pub async fn containers(&self, node: NodeNum) -> Result<Vec<NodeContainer>, ChaosError> {
+    pub async fn containers(&self, node: NodeNum) -> Result<Vec<NodeContainer>, DockerError> {
         let service = self.service_name(node);
         self.ensure_service(&service).await?;
         let filters = HashMap::from([(
@@ -272,19 +273,19 @@ impl Chaos {
         node: NodeNum,
         states: &[&str],
         wanted: &'static str,
-    ) -> Result<NodeContainer, ChaosError> {
+    ) -> Result<NodeContainer, DockerError> {
         self.containers(node)
             .await?
             .into_iter()
             .find(|c| states.contains(&c.state.as_str()))
-            .ok_or_else(|| ChaosError::NoContainer {
+            .ok_or_else(|| DockerError::NoContainer {
                 service: self.service_name(node),
                 wanted,
             })
     }
 
     /// The node's running (not paused) container.
-    pub async fn running(&self, node: NodeNum) -> Result<NodeContainer, ChaosError> {
+    pub async fn running(&self, node: NodeNum) -> Result<NodeContainer, DockerError> {
         self.container_in(node, &["running"], "running").await
     }
 
@@ -293,7 +294,7 @@ impl Chaos {
         &self,
         action: ChaosAction,
         node: NodeNum,
-    ) -> Result<ChaosOutcome, ChaosError> {
+    ) -> Result<ChaosOutcome, DockerError> {
         let service = self.service_name(node);
         let outcome = |container: &NodeContainer, message: String| ChaosOutcome {
             action,
@@ -371,7 +372,7 @@ impl Chaos {
                     .await?;
                 let net = self.internal_network();
                 if !c.networks.iter().any(|n| n == &net) {
-                    return Err(ChaosError::Refused {
+                    return Err(DockerError::Refused {
                         service,
                         what: format!("{} is not on {net}: already isolated?", c.name),
                     });
@@ -417,7 +418,7 @@ impl Chaos {
         }
     }
 
-    async fn unpause(&self, c: &NodeContainer) -> Result<(), ChaosError> {
+    async fn unpause(&self, c: &NodeContainer) -> Result<(), DockerError> {
         self.docker
             .unpause_container(&c.id)
             .await
@@ -428,10 +429,10 @@ impl Chaos {
     /// swarm's DNS record of a task (`redis-N`, how the Sentinels and agents know the node) is
     /// gone once it is disconnected and a reconnect through the API does not bring it back
     /// (measured on Docker 20.10), so only a new task is reachable by name again.
-    async fn heal(&self, node: NodeNum, c: &NodeContainer) -> Result<(), ChaosError> {
+    async fn heal(&self, node: NodeNum, c: &NodeContainer) -> Result<(), DockerError> {
         let net = self.internal_network();
         if c.networks.iter().any(|n| n == &net) {
-            return Err(ChaosError::Refused {
+            return Err(DockerError::Refused {
                 service: self.service_name(node),
                 what: format!("{} is on {net} already: nothing to heal", c.name),
             });
@@ -457,7 +458,7 @@ impl Chaos {
 
     /// Undoes whatever fault the node is in; with nothing to undo, makes the swarm schedule
     /// the service's task at once.
-    async fn start(&self, node: NodeNum) -> Result<ChaosOutcome, ChaosError> {
+    async fn start(&self, node: NodeNum) -> Result<ChaosOutcome, DockerError> {
         let service = self.service_name(node);
         let containers = self.containers(node).await?;
         let net = self.internal_network();
@@ -498,11 +499,11 @@ impl Chaos {
             .version
             .and_then(|v| v.index)
             .and_then(|v| i32::try_from(v).ok())
-            .ok_or_else(|| ChaosError::Refused {
+            .ok_or_else(|| DockerError::Refused {
                 service: service.clone(),
                 what: "the service has no version index".to_owned(),
             })?;
-        let mut spec = svc.spec.ok_or_else(|| ChaosError::Refused {
+        let mut spec = svc.spec.ok_or_else(|| DockerError::Refused {
             service: service.clone(),
             what: "the service has no spec".to_owned(),
         })?;
@@ -593,7 +594,7 @@ mod tests {
     #[test]
     fn names_follow_the_stack() {
         let docker = Docker::connect_with_local_defaults().unwrap();
-        let c = Chaos {
+        let c = DockerChaos {
             docker,
             stack: "t1".into(),
         };

@@ -156,9 +156,7 @@ pub async fn run(
         }
     }
     let mut log = rec.log;
-    log.events = std::mem::take(&mut link.events);
-    log.disconnections = link.disconnections;
-    log.refusals = link.refusals;
+    (log.events, log.disconnections, log.refusals) = link.take_record();
     log
 }
 
@@ -168,7 +166,7 @@ async fn lrem(
     con: &mut MultiplexedConnection,
     processing: &str,
     value: &str,
-) -> Result<(), super::conn::ConnError> {
+) -> Result<(), crate::conn::ConnError> {
     let mut ack = redis::cmd("LREM");
     ack.arg(processing).arg(1).arg(value);
     link.endpoint()
@@ -182,7 +180,7 @@ async fn take_one(
     con: &mut MultiplexedConnection,
     cmd: &redis::Cmd,
     mode: Mode,
-) -> Result<Option<String>, super::conn::ConnError> {
+) -> Result<Option<String>, crate::conn::ConnError> {
     match mode {
         Mode::Fast => link
             .endpoint()
@@ -201,7 +199,7 @@ async fn recover(
     con: &mut MultiplexedConnection,
     processing: &str,
     rec: &mut Recorder<'_>,
-) -> Result<(), super::conn::ConnError> {
+) -> Result<(), crate::conn::ConnError> {
     let mut range = redis::cmd("LRANGE");
     range.arg(processing).arg(0).arg(-1);
     let pending: Vec<String> = link.endpoint().run(con, &range, Duration::ZERO).await?;

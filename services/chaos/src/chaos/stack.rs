@@ -1,5 +1,5 @@
 //! The chaos target of the swarm stack (`deploy/up.sh`): faults through the Docker API
-//! ([`crate::chaos`]), the master from the coordinator (its published gRPC port, `up.sh
+//! ([`super::docker`]), the master from the coordinator (its published gRPC port, `up.sh
 //! --grpc-port`) or, when it does not answer, the stack's published Sentinels.
 //!
 //! Node N is the task of the swarm service `<stack>_redis-N`, known to the Sentinels and the
@@ -14,10 +14,11 @@ use std::time::Duration;
 use redis_ha_common::{HostPort, Secret};
 use redis_ha_proto::v1::{Health, LinkState, Role, Topology};
 
-use super::chaos::{coordinator_topology, ChaosError, ChaosTarget, Fault, NodeRef};
-use super::conn::RedisEndpoint;
-use crate::chaos::{Chaos, ChaosAction, NodeNum};
-use crate::client::Target;
+use redis_ha_cli::Target;
+
+use super::docker::{ChaosAction, DockerChaos, DockerError, NodeNum};
+use super::{coordinator_topology, current_master, ChaosError, ChaosTarget, Fault, NodeRef};
+use crate::conn::RedisEndpoint;
 
 /// The stack's Redis nodes.
 const NODES: [u8; 3] = [1, 2, 3];
@@ -27,7 +28,7 @@ const RESTART_NUDGE: Duration = Duration::from_secs(20);
 const RESTART_LIMIT: Duration = Duration::from_secs(90);
 
 pub struct DockerStack {
-    chaos: Chaos,
+    chaos: DockerChaos,
     coordinator: Target,
     /// The stack's published Sentinels (HAProxy's port + 10001 .. + 10003).
     sentinels: Vec<HostPort>,
@@ -46,7 +47,7 @@ impl DockerStack {
         proxy: &HostPort,
         password: Option<Secret>,
     ) -> Result<Self, ChaosError> {
-        let chaos = Chaos::connect(stack)
+        let chaos = DockerChaos::connect(stack)
             .await
             .map_err(|e| ChaosError::Setup(e.to_string()))?;
         for n in NODES {
@@ -69,23 +70,18 @@ impl DockerStack {
         coordinator_topology(&self.coordinator).await
     }
 
-    /// The master at least two of the published Sentinels name.
-    async fn sentinel_master(&self) -> Result<String, ChaosError> {
-        let mut named = Vec::new();
-        for addr in &self.sentinels {
-            let ep = RedisEndpoint::new(
-                addr.clone(),
-                self.password.clone(),
-                self.coordinator.timeout,
-            );
-            let mut cmd = redis::cmd("SENTINEL");
-            cmd.arg("GET-MASTER-ADDR-BY-NAME")
-                .arg(&self.coordinator.group);
-            if let Ok(Some((host, port))) = ep.query::<Option<(String, u16)>>(&cmd).await {
-                named.push(HostPort::new(host, port).to_string());
-            }
-        }
-        agreed(&named).ok_or_else(|| ChaosError::NoMaster(format!("the Sentinels name {named:?}")))
+    /// The stack's published Sentinels.
+    fn sentinels(&self) -> Vec<RedisEndpoint> {
+        self.sentinels
+            .iter()
+            .map(|addr| {
+                RedisEndpoint::new(
+                    addr.clone(),
+                    self.password.clone(),
+                    self.coordinator.timeout,
+                )
+            })
+            .collect()
     }
 
     fn num(node: &NodeRef) -> Result<NodeNum, ChaosError> {
@@ -95,7 +91,7 @@ impl DockerStack {
         })
     }
 
-    fn docker_err(node: &NodeRef, e: crate::chaos::ChaosError) -> ChaosError {
+    fn docker_err(node: &NodeRef, e: DockerError) -> ChaosError {
         ChaosError::Node {
             node: node.name.clone(),
             reason: e.to_string(),
@@ -109,10 +105,7 @@ impl ChaosTarget for DockerStack {
     }
 
     async fn master(&mut self) -> Result<NodeRef, ChaosError> {
-        let address = match self.topology().await {
-            Ok(t) if !t.master_address.is_empty() => t.master_address,
-            Ok(_) | Err(_) => self.sentinel_master().await?,
-        };
+        let address = current_master(&self.coordinator, &self.sentinels()).await?;
         node_ref(&address)
             .ok_or_else(|| ChaosError::NoMaster(format!("{address} is not a node of the stack")))
     }
@@ -226,14 +219,6 @@ fn sentinel_addresses(proxy: &HostPort) -> Vec<HostPort> {
         .collect()
 }
 
-/// The address two or more of `named` agree on.
-fn agreed(named: &[String]) -> Option<String> {
-    named
-        .iter()
-        .find(|a| named.iter().filter(|b| b == a).count() >= 2)
-        .cloned()
-}
-
 /// The node of an address the stack knows ("redis-2:9002" → 2).
 fn node_of_address(address: &str) -> Option<NodeNum> {
     let host = address.rsplit_once(':').map_or(address, |(h, _)| h);
@@ -336,17 +321,6 @@ mod tests {
         let s: Vec<String> = s.iter().map(ToString::to_string).collect();
         assert_eq!(s, ["127.0.0.1:19501", "127.0.0.1:19502", "127.0.0.1:19503"]);
         assert!(sentinel_addresses(&HostPort::new("h", 65_000)).is_empty());
-    }
-
-    #[test]
-    fn a_quorum_of_two_names_the_master() {
-        let v = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
-        assert_eq!(
-            agreed(&v(&["redis-1:9001", "redis-2:9002", "redis-1:9001"])),
-            Some("redis-1:9001".into())
-        );
-        assert_eq!(agreed(&v(&["redis-1:9001", "redis-2:9002"])), None);
-        assert_eq!(agreed(&[]), None);
     }
 
     fn node(n: u8, master: u8) -> NodeView {
