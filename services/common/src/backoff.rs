@@ -116,7 +116,11 @@ mod tests {
         assert!(b.ready(t0));
         assert_eq!(b.next_attempt(), None);
         b.failed(t0);
-        assert_eq!(b.next_attempt(), Some(t0 + MS * 50), "reset to the first delay");
+        assert_eq!(
+            b.next_attempt(),
+            Some(t0 + MS * 50),
+            "reset to the first delay"
+        );
     }
 
     #[test]

@@ -97,6 +97,37 @@ impl LinkError {
         matches!(self, Self::Timeout { .. })
     }
 
+    /// `command` to `peer` at `addr` got no answer within `after`.
+    pub fn timeout(peer: &'static str, addr: &HostPort, command: &str, after: Duration) -> Self {
+        Self::Timeout {
+            peer,
+            addr: addr.to_string(),
+            command: command.to_owned(),
+            timeout_ms: u64::try_from(after.as_millis()).unwrap_or(u64::MAX),
+        }
+    }
+
+    /// `command` to `peer` at `addr` failed with `e` (a timeout stays a timeout; `after` is
+    /// the bound it ran under).
+    pub fn command(
+        peer: &'static str,
+        addr: &HostPort,
+        command: &str,
+        after: Duration,
+        e: &RedisError,
+    ) -> Self {
+        if e.is_timeout() {
+            return Self::timeout(peer, addr, command, after);
+        }
+        Self::Command {
+            peer,
+            addr: addr.to_string(),
+            command: command.to_owned(),
+            reason: e.to_string(),
+            code: is_server_reply(e).then(|| e.code().unwrap_or_default().to_owned()),
+        }
+    }
+
     /// The server's error code when the server itself refused the command.
     pub fn server_code(&self) -> Option<&str> {
         match self {
@@ -174,26 +205,12 @@ impl RedisLink {
 
     /// The timeout error of `command`.
     pub fn timeout_error(&self, command: &str) -> LinkError {
-        LinkError::Timeout {
-            peer: self.peer,
-            addr: self.addr.to_string(),
-            command: command.to_owned(),
-            timeout_ms: u64::try_from(self.timeout.as_millis()).unwrap_or(u64::MAX),
-        }
+        LinkError::timeout(self.peer, &self.addr, command, self.timeout)
     }
 
     /// The error of `command` failing with `e` (a timeout stays a timeout).
     pub fn command_error(&self, command: &str, e: &RedisError) -> LinkError {
-        if e.is_timeout() {
-            return self.timeout_error(command);
-        }
-        LinkError::Command {
-            peer: self.peer,
-            addr: self.addr.to_string(),
-            command: command.to_owned(),
-            reason: e.to_string(),
-            code: is_server_reply(e).then(|| e.code().unwrap_or_default().to_owned()),
-        }
+        LinkError::command(self.peer, &self.addr, command, self.timeout, e)
     }
 
     fn connect_error(&self, e: &RedisError) -> LinkError {
@@ -302,7 +319,9 @@ mod tests {
 
     #[test]
     fn info_fields_skip_headers_and_blank_lines() {
-        let f = info_fields("# Replication\r\nrole:master\r\n\r\nconnected_slaves:1\r\nslave0:ip=a,port=1\r\n");
+        let f = info_fields(
+            "# Replication\r\nrole:master\r\n\r\nconnected_slaves:1\r\nslave0:ip=a,port=1\r\n",
+        );
         assert_eq!(f.get("role"), Some(&"master"));
         assert_eq!(f.get("connected_slaves"), Some(&"1"));
         assert_eq!(f.get("slave0"), Some(&"ip=a,port=1"));
@@ -335,7 +354,10 @@ mod tests {
         let e = link.query(&redis::cmd("PING"), "PING").await.unwrap_err();
         assert!(matches!(e, LinkError::Connect { .. }), "{e}");
         let text = e.to_string();
-        assert!(text.starts_with(&format!("redis 127.0.0.1:{port}: connect")), "{text}");
+        assert!(
+            text.starts_with(&format!("redis 127.0.0.1:{port}: connect")),
+            "{text}"
+        );
         assert!(!link.is_connected());
     }
 

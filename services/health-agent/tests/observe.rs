@@ -135,7 +135,7 @@ async fn stalled_socket_times_out() {
     let mut s = SentinelProbe::new(addr(port), None, IO).unwrap();
     let e = s.observe("redis-cluster").await.unwrap_err();
     assert!(e.is_timeout(), "{e}");
-    let Err(e) = s.subscribe_events().await else {
+    let Err(e) = s.subscribe_events(IO).await else {
         panic!("subscribed to a stalled socket")
     };
     assert!(e.is_timeout(), "{e}");
