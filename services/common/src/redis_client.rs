@@ -128,6 +128,23 @@ impl LinkError {
         }
     }
 
+    /// The cause alone, without the peer and its address (for callers that name the peer
+    /// themselves).
+    pub fn cause(&self) -> String {
+        match self {
+            Self::Connect { reason, .. } => format!("connect: {reason}"),
+            Self::Timeout {
+                command,
+                timeout_ms,
+                ..
+            } => format!("{command} timed out after {timeout_ms} ms"),
+            Self::Command { reason, .. } => reason.clone(),
+            Self::Reply {
+                command, source, ..
+            } => format!("{command}: unexpected reply: {source}"),
+        }
+    }
+
     /// The server's error code when the server itself refused the command.
     pub fn server_code(&self) -> Option<&str> {
         match self {
