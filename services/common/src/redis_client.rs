@@ -356,42 +356,43 @@ mod tests {
         assert_eq!(text(&Value::Array(vec![])), None);
     }
 
-    #[tokio::test]
-    async fn a_closed_port_is_a_connect_error_naming_peer_and_address() {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    fn link(peer: &'static str, listener: &std::net::TcpListener, ms: u64) -> RedisLink {
         let port = listener.local_addr().expect("addr").port();
-        drop(listener);
-        let mut link = RedisLink::new(
-            "redis",
+        RedisLink::new(
+            peer,
             HostPort::new("127.0.0.1", port),
             None,
-            Duration::from_millis(500),
+            Duration::from_millis(ms),
         )
-        .expect("a client");
+        .expect("a client")
+    }
+
+    #[tokio::test]
+    async fn a_peer_that_hangs_up_is_a_connect_error_naming_peer_and_address() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let mut link = link("redis", &listener, 2000);
+        // Accepts and closes every connection at once.
+        std::thread::spawn(move || {
+            for s in listener.incoming() {
+                drop(s);
+            }
+        });
         let e = link.query(&redis::cmd("PING"), "PING").await.unwrap_err();
         assert!(matches!(e, LinkError::Connect { .. }), "{e}");
-        let text = e.to_string();
-        assert!(
-            text.starts_with(&format!("redis 127.0.0.1:{port}: connect")),
-            "{text}"
-        );
+        let prefix = format!("redis {}: connect", link.addr());
+        assert!(e.to_string().starts_with(&prefix), "{e}");
+        assert_eq!(e.server_code(), None);
         assert!(!link.is_connected());
     }
 
     #[tokio::test]
     async fn a_silent_peer_times_out_in_the_handshake() {
+        // Accepted by the kernel, never answered.
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let port = listener.local_addr().expect("addr").port();
-        // Accepts (the kernel does) and never answers.
-        let mut link = RedisLink::new(
-            "sentinel",
-            HostPort::new("127.0.0.1", port),
-            None,
-            Duration::from_millis(200),
-        )
-        .expect("a client");
+        let mut link = link("sentinel", &listener, 200);
         let e = link.query(&redis::cmd("PING"), "PING").await.unwrap_err();
         assert!(e.is_timeout(), "{e}");
+        assert_eq!(e.cause(), "connect timed out after 200 ms");
         let e = link.pubsub().await.map(drop).unwrap_err();
         assert!(e.is_timeout(), "{e}");
         drop(listener);

@@ -4,8 +4,8 @@
 use std::collections::HashMap;
 
 use redis::Value;
-use redis_ha_common::redis_client::info_fields;
 pub use redis_ha_common::redis_client::ReplyError;
+use redis_ha_common::redis_client::{info_fields, text};
 use redis_ha_common::HostPort;
 use redis_ha_proto::v1::{LinkState, RedisStatus, ReplicaLink, Role};
 
@@ -94,16 +94,6 @@ impl RoleReply {
                 status.replicas.clear();
             }
         }
-    }
-}
-
-fn text(v: &Value) -> Option<String> {
-    match v {
-        Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
-        Value::SimpleString(s) => Some(s.clone()),
-        Value::VerbatimString { text, .. } => Some(text.clone()),
-        Value::Int(i) => Some(i.to_string()),
-        _ => None,
     }
 }
 
