@@ -5,6 +5,7 @@ use std::fmt;
 use std::time::Duration;
 
 use redis_ha_common::{HostPort, Secret};
+use redis_ha_sentinel::{SentinelClient, SentinelError};
 
 /// Why no Sentinel started the failover.
 #[derive(Debug, thiserror::Error)]
@@ -102,39 +103,18 @@ async fn ask(
     let hp: HostPort = sentinel
         .parse()
         .map_err(|e| Outcome::Unreachable(format!("bad address: {e}")))?;
-    let info = redis::ConnectionInfo {
-        addr: redis::ConnectionAddr::Tcp(hp.host, hp.port),
-        redis: redis::RedisConnectionInfo {
-            password: password.map(|p| p.expose().to_owned()),
-            ..Default::default()
-        },
-    };
-    let client = redis::Client::open(info).map_err(|e| Outcome::Unreachable(e.to_string()))?;
-    let mut conn = tokio::time::timeout(io_timeout, client.get_multiplexed_async_connection())
-        .await
-        .map_err(|_| Outcome::Unreachable(format!("connect timed out after {io_timeout:?}")))?
-        .map_err(classify)?;
-    let reply: redis::RedisResult<String> = tokio::time::timeout(
-        io_timeout,
-        redis::cmd("SENTINEL")
-            .arg("FAILOVER")
-            .arg(group)
-            .query_async(&mut conn),
-    )
-    .await
-    .map_err(|_| Outcome::Unreachable(format!("no answer within {io_timeout:?}")))?;
-    reply.map(drop).map_err(classify)
+    let mut client = SentinelClient::new(hp, password, io_timeout).map_err(|e| classify(&e))?;
+    client.failover(group).await.map_err(|e| classify(&e))
 }
 
 /// Network trouble means "try the next Sentinel"; an answer means the Sentinel decided.
-fn classify(e: redis::RedisError) -> Outcome {
-    if e.is_io_error() || e.is_timeout() || e.is_connection_refusal() || e.is_connection_dropped() {
-        return Outcome::Unreachable(e.to_string());
-    }
-    let last = e.code().is_some_and(|c| FINAL_CODES.contains(&c));
-    Outcome::Refused {
-        error: e.to_string(),
-        last,
+fn classify(e: &SentinelError) -> Outcome {
+    match e.server_code() {
+        Some(code) => Outcome::Refused {
+            error: e.cause(),
+            last: FINAL_CODES.contains(&code),
+        },
+        None => Outcome::Unreachable(e.cause()),
     }
 }
 

@@ -7,8 +7,9 @@
 //!
 //! Who is master, in order:
 //! 1. only fresh reports count (younger than `stale_after`);
-//! 2. the Sentinels' view: the highest `config_epoch` among fresh reachable Sentinels and the
-//!    master most of them name at that epoch;
+//! 2. the Sentinels' view: the master the fresh reachable Sentinels name, by the one rule of
+//!    [`redis_ha_sentinel::named_master`] with quorum 1 (highest `config_epoch`; at one epoch
+//!    more votes, more settled votes, the smallest address);
 //! 3. early promotion: a failover leader's `+selected-slave` for a higher epoch whose node
 //!    already reports `role:master` wins over the Sentinels' (older) view — this is what lets
 //!    the proxy switch before `+switch-master`;
@@ -19,9 +20,14 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use redis_ha_common::HostPort;
 use redis_ha_proto::v1::{
-    AgentReport, Event, Health, NodeView, Role, SentinelEvent, SentinelView, Topology,
+    AgentReport, Event, Health, NodeView, Role, SentinelEvent, SentinelStatus, SentinelView,
+    Topology,
 };
+use redis_ha_sentinel::events::{InstanceType, Payload};
+use redis_ha_sentinel::reply::FLAG_FAILOVER_IN_PROGRESS;
+use redis_ha_sentinel::{named_master, parse_event, MasterView};
 
 /// `master_source`: named by the Sentinels' highest config epoch.
 pub const SOURCE_SENTINEL: &str = "sentinel-quorum";
@@ -34,7 +40,7 @@ pub const SOURCE_LAST_KNOWN: &str = "last-known";
 pub const SOURCE_NONE: &str = "none";
 
 /// Sentinel flag (in `SentinelStatus.master_flags`) set while it runs a failover.
-const FLAG_FAILOVER: &str = "failover_in_progress";
+const FLAG_FAILOVER: &str = FLAG_FAILOVER_IN_PROGRESS;
 /// A promotion that neither completes nor aborts stops counting as "in progress" after this
 /// (a leader that died mid-failover publishes no abort).
 const PROMOTION_PENDING_LIMIT: Duration = Duration::from_secs(60);
@@ -305,7 +311,7 @@ impl GroupState {
                 }
             }
         } else if ev.kind.starts_with("-failover-abort")
-            && event_group_matches(&ev.payload, &self.name)
+            && event_group_matches(&ev.kind, &ev.payload, &self.name)
         {
             // That failover will not promote anyone: stop waiting for it.
             let is_floor = self.decided.as_ref().is_some_and(|d| d.epoch == epoch);
@@ -546,66 +552,18 @@ impl GroupState {
             .map(|r| r.role_changed_at_ms)
     }
 
-    /// The derivation itself; see [`derive`].
+    /// The derivation itself; see [`derive`]. Each step is one of the numbered rules of the
+    /// module documentation.
     fn decide(&self, now: Now) -> Derivation {
+        // 1. Only fresh reports count.
         let fresh: Vec<&AgentEntry> = self
             .agents
             .values()
             .filter(|e| self.is_fresh(e, now))
             .collect();
 
-        // Is the node at `key` fresh, reachable and saying role:master?
-        let says_master = |key: &str| {
-            fresh.iter().any(|e| {
-                e.report.redis.as_ref().is_some_and(|r| {
-                    r.reachable && r.role == Role::Master as i32 && addr_key(&r.address) == key
-                })
-            })
-        };
-        let says_replica = |key: &str| {
-            fresh.iter().any(|e| {
-                e.report.redis.as_ref().is_some_and(|r| {
-                    r.reachable && r.role == Role::Replica as i32 && addr_key(&r.address) == key
-                })
-            })
-        };
-
-        // 2. The Sentinels' view: highest config epoch, the master most of them name there.
-        let mut sentinel_view: Option<(u64, String)> = None;
-        {
-            // (epoch, master, settled): a Sentinel running a failover is not settled — the
-            // leader's config epoch moves at +promoted-slave while its SENTINEL MASTER still
-            // names the old master until +failover-end.
-            let votes: Vec<(u64, &str, bool)> = fresh
-                .iter()
-                .filter_map(|e| e.report.sentinel.as_ref())
-                .filter(|s| s.reachable && !s.master_address.trim().is_empty())
-                .map(|s| {
-                    let settled = !s.master_flags.iter().any(|f| f == FLAG_FAILOVER);
-                    (s.config_epoch, s.master_address.as_str(), settled)
-                })
-                .collect();
-            if let Some(es) = votes.iter().map(|(e, _, _)| *e).max() {
-                let mut count: BTreeMap<String, (usize, usize, &str)> = BTreeMap::new();
-                for (_, addr, settled) in votes.iter().filter(|(e, _, _)| *e == es) {
-                    let c = count.entry(addr_key(addr)).or_insert((0, 0, addr));
-                    c.0 += 1;
-                    c.1 += usize::from(*settled);
-                }
-                // Most votes, then most settled votes; remaining ties go to the smallest
-                // address so the answer is stable.
-                let best = count.values().fold(
-                    None::<(usize, usize, &str)>,
-                    |best, &(n, settled, addr)| match best {
-                        Some((bn, bs, _)) if (bn, bs) >= (n, settled) => best,
-                        _ => Some((n, settled, addr)),
-                    },
-                );
-                if let Some((_, _, addr)) = best {
-                    sentinel_view = Some((es, addr.to_owned()));
-                }
-            }
-        }
+        // 2. The Sentinels' view.
+        let sentinel_view = sentinels_view(&fresh);
         let sentinel_epoch = sentinel_view.as_ref().map(|(e, _)| *e);
         let sentinel_master = sentinel_view
             .as_ref()
@@ -613,39 +571,101 @@ impl GroupState {
             .unwrap_or_default();
         let es = sentinel_epoch.unwrap_or(0);
 
-        // 3. Early promotion: the newest failover epoch above the Sentinels' view whose
-        //    selected replica already answers role:master. The same epoch counts too when
-        //    the Sentinels name another node there: that is the leader between
-        //    +promoted-slave and +failover-end (new epoch, old address).
-        let promoted = self
-            .promotions
+        // 3. Early promotion, 4. otherwise the Sentinels.
+        let candidate = self
+            .early_promotion(&fresh, es, &sentinel_master)
+            .or_else(|| {
+                sentinel_view.map(|(epoch, master_address)| Decision {
+                    epoch,
+                    master_address,
+                    source: SOURCE_SENTINEL,
+                })
+            });
+
+        // 5. The floor.
+        let (decision, adopt, revoke) = self.against_the_floor(candidate, es, &fresh);
+        let (master_address, config_epoch, master_source) = match &decision {
+            Some(d) => (d.master_address.clone(), d.epoch, d.source),
+            None => (String::new(), 0, SOURCE_NONE),
+        };
+
+        // 6. The master's own report.
+        let master = self.master_facts(&master_address, &fresh, now);
+
+        // 7./8. Nodes and split brain.
+        let (nodes, split_brain) = self.node_views(&master, now);
+
+        // 9. Failover in progress.
+        let final_epoch = decision.as_ref().map(|d| d.epoch).unwrap_or(0);
+        let failover_in_progress = self.failover_in_progress(&fresh, es, final_epoch, now);
+
+        // 10. Sentinels and what each believes.
+        let sentinels = self.sentinel_views(now);
+
+        Derivation {
+            topology: Topology {
+                master_group: self.name.clone(),
+                version: 0,
+                updated_at_ms: now.wall_ms,
+                master_address,
+                master_node: master.node,
+                config_epoch,
+                master_source: master_source.to_owned(),
+                failover_in_progress,
+                nodes,
+                sentinels,
+                split_brain,
+                master_confirmed: master.confirmed,
+                // Set by the server for the span that publishes the version.
+                trace_parent: String::new(),
+                master_role_changed_at_ms: master.role_changed_at_ms,
+            },
+            adopt,
+            revoke,
+            sentinel_epoch,
+            sentinel_master,
+        }
+    }
+
+    /// Step 3, early promotion: the newest failover epoch above the Sentinels' view (`es`, naming
+    /// `sentinel_master`) whose selected replica already answers role:master. The same epoch
+    /// counts too when the Sentinels name another node there: that is the leader between
+    /// +promoted-slave and +failover-end (new epoch, old address).
+    fn early_promotion(
+        &self,
+        fresh: &[&AgentEntry],
+        es: u64,
+        sentinel_master: &str,
+    ) -> Option<Decision> {
+        self.promotions
             .iter()
             .rev()
-            .filter(|(&epoch, p)| unsettled_promotion(epoch, &p.address, es, &sentinel_master))
-            .find(|(_, p)| says_master(&p.address))
+            .filter(|(&epoch, p)| unsettled_promotion(epoch, &p.address, es, sentinel_master))
+            .find(|(_, p)| reports_role(fresh, &p.address, Role::Master))
             .map(|(&epoch, p)| Decision {
                 epoch,
                 master_address: self
                     .address_as_reported(&p.address)
                     .unwrap_or_else(|| p.address.clone()),
                 source: SOURCE_PROMOTED,
-            });
-
-        // 4. Otherwise the Sentinels.
-        let candidate = promoted.or_else(|| {
-            sentinel_view.map(|(epoch, master_address)| Decision {
-                epoch,
-                master_address,
-                source: SOURCE_SENTINEL,
             })
-        });
+    }
 
-        // 5. The floor, unless it is an unconfirmed promotion its own node now denies.
+    /// Step 5, the floor: a candidate older than the floor gives way to it ("last-known"); the floor
+    /// is dropped (revoked, back to the Sentinels' last decision) when it is an unconfirmed
+    /// promotion its own node now denies. Returns the decision, the decision to adopt as the
+    /// new floor, and the revoked one.
+    fn against_the_floor(
+        &self,
+        candidate: Option<Decision>,
+        es: u64,
+        fresh: &[&AgentEntry],
+    ) -> (Option<Decision>, Option<Decision>, Option<Decision>) {
         let mut revoke = None;
         let mut floor = self.decided.clone();
         if let Some(f) = &self.decided {
             let unconfirmed = f.source == SOURCE_PROMOTED && es < f.epoch;
-            if unconfirmed && says_replica(&addr_key(&f.master_address)) {
+            if unconfirmed && reports_role(fresh, &addr_key(&f.master_address), Role::Replica) {
                 revoke = Some(f.clone());
                 floor = self.sentinel_decided.clone();
             }
@@ -668,35 +688,38 @@ impl GroupState {
             ),
             (None, None) => (None, None),
         };
-        let (master_address, config_epoch, master_source) = match &decision {
-            Some(d) => (d.master_address.clone(), d.epoch, d.source),
-            None => (String::new(), 0, SOURCE_NONE),
-        };
-        let master_key = addr_key(&master_address);
-        let has_master = !master_key.is_empty();
+        (decision, adopt, revoke)
+    }
 
-        // 6. The master's own report.
-        let master_entry = if has_master {
-            self.entry_for(&master_key, now)
-        } else {
-            None
-        };
-        let master_node = master_entry
-            .map(|e| e.report.agent_id.clone())
-            .unwrap_or_default();
-        let master_confirmed = has_master && says_master(&master_key);
-        // When the master's agent saw it turn master: watchers measure their switch lag from it.
-        let master_role_changed_at_ms = master_entry
-            .and_then(|e| e.report.redis.as_ref())
-            .map(|r| r.role_changed_at_ms)
-            .unwrap_or(0);
-        let master_offset = master_entry
-            .filter(|e| self.is_fresh(e, now))
-            .and_then(|e| e.report.redis.as_ref())
-            .filter(|r| r.reachable && r.role == Role::Master as i32)
-            .map(|r| r.repl_offset);
+    /// Step 6: what the master's own report says.
+    fn master_facts(&self, master_address: &str, fresh: &[&AgentEntry], now: Now) -> MasterFacts {
+        let key = addr_key(master_address);
+        if key.is_empty() {
+            return MasterFacts::default();
+        }
+        let entry = self.entry_for(&key, now);
+        MasterFacts {
+            node: entry.map(|e| e.report.agent_id.clone()).unwrap_or_default(),
+            confirmed: reports_role(fresh, &key, Role::Master),
+            // When the master's agent saw it turn master: watchers measure their switch lag
+            // from it.
+            role_changed_at_ms: entry
+                .and_then(|e| e.report.redis.as_ref())
+                .map(|r| r.role_changed_at_ms)
+                .unwrap_or(0),
+            offset: entry
+                .filter(|e| self.is_fresh(e, now))
+                .and_then(|e| e.report.redis.as_ref())
+                .filter(|r| r.reachable && r.role == Role::Master as i32)
+                .map(|r| r.repl_offset),
+            key,
+        }
+    }
 
-        // 7./8. Nodes and split brain.
+    /// Steps 7 and 8: every node as the topology shows it, and the addresses in split brain (fresh,
+    /// reachable, claiming role:master, not the master).
+    fn node_views(&self, master: &MasterFacts, now: Now) -> (Vec<NodeView>, Vec<String>) {
+        let has_master = !master.key.is_empty();
         let mut nodes = Vec::with_capacity(self.agents.len());
         let mut split_brain = Vec::new();
         for (id, entry) in &self.agents {
@@ -710,13 +733,13 @@ impl GroupState {
             } else {
                 Health::Up
             };
-            let is_master = has_master && key == master_key;
+            let is_master = has_master && key == master.key;
             let claims_master = is_fresh && redis.reachable && redis.role == Role::Master as i32;
             let is_split = has_master && claims_master && !is_master && !key.is_empty();
             if is_split {
                 split_brain.push(redis.address.clone());
             }
-            let lag_bytes = match master_offset {
+            let lag_bytes = match master.offset {
                 Some(mo) if is_fresh && redis.reachable && redis.role == Role::Replica as i32 => {
                     mo.saturating_sub(redis.repl_offset)
                 }
@@ -743,25 +766,36 @@ impl GroupState {
                 error: redis.error,
             });
         }
+        (nodes, split_brain)
+    }
 
-        // 9. Failover in progress: an agent or a Sentinel says so, or a promotion is pending.
-        let final_epoch = decision.as_ref().map(|d| d.epoch).unwrap_or(0);
+    /// Step 9, failover in progress: an agent or a Sentinel says so, or a promotion above both the
+    /// Sentinels' epoch `es` and the decision's is pending.
+    fn failover_in_progress(
+        &self,
+        fresh: &[&AgentEntry],
+        es: u64,
+        final_epoch: u64,
+        now: Now,
+    ) -> bool {
         let pending_promotion = self.promotions.iter().any(|(&epoch, p)| {
             epoch > es
                 && epoch > final_epoch
                 && now.at.saturating_duration_since(p.learned) < PROMOTION_PENDING_LIMIT
         });
-        let failover_in_progress = pending_promotion
+        pending_promotion
             || fresh.iter().any(|e| {
                 e.report.failover_in_progress
-                    || e.report.sentinel.as_ref().is_some_and(|s| {
-                        s.reachable && s.master_flags.iter().any(|f| f == FLAG_FAILOVER)
-                    })
-            });
+                    || e.report
+                        .sentinel
+                        .as_ref()
+                        .is_some_and(|s| s.reachable && runs_failover(s))
+            })
+    }
 
-        // 10. Sentinels and what each believes.
-        let sentinels = self
-            .agents
+    /// Step 10: each agent's Sentinel and what it believes.
+    fn sentinel_views(&self, now: Now) -> Vec<SentinelView> {
+        self.agents
             .iter()
             .filter_map(|(id, entry)| {
                 let s = entry.report.sentinel.as_ref()?;
@@ -782,31 +816,7 @@ impl GroupState {
                     error: s.error.clone(),
                 })
             })
-            .collect();
-
-        Derivation {
-            topology: Topology {
-                master_group: self.name.clone(),
-                version: 0,
-                updated_at_ms: now.wall_ms,
-                master_address,
-                master_node,
-                config_epoch,
-                master_source: master_source.to_owned(),
-                failover_in_progress,
-                nodes,
-                sentinels,
-                split_brain,
-                master_confirmed,
-                // Set by the server for the span that publishes the version.
-                trace_parent: String::new(),
-                master_role_changed_at_ms,
-            },
-            adopt,
-            revoke,
-            sentinel_epoch,
-            sentinel_master,
-        }
+            .collect()
     }
 
     /// The agent whose node has this (normalized) address, the freshest first.
@@ -838,6 +848,63 @@ impl GroupState {
 /// +failover-end reports the new epoch with the old address).
 fn unsettled_promotion(epoch: u64, selected: &str, es: u64, sentinel_master: &str) -> bool {
     epoch > es || (epoch == es && addr_key(selected) != sentinel_master)
+}
+
+/// What the master's own report says (all empty without a master).
+#[derive(Debug, Default)]
+struct MasterFacts {
+    /// The master's normalized address; empty without a master.
+    key: String,
+    /// The agent reporting it.
+    node: String,
+    /// It is fresh, reachable and says role:master.
+    confirmed: bool,
+    role_changed_at_ms: i64,
+    /// Its replication offset, when it is fresh and says role:master.
+    offset: Option<u64>,
+}
+
+/// Is the node at (normalized) `key` fresh, reachable and saying `role`?
+fn reports_role(fresh: &[&AgentEntry], key: &str, role: Role) -> bool {
+    fresh.iter().any(|e| {
+        e.report
+            .redis
+            .as_ref()
+            .is_some_and(|r| r.reachable && r.role == role as i32 && addr_key(&r.address) == key)
+    })
+}
+
+/// True while this Sentinel runs a failover of the group.
+fn runs_failover(s: &SentinelStatus) -> bool {
+    s.master_flags.iter().any(|f| f == FLAG_FAILOVER)
+}
+
+/// Step 2, the Sentinels' view: the master the fresh, reachable Sentinels name, by the one rule of
+/// [`named_master`] with quorum 1 (highest config epoch; at one epoch more votes, more
+/// settled votes, the smallest address). A Sentinel running a failover is not settled: the
+/// leader's config epoch moves at +promoted-slave while its SENTINEL MASTER still names the
+/// old master until +failover-end. Returns the epoch and the master's address.
+fn sentinels_view(fresh: &[&AgentEntry]) -> Option<(u64, String)> {
+    let views: Vec<MasterView> = fresh
+        .iter()
+        .filter_map(|e| {
+            let s = e.report.sentinel.as_ref().filter(|s| s.reachable)?;
+            let master: HostPort = s.master_address.parse().ok()?;
+            // One vote per Sentinel; a report without a readable Sentinel address votes as
+            // its agent.
+            let sentinel = s
+                .address
+                .parse()
+                .unwrap_or_else(|_| HostPort::new(format!("agent/{}", e.report.agent_id), 0));
+            Some(MasterView {
+                sentinel,
+                master,
+                config_epoch: s.config_epoch,
+                settled: !runs_failover(s),
+            })
+        })
+        .collect();
+    named_master(&views, 1).map(|n| (n.config_epoch, n.master.to_string()))
 }
 
 /// The topology of `state` at `now`, without a version (the caller assigns versions; see
@@ -890,32 +957,20 @@ pub fn addr_key(addr: &str) -> String {
 /// `slave <ip>:<port> <ip> <port> @ <group> <mip> <mport>`. None when malformed or for
 /// another group.
 pub fn selected_replica(payload: &str, group: &str) -> Option<String> {
-    let tokens: Vec<&str> = payload.split_whitespace().collect();
-    if tokens.first() != Some(&"slave") || tokens.len() < 4 {
-        return None;
+    let ev = parse_event("+selected-slave", payload).ok()?;
+    match &ev.payload {
+        Payload::Instance { instance, .. }
+            if instance.kind == InstanceType::Slave && ev.master_group() == Some(group) =>
+        {
+            Some(addr_key(&instance.addr.to_string()))
+        }
+        _ => None,
     }
-    if !event_group_matches(payload, group) {
-        return None;
-    }
-    let port: u16 = tokens[3].parse().ok()?;
-    if port == 0 || tokens[2].is_empty() {
-        return None;
-    }
-    Some(addr_key(&format!("{}:{}", tokens[2], port)))
 }
 
-/// False only when the payload names (after `@`) a different master group.
-fn event_group_matches(payload: &str, group: &str) -> bool {
-    let mut tokens = payload.split_whitespace();
-    if tokens.by_ref().any(|t| t == "@") {
-        return tokens.next().is_none_or(|g| g == group);
-    }
-    // `master <name> ...` payloads name the group second.
-    let tokens: Vec<&str> = payload.split_whitespace().collect();
-    match tokens.as_slice() {
-        ["master", name, ..] => *name == group,
-        _ => true,
-    }
+/// False only when the payload of the `kind` event names a different master group.
+fn event_group_matches(kind: &str, payload: &str, group: &str) -> bool {
+    parse_event(kind, payload).map_or(true, |ev| ev.master_group().is_none_or(|g| g == group))
 }
 
 fn or_none(s: &str) -> &str {

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use redis_ha_common::Backoff;
 use redis_ha_proto::v1::coordinator_client::CoordinatorClient;
 use redis_ha_proto::v1::WatchTopologyRequest;
 use tokio::sync::mpsc;
@@ -43,7 +44,7 @@ pub struct CoordinatorSource {
 impl CoordinatorSource {
     /// Follows the stream until cancelled; every topology becomes a decision.
     pub async fn run(self, decisions: mpsc::Sender<Decision>, cancel: CancellationToken) {
-        let mut backoff = Duration::from_millis(100);
+        let mut backoff = Backoff::new(Duration::from_millis(100), self.max_backoff);
         let mut down_logged = false;
         loop {
             let mut received = false;
@@ -53,21 +54,21 @@ impl CoordinatorSource {
             };
             self.metrics.coordinator_connected.set(0);
             if received {
-                backoff = Duration::from_millis(100);
+                backoff.reset();
             }
+            let retry_in = backoff.fail();
             match result {
                 Ok(()) => return, // the receiver is gone: shutting down
                 Err(e) if !down_logged || received => {
-                    warn!(error = %e, retry_in = ?backoff, "coordinator watch broken (the Sentinels, if configured, are followed meanwhile); reconnecting");
+                    warn!(error = %e, retry_in = ?retry_in, "coordinator watch broken (the Sentinels, if configured, are followed meanwhile); reconnecting");
                     down_logged = true;
                 }
-                Err(e) => debug!(error = %e, retry_in = ?backoff, "coordinator still unreachable"),
+                Err(e) => debug!(error = %e, retry_in = ?retry_in, "coordinator still unreachable"),
             }
             tokio::select! {
                 () = cancel.cancelled() => return,
-                () = tokio::time::sleep(backoff) => {}
+                () = tokio::time::sleep(retry_in) => {}
             }
-            backoff = (backoff * 2).min(self.max_backoff);
         }
     }
 

@@ -13,9 +13,8 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use redis_ha_common::time::now_ms;
-use redis_ha_common::HostPort;
+use redis_ha_common::{Backoff, HostPort};
 use redis_ha_proto::v1::coordinator_client::CoordinatorClient;
 use redis_ha_proto::v1::AgentReport;
 use tokio::sync::Notify;
@@ -24,51 +23,22 @@ use tonic::transport::{Channel, Endpoint};
 use tracing::{debug, debug_span, info, info_span, warn, Instrument};
 
 use crate::config::AgentSettings;
-use crate::events::{parse_event, ParsedEvent, Payload};
-use crate::fencing::{
-    decide, quorum_master, same_node, stray_master, FencingDecision, FencingInput, MismatchTimer,
-};
+use crate::fencing::{decide, stray_master, FencingDecision, FencingInput, MismatchTimer};
 use crate::hung::{DockerRestarter, HungDecision, HungDetector, PollOutcome};
 use crate::metrics::AgentMetrics;
 use crate::probe::{RedisProbe, SentinelProbe};
 use crate::state::{Reason, State};
 use crate::AgentError;
+use redis_ha_sentinel::{
+    named_master, parse_event, same_node, MasterView, ParsedEvent, Payload, SentinelClient,
+};
 
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_secs(1);
 
-/// Capped exponential backoff between reconnection attempts.
-#[derive(Debug)]
-pub(crate) struct Backoff {
-    delay: Duration,
-    next: Option<Instant>,
-}
-
-impl Backoff {
-    pub(crate) fn new() -> Self {
-        Self {
-            delay: BACKOFF_MIN,
-            next: None,
-        }
-    }
-
-    pub(crate) fn ready(&self, now: Instant) -> bool {
-        self.next.is_none_or(|t| now >= t)
-    }
-
-    pub(crate) fn next_attempt(&self) -> Option<Instant> {
-        self.next
-    }
-
-    pub(crate) fn failed(&mut self, now: Instant) {
-        self.next = Some(now + self.delay);
-        self.delay = (self.delay * 2).min(BACKOFF_MAX);
-    }
-
-    pub(crate) fn succeeded(&mut self) {
-        self.delay = BACKOFF_MIN;
-        self.next = None;
-    }
+/// The agent's reconnection backoff: 50 ms doubling up to 1 s.
+fn backoff() -> Backoff {
+    Backoff::new(BACKOFF_MIN, BACKOFF_MAX)
 }
 
 /// Logs a failing peer once per distinct error and once when it recovers, so a dead Redis
@@ -155,7 +125,7 @@ async fn nap(deadline: Instant, wake: &Notify, shutdown: &CancellationToken) -> 
 
 async fn redis_loop(shared: &Shared, mut probe: RedisProbe, shutdown: &CancellationToken) {
     let s = &shared.settings;
-    let mut backoff = Backoff::new();
+    let mut backoff = backoff();
     let mut errors = ErrorLog::default();
     let mut mismatch = MismatchTimer::default();
     let mut fencing_disabled_logged = false;
@@ -177,7 +147,7 @@ async fn redis_loop(shared: &Shared, mut probe: RedisProbe, shutdown: &Cancellat
                 next_full = Instant::now() + s.heartbeat;
                 match &result {
                     Ok(_) => {
-                        backoff.succeeded();
+                        backoff.reset();
                         if let Some(n) = errors.recovered() {
                             info!(node = %s.node_id, redis = %s.redis_addr, failed_polls = n, "redis reachable again");
                         }
@@ -347,7 +317,8 @@ async fn restart_hung(
 
 /// Asks the peer Sentinels (from `SENTINEL SENTINELS`) which master they name, so a
 /// demotion follows the highest config epoch and not only this node's Sentinel, which may
-/// be the one cut off from the others.
+/// be the one cut off from the others. One rule for all: [`named_master`], quorum 1 (this
+/// node's own Sentinel is enough, as it was for the mismatch).
 async fn quorum_view(shared: &Shared, own: (HostPort, u64)) -> (HostPort, u64) {
     let s = &shared.settings;
     let peers: Vec<HostPort> = shared
@@ -358,10 +329,10 @@ async fn quorum_view(shared: &Shared, own: (HostPort, u64)) -> (HostPort, u64) {
         .filter_map(|p| p.parse().ok())
         .collect();
     let answers = futures::future::join_all(peers.into_iter().map(|peer| async move {
-        let mut probe =
-            SentinelProbe::new(peer.clone(), s.sentinel_password.as_ref(), s.io_timeout).ok()?;
-        match probe.observe(&s.master_group).await {
-            Ok(o) => Some((o.master.address, o.master.config_epoch)),
+        let mut client =
+            SentinelClient::new(peer.clone(), s.sentinel_password.as_ref(), s.io_timeout).ok()?;
+        match client.master(&s.master_group).await {
+            Ok(m) => Some(m.view(peer)),
             Err(e) => {
                 debug!(peer = %peer, error = %e, "fencing: peer sentinel did not answer");
                 None
@@ -369,9 +340,15 @@ async fn quorum_view(shared: &Shared, own: (HostPort, u64)) -> (HostPort, u64) {
         }
     }))
     .await;
-    let mut views = vec![own.clone()];
+    // Fencing runs only while no failover is in progress: the own view is settled.
+    let mut views = vec![MasterView {
+        sentinel: s.sentinel_addr.clone(),
+        master: own.0.clone(),
+        config_epoch: own.1,
+        settled: true,
+    }];
     views.extend(answers.into_iter().flatten());
-    quorum_master(&views).cloned().unwrap_or(own)
+    named_master(&views, 1).map_or(own, |n| (n.master, n.config_epoch))
 }
 
 /// Demotes this node after checking the peers agree. Returns true when it was demoted.
@@ -415,7 +392,7 @@ async fn fence(shared: &Shared, probe: &mut RedisProbe, master: &HostPort, epoch
 
 async fn sentinel_loop(shared: &Shared, mut probe: SentinelProbe, shutdown: &CancellationToken) {
     let s = &shared.settings;
-    let mut backoff = Backoff::new();
+    let mut backoff = backoff();
     let mut errors = ErrorLog::default();
     while !shutdown.is_cancelled() {
         let now = Instant::now();
@@ -423,7 +400,7 @@ async fn sentinel_loop(shared: &Shared, mut probe: SentinelProbe, shutdown: &Can
             let result = probe.observe(&s.master_group).await;
             match &result {
                 Ok(_) => {
-                    backoff.succeeded();
+                    backoff.reset();
                     if let Some(n) = errors.recovered() {
                         info!(node = %s.node_id, sentinel = %s.sentinel_addr, failed_polls = n, "sentinel reachable again");
                     }
@@ -467,54 +444,34 @@ async fn sentinel_loop(shared: &Shared, mut probe: SentinelProbe, shutdown: &Can
 
 async fn events_loop(shared: &Shared, probe: &SentinelProbe, shutdown: &CancellationToken) {
     let s = &shared.settings;
-    let mut backoff = Backoff::new();
+    let mut backoff = backoff();
     let mut errors = ErrorLog::default();
     while !shutdown.is_cancelled() {
-        let (mut sink, mut stream) = match probe.subscribe_events().await {
-            Ok(pair) => {
-                backoff.succeeded();
+        match probe.subscribe_events(s.heartbeat).await {
+            Ok(mut events) => {
+                backoff.reset();
                 errors.recovered();
                 info!(node = %s.node_id, sentinel = %s.sentinel_addr, "subscribed to sentinel events");
                 // Events may have been missed while disconnected: look at the Sentinel now.
                 shared.sentinel_refresh.notify_one();
-                pair
+                loop {
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        msg = events.next() => match msg {
+                            Ok(m) => on_event(shared, &m.channel, &m.payload),
+                            Err(e) => {
+                                if errors.failed(&e.to_string()) {
+                                    warn!(node = %s.node_id, error = %e, "sentinel event connection lost (closed or stalled); resubscribing");
+                                }
+                                break;
+                            }
+                        },
+                    }
+                }
             }
             Err(e) => {
                 if errors.failed(&e.to_string()) {
                     warn!(node = %s.node_id, error = %e, "sentinel event subscription failed; retrying");
-                }
-                backoff.failed(Instant::now());
-                let deadline = backoff.next_attempt().unwrap_or_else(Instant::now);
-                tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    _ = tokio::time::sleep_until(deadline.into()) => continue,
-                }
-            }
-        };
-        let mut ping = tokio::time::interval(s.heartbeat);
-        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        ping.tick().await;
-        loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                msg = stream.next() => {
-                    let Some(msg) = msg else {
-                        if errors.failed("closed") {
-                            warn!(node = %s.node_id, sentinel = %s.sentinel_addr, "sentinel event connection closed; resubscribing");
-                        }
-                        break;
-                    };
-                    let channel = msg.get_channel_name().to_owned();
-                    let payload = String::from_utf8_lossy(msg.get_payload_bytes()).into_owned();
-                    on_event(shared, &channel, &payload);
-                }
-                _ = ping.tick() => {
-                    if let Err(e) = probe.ping_subscription(&mut sink).await {
-                        if errors.failed(&e.to_string()) {
-                            warn!(node = %s.node_id, error = %e, "sentinel event connection stalled; resubscribing");
-                        }
-                        break;
-                    }
                 }
             }
         }
@@ -693,7 +650,7 @@ async fn report_loop(
     }
 
     let mut sequence = 0u64;
-    let mut backoff = Backoff::new();
+    let mut backoff = backoff();
     let mut outage: Option<(Instant, u64)> = None;
     let mut next_heartbeat = Instant::now();
     while !shutdown.is_cancelled() {
@@ -773,7 +730,7 @@ async fn report_loop(
         next_heartbeat = Instant::now() + s.heartbeat;
         match result {
             Ok(()) => {
-                backoff.succeeded();
+                backoff.reset();
                 if let Some((since, failed)) = outage.take() {
                     info!(node = %s.node_id, coordinator = %s.coordinator_url, failed_reports = failed,
                         outage_ms = since.elapsed().as_millis() as u64, "coordinator reachable again");
@@ -861,7 +818,7 @@ mod tests {
     #[test]
     fn backoff_doubles_and_caps() {
         let t0 = Instant::now();
-        let mut b = Backoff::new();
+        let mut b = backoff();
         assert!(b.ready(t0));
         b.failed(t0);
         assert_eq!(b.next_attempt(), Some(t0 + Duration::from_millis(50)));
@@ -870,7 +827,7 @@ mod tests {
             b.failed(t0);
         }
         assert_eq!(b.next_attempt(), Some(t0 + BACKOFF_MAX));
-        b.succeeded();
+        b.reset();
         assert!(b.ready(t0));
         b.failed(t0);
         assert_eq!(b.next_attempt(), Some(t0 + BACKOFF_MIN));

@@ -8,7 +8,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::events::{EventKind, FailoverEffect};
+use redis_ha_sentinel::{EventKind, FailoverEffect};
 
 #[derive(Debug, Clone)]
 pub struct FailoverTracker {

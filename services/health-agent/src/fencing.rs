@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use redis_ha_common::HostPort;
 use redis_ha_proto::v1::Role;
+use redis_ha_sentinel::same_node;
 
 /// What the decision needs.
 #[derive(Debug, Clone, Copy)]
@@ -35,11 +36,6 @@ pub enum FencingDecision {
     Demote(HostPort),
 }
 
-/// Sentinel may print a host name in another case than the configuration.
-pub fn same_node(a: &HostPort, b: &HostPort) -> bool {
-    a.port == b.port && a.host.eq_ignore_ascii_case(&b.host)
-}
-
 /// The quorum's master when this node is a stray master right now (grace not considered).
 pub fn stray_master<'a>(input: &FencingInput<'a>) -> Option<&'a HostPort> {
     if input.own_role != Role::Master || input.failover_in_progress || input.recently_named {
@@ -57,14 +53,6 @@ pub fn decide(input: &FencingInput<'_>) -> FencingDecision {
         }
         _ => FencingDecision::Keep,
     }
-}
-
-/// The quorum's master among several Sentinels' answers: the one with the highest config
-/// epoch (the first of equals, so list this node's own Sentinel first).
-pub fn quorum_master(views: &[(HostPort, u64)]) -> Option<&(HostPort, u64)> {
-    views
-        .iter()
-        .reduce(|best, v| if v.1 > best.1 { v } else { best })
 }
 
 /// Measures how long a mismatch has lasted; any moment without one restarts it.
@@ -187,17 +175,33 @@ mod tests {
         assert_eq!(decide(&i), FencingDecision::Keep);
     }
 
+    /// The agent asks its peers before demoting and follows [`redis_ha_sentinel::named_master`]
+    /// with quorum 1 over its own and the peers' views.
     #[test]
-    fn quorum_master_is_the_highest_epoch() {
-        assert_eq!(quorum_master(&[]), None);
-        let views = vec![
-            (me(), 3),
-            (other(), 5),
-            (HostPort::new("10.0.0.3", 9003), 4),
-        ];
-        assert_eq!(quorum_master(&views), Some(&(other(), 5)));
-        let tie = vec![(me(), 5), (other(), 5)];
-        assert_eq!(quorum_master(&tie), Some(&(me(), 5)), "own Sentinel first");
+    fn the_peers_views_decide_by_the_one_rule() {
+        use redis_ha_sentinel::{named_master, MasterView};
+        let view = |sentinel: u16, master: HostPort, epoch: u64| MasterView {
+            sentinel: HostPort::new("10.0.0.9", sentinel),
+            master,
+            config_epoch: epoch,
+            settled: true,
+        };
+        let pick =
+            |views: &[MasterView]| named_master(views, 1).map(|n| (n.master, n.config_epoch));
+        assert_eq!(pick(&[]), None);
+        let third = HostPort::new("10.0.0.3", 9003);
+        let views = [view(1, me(), 3), view(2, other(), 5), view(3, third, 4)];
+        assert_eq!(pick(&views), Some((other(), 5)), "the highest epoch");
+        // One view each at one epoch: the smallest address, whichever Sentinel is listed
+        // first (it used to be this node's own Sentinel's view).
+        let tie = [view(1, me(), 5), view(2, other(), 5)];
+        assert_eq!(pick(&tie), Some((me(), 5)));
+        let tie = [view(2, other(), 5), view(1, me(), 5)];
+        assert_eq!(pick(&tie), Some((me(), 5)));
+        // Own Sentinel names another node, both peers this one, at one epoch: the majority
+        // wins, so this node stays master (the first-listed rule would have demoted it).
+        let views = [view(1, other(), 5), view(2, me(), 5), view(3, me(), 5)];
+        assert_eq!(pick(&views), Some((me(), 5)));
     }
 
     #[test]

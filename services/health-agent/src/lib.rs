@@ -9,7 +9,6 @@
 
 pub mod agent;
 pub mod config;
-pub mod events;
 pub mod failover;
 pub mod fencing;
 pub mod hung;

@@ -4,206 +4,20 @@
 
 use std::time::{Duration, Instant};
 
-use redis::aio::{MultiplexedConnection, PubSubSink, PubSubStream};
-use redis::{AsyncConnectionConfig, Client, ConnectionAddr, ConnectionInfo, RedisConnectionInfo};
-use redis::{RedisError, Value};
+use redis_ha_common::redis_client::RedisLink;
 use redis_ha_common::{HostPort, Secret};
 use redis_ha_proto::v1::{RedisStatus, SentinelStatus};
+use redis_ha_sentinel::{EventSubscription, SentinelClient};
 
 use crate::config::AgentSettings;
 use crate::redis_parse::{
-    parse_info_replication, parse_role, parse_run_id, ParseError, ReplicationInfo, RoleReply,
+    parse_info_replication, parse_role, parse_run_id, ReplicationInfo, RoleReply,
 };
-use crate::sentinel_parse::{parse_master, parse_replicas, parse_sentinels, SentinelObservation};
+use crate::sentinel_parse::{replica_view, SentinelObservation};
 
 /// Why an observation failed. The text names the peer, the command and the cause; it
 /// never contains a password.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ObserveError {
-    #[error("{peer} {addr}: connect: {reason}")]
-    Connect {
-        peer: &'static str,
-        addr: String,
-        reason: String,
-    },
-    #[error("{peer} {addr}: {command} timed out after {timeout_ms} ms")]
-    Timeout {
-        peer: &'static str,
-        addr: String,
-        command: String,
-        timeout_ms: u64,
-    },
-    #[error("{peer} {addr}: {command}: {reason}")]
-    Command {
-        peer: &'static str,
-        addr: String,
-        command: String,
-        reason: String,
-    },
-    #[error("{peer} {addr}: {command}: unexpected reply: {source}")]
-    Reply {
-        peer: &'static str,
-        addr: String,
-        command: String,
-        source: ParseError,
-    },
-}
-
-impl ObserveError {
-    /// True for a timeout (a stalled peer).
-    pub fn is_timeout(&self) -> bool {
-        matches!(self, ObserveError::Timeout { .. })
-    }
-}
-
-/// The server answered with an error reply: the connection itself is fine.
-fn is_server_reply(e: &RedisError) -> bool {
-    e.code().is_some() && !e.is_connection_dropped() && !e.is_io_error()
-}
-
-/// One connection to a Redis or Sentinel, (re)made on demand.
-struct Link {
-    peer: &'static str,
-    addr: HostPort,
-    client: Client,
-    conn: Option<MultiplexedConnection>,
-    io_timeout: Duration,
-}
-
-impl Link {
-    fn new(
-        peer: &'static str,
-        addr: HostPort,
-        password: Option<&Secret>,
-        io_timeout: Duration,
-    ) -> Result<Self, ObserveError> {
-        let info = ConnectionInfo {
-            addr: ConnectionAddr::Tcp(addr.host.clone(), addr.port),
-            redis: RedisConnectionInfo {
-                password: password.map(|p| p.expose().to_owned()),
-                ..RedisConnectionInfo::default()
-            },
-        };
-        let client = Client::open(info).map_err(|e| ObserveError::Connect {
-            peer,
-            addr: addr.to_string(),
-            reason: e.to_string(),
-        })?;
-        Ok(Self {
-            peer,
-            addr,
-            client,
-            conn: None,
-            io_timeout,
-        })
-    }
-
-    fn timeout_error(&self, command: &str) -> ObserveError {
-        ObserveError::Timeout {
-            peer: self.peer,
-            addr: self.addr.to_string(),
-            command: command.to_owned(),
-            timeout_ms: u64::try_from(self.io_timeout.as_millis()).unwrap_or(u64::MAX),
-        }
-    }
-
-    async fn connection(&mut self) -> Result<MultiplexedConnection, ObserveError> {
-        if let Some(c) = &self.conn {
-            return Ok(c.clone());
-        }
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(self.io_timeout)
-            .set_response_timeout(self.io_timeout);
-        // The handshake (AUTH, CLIENT SETINFO) is covered by this timeout too: a peer that
-        // accepts and never answers must not hang us.
-        let conn = tokio::time::timeout(
-            self.io_timeout,
-            self.client
-                .get_multiplexed_async_connection_with_config(&config),
-        )
-        .await
-        .map_err(|_| self.timeout_error("connect"))?
-        .map_err(|e| {
-            if e.is_timeout() {
-                self.timeout_error("connect")
-            } else {
-                ObserveError::Connect {
-                    peer: self.peer,
-                    addr: self.addr.to_string(),
-                    reason: e.to_string(),
-                }
-            }
-        })?;
-        self.conn = Some(conn.clone());
-        Ok(conn)
-    }
-
-    /// Runs one command; `label` names it in errors (never the arguments: AUTH is not sent
-    /// through here, but keep it that way). A connection that was closed under us is
-    /// re-made and the command retried once: Sentinel's promotion (`CLIENT KILL TYPE
-    /// normal`) closes every client at the very moment the node becomes master, and that
-    /// moment must be seen at once, not after a backoff, and not as "unreachable".
-    async fn query(&mut self, cmd: &redis::Cmd, label: &str) -> Result<Value, ObserveError> {
-        let reused = self.conn.is_some();
-        match self.query_once(cmd, label).await {
-            Err(e) if reused && self.conn.is_none() && !e.is_timeout() => {
-                tracing::debug!(error = %e, "connection lost; reconnecting once at once");
-                self.query_once(cmd, label).await
-            }
-            other => other,
-        }
-    }
-
-    async fn query_once(&mut self, cmd: &redis::Cmd, label: &str) -> Result<Value, ObserveError> {
-        let mut conn = self.connection().await?;
-        let result =
-            tokio::time::timeout(self.io_timeout, cmd.query_async::<Value>(&mut conn)).await;
-        match result {
-            Err(_) => {
-                self.conn = None;
-                Err(self.timeout_error(label))
-            }
-            Ok(Err(e)) => {
-                if !is_server_reply(&e) {
-                    self.conn = None;
-                }
-                if e.is_timeout() {
-                    return Err(self.timeout_error(label));
-                }
-                Err(ObserveError::Command {
-                    peer: self.peer,
-                    addr: self.addr.to_string(),
-                    command: label.to_owned(),
-                    reason: e.to_string(),
-                })
-            }
-            Ok(Ok(v)) => Ok(v),
-        }
-    }
-
-    fn reply_error(&mut self, command: &str, source: ParseError) -> ObserveError {
-        // A reply we cannot read may mean the stream is out of step: start afresh.
-        self.conn = None;
-        ObserveError::Reply {
-            peer: self.peer,
-            addr: self.addr.to_string(),
-            command: command.to_owned(),
-            source,
-        }
-    }
-
-    fn text_reply(&mut self, command: &str, v: &Value) -> Result<String, ObserveError> {
-        match v {
-            Value::BulkString(b) => Ok(String::from_utf8_lossy(b).into_owned()),
-            Value::SimpleString(s) => Ok(s.clone()),
-            Value::VerbatimString { text, .. } => Ok(text.clone()),
-            other => Err(self.reply_error(
-                command,
-                ParseError::Shape(format!("expected text, got {other:?}")),
-            )),
-        }
-    }
-}
+pub use redis_ha_common::redis_client::LinkError as ObserveError;
 
 /// Everything one full poll of a Redis node saw.
 #[derive(Debug, Clone, PartialEq)]
@@ -244,7 +58,7 @@ pub fn unreachable_redis(announce: &HostPort, error: &ObserveError) -> RedisStat
 
 /// Observes one Redis node.
 pub struct RedisProbe {
-    link: Link,
+    link: RedisLink,
     announce: HostPort,
     run_id: Option<String>,
 }
@@ -258,7 +72,7 @@ impl RedisProbe {
         io_timeout: Duration,
     ) -> Result<Self, ObserveError> {
         Ok(Self {
-            link: Link::new("redis", addr, password, io_timeout)?,
+            link: RedisLink::new("redis", addr, password, io_timeout)?,
             announce,
             run_id: None,
         })
@@ -278,7 +92,7 @@ impl RedisProbe {
     }
 
     pub fn is_connected(&self) -> bool {
-        self.link.conn.is_some()
+        self.link.is_connected()
     }
 
     /// Full poll: `PING` (timed), `INFO replication`, `ROLE`, and `INFO server` once per
@@ -351,7 +165,7 @@ impl RedisProbe {
 
     /// Drops the connection (the next call reconnects).
     pub fn disconnect(&mut self) {
-        self.link.conn = None;
+        self.link.disconnect();
     }
 }
 
@@ -367,7 +181,7 @@ pub fn unreachable_sentinel(addr: &HostPort, error: &ObserveError) -> SentinelSt
 
 /// Observes one Sentinel.
 pub struct SentinelProbe {
-    link: Link,
+    client: SentinelClient,
 }
 
 impl SentinelProbe {
@@ -377,7 +191,7 @@ impl SentinelProbe {
         io_timeout: Duration,
     ) -> Result<Self, ObserveError> {
         Ok(Self {
-            link: Link::new("sentinel", addr, password, io_timeout)?,
+            client: SentinelClient::new(addr, password, io_timeout)?,
         })
     }
 
@@ -390,86 +204,39 @@ impl SentinelProbe {
     }
 
     pub fn addr(&self) -> &HostPort {
-        &self.link.addr
+        self.client.addr()
     }
 
     pub fn is_connected(&self) -> bool {
-        self.link.conn.is_some()
+        self.client.is_connected()
     }
 
     /// `SENTINEL MASTER`, `SENTINEL REPLICAS`, `SENTINEL SENTINELS` for `group`.
     pub async fn observe(&mut self, group: &str) -> Result<SentinelObservation, ObserveError> {
-        let label = format!("SENTINEL MASTER {group}");
-        let v = self
-            .link
-            .query(redis::cmd("SENTINEL").arg("MASTER").arg(group), &label)
-            .await?;
-        let master = parse_master(&v).map_err(|e| self.link.reply_error(&label, e))?;
-
-        let label = format!("SENTINEL REPLICAS {group}");
-        let v = self
-            .link
-            .query(redis::cmd("SENTINEL").arg("REPLICAS").arg(group), &label)
-            .await?;
-        let replicas = parse_replicas(&v).map_err(|e| self.link.reply_error(&label, e))?;
-
-        let label = format!("SENTINEL SENTINELS {group}");
-        let v = self
-            .link
-            .query(redis::cmd("SENTINEL").arg("SENTINELS").arg(group), &label)
-            .await?;
-        let peers = parse_sentinels(&v).map_err(|e| self.link.reply_error(&label, e))?;
+        let master = self.client.master(group).await?;
+        let replicas = self.client.replicas(group).await?;
+        let peers = self.client.sentinels(group).await?;
         Ok(SentinelObservation {
             master,
-            replicas,
-            peers,
+            replicas: replicas.iter().map(replica_view).collect(),
+            peers: peers.iter().map(HostPort::to_string).collect(),
         })
     }
 
     /// Poll as a report status: `reachable = false` with the error when it fails.
     pub async fn status(&mut self, group: &str) -> SentinelStatus {
         match self.observe(group).await {
-            Ok(o) => o.to_status(&self.link.addr),
-            Err(e) => unreachable_sentinel(&self.link.addr, &e),
+            Ok(o) => o.to_status(self.client.addr()),
+            Err(e) => unreachable_sentinel(self.client.addr(), &e),
         }
     }
 
-    /// A separate connection subscribed to every channel (`PSUBSCRIBE *`): Sentinel's events.
-    pub async fn subscribe_events(&self) -> Result<(PubSubSink, PubSubStream), ObserveError> {
-        let timeout = |command: &str| self.link.timeout_error(command);
-        let pubsub =
-            tokio::time::timeout(self.link.io_timeout, self.link.client.get_async_pubsub())
-                .await
-                .map_err(|_| timeout("connect (pub/sub)"))?
-                .map_err(|e| ObserveError::Connect {
-                    peer: self.link.peer,
-                    addr: self.link.addr.to_string(),
-                    reason: e.to_string(),
-                })?;
-        let (mut sink, stream) = pubsub.split();
-        tokio::time::timeout(self.link.io_timeout, sink.psubscribe("*"))
-            .await
-            .map_err(|_| timeout("PSUBSCRIBE *"))?
-            .map_err(|e| ObserveError::Command {
-                peer: self.link.peer,
-                addr: self.link.addr.to_string(),
-                command: "PSUBSCRIBE *".into(),
-                reason: e.to_string(),
-            })?;
-        Ok((sink, stream))
-    }
-
-    /// Checks a subscribed connection is alive (`PING` works in subscribed mode).
-    pub async fn ping_subscription(&self, sink: &mut PubSubSink) -> Result<(), ObserveError> {
-        tokio::time::timeout(self.link.io_timeout, sink.ping::<Value>())
-            .await
-            .map_err(|_| self.link.timeout_error("PING (pub/sub)"))?
-            .map(|_| ())
-            .map_err(|e| ObserveError::Command {
-                peer: self.link.peer,
-                addr: self.link.addr.to_string(),
-                command: "PING (pub/sub)".into(),
-                reason: e.to_string(),
-            })
+    /// A separate connection subscribed to every channel (`PSUBSCRIBE *`): Sentinel's events,
+    /// pinged every `keepalive`.
+    pub async fn subscribe_events(
+        &self,
+        keepalive: Duration,
+    ) -> Result<EventSubscription, ObserveError> {
+        self.client.subscribe("*", keepalive).await
     }
 }

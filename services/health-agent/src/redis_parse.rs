@@ -4,28 +4,10 @@
 use std::collections::HashMap;
 
 use redis::Value;
+pub use redis_ha_common::redis_client::ReplyError;
+use redis_ha_common::redis_client::{info_fields, text};
 use redis_ha_common::HostPort;
 use redis_ha_proto::v1::{LinkState, RedisStatus, ReplicaLink, Role};
-
-/// A reply that is not what the command should answer.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ParseError {
-    #[error("missing field `{0}`")]
-    Missing(String),
-    #[error("field `{field}` has an invalid value {value:?}")]
-    Invalid { field: String, value: String },
-    #[error("unexpected reply shape: {0}")]
-    Shape(String),
-}
-
-impl ParseError {
-    pub(crate) fn invalid(field: &str, value: impl Into<String>) -> Self {
-        Self::Invalid {
-            field: field.to_owned(),
-            value: value.into(),
-        }
-    }
-}
 
 /// `host:port` as Sentinel and Redis show it (IPv6 hosts in brackets, like [`HostPort`]).
 pub fn join_addr(host: &str, port: u16) -> String {
@@ -115,34 +97,24 @@ impl RoleReply {
     }
 }
 
-fn text(v: &Value) -> Option<String> {
-    match v {
-        Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
-        Value::SimpleString(s) => Some(s.clone()),
-        Value::VerbatimString { text, .. } => Some(text.clone()),
-        Value::Int(i) => Some(i.to_string()),
-        _ => None,
-    }
-}
-
-fn int(v: &Value, field: &str) -> Result<i64, ParseError> {
+fn int(v: &Value, field: &str) -> Result<i64, ReplyError> {
     match v {
         Value::Int(i) => Ok(*i),
         other => {
-            let t = text(other).ok_or_else(|| ParseError::invalid(field, format!("{other:?}")))?;
+            let t = text(other).ok_or_else(|| ReplyError::invalid(field, format!("{other:?}")))?;
             t.trim()
                 .parse()
-                .map_err(|_| ParseError::invalid(field, t.clone()))
+                .map_err(|_| ReplyError::invalid(field, t.clone()))
         }
     }
 }
 
-fn port(v: &Value, field: &str) -> Result<u16, ParseError> {
+fn port(v: &Value, field: &str) -> Result<u16, ReplyError> {
     let p = int(v, field)?;
     u16::try_from(p)
         .ok()
         .filter(|p| *p > 0)
-        .ok_or_else(|| ParseError::invalid(field, p.to_string()))
+        .ok_or_else(|| ReplyError::invalid(field, p.to_string()))
 }
 
 fn non_negative(i: i64) -> u64 {
@@ -150,11 +122,11 @@ fn non_negative(i: i64) -> u64 {
 }
 
 /// Parses the `ROLE` reply. A Sentinel's `ROLE` (`sentinel`) is an error: wrong port.
-pub fn parse_role(v: &Value) -> Result<RoleReply, ParseError> {
+pub fn parse_role(v: &Value) -> Result<RoleReply, ReplyError> {
     let items = match v {
         Value::Array(items) => items,
         other => {
-            return Err(ParseError::Shape(format!(
+            return Err(ReplyError::Shape(format!(
                 "ROLE: expected an array, got {other:?}"
             )))
         }
@@ -162,13 +134,13 @@ pub fn parse_role(v: &Value) -> Result<RoleReply, ParseError> {
     let kind = items
         .first()
         .and_then(text)
-        .ok_or_else(|| ParseError::Missing("role".into()))?;
+        .ok_or_else(|| ReplyError::Missing("role".into()))?;
     match kind.as_str() {
         "master" => {
             let offset = non_negative(int(
                 items
                     .get(1)
-                    .ok_or_else(|| ParseError::Missing("offset".into()))?,
+                    .ok_or_else(|| ReplyError::Missing("offset".into()))?,
                 "offset",
             )?);
             let mut replicas = Vec::new();
@@ -176,16 +148,16 @@ pub fn parse_role(v: &Value) -> Result<RoleReply, ParseError> {
                 Some(Value::Array(list)) => {
                     for r in list {
                         let Value::Array(fields) = r else {
-                            return Err(ParseError::Shape(format!("ROLE replica entry {r:?}")));
+                            return Err(ReplyError::Shape(format!("ROLE replica entry {r:?}")));
                         };
                         let host = fields
                             .first()
                             .and_then(text)
-                            .ok_or_else(|| ParseError::Missing("replica ip".into()))?;
+                            .ok_or_else(|| ReplyError::Missing("replica ip".into()))?;
                         let p = port(
                             fields
                                 .get(1)
-                                .ok_or_else(|| ParseError::Missing("replica port".into()))?,
+                                .ok_or_else(|| ReplyError::Missing("replica port".into()))?,
                             "replica port",
                         )?;
                         let offset = match fields.get(2) {
@@ -200,7 +172,7 @@ pub fn parse_role(v: &Value) -> Result<RoleReply, ParseError> {
                 }
                 None | Some(Value::Nil) => {}
                 Some(other) => {
-                    return Err(ParseError::Shape(format!("ROLE replicas: {other:?}")));
+                    return Err(ReplyError::Shape(format!("ROLE replicas: {other:?}")));
                 }
             }
             Ok(RoleReply::Master { offset, replicas })
@@ -209,17 +181,17 @@ pub fn parse_role(v: &Value) -> Result<RoleReply, ParseError> {
             let host = items
                 .get(1)
                 .and_then(text)
-                .ok_or_else(|| ParseError::Missing("master host".into()))?;
+                .ok_or_else(|| ReplyError::Missing("master host".into()))?;
             let p = port(
                 items
                     .get(2)
-                    .ok_or_else(|| ParseError::Missing("master port".into()))?,
+                    .ok_or_else(|| ReplyError::Missing("master port".into()))?,
                 "master port",
             )?;
             let state = items
                 .get(3)
                 .and_then(text)
-                .ok_or_else(|| ParseError::Missing("state".into()))?;
+                .ok_or_else(|| ReplyError::Missing("state".into()))?;
             let offset = match items.get(4) {
                 Some(o) => non_negative(int(o, "offset")?),
                 None => 0,
@@ -230,21 +202,12 @@ pub fn parse_role(v: &Value) -> Result<RoleReply, ParseError> {
                 offset,
             })
         }
-        "sentinel" => Err(ParseError::invalid(
+        "sentinel" => Err(ReplyError::invalid(
             "role",
             "sentinel (this is a Sentinel, not a Redis node)",
         )),
-        other => Err(ParseError::invalid("role", other)),
+        other => Err(ReplyError::invalid("role", other)),
     }
-}
-
-/// The `key:value` lines of an `INFO` reply (section headers and blank lines skipped).
-pub fn info_fields(info: &str) -> HashMap<&str, &str> {
-    info.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .filter_map(|l| l.split_once(':'))
-        .collect()
 }
 
 /// What `INFO replication` tells about a node.
@@ -275,35 +238,35 @@ impl ReplicationInfo {
     }
 }
 
-fn num_field(fields: &HashMap<&str, &str>, key: &str) -> Result<u64, ParseError> {
+fn num_field(fields: &HashMap<&str, &str>, key: &str) -> Result<u64, ReplyError> {
     let raw = fields
         .get(key)
-        .ok_or_else(|| ParseError::Missing(key.to_owned()))?;
+        .ok_or_else(|| ReplyError::Missing(key.to_owned()))?;
     let i: i64 = raw
         .trim()
         .parse()
-        .map_err(|_| ParseError::invalid(key, *raw))?;
+        .map_err(|_| ReplyError::invalid(key, *raw))?;
     Ok(non_negative(i))
 }
 
 /// Parses one `slaveN:ip=...,port=...,state=...,offset=...,lag=...` value.
-fn parse_replica_line(key: &str, value: &str) -> Result<ReplicaLink, ParseError> {
+fn parse_replica_line(key: &str, value: &str) -> Result<ReplicaLink, ReplyError> {
     let kv: HashMap<&str, &str> = value.split(',').filter_map(|p| p.split_once('=')).collect();
     let ip = kv
         .get("ip")
-        .ok_or_else(|| ParseError::Missing(format!("{key}.ip")))?;
+        .ok_or_else(|| ReplyError::Missing(format!("{key}.ip")))?;
     let port: u16 = kv
         .get("port")
         .and_then(|p| p.parse().ok())
         .filter(|p| *p > 0)
-        .ok_or_else(|| ParseError::invalid(&format!("{key}.port"), value))?;
-    let number = |name: &str| -> Result<u64, ParseError> {
+        .ok_or_else(|| ReplyError::invalid(&format!("{key}.port"), value))?;
+    let number = |name: &str| -> Result<u64, ReplyError> {
         match kv.get(name) {
             None => Ok(0),
             Some(v) => v
                 .parse::<i64>()
                 .map(non_negative)
-                .map_err(|_| ParseError::invalid(&format!("{key}.{name}"), *v)),
+                .map_err(|_| ReplyError::invalid(&format!("{key}.{name}"), *v)),
         }
     };
     Ok(ReplicaLink {
@@ -315,11 +278,11 @@ fn parse_replica_line(key: &str, value: &str) -> Result<ReplicaLink, ParseError>
 }
 
 /// Parses `INFO replication` (the whole `INFO` text works too).
-pub fn parse_info_replication(info: &str) -> Result<ReplicationInfo, ParseError> {
+pub fn parse_info_replication(info: &str) -> Result<ReplicationInfo, ReplyError> {
     let fields = info_fields(info);
     let role_raw = fields
         .get("role")
-        .ok_or_else(|| ParseError::Missing("role".into()))?;
+        .ok_or_else(|| ReplyError::Missing("role".into()))?;
     match *role_raw {
         "master" => {
             let mut replicas = Vec::new();
@@ -347,13 +310,13 @@ pub fn parse_info_replication(info: &str) -> Result<ReplicationInfo, ParseError>
         "slave" => {
             let host = fields
                 .get("master_host")
-                .ok_or_else(|| ParseError::Missing("master_host".into()))?;
+                .ok_or_else(|| ReplyError::Missing("master_host".into()))?;
             let port: u16 = fields
                 .get("master_port")
                 .and_then(|p| p.trim().parse().ok())
                 .filter(|p| *p > 0)
                 .ok_or_else(|| {
-                    ParseError::invalid(
+                    ReplyError::invalid(
                         "master_port",
                         fields.get("master_port").copied().unwrap_or_default(),
                     )
@@ -361,13 +324,13 @@ pub fn parse_info_replication(info: &str) -> Result<ReplicationInfo, ParseError>
             let link = match fields.get("master_link_status").copied() {
                 Some("up") => LinkState::Up,
                 Some("down") => LinkState::Down,
-                Some(other) => return Err(ParseError::invalid("master_link_status", other)),
-                None => return Err(ParseError::Missing("master_link_status".into())),
+                Some(other) => return Err(ReplyError::invalid("master_link_status", other)),
+                None => return Err(ReplyError::Missing("master_link_status".into())),
             };
             let sync_in_progress = match fields.get("master_sync_in_progress").copied() {
                 Some("1") => true,
                 Some("0") | None => false,
-                Some(other) => return Err(ParseError::invalid("master_sync_in_progress", other)),
+                Some(other) => return Err(ReplyError::invalid("master_sync_in_progress", other)),
             };
             Ok(ReplicationInfo {
                 role: Role::Replica,
@@ -378,17 +341,17 @@ pub fn parse_info_replication(info: &str) -> Result<ReplicationInfo, ParseError>
                 sync_in_progress,
             })
         }
-        other => Err(ParseError::invalid("role", other)),
+        other => Err(ReplyError::invalid("role", other)),
     }
 }
 
 /// `run_id` from `INFO server`.
-pub fn parse_run_id(info: &str) -> Result<String, ParseError> {
+pub fn parse_run_id(info: &str) -> Result<String, ReplyError> {
     info_fields(info)
         .get("run_id")
         .map(|s| (*s).to_owned())
         .filter(|s| !s.is_empty())
-        .ok_or_else(|| ParseError::Missing("run_id".into()))
+        .ok_or_else(|| ReplyError::Missing("run_id".into()))
 }
 
 #[cfg(test)]
@@ -495,11 +458,11 @@ mod tests {
     fn info_garbage_is_an_error() {
         assert_eq!(
             parse_info_replication("HTTP/1.1 400 Bad Request\r\n\r\n"),
-            Err(ParseError::Missing("role".into()))
+            Err(ReplyError::Missing("role".into()))
         );
         assert!(matches!(
             parse_info_replication("role:leader\r\n"),
-            Err(ParseError::Invalid { .. })
+            Err(ReplyError::Invalid { .. })
         ));
         assert!(
             parse_info_replication("role:master\r\n").is_err(),

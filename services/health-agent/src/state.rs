@@ -8,12 +8,12 @@ use std::time::{Duration, Instant};
 use redis_ha_common::HostPort;
 use redis_ha_proto::v1::{RedisStatus, Role, SentinelEvent, SentinelStatus};
 
-use crate::events::{EventKind, ParsedEvent};
 use crate::failover::FailoverTracker;
-use crate::fencing::same_node;
 use crate::probe::{unreachable_redis, unreachable_sentinel, ObserveError, RedisObservation};
 use crate::redis_parse::RoleReply;
 use crate::sentinel_parse::SentinelObservation;
+use redis_ha_sentinel::same_node;
+use redis_ha_sentinel::{EventKind, ParsedEvent};
 
 /// Most events kept while the coordinator cannot be reached.
 pub const EVENT_QUEUE_CAPACITY: usize = 512;
@@ -412,8 +412,8 @@ fn role_name(r: Role) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::events::parse_event;
     use crate::redis_parse::{parse_info_replication, RoleReplica};
+    use redis_ha_sentinel::parse_event;
 
     fn state() -> State {
         State::new(
@@ -630,7 +630,7 @@ mod tests {
 
     #[test]
     fn sentinel_changes_ask_for_a_report() {
-        use crate::sentinel_parse::SentinelMaster;
+        use redis_ha_sentinel::SentinelMaster;
         let t0 = Instant::now();
         let mut st = state();
         let obs = |port: u16, epoch: u64, flags: &[&str]| SentinelObservation {

@@ -135,7 +135,7 @@ async fn stalled_socket_times_out() {
     let mut s = SentinelProbe::new(addr(port), None, IO).unwrap();
     let e = s.observe("redis-cluster").await.unwrap_err();
     assert!(e.is_timeout(), "{e}");
-    let Err(e) = s.subscribe_events().await else {
+    let Err(e) = s.subscribe_events(IO).await else {
         panic!("subscribed to a stalled socket")
     };
     assert!(e.is_timeout(), "{e}");
@@ -290,4 +290,59 @@ async fn password_from_file() {
     let empty = write_file(dir.path(), "empty", "\n");
     let e = config(Some(empty)).validate().unwrap_err().to_string();
     assert!(e.contains("redis_password_file"), "{e}");
+}
+
+/// The Sentinel library's client against a real Sentinel: the commands the probe does not use,
+/// FAILOVER's refusal code, the event subscription, and its keepalive noticing a stalled
+/// Sentinel.
+#[tokio::test]
+async fn sentinel_client_commands_events_and_keepalive() {
+    use redis_ha_sentinel::{parse_event, EventKind, SentinelClient};
+
+    let mut m = redis(&[]);
+    let s = sentinel("redis-cluster", m.port);
+    let mut c = SentinelClient::new(addr(s.port), None, IO).unwrap();
+    assert_eq!(
+        c.master_addr("redis-cluster").await.unwrap(),
+        Some(addr(m.port))
+    );
+    assert_eq!(c.master_addr("no-such-group").await.unwrap(), None);
+    assert_eq!(c.sentinels("redis-cluster").await.unwrap(), vec![]);
+    let e = c.failover("redis-cluster").await.unwrap_err();
+    assert_eq!(e.server_code(), Some("NOGOODSLAVE"), "{e}");
+    assert!(c.is_connected(), "a refusal keeps the connection");
+
+    let mut events = c.subscribe("*", Duration::from_millis(200)).await.unwrap();
+    m.kill();
+    // The master's death shows as `+sdown` (after down-after-milliseconds, 1 s here).
+    let sdown = tokio::time::timeout(WAIT, async {
+        loop {
+            let msg = events.next().await.unwrap();
+            let ev = parse_event(&msg.channel, &msg.payload).unwrap();
+            if ev.kind == EventKind::Sdown && ev.master_group() == Some("redis-cluster") {
+                return msg;
+            }
+        }
+    })
+    .await
+    .expect("no +sdown");
+    assert!(
+        sdown.payload.starts_with("master redis-cluster"),
+        "{sdown:?}"
+    );
+
+    // A stalled Sentinel: the keepalive ping times out and ends the subscription.
+    s.pause(true);
+    let e = tokio::time::timeout(WAIT, async {
+        loop {
+            if let Err(e) = events.next().await {
+                return e;
+            }
+        }
+    })
+    .await
+    .expect("the stall was never noticed");
+    s.pause(false);
+    assert!(e.is_timeout(), "{e}");
+    assert!(e.to_string().contains("PING (pub/sub)"), "{e}");
 }

@@ -1,36 +1,31 @@
-//! The Sentinel client: one connection to one Sentinel, with a bound on every call.
+//! The Sentinel client: one connection to one Sentinel (a [`RedisLink`]: password, a bound on
+//! the connect, the handshake and every call), its commands, and the event subscription.
 
 use std::time::Duration;
 
-use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, Client, ConnectionAddr, ConnectionInfo, RedisConnectionInfo};
+use futures::StreamExt;
+use redis::aio::{PubSubSink, PubSubStream};
+use redis::Value;
+use redis_ha_common::redis_client::{LinkError, RedisLink};
 use redis_ha_common::{HostPort, Secret};
+use tokio::time::{Instant, Interval, MissedTickBehavior};
 
-use crate::reply::{parse_master, ReplyError, SentinelMaster};
+use crate::reply::{
+    parse_master, parse_master_addr, parse_replicas, parse_sentinels, ReplyError, SentinelMaster,
+    SentinelReplica,
+};
 
-#[derive(Debug, thiserror::Error)]
-pub enum SentinelError {
-    #[error("sentinel {addr}: {source}")]
-    Redis {
-        addr: HostPort,
-        source: redis::RedisError,
-    },
-    #[error("sentinel {addr}: no answer within {after:?}")]
-    Timeout { addr: HostPort, after: Duration },
-    #[error("sentinel {addr}: {command}: {source}")]
-    Reply {
-        addr: HostPort,
-        command: String,
-        source: ReplyError,
-    },
-}
+/// Why a call to a Sentinel failed: names the Sentinel, the command and the cause.
+pub type SentinelError = LinkError;
 
-/// A connection to one Sentinel, made on first use and again after an error.
+/// How errors name a Sentinel.
+const PEER: &str = "sentinel";
+
+/// A connection to one Sentinel, made on first use and again after it broke. A connection
+/// closed under a call is re-made and the call retried once at once; an error reply keeps
+/// the connection.
 pub struct SentinelClient {
-    addr: HostPort,
-    client: Client,
-    conn: Option<MultiplexedConnection>,
-    timeout: Duration,
+    link: RedisLink,
 }
 
 impl SentinelClient {
@@ -40,90 +35,145 @@ impl SentinelClient {
         password: Option<&Secret>,
         timeout: Duration,
     ) -> Result<Self, SentinelError> {
-        let info = ConnectionInfo {
-            addr: ConnectionAddr::Tcp(addr.host.clone(), addr.port),
-            redis: RedisConnectionInfo {
-                password: password.map(|p| p.expose().to_owned()),
-                ..RedisConnectionInfo::default()
-            },
-        };
-        let client = Client::open(info).map_err(|source| SentinelError::Redis {
-            addr: addr.clone(),
-            source,
-        })?;
         Ok(Self {
-            addr,
-            client,
-            conn: None,
-            timeout,
+            link: RedisLink::new(PEER, addr, password, timeout)?,
         })
     }
 
     pub fn addr(&self) -> &HostPort {
-        &self.addr
+        self.link.addr()
     }
 
-    fn timed_out(&self) -> SentinelError {
-        SentinelError::Timeout {
-            addr: self.addr.clone(),
-            after: self.timeout,
-        }
+    pub fn is_connected(&self) -> bool {
+        self.link.is_connected()
     }
 
-    async fn connection(&mut self) -> Result<MultiplexedConnection, SentinelError> {
-        if let Some(c) = &self.conn {
-            return Ok(c.clone());
-        }
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(self.timeout)
-            .set_response_timeout(self.timeout);
-        // The handshake (AUTH) is bounded too: a peer that accepts and never answers must not
-        // hang the caller.
-        let conn = tokio::time::timeout(
-            self.timeout,
-            self.client
-                .get_multiplexed_async_connection_with_config(&config),
-        )
-        .await
-        .map_err(|_| self.timed_out())?
-        .map_err(|source| SentinelError::Redis {
-            addr: self.addr.clone(),
-            source,
-        })?;
-        self.conn = Some(conn.clone());
-        Ok(conn)
+    /// Runs one command; `label` names it in errors.
+    pub async fn query(&mut self, cmd: &redis::Cmd, label: &str) -> Result<Value, SentinelError> {
+        self.link.query(cmd, label).await
     }
 
-    /// Runs one command; any error drops the connection, so the next call starts afresh.
-    pub async fn query(&mut self, cmd: &redis::Cmd) -> Result<redis::Value, SentinelError> {
-        let mut conn = self.connection().await?;
-        let result = tokio::time::timeout(self.timeout, cmd.query_async(&mut conn)).await;
-        match result {
-            Err(_) => {
-                self.conn = None;
-                Err(self.timed_out())
-            }
-            Ok(Err(source)) => {
-                self.conn = None;
-                Err(SentinelError::Redis {
-                    addr: self.addr.clone(),
-                    source,
-                })
-            }
-            Ok(Ok(v)) => Ok(v),
-        }
+    /// `SENTINEL <sub> <group>`, its reply read by `parse`.
+    async fn group_command<T>(
+        &mut self,
+        sub: &str,
+        group: &str,
+        parse: impl FnOnce(&Value) -> Result<T, ReplyError>,
+    ) -> Result<T, SentinelError> {
+        let label = format!("SENTINEL {sub} {group}");
+        let v = self
+            .link
+            .query(redis::cmd("SENTINEL").arg(sub).arg(group), &label)
+            .await?;
+        parse(&v).map_err(|e| self.link.reply_error(&label, e))
     }
 
     /// `SENTINEL MASTER <group>`.
     pub async fn master(&mut self, group: &str) -> Result<SentinelMaster, SentinelError> {
-        let v = self
-            .query(redis::cmd("SENTINEL").arg("MASTER").arg(group))
-            .await?;
-        parse_master(&v).map_err(|source| SentinelError::Reply {
-            addr: self.addr.clone(),
-            command: format!("SENTINEL MASTER {group}"),
-            source,
+        self.group_command("MASTER", group, parse_master).await
+    }
+
+    /// `SENTINEL REPLICAS <group>`.
+    pub async fn replicas(&mut self, group: &str) -> Result<Vec<SentinelReplica>, SentinelError> {
+        self.group_command("REPLICAS", group, parse_replicas).await
+    }
+
+    /// `SENTINEL SENTINELS <group>`: the other Sentinels of the group.
+    pub async fn sentinels(&mut self, group: &str) -> Result<Vec<HostPort>, SentinelError> {
+        self.group_command("SENTINELS", group, parse_sentinels)
+            .await
+    }
+
+    /// `SENTINEL GET-MASTER-ADDR-BY-NAME <group>`; `None` for a group it does not monitor.
+    pub async fn master_addr(&mut self, group: &str) -> Result<Option<HostPort>, SentinelError> {
+        self.group_command("GET-MASTER-ADDR-BY-NAME", group, parse_master_addr)
+            .await
+    }
+
+    /// `SENTINEL FAILOVER <group>`. A refusal is a [`LinkError::Command`] whose
+    /// [`LinkError::server_code`] says why (`INPROG`, `NOGOODSLAVE`, ...).
+    pub async fn failover(&mut self, group: &str) -> Result<(), SentinelError> {
+        self.group_command("FAILOVER", group, |_| Ok(())).await
+    }
+
+    /// A separate connection subscribed to the channels matching `pattern` (`*` for every
+    /// event, `+switch-master` for one kind), pinged every `keepalive` so a stalled Sentinel
+    /// is noticed.
+    pub async fn subscribe(
+        &self,
+        pattern: &str,
+        keepalive: Duration,
+    ) -> Result<EventSubscription, SentinelError> {
+        let (mut sink, stream) = self.link.pubsub().await?.split();
+        let label = format!("PSUBSCRIBE {pattern}");
+        tokio::time::timeout(self.link.timeout(), sink.psubscribe(pattern))
+            .await
+            .map_err(|_| self.link.timeout_error(&label))?
+            .map_err(|e| self.link.command_error(&label, &e))?;
+        let mut ping = tokio::time::interval_at(Instant::now() + keepalive, keepalive);
+        ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        Ok(EventSubscription {
+            addr: self.addr().clone(),
+            timeout: self.link.timeout(),
+            sink,
+            stream,
+            ping,
         })
+    }
+}
+
+/// One message a Sentinel published: the channel is the event kind (see
+/// [`crate::events::parse_event`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentinelMessage {
+    pub channel: String,
+    pub payload: String,
+}
+
+/// A subscribed connection to one Sentinel.
+pub struct EventSubscription {
+    addr: HostPort,
+    timeout: Duration,
+    sink: PubSubSink,
+    stream: PubSubStream,
+    ping: Interval,
+}
+
+impl EventSubscription {
+    /// The next message. Between messages the connection is pinged at the keepalive interval
+    /// (`PING` works in subscribed mode); an error means the subscription is over (closed,
+    /// stalled): subscribe again.
+    pub async fn next(&mut self) -> Result<SentinelMessage, SentinelError> {
+        loop {
+            tokio::select! {
+                msg = self.stream.next() => {
+                    let Some(msg) = msg else {
+                        return Err(LinkError::Command {
+                            peer: PEER,
+                            addr: self.addr.to_string(),
+                            command: "subscription".into(),
+                            reason: "connection closed".into(),
+                            code: None,
+                        });
+                    };
+                    return Ok(SentinelMessage {
+                        channel: msg.get_channel_name().to_owned(),
+                        payload: String::from_utf8_lossy(msg.get_payload_bytes()).into_owned(),
+                    });
+                }
+                _ = self.ping.tick() => self.ping().await?,
+            }
+        }
+    }
+
+    /// Checks the subscribed connection is alive.
+    pub async fn ping(&mut self) -> Result<(), SentinelError> {
+        let label = "PING (pub/sub)";
+        tokio::time::timeout(self.timeout, self.sink.ping::<Value>())
+            .await
+            .map_err(|_| LinkError::timeout(PEER, &self.addr, label, self.timeout))?
+            .map(drop)
+            .map_err(|e| LinkError::command(PEER, &self.addr, label, self.timeout, &e))
     }
 }
 
@@ -135,17 +185,40 @@ pub async fn ask_all(
     password: Option<&Secret>,
     timeout: Duration,
 ) -> (Vec<crate::MasterView>, Vec<SentinelError>) {
-    let asks = sentinels.iter().map(|addr| async move {
-        let mut c = SentinelClient::new(addr.clone(), password, timeout)?;
-        c.master(group).await.map(|m| m.view(addr.clone()))
-    });
-    let mut views = Vec::new();
+    let mut clients = Vec::new();
     let mut errors = Vec::new();
-    for r in futures::future::join_all(asks).await {
-        match r {
-            Ok(v) => views.push(v),
+    for addr in sentinels {
+        match SentinelClient::new(addr.clone(), password, timeout) {
+            Ok(c) => clients.push(c),
             Err(e) => errors.push(e),
         }
     }
+    let (views, more) = split(ask_each(&mut clients, group).await);
+    errors.extend(more);
     (views, errors)
+}
+
+/// Asks each client for the group's master at once (keeping their connections for the next
+/// round); one result per client, in order.
+pub async fn ask_each(
+    clients: &mut [SentinelClient],
+    group: &str,
+) -> Vec<Result<crate::MasterView, SentinelError>> {
+    let asks = clients.iter_mut().map(|c| async move {
+        let m = c.master(group).await?;
+        Ok(m.view(c.addr().clone()))
+    });
+    futures::future::join_all(asks).await
+}
+
+fn split<T, E>(results: Vec<Result<T, E>>) -> (Vec<T>, Vec<E>) {
+    let mut ok = Vec::new();
+    let mut err = Vec::new();
+    for r in results {
+        match r {
+            Ok(v) => ok.push(v),
+            Err(e) => err.push(e),
+        }
+    }
+    (ok, err)
 }

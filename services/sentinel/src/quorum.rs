@@ -151,6 +151,9 @@ mod tests {
         let views = [view(1, "a", 1), view(2, "b", 1), view(3, "c", 2)];
         assert_eq!(named_master(&views, 2), None);
         assert_eq!(named_master(&[], 1), None);
+        // One master at two epochs is two configurations: they do not add up.
+        let views = [view(1, "a", 1), view(2, "a", 2)];
+        assert_eq!(named_master(&views, 2), None);
     }
 
     #[test]

@@ -4,42 +4,11 @@
 use std::collections::HashMap;
 
 use redis::Value;
+pub use redis_ha_common::redis_client::{text, ReplyError};
 use redis_ha_common::HostPort;
-
-/// A reply that does not have the shape Sentinel gives it.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ReplyError {
-    #[error("unexpected reply shape: {0}")]
-    Shape(String),
-    #[error("missing field {0:?}")]
-    Missing(String),
-    #[error("field {field:?} has an invalid value {value:?}")]
-    Invalid { field: String, value: String },
-}
-
-impl ReplyError {
-    pub fn invalid(field: &str, value: impl Into<String>) -> Self {
-        Self::Invalid {
-            field: field.to_owned(),
-            value: value.into(),
-        }
-    }
-}
 
 /// One instance as Sentinel describes it: field name → value.
 pub type InstanceMap = HashMap<String, String>;
-
-/// A scalar reply as text.
-pub fn text(v: &Value) -> Option<String> {
-    match v {
-        Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
-        Value::SimpleString(s) => Some(s.clone()),
-        Value::VerbatimString { text, .. } => Some(text.clone()),
-        Value::Int(i) => Some(i.to_string()),
-        Value::Double(d) => Some(d.to_string()),
-        _ => None,
-    }
-}
 
 /// Parses one instance map (flat `[k1, v1, k2, v2, ...]` or a RESP3 map).
 pub fn parse_instance_map(v: &Value) -> Result<InstanceMap, ReplyError> {
@@ -150,6 +119,76 @@ impl SentinelMaster {
     }
 }
 
+/// One replica as `SENTINEL REPLICAS <group>` describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentinelReplica {
+    pub address: HostPort,
+    pub flags: Vec<String>,
+    /// `master-link-status` (`ok`, `err`), empty when not given.
+    pub master_link_status: String,
+    /// `slave-repl-offset`, 0 when not given (or negative).
+    pub offset: u64,
+}
+
+/// Parses the `SENTINEL REPLICAS <group>` reply.
+pub fn parse_replicas(v: &Value) -> Result<Vec<SentinelReplica>, ReplyError> {
+    parse_instance_list(v)?
+        .iter()
+        .map(|m| {
+            let offset = match m.get("slave-repl-offset") {
+                Some(raw) => raw
+                    .trim()
+                    .parse::<i64>()
+                    .map(|i| u64::try_from(i).unwrap_or(0))
+                    .map_err(|_| ReplyError::invalid("slave-repl-offset", raw.as_str()))?,
+                None => 0,
+            };
+            Ok(SentinelReplica {
+                address: instance_addr(m)?,
+                flags: flags(m),
+                master_link_status: m.get("master-link-status").cloned().unwrap_or_default(),
+                offset,
+            })
+        })
+        .collect()
+}
+
+/// Parses the `SENTINEL SENTINELS <group>` reply: the other Sentinels' addresses.
+pub fn parse_sentinels(v: &Value) -> Result<Vec<HostPort>, ReplyError> {
+    parse_instance_list(v)?.iter().map(instance_addr).collect()
+}
+
+/// Parses the `SENTINEL GET-MASTER-ADDR-BY-NAME <group>` reply: `[ip, port]`, or nil for a
+/// group the Sentinel does not monitor.
+pub fn parse_master_addr(v: &Value) -> Result<Option<HostPort>, ReplyError> {
+    match v {
+        Value::Nil => Ok(None),
+        Value::Array(items) => match items.as_slice() {
+            [] => Ok(None),
+            [ip, port] => {
+                let ip = text(ip)
+                    .filter(|s| !s.is_empty())
+                    .ok_or_else(|| ReplyError::invalid("ip", format!("{ip:?}")))?;
+                let raw = text(port).unwrap_or_default();
+                let port: u16 = raw
+                    .trim()
+                    .parse()
+                    .ok()
+                    .filter(|p| *p > 0)
+                    .ok_or_else(|| ReplyError::invalid("port", raw.as_str()))?;
+                Ok(Some(HostPort::new(ip, port)))
+            }
+            other => Err(ReplyError::Shape(format!(
+                "expected [ip, port], got {} items",
+                other.len()
+            ))),
+        },
+        other => Err(ReplyError::Shape(format!(
+            "expected [ip, port], got {other:?}"
+        ))),
+    }
+}
+
 /// Parses the `SENTINEL MASTER <group>` reply.
 pub fn parse_master(v: &Value) -> Result<SentinelMaster, ReplyError> {
     let m = parse_instance_map(v)?;
@@ -194,6 +233,131 @@ mod tests {
 
         let map = Value::Map(fields.iter().map(|(k, v)| (bulk(k), bulk(v))).collect());
         assert_eq!(parse_master(&map).expect("parses"), m);
+    }
+
+    #[test]
+    fn master_reply_of_a_real_sentinel() {
+        let v = flat(&[
+            ("name", "redis-cluster"),
+            ("ip", "10.0.0.1"),
+            ("port", "9001"),
+            ("runid", "4d2b0bb0b2f9a2b0b8b6c3d7e1f0a9b8c7d6e5f4"),
+            ("flags", "master"),
+            ("link-pending-commands", "0"),
+            ("last-ok-ping-reply", "412"),
+            ("down-after-milliseconds", "5000"),
+            ("role-reported", "master"),
+            ("config-epoch", "3"),
+            ("num-slaves", "2"),
+            ("num-other-sentinels", "2"),
+            ("quorum", "2"),
+            ("failover-timeout", "10000"),
+        ]);
+        let m = parse_master(&v).expect("parses");
+        assert_eq!(m.address, HostPort::new("10.0.0.1", 9001));
+        assert_eq!(m.flags, vec!["master"]);
+        assert_eq!((m.config_epoch, m.quorum, m.other_sentinels), (3, 2, 2));
+        assert!(!m.failover_in_progress());
+        assert!(m.view(HostPort::new("s", 1)).settled);
+        // RESP3 with integer values.
+        let v = Value::Map(vec![
+            (bulk("ip"), bulk("redis-1")),
+            (bulk("port"), Value::Int(9001)),
+            (
+                bulk("flags"),
+                bulk("master,s_down,o_down,failover_in_progress"),
+            ),
+            (bulk("config-epoch"), Value::Int(7)),
+            (bulk("quorum"), Value::Int(2)),
+            (bulk("num-other-sentinels"), Value::Int(1)),
+        ]);
+        let m = parse_master(&v).expect("parses");
+        assert_eq!(
+            m.flags,
+            vec!["master", "s_down", "o_down", "failover_in_progress"]
+        );
+        assert_eq!(m.config_epoch, 7);
+    }
+
+    #[test]
+    fn replicas_list() {
+        let v = Value::Array(vec![
+            flat(&[
+                ("name", "10.0.0.2:9002"),
+                ("ip", "10.0.0.2"),
+                ("port", "9002"),
+                ("flags", "slave"),
+                ("master-link-status", "ok"),
+                ("slave-repl-offset", "12345"),
+            ]),
+            flat(&[
+                ("name", "10.0.0.3:9003"),
+                ("ip", "10.0.0.3"),
+                ("port", "9003"),
+                ("flags", "s_down,slave,disconnected"),
+                ("master-link-status", "err"),
+                ("slave-repl-offset", "-1"),
+            ]),
+        ]);
+        assert_eq!(
+            parse_replicas(&v).expect("parses"),
+            vec![
+                SentinelReplica {
+                    address: HostPort::new("10.0.0.2", 9002),
+                    flags: vec!["slave".into()],
+                    master_link_status: "ok".into(),
+                    offset: 12345
+                },
+                SentinelReplica {
+                    address: HostPort::new("10.0.0.3", 9003),
+                    flags: vec!["s_down".into(), "slave".into(), "disconnected".into()],
+                    master_link_status: "err".into(),
+                    offset: 0
+                },
+            ]
+        );
+        assert_eq!(parse_replicas(&Value::Array(vec![])), Ok(vec![]));
+        assert!(parse_replicas(&bulk("nope")).is_err());
+        assert_eq!(
+            parse_replicas(&Value::Array(vec![flat(&[
+                ("ip", "h"),
+                ("port", "1"),
+                ("slave-repl-offset", "x")
+            ])])),
+            Err(ReplyError::invalid("slave-repl-offset", "x"))
+        );
+    }
+
+    #[test]
+    fn sentinels_list() {
+        let v = Value::Array(vec![
+            flat(&[("name", "abc"), ("ip", "10.0.0.2"), ("port", "19002")]),
+            flat(&[("name", "def"), ("ip", "10.0.0.3"), ("port", "19003")]),
+        ]);
+        assert_eq!(
+            parse_sentinels(&v).expect("parses"),
+            vec![
+                HostPort::new("10.0.0.2", 19002),
+                HostPort::new("10.0.0.3", 19003)
+            ]
+        );
+        assert!(parse_sentinels(&Value::Array(vec![flat(&[("name", "x")])])).is_err());
+    }
+
+    #[test]
+    fn master_addr_by_name() {
+        let v = Value::Array(vec![bulk("10.0.0.1"), bulk("9001")]);
+        assert_eq!(
+            parse_master_addr(&v),
+            Ok(Some(HostPort::new("10.0.0.1", 9001)))
+        );
+        assert_eq!(parse_master_addr(&Value::Nil), Ok(None));
+        assert_eq!(
+            parse_master_addr(&Value::Array(vec![bulk("h"), bulk("0")])),
+            Err(ReplyError::invalid("port", "0"))
+        );
+        assert!(parse_master_addr(&Value::Array(vec![bulk("h")])).is_err());
+        assert!(parse_master_addr(&Value::Int(1)).is_err());
     }
 
     #[test]

@@ -568,7 +568,7 @@ mod tests {
 
     #[test]
     fn failover_effects() {
-        for ch in [
+        let starts = [
             "+odown",
             "+new-epoch",
             "+try-failover",
@@ -580,39 +580,34 @@ mod tests {
             "+failover-state-reconf-slaves",
             "+selected-slave",
             "+promoted-slave",
-        ] {
-            assert_eq!(
-                EventKind::from_channel(ch).failover_effect(),
-                FailoverEffect::Starts,
-                "{ch}"
-            );
-        }
-        for ch in [
+        ];
+        let ends = [
             "+failover-end",
             "+switch-master",
             "-failover-abort-not-elected",
             "-failover-abort-no-good-slave",
             "-odown",
-        ] {
-            assert_eq!(
-                EventKind::from_channel(ch).failover_effect(),
-                FailoverEffect::Ends,
-                "{ch}"
-            );
-        }
-        for ch in [
+        ];
+        let none = [
             "+sdown",
             "-sdown",
             "+slave",
             "+tilt",
             "+convert-to-slave",
             "+reboot",
+        ];
+        for (channels, effect) in [
+            (&starts[..], FailoverEffect::Starts),
+            (&ends[..], FailoverEffect::Ends),
+            (&none[..], FailoverEffect::None),
         ] {
-            assert_eq!(
-                EventKind::from_channel(ch).failover_effect(),
-                FailoverEffect::None,
-                "{ch}"
-            );
+            for ch in channels {
+                assert_eq!(
+                    EventKind::from_channel(ch).failover_effect(),
+                    effect,
+                    "{ch}"
+                );
+            }
         }
     }
 }
