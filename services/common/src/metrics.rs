@@ -14,6 +14,9 @@ use axum::http::{header, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use axum::Router;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -61,6 +64,36 @@ pub fn grpc_code_name(code: tonic::Code) -> &'static str {
         Code::Unavailable => "UNAVAILABLE",
         Code::DataLoss => "DATA_LOSS",
         Code::Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
+/// The labels of every sidecar's `grpc_requests_total`: the method and [`grpc_code_name`].
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GrpcLabels {
+    pub method: &'static str,
+    pub code: &'static str,
+}
+
+/// `grpc_requests_total{method, code}`: gRPC calls made or answered, one series per method and
+/// status code. The same in the agent, the coordinator and the reloader, so one dashboard
+/// query fits all three.
+#[derive(Clone, Debug, Default)]
+pub struct GrpcRequests(Family<GrpcLabels, Counter>);
+
+impl GrpcRequests {
+    /// Registers the counter as `grpc_requests` in `registry` (under its prefix).
+    pub fn register(&self, registry: &mut Registry, help: &str) {
+        registry.register("grpc_requests", help, self.0.clone());
+    }
+
+    /// One call of `method` that ended with `code`.
+    pub fn count(&self, method: &'static str, code: tonic::Code) {
+        self.0
+            .get_or_create(&GrpcLabels {
+                method,
+                code: grpc_code_name(code),
+            })
+            .inc();
     }
 }
 
@@ -305,6 +338,25 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(10), gone)
             .await
             .unwrap();
+    }
+
+    #[test]
+    fn grpc_requests_by_method_and_code_name() {
+        let mut r = Registry::with_prefix("demo");
+        let g = GrpcRequests::default();
+        g.register(&mut r, "Calls");
+        g.count("Report", tonic::Code::Ok);
+        g.count("Report", tonic::Code::Ok);
+        g.count("WatchTopology", tonic::Code::DeadlineExceeded);
+        let s = encode(&r);
+        for line in [
+            "# HELP demo_grpc_requests Calls.",
+            "# TYPE demo_grpc_requests counter",
+            "demo_grpc_requests_total{method=\"Report\",code=\"OK\"} 2",
+            "demo_grpc_requests_total{method=\"WatchTopology\",code=\"DEADLINE_EXCEEDED\"} 1",
+        ] {
+            assert!(s.lines().any(|l| l == line), "missing {line:?} in\n{s}");
+        }
     }
 
     #[tokio::test]

@@ -7,6 +7,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
+use redis_ha_common::metrics::GrpcRequests;
 
 use crate::runtime::{AdminTarget, Command, RuntimeError};
 
@@ -35,12 +36,6 @@ pub struct HaproxyLabels {
     pub haproxy: String,
 }
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct GrpcLabels {
-    pub method: &'static str,
-    pub code: &'static str,
-}
-
 /// `command` label of a read-back (`show servers state` + `show stat`).
 pub const READ_BACK: &str = "read_back";
 
@@ -56,7 +51,7 @@ pub struct ReloaderMetrics {
     pub decisions: Family<SourceLabels, Counter>,
     pub haproxy_converged: Family<HaproxyLabels, Gauge>,
     pub coordinator_connected: Gauge,
-    pub grpc_requests: Family<GrpcLabels, Counter>,
+    pub grpc_requests: GrpcRequests,
 }
 
 impl ReloaderMetrics {
@@ -74,7 +69,7 @@ impl ReloaderMetrics {
             decisions: Family::default(),
             haproxy_converged: Family::default(),
             coordinator_connected: Gauge::default(),
-            grpc_requests: Family::default(),
+            grpc_requests: GrpcRequests::default(),
         };
         let mut r = Registry::with_prefix("redis_ha_reloader");
         r.register(
@@ -127,10 +122,9 @@ impl ReloaderMetrics {
             "1 while the coordinator's topology stream is open",
             m.coordinator_connected.clone(),
         );
-        r.register(
-            "grpc_requests",
+        m.grpc_requests.register(
+            &mut r,
             "Calls to the coordinator, by method and gRPC status code",
-            m.grpc_requests.clone(),
         );
         (m, r)
     }
@@ -169,12 +163,7 @@ impl ReloaderMetrics {
     }
 
     pub fn grpc(&self, method: &'static str, code: tonic::Code) {
-        self.grpc_requests
-            .get_or_create(&GrpcLabels {
-                method,
-                code: redis_ha_common::metrics::grpc_code_name(code),
-            })
-            .inc();
+        self.grpc_requests.count(method, code);
     }
 }
 
