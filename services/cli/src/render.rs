@@ -390,7 +390,7 @@ pub(crate) fn sample_topology() -> Topology {
         master_address: "127.0.0.1:9001".into(),
         master_node: "node-1".into(),
         config_epoch: 1,
-        master_source: "sentinel-quorum".into(),
+        master_source: redis_ha_proto::v1::MasterSource::SentinelQuorum as i32,
         failover_in_progress: false,
         nodes: vec![
             node(1, Role::Master),

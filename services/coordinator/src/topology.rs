@@ -20,18 +20,18 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use redis_ha_proto::v1::{
-    AgentReport, Event, Health, NodeView, Role, SentinelEvent, SentinelView, Topology,
+    AgentReport, Event, Health, MasterSource, NodeView, Role, SentinelEvent, SentinelView, Topology,
 };
 
 /// `master_source`: named by the Sentinels' highest config epoch.
-pub const SOURCE_SENTINEL: &str = "sentinel-quorum";
+pub const SOURCE_SENTINEL: MasterSource = MasterSource::SentinelQuorum;
 /// `master_source`: selected by the failover leader and confirmed `role:master`, before the
 /// Sentinels announced it.
-pub const SOURCE_PROMOTED: &str = "promoted";
+pub const SOURCE_PROMOTED: MasterSource = MasterSource::Promoted;
 /// `master_source`: nobody fresh names a master (or only an older epoch): the last decision.
-pub const SOURCE_LAST_KNOWN: &str = "last-known";
+pub const SOURCE_LAST_KNOWN: MasterSource = MasterSource::LastKnown;
 /// `master_source`: no master known.
-pub const SOURCE_NONE: &str = "none";
+pub const SOURCE_NONE: MasterSource = MasterSource::None;
 
 /// Sentinel flag (in `SentinelStatus.master_flags`) set while it runs a failover.
 const FLAG_FAILOVER: &str = "failover_in_progress";
@@ -82,7 +82,7 @@ impl Default for Settings {
 pub struct Decision {
     pub epoch: u64,
     pub master_address: String,
-    pub source: &'static str,
+    pub source: MasterSource,
 }
 
 /// What happened to a report.
@@ -443,7 +443,7 @@ impl GroupState {
                     or_none(&old.master_address),
                     or_none(&new.master_address),
                     new.config_epoch,
-                    new.master_source
+                    new.master_source()
                 ),
                 lag,
             );
@@ -792,7 +792,7 @@ impl GroupState {
                 master_address,
                 master_node,
                 config_epoch,
-                master_source: master_source.to_owned(),
+                master_source: master_source as i32,
                 failover_in_progress,
                 nodes,
                 sentinels,
