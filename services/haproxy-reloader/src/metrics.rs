@@ -50,6 +50,7 @@ pub struct ReloaderMetrics {
     pub config_epoch: Gauge,
     pub decisions: Family<SourceLabels, Counter>,
     pub haproxy_converged: Family<HaproxyLabels, Gauge>,
+    pub instance_panics: Family<HaproxyLabels, Counter>,
     pub coordinator_connected: Gauge,
     pub grpc_requests: GrpcRequests,
 }
@@ -68,6 +69,7 @@ impl ReloaderMetrics {
             config_epoch: Gauge::default(),
             decisions: Family::default(),
             haproxy_converged: Family::default(),
+            instance_panics: Family::default(),
             coordinator_connected: Gauge::default(),
             grpc_requests: GrpcRequests::default(),
         };
@@ -116,6 +118,11 @@ impl ReloaderMetrics {
             "haproxy_converged",
             "1 when the last converge found or left the HAProxy in the wanted state",
             m.haproxy_converged.clone(),
+        );
+        r.register(
+            "instance_task_panics",
+            "Panics of the task that converges one HAProxy (each is logged and the task started again)",
+            m.instance_panics.clone(),
         );
         r.register(
             "coordinator_connected",
@@ -202,6 +209,11 @@ mod tests {
         });
         m.switch_lag.observe(0.5);
         m.grpc("WatchTopology", tonic::Code::Unavailable);
+        m.instance_panics
+            .get_or_create(&HaproxyLabels {
+                haproxy: "unix:/x".into(),
+            })
+            .inc();
         let s = redis_ha_common::metrics::encode(&r);
         for line in [
             "redis_ha_reloader_runtime_commands_total{command=\"ready\"} 1",
@@ -211,6 +223,7 @@ mod tests {
             "redis_ha_reloader_runtime_errors_total{kind=\"timeout\"} 1",
             "redis_ha_reloader_switch_lag_seconds_count 1",
             "redis_ha_reloader_grpc_requests_total{method=\"WatchTopology\",code=\"UNAVAILABLE\"} 1",
+            "redis_ha_reloader_instance_task_panics_total{haproxy=\"unix:/x\"} 1",
         ] {
             assert!(s.lines().any(|l| l == line), "missing {line:?} in\n{s}");
         }
