@@ -59,6 +59,8 @@ pub enum Command {
     Events(EventsArgs),
     /// Ask the Sentinels for a manual failover.
     Failover,
+    /// Wait until the group is healthy: a confirmed master and N replicas linked to it.
+    Wait(WaitArgs),
     /// Move sequence-numbered messages through the proxy while faulting the master; count them.
     Simulate(Box<crate::commands::simulate::SimulateArgs>),
     /// Fault a Redis node of the swarm stack through the Docker API (stop, kill, pause, isolate ...).
@@ -84,6 +86,30 @@ pub struct MasterArgs {
     /// Print `host:port` on one line instead.
     #[arg(long)]
     pub addr: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct WaitArgs {
+    /// How many replicas must have their link to the confirmed master up.
+    #[arg(long, default_value_t = 2, value_name = "N")]
+    pub replicas: usize,
+    /// Give up after this long (exit 1 with the reason; 2 when the coordinator could not be
+    /// reached at the end).
+    #[arg(
+        long,
+        default_value_t = 60_000,
+        value_name = "MS",
+        value_parser = clap::value_parser!(u64).range(1..=86_400_000)
+    )]
+    pub max_wait_ms: u64,
+    /// Time between two looks at the topology.
+    #[arg(
+        long,
+        default_value_t = 500,
+        value_name = "MS",
+        value_parser = clap::value_parser!(u64).range(10..=60_000)
+    )]
+    pub poll_ms: u64,
 }
 
 #[derive(Debug, Args)]

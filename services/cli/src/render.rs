@@ -23,7 +23,7 @@ fn dash() -> Cell {
 }
 
 /// `127.0.0.1:9001 (node-1, confirmed)`, or `none`.
-fn master_phrase(s: &StatusJson) -> String {
+pub(crate) fn master_phrase(s: &StatusJson) -> String {
     match &s.master {
         None => "none".to_owned(),
         Some(m) => {

@@ -6,4 +6,5 @@ pub mod failover;
 pub mod master;
 pub mod simulate;
 pub mod status;
+pub mod wait;
 pub mod watch;
