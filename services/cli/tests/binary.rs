@@ -106,19 +106,24 @@ async fn unreachable_coordinator_exits_2_with_a_clear_message() {
     }
 }
 
-#[tokio::test]
-async fn wait_gives_up_on_an_unreachable_coordinator_with_exit_2() {
-    let url = format!("http://127.0.0.1:{}", dead_port());
-    let out = run(&[
+/// `redis-ha --coordinator URL wait` that gives up after 300 ms.
+async fn short_wait(url: &str) -> Output {
+    run(&[
         "--coordinator",
-        &url,
+        url,
         "wait",
         "--max-wait-ms",
         "300",
         "--poll-ms",
         "50",
     ])
-    .await;
+    .await
+}
+
+#[tokio::test]
+async fn wait_gives_up_on_an_unreachable_coordinator_with_exit_2() {
+    let url = format!("http://127.0.0.1:{}", dead_port());
+    let out = short_wait(&url).await;
     let refused = format!(
         "cannot reach the coordinator at {url}: connection refused \
          (is it running? set --coordinator or REDIS_HA_COORDINATOR)"
@@ -300,16 +305,7 @@ async fn against_a_real_cluster() {
     }
 
     // ---- `wait` before any agent reports: no master, and it says so when its time is up.
-    let out = run(&[
-        "--coordinator",
-        &url,
-        "wait",
-        "--max-wait-ms",
-        "300",
-        "--poll-ms",
-        "50",
-    ])
-    .await;
+    let out = short_wait(&url).await;
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     assert_eq!(
         text(&out.stderr),

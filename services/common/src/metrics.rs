@@ -236,6 +236,13 @@ mod tests {
         }
     }
 
+    /// `REQUEST_LINE HTTP/1.1` with `Host`, `Connection: close` and `extra` header lines.
+    async fn send11(addr: SocketAddr, request_line: &str, extra: &str) -> Answer {
+        let request =
+            format!("{request_line} HTTP/1.1\r\nHost: x\r\n{extra}Connection: close\r\n\r\n");
+        send(addr, &request).await
+    }
+
     #[test]
     fn metrics_addr_empty_disables_and_junk_is_refused() {
         assert_eq!(parse_metrics_addr("metrics_addr", "").unwrap(), None);
@@ -270,11 +277,7 @@ mod tests {
         let addr = ep.local_addr();
         assert_ne!(addr.port(), 0);
 
-        let ok = send(
-            addr,
-            "GET /metrics HTTP/1.1\r\nHost: x\r\nAccept: */*\r\nConnection: close\r\n\r\n",
-        )
-        .await;
+        let ok = send11(addr, "GET /metrics", "Accept: */*\r\n").await;
         assert_eq!(ok.status, "HTTP/1.1 200 OK");
         assert_eq!(ok.header("content-type"), Some(CONTENT_TYPE));
         assert!(
@@ -301,28 +304,16 @@ mod tests {
         let q = send(addr, "GET /metrics?x=1 HTTP/1.0\r\n\r\n").await;
         // hyper answers an HTTP/1.0 request in kind.
         assert_eq!(q.status, "HTTP/1.0 200 OK");
-        let head = send(
-            addr,
-            "HEAD /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-        )
-        .await;
+        let head = send11(addr, "HEAD /metrics", "").await;
         assert_eq!(head.status, "HTTP/1.1 200 OK");
         assert_eq!(head.header("content-type"), Some(CONTENT_TYPE));
         assert_eq!(head.body, "");
 
-        let nf = send(
-            addr,
-            "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-        )
-        .await;
+        let nf = send11(addr, "GET /", "").await;
         assert_eq!(nf.status, "HTTP/1.1 404 Not Found");
         assert_eq!(nf.header("content-type"), Some("text/plain; charset=utf-8"));
         assert_eq!(nf.body, "not found: try /metrics\n");
-        let post = send(
-            addr,
-            "POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-        )
-        .await;
+        let post = send11(addr, "POST /metrics", "Content-Length: 0\r\n").await;
         assert_eq!(post.status, "HTTP/1.1 405 Method Not Allowed");
         assert_eq!(post.header("allow"), Some("GET, HEAD"));
         let bad = send(addr, "HELLO\r\n\r\n").await;
