@@ -211,11 +211,14 @@ generate_configs() {
 # ------------------------------------------------------------------------------ processes
 
 STARTED=()
+WAIT_PID=""
 
 # On any failure after the first process started, say how to clean up; the processes stay for
 # inspection (their logs are in the run directory).
 on_exit() {
     local rc=$?
+    # A `redis-ha wait` still running when a process died: it has nothing left to wait for.
+    [[ -z ${WAIT_PID:-} ]] || kill "$WAIT_PID" 2>/dev/null || true
     if [[ $rc -ne 0 && ${#STARTED[@]} -gt 0 ]]; then
         echo "redis-ha: processes left running for inspection; stop them with deploy/down.sh --local${DIR_ARG}" >&2
     fi
@@ -330,31 +333,35 @@ proxy_routes_to_master() {
 
 # ------------------------------------------------------------------------------ wait
 
-# The value of a numeric or boolean "key": value line of `redis-ha status --json`.
-json_field() {
-    sed -n "s/^ *\"$1\": *\([a-z0-9]*\),\{0,1\}$/\1/p" <<<"$2" | head -n1
-}
-
+# Waits for `redis-ha wait` (a confirmed master, two linked replicas: the CLI decides), then,
+# with HAProxy, for the proxy to route to that master. A started process that exits ends the
+# wait at once, with its log.
 wait_healthy() {
-    local deadline json confirmed linked
+    local deadline rc=0
     deadline=$((SECONDS + WAIT_SECS))
-    printf 'waiting for a confirmed master and two linked replicas%s ' \
-        "$([[ $HAVE_PROXY -eq 0 ]] || echo ', HAProxy routing to it')"
-    while ((SECONDS < deadline)); do
+    "$CLI" --timeout-ms 1000 wait --replicas 2 --max-wait-ms $((WAIT_SECS * 1000)) &
+    WAIT_PID=$!
+    while rh_alive "$WAIT_PID"; do
         check_alive
-        if json=$("$CLI" --timeout-ms 1000 status --json 2>/dev/null); then
-            confirmed=$(json_field master_confirmed "$json")
-            linked=$(json_field replicas_link_up "$json")
-            if [[ $confirmed == true && ${linked:-0} -ge 2 ]] &&
-                { [[ $HAVE_PROXY -eq 0 ]] || proxy_routes_to_master; }; then
-                echo " ok"
-                return 0
-            fi
-        fi
-        printf '.'
-        sleep 1
+        sleep 0.5
     done
-    echo " timed out after ${WAIT_SECS} s"
+    wait "$WAIT_PID" || rc=$?
+    WAIT_PID=""
+    if [[ $rc -eq 0 && $HAVE_PROXY -eq 1 ]]; then
+        printf 'waiting for HAProxy to route to the master '
+        until proxy_routes_to_master; do
+            if ((SECONDS >= deadline)); then
+                echo " timed out"
+                rc=1
+                break
+            fi
+            check_alive
+            printf '.'
+            sleep 1
+        done
+        [[ $rc -ne 0 ]] || echo " ok"
+    fi
+    [[ $rc -ne 0 ]] || return 0
     echo "--- last status:" >&2
     "$CLI" --timeout-ms 1000 status >&2 || true
     local name
@@ -362,7 +369,7 @@ wait_healthy() {
         echo "--- $name ($RUN_DIR/$name.log):" >&2
         tail -n 15 "$RUN_DIR/$name.log" >&2 || true
     done
-    echo "redis-ha: the cluster did not become healthy" >&2
+    echo "redis-ha: the cluster did not become healthy within ${WAIT_SECS} s" >&2
     exit 1
 }
 

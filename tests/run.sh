@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The test command (README "Test"): installs what the tests need on a fresh Debian machine, then
-# runs formatting, lint and the whole test suite. CI (.ci/run) calls exactly this.
+# runs formatting, lint (cargo clippy, shellcheck) and the whole test suite. CI (.ci/run) calls exactly this.
 #
 #   tests/run.sh            everything
 #   tests/run.sh -- ARGS    extra arguments for `cargo nextest run` (e.g. a test name filter)
@@ -21,6 +21,8 @@ command -v redis-server >/dev/null || need_pkgs+=(redis-server)
 command -v redis-sentinel >/dev/null || need_pkgs+=(redis-sentinel)
 command -v haproxy >/dev/null || need_pkgs+=(haproxy)
 command -v redis-benchmark >/dev/null || need_pkgs+=(redis-tools)
+# The lint of the shell scripts below.
+command -v shellcheck >/dev/null || need_pkgs+=(shellcheck)
 if [ "${#need_pkgs[@]}" -gt 0 ]; then
     log "installing ${need_pkgs[*]}"
     # The packages start system services on 6379/26379/80 on install: they are not ours.
@@ -45,6 +47,38 @@ fi
 
 log "cargo fmt --check"
 cargo fmt --all --check
+
+# Every shell script of deploy/, tests/ and .ci/, NUL-separated: the *.sh files, and the files
+# without an extension whose first line names a shell (.ci/run). The files git tracks when this
+# is a checkout (not a run directory's leftovers), else every file there.
+shell_scripts() {
+    local f name first re='^#!.*[/ ](ba|da)?sh( |$)'
+    {
+        if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+            git ls-files -z deploy tests .ci
+        else
+            find deploy tests .ci -type f -print0
+        fi
+    } | while IFS= read -r -d '' f; do
+        [[ -f $f ]] || continue # tracked, but deleted in this working tree
+        name=${f##*/}
+        case $name in
+            *.sh) printf '%s\0' "$f" ;;
+            *.*) ;;
+            *)
+                first=""
+                IFS= read -r first <"$f" || true
+                if [[ $first =~ $re ]]; then printf '%s\0' "$f"; fi
+                ;;
+        esac
+    done
+}
+
+log "shellcheck"
+mapfile -d '' scripts < <(shell_scripts)
+# -x: follow the `source`d libraries (their `# shellcheck source=` paths are from the repo root).
+shellcheck -x "${scripts[@]}"
+echo "${#scripts[@]} scripts clean"
 
 log "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings

@@ -423,11 +423,6 @@ sw_cli() {
         redis-ha --timeout-ms 2000 --coordinator http://coordinator:50051 --group "$GROUP" "$@"
 }
 
-# The value of a numeric or boolean "key": value line of `redis-ha status --json`.
-sw_json_field() {
-    sed -n "s/^ *\"$1\": *\([a-z0-9]*\),\{0,1\}$/\1/p" <<<"$2" | head -n1
-}
-
 # A write through HAProxy's published port on this host: redis-cli when installed, else the
 # redis-cli of a local Redis container through the overlay network (haproxy:9000).
 sw_write_through_proxy() {
@@ -484,7 +479,7 @@ sw_sentinels_ready() {
 }
 
 sw_wait_healthy() {
-    local deadline pending last="" json confirmed linked stage="tasks"
+    local deadline pending last="" stage="tasks" left
     SW_WAIT_SERVICES=("${SW_SERVICES[@]}")
     [[ $JAEGER -eq 0 ]] || SW_WAIT_SERVICES+=(jaeger)
     deadline=$((SECONDS + WAIT_SECS))
@@ -510,18 +505,21 @@ sw_wait_healthy() {
             stage=topology
             last=""
         fi
-        if json=$(sw_cli status --json 2>/dev/null); then
-            confirmed=$(sw_json_field master_confirmed "$json")
-            linked=$(sw_json_field replicas_link_up "$json")
-            if [[ "$confirmed/$linked" != "$last" ]]; then
-                printf '  [%3d s] master confirmed: %s, replicas linked: %s\n' "$SECONDS" "${confirmed:-?}" "${linked:-?}"
-                last="$confirmed/$linked"
+        if [[ $stage == topology ]]; then
+            # `redis-ha wait` decides and prints its progress; it fails when its time is up or
+            # its container goes away (then the loop looks at the tasks again).
+            left=$((deadline - SECONDS))
+            ((left > 0)) || break
+            if sw_cli wait --replicas 2 --max-wait-ms $((left * 1000)) 2>&1 | sed 's/^/  /'; then
+                stage=final
+            else
+                sleep 2
+                continue
             fi
-            if [[ $confirmed == true && ${linked:-0} -ge 2 ]] && sw_sentinels_ready &&
-                sw_write_through_proxy; then
-                printf '  [%3d s] healthy (write OK via %s)\n' "$SECONDS" "$SW_WRITE_VIA"
-                return 0
-            fi
+        fi
+        if sw_sentinels_ready && sw_write_through_proxy; then
+            printf '  [%3d s] healthy (write OK via %s)\n' "$SECONDS" "$SW_WRITE_VIA"
+            return 0
         fi
         sleep 2
     done

@@ -10,3 +10,49 @@ pub mod v1 {
 }
 
 pub use v1::*;
+
+impl MasterSource {
+    /// The name operators see for it (CLI text and JSON, logs, events): the strings
+    /// `master_source` carried before it was an enum.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Unspecified => "unspecified",
+            Self::SentinelQuorum => "sentinel-quorum",
+            Self::Promoted => "promoted",
+            Self::LastKnown => "last-known",
+            Self::None => "none",
+        }
+    }
+}
+
+impl std::fmt::Display for MasterSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.label())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::MasterSource;
+
+    #[test]
+    fn master_source_labels_are_the_old_strings() {
+        let all = [
+            (MasterSource::Unspecified, "unspecified"),
+            (MasterSource::SentinelQuorum, "sentinel-quorum"),
+            (MasterSource::Promoted, "promoted"),
+            (MasterSource::LastKnown, "last-known"),
+            (MasterSource::None, "none"),
+        ];
+        for (s, label) in all {
+            assert_eq!(s.label(), label);
+            assert_eq!(s.to_string(), label);
+        }
+        // An unknown number (a newer peer) reads as unspecified.
+        let t = super::Topology {
+            master_source: 99,
+            ..Default::default()
+        };
+        assert_eq!(t.master_source(), MasterSource::Unspecified);
+    }
+}

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use redis_ha_proto::v1::{FailoverRequest, Health, LinkState, Role, Topology};
+use redis_ha_proto::v1::{FailoverRequest, Health, LinkState, MasterSource, Role, Topology};
 use redis_ha_tests::sidecars::describe;
 use redis_ha_tests::{Cluster, ClusterOptions, READY_TIMEOUT};
 use tokio_stream::StreamExt;
@@ -31,7 +31,12 @@ async fn topology_is_right_after_start() {
     assert_eq!(t.master_address, master);
     assert_eq!(t.master_node, "node-1");
     assert_eq!(t.config_epoch, 0);
-    assert_eq!(t.master_source, "sentinel-quorum", "{}", describe(&t));
+    assert_eq!(
+        t.master_source(),
+        MasterSource::SentinelQuorum,
+        "{}",
+        describe(&t)
+    );
     assert!(t.version > 0);
     assert!(t.split_brain.is_empty());
     assert_eq!(cluster.master_addr_by_sentinel().await.unwrap(), master);

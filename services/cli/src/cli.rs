@@ -83,6 +83,8 @@ pub enum Command {
     Events(EventsArgs),
     /// Ask the Sentinels for a manual failover.
     Failover,
+    /// Wait until the group is healthy: a confirmed master and N replicas linked to it.
+    Wait(WaitArgs),
     /// Move sequence-numbered messages through the proxy while faulting the master; count them.
     #[command(disable_help_flag = true)]
     Simulate(Forwarded),
@@ -110,6 +112,25 @@ pub struct MasterArgs {
     /// Print `host:port` on one line instead.
     #[arg(long)]
     pub addr: bool,
+}
+
+/// A number of milliseconds from `min` to `max`.
+fn millis(min: u64, max: u64) -> clap::builder::RangedU64ValueParser<u64> {
+    clap::value_parser!(u64).range(min..=max)
+}
+
+#[derive(Debug, Args)]
+pub struct WaitArgs {
+    /// How many replicas must have their link to the confirmed master up.
+    #[arg(long, default_value_t = 2, value_name = "N")]
+    pub replicas: usize,
+    /// Give up after this long (exit 1 with the reason; 2 when the coordinator could not be
+    /// reached at the end).
+    #[arg(long, default_value_t = 60_000, value_name = "MS", value_parser = millis(1, 86_400_000))]
+    pub max_wait_ms: u64,
+    /// Time between two looks at the topology.
+    #[arg(long, default_value_t = 500, value_name = "MS", value_parser = millis(10, 60_000))]
+    pub poll_ms: u64,
 }
 
 #[derive(Debug, Args)]
@@ -150,6 +171,21 @@ mod tests {
             cli.command,
             Command::Status(StatusArgs { json: true })
         ));
+    }
+
+    #[test]
+    fn wait_defaults_and_limits() {
+        let cli = Cli::try_parse_from(["redis-ha", "wait"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Wait(WaitArgs {
+                replicas: 2,
+                max_wait_ms: 60_000,
+                poll_ms: 500
+            })
+        ));
+        assert!(Cli::try_parse_from(["redis-ha", "wait", "--max-wait-ms", "0"]).is_err());
+        assert!(Cli::try_parse_from(["redis-ha", "wait", "--poll-ms", "5"]).is_err());
     }
 
     #[test]

@@ -35,6 +35,15 @@ pub enum CliError {
     #[error("the coordinator named an invalid master address {address:?}: {reason}")]
     BadMasterAddress { address: String, reason: String },
 
+    #[error("group {group} is not healthy after {after_ms} ms: {reason}")]
+    NotHealthy {
+        group: String,
+        after_ms: u64,
+        reason: String,
+        /// The last poll could not reach the coordinator.
+        unreachable: bool,
+    },
+
     #[error("cannot write the output: {0}")]
     Output(#[source] io::Error),
 
@@ -62,6 +71,9 @@ impl CliError {
             Self::Unreachable { .. }
             | Self::StreamEnded { .. }
             | Self::BadUrl { .. }
+            | Self::NotHealthy {
+                unreachable: true, ..
+            }
             | Self::ChaosBinaryMissing { .. } => EXIT_UNREACHABLE,
             _ => EXIT_FAILURE,
         }

@@ -257,7 +257,7 @@ impl From<&Topology> for StatusJson {
                 address,
                 node: non_empty(&t.master_node),
                 confirmed: t.master_confirmed,
-                source: t.master_source.clone(),
+                source: t.master_source().label().to_owned(),
             }),
             failover_in_progress: t.failover_in_progress,
             split_brain: t.split_brain.clone(),

@@ -23,7 +23,7 @@ fn dash() -> Cell {
 }
 
 /// `127.0.0.1:9001 (node-1, confirmed)`, or `none`.
-fn master_phrase(s: &StatusJson) -> String {
+pub(crate) fn master_phrase(s: &StatusJson) -> String {
     match &s.master {
         None => "none".to_owned(),
         Some(m) => {
@@ -390,7 +390,7 @@ pub(crate) fn sample_topology() -> Topology {
         master_address: "127.0.0.1:9001".into(),
         master_node: "node-1".into(),
         config_epoch: 1,
-        master_source: "sentinel-quorum".into(),
+        master_source: redis_ha_proto::v1::MasterSource::SentinelQuorum as i32,
         failover_in_progress: false,
         nodes: vec![
             node(1, Role::Master),

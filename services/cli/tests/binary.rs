@@ -116,6 +116,47 @@ async fn unreachable_coordinator_exits_2_with_a_clear_message() {
     }
 }
 
+/// `redis-ha --coordinator URL wait` that gives up after 300 ms.
+async fn short_wait(url: &str) -> Output {
+    run(&[
+        "--coordinator",
+        url,
+        "wait",
+        "--max-wait-ms",
+        "300",
+        "--poll-ms",
+        "50",
+    ])
+    .await
+}
+
+#[tokio::test]
+async fn wait_gives_up_on_an_unreachable_coordinator_with_exit_2() {
+    let url = format!("http://127.0.0.1:{}", dead_port());
+    let out = short_wait(&url).await;
+    let refused = format!(
+        "cannot reach the coordinator at {url}: connection refused \
+         (is it running? set --coordinator or REDIS_HA_COORDINATOR)"
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stderr),
+        format!("redis-ha: group redis-cluster is not healthy after 300 ms: {refused}\n")
+    );
+    // It kept trying: the reason is said once, not once per poll.
+    let stdout = text(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{stdout}");
+    assert_eq!(
+        lines[0],
+        "waiting for group redis-cluster: a confirmed master and 2 linked replica(s), up to 0.3 s"
+    );
+    assert!(
+        lines[1].starts_with('[') && lines[1].ends_with(&format!(" s] waiting: {refused}")),
+        "{stdout}"
+    );
+}
+
 #[tokio::test]
 async fn coordinator_url_comes_from_the_environment() {
     let url = format!("http://127.0.0.1:{}", dead_port());
@@ -251,6 +292,8 @@ async fn against_a_real_cluster() {
         &["events"],
         &["watch"],
         &["failover"],
+        // Not worth waiting for: it never comes.
+        &["wait"],
     ] {
         let mut args = vec!["--coordinator", url.as_str(), "--group", "nope"];
         args.extend_from_slice(cmd);
@@ -266,12 +309,79 @@ async fn against_a_real_cluster() {
         assert!(out.stdout.is_empty(), "{cmd:?}");
     }
 
+    // ---- `wait` before any agent reports: no master, and it says so when its time is up.
+    let out = short_wait(&url).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stderr),
+        format!("redis-ha: group {group} is not healthy after 300 ms: no master\n")
+    );
+    assert!(
+        text(&out.stdout).ends_with(" s] waiting: no master\n"),
+        "{}",
+        text(&out.stdout)
+    );
+    // One that waits long enough sees the agents bring the group up.
+    let mut waiter = command(&[
+        "--coordinator",
+        &url,
+        "wait",
+        "--max-wait-ms",
+        "120000",
+        "--poll-ms",
+        "50",
+    ])
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let mut wait_lines = BufReader::new(waiter.stdout.take().unwrap()).lines();
+    let mut wait_out = Vec::new();
+    while !wait_out
+        .last()
+        .is_some_and(|l: &String| l.ends_with(" s] waiting: no master"))
+    {
+        let line = tokio::time::timeout(READY_TIMEOUT, wait_lines.next_line())
+            .await
+            .expect("wait said nothing")
+            .unwrap()
+            .unwrap_or_else(|| panic!("wait ended early: {wait_out:?}"));
+        wait_out.push(line);
+    }
+
     // ---- The agents report: a healthy cluster, node-1 master.
     for i in 1..=NODES {
         cluster.start_agent(i).await;
     }
     let steady = cluster.wait_steady_topology(1).await;
     let master = cluster.node(1).addr();
+
+    // `wait` has ended, healthy, on the same master.
+    while let Some(line) = tokio::time::timeout(READY_TIMEOUT, wait_lines.next_line())
+        .await
+        .expect("wait did not end")
+        .unwrap()
+    {
+        wait_out.push(line);
+    }
+    let status = tokio::time::timeout(READY_TIMEOUT, waiter.wait())
+        .await
+        .expect("wait did not exit")
+        .unwrap();
+    assert_eq!(status.code(), Some(0), "{wait_out:?}");
+    let last = wait_out.last().unwrap();
+    assert!(
+        last.ends_with(&format!(
+            " s] healthy: master {master} (node-1, confirmed), 2 replica(s) linked"
+        )),
+        "{wait_out:?}"
+    );
+    assert!(
+        wait_out.iter().all(|l| l.starts_with("waiting for group ")
+            || l.contains(" s] waiting: ")
+            || l == last),
+        "{wait_out:?}"
+    );
     assert_eq!(sentinels_master(&cluster).await.unwrap(), master);
 
     let table = ok(&url, &["status"]).await;

@@ -2,17 +2,23 @@
 //! process in the tests, so nothing here is global) and serves it as OpenMetrics text at
 //! `GET /metrics` on its `metrics_addr`.
 //!
-//! The endpoint is a minimal HTTP/1.x responder on tokio: one request per connection,
-//! `GET`/`HEAD /metrics` → 200, any other path → 404, any other method → 405. Prometheus
-//! (and `curl`) need nothing more, and it keeps hyper's server stack out of the sidecars.
+//! The endpoint is an axum router on hyper's HTTP/1 server: `GET`/`HEAD /metrics` → 200,
+//! any other path → 404, any other method → 405; it stops when the sidecar's cancellation
+//! token fires.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
+use axum::extract::State;
+use axum::http::{header, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::any;
+use axum::Router;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::ConfigError;
@@ -20,11 +26,6 @@ use crate::ConfigError;
 /// What `prometheus-client` writes: the OpenMetrics text format (Prometheus picks its parser
 /// by this content type).
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
-
-/// Longest request head accepted; a scrape request is a few hundred bytes.
-const MAX_HEAD_BYTES: usize = 8 * 1024;
-/// A client gets this long to send its request and read the answer.
-const CONNECTION_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Reads a `metrics_addr` config value: empty disables the endpoint, otherwise `ip:port`
 /// (`0.0.0.0:9121`, `[::]:9121`, `127.0.0.1:0` for any free port).
@@ -66,6 +67,36 @@ pub fn grpc_code_name(code: tonic::Code) -> &'static str {
     }
 }
 
+/// The labels of every sidecar's `grpc_requests_total`: the method and [`grpc_code_name`].
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GrpcLabels {
+    pub method: &'static str,
+    pub code: &'static str,
+}
+
+/// `grpc_requests_total{method, code}`: gRPC calls made or answered, one series per method and
+/// status code. The same in the agent, the coordinator and the reloader, so one dashboard
+/// query fits all three.
+#[derive(Clone, Debug, Default)]
+pub struct GrpcRequests(Family<GrpcLabels, Counter>);
+
+impl GrpcRequests {
+    /// Registers the counter as `grpc_requests` in `registry` (under its prefix).
+    pub fn register(&self, registry: &mut Registry, help: &str) {
+        registry.register("grpc_requests", help, self.0.clone());
+    }
+
+    /// One call of `method` that ended with `code`.
+    pub fn count(&self, method: &'static str, code: tonic::Code) {
+        self.0
+            .get_or_create(&GrpcLabels {
+                method,
+                code: grpc_code_name(code),
+            })
+            .inc();
+    }
+}
+
 /// A running `/metrics` endpoint.
 #[derive(Clone, Debug)]
 pub struct MetricsEndpoint {
@@ -88,32 +119,44 @@ pub async fn serve(
     let listener = TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
     tokio::spawn(async move {
-        loop {
-            let accepted = tokio::select! {
-                () = shutdown.cancelled() => return,
-                a = listener.accept() => a,
-            };
-            match accepted {
-                Ok((stream, _)) => {
-                    let registry = Arc::clone(&registry);
-                    tokio::spawn(async move {
-                        let answered =
-                            tokio::time::timeout(CONNECTION_TIMEOUT, answer(stream, &registry))
-                                .await;
-                        if let Ok(Err(e)) = answered {
-                            tracing::debug!(error = %e, "metrics request failed");
-                        }
-                    });
-                }
-                Err(e) => {
-                    // Out of file descriptors and the like: do not spin.
-                    tracing::warn!(error = %e, "metrics endpoint: accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            }
+        let served = axum::serve(listener, router(registry))
+            .with_graceful_shutdown(shutdown.cancelled_owned())
+            .await;
+        if let Err(e) = served {
+            tracing::warn!(error = %e, "metrics endpoint stopped");
         }
     });
     Ok(MetricsEndpoint { addr: local })
+}
+
+/// `/metrics` for every method (so a wrong one gets 405 with `Allow`, not axum's bare
+/// answer), a plain-text 404 for any other path.
+fn router(registry: Arc<Registry>) -> Router {
+    Router::new()
+        .route("/metrics", any(metrics))
+        .fallback(|| async { plain(StatusCode::NOT_FOUND, "not found: try /metrics\n") })
+        .with_state(registry)
+}
+
+async fn metrics(method: Method, State(registry): State<Arc<Registry>>) -> Response {
+    // hyper leaves the body out of a HEAD answer and keeps its Content-Length.
+    if method == Method::GET || method == Method::HEAD {
+        ([(header::CONTENT_TYPE, CONTENT_TYPE)], encode(&registry)).into_response()
+    } else {
+        let mut r = plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
+        r.headers_mut()
+            .insert(header::ALLOW, header::HeaderValue::from_static("GET, HEAD"));
+        r
+    }
+}
+
+fn plain(status: StatusCode, body: &'static str) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        body,
+    )
+        .into_response()
 }
 
 /// Starts the endpoint when `addr` is set. A failure to bind is logged, not returned:
@@ -149,95 +192,55 @@ pub fn encode(registry: &Registry) -> String {
     body
 }
 
-/// Where the request head ends (after the blank line), if it has.
-fn head_end(buf: &[u8]) -> Option<usize> {
-    buf.windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map(|p| p + 4)
-        .or_else(|| buf.windows(2).position(|w| w == b"\n\n").map(|p| p + 2))
-}
-
-/// The status, extra headers and body for a request line.
-fn route(request_line: &str, registry: &Registry) -> (&'static str, &'static str, String, bool) {
-    let mut parts = request_line.split_whitespace();
-    let (Some(method), Some(target), Some(version)) = (parts.next(), parts.next(), parts.next())
-    else {
-        return ("400 Bad Request", "", "bad request line\n".into(), true);
-    };
-    if !version.starts_with("HTTP/1.") {
-        return ("400 Bad Request", "", "HTTP/1.x only\n".into(), true);
-    }
-    let path = target.split(['?', '#']).next().unwrap_or_default();
-    if path != "/metrics" {
-        return (
-            "404 Not Found",
-            "",
-            "not found: try /metrics\n".into(),
-            true,
-        );
-    }
-    match method {
-        "GET" | "HEAD" => ("200 OK", "", encode(registry), false),
-        _ => (
-            "405 Method Not Allowed",
-            "Allow: GET, HEAD\r\n",
-            "method not allowed\n".into(),
-            true,
-        ),
-    }
-}
-
-async fn answer(mut stream: TcpStream, registry: &Registry) -> std::io::Result<()> {
-    let mut buf = Vec::with_capacity(512);
-    let mut chunk = [0u8; 1024];
-    let end = loop {
-        if let Some(end) = head_end(&buf) {
-            break end;
-        }
-        if buf.len() > MAX_HEAD_BYTES {
-            let msg = "HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
-            stream.write_all(msg.as_bytes()).await?;
-            return stream.shutdown().await;
-        }
-        let n = stream.read(&mut chunk).await?;
-        if n == 0 {
-            // Closed before a full request: nothing to answer.
-            return Ok(());
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    };
-    let head = String::from_utf8_lossy(&buf[..end]);
-    let request_line = head.lines().next().unwrap_or_default();
-    let is_head = request_line.starts_with("HEAD ");
-    let (status, extra, body, plain) = route(request_line, registry);
-    let content_type = if plain {
-        "text/plain; charset=utf-8"
-    } else {
-        CONTENT_TYPE
-    };
-    let mut out = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n{extra}Connection: close\r\n\r\n",
-        body.len()
-    )
-    .into_bytes();
-    if !is_head {
-        out.extend_from_slice(body.as_bytes());
-    }
-    stream.write_all(&out).await?;
-    stream.shutdown().await
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use prometheus_client::metrics::counter::Counter;
+    use std::time::Duration;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
 
-    async fn get(addr: SocketAddr, request: &str) -> String {
+    /// One answer off the wire: status line, headers (names lower-cased), body.
+    struct Answer {
+        status: String,
+        headers: Vec<(String, String)>,
+        body: String,
+    }
+
+    impl Answer {
+        fn header(&self, name: &str) -> Option<&str> {
+            self.headers
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.as_str())
+        }
+    }
+
+    /// Sends `request` as written and reads until the server closes the connection.
+    async fn send(addr: SocketAddr, request: &str) -> Answer {
         let mut s = TcpStream::connect(addr).await.unwrap();
         s.write_all(request.as_bytes()).await.unwrap();
         let mut out = String::new();
         s.read_to_string(&mut out).await.unwrap();
-        out
+        let (head, body) = out.split_once("\r\n\r\n").expect("an HTTP answer");
+        let mut lines = head.split("\r\n");
+        let status = lines.next().unwrap_or_default().to_owned();
+        let headers = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+            .collect();
+        Answer {
+            status,
+            headers,
+            body: body.to_owned(),
+        }
+    }
+
+    /// `REQUEST_LINE HTTP/1.1` with `Host`, `Connection: close` and `extra` header lines.
+    async fn send11(addr: SocketAddr, request_line: &str, extra: &str) -> Answer {
+        let request =
+            format!("{request_line} HTTP/1.1\r\nHost: x\r\n{extra}Connection: close\r\n\r\n");
+        send(addr, &request).await
     }
 
     #[test]
@@ -274,53 +277,50 @@ mod tests {
         let addr = ep.local_addr();
         assert_ne!(addr.port(), 0);
 
-        let ok = get(
-            addr,
-            "GET /metrics HTTP/1.1\r\nHost: x\r\nAccept: */*\r\n\r\n",
-        )
-        .await;
-        assert!(ok.starts_with("HTTP/1.1 200 OK\r\n"), "{ok}");
+        let ok = send11(addr, "GET /metrics", "Accept: */*\r\n").await;
+        assert_eq!(ok.status, "HTTP/1.1 200 OK");
+        assert_eq!(ok.header("content-type"), Some(CONTENT_TYPE));
         assert!(
-            ok.contains(&format!("Content-Type: {CONTENT_TYPE}\r\n")),
-            "{ok}"
+            ok.body.starts_with("# HELP demo_things Things seen.\n"),
+            "{}",
+            ok.body
         );
+        assert!(ok.body.contains("demo_things_total 3\n"), "{}", ok.body);
+        assert!(ok.body.ends_with("# EOF\n"), "{}", ok.body);
+        let len: usize = ok.header("content-length").unwrap().parse().unwrap();
+        assert_eq!(len, ok.body.len());
+
+        // Every scrape encodes the registry as it is now.
+        c.inc();
+        let again = send(addr, "GET /metrics HTTP/1.0\r\n\r\n").await;
+        assert_eq!(again.status, "HTTP/1.0 200 OK");
         assert!(
-            ok.contains("\r\n\r\n# HELP demo_things Things seen.\n"),
-            "{ok}"
+            again.body.contains("demo_things_total 4\n"),
+            "{}",
+            again.body
         );
-        assert!(ok.contains("demo_things_total 3\n"), "{ok}");
-        assert!(ok.ends_with("# EOF\n"), "{ok}");
-        let len: usize = ok
-            .lines()
-            .find_map(|l| l.strip_prefix("Content-Length: "))
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap();
-        assert_eq!(len, ok.split_once("\r\n\r\n").unwrap().1.len());
 
         // A query string is not part of the path.
-        let q = get(addr, "GET /metrics?x=1 HTTP/1.0\r\n\r\n").await;
-        assert!(q.starts_with("HTTP/1.1 200 OK\r\n"), "{q}");
-        let head = get(addr, "HEAD /metrics HTTP/1.1\r\n\r\n").await;
-        assert!(
-            head.starts_with("HTTP/1.1 200 OK\r\n") && head.ends_with("\r\n\r\n"),
-            "{head}"
-        );
+        let q = send(addr, "GET /metrics?x=1 HTTP/1.0\r\n\r\n").await;
+        // hyper answers an HTTP/1.0 request in kind.
+        assert_eq!(q.status, "HTTP/1.0 200 OK");
+        let head = send11(addr, "HEAD /metrics", "").await;
+        assert_eq!(head.status, "HTTP/1.1 200 OK");
+        assert_eq!(head.header("content-type"), Some(CONTENT_TYPE));
+        assert_eq!(head.body, "");
 
-        let nf = get(addr, "GET / HTTP/1.1\r\n\r\n").await;
-        assert!(nf.starts_with("HTTP/1.1 404 Not Found\r\n"), "{nf}");
-        let post = get(addr, "POST /metrics HTTP/1.1\r\nContent-Length: 0\r\n\r\n").await;
-        assert!(
-            post.starts_with("HTTP/1.1 405 Method Not Allowed\r\n"),
-            "{post}"
-        );
-        assert!(post.contains("Allow: GET, HEAD\r\n"), "{post}");
-        let bad = get(addr, "HELLO\r\n\r\n").await;
-        assert!(bad.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{bad}");
+        let nf = send11(addr, "GET /", "").await;
+        assert_eq!(nf.status, "HTTP/1.1 404 Not Found");
+        assert_eq!(nf.header("content-type"), Some("text/plain; charset=utf-8"));
+        assert_eq!(nf.body, "not found: try /metrics\n");
+        let post = send11(addr, "POST /metrics", "Content-Length: 0\r\n").await;
+        assert_eq!(post.status, "HTTP/1.1 405 Method Not Allowed");
+        assert_eq!(post.header("allow"), Some("GET, HEAD"));
+        let bad = send(addr, "HELLO\r\n\r\n").await;
+        assert_eq!(bad.status, "HTTP/1.1 400 Bad Request");
 
         stop.cancel();
-        // The listener goes away once the accept loop sees the cancellation.
+        // The listener goes away once the server sees the cancellation.
         let gone = async {
             while TcpStream::connect(addr).await.is_ok() {
                 tokio::time::sleep(Duration::from_millis(20)).await;
@@ -329,6 +329,25 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(10), gone)
             .await
             .unwrap();
+    }
+
+    #[test]
+    fn grpc_requests_by_method_and_code_name() {
+        let mut r = Registry::with_prefix("demo");
+        let g = GrpcRequests::default();
+        g.register(&mut r, "Calls");
+        g.count("Report", tonic::Code::Ok);
+        g.count("Report", tonic::Code::Ok);
+        g.count("WatchTopology", tonic::Code::DeadlineExceeded);
+        let s = encode(&r);
+        for line in [
+            "# HELP demo_grpc_requests Calls.",
+            "# TYPE demo_grpc_requests counter",
+            "demo_grpc_requests_total{method=\"Report\",code=\"OK\"} 2",
+            "demo_grpc_requests_total{method=\"WatchTopology\",code=\"DEADLINE_EXCEEDED\"} 1",
+        ] {
+            assert!(s.lines().any(|l| l == line), "missing {line:?} in\n{s}");
+        }
     }
 
     #[tokio::test]

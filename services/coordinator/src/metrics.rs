@@ -7,13 +7,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
+use redis_ha_common::metrics::GrpcRequests;
 use redis_ha_proto::v1::{Health, LinkState, Role, Topology};
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct GrpcLabels {
-    pub method: &'static str,
-    pub code: &'static str,
-}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct GroupLabels {
@@ -57,7 +52,7 @@ fn role_name(role: i32) -> &'static str {
 }
 
 pub struct CoordinatorMetrics {
-    pub grpc_requests: Family<GrpcLabels, Counter>,
+    pub grpc_requests: GrpcRequests,
     pub topology_version: Family<GroupLabels, Gauge>,
     pub config_epoch: Family<GroupLabels, Gauge>,
     pub failovers: Family<GroupLabels, Counter>,
@@ -76,7 +71,7 @@ impl CoordinatorMetrics {
     /// The metrics, registered in a new registry.
     pub fn new() -> (Self, Registry) {
         let m = Self {
-            grpc_requests: Family::default(),
+            grpc_requests: GrpcRequests::default(),
             topology_version: Family::default(),
             config_epoch: Family::default(),
             failovers: Family::default(),
@@ -91,10 +86,9 @@ impl CoordinatorMetrics {
             sentinel_events: Family::default(),
         };
         let mut r = Registry::with_prefix("redis_ha_coordinator");
-        r.register(
-            "grpc_requests",
+        m.grpc_requests.register(
+            &mut r,
             "redisha.v1.Coordinator requests answered, by method and gRPC status code (WatchTopology counts the opening of a stream)",
-            m.grpc_requests.clone(),
         );
         r.register(
             "topology_version",
@@ -161,12 +155,7 @@ impl CoordinatorMetrics {
 
     /// One answered request.
     pub fn request(&self, method: &'static str, code: tonic::Code) {
-        self.grpc_requests
-            .get_or_create(&GrpcLabels {
-                method,
-                code: redis_ha_common::metrics::grpc_code_name(code),
-            })
-            .inc();
+        self.grpc_requests.count(method, code);
     }
 
     /// The state a topology shows; called on every derivation (the measurements move).

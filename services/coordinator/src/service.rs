@@ -79,7 +79,7 @@ impl Group {
                 master = %t.master_address,
                 old_master = %old_master,
                 epoch = t.config_epoch,
-                source = %t.master_source,
+                source = %t.master_source(),
             );
             let _entered = span.enter();
             let trace_parent = redis_ha_common::telemetry::current_trace_parent();

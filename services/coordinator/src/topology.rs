@@ -22,22 +22,22 @@ use std::time::{Duration, Instant};
 
 use redis_ha_common::HostPort;
 use redis_ha_proto::v1::{
-    AgentReport, Event, Health, NodeView, Role, SentinelEvent, SentinelStatus, SentinelView,
-    Topology,
+    AgentReport, Event, Health, MasterSource, NodeView, Role, SentinelEvent, SentinelStatus,
+    SentinelView, Topology,
 };
 use redis_ha_sentinel::events::{InstanceType, Payload};
 use redis_ha_sentinel::reply::FLAG_FAILOVER_IN_PROGRESS;
 use redis_ha_sentinel::{named_master, parse_event, MasterView};
 
 /// `master_source`: named by the Sentinels' highest config epoch.
-pub const SOURCE_SENTINEL: &str = "sentinel-quorum";
+pub const SOURCE_SENTINEL: MasterSource = MasterSource::SentinelQuorum;
 /// `master_source`: selected by the failover leader and confirmed `role:master`, before the
 /// Sentinels announced it.
-pub const SOURCE_PROMOTED: &str = "promoted";
+pub const SOURCE_PROMOTED: MasterSource = MasterSource::Promoted;
 /// `master_source`: nobody fresh names a master (or only an older epoch): the last decision.
-pub const SOURCE_LAST_KNOWN: &str = "last-known";
+pub const SOURCE_LAST_KNOWN: MasterSource = MasterSource::LastKnown;
 /// `master_source`: no master known.
-pub const SOURCE_NONE: &str = "none";
+pub const SOURCE_NONE: MasterSource = MasterSource::None;
 
 /// Sentinel flag (in `SentinelStatus.master_flags`) set while it runs a failover.
 const FLAG_FAILOVER: &str = FLAG_FAILOVER_IN_PROGRESS;
@@ -88,7 +88,7 @@ impl Default for Settings {
 pub struct Decision {
     pub epoch: u64,
     pub master_address: String,
-    pub source: &'static str,
+    pub source: MasterSource,
 }
 
 /// What happened to a report.
@@ -449,7 +449,7 @@ impl GroupState {
                     or_none(&old.master_address),
                     or_none(&new.master_address),
                     new.config_epoch,
-                    new.master_source
+                    new.master_source()
                 ),
                 lag,
             );
@@ -610,7 +610,7 @@ impl GroupState {
                 master_address,
                 master_node: master.node,
                 config_epoch,
-                master_source: master_source.to_owned(),
+                master_source: master_source as i32,
                 failover_in_progress,
                 nodes,
                 sentinels,

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use redis_ha_coordinator::{serve, CoordinatorConfig};
 use redis_ha_proto::v1::coordinator_client::CoordinatorClient;
 use redis_ha_proto::v1::{
-    AgentReport, FailoverRequest, GetTopologyRequest, Health, ListEventsRequest, RedisStatus, Role,
-    SentinelEvent, SentinelStatus, Topology, WatchTopologyRequest,
+    AgentReport, FailoverRequest, GetTopologyRequest, Health, ListEventsRequest, MasterSource,
+    RedisStatus, Role, SentinelEvent, SentinelStatus, Topology, WatchTopologyRequest,
 };
 use tokio::task::JoinHandle;
 use tokio_stream::StreamExt;
@@ -132,7 +132,7 @@ async fn report_then_get_topology() {
     let t = get(&mut client).await;
     assert_eq!(t.master_group, G);
     assert_eq!(t.master_address, "");
-    assert_eq!(t.master_source, "none");
+    assert_eq!(t.master_source(), MasterSource::None);
 
     let mut r1 = report(1, 1, Role::Master);
     r1.events.push(SentinelEvent {
@@ -154,7 +154,7 @@ async fn report_then_get_topology() {
     assert_eq!(t.version, ack2.topology_version);
     assert_eq!(t.master_address, "127.0.0.1:9001");
     assert_eq!(t.master_node, "node-1");
-    assert_eq!(t.master_source, "sentinel-quorum");
+    assert_eq!(t.master_source(), MasterSource::SentinelQuorum);
     assert!(t.master_confirmed);
     assert_eq!(t.nodes.len(), 2);
     assert!(t.nodes.iter().all(|n| n.health == Health::Up as i32));

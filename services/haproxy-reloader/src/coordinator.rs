@@ -130,7 +130,7 @@ impl CoordinatorSource {
                         version = topology.version,
                         master = %topology.master_address,
                         epoch = topology.config_epoch,
-                        source = %topology.master_source,
+                        source = %topology.master_source(),
                         "topology received"
                     );
                     if decisions.send(d).await.is_err() {

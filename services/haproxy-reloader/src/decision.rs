@@ -21,13 +21,7 @@ use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use redis_ha_common::HostPort;
-use redis_ha_proto::v1::Topology;
-
-/// `Topology.master_source` of a master the failover leader selected and that answers
-/// `role:master`, before the Sentinels announced it: tentative, the coordinator may revoke it.
-pub const MASTER_SOURCE_PROMOTED: &str = "promoted";
-/// `Topology.master_source` of a master named by the Sentinels' highest config epoch.
-pub const MASTER_SOURCE_SENTINELS: &str = "sentinel-quorum";
+use redis_ha_proto::v1::{MasterSource, Topology};
 
 static STREAM_SESSIONS: AtomicU64 = AtomicU64::new(1);
 
@@ -46,8 +40,9 @@ pub enum Source {
         /// The stream it came on ([`next_stream_session`]).
         session: u64,
         version: u64,
-        /// `Topology.master_source`: "sentinel-quorum", "promoted", "last-known" or "none".
-        master_source: String,
+        /// `Topology.master_source`: a `Promoted` master is tentative (the failover leader
+        /// selected it before the Sentinels announced it), the coordinator may revoke it.
+        master_source: MasterSource,
     },
     /// `SENTINEL MASTER` agreed by a quorum of Sentinels.
     Sentinel { agreeing: usize },
@@ -159,7 +154,7 @@ pub fn from_topology(t: &Topology, session: u64) -> Result<(Decision, Vec<String
             source: Source::Coordinator {
                 session,
                 version: t.version,
-                master_source: t.master_source.clone(),
+                master_source: t.master_source(),
             },
             config_epoch: t.config_epoch,
             master,
@@ -302,14 +297,14 @@ impl Arbiter {
                 session,
                 version,
                 master_source,
-            } if master_source == MASTER_SOURCE_PROMOTED => Some(Tentative {
+            } if *master_source == MasterSource::Promoted => Some(Tentative {
                 session: *session,
                 epoch: d.config_epoch,
                 version: *version,
             }),
             // The Sentinels confirmed it (or the coordinator moved on to their view): final.
             Source::Coordinator { master_source, .. }
-                if master_source == MASTER_SOURCE_SENTINELS =>
+                if *master_source == MasterSource::SentinelQuorum =>
             {
                 None
             }
@@ -345,7 +340,7 @@ mod tests {
                 m => format!("node-{}", &m[m.len() - 1..]),
             },
             config_epoch: epoch,
-            master_source: "sentinel-quorum".into(),
+            master_source: MasterSource::SentinelQuorum as i32,
             nodes: (1..=3)
                 .map(|n| NodeView {
                     node: format!("node-{n}"),
@@ -363,14 +358,15 @@ mod tests {
     }
 
     /// A topology on stream `session` with this `master_source`.
-    fn on(session: u64, version: u64, epoch: u64, master: &str, source: &str) -> Decision {
+    fn on(session: u64, version: u64, epoch: u64, master: &str, source: MasterSource) -> Decision {
         let mut t = topo(version, epoch, master);
-        t.master_source = source.into();
+        t.set_master_source(source);
         from_topology(&t, session).unwrap().0
     }
 
-    const PROMOTED: &str = MASTER_SOURCE_PROMOTED;
-    const QUORUM: &str = MASTER_SOURCE_SENTINELS;
+    const PROMOTED: MasterSource = MasterSource::Promoted;
+    const QUORUM: MasterSource = MasterSource::SentinelQuorum;
+    const LAST_KNOWN: MasterSource = MasterSource::LastKnown;
     const M1: &str = "10.0.0.1:9001";
     const M2: &str = "10.0.0.2:9002";
     const M3: &str = "10.0.0.3:9003";
@@ -503,7 +499,7 @@ mod tests {
         assert_eq!(a.offer(on(1, 2, 1, M3, PROMOTED)), Verdict::Changed);
         assert!(a.is_tentative());
         // Its agent went quiet a moment: the coordinator keeps the promotion as last-known.
-        assert_eq!(a.offer(on(1, 3, 1, M3, "last-known")), Verdict::Unchanged);
+        assert_eq!(a.offer(on(1, 3, 1, M3, LAST_KNOWN)), Verdict::Unchanged);
         assert!(a.is_tentative());
         // node-3 says replica again, the Sentinels never left epoch 0: revoked.
         assert_eq!(a.offer(on(1, 4, 0, M1, QUORUM)), Verdict::Changed);
@@ -522,7 +518,7 @@ mod tests {
         a.offer(on(4, 1, 2, M1, QUORUM));
         a.offer(on(4, 2, 3, M2, PROMOTED));
         // The coordinator's floor below the promotion is "last-known" (Sentinels quiet).
-        assert_eq!(a.offer(on(4, 3, 2, M1, "last-known")), Verdict::Changed);
+        assert_eq!(a.offer(on(4, 3, 2, M1, LAST_KNOWN)), Verdict::Changed);
         assert_eq!(master_of(&a), (2, hp(M1)));
     }
 
@@ -542,7 +538,7 @@ mod tests {
             Verdict::Ignored(_)
         ));
         assert!(matches!(
-            a.offer(on(2, 10, 0, M1, "last-known")),
+            a.offer(on(2, 10, 0, M1, LAST_KNOWN)),
             Verdict::Ignored(_)
         ));
         // Out of order on the promotion's own stream (never happens, never believed).
@@ -560,7 +556,7 @@ mod tests {
         assert!(a.is_tentative());
         // The new stream catches up at epoch 1 without the promotion ("last-known" of
         // another stream): no longer revocable by anyone, stream 1 included.
-        assert_eq!(a.offer(on(2, 11, 1, M3, "last-known")), Verdict::Unchanged);
+        assert_eq!(a.offer(on(2, 11, 1, M3, LAST_KNOWN)), Verdict::Unchanged);
         assert!(!a.is_tentative());
         assert!(matches!(
             a.offer(on(1, 8, 0, M1, QUORUM)),

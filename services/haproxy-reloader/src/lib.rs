@@ -14,6 +14,7 @@ pub mod plan;
 pub mod reloader;
 pub mod runtime;
 pub mod sentinel;
+pub mod supervise;
 
 pub use config::ReloaderConfig;
 pub use reloader::{run, Reloader, ReloaderError, ReloaderStatus};

@@ -7,6 +7,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
+use redis_ha_common::metrics::GrpcRequests;
 
 use crate::runtime::{AdminTarget, Command, RuntimeError};
 
@@ -35,12 +36,6 @@ pub struct HaproxyLabels {
     pub haproxy: String,
 }
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct GrpcLabels {
-    pub method: &'static str,
-    pub code: &'static str,
-}
-
 /// `command` label of a read-back (`show servers state` + `show stat`).
 pub const READ_BACK: &str = "read_back";
 
@@ -55,8 +50,9 @@ pub struct ReloaderMetrics {
     pub config_epoch: Gauge,
     pub decisions: Family<SourceLabels, Counter>,
     pub haproxy_converged: Family<HaproxyLabels, Gauge>,
+    pub instance_panics: Family<HaproxyLabels, Counter>,
     pub coordinator_connected: Gauge,
-    pub grpc_requests: Family<GrpcLabels, Counter>,
+    pub grpc_requests: GrpcRequests,
 }
 
 impl ReloaderMetrics {
@@ -73,8 +69,9 @@ impl ReloaderMetrics {
             config_epoch: Gauge::default(),
             decisions: Family::default(),
             haproxy_converged: Family::default(),
+            instance_panics: Family::default(),
             coordinator_connected: Gauge::default(),
-            grpc_requests: Family::default(),
+            grpc_requests: GrpcRequests::default(),
         };
         let mut r = Registry::with_prefix("redis_ha_reloader");
         r.register(
@@ -123,14 +120,18 @@ impl ReloaderMetrics {
             m.haproxy_converged.clone(),
         );
         r.register(
+            "instance_task_panics",
+            "Panics of the task that converges one HAProxy (each is logged and the task started again)",
+            m.instance_panics.clone(),
+        );
+        r.register(
             "coordinator_connected",
             "1 while the coordinator's topology stream is open",
             m.coordinator_connected.clone(),
         );
-        r.register(
-            "grpc_requests",
+        m.grpc_requests.register(
+            &mut r,
             "Calls to the coordinator, by method and gRPC status code",
-            m.grpc_requests.clone(),
         );
         (m, r)
     }
@@ -169,12 +170,7 @@ impl ReloaderMetrics {
     }
 
     pub fn grpc(&self, method: &'static str, code: tonic::Code) {
-        self.grpc_requests
-            .get_or_create(&GrpcLabels {
-                method,
-                code: redis_ha_common::metrics::grpc_code_name(code),
-            })
-            .inc();
+        self.grpc_requests.count(method, code);
     }
 }
 
@@ -213,6 +209,11 @@ mod tests {
         });
         m.switch_lag.observe(0.5);
         m.grpc("WatchTopology", tonic::Code::Unavailable);
+        m.instance_panics
+            .get_or_create(&HaproxyLabels {
+                haproxy: "unix:/x".into(),
+            })
+            .inc();
         let s = redis_ha_common::metrics::encode(&r);
         for line in [
             "redis_ha_reloader_runtime_commands_total{command=\"ready\"} 1",
@@ -222,6 +223,7 @@ mod tests {
             "redis_ha_reloader_runtime_errors_total{kind=\"timeout\"} 1",
             "redis_ha_reloader_switch_lag_seconds_count 1",
             "redis_ha_reloader_grpc_requests_total{method=\"WatchTopology\",code=\"UNAVAILABLE\"} 1",
+            "redis_ha_reloader_instance_task_panics_total{haproxy=\"unix:/x\"} 1",
         ] {
             assert!(s.lines().any(|l| l == line), "missing {line:?} in\n{s}");
         }

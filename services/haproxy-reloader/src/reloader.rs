@@ -33,6 +33,10 @@ use crate::runtime::{
     Command, Observation, RuntimeAddr, RuntimeClient, RuntimeEndpoint, RuntimeError,
 };
 use crate::sentinel::SentinelSource;
+use crate::supervise::supervise;
+
+/// How long a panicked HAProxy instance task waits before it starts again.
+const INSTANCE_RESTART_PAUSE: Duration = Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReloaderError {
@@ -304,10 +308,31 @@ async fn drive_endpoint(
                     }
                     info!(instance = %addr, "driving HAProxy instance");
                     let token = cancel.child_token();
-                    let h = tokio::spawn(drive_instance(
-                        RuntimeClient::new(addr.clone(), shared.io_timeout),
-                        shared.clone(),
-                        applied.clone(),
+                    let panics = shared
+                        .metrics
+                        .instance_panics
+                        .get_or_create(&crate::metrics::HaproxyLabels {
+                            haproxy: addr.to_string(),
+                        })
+                        .clone();
+                    let start = {
+                        let (addr, shared, applied, token) =
+                            (addr.clone(), shared.clone(), applied.clone(), token.clone());
+                        move || {
+                            drive_instance(
+                                RuntimeClient::new(addr.clone(), shared.io_timeout),
+                                shared.clone(),
+                                applied.clone(),
+                                token.clone(),
+                            )
+                        }
+                    };
+                    // A panic in one converge must not leave this HAProxy undriven.
+                    let h = tokio::spawn(supervise(
+                        format!("HAProxy instance {addr}"),
+                        start,
+                        panics,
+                        INSTANCE_RESTART_PAUSE,
                         token.clone(),
                     ));
                     running.insert(addr, (token, h));

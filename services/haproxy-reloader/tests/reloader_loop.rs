@@ -14,8 +14,8 @@ use redis_ha_common::HostPort;
 use redis_ha_coordinator::{serve, CoordinatorConfig};
 use redis_ha_proto::v1::coordinator_client::CoordinatorClient;
 use redis_ha_proto::v1::{
-    AgentReport, Event, GetTopologyRequest, LinkState, ListEventsRequest, RedisStatus, Role,
-    SentinelEvent, SentinelStatus, Topology,
+    AgentReport, Event, GetTopologyRequest, LinkState, ListEventsRequest, MasterSource,
+    RedisStatus, Role, SentinelEvent, SentinelStatus, Topology,
 };
 use redis_ha_reloader::decision::Source;
 use redis_ha_reloader::{Reloader, ReloaderConfig, ReloaderStatus};
@@ -453,7 +453,7 @@ async fn set_replica_of(port: u16, master: Option<u16>) {
 }
 
 /// (stream session, master_source, epoch, master port) of the decision in force.
-fn in_force(status: &watch::Receiver<ReloaderStatus>) -> (u64, String, u64, Option<u16>) {
+fn in_force(status: &watch::Receiver<ReloaderStatus>) -> (u64, MasterSource, u64, Option<u16>) {
     let st = status.borrow();
     let d = st.decision.as_ref().unwrap();
     let Source::Coordinator {
@@ -466,7 +466,7 @@ fn in_force(status: &watch::Receiver<ReloaderStatus>) -> (u64, String, u64, Opti
     };
     (
         *session,
-        master_source.clone(),
+        *master_source,
         d.config_epoch,
         d.master_address().map(|a| a.port),
     )
@@ -520,7 +520,7 @@ async fn follows_the_coordinator_through_a_restart_and_a_revoked_promotion() {
         .wait_topology("node-1 master at epoch 0", |t| {
             t.master_address == address(p1)
                 && t.config_epoch == 0
-                && t.master_source == "sentinel-quorum"
+                && t.master_source() == MasterSource::SentinelQuorum
                 && t.nodes.len() == 3
         })
         .await;
@@ -565,7 +565,9 @@ async fn follows_the_coordinator_through_a_restart_and_a_revoked_promotion() {
     fleet.report_taken(3, "role-change", Vec::new()).await;
     fleet
         .wait_topology("node-3 promoted at epoch 1", |t| {
-            t.master_address == address(p3) && t.config_epoch == 1 && t.master_source == "promoted"
+            t.master_address == address(p3)
+                && t.config_epoch == 1
+                && t.master_source() == MasterSource::Promoted
         })
         .await;
     wait_routed(&hap, p3, "routing to the promoted node-3").await;
@@ -581,7 +583,7 @@ async fn follows_the_coordinator_through_a_restart_and_a_revoked_promotion() {
     assert_eq!(exchange(&mut held, "PING").await, None);
     assert_eq!(
         in_force(&status),
-        (first_stream, "promoted".into(), 1, Some(p3))
+        (first_stream, MasterSource::Promoted, 1, Some(p3))
     );
 
     // 3. The coordinator restarts before the Sentinels announce epoch 1. While it is down,
@@ -597,7 +599,7 @@ async fn follows_the_coordinator_through_a_restart_and_a_revoked_promotion() {
             t.master_address == address(p1) && t.config_epoch == 0 && t.nodes.len() == 3
         })
         .await;
-    assert_eq!(stale.master_source, "sentinel-quorum");
+    assert_eq!(stale.master_source(), MasterSource::SentinelQuorum);
     assert_eq!(stale.split_brain, [address(p3)]);
     wait_until(
         "the reloader watching the restarted coordinator",
@@ -643,7 +645,7 @@ async fn follows_the_coordinator_through_a_restart_and_a_revoked_promotion() {
         .wait_topology("node-3 confirmed at epoch 1", |t| {
             t.master_address == address(p3)
                 && t.config_epoch == 1
-                && t.master_source == "sentinel-quorum"
+                && t.master_source() == MasterSource::SentinelQuorum
         })
         .await;
     wait_until(
@@ -651,7 +653,7 @@ async fn follows_the_coordinator_through_a_restart_and_a_revoked_promotion() {
         Duration::from_secs(30),
         || {
             let d = in_force(&status);
-            async move { d.0 != first_stream && d.1 == "sentinel-quorum" }
+            async move { d.0 != first_stream && d.1 == MasterSource::SentinelQuorum }
         },
     )
     .await;
@@ -689,7 +691,9 @@ async fn follows_the_coordinator_through_a_restart_and_a_revoked_promotion() {
     fleet.report_taken(2, "role-change", Vec::new()).await;
     fleet
         .wait_topology("node-2 promoted at epoch 2", |t| {
-            t.master_address == address(p2) && t.config_epoch == 2 && t.master_source == "promoted"
+            t.master_address == address(p2)
+                && t.config_epoch == 2
+                && t.master_source() == MasterSource::Promoted
         })
         .await;
     wait_routed(&hap, p2, "routing to the promoted node-2").await;
@@ -704,7 +708,7 @@ async fn follows_the_coordinator_through_a_restart_and_a_revoked_promotion() {
     assert_eq!(exchange(&mut held, "PING").await, None);
     assert_eq!(
         in_force(&status),
-        (second_stream, "promoted".into(), 2, Some(p2))
+        (second_stream, MasterSource::Promoted, 2, Some(p2))
     );
 
     // ...then the failover fails: the Sentinels, still at epoch 1, turn node-2 back into a
@@ -725,7 +729,7 @@ async fn follows_the_coordinator_through_a_restart_and_a_revoked_promotion() {
         .wait_topology("the promotion revoked", |t| {
             t.master_address == address(p3)
                 && t.config_epoch == 1
-                && t.master_source == "sentinel-quorum"
+                && t.master_source() == MasterSource::SentinelQuorum
         })
         .await;
     assert!(fleet
@@ -744,7 +748,7 @@ async fn follows_the_coordinator_through_a_restart_and_a_revoked_promotion() {
     );
     assert_eq!(
         in_force(&status),
-        (second_stream, "sentinel-quorum".into(), 1, Some(p3))
+        (second_stream, MasterSource::SentinelQuorum, 1, Some(p3))
     );
     assert_eq!(role(p3).await.as_deref(), Some("master"));
     assert_eq!(role(p2).await.as_deref(), Some("slave"));

@@ -9,6 +9,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
+use redis_ha_common::metrics::GrpcRequests;
 use redis_ha_proto::v1::{LinkState, RedisStatus, Role, SentinelStatus};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -24,12 +25,6 @@ pub struct ReplicaLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabels {
     pub kind: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct GrpcLabels {
-    pub method: &'static str,
-    pub code: &'static str,
 }
 
 const ROLES: [&str; 3] = ["master", "replica", "unknown"];
@@ -50,7 +45,7 @@ pub struct AgentMetrics {
     pub fencing_demotions: Counter,
     pub hung_restarts: Counter,
     pub hung_restart_failures: Counter,
-    pub grpc_requests: Family<GrpcLabels, Counter>,
+    pub grpc_requests: GrpcRequests,
 }
 
 impl AgentMetrics {
@@ -72,7 +67,7 @@ impl AgentMetrics {
             fencing_demotions: Counter::default(),
             hung_restarts: Counter::default(),
             hung_restart_failures: Counter::default(),
-            grpc_requests: Family::default(),
+            grpc_requests: GrpcRequests::default(),
         };
         let labels = [
             (Cow::Borrowed("node"), Cow::Owned(node.to_owned())),
@@ -154,10 +149,9 @@ impl AgentMetrics {
             "Restarts of the hung node's container that failed (Docker unreachable, no container, error)",
             m.hung_restart_failures.clone(),
         );
-        r.register(
-            "grpc_requests",
+        m.grpc_requests.register(
+            &mut r,
             "Reports sent to the coordinator, by method and gRPC status code",
-            m.grpc_requests.clone(),
         );
         (m, r)
     }
@@ -227,12 +221,7 @@ impl AgentMetrics {
     }
 
     pub fn report(&self, code: tonic::Code) {
-        self.grpc_requests
-            .get_or_create(&GrpcLabels {
-                method: "Report",
-                code: redis_ha_common::metrics::grpc_code_name(code),
-            })
-            .inc();
+        self.grpc_requests.count("Report", code);
     }
 }
 

@@ -24,8 +24,8 @@ use redis_ha_common::HostPort;
 use redis_ha_coordinator::{serve, CoordinatorConfig, CoordinatorError};
 use redis_ha_proto::v1::coordinator_client::CoordinatorClient;
 use redis_ha_proto::v1::{
-    Event, GetTopologyRequest, Health, LinkState, ListEventsRequest, NodeView, Role, SentinelView,
-    Topology, WatchTopologyRequest,
+    Event, GetTopologyRequest, Health, LinkState, ListEventsRequest, MasterSource, NodeView, Role,
+    SentinelView, Topology, WatchTopologyRequest,
 };
 use tokio::task::JoinHandle;
 use tokio_stream::StreamExt;
@@ -328,7 +328,7 @@ fn describe(t: &Topology) -> String {
         t.master_address,
         t.master_node,
         t.config_epoch,
-        t.master_source,
+        t.master_source(),
         t.master_confirmed,
         t.failover_in_progress,
         t.split_brain
@@ -460,7 +460,7 @@ async fn promotion_is_reported_before_switch_master() {
     coord
         .wait_topology("the Sentinel naming node-2 master, failover over", |t| {
             t.master_address == me
-                && t.master_source == "sentinel-quorum"
+                && t.master_source() == MasterSource::SentinelQuorum
                 && t.config_epoch >= 1
                 && !t.failover_in_progress
                 && sentinel_of(t, "node-2")
@@ -591,7 +591,12 @@ async fn a_stray_master_is_fenced() {
                 })
         })
         .await;
-    assert_eq!(t.master_source, "sentinel-quorum", "{}", describe(&t));
+    assert_eq!(
+        t.master_source(),
+        MasterSource::SentinelQuorum,
+        "{}",
+        describe(&t)
+    );
     let role = raw_command(stray.port, "ROLE");
     assert!(
         role.contains("slave") && role.contains(&m.port.to_string()),

@@ -4,4 +4,5 @@ pub mod events;
 pub mod failover;
 pub mod master;
 pub mod status;
+pub mod wait;
 pub mod watch;

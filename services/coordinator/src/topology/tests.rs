@@ -221,7 +221,7 @@ fn normal_state() {
     assert_eq!(t.master_address, addr(1));
     assert_eq!(t.master_node, "node-1");
     assert_eq!(t.config_epoch, 0);
-    assert_eq!(t.master_source, SOURCE_SENTINEL);
+    assert_eq!(t.master_source(), SOURCE_SENTINEL);
     assert!(t.master_confirmed);
     assert!(!t.failover_in_progress);
     assert!(t.split_brain.is_empty());
@@ -267,7 +267,7 @@ fn empty_group_has_no_master() {
     let r = s.refresh(c.at(0));
     assert_eq!(r.topology.version, 1);
     assert_eq!(r.topology.master_address, "");
-    assert_eq!(r.topology.master_source, SOURCE_NONE);
+    assert_eq!(r.topology.master_source(), SOURCE_NONE);
     assert!(!r.topology.master_confirmed);
     assert!(s.events(0).is_empty());
 }
@@ -325,7 +325,7 @@ fn promoted_before_announced() {
     let r = s.refresh(c.at(1100));
     // node-2 still says replica: the promotion waits, but the failover shows.
     assert_eq!(r.topology.master_address, addr(1));
-    assert_eq!(r.topology.master_source, SOURCE_SENTINEL);
+    assert_eq!(r.topology.master_source(), SOURCE_SENTINEL);
     assert!(r.topology.failover_in_progress);
     let v_pending = r.topology.version;
 
@@ -339,7 +339,7 @@ fn promoted_before_announced() {
     assert_eq!(t.master_address, addr(2));
     assert_eq!(t.master_node, "node-2");
     assert_eq!(t.config_epoch, 1);
-    assert_eq!(t.master_source, SOURCE_PROMOTED);
+    assert_eq!(t.master_source(), SOURCE_PROMOTED);
     assert!(t.master_confirmed);
     assert!(t.split_brain.is_empty());
     assert!(!node(t, "node-1").is_master && node(t, "node-2").is_master);
@@ -365,7 +365,7 @@ fn promoted_before_announced() {
     }
     let r = s.refresh(c.at(2200));
     assert_eq!(r.topology.master_address, addr(2));
-    assert_eq!(r.topology.master_source, SOURCE_SENTINEL);
+    assert_eq!(r.topology.master_source(), SOURCE_SENTINEL);
     assert_eq!(r.topology.config_epoch, 1);
     assert!(!r.topology.failover_in_progress);
     assert_eq!(
@@ -412,7 +412,7 @@ fn promotion_epoch_from_current_epoch_when_event_has_none() {
     let t = s.refresh(c.at(100)).topology;
     assert_eq!(t.master_address, addr(2));
     assert_eq!(t.config_epoch, 4);
-    assert_eq!(t.master_source, SOURCE_PROMOTED);
+    assert_eq!(t.master_source(), SOURCE_PROMOTED);
 }
 
 #[test]
@@ -441,7 +441,7 @@ fn promotion_below_sentinel_epoch_is_ignored() {
     let t = s.refresh(c.at(100)).topology;
     assert_eq!(t.master_address, addr(1));
     assert_eq!(t.config_epoch, 2);
-    assert_eq!(t.master_source, SOURCE_SENTINEL);
+    assert_eq!(t.master_source(), SOURCE_SENTINEL);
     assert_eq!(t.split_brain, vec![addr(2)]);
     assert!(!t.failover_in_progress);
 }
@@ -466,7 +466,7 @@ fn promotion_at_sentinel_epoch_naming_the_same_node_is_settled() {
     );
     let t = s.refresh(c.at(100)).topology;
     assert_eq!(t.master_address, addr(2));
-    assert_eq!(t.master_source, SOURCE_SENTINEL);
+    assert_eq!(t.master_source(), SOURCE_SENTINEL);
     assert!(!t.failover_in_progress);
 }
 
@@ -499,7 +499,7 @@ fn leader_between_promoted_slave_and_failover_end() {
     let t = s.refresh(c.at(1150)).topology;
     assert_eq!(t.master_address, addr(2));
     assert_eq!(t.config_epoch, 1);
-    assert_eq!(t.master_source, SOURCE_PROMOTED);
+    assert_eq!(t.master_source(), SOURCE_PROMOTED);
     assert!(t.split_brain.is_empty());
 
     // One other Sentinel switched (+switch-master), the third is silent: one vote each at
@@ -518,7 +518,7 @@ fn leader_between_promoted_slave_and_failover_end() {
     );
     let t = s.refresh(c.at(4150)).topology;
     assert_eq!(t.master_address, addr(2), "node-3's report is stale now");
-    assert_eq!(t.master_source, SOURCE_SENTINEL);
+    assert_eq!(t.master_source(), SOURCE_SENTINEL);
 
     let mc = events_of(&s, "master-changed");
     assert_eq!(mc.len(), 2, "none -> node-1, node-1 -> node-2: {mc:?}");
@@ -620,7 +620,7 @@ fn stale_reports_are_unknown_not_healthy() {
     assert!(t.nodes.iter().all(|n| n.health == Health::Unknown as i32));
     // ...and the last decision stays (no fresh view at all).
     assert_eq!(t.master_address, addr(1));
-    assert_eq!(t.master_source, SOURCE_LAST_KNOWN);
+    assert_eq!(t.master_source(), SOURCE_LAST_KNOWN);
 }
 
 #[test]
@@ -701,7 +701,7 @@ fn floor_never_goes_back() {
     let t = s.refresh(c.at(100)).topology;
     assert_eq!(t.master_address, addr(2));
     assert_eq!(t.config_epoch, 2);
-    assert_eq!(t.master_source, SOURCE_LAST_KNOWN);
+    assert_eq!(t.master_source(), SOURCE_LAST_KNOWN);
     assert_eq!(s.decided().unwrap().epoch, 2);
 
     // A promoted master stays when its node goes silent before the Sentinels announce it.
