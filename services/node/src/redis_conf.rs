@@ -25,20 +25,17 @@ pub fn previous_role(text: Option<&str>) -> Previous {
     let Some(text) = text.filter(|t| !t.trim().is_empty()) else {
         return Previous::None;
     };
-    let last = text
-        .lines()
-        .filter_map(|line| {
-            let mut words = line.split_whitespace();
-            let key = words.next()?.to_ascii_lowercase();
-            if key != "replicaof" && key != "slaveof" {
-                return None;
-            }
-            let host = unquote(words.next()?);
-            let port = unquote(words.next()?).parse::<u16>().ok()?;
-            (!host.is_empty() && port > 0 && !host.eq_ignore_ascii_case("no"))
-                .then(|| HostPort::new(host, port))
-        })
-        .last();
+    let last = text.lines().rev().find_map(|line| {
+        let mut words = line.split_whitespace();
+        let key = words.next()?.to_ascii_lowercase();
+        if key != "replicaof" && key != "slaveof" {
+            return None;
+        }
+        let host = unquote(words.next()?);
+        let port = unquote(words.next()?).parse::<u16>().ok()?;
+        (!host.is_empty() && port > 0 && !host.eq_ignore_ascii_case("no"))
+            .then(|| HostPort::new(host, port))
+    });
     last.map_or(Previous::Master, Previous::ReplicaOf)
 }
 

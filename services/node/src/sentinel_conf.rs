@@ -48,19 +48,16 @@ fn first_placeholder(text: &str) -> Option<&str> {
 /// The master this Sentinel monitored when it last rewrote its file (`sentinel monitor GROUP
 /// HOST PORT QUORUM`, the last such line).
 pub fn saved_monitor(saved: &str, group: &str) -> Option<HostPort> {
-    saved
-        .lines()
-        .filter_map(|line| {
-            let w: Vec<&str> = line.split_whitespace().collect();
-            match w.as_slice() {
-                ["sentinel", "monitor", g, host, port, _quorum] if *g == group => {
-                    let port = port.parse::<u16>().ok().filter(|p| *p > 0)?;
-                    Some(HostPort::new(*host, port))
-                }
-                _ => None,
+    saved.lines().rev().find_map(|line| {
+        let w: Vec<&str> = line.split_whitespace().collect();
+        match w.as_slice() {
+            ["sentinel", "monitor", g, host, port, _quorum] if *g == group => {
+                let port = port.parse::<u16>().ok().filter(|p| *p > 0)?;
+                Some(HostPort::new(*host, port))
             }
-        })
-        .last()
+            _ => None,
+        }
+    })
 }
 
 /// The state lines to carry over: `myid` and `current-epoch`, and this group's `config-epoch`,
