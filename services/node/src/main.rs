@@ -24,6 +24,13 @@ const ASK_TIMEOUT: Duration = Duration::from_secs(2);
 /// Pause between two rounds of questions while no quorum has answered.
 const ROUND_PAUSE: Duration = Duration::from_secs(1);
 
+// The defaults of the stack (deploy/stack/redis-ha.yml).
+const SENTINELS: &str = "sentinel-1:19001 sentinel-2:19002 sentinel-3:19003";
+const PASSWORD_FILE: &str = "/run/secrets/redis_password";
+const SHARED_CONFIG: &str = "/etc/redis-ha/redis.conf";
+const PEERS: &str = "redis-1:9001 redis-2:9002 redis-3:9003";
+const TEMPLATE: &str = "/etc/redis-ha/sentinel.conf";
+
 #[derive(Parser)]
 #[command(
     name = "redis-ha-node",
@@ -65,22 +72,18 @@ struct Common {
     #[arg(long, env = "REDIS_HA_QUORUM", default_value_t = 2)]
     quorum: usize,
     /// The group's Sentinels (host:port, comma or space separated).
-    #[arg(
-        long,
-        env = "REDIS_HA_SENTINELS",
-        default_value = "sentinel-1:19001 sentinel-2:19002 sentinel-3:19003"
-    )]
+    #[arg(long, env = "REDIS_HA_SENTINELS", default_value = SENTINELS)]
     sentinels: String,
     /// The data directory (the config file is written there).
     #[arg(long, env = "REDIS_HA_DATA_DIR", default_value = "/data")]
     data_dir: PathBuf,
     /// The password (a Docker secret); no file there: no AUTH.
-    #[arg(
-        long,
-        env = "REDIS_HA_PASSWORD_FILE",
-        default_value = "/run/secrets/redis_password"
-    )]
+    #[arg(long, env = "REDIS_HA_PASSWORD_FILE", default_value = PASSWORD_FILE)]
     password_file: PathBuf,
+    /// Seconds to wait for a quorum: of the Sentinels for a Redis node (default 60), of its
+    /// peers for a new Sentinel (default 5).
+    #[arg(long, env = "REDIS_HA_SENTINEL_WAIT")]
+    sentinel_wait: Option<u64>,
 }
 
 #[derive(Args)]
@@ -88,23 +91,12 @@ struct RedisArgs {
     #[command(flatten)]
     common: Common,
     /// Shared settings (a Docker config), included by the generated file.
-    #[arg(
-        long,
-        env = "REDIS_HA_CONFIG",
-        default_value = "/etc/redis-ha/redis.conf"
-    )]
+    #[arg(long, env = "REDIS_HA_CONFIG", default_value = SHARED_CONFIG)]
     config: PathBuf,
     /// The group's Redis nodes (host:port), asked for their replication state; this node is
     /// left out.
-    #[arg(
-        long,
-        env = "REDIS_HA_PEERS",
-        default_value = "redis-1:9001 redis-2:9002 redis-3:9003"
-    )]
+    #[arg(long, env = "REDIS_HA_PEERS", default_value = PEERS)]
     peers: String,
-    /// Seconds to wait for a quorum of Sentinels.
-    #[arg(long, env = "REDIS_HA_SENTINEL_WAIT", default_value_t = 60)]
-    sentinel_wait: u64,
 }
 
 #[derive(Args)]
@@ -112,19 +104,12 @@ struct SentinelArgs {
     #[command(flatten)]
     common: Common,
     /// The shared template (a Docker config) with @PLACEHOLDERS@.
-    #[arg(
-        long,
-        env = "REDIS_HA_TEMPLATE",
-        default_value = "/etc/redis-ha/sentinel.conf"
-    )]
+    #[arg(long, env = "REDIS_HA_TEMPLATE", default_value = TEMPLATE)]
     template: PathBuf,
     #[arg(long, env = "REDIS_HA_DOWN_AFTER_MS", default_value_t = 5000)]
     down_after_ms: u64,
     #[arg(long, env = "REDIS_HA_FAILOVER_TIMEOUT_MS", default_value_t = 10000)]
     failover_timeout_ms: u64,
-    /// Seconds a new Sentinel waits for a quorum of its peers.
-    #[arg(long, env = "REDIS_HA_SENTINEL_WAIT", default_value_t = 5)]
-    sentinel_wait: u64,
 }
 
 fn log(line: &str) {
@@ -200,7 +185,8 @@ async fn redis_config(a: RedisArgs) -> anyhow::Result<PathBuf> {
         data_empty,
         peers: Vec::new(),
     };
-    let deadline = Instant::now() + Duration::from_secs(a.sentinel_wait);
+    let wait_s = c.sentinel_wait.unwrap_or(60);
+    let deadline = Instant::now() + Duration::from_secs(wait_s);
     let errors = loop {
         let ((answers, mut errors), (peer_states, peer_errors)) = tokio::join!(
             probe::ask_sentinels(&sentinels, &c.group, password.as_ref(), ASK_TIMEOUT),
@@ -218,7 +204,7 @@ async fn redis_config(a: RedisArgs) -> anyhow::Result<PathBuf> {
         log(&format!(
             "no quorum of {} within {} s ({})",
             c.quorum,
-            a.sentinel_wait,
+            wait_s,
             summary(&input.answers, &errors)
         ));
     }
@@ -283,7 +269,7 @@ async fn sentinel_config(a: SentinelArgs) -> anyhow::Result<PathBuf> {
             .into_iter()
             .filter(|s| !same_node(s, &me))
             .collect();
-        let deadline = Instant::now() + Duration::from_secs(a.sentinel_wait);
+        let deadline = Instant::now() + Duration::from_secs(c.sentinel_wait.unwrap_or(5));
         loop {
             let (views, _) =
                 redis_ha_sentinel::ask_all(&peers, &c.group, password.as_ref(), ASK_TIMEOUT).await;

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use redis::{AsyncConnectionConfig, Client, ConnectionAddr, ConnectionInfo, RedisConnectionInfo};
+use redis::{AsyncConnectionConfig, Client, IntoConnectionInfo};
 use redis_ha_common::{HostPort, Secret};
 use redis_ha_sentinel::reply::{number, parse_instance_map, parse_master, ReplyError};
 use redis_ha_sentinel::{SentinelClient, SentinelError};
@@ -70,17 +70,14 @@ pub async fn ask_peer(
     password: Option<&Secret>,
     timeout: Duration,
 ) -> Result<PeerState, ProbeError> {
-    let info = ConnectionInfo {
-        addr: ConnectionAddr::Tcp(addr.host.clone(), addr.port),
-        redis: RedisConnectionInfo {
-            password: password.map(|p| p.expose().to_owned()),
-            ..RedisConnectionInfo::default()
-        },
-    };
     let redis_err = |source| ProbeError::Peer {
         addr: addr.clone(),
         source,
     };
+    let mut info = (addr.host.as_str(), addr.port)
+        .into_connection_info()
+        .map_err(redis_err)?;
+    info.redis.password = password.map(|p| p.expose().to_owned());
     let client = Client::open(info).map_err(redis_err)?;
     let config = AsyncConnectionConfig::new()
         .set_connection_timeout(timeout)

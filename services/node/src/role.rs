@@ -345,6 +345,13 @@ mod tests {
         }
     }
 
+    /// The three Sentinels' answers, all naming `master` at `epoch` with `replicas` known.
+    fn all_name(master: &str, port: u16, epoch: u64, replicas: u32) -> Vec<SentinelAnswer> {
+        (1..=3)
+            .map(|s| answer(s, master, port, epoch, replicas))
+            .collect()
+    }
+
     fn peer(host: &str, port: u16, is_master: bool, offset: u64) -> PeerState {
         PeerState {
             addr: hp(host, port),
@@ -369,63 +376,53 @@ mod tests {
         }
     }
 
-    fn replica_of(r: &Result<StartRole, NoSafeRole>) -> Option<(&str, u16)> {
-        match r {
-            Ok(StartRole::Replica { of, .. }) => Some((of.host.as_str(), of.port)),
-            _ => None,
+    /// Node `n` on a fresh volume: no previous config, no data.
+    fn fresh(n: u16) -> RoleInput {
+        RoleInput {
+            previous: Previous::None,
+            data_empty: true,
+            ..node(n)
         }
     }
 
-    #[test]
-    fn follows_the_master_a_quorum_names() {
-        let mut i = node(1);
-        i.answers = vec![
-            answer(1, "redis-2", 9002, 3, 2),
-            answer(2, "redis-2", 9002, 3, 2),
-        ];
-        let r = decide_redis_role(&i);
-        assert_eq!(replica_of(&r), Some(("redis-2", 9002)));
-        assert!(matches!(
-            r,
-            Ok(StartRole::Replica {
-                reason: Reason::Quorum {
-                    config_epoch: 3,
-                    votes: 2
-                },
-                ..
-            })
-        ));
-        assert!(settled(&i));
+    /// The decision as (the master followed, `None` for master; why). Panics on [`NoSafeRole`].
+    fn decided(i: &RoleInput) -> (Option<(String, u16)>, Reason) {
+        match decide_redis_role(i) {
+            Ok(StartRole::Master { reason }) => (None, reason),
+            Ok(StartRole::Replica { of, reason }) => (Some((of.host, of.port)), reason),
+            Err(e) => panic!("no role for {i:?}: {e}"),
+        }
+    }
+
+    fn of(host: &str, port: u16) -> Option<(String, u16)> {
+        Some((host.to_owned(), port))
     }
 
     #[test]
-    fn named_itself_by_a_quorum_starts_as_master() {
-        let mut i = node(2);
-        i.answers = vec![
+    fn follows_the_master_a_quorum_names_itself_included() {
+        let two = vec![
             answer(1, "redis-2", 9002, 3, 2),
             answer(3, "REDIS-2", 9002, 3, 2),
         ];
-        assert!(matches!(
-            decide_redis_role(&i),
-            Ok(StartRole::Master {
-                reason: Reason::Quorum { .. }
-            })
-        ));
+        let quorum = Reason::Quorum {
+            config_epoch: 3,
+            votes: 2,
+        };
+        let mut i = node(1);
+        i.answers = two.clone();
+        // (named_master keeps the smallest spelling of a host.)
+        assert_eq!(decided(&i), (of("REDIS-2", 9002), quorum.clone()));
+        assert!(settled(&i));
+        // Named itself (the host's case aside): master.
+        let mut i = node(2);
+        i.answers = two;
+        assert_eq!(decided(&i), (None, quorum));
         // By one of its interface addresses too.
-        i.answers = vec![
-            answer(1, "10.0.0.2", 9002, 3, 2),
-            answer(3, "10.0.0.2", 9002, 3, 2),
-        ];
-        assert!(matches!(
-            decide_redis_role(&i),
-            Ok(StartRole::Master { .. })
-        ));
+        i.answers = all_name("10.0.0.2", 9002, 3, 2);
+        assert_eq!(decided(&i).0, None);
         // The same address on another port is another node.
-        i.answers = vec![
-            answer(1, "10.0.0.2", 9003, 3, 2),
-            answer(3, "10.0.0.2", 9003, 3, 2),
-        ];
-        assert_eq!(replica_of(&decide_redis_role(&i)), Some(("10.0.0.2", 9003)));
+        i.answers = all_name("10.0.0.2", 9003, 3, 2);
+        assert_eq!(decided(&i).0, of("10.0.0.2", 9003));
     }
 
     #[test]
@@ -435,15 +432,7 @@ mod tests {
         let mut i = node(1);
         i.previous = Previous::ReplicaOf(hp("redis-2", 9002));
         i.answers = vec![answer(1, "redis-1", 9001, 5, 2)];
-        let r = decide_redis_role(&i);
-        assert_eq!(replica_of(&r), Some(("redis-2", 9002)));
-        assert!(matches!(
-            r,
-            Ok(StartRole::Replica {
-                reason: Reason::LastKnownMaster,
-                ..
-            })
-        ));
+        assert_eq!(decided(&i), (of("redis-2", 9002), Reason::LastKnownMaster));
         assert!(!settled(&i));
     }
 
@@ -451,118 +440,87 @@ mod tests {
     fn without_quorum_an_old_master_never_starts_as_master() {
         // It was master (no replicaof in its previous config), no Sentinel answers.
         let mut i = node(2);
-        i.previous = Previous::Master;
-        let r = decide_redis_role(&i);
         // No peer: the initial master.
-        assert_eq!(replica_of(&r), Some(("redis-1", 9001)));
+        assert_eq!(decided(&i), (of("redis-1", 9001), Reason::InitialMaster));
         // A peer that reports role:master is preferred, then the highest offset.
         i.peers = vec![
             peer("redis-3", 9003, false, 900),
             peer("redis-1", 9001, true, 100),
         ];
-        let r = decide_redis_role(&i);
-        assert_eq!(replica_of(&r), Some(("redis-1", 9001)));
-        assert!(matches!(
-            r,
-            Ok(StartRole::Replica {
-                reason: Reason::BestPeer,
-                ..
-            })
-        ));
-        i.peers = vec![
-            peer("redis-3", 9003, false, 900),
-            peer("redis-1", 9001, false, 100),
-        ];
-        assert_eq!(replica_of(&decide_redis_role(&i)), Some(("redis-3", 9003)));
+        assert_eq!(decided(&i), (of("redis-1", 9001), Reason::BestPeer));
+        i.peers[1].is_master = false;
+        assert_eq!(decided(&i), (of("redis-3", 9003), Reason::BestPeer));
     }
 
     #[test]
     fn the_initial_master_without_quorum_and_peers_has_no_safe_role() {
         let mut i = node(1);
-        i.previous = Previous::Master;
-        assert_eq!(
-            decide_redis_role(&i),
-            Err(NoSafeRole {
-                me: hp("redis-1", 9001)
-            })
-        );
+        let none = Err(NoSafeRole {
+            me: hp("redis-1", 9001),
+        });
+        assert_eq!(decide_redis_role(&i), none);
         // A previous replicaof naming itself (invalid) is no last master either.
         i.previous = Previous::ReplicaOf(hp("redis-1", 9001));
-        assert!(decide_redis_role(&i).is_err());
+        assert_eq!(decide_redis_role(&i), none);
         // Two Sentinels of three at epoch 0 is not proof of a never-started cluster.
-        i.previous = Previous::None;
-        i.data_empty = true;
+        let mut i = fresh(1);
         i.quorum = 3;
-        i.answers = vec![
-            answer(1, "redis-1", 9001, 0, 0),
-            answer(2, "redis-1", 9001, 0, 0),
-        ];
+        i.answers = all_name("redis-1", 9001, 0, 0);
+        i.answers.pop();
         assert!(!never_started(&i));
-        assert!(decide_redis_role(&i).is_err());
+        assert_eq!(decide_redis_role(&i), none);
         // A peer that answered is followed instead.
         i.peers = vec![peer("redis-2", 9002, false, 0)];
-        assert_eq!(replica_of(&decide_redis_role(&i)), Some(("redis-2", 9002)));
+        assert_eq!(decided(&i), (of("redis-2", 9002), Reason::BestPeer));
     }
 
     #[test]
     fn a_never_started_cluster_starts_on_the_initial_master() {
-        let fresh = |n| {
-            let mut i = node(n);
-            i.previous = Previous::None;
-            i.data_empty = true;
-            i.answers = (1..=3).map(|s| answer(s, "redis-1", 9001, 0, 0)).collect();
-            i.peers = vec![peer("redis-2", 9002, true, 0)];
-            i
+        let new_cluster = |n| RoleInput {
+            answers: all_name("redis-1", 9001, 0, 0),
+            peers: vec![peer("redis-2", 9002, true, 0)],
+            ..fresh(n)
         };
-        let i = fresh(1);
+        let i = new_cluster(1);
         assert!(never_started(&i));
-        assert!(matches!(
-            decide_redis_role(&i),
-            Ok(StartRole::Master { .. })
-        ));
-        assert_eq!(
-            replica_of(&decide_redis_role(&fresh(3))),
-            Some(("redis-1", 9001))
-        );
+        let quorum = Reason::Quorum {
+            config_epoch: 0,
+            votes: 3,
+        };
+        assert_eq!(decided(&i), (None, quorum.clone()));
+        assert_eq!(decided(&new_cluster(3)), (of("redis-1", 9001), quorum));
         // Without a quorum (quorum above the answers that agree), all three answering at
         // epoch 0 still proves it.
-        let mut i = fresh(1);
+        let mut i = new_cluster(1);
         i.quorum = 4;
-        assert!(matches!(
-            decide_redis_role(&i),
-            Ok(StartRole::Master {
-                reason: Reason::NeverStarted
-            })
-        ));
-        let mut i = fresh(2);
+        assert_eq!(decided(&i), (None, Reason::NeverStarted));
+        let mut i = new_cluster(2);
         i.quorum = 4;
-        assert!(matches!(
-            decide_redis_role(&i),
-            Ok(StartRole::Replica {
-                reason: Reason::NeverStarted,
-                ..
-            })
-        ));
+        assert_eq!(decided(&i), (of("redis-1", 9001), Reason::NeverStarted));
         // The same Sentinel three times is one answer.
-        let mut i = fresh(1);
-        i.quorum = 4;
+        let mut i = new_cluster(1);
         i.answers = (0..3).map(|_| answer(1, "redis-1", 9001, 0, 0)).collect();
         assert!(!never_started(&i));
     }
 
     #[test]
     fn each_sign_of_data_means_the_cluster_has_started() {
-        let base = {
-            let mut i = node(1);
-            i.previous = Previous::None;
-            i.data_empty = true;
-            i.answers = (1..=3).map(|s| answer(s, "redis-1", 9001, 0, 0)).collect();
-            i
+        let base = RoleInput {
+            answers: all_name("redis-1", 9001, 0, 0),
+            ..fresh(1)
         };
         assert!(never_started(&base));
+        assert_eq!(held_data(&base), None);
         let mut i = base.clone();
         i.answers[2].view.config_epoch = 1;
-        assert!(!never_started(&i));
+        let at = hp("sentinel", 3);
+        assert_eq!(
+            held_data(&i),
+            Some(Evidence::SentinelEpoch {
+                sentinel: at,
+                epoch: 1
+            })
+        );
         let mut i = base.clone();
         i.answers[1].known_replicas = 1;
         assert!(!never_started(&i));
@@ -571,7 +529,7 @@ mod tests {
         assert!(!never_started(&i));
         let mut i = base.clone();
         i.previous = Previous::Master;
-        assert!(!never_started(&i));
+        assert_eq!(held_data(&i), Some(Evidence::PreviousConfig));
         let mut i = base.clone();
         i.data_empty = false;
         assert!(!never_started(&i));
@@ -579,84 +537,77 @@ mod tests {
 
     #[test]
     fn an_empty_data_dir_never_makes_a_master_of_a_group_that_held_data() {
-        // Rescheduled on a fresh volume: the Sentinels still name it (epoch 0, but they know
-        // two replicas); a peer has the data.
-        let mut i = node(1);
-        i.previous = Previous::None;
-        i.data_empty = true;
-        i.answers = (1..=3).map(|s| answer(s, "redis-1", 9001, 0, 2)).collect();
-        i.peers = vec![
-            peer("redis-2", 9002, false, 5000),
-            peer("redis-3", 9003, false, 4000),
+        // (node, what the Sentinels say, the peers) → the master followed and the evidence.
+        let cases = [
+            // Rescheduled on a fresh volume: the Sentinels still name it (epoch 0, but they
+            // know two replicas); the peer with the most data is followed.
+            (
+                1,
+                all_name("redis-1", 9001, 0, 2),
+                vec![
+                    peer("redis-2", 9002, false, 5000),
+                    peer("redis-3", 9003, false, 4000),
+                ],
+                of("redis-2", 9002),
+                Evidence::KnownReplicas {
+                    sentinel: hp("sentinel", 1),
+                    replicas: 2,
+                },
+            ),
+            // Epoch > 0 is evidence on its own; with no peer answering: the initial master.
+            (
+                2,
+                all_name("redis-2", 9002, 4, 0),
+                vec![],
+                of("redis-1", 9001),
+                Evidence::SentinelEpoch {
+                    sentinel: hp("sentinel", 1),
+                    epoch: 4,
+                },
+            ),
         ];
-        let r = decide_redis_role(&i);
-        assert_eq!(replica_of(&r), Some(("redis-2", 9002)));
-        assert!(matches!(
-            r,
-            Ok(StartRole::Replica {
-                reason: Reason::EmptyDataDir {
-                    evidence: Evidence::KnownReplicas { .. }
-                },
-                ..
-            })
-        ));
-        // Epoch > 0 is evidence on its own; with no peer answering it follows the initial master.
-        let mut i = node(2);
-        i.previous = Previous::None;
-        i.data_empty = true;
-        i.answers = (1..=3).map(|s| answer(s, "redis-2", 9002, 4, 0)).collect();
-        let r = decide_redis_role(&i);
-        assert_eq!(replica_of(&r), Some(("redis-1", 9001)));
-        assert!(matches!(
-            r,
-            Ok(StartRole::Replica {
-                reason: Reason::EmptyDataDir {
-                    evidence: Evidence::SentinelEpoch { epoch: 4, .. }
-                },
-                ..
-            })
-        ));
+        for (n, answers, peers, want, evidence) in cases {
+            let i = RoleInput {
+                answers,
+                peers,
+                ..fresh(n)
+            };
+            assert_eq!(decided(&i), (want, Reason::EmptyDataDir { evidence }));
+        }
         // A peer's offset alone is evidence.
-        let mut i = node(1);
-        i.previous = Previous::None;
-        i.data_empty = true;
-        i.answers = (1..=3).map(|s| answer(s, "redis-1", 9001, 0, 0)).collect();
+        let mut i = fresh(1);
+        i.answers = all_name("redis-1", 9001, 0, 0);
         i.peers = vec![peer("redis-3", 9003, false, 7)];
-        assert_eq!(replica_of(&decide_redis_role(&i)), Some(("redis-3", 9003)));
+        assert_eq!(decided(&i).0, of("redis-3", 9003));
         // The initial master on a fresh volume, named by a quorum that has moved on, no peer:
         // nothing is safe.
-        let mut i = node(1);
-        i.previous = Previous::None;
-        i.data_empty = true;
-        i.answers = (1..=2).map(|s| answer(s, "redis-1", 9001, 2, 0)).collect();
+        let mut i = fresh(1);
+        i.answers = all_name("redis-1", 9001, 2, 0);
         assert!(decide_redis_role(&i).is_err());
         // With data it is the master the quorum names.
         i.data_empty = false;
-        assert!(matches!(
-            decide_redis_role(&i),
-            Ok(StartRole::Master { .. })
-        ));
+        assert_eq!(decided(&i).0, None);
     }
 
     #[test]
     fn a_node_never_follows_itself() {
         // Whatever it is given, a replica's master is never this node.
         for n in 1..=3 {
+            let me = hp(&format!("redis-{n}"), 9000 + n);
             for previous in [
                 Previous::None,
                 Previous::Master,
-                Previous::ReplicaOf(hp(&format!("redis-{n}"), 9000 + n)),
+                Previous::ReplicaOf(me.clone()),
             ] {
                 for data_empty in [false, true] {
-                    let mut i = node(n);
-                    i.previous = previous.clone();
-                    i.data_empty = data_empty;
-                    i.peers = vec![peer(&format!("redis-{n}"), 9000 + n, true, 99)];
-                    for answers in [
-                        vec![],
-                        (1..=3).map(|s| answer(s, "redis-1", 9001, 1, 1)).collect(),
-                    ] {
-                        i.answers = answers;
+                    for answers in [vec![], all_name("redis-1", 9001, 1, 1)] {
+                        let i = RoleInput {
+                            previous: previous.clone(),
+                            data_empty,
+                            peers: vec![peer(&me.host, me.port, true, 99)],
+                            answers,
+                            ..node(n)
+                        };
                         if let Ok(StartRole::Replica { of, .. }) = decide_redis_role(&i) {
                             assert!(!i.is_me(&of), "node {n} follows itself: {i:?}");
                         }

@@ -138,45 +138,42 @@ impl Group {
 
     /// Writes the Sentinel's config with the binary and starts `redis-sentinel` on it.
     async fn start_sentinel(&mut self, n: usize) {
-        let run = self.run("sentinel-config", n, 1).await;
-        assert!(run.ok, "sentinel-config {n}: {}", run.stderr);
-        let conf = self.data_dir("sentinel", n).join("sentinel.conf");
-        let log = self.dir.path().join(format!("sentinel-{n}.log"));
-        self.sentinels[n - 1] = Some(ManagedProcess::spawn(
-            &format!("sentinel-{n}"),
-            "redis-sentinel",
-            &[conf.to_string_lossy().into_owned()],
-            &log,
-        ));
         let port = self.sentinel_port(n);
-        wait_for("the Sentinel to answer", WAIT, || async move {
-            query::<String>(port, Some(PASSWORD), &redis::cmd("PING"))
-                .await
-                .map_err(|e| e.to_string())
-        })
-        .await;
+        self.sentinels[n - 1] = Some(self.start("sentinel", n, port, 1).await.1);
     }
 
     /// Writes the node's config with the binary and starts `redis-server` on it.
     async fn start_redis(&mut self, n: usize, wait_s: u64) -> Run {
-        let run = self.run("redis-config", n, wait_s).await;
-        assert!(run.ok, "redis-config {n}: {}", run.stderr);
-        let conf = self.data_dir("redis", n).join("redis.conf");
-        let log = self.dir.path().join(format!("redis-{n}.log"));
-        self.redis[n - 1] = Some(ManagedProcess::spawn(
-            &format!("redis-{n}"),
-            "redis-server",
-            &[conf.to_string_lossy().into_owned()],
-            &log,
-        ));
         let port = self.redis_port(n);
-        wait_for("Redis to answer", WAIT, || async move {
+        let (run, p) = self.start("redis", n, port, wait_s).await;
+        self.redis[n - 1] = Some(p);
+        run
+    }
+
+    /// `redis-ha-node <kind>-config`, then `redis-<kind>` on the file it printed, until it
+    /// answers PING on `port`.
+    async fn start(&self, kind: &str, n: usize, port: u16, wait_s: u64) -> (Run, ManagedProcess) {
+        let run = self.run(&format!("{kind}-config"), n, wait_s).await;
+        assert!(run.ok, "{kind}-config {n}: {}", run.stderr);
+        let conf = self.data_dir(kind, n).join(format!("{kind}.conf"));
+        let program = if kind == "redis" {
+            "redis-server"
+        } else {
+            "redis-sentinel"
+        };
+        let p = ManagedProcess::spawn(
+            &format!("{kind}-{n}"),
+            program,
+            &[conf.to_string_lossy().into_owned()],
+            &self.dir.path().join(format!("{kind}-{n}.log")),
+        );
+        wait_for(&format!("{kind}-{n} to answer"), WAIT, || async move {
             query::<String>(port, Some(PASSWORD), &redis::cmd("PING"))
                 .await
                 .map_err(|e| e.to_string())
         })
         .await;
-        run
+        (run, p)
     }
 
     fn kill_redis(&mut self, n: usize) {
