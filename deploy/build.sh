@@ -5,8 +5,8 @@
 #
 # Images (each tagged with a hash of exactly what it is built from, so a changed source is always
 # a new tag and what runs is never silently stale):
-#   redis-ha/redis:<hash>     Redis node          (deploy/docker/redis, target redis)
-#   redis-ha/sentinel:<hash>  Redis Sentinel      (deploy/docker/redis, target sentinel)
+#   redis-ha/redis:<hash>     Redis node          (deploy/docker/redis, target redis, + redis-ha-node)
+#   redis-ha/sentinel:<hash>  Redis Sentinel      (deploy/docker/redis, target sentinel, + redis-ha-node)
 #   redis-ha/haproxy:<hash>   HAProxy             (deploy/docker/haproxy + deploy/haproxy/haproxy.cfg)
 #   redis-ha/sidecars:<hash>  redis-ha-agent, redis-ha-coordinator, redis-ha-reloader, redis-ha,
 #                             redis-ha-chaos (what `redis-ha simulate` / `chaos` run)
@@ -26,13 +26,15 @@ BASE_IMAGE=debian:bookworm-slim
 DEBIAN_RELEASE=bookworm
 IMAGE_PREFIX=redis-ha
 BINARIES=(redis-ha-agent redis-ha-coordinator redis-ha-reloader redis-ha redis-ha-chaos)
-CARGO_PACKAGES=(redis-ha-agent redis-ha-coordinator redis-ha-reloader redis-ha-cli redis-ha-chaos)
+# The start-up decision of the Redis and Sentinel images (services/node).
+NODE_BINARIES=(redis-ha-node)
+CARGO_PACKAGES=(redis-ha-agent redis-ha-coordinator redis-ha-reloader redis-ha-cli redis-ha-chaos redis-ha-node)
 
 usage() {
     cat <<USAGE
 usage: deploy/build.sh [options]
 
-  --debug            put the debug binaries in the sidecars image (default: release)
+  --debug            put the debug binaries in the images (default: release)
   --no-cargo         do not run cargo; use the binaries already in the target directory
   --env-file FILE    write the image names as REDIS_HA_IMAGE_<NAME>=... lines to FILE
   --push REGISTRY    also tag the images REGISTRY/redis-ha/<name>:<hash> and push them there
@@ -231,7 +233,7 @@ build_binaries() {
     fi
     BIN_DIR="${target:-$REPO_ROOT/target}/$PROFILE"
     local b
-    for b in "${BINARIES[@]}"; do
+    for b in "${BINARIES[@]}" "${NODE_BINARIES[@]}"; do
         [[ -x $BIN_DIR/$b ]] || die "$BIN_DIR/$b is missing (cargo build failed, or --no-cargo without a build)"
     done
 }
@@ -251,17 +253,26 @@ stage_contexts() {
     cp -a "$SCRIPT_DIR/docker/haproxy" "$STAGE/haproxy"
     cp "$SCRIPT_DIR/haproxy/haproxy.cfg" "$STAGE/haproxy/haproxy.cfg"
     cp -a "$SCRIPT_DIR/docker/sidecars" "$STAGE/sidecars"
-    mkdir -p "$STAGE/sidecars/bin"
+    mkdir -p "$STAGE/sidecars/bin" "$STAGE/redis/bin"
     local b
     for b in "${BINARIES[@]}"; do
-        # Without the debug sections (symbol names stay for backtraces): a much smaller image.
-        if command -v strip >/dev/null 2>&1; then
-            strip --strip-debug -o "$STAGE/sidecars/bin/$b" "$BIN_DIR/$b"
-        else
-            cp "$BIN_DIR/$b" "$STAGE/sidecars/bin/$b"
-        fi
-        chmod 755 "$STAGE/sidecars/bin/$b"
+        stage_binary "$b" "$STAGE/sidecars/bin"
     done
+    for b in "${NODE_BINARIES[@]}"; do
+        stage_binary "$b" "$STAGE/redis/bin"
+    done
+}
+
+# stage_binary NAME DIR: the built binary NAME into DIR, without its debug sections (symbol
+# names stay for backtraces): a much smaller image.
+stage_binary() {
+    local b=$1 dir=$2
+    if command -v strip >/dev/null 2>&1; then
+        strip --strip-debug -o "$dir/$b" "$BIN_DIR/$b"
+    else
+        cp "$BIN_DIR/$b" "$dir/$b"
+    fi
+    chmod 755 "$dir/$b"
 }
 
 # context_hash DIR EXTRA: 12 hex digits over every file's name, mode and content, and EXTRA.

@@ -74,7 +74,7 @@ replicas are linked and HAProxy routes a write, then prints the endpoints.
   --jaeger              add Jaeger (deploy/stack/jaeger.yml; its image must be available)
   --hung-restart        agents restart a hung Redis (PING timing out) through the Docker API
                         (deploy/stack/hung-restart.yml: mounts the Docker socket into the agents)
-  --debug               build the sidecars' debug binaries (default: release)
+  --debug               build the debug binaries (default: release)
   --no-build            do not build; use the images of the last build for this stack
   --no-cargo            build the images from the binaries already in the target directory
                         (deploy/build.sh --no-cargo)

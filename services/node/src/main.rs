@@ -1,0 +1,325 @@
+//! `redis-ha-node`: run by the Redis and Sentinel containers before their server starts.
+//!
+//!   redis-ha-node redis-config      decide the Redis node's role, write its config
+//!   redis-ha-node sentinel-config   rebuild the Sentinel's config
+//!
+//! Both take the entrypoints' `REDIS_HA_*` environment, write the config file (mode 600, the
+//! only place the password goes), log one line saying why on stderr, and print the file's path
+//! on stdout for the entrypoint to `exec` the server on.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::{Args, Parser, Subcommand};
+use redis_ha_common::{HostPort, Secret};
+use redis_ha_node::role::{decide_redis_role, settled, RoleInput, SentinelAnswer};
+use redis_ha_node::{files, probe, redis_conf, sentinel_conf, valid_group};
+use redis_ha_sentinel::{named_master, same_node};
+use tokio::time::Instant;
+
+/// How long one Sentinel or peer has to answer one question.
+const ASK_TIMEOUT: Duration = Duration::from_secs(2);
+/// Pause between two rounds of questions while no quorum has answered.
+const ROUND_PAUSE: Duration = Duration::from_secs(1);
+
+// The defaults of the stack (deploy/stack/redis-ha.yml).
+const SENTINELS: &str = "sentinel-1:19001 sentinel-2:19002 sentinel-3:19003";
+const PASSWORD_FILE: &str = "/run/secrets/redis_password";
+const SHARED_CONFIG: &str = "/etc/redis-ha/redis.conf";
+const PEERS: &str = "redis-1:9001 redis-2:9002 redis-3:9003";
+const TEMPLATE: &str = "/etc/redis-ha/sentinel.conf";
+
+#[derive(Parser)]
+#[command(
+    name = "redis-ha-node",
+    version,
+    about = "redis-ha node start-up: decides and writes the Redis / Sentinel config"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Decide the Redis node's role (ask the Sentinels and the peers) and write its config.
+    RedisConfig(RedisArgs),
+    /// Rebuild the Sentinel's config from the template and its saved state.
+    SentinelConfig(SentinelArgs),
+}
+
+/// The settings both share.
+#[derive(Args)]
+struct Common {
+    /// Node number N.
+    #[arg(long, env = "REDIS_HA_NODE")]
+    node: u16,
+    /// Port (default 9000+N for Redis, 19000+N for a Sentinel).
+    #[arg(long, env = "REDIS_HA_PORT")]
+    port: Option<u16>,
+    /// The stable name the others know this node by (default redis-N / sentinel-N).
+    #[arg(long, env = "REDIS_HA_ANNOUNCE_HOST")]
+    announce_host: Option<String>,
+    /// Sentinel master name.
+    #[arg(long, env = "REDIS_HA_GROUP", default_value = "redis-cluster")]
+    group: String,
+    /// The master of a brand-new cluster.
+    #[arg(long, env = "REDIS_HA_INITIAL_MASTER", default_value = "redis-1:9001")]
+    initial_master: HostPort,
+    /// How many distinct Sentinels must name a master.
+    #[arg(long, env = "REDIS_HA_QUORUM", default_value_t = 2)]
+    quorum: usize,
+    /// The group's Sentinels (host:port, comma or space separated).
+    #[arg(long, env = "REDIS_HA_SENTINELS", default_value = SENTINELS)]
+    sentinels: String,
+    /// The data directory (the config file is written there).
+    #[arg(long, env = "REDIS_HA_DATA_DIR", default_value = "/data")]
+    data_dir: PathBuf,
+    /// The password (a Docker secret); no file there: no AUTH.
+    #[arg(long, env = "REDIS_HA_PASSWORD_FILE", default_value = PASSWORD_FILE)]
+    password_file: PathBuf,
+    /// Seconds to wait for a quorum: of the Sentinels for a Redis node (default 60), of its
+    /// peers for a new Sentinel (default 5).
+    #[arg(long, env = "REDIS_HA_SENTINEL_WAIT")]
+    sentinel_wait: Option<u64>,
+}
+
+#[derive(Args)]
+struct RedisArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Shared settings (a Docker config), included by the generated file.
+    #[arg(long, env = "REDIS_HA_CONFIG", default_value = SHARED_CONFIG)]
+    config: PathBuf,
+    /// The group's Redis nodes (host:port), asked for their replication state; this node is
+    /// left out.
+    #[arg(long, env = "REDIS_HA_PEERS", default_value = PEERS)]
+    peers: String,
+}
+
+#[derive(Args)]
+struct SentinelArgs {
+    #[command(flatten)]
+    common: Common,
+    /// The shared template (a Docker config) with @PLACEHOLDERS@.
+    #[arg(long, env = "REDIS_HA_TEMPLATE", default_value = TEMPLATE)]
+    template: PathBuf,
+    #[arg(long, env = "REDIS_HA_DOWN_AFTER_MS", default_value_t = 5000)]
+    down_after_ms: u64,
+    #[arg(long, env = "REDIS_HA_FAILOVER_TIMEOUT_MS", default_value_t = 10000)]
+    failover_timeout_ms: u64,
+}
+
+fn log(line: &str) {
+    eprintln!("redis-ha-node: {line}");
+}
+
+impl Common {
+    fn check(&self) -> anyhow::Result<Vec<HostPort>> {
+        if !valid_group(&self.group) {
+            bail!(
+                "REDIS_HA_GROUP must be letters, digits, . _ -, got {:?}",
+                self.group
+            );
+        }
+        let sentinels = probe::parse_addr_list(&self.sentinels).context("REDIS_HA_SENTINELS")?;
+        if self.quorum == 0 || self.quorum > sentinels.len() {
+            bail!(
+                "REDIS_HA_QUORUM {} must be between 1 and the {} Sentinels of REDIS_HA_SENTINELS",
+                self.quorum,
+                sentinels.len()
+            );
+        }
+        Ok(sentinels)
+    }
+
+    fn password(&self) -> anyhow::Result<Option<Secret>> {
+        let p = files::read_password(&self.password_file)?;
+        if p.is_none() {
+            log(&format!(
+                "no password file at {}: running without AUTH",
+                self.password_file.display()
+            ));
+        }
+        Ok(p)
+    }
+}
+
+async fn redis_config(a: RedisArgs) -> anyhow::Result<PathBuf> {
+    let c = &a.common;
+    let sentinels = c.check()?;
+    let port = a.port_or_default();
+    let announce = c
+        .announce_host
+        .clone()
+        .unwrap_or(format!("redis-{}", c.node));
+    let me = HostPort::new(announce.clone(), port);
+    let peers: Vec<HostPort> = probe::parse_addr_list(&a.peers)
+        .context("REDIS_HA_PEERS")?
+        .into_iter()
+        .filter(|p| !same_node(p, &me))
+        .collect();
+    let shared = files::read(&a.config)?;
+    let password = c.password()?;
+    let conf = c.data_dir.join("redis.conf");
+    let previous = redis_conf::previous_role(files::read_optional(&conf)?.as_deref());
+    let (rdb, aof_dir) = redis_conf::data_file_names(&shared);
+    let data_empty =
+        redis_conf::data_dir_is_empty(&c.data_dir, &rdb, &aof_dir).with_context(|| {
+            format!(
+                "cannot look into the data directory {}",
+                c.data_dir.display()
+            )
+        })?;
+
+    let mut input = RoleInput {
+        me,
+        my_hosts: probe::interface_addresses(),
+        initial_master: c.initial_master.clone(),
+        quorum: c.quorum,
+        sentinels_configured: sentinels.len(),
+        answers: Vec::new(),
+        previous,
+        data_empty,
+        peers: Vec::new(),
+    };
+    let wait_s = c.sentinel_wait.unwrap_or(60);
+    let deadline = Instant::now() + Duration::from_secs(wait_s);
+    let errors = loop {
+        let ((answers, mut errors), (peer_states, peer_errors)) = tokio::join!(
+            probe::ask_sentinels(&sentinels, &c.group, password.as_ref(), ASK_TIMEOUT),
+            probe::ask_peers(&peers, password.as_ref(), ASK_TIMEOUT),
+        );
+        errors.extend(peer_errors);
+        input.answers = answers;
+        input.peers = peer_states;
+        if settled(&input) || Instant::now() >= deadline {
+            break errors;
+        }
+        tokio::time::sleep(ROUND_PAUSE).await;
+    };
+    if !settled(&input) {
+        log(&format!(
+            "no quorum of {} within {} s ({})",
+            c.quorum,
+            wait_s,
+            summary(&input.answers, &errors)
+        ));
+    }
+    let role = decide_redis_role(&input)?;
+    log(&role.to_string());
+    let text = redis_conf::render(&redis_conf::RedisConf {
+        shared: &a.config,
+        data_dir: &c.data_dir,
+        port,
+        announce_host: &announce,
+        password: password.as_ref(),
+        role: &role,
+    });
+    files::write_atomic(&conf, &text)?;
+    Ok(conf)
+}
+
+/// The answers and errors of the last round, for the log.
+fn summary(answers: &[SentinelAnswer], errors: &[probe::ProbeError]) -> String {
+    let mut parts: Vec<String> = answers
+        .iter()
+        .map(|a| {
+            format!(
+                "{} names {} at epoch {}",
+                a.view.sentinel, a.view.master, a.view.config_epoch
+            )
+        })
+        .collect();
+    parts.extend(errors.iter().map(ToString::to_string));
+    parts.join("; ")
+}
+
+impl RedisArgs {
+    fn port_or_default(&self) -> u16 {
+        self.common
+            .port
+            .unwrap_or(9000u16.saturating_add(self.common.node))
+    }
+}
+
+async fn sentinel_config(a: SentinelArgs) -> anyhow::Result<PathBuf> {
+    let c = &a.common;
+    let sentinels = c.check()?;
+    let port = c.port.unwrap_or(19000u16.saturating_add(c.node));
+    let announce = c
+        .announce_host
+        .clone()
+        .unwrap_or(format!("sentinel-{}", c.node));
+    let me = HostPort::new(announce.clone(), port);
+    let template = files::read(&a.template)?;
+    let password = c.password()?;
+    let conf = c.data_dir.join("sentinel.conf");
+    let saved = files::read_optional(&conf)?.filter(|s| !s.trim().is_empty());
+    let saved_master = saved
+        .as_deref()
+        .and_then(|s| sentinel_conf::saved_monitor(s, &c.group));
+
+    let peers_named = if saved_master.is_some() {
+        None
+    } else {
+        let peers: Vec<HostPort> = sentinels
+            .into_iter()
+            .filter(|s| !same_node(s, &me))
+            .collect();
+        let deadline = Instant::now() + Duration::from_secs(c.sentinel_wait.unwrap_or(5));
+        loop {
+            let (views, _) =
+                redis_ha_sentinel::ask_all(&peers, &c.group, password.as_ref(), ASK_TIMEOUT).await;
+            let named = named_master(&views, c.quorum);
+            if named.is_some() || Instant::now() >= deadline {
+                break named;
+            }
+            tokio::time::sleep(ROUND_PAUSE).await;
+        }
+    };
+    let (master, reason) =
+        sentinel_conf::choose_monitor(saved_master, peers_named, &c.initial_master);
+    log(&format!("monitoring {master}: {reason}"));
+    let data_dir = c.data_dir.to_string_lossy();
+    let values = sentinel_conf::TemplateValues {
+        group: &c.group,
+        master: &master,
+        quorum: c.quorum,
+        down_after_ms: a.down_after_ms,
+        failover_timeout_ms: a.failover_timeout_ms,
+        port,
+        announce_host: &announce,
+        data_dir: &data_dir,
+    };
+    let rendered = sentinel_conf::render_template(&template, &values.pairs())
+        .with_context(|| a.template.display().to_string())?;
+    let text = sentinel_conf::build(&rendered, &c.group, password.as_ref(), saved.as_deref());
+    files::write_atomic(&conf, &text)?;
+    Ok(conf)
+}
+
+fn print_path(p: &Path) {
+    println!("{}", p.display());
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::RedisConfig(a) => redis_config(a).await,
+        Command::SentinelConfig(a) => sentinel_config(a).await,
+    };
+    match result {
+        Ok(path) => {
+            print_path(&path);
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            log(&format!("{e:#}"));
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,182 @@
+//! What a starting node asks: the Sentinels (`SENTINEL MASTER`), its peers (`INFO
+//! replication`), and the addresses of its own interfaces.
+
+use std::time::Duration;
+
+use redis::{AsyncConnectionConfig, Client, IntoConnectionInfo};
+use redis_ha_common::{HostPort, Secret};
+use redis_ha_sentinel::reply::{number, parse_instance_map, parse_master, ReplyError};
+use redis_ha_sentinel::{SentinelClient, SentinelError};
+
+use crate::role::{PeerState, SentinelAnswer};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error(transparent)]
+    Sentinel(#[from] SentinelError),
+    #[error("sentinel {addr}: SENTINEL MASTER: {source}")]
+    Reply { addr: HostPort, source: ReplyError },
+    #[error("peer {addr}: {source}")]
+    Peer {
+        addr: HostPort,
+        source: redis::RedisError,
+    },
+    #[error("peer {addr}: no answer within {after:?}")]
+    PeerTimeout { addr: HostPort, after: Duration },
+    #[error("peer {addr}: INFO replication has no {field}")]
+    PeerInfo { addr: HostPort, field: &'static str },
+}
+
+/// One Sentinel's `SENTINEL MASTER <group>`, with the number of replicas it knows.
+pub async fn ask_sentinel(
+    addr: &HostPort,
+    group: &str,
+    password: Option<&Secret>,
+    timeout: Duration,
+) -> Result<SentinelAnswer, ProbeError> {
+    let mut client = SentinelClient::new(addr.clone(), password, timeout)?;
+    let reply = client
+        .query(redis::cmd("SENTINEL").arg("MASTER").arg(group))
+        .await?;
+    let bad = |source| ProbeError::Reply {
+        addr: addr.clone(),
+        source,
+    };
+    let master = parse_master(&reply).map_err(bad)?;
+    let known_replicas =
+        number(&parse_instance_map(&reply).map_err(bad)?, "num-slaves").map_err(bad)?;
+    Ok(SentinelAnswer {
+        view: master.view(addr.clone()),
+        known_replicas,
+    })
+}
+
+/// Every Sentinel at once: the answers and the errors of those that did not answer.
+pub async fn ask_sentinels(
+    sentinels: &[HostPort],
+    group: &str,
+    password: Option<&Secret>,
+    timeout: Duration,
+) -> (Vec<SentinelAnswer>, Vec<ProbeError>) {
+    let asks = sentinels
+        .iter()
+        .map(|s| ask_sentinel(s, group, password, timeout));
+    partition(futures::future::join_all(asks).await)
+}
+
+/// One peer's `INFO replication`.
+pub async fn ask_peer(
+    addr: &HostPort,
+    password: Option<&Secret>,
+    timeout: Duration,
+) -> Result<PeerState, ProbeError> {
+    let redis_err = |source| ProbeError::Peer {
+        addr: addr.clone(),
+        source,
+    };
+    let mut info = (addr.host.as_str(), addr.port)
+        .into_connection_info()
+        .map_err(redis_err)?;
+    info.redis.password = password.map(|p| p.expose().to_owned());
+    let client = Client::open(info).map_err(redis_err)?;
+    let config = AsyncConnectionConfig::new()
+        .set_connection_timeout(timeout)
+        .set_response_timeout(timeout);
+    // The handshake and the command bounded as one: a peer that accepts and never answers
+    // must not hold the start.
+    let ask = async {
+        let mut conn = client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await?;
+        redis::cmd("INFO")
+            .arg("replication")
+            .query_async::<redis::InfoDict>(&mut conn)
+            .await
+    };
+    let info = tokio::time::timeout(timeout, ask)
+        .await
+        .map_err(|_| ProbeError::PeerTimeout {
+            addr: addr.clone(),
+            after: timeout,
+        })?
+        .map_err(redis_err)?;
+    let missing = |field| ProbeError::PeerInfo {
+        addr: addr.clone(),
+        field,
+    };
+    let role: String = info.get("role").ok_or_else(|| missing("role"))?;
+    let repl_offset: u64 = info
+        .get("master_repl_offset")
+        .ok_or_else(|| missing("master_repl_offset"))?;
+    Ok(PeerState {
+        addr: addr.clone(),
+        is_master: role == "master",
+        repl_offset,
+    })
+}
+
+/// Every peer at once.
+pub async fn ask_peers(
+    peers: &[HostPort],
+    password: Option<&Secret>,
+    timeout: Duration,
+) -> (Vec<PeerState>, Vec<ProbeError>) {
+    let asks = peers.iter().map(|p| ask_peer(p, password, timeout));
+    partition(futures::future::join_all(asks).await)
+}
+
+fn partition<T>(results: Vec<Result<T, ProbeError>>) -> (Vec<T>, Vec<ProbeError>) {
+    let mut ok = Vec::new();
+    let mut errors = Vec::new();
+    for r in results {
+        match r {
+            Ok(v) => ok.push(v),
+            Err(e) => errors.push(e),
+        }
+    }
+    (ok, errors)
+}
+
+/// The addresses of this host's interfaces (loopback excluded): a Sentinel may name this node
+/// by one of them instead of its announced name.
+pub fn interface_addresses() -> Vec<String> {
+    let Ok(addrs) = nix::ifaddrs::getifaddrs() else {
+        return Vec::new();
+    };
+    let mut out: Vec<String> = addrs
+        .filter_map(|ifa| {
+            let a = ifa.address?;
+            let ip: std::net::IpAddr = if let Some(v4) = a.as_sockaddr_in() {
+                v4.ip().into()
+            } else {
+                a.as_sockaddr_in6()?.ip().into()
+            };
+            (!ip.is_loopback()).then(|| ip.to_string())
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// `host:port` words separated by commas or white space.
+pub fn parse_addr_list(s: &str) -> Result<Vec<HostPort>, redis_ha_common::addr::AddrError> {
+    s.split([',', ' ', '\t', '\n'])
+        .filter(|w| !w.is_empty())
+        .map(str::parse)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn address_lists_take_commas_and_spaces() {
+        let l =
+            parse_addr_list("sentinel-1:19001, sentinel-2:19002 sentinel-3:19003").expect("parses");
+        assert_eq!(l.len(), 3);
+        assert_eq!(l[2], HostPort::new("sentinel-3", 19003));
+        assert!(parse_addr_list("a:1 b").is_err());
+    }
+}
