@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use redis::{AsyncConnectionConfig, Client, IntoConnectionInfo};
+use redis_ha_common::redis_client::{info_fields, RedisLink};
 use redis_ha_common::{HostPort, Secret};
 use redis_ha_sentinel::reply::{number, parse_instance_map, parse_master, ReplyError};
 use redis_ha_sentinel::{SentinelClient, SentinelError};
@@ -13,17 +13,11 @@ use crate::role::{PeerState, SentinelAnswer};
 #[derive(Debug, thiserror::Error)]
 pub enum ProbeError {
     #[error(transparent)]
-    Sentinel(#[from] SentinelError),
+    /// A Sentinel or a peer did not answer (the error names which).
+    Link(#[from] SentinelError),
     #[error("sentinel {addr}: SENTINEL MASTER: {source}")]
     Reply { addr: HostPort, source: ReplyError },
-    #[error("peer {addr}: {source}")]
-    Peer {
-        addr: HostPort,
-        source: redis::RedisError,
-    },
-    #[error("peer {addr}: no answer within {after:?}")]
-    PeerTimeout { addr: HostPort, after: Duration },
-    #[error("peer {addr}: INFO replication has no {field}")]
+    #[error("peer {addr}: INFO replication has no valid {field}")]
     PeerInfo { addr: HostPort, field: &'static str },
 }
 
@@ -36,7 +30,10 @@ pub async fn ask_sentinel(
 ) -> Result<SentinelAnswer, ProbeError> {
     let mut client = SentinelClient::new(addr.clone(), password, timeout)?;
     let reply = client
-        .query(redis::cmd("SENTINEL").arg("MASTER").arg(group))
+        .query(
+            redis::cmd("SENTINEL").arg("MASTER").arg(group),
+            "SENTINEL MASTER",
+        )
         .await?;
     let bad = |source| ProbeError::Reply {
         addr: addr.clone(),
@@ -64,49 +61,26 @@ pub async fn ask_sentinels(
     partition(futures::future::join_all(asks).await)
 }
 
-/// One peer's `INFO replication`.
+/// One peer's `INFO replication`, through the bounded link every sidecar uses.
 pub async fn ask_peer(
     addr: &HostPort,
     password: Option<&Secret>,
     timeout: Duration,
 ) -> Result<PeerState, ProbeError> {
-    let redis_err = |source| ProbeError::Peer {
-        addr: addr.clone(),
-        source,
-    };
-    let mut info = (addr.host.as_str(), addr.port)
-        .into_connection_info()
-        .map_err(redis_err)?;
-    info.redis.password = password.map(|p| p.expose().to_owned());
-    let client = Client::open(info).map_err(redis_err)?;
-    let config = AsyncConnectionConfig::new()
-        .set_connection_timeout(timeout)
-        .set_response_timeout(timeout);
-    // The handshake and the command bounded as one: a peer that accepts and never answers
-    // must not hold the start.
-    let ask = async {
-        let mut conn = client
-            .get_multiplexed_async_connection_with_config(&config)
-            .await?;
-        redis::cmd("INFO")
-            .arg("replication")
-            .query_async::<redis::InfoDict>(&mut conn)
-            .await
-    };
-    let info = tokio::time::timeout(timeout, ask)
-        .await
-        .map_err(|_| ProbeError::PeerTimeout {
-            addr: addr.clone(),
-            after: timeout,
-        })?
-        .map_err(redis_err)?;
+    let mut link = RedisLink::new("redis", addr.clone(), password, timeout)?;
+    let reply = link
+        .query(redis::cmd("INFO").arg("replication"), "INFO replication")
+        .await?;
+    let text = link.text_reply("INFO replication", &reply)?;
+    let info = info_fields(&text);
     let missing = |field| ProbeError::PeerInfo {
         addr: addr.clone(),
         field,
     };
-    let role: String = info.get("role").ok_or_else(|| missing("role"))?;
+    let role = *info.get("role").ok_or_else(|| missing("role"))?;
     let repl_offset: u64 = info
         .get("master_repl_offset")
+        .and_then(|v| v.trim().parse().ok())
         .ok_or_else(|| missing("master_repl_offset"))?;
     Ok(PeerState {
         addr: addr.clone(),
