@@ -19,15 +19,14 @@ use std::time::{Duration, Instant, SystemTime};
 use nix::fcntl::{Flock, FlockArg};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use redis_ha_proto::v1::GetTopologyRequest;
 use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::cluster::{Cluster, READY_TIMEOUT};
 use crate::haproxy::Haproxy;
-use crate::process::tail;
-use crate::wait::{wait_for, POLL_INTERVAL};
+use redis_ha_testkit::process::tail;
+use redis_ha_testkit::wait_until;
 
 pub const AGENT_BIN: &str = "redis-ha-agent";
 pub const COORDINATOR_BIN: &str = "redis-ha-coordinator";
@@ -327,27 +326,27 @@ impl Cluster {
             env,
             &self.dir().join("coordinator.out"),
         );
-        let client = self.client();
-        let group = self.group().to_owned();
-        let deadline = tokio::time::Instant::now() + READY_TIMEOUT;
-        loop {
-            assert!(
-                p.is_running(),
-                "the coordinator binary exited during start-up:\n{}",
-                p.output_tail(30)
-            );
-            let request = GetTopologyRequest {
-                master_group: group.clone(),
-            };
-            match client.clone().get_topology(request).await {
-                Ok(_) => return p,
-                Err(s) if s.code() != tonic::Code::Unavailable => return p,
-                Err(s) if tokio::time::Instant::now() >= deadline => {
-                    panic!("the coordinator binary never answered: {s}")
+        let api = &self.api();
+        let serving = wait_until(
+            "the coordinator binary to answer gRPC",
+            READY_TIMEOUT,
+            || {
+                let running = p.is_running();
+                async move {
+                    if !running {
+                        return Ok(false);
+                    }
+                    api.serving_state().await.map(|()| true)
                 }
-                Err(_) => tokio::time::sleep(POLL_INTERVAL).await,
-            }
-        }
+            },
+        )
+        .await;
+        assert!(
+            serving,
+            "the coordinator binary exited during start-up:\n{}",
+            p.output_tail(30)
+        );
+        p
     }
 
     /// Starts `redis-ha-agent` for node `i` (the harness's `agent_config(i)`, metrics on its port
@@ -420,7 +419,7 @@ pub async fn scrape(port: u16) -> Result<String, String> {
 
 /// Waits until `GET /metrics` on `port` answers; returns the body.
 pub async fn wait_scrape(port: u16) -> String {
-    wait_for(&format!("/metrics on port {port}"), READY_TIMEOUT, || {
+    wait_until(&format!("/metrics on port {port}"), READY_TIMEOUT, || {
         scrape(port)
     })
     .await

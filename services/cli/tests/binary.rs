@@ -11,7 +11,7 @@ use std::net::TcpListener;
 use std::process::{Output, Stdio};
 use std::time::Duration;
 
-use redis_ha_tests::{wait_for, Cluster, ClusterOptions, NODES, READY_TIMEOUT};
+use redis_ha_tests::{wait_until, Cluster, ClusterOptions, NODES, READY_TIMEOUT};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
@@ -62,7 +62,7 @@ async fn ok(url: &str, args: &[&str]) -> String {
     text(&out.stdout)
 }
 
-/// Like `ok`, but a non-zero exit is returned as the observation (for `wait_for`).
+/// Like `ok`, but a non-zero exit is returned as the observation (for `wait_until`).
 async fn try_ok(url: &str, args: &[&str]) -> Result<String, String> {
     let mut all = vec!["--coordinator", url];
     all.extend_from_slice(args);
@@ -349,7 +349,7 @@ async fn against_a_real_cluster() {
     // `status` follows: the master the Sentinels name (under load they may fail over once
     // more, so compare with their answer at that moment), node-1 down.
     let (u, c, old) = (&url, &cluster, &master);
-    let (new_master, table) = wait_for(
+    let (new_master, table) = wait_until(
         "status to show the Sentinels' new master and node-1 down",
         READY_TIMEOUT,
         || {
@@ -421,7 +421,7 @@ async fn against_a_real_cluster() {
 
     // ---- A manual failover through the CLI: the two live nodes swap roles.
     let c = &cluster;
-    wait_for(
+    wait_until(
         "the live nodes to be the Sentinels' master and its synced replica",
         READY_TIMEOUT,
         || async move {
@@ -443,7 +443,7 @@ async fn against_a_real_cluster() {
         .await;
     let before = at_rest.master_address.clone();
     // A Sentinel may still refuse for a moment (INPROG right after the last failover).
-    let said = wait_for("redis-ha failover to be accepted", READY_TIMEOUT, || {
+    let said = wait_until("redis-ha failover to be accepted", READY_TIMEOUT, || {
         try_ok(&url, &["failover"])
     })
     .await;
@@ -459,7 +459,7 @@ async fn against_a_real_cluster() {
         )
         .await;
     let (u, c) = (&url, &cluster);
-    let shown = wait_for("master to print the new master", READY_TIMEOUT, || {
+    let shown = wait_until("master to print the new master", READY_TIMEOUT, || {
         let (url, cluster) = (u, c);
         async move {
             let now = sentinels_master(cluster).await?;

@@ -24,6 +24,7 @@
 
 pub mod client;
 pub mod conf;
+pub mod coordinator;
 pub mod haproxy;
 pub mod ports;
 pub mod process;
