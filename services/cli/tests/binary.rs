@@ -7,20 +7,20 @@
 // `#[test]` functions, not the helpers here).
 #![allow(clippy::unwrap_used)]
 
-use std::net::TcpListener;
 use std::process::{Output, Stdio};
 use std::time::Duration;
 
-use redis_ha_tests::{wait_until, Cluster, ClusterOptions, NODES, READY_TIMEOUT};
+use redis_ha_testkit::{wait_until, PortBlock};
+use redis_ha_tests::{Cluster, ClusterOptions, NODES, READY_TIMEOUT};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 const BIN: &str = env!("CARGO_BIN_EXE_redis-ha");
 
-/// A loopback port nothing listens on (bound, then released).
-fn dead_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
+/// A coordinator URL nothing listens on: a port of a reserved block (held while the block
+/// lives, so no other test's server can take it).
+fn dead_url(block: &PortBlock) -> String {
+    format!("http://127.0.0.1:{}", block.port(0))
 }
 
 fn command(args: &[&str]) -> tokio::process::Command {
@@ -80,7 +80,8 @@ async fn try_ok(url: &str, args: &[&str]) -> Result<String, String> {
 
 #[tokio::test]
 async fn unreachable_coordinator_exits_2_with_a_clear_message() {
-    let url = format!("http://127.0.0.1:{}", dead_port());
+    let block = PortBlock::allocate(1);
+    let url = dead_url(&block);
     for cmd in [
         &["status"][..],
         &["status", "--json"],
@@ -108,7 +109,8 @@ async fn unreachable_coordinator_exits_2_with_a_clear_message() {
 
 #[tokio::test]
 async fn coordinator_url_comes_from_the_environment() {
-    let url = format!("http://127.0.0.1:{}", dead_port());
+    let block = PortBlock::allocate(1);
+    let url = dead_url(&block);
     let out = tokio::process::Command::new(BIN)
         .arg("status")
         .env("REDIS_HA_COORDINATOR", &url)

@@ -2,16 +2,14 @@
 //! against sockets that misbehave (dead, stalled, garbage).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::time::Duration;
 
-use common::*;
 use redis_ha_agent::{AgentConfig, ObserveError, RedisProbe, SentinelProbe};
 use redis_ha_common::HostPort;
 use redis_ha_proto::v1::{LinkState, Role};
+use redis_ha_testkit::{wait_until, RedisSpec, Sandbox, TIMEOUT};
 
 const IO: Duration = Duration::from_millis(500);
 
@@ -25,15 +23,16 @@ fn probe(port: u16) -> RedisProbe {
 
 #[tokio::test]
 async fn master_status() {
-    let m = redis(&[]);
-    let mut p = probe(m.port);
+    let sb = Sandbox::new();
+    let m = sb.redis(None).await;
+    let mut p = probe(m.port());
     let obs = p.observe().await.unwrap();
     assert_eq!(obs.role.role(), Role::Master);
     assert!(!obs.run_id.is_empty());
     let s = p.status().await;
     assert!(s.reachable, "{s:?}");
     assert_eq!(s.role(), Role::Master);
-    assert_eq!(s.address, format!("127.0.0.1:{}", m.port));
+    assert_eq!(s.address, m.addr());
     assert_eq!(s.run_id, obs.run_id);
     assert!(s.replicas.is_empty());
     assert!(s.error.is_empty());
@@ -42,56 +41,56 @@ async fn master_status() {
 
 #[tokio::test]
 async fn replica_status_and_the_master_seeing_it() {
-    let m = redis(&[]);
-    let mp = m.port.to_string();
-    let r = redis(&["--replicaof", "127.0.0.1", &mp]);
-    let mut rp = probe(r.port);
-    let mut status = rp.status().await;
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while status.link() != LinkState::Up {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "link never up: {status:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        status = rp.status().await;
-    }
+    let sb = Sandbox::new();
+    let m = sb.redis(None).await;
+    let r = sb.redis(Some(m.port())).await;
+    let mut rp = probe(r.port());
+    let status = wait_until("the replica's link up", TIMEOUT, async || {
+        let s = rp.status().await;
+        if s.link() == LinkState::Up {
+            Ok(s)
+        } else {
+            Err(format!("{s:?}"))
+        }
+    })
+    .await;
     assert!(status.reachable);
     assert_eq!(status.role(), Role::Replica);
-    assert_eq!(status.master_address, format!("127.0.0.1:{}", m.port));
+    assert_eq!(status.master_address, m.addr());
     assert!(!status.sync_in_progress);
 
-    let mut mp = probe(m.port);
-    let mut ms = mp.status().await;
-    while !ms.replicas.iter().any(|l| l.state == "online") {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "replica never online: {ms:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        ms = mp.status().await;
-    }
+    let mut mp = probe(m.port());
+    let ms = wait_until("the master to see its replica online", TIMEOUT, async || {
+        let s = mp.status().await;
+        if s.replicas.iter().any(|l| l.state == "online") {
+            Ok(s)
+        } else {
+            Err(format!("{s:?}"))
+        }
+    })
+    .await;
     assert_eq!(ms.replicas.len(), 1);
-    assert_eq!(ms.replicas[0].address, format!("127.0.0.1:{}", r.port));
+    assert_eq!(ms.replicas[0].address, r.addr());
 
     // The master goes away: the replica still answers, link down.
     drop(m);
-    let mut status = rp.status().await;
-    while status.link() != LinkState::Down {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "link never down: {status:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        status = rp.status().await;
-    }
+    let status = wait_until("the replica's link down", TIMEOUT, async || {
+        let s = rp.status().await;
+        if s.link() == LinkState::Down {
+            Ok(s)
+        } else {
+            Err(format!("{s:?}"))
+        }
+    })
+    .await;
     assert!(status.reachable);
     assert_eq!(status.role(), Role::Replica);
 }
 
 #[tokio::test]
 async fn down_redis_is_unreachable_with_an_error() {
-    let port = free_port();
+    let sb = Sandbox::new();
+    let port = sb.port();
     let mut p = probe(port);
     let s = p.status().await;
     assert!(!s.reachable);
@@ -101,8 +100,8 @@ async fn down_redis_is_unreachable_with_an_error() {
     assert!(!p.is_connected());
 
     // A node that dies under an open connection.
-    let mut m = redis(&[]);
-    let mut p = probe(m.port);
+    let mut m = sb.redis(None).await;
+    let mut p = probe(m.port());
     assert!(p.status().await.reachable);
     m.kill();
     let s = p.status().await;
@@ -196,43 +195,41 @@ async fn garbage_answers_are_errors() {
 
 #[tokio::test]
 async fn a_sentinel_port_is_not_a_redis_node() {
-    let m = redis(&[]);
-    let s = sentinel("redis-cluster", m.port);
-    let e = probe(s.port).role().await.unwrap_err();
+    let sb = Sandbox::new();
+    let m = sb.redis(None).await;
+    let s = sb.sentinel("redis-cluster", m.port(), 1).await;
+    let e = probe(s.port()).role().await.unwrap_err();
     assert!(e.to_string().contains("Sentinel"), "{e}");
 }
 
 #[tokio::test]
 async fn sentinel_status() {
-    let m = redis(&[]);
-    let mp = m.port.to_string();
-    let r = redis(&["--replicaof", "127.0.0.1", &mp]);
-    let s = sentinel("redis-cluster", m.port);
-    let mut sp = SentinelProbe::new(addr(s.port), None, IO).unwrap();
+    let sb = Sandbox::new();
+    let m = sb.redis(None).await;
+    let r = sb.redis(Some(m.port())).await;
+    let s = sb.sentinel("redis-cluster", m.port(), 1).await;
+    let mut sp = SentinelProbe::new(addr(s.port()), None, IO).unwrap();
     let obs = sp.observe("redis-cluster").await.unwrap();
-    assert_eq!(obs.master.address, addr(m.port));
+    assert_eq!(obs.master.address, addr(m.port()));
     assert_eq!(obs.master.quorum, 1);
     assert_eq!(obs.master.config_epoch, 0);
     assert!(obs.master.flags.contains(&"master".to_owned()));
     assert!(!obs.master.failover_in_progress());
 
     // Sentinel learns the replica from the master's INFO.
-    let replica = format!("127.0.0.1:{}", r.port);
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
+    let replica = r.addr();
+    let st = wait_until("the Sentinel to discover the replica", TIMEOUT, async || {
         let st = sp.status("redis-cluster").await;
         assert!(st.reachable, "{st:?}");
         if st.replicas.iter().any(|v| v.address == replica) {
-            assert_eq!(st.master_address, format!("127.0.0.1:{}", m.port));
-            assert_eq!(st.address, format!("127.0.0.1:{}", s.port));
-            break;
+            Ok(st)
+        } else {
+            Err(format!("{st:?}"))
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "replica not discovered: {st:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await;
+    assert_eq!(st.master_address, m.addr());
+    assert_eq!(st.address, s.addr());
 
     let e = sp.observe("no-such-group").await.unwrap_err();
     assert!(
@@ -246,12 +243,20 @@ async fn sentinel_status() {
 
 #[tokio::test]
 async fn password_from_file() {
-    let m = redis(&["--requirepass", "s3cret-pw"]);
-    let dir = tempfile::tempdir().unwrap();
-    let good = write_file(dir.path(), "good", "s3cret-pw\n");
-    let bad = write_file(dir.path(), "bad", "wrong\n");
+    let sb = Sandbox::new();
+    let port = sb.port();
+    let m = sb
+        .redis_with(RedisSpec::new("node-1", port).password("s3cret-pw"))
+        .await;
+    let write_file = |name: &str, content: &str| {
+        let p = sb.path(name);
+        std::fs::write(&p, content).unwrap();
+        p
+    };
+    let good = write_file("good", "s3cret-pw\n");
+    let bad = write_file("bad", "wrong\n");
     let config = |file: Option<std::path::PathBuf>| AgentConfig {
-        redis_addr: addr(m.port),
+        redis_addr: addr(m.port()),
         redis_password_file: file,
         resolve_wait_ms: 0,
         io_timeout_ms: 500,
@@ -282,12 +287,12 @@ async fn password_from_file() {
         s.error
     );
 
-    let e = config(Some(dir.path().join("missing")))
+    let e = config(Some(sb.path("missing")))
         .validate()
         .unwrap_err()
         .to_string();
     assert!(e.contains("redis_password_file"), "{e}");
-    let empty = write_file(dir.path(), "empty", "\n");
+    let empty = write_file("empty", "\n");
     let e = config(Some(empty)).validate().unwrap_err().to_string();
     assert!(e.contains("redis_password_file"), "{e}");
 }

@@ -6,7 +6,9 @@
 //!   processes started from the shipped configuration ([`conf`]: the templates
 //!   `deploy/up.sh --local` renders, read from the repository at run time);
 //! - [`client`]: RESP through the `redis` crate;
-//! - [`wait`]: the one way to wait, [`wait_until`].
+//! - [`wait`]: the one way to wait, [`wait_until`];
+//! - [`sandbox`]: one test's port block and temp dir, starting the processes above in it;
+//! - [`coordinator`]: the coordinator's gRPC API as tests read it (the generated client only).
 //!
 //! ```no_run
 //! # async fn demo() {
@@ -29,6 +31,7 @@ pub mod haproxy;
 pub mod ports;
 pub mod process;
 pub mod redis;
+pub mod sandbox;
 pub mod sentinel;
 pub mod wait;
 
@@ -37,5 +40,6 @@ pub use haproxy::{Haproxy, HaproxySpec};
 pub use ports::PortBlock;
 pub use process::ManagedProcess;
 pub use redis::{RedisNode, RedisSpec};
+pub use sandbox::Sandbox;
 pub use sentinel::{Sentinel, SentinelSpec};
 pub use wait::{poll_until, wait_until, TIMEOUT};

@@ -2,7 +2,6 @@
 //! assert on states reached, never on how fast they were reached.
 
 use std::fmt::Display;
-use std::future::Future;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -48,11 +47,13 @@ impl<T, E: Display> Probe for Result<T, E> {
 
 /// Calls `probe` every [`POLL_INTERVAL`] until its condition holds and returns the value; after
 /// `timeout` the test panics naming `what` it waited for and the last observation.
-pub async fn wait_until<F, Fut>(what: &str, timeout: Duration, probe: F) -> <Fut::Output as Probe>::Value
+///
+/// The probe is an async closure (`async || ...`, which may keep state such as a connection
+/// between probes) or a closure returning a future (`|| async move { ... }`).
+pub async fn wait_until<F, P>(what: &str, timeout: Duration, probe: F) -> P::Value
 where
-    F: FnMut() -> Fut,
-    Fut: Future,
-    Fut::Output: Probe,
+    F: AsyncFnMut() -> P,
+    P: Probe,
 {
     match poll_until(timeout, POLL_INTERVAL, probe).await {
         Ok(v) => v,
@@ -64,15 +65,14 @@ where
 
 /// Like [`wait_until`] with its own probe interval (for probes that are expensive, e.g. a
 /// process spawn or a Docker call), returning the last observation instead of panicking.
-pub async fn poll_until<F, Fut>(
+pub async fn poll_until<F, P>(
     timeout: Duration,
     interval: Duration,
     mut probe: F,
-) -> Result<<Fut::Output as Probe>::Value, String>
+) -> Result<P::Value, String>
 where
-    F: FnMut() -> Fut,
-    Fut: Future,
-    Fut::Output: Probe,
+    F: AsyncFnMut() -> P,
+    P: Probe,
 {
     let deadline = Instant::now() + timeout;
     loop {
