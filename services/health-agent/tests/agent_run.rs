@@ -110,28 +110,35 @@ impl Coordinator {
     /// Waits until each of `nodes` has had `n` more reports taken since the call: a report
     /// resets the node's `report_age_ms`, so every drop of the age is one at least.
     async fn wait_reports(&self, nodes: &[&str], n: usize) {
-        let mut last: BTreeMap<String, u64> = BTreeMap::new();
-        let mut count: BTreeMap<String, usize> = BTreeMap::new();
+        // Per node: the last report age seen and the reports counted.
+        let seen = tokio::sync::Mutex::new(BTreeMap::<String, (u64, usize)>::new());
         wait_until(
             &format!("{n} more reports of {nodes:?}"),
             TIMEOUT,
-            async || {
+            || async {
+                let mut seen = seen.lock().await;
                 if let Ok(t) = self.topology().await {
                     for v in &t.nodes {
-                        if let Some(prev) = last.insert(v.node.clone(), v.report_age_ms) {
-                            if v.report_age_ms < prev {
-                                *count.entry(v.node.clone()).or_default() += 1;
+                        match seen.get_mut(&v.node) {
+                            Some((age, count)) => {
+                                if v.report_age_ms < *age {
+                                    *count += 1;
+                                }
+                                *age = v.report_age_ms;
+                            }
+                            None => {
+                                seen.insert(v.node.clone(), (v.report_age_ms, 0));
                             }
                         }
                     }
                 }
                 if nodes
                     .iter()
-                    .all(|id| count.get(*id).copied().unwrap_or(0) >= n)
+                    .all(|id| seen.get(*id).is_some_and(|(_, c)| *c >= n))
                 {
                     Ok(())
                 } else {
-                    Err(format!("counted {count:?}"))
+                    Err(format!("seen (age, reports) {seen:?}"))
                 }
             },
         )

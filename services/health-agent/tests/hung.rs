@@ -34,13 +34,15 @@ async fn a_paused_redis_is_hung_and_a_killed_one_is_not() {
     );
 
     redis.pause();
-    let mut polls = 0;
-    let hung_for = wait_until("the detector to decide a restart", TIMEOUT, async || {
+    // The probe, the detector and the number of polls, carried from one probe to the next.
+    let state = tokio::sync::Mutex::new((probe, detector, 0));
+    let hung_for = wait_until("the detector to decide a restart", TIMEOUT, || async {
+        let (probe, detector, polls) = &mut *state.lock().await;
         let started = Instant::now();
         let result = probe.observe().await;
         let outcome = PollOutcome::of(&result);
         assert_eq!(outcome, PollOutcome::TimedOut, "{result:?}");
-        polls += 1;
+        *polls += 1;
         match detector.observe(outcome, started, false) {
             HungDecision::Restart(d) => Ok(d),
             HungDecision::Stalled(d) => Err(format!("stalled for {d:?}")),
@@ -48,6 +50,7 @@ async fn a_paused_redis_is_hung_and_a_killed_one_is_not() {
         }
     })
     .await;
+    let (mut probe, mut detector, polls) = state.into_inner();
     assert!(hung_for >= AFTER, "{hung_for:?}");
     assert!(polls >= 2, "timeouts accumulate over several polls");
     detector.attempted(Instant::now());

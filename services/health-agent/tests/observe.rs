@@ -44,9 +44,9 @@ async fn replica_status_and_the_master_seeing_it() {
     let sb = Sandbox::new();
     let m = sb.redis(None).await;
     let r = sb.redis(Some(m.port())).await;
-    let mut rp = probe(r.port());
-    let status = wait_until("the replica's link up", TIMEOUT, async || {
-        let s = rp.status().await;
+    let rp = tokio::sync::Mutex::new(probe(r.port()));
+    let status = wait_until("the replica's link up", TIMEOUT, || async {
+        let s = rp.lock().await.status().await;
         if s.link() == LinkState::Up {
             Ok(s)
         } else {
@@ -59,9 +59,9 @@ async fn replica_status_and_the_master_seeing_it() {
     assert_eq!(status.master_address, m.addr());
     assert!(!status.sync_in_progress);
 
-    let mut mp = probe(m.port());
-    let ms = wait_until("the master to see its replica online", TIMEOUT, async || {
-        let s = mp.status().await;
+    let mp = tokio::sync::Mutex::new(probe(m.port()));
+    let ms = wait_until("the master to see its replica online", TIMEOUT, || async {
+        let s = mp.lock().await.status().await;
         if s.replicas.iter().any(|l| l.state == "online") {
             Ok(s)
         } else {
@@ -74,8 +74,8 @@ async fn replica_status_and_the_master_seeing_it() {
 
     // The master goes away: the replica still answers, link down.
     drop(m);
-    let status = wait_until("the replica's link down", TIMEOUT, async || {
-        let s = rp.status().await;
+    let status = wait_until("the replica's link down", TIMEOUT, || async {
+        let s = rp.lock().await.status().await;
         if s.link() == LinkState::Down {
             Ok(s)
         } else {
@@ -218,8 +218,9 @@ async fn sentinel_status() {
 
     // Sentinel learns the replica from the master's INFO.
     let replica = r.addr();
-    let st = wait_until("the Sentinel to discover the replica", TIMEOUT, async || {
-        let st = sp.status("redis-cluster").await;
+    let shared = tokio::sync::Mutex::new(sp);
+    let st = wait_until("the Sentinel to discover the replica", TIMEOUT, || async {
+        let st = shared.lock().await.status("redis-cluster").await;
         assert!(st.reachable, "{st:?}");
         if st.replicas.iter().any(|v| v.address == replica) {
             Ok(st)
@@ -230,6 +231,7 @@ async fn sentinel_status() {
     .await;
     assert_eq!(st.master_address, m.addr());
     assert_eq!(st.address, s.addr());
+    let mut sp = shared.into_inner();
 
     let e = sp.observe("no-such-group").await.unwrap_err();
     assert!(

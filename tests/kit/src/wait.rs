@@ -2,6 +2,7 @@
 //! assert on states reached, never on how fast they were reached.
 
 use std::fmt::Display;
+use std::future::Future;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -47,13 +48,13 @@ impl<T, E: Display> Probe for Result<T, E> {
 
 /// Calls `probe` every [`POLL_INTERVAL`] until its condition holds and returns the value; after
 /// `timeout` the test panics naming `what` it waited for and the last observation.
-///
-/// The probe is an async closure (`async || ...`, which may keep state such as a connection
-/// between probes) or a closure returning a future (`|| async move { ... }`).
-pub async fn wait_until<F, P>(what: &str, timeout: Duration, probe: F) -> P::Value
+/// (A probe that keeps state between calls, such as a connection, keeps it behind a
+/// `tokio::sync::Mutex`: the future a probe returns cannot borrow the closure.)
+pub async fn wait_until<F, Fut>(what: &str, timeout: Duration, probe: F) -> <Fut::Output as Probe>::Value
 where
-    F: AsyncFnMut() -> P,
-    P: Probe,
+    F: FnMut() -> Fut,
+    Fut: Future,
+    Fut::Output: Probe,
 {
     match poll_until(timeout, POLL_INTERVAL, probe).await {
         Ok(v) => v,
@@ -65,14 +66,15 @@ where
 
 /// Like [`wait_until`] with its own probe interval (for probes that are expensive, e.g. a
 /// process spawn or a Docker call), returning the last observation instead of panicking.
-pub async fn poll_until<F, P>(
+pub async fn poll_until<F, Fut>(
     timeout: Duration,
     interval: Duration,
     mut probe: F,
-) -> Result<P::Value, String>
+) -> Result<<Fut::Output as Probe>::Value, String>
 where
-    F: AsyncFnMut() -> P,
-    P: Probe,
+    F: FnMut() -> Fut,
+    Fut: Future,
+    Fut::Output: Probe,
 {
     let deadline = Instant::now() + timeout;
     loop {
