@@ -3,32 +3,22 @@
 // Tests may unwrap: a failure should stop the test right there.
 #![allow(clippy::unwrap_used)]
 
-use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
-use redis_ha_coordinator::{serve, CoordinatorConfig};
+use redis_ha_coordinator::{CoordinatorConfig, InProcess};
 use redis_ha_proto::v1::coordinator_client::CoordinatorClient;
 use redis_ha_proto::v1::{
     AgentReport, FailoverRequest, GetTopologyRequest, Health, ListEventsRequest, RedisStatus, Role,
     SentinelEvent, SentinelStatus, Topology, WatchTopologyRequest,
 };
-use tokio::task::JoinHandle;
+use redis_ha_testkit::{wait_until, Sandbox, TIMEOUT as WAIT};
 use tokio_stream::StreamExt;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 use tonic::Code;
 
 const G: &str = "redis-cluster";
-/// Generous: a busy machine may be slow, but a hang must still fail the test.
-const WAIT: Duration = Duration::from_secs(30);
 
-/// A coordinator serving in this process; stopped on drop.
-struct Running {
-    addr: SocketAddr,
-    shutdown: CancellationToken,
-    task: Option<JoinHandle<()>>,
-}
+/// A coordinator serving in this process (its own launcher); stopped on drop.
+struct Running(InProcess);
 
 impl Running {
     async fn start() -> Self {
@@ -36,22 +26,13 @@ impl Running {
     }
 
     async fn start_with(config: CoordinatorConfig) -> Self {
+        // Port 0, kept bound: the kernel's pick cannot be taken by anyone else.
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let shutdown = CancellationToken::new();
-        let token = shutdown.clone();
-        let task = tokio::spawn(async move {
-            serve(config, listener, token).await.unwrap();
-        });
-        Self {
-            addr,
-            shutdown,
-            task: Some(task),
-        }
+        Self(InProcess::spawn(config, listener).unwrap())
     }
 
     fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.0.url()
     }
 
     async fn channel(&self) -> Channel {
@@ -67,20 +48,12 @@ impl Running {
         CoordinatorClient::new(self.channel().await)
     }
 
-    async fn stop(mut self) {
-        self.shutdown.cancel();
-        if let Some(task) = self.task.take() {
-            tokio::time::timeout(WAIT, task)
-                .await
-                .expect("serve returns after shutdown")
-                .unwrap();
-        }
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
+    async fn stop(self) {
+        tokio::time::timeout(WAIT, self.0.stop())
+            .await
+            .expect("serve returns after shutdown")
+            .unwrap()
+            .unwrap();
     }
 }
 
@@ -324,17 +297,24 @@ async fn a_never_polled_watcher_blocks_nobody() {
         last_ack = ack.topology_version;
     }
     // The active watcher reaches the latest version (possibly skipping some on the way).
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let t = tokio::time::timeout_at(deadline.into(), watch.next())
-            .await
-            .expect("the active watcher keeps receiving")
-            .unwrap()
-            .unwrap();
-        if t.version >= last_ack {
-            break;
-        }
-    }
+    let watch = &tokio::sync::Mutex::new(watch);
+    wait_until(
+        &format!("the active watcher to receive v{last_ack}"),
+        WAIT,
+        || async move {
+            let t = tokio::time::timeout(WAIT, watch.lock().await.next())
+                .await
+                .expect("the active watcher keeps receiving")
+                .unwrap()
+                .unwrap();
+            if t.version >= last_ack {
+                Ok(())
+            } else {
+                Err(format!("v{}", t.version))
+            }
+        },
+    )
+    .await;
     c.stop().await;
 }
 
@@ -426,11 +406,8 @@ async fn failover_without_a_known_sentinel() {
     assert!(e.message().contains("no Sentinel"), "{}", e.message());
 
     // A Sentinel address nobody listens on: UNAVAILABLE, naming it.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let sb = Sandbox::new();
+    let port = sb.port();
     let mut r = report(1, 1, Role::Master);
     r.sentinel.as_mut().unwrap().address = format!("127.0.0.1:{port}");
     client.report(r).await.unwrap();
@@ -449,56 +426,13 @@ async fn failover_without_a_known_sentinel() {
     c.stop().await;
 }
 
-/// A child process killed on drop.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// The real Sentinel's refusal: a master without replicas cannot fail over.
 #[tokio::test]
 async fn failover_refused_by_a_real_sentinel() {
-    let dir = tempfile::tempdir().unwrap();
-    let redis_port = free_port();
-    let sentinel_port = free_port();
-    let _redis = Proc(
-        Command::new("redis-server")
-            .args(["--port", &redis_port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server on PATH"),
-    );
-    let conf = dir.path().join("sentinel.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "port {sentinel_port}\nbind 127.0.0.1\ndir {}\nsentinel monitor {G} 127.0.0.1 {redis_port} 1\n",
-            dir.path().display()
-        ),
-    )
-    .unwrap();
-    let _sentinel = Proc(
-        Command::new("redis-sentinel")
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-sentinel on PATH"),
-    );
+    let sb = Sandbox::new();
+    let redis = sb.redis(None).await;
+    let sentinel = sb.sentinel(G, redis.port(), 1).await;
+    let sentinel_port = sentinel.port();
 
     let c = Running::start().await;
     let mut client = c.client().await;
@@ -506,20 +440,23 @@ async fn failover_refused_by_a_real_sentinel() {
     r.sentinel.as_mut().unwrap().address = format!("127.0.0.1:{sentinel_port}");
     client.report(r).await.unwrap();
 
-    // Until the Sentinel listens the answer is UNAVAILABLE; then it refuses (no replica).
-    let deadline = Instant::now() + WAIT;
-    let e = loop {
+    // The Sentinel answers PING once started; it refuses (no replica).
+    let client = &client;
+    let e = wait_until("the coordinator to reach the Sentinel", WAIT, || async move {
         let e = client
+            .clone()
             .failover(FailoverRequest {
                 master_group: G.into(),
             })
             .await
             .unwrap_err();
-        if e.code() != Code::Unavailable || Instant::now() > deadline {
-            break e;
+        if e.code() == Code::Unavailable {
+            Err(format!("{e:?}"))
+        } else {
+            Ok(e)
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    })
+    .await;
     assert_eq!(e.code(), Code::FailedPrecondition, "{e:?}");
     assert!(e.message().contains("NOGOODSLAVE"), "{}", e.message());
     c.stop().await;
