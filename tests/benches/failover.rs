@@ -214,7 +214,12 @@ async fn master_port(cluster: &Cluster) -> u16 {
 
 /// Waits until each writer has 50 acknowledged writes that pass `pred` (the writers in their
 /// stride, so the figures cover a steady flow and not the writers' start or end).
-async fn both_acked(ours: &Writer, classic: &Writer, what: &str, pred: impl Fn(&WriteRecord) -> bool) {
+async fn both_acked(
+    ours: &Writer,
+    classic: &Writer,
+    what: &str,
+    pred: impl Fn(&WriteRecord) -> bool,
+) {
     let pred = &pred;
     wait_until(
         &format!("both writers to have 50 writes acknowledged {what}"),

@@ -26,6 +26,5 @@ pub use redis_ha_testkit as kit;
 
 pub use cluster::{Cluster, ClusterOptions, NODES, READY_TIMEOUT};
 pub use redis_ha_testkit::{
-    poll_until, wait_until, ManagedProcess, PortBlock, RedisNode, RedisSpec, Sentinel,
-    SentinelSpec,
+    poll_until, wait_until, ManagedProcess, PortBlock, RedisNode, RedisSpec, Sentinel, SentinelSpec,
 };

@@ -390,21 +390,6 @@ where
         .map_err(|e| format!("after {timeout:?}: {e}"))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_skip_is_refused_under_ci() {
-        assert_eq!(skip_decision(None, None), Ok(false));
-        assert_eq!(skip_decision(Some("1"), None), Ok(true));
-        assert_eq!(skip_decision(Some("true"), Some("")), Ok(true));
-        assert_eq!(skip_decision(Some("0"), Some("true")), Ok(false));
-        assert!(skip_decision(Some("1"), Some("true")).is_err());
-        assert!(skip_decision(Some("1"), Some("1")).is_err());
-    }
-}
-
 /// `redis-ha status --json` run by the CLI binary `bin` against a coordinator on this host.
 pub async fn cli_status_json(
     bin: &Path,
@@ -431,4 +416,19 @@ pub async fn cli_status_json(
         ));
     }
     serde_json::from_slice(&out.stdout).map_err(|e| format!("status JSON: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_skip_is_refused_under_ci() {
+        assert_eq!(skip_decision(None, None), Ok(false));
+        assert_eq!(skip_decision(Some("1"), None), Ok(true));
+        assert_eq!(skip_decision(Some("true"), Some("")), Ok(true));
+        assert_eq!(skip_decision(Some("0"), Some("true")), Ok(false));
+        assert!(skip_decision(Some("1"), Some("true")).is_err());
+        assert!(skip_decision(Some("1"), Some("1")).is_err());
+    }
 }

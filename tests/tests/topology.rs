@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use redis_ha_proto::v1::{FailoverRequest, Health, LinkState, Role, Topology};
 use redis_ha_tests::sidecars::describe;
-use redis_ha_tests::{Cluster, ClusterOptions, READY_TIMEOUT};
+use redis_ha_tests::{wait_until, Cluster, ClusterOptions, READY_TIMEOUT};
 use tokio_stream::StreamExt;
 
 async fn started(opts: ClusterOptions) -> Cluster {
@@ -179,14 +179,22 @@ async fn agent_reports_its_redis_down() {
         .wait_topology("node-3 DOWN, the others UP", READY_TIMEOUT, down)
         .await;
 
-    // Still DOWN (a fresh report saying so), not UNKNOWN, once a whole stale period has passed:
-    // the agent keeps reporting. Time must pass for this, so this one sleep is needed.
-    tokio::time::sleep(Duration::from_millis(
-        cluster.options().stale_after_ms + 1000,
-    ))
+    // Still DOWN (a fresh report saying so), never UNKNOWN, over a whole stale period: the
+    // agent keeps reporting. A negative check, so it needs a window of time; every topology
+    // seen in it is checked, not only the last one.
+    let window = Duration::from_millis(cluster.options().stale_after_ms + 1000);
+    let since = std::time::Instant::now();
+    let c = &cluster;
+    let t = wait_until(
+        "a whole stale period with node-3 DOWN",
+        READY_TIMEOUT,
+        || async move {
+            let t = c.topology().await.unwrap();
+            assert!(down(&t), "{}", describe(&t));
+            (since.elapsed() >= window).then_some(t)
+        },
+    )
     .await;
-    let t = cluster.topology().await.unwrap();
-    assert!(down(&t), "{}", describe(&t));
     assert_eq!(
         node(&t, "node-3").agent_health(),
         Health::Up,

@@ -442,20 +442,24 @@ async fn failover_refused_by_a_real_sentinel() {
 
     // The Sentinel answers PING once started; it refuses (no replica).
     let client = &client;
-    let e = wait_until("the coordinator to reach the Sentinel", WAIT, || async move {
-        let e = client
-            .clone()
-            .failover(FailoverRequest {
-                master_group: G.into(),
-            })
-            .await
-            .unwrap_err();
-        if e.code() == Code::Unavailable {
-            Err(format!("{e:?}"))
-        } else {
-            Ok(e)
-        }
-    })
+    let e = wait_until(
+        "the coordinator to reach the Sentinel",
+        WAIT,
+        || async move {
+            let e = client
+                .clone()
+                .failover(FailoverRequest {
+                    master_group: G.into(),
+                })
+                .await
+                .unwrap_err();
+            if e.code() == Code::Unavailable {
+                Err(format!("{e:?}"))
+            } else {
+                Ok(e)
+            }
+        },
+    )
     .await;
     assert_eq!(e.code(), Code::FailedPrecondition, "{e:?}");
     assert!(e.message().contains("NOGOODSLAVE"), "{}", e.message());

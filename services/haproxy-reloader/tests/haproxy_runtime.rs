@@ -122,7 +122,12 @@ async fn ready_then_switch_fences_the_old_master() {
     let ready: Vec<&str> = obs.ready_servers().map(|s| s.srv_name.as_str()).collect();
     assert_eq!(ready, ["redis-2"]);
     wait_until("redis-1's sessions to end", TIMEOUT, || async {
-        match client.observe("redis").await.unwrap().sessions_of("redis-1") {
+        match client
+            .observe("redis")
+            .await
+            .unwrap()
+            .sessions_of("redis-1")
+        {
             0 => Ok(()),
             n => Err(format!("{n} sessions")),
         }

@@ -59,11 +59,7 @@ async fn pongs(held: &mut MultiplexedConnection, hap: &Haproxy) -> bool {
 /// checked once).
 fn last_check(status: &watch::Receiver<ReloaderStatus>) -> Option<Instant> {
     let st = status.borrow();
-    st.instances
-        .values()
-        .map(|i| i.last_check)
-        .min()
-        .flatten()
+    st.instances.values().map(|i| i.last_check).min().flatten()
 }
 
 /// A negative check ("nothing moves"): asserts `holds` again and again until the reloader has

@@ -194,7 +194,11 @@ fn failover_in_progress_at(events: &[Event], version: u64) -> bool {
 
 /// Waits until the Sentinel lists `replica` (otherwise it has no one to promote), with
 /// `flag` among its flags when given.
-async fn wait_sentinel_sees_replica(s: &redis_ha_testkit::Sentinel, replica: &str, flag: Option<&str>) {
+async fn wait_sentinel_sees_replica(
+    s: &redis_ha_testkit::Sentinel,
+    replica: &str,
+    flag: Option<&str>,
+) {
     wait_until(
         &format!("the Sentinel to list {replica} with {flag:?}"),
         TIMEOUT,

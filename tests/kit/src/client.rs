@@ -38,7 +38,10 @@ impl QueryError {
 
 /// A connection to 127.0.0.1:`port` kept by the caller (e.g. a client held through a proxy:
 /// once the other side closes it, every command on it fails; it never reconnects).
-pub async fn connect(port: u16, password: Option<&str>) -> Result<MultiplexedConnection, QueryError> {
+pub async fn connect(
+    port: u16,
+    password: Option<&str>,
+) -> Result<MultiplexedConnection, QueryError> {
     let info = ConnectionInfo {
         addr: ConnectionAddr::Tcp("127.0.0.1".into(), port),
         redis: RedisConnectionInfo {
@@ -122,7 +125,9 @@ pub async fn config_port(con: &mut MultiplexedConnection, port: u16) -> Result<u
     let (_, value): (String, String) = run(con, port, redis::cmd("CONFIG").arg("GET").arg("port"))
         .await
         .map_err(|e| e.to_string())?;
-    value.parse().map_err(|e| format!("CONFIG GET port: {value:?}: {e}"))
+    value
+        .parse()
+        .map_err(|e| format!("CONFIG GET port: {value:?}: {e}"))
 }
 
 /// The port of the Redis a new connection to 127.0.0.1:`port` reaches (`CONFIG GET port`);

@@ -215,7 +215,10 @@ mod tests {
 
     #[test]
     fn the_kit_fills_exactly_the_placeholders_the_templates_contain() {
-        assert_eq!(keys(&redis_conf().values()), template_keys(&redis_template()));
+        assert_eq!(
+            keys(&redis_conf().values()),
+            template_keys(&redis_template())
+        );
         assert_eq!(
             keys(&sentinel_conf().values()),
             template_keys(&sentinel_template())

@@ -140,14 +140,18 @@ impl Watched {
 
     /// Everything received once a topology of `version` or later has arrived.
     pub async fn until_version(&self, version: u64) -> Vec<Topology> {
-        wait_until(&format!("the watcher to receive v{version}"), TIMEOUT, || async {
-            let all = self.all();
-            match all.last() {
-                Some(t) if t.version >= version => Ok(all),
-                Some(t) => Err(describe(t)),
-                None => Err("nothing received".to_owned()),
-            }
-        })
+        wait_until(
+            &format!("the watcher to receive v{version}"),
+            TIMEOUT,
+            || async {
+                let all = self.all();
+                match all.last() {
+                    Some(t) if t.version >= version => Ok(all),
+                    Some(t) => Err(describe(t)),
+                    None => Err("nothing received".to_owned()),
+                }
+            },
+        )
         .await
     }
 }

@@ -84,13 +84,22 @@ impl Haproxy {
         backend: &str,
         dir: &Path,
     ) -> Self {
-        let args = vec!["-db".to_owned(), "-f".to_owned(), config.display().to_string()];
+        let args = vec![
+            "-db".to_owned(),
+            "-f".to_owned(),
+            config.display().to_string(),
+        ];
         let output = dir.join(format!("{name}.out"));
         let process = ManagedProcess::spawn(name, "haproxy", &args, &output);
         Self::started(frontend, socket.to_owned(), backend, process).await
     }
 
-    async fn started(frontend: u16, socket: PathBuf, backend: &str, process: ManagedProcess) -> Self {
+    async fn started(
+        frontend: u16,
+        socket: PathBuf,
+        backend: &str,
+        process: ManagedProcess,
+    ) -> Self {
         let h = Self {
             frontend,
             socket,
@@ -140,7 +149,10 @@ impl Haproxy {
         match tokio::time::timeout(RUNTIME_TIMEOUT, exchange).await {
             Ok(Ok(a)) => Ok(a),
             Ok(Err(e)) => Err(format!("{}: {e}", self.socket.display())),
-            Err(_) => Err(format!("{}: no answer to {command:?}", self.socket.display())),
+            Err(_) => Err(format!(
+                "{}: no answer to {command:?}",
+                self.socket.display()
+            )),
         }
     }
 
@@ -203,11 +215,7 @@ impl DerefMut for Haproxy {
 impl Drop for Haproxy {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            eprintln!(
-                "---- {} ----\n{}",
-                self.process.name(),
-                self.log_tail(40)
-            );
+            eprintln!("---- {} ----\n{}", self.process.name(), self.log_tail(40));
         }
     }
 }

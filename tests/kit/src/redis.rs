@@ -198,7 +198,10 @@ impl RedisNode {
     /// Waits until this node is a synced replica of `master_port`.
     pub async fn wait_synced_to(&self, master_port: u16) {
         wait_until(
-            &format!("{} to be a synced replica of port {master_port}", self.name()),
+            &format!(
+                "{} to be a synced replica of port {master_port}",
+                self.name()
+            ),
             crate::wait::TIMEOUT,
             || self.replica_synced_state(master_port),
         )

@@ -69,8 +69,8 @@ impl Sandbox {
     /// [`SentinelSpec::new`] for its timings), with `quorum`.
     pub async fn sentinel(&self, group: &str, master_port: u16, quorum: u32) -> Sentinel {
         let port = self.port();
-        let spec = SentinelSpec::new(&format!("sentinel-{port}"), port, group, master_port)
-            .quorum(quorum);
+        let spec =
+            SentinelSpec::new(&format!("sentinel-{port}"), port, group, master_port).quorum(quorum);
         Sentinel::start(spec, self.dir()).await
     }
 

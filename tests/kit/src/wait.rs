@@ -50,7 +50,11 @@ impl<T, E: Display> Probe for Result<T, E> {
 /// `timeout` the test panics naming `what` it waited for and the last observation.
 /// (A probe that keeps state between calls, such as a connection, keeps it behind a
 /// `tokio::sync::Mutex`: the future a probe returns cannot borrow the closure.)
-pub async fn wait_until<F, Fut>(what: &str, timeout: Duration, probe: F) -> <Fut::Output as Probe>::Value
+pub async fn wait_until<F, Fut>(
+    what: &str,
+    timeout: Duration,
+    probe: F,
+) -> <Fut::Output as Probe>::Value
 where
     F: FnMut() -> Fut,
     Fut: Future,
@@ -128,6 +132,9 @@ mod tests {
     #[tokio::test]
     #[should_panic(expected = "waiting for the impossible; last observation: not yet")]
     async fn the_panic_names_what_was_awaited() {
-        wait_until("the impossible", Duration::from_millis(30), || async { false }).await;
+        wait_until("the impossible", Duration::from_millis(30), || async {
+            false
+        })
+        .await;
     }
 }

@@ -21,7 +21,9 @@ async fn a_master_takes_writes_only_with_a_replica_as_shipped() {
     let dir = temp_dir();
     let mut master = RedisNode::start(RedisSpec::new("node-1", ports.port(0)), dir.path()).await;
     // min-replicas-to-write 1: alone, the master refuses writes.
-    let e = set(&master, "alone").await.expect_err("a lone master refuses writes");
+    let e = set(&master, "alone")
+        .await
+        .expect_err("a lone master refuses writes");
     assert_eq!(e.code(), Some("NOREPLICAS"), "{e}");
 
     let replica = RedisNode::start(
