@@ -310,17 +310,7 @@ async fn one_failover(
     cluster.wait_new_master(&old_addr).await;
     let new_port = master_port(cluster).await;
     for h in [ours, classic] {
-        wait_until(
-            "the proxy to reach the new master",
-            READY_TIMEOUT,
-            || async move {
-                match h.routed_port().await {
-                    Some(p) if p == new_port => Ok(()),
-                    other => Err(format!("routed to {other:?}")),
-                }
-            },
-        )
-        .await;
+        h.wait_routed_to(new_port).await;
     }
     both_acked(&w_ours, &w_classic, "by the new master", |r| {
         r.port == Some(new_port)

@@ -180,24 +180,6 @@ impl Haproxy {
         let o = self.observe().await.map_err(|e| e.to_string())?;
         Ok(o.ready_servers().map(|s| s.srv_name.clone()).collect())
     }
-
-    /// Waits until new connections through the frontend reach the Redis on `port`.
-    pub async fn wait_routed_to(&self, port: u16) {
-        wait_until(
-            &format!("{} to route to port {port}", self.frontend_addr()),
-            READY_TIMEOUT,
-            || async move {
-                match self.routed_port().await {
-                    Some(p) if p == port => Ok(()),
-                    other => Err(format!(
-                        "routed to {other:?}; ready servers {:?}",
-                        self.ready_servers().await
-                    )),
-                }
-            },
-        )
-        .await;
-    }
 }
 
 impl Deref for Haproxy {

@@ -5,7 +5,6 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use redis::aio::MultiplexedConnection;
 use redis_ha_proto::v1::Health;
 use redis_ha_reloader::decision::Source;
 use redis_ha_tests::haproxy::{Haproxy, ReloaderTask, WriteMode, WriteRecord, Writer};
@@ -111,20 +110,6 @@ async fn assert_acked_present(cluster: &Cluster, port: u16, records: &[WriteReco
         mine.len(),
         &lost[..lost.len().min(20)]
     );
-}
-
-/// A client connection through HAProxy, held by the test.
-async fn held_connection(haproxy: &Haproxy) -> MultiplexedConnection {
-    client::connect(haproxy.frontend_port(), None)
-        .await
-        .unwrap_or_else(|e| panic!("cannot connect through HAProxy: {e}"))
-}
-
-/// True when PING on the held connection is answered (false once HAProxy has cut it).
-async fn pongs(held: &mut MultiplexedConnection, haproxy: &Haproxy) -> bool {
-    client::run::<String>(held, haproxy.frontend_port(), &redis::cmd("PING"))
-        .await
-        .is_ok_and(|r| r == "PONG")
 }
 
 /// Waits until `writer` has `n` acknowledged writes that started after `since`.
@@ -271,8 +256,8 @@ async fn reloader_restart_changes_no_routing() {
     let mut s = stack().await;
     let port = s.cluster.node(1).port();
     // A long-lived client: a restart of the reloader must not cut it.
-    let mut held = held_connection(&s.haproxy).await;
-    assert!(pongs(&mut held, &s.haproxy).await);
+    let mut held = s.haproxy.hold_connection().await;
+    assert!(client::pongs(&mut held, s.haproxy.frontend_port()).await);
 
     if let Some(r) = s.reloader.take() {
         r.stop().await;
@@ -287,7 +272,7 @@ async fn reloader_restart_changes_no_routing() {
     assert_eq!(s.reloader().applies(), 0, "{:?}", s.reloader().status());
     assert_eq!(s.haproxy.routed_port().await, Some(port));
     assert!(
-        pongs(&mut held, &s.haproxy).await,
+        client::pongs(&mut held, s.haproxy.frontend_port()).await,
         "the held connection was cut"
     );
 }
@@ -325,8 +310,8 @@ async fn coordinator_down_during_a_failover_routing_still_converges() {
 async fn killed_replica_leaves_routing_untouched() {
     let mut s = stack().await;
     let port = s.cluster.node(1).port();
-    let mut held = held_connection(&s.haproxy).await;
-    assert!(pongs(&mut held, &s.haproxy).await);
+    let mut held = s.haproxy.hold_connection().await;
+    assert!(client::pongs(&mut held, s.haproxy.frontend_port()).await);
     let applies = s.reloader().applies();
 
     s.cluster.node_mut(3).kill();
@@ -351,7 +336,7 @@ async fn killed_replica_leaves_routing_untouched() {
     );
     assert_eq!(s.haproxy.routed_port().await, Some(port));
     assert!(
-        pongs(&mut held, &s.haproxy).await,
+        client::pongs(&mut held, s.haproxy.frontend_port()).await,
         "the held connection was cut"
     );
 }

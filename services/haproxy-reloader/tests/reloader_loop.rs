@@ -7,7 +7,6 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use redis::aio::MultiplexedConnection;
 use redis_ha_common::HostPort;
 use redis_ha_coordinator::{CoordinatorConfig, InProcess};
 use redis_ha_proto::v1::coordinator_client::CoordinatorClient;
@@ -39,20 +38,6 @@ fn config(hap: &Haproxy) -> ReloaderConfig {
 /// "master" / "slave" from ROLE on 127.0.0.1:`port`.
 async fn role(port: u16) -> Option<String> {
     client::role(port, None).await.ok()
-}
-
-/// A client connection through HAProxy, held by the test.
-async fn held_connection(hap: &Haproxy) -> MultiplexedConnection {
-    client::connect(hap.frontend_port(), None)
-        .await
-        .unwrap_or_else(|e| panic!("cannot connect through HAProxy: {e}"))
-}
-
-/// True when PING on the held connection is answered (false once HAProxy has cut it).
-async fn pongs(held: &mut MultiplexedConnection, hap: &Haproxy) -> bool {
-    client::run::<String>(held, hap.frontend_port(), &redis::cmd("PING"))
-        .await
-        .is_ok()
 }
 
 /// The earliest of the reloader's last checks of its HAProxies (`None` before every one was
@@ -532,8 +517,8 @@ async fn follows_the_coordinator_through_a_restart_and_a_revoked_promotion() {
 
     // 2. Failover to epoch 1: node-2's Sentinel leads and selects node-3, which answers
     //    role:master before any +switch-master: the coordinator publishes it as "promoted".
-    let mut held = held_connection(&hap).await;
-    assert!(pongs(&mut held, &hap).await);
+    let mut held = hap.hold_connection().await;
+    assert!(client::pongs(&mut held, hap.frontend_port()).await);
     fleet
         .update(2, |a| {
             a.current_epoch = 1;
@@ -573,7 +558,7 @@ async fn follows_the_coordinator_through_a_restart_and_a_revoked_promotion() {
         ]
     );
     // Clients of the old master were disconnected (they reconnect to the new one).
-    assert!(!pongs(&mut held, &hap).await);
+    assert!(!client::pongs(&mut held, hap.frontend_port()).await);
     assert_eq!(
         in_force(&status),
         (first_stream, "promoted".into(), 1, Some(p3))
@@ -663,8 +648,8 @@ async fn follows_the_coordinator_through_a_restart_and_a_revoked_promotion() {
 
     // 5. Failover to epoch 2: node-1's Sentinel leads and selects node-2, which answers
     //    role:master: promoted, routed at once.
-    let mut held = held_connection(&hap).await;
-    assert!(pongs(&mut held, &hap).await);
+    let mut held = hap.hold_connection().await;
+    assert!(client::pongs(&mut held, hap.frontend_port()).await);
     fleet
         .update(1, |a| {
             a.current_epoch = 2;
@@ -703,7 +688,7 @@ async fn follows_the_coordinator_through_a_restart_and_a_revoked_promotion() {
             "set server redis/redis-2 state ready",
         ]
     );
-    assert!(!pongs(&mut held, &hap).await);
+    assert!(!client::pongs(&mut held, hap.frontend_port()).await);
     assert_eq!(
         in_force(&status),
         (second_stream, "promoted".into(), 2, Some(p2))

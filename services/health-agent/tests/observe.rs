@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use redis_ha_agent::{AgentConfig, ObserveError, RedisProbe, SentinelProbe};
 use redis_ha_common::HostPort;
-use redis_ha_proto::v1::{LinkState, Role};
+use redis_ha_proto::v1::{LinkState, RedisStatus, Role};
 use redis_ha_testkit::{wait_until, RedisSpec, Sandbox, TIMEOUT};
 
 const IO: Duration = Duration::from_millis(500);
@@ -19,6 +19,23 @@ fn addr(port: u16) -> HostPort {
 
 fn probe(port: u16) -> RedisProbe {
     RedisProbe::new(addr(port), addr(port), None, IO).unwrap()
+}
+
+/// Waits until the probed replica reports its link `state`; returns that status.
+async fn wait_link(probe: &tokio::sync::Mutex<RedisProbe>, state: LinkState) -> RedisStatus {
+    wait_until(
+        &format!("the replica's link {state:?}"),
+        TIMEOUT,
+        || async {
+            let s = probe.lock().await.status().await;
+            if s.link() == state {
+                Ok(s)
+            } else {
+                Err(format!("{s:?}"))
+            }
+        },
+    )
+    .await
 }
 
 #[tokio::test]
@@ -45,15 +62,7 @@ async fn replica_status_and_the_master_seeing_it() {
     let m = sb.redis(None).await;
     let r = sb.redis(Some(m.port())).await;
     let rp = tokio::sync::Mutex::new(probe(r.port()));
-    let status = wait_until("the replica's link up", TIMEOUT, || async {
-        let s = rp.lock().await.status().await;
-        if s.link() == LinkState::Up {
-            Ok(s)
-        } else {
-            Err(format!("{s:?}"))
-        }
-    })
-    .await;
+    let status = wait_link(&rp, LinkState::Up).await;
     assert!(status.reachable);
     assert_eq!(status.role(), Role::Replica);
     assert_eq!(status.master_address, m.addr());
@@ -74,15 +83,7 @@ async fn replica_status_and_the_master_seeing_it() {
 
     // The master goes away: the replica still answers, link down.
     drop(m);
-    let status = wait_until("the replica's link down", TIMEOUT, || async {
-        let s = rp.lock().await.status().await;
-        if s.link() == LinkState::Down {
-            Ok(s)
-        } else {
-            Err(format!("{s:?}"))
-        }
-    })
-    .await;
+    let status = wait_link(&rp, LinkState::Down).await;
     assert!(status.reachable);
     assert_eq!(status.role(), Role::Replica);
 }

@@ -120,6 +120,13 @@ pub async fn role(port: u16, password: Option<&str>) -> Result<String, QueryErro
     })
 }
 
+/// True when PING on `con` is answered (false once the other side has closed it).
+pub async fn pongs(con: &mut MultiplexedConnection, port: u16) -> bool {
+    run::<String>(con, port, &redis::cmd("PING"))
+        .await
+        .is_ok_and(|r| r == "PONG")
+}
+
 /// `CONFIG GET port` on `con`: which Redis a connection (through a proxy) reached.
 pub async fn config_port(con: &mut MultiplexedConnection, port: u16) -> Result<u16, String> {
     let (_, value): (String, String) = run(con, port, redis::cmd("CONFIG").arg("GET").arg("port"))

@@ -3,16 +3,17 @@
 //! other configuration file (the benchmark's comparison set-up). Process controls come from the
 //! [`ManagedProcess`] it dereferences to.
 
-use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 
+use redis::aio::MultiplexedConnection;
+
 use crate::client;
 use crate::conf::haproxy_config;
-use crate::process::ManagedProcess;
+use crate::process::{deref_to_process, ManagedProcess};
 use crate::wait::{wait_until, TIMEOUT};
 
 /// The backend name of the shipped configuration's default (`REDIS_HA_BACKEND`).
@@ -183,34 +184,30 @@ impl Haproxy {
 
     async fn wait_answering(&self) {
         let command = format!("show servers state {}", self.backend);
-        wait_until(
-            &format!("HAProxy's runtime API on {}", self.socket.display()),
-            TIMEOUT,
-            || async {
-                match self.runtime_command(&command).await {
-                    // The state file format starts with its version line.
-                    Ok(a) if a.starts_with('1') => Ok(()),
-                    Ok(a) => Err(format!("answer {a:?}")),
-                    Err(e) => Err(format!("{e}; output:\n{}", self.log_tail(10))),
-                }
-            },
-        )
-        .await;
+        self.process
+            .wait_ready(
+                &format!("HAProxy's runtime API on {}", self.socket.display()),
+                || async {
+                    match self.runtime_command(&command).await? {
+                        // The state file format starts with its version line.
+                        a if a.starts_with('1') => Ok(()),
+                        a => Err(format!("answer {a:?}")),
+                    }
+                },
+            )
+            .await;
+    }
+
+    /// A client connection through the frontend, held by the test (it never reconnects:
+    /// once HAProxy cuts it, every command fails).
+    pub async fn hold_connection(&self) -> MultiplexedConnection {
+        client::connect(self.frontend, None)
+            .await
+            .unwrap_or_else(|e| panic!("cannot connect through HAProxy: {e}"))
     }
 }
 
-impl Deref for Haproxy {
-    type Target = ManagedProcess;
-    fn deref(&self) -> &ManagedProcess {
-        &self.process
-    }
-}
-
-impl DerefMut for Haproxy {
-    fn deref_mut(&mut self) -> &mut ManagedProcess {
-        &mut self.process
-    }
-}
+deref_to_process!(Haproxy, process);
 
 impl Drop for Haproxy {
     fn drop(&mut self) {

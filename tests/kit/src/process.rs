@@ -219,3 +219,69 @@ pub fn tail(path: &Path, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
 }
+
+impl ManagedProcess {
+    /// Waits until `probe` succeeds (the process answers); the panic names `what` and shows
+    /// the last error with the end of the process output.
+    pub async fn wait_ready<F, Fut, T, E>(&self, what: &str, probe: F)
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<T, E>>,
+        E: std::fmt::Display,
+    {
+        let probe = &probe;
+        crate::wait::wait_until(what, crate::wait::TIMEOUT, || async move {
+            probe()
+                .await
+                .map(drop)
+                .map_err(|e| format!("{e}; output:\n{}", self.output_tail(10)))
+        })
+        .await;
+    }
+}
+
+/// `<parent>/<name>/<conf_file>` written with `conf`, and `program <that file>` started with
+/// its output in `<parent>/<name>/<output_file>`: how Redis and Sentinel are run. Returns the
+/// directory, the config path and the process.
+pub(crate) fn spawn_configured(
+    name: &str,
+    program: &str,
+    parent: &Path,
+    conf_file: &str,
+    conf: impl FnOnce(&Path) -> String,
+    output_file: &str,
+) -> (PathBuf, PathBuf, ManagedProcess) {
+    let dir = parent.join(name);
+    std::fs::create_dir_all(&dir)
+        .unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
+    let conf_path = dir.join(conf_file);
+    std::fs::write(&conf_path, conf(&dir))
+        .unwrap_or_else(|e| panic!("cannot write {}: {e}", conf_path.display()));
+    let process = ManagedProcess::spawn(
+        name,
+        program,
+        &[conf_path.display().to_string()],
+        &dir.join(output_file),
+    );
+    (dir, conf_path, process)
+}
+
+/// `Deref` / `DerefMut` of a process wrapper to its [`ManagedProcess`] field: kill, stop,
+/// pause, resume, pid ... come from there.
+macro_rules! deref_to_process {
+    ($wrapper:ty, $field:ident) => {
+        impl std::ops::Deref for $wrapper {
+            type Target = $crate::process::ManagedProcess;
+            fn deref(&self) -> &$crate::process::ManagedProcess {
+                &self.$field
+            }
+        }
+
+        impl std::ops::DerefMut for $wrapper {
+            fn deref_mut(&mut self) -> &mut $crate::process::ManagedProcess {
+                &mut self.$field
+            }
+        }
+    };
+}
+pub(crate) use deref_to_process;

@@ -4,19 +4,14 @@
 //! dereferences to.
 
 use std::collections::HashMap;
-use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use redis::{Cmd, FromRedisValue};
 
 use crate::client::{self, QueryError};
 use crate::conf::RedisConf;
-use crate::process::ManagedProcess;
+use crate::process::{deref_to_process, spawn_configured, ManagedProcess};
 use crate::wait::wait_until;
-
-/// How long a process gets to start answering PING.
-pub const START_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How to configure one node: what the template leaves open.
 #[derive(Clone, Debug)]
@@ -64,26 +59,23 @@ pub struct RedisNode {
 impl RedisNode {
     /// Writes `<parent>/<name>/redis.conf`, starts the server and waits until it answers PING.
     pub async fn start(spec: RedisSpec, parent: &Path) -> Self {
-        let dir = parent.join(&spec.name);
-        std::fs::create_dir_all(&dir)
-            .unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
-        let conf_path = dir.join("redis.conf");
-        let conf = RedisConf {
-            node: &spec.name,
-            port: spec.port,
-            data_dir: &dir,
-            replica_of: spec.replica_of,
-            password: spec.password.as_deref(),
-        }
-        .render();
-        std::fs::write(&conf_path, conf)
-            .unwrap_or_else(|e| panic!("cannot write {}: {e}", conf_path.display()));
         // The template logs to stdout: the process output file is the Redis log.
-        let process = ManagedProcess::spawn(
+        let (dir, conf_path, process) = spawn_configured(
             &spec.name,
             "redis-server",
-            &[conf_path.display().to_string()],
-            &dir.join("redis.log"),
+            parent,
+            "redis.conf",
+            |dir| {
+                RedisConf {
+                    node: &spec.name,
+                    port: spec.port,
+                    data_dir: dir,
+                    replica_of: spec.replica_of,
+                    password: spec.password.as_deref(),
+                }
+                .render()
+            },
+            "redis.log",
         );
         let node = Self {
             spec,
@@ -220,27 +212,12 @@ impl RedisNode {
 
 /// Waits until the process answers PING on `port` (a Redis or a Sentinel).
 pub(crate) async fn answering(process: &ManagedProcess, port: u16, password: Option<&str>) {
-    wait_until(
-        &format!("{} to answer PING on {port}", process.name()),
-        START_TIMEOUT,
-        || async move {
-            client::query::<String>(port, password, &redis::cmd("PING"))
-                .await
-                .map_err(|e| format!("{e}; output:\n{}", process.output_tail(10)))
-        },
-    )
-    .await;
+    process
+        .wait_ready(
+            &format!("{} to answer PING on {port}", process.name()),
+            || async move { client::query::<String>(port, password, &redis::cmd("PING")).await },
+        )
+        .await;
 }
 
-impl Deref for RedisNode {
-    type Target = ManagedProcess;
-    fn deref(&self) -> &ManagedProcess {
-        &self.process
-    }
-}
-
-impl DerefMut for RedisNode {
-    fn deref_mut(&mut self) -> &mut ManagedProcess {
-        &mut self.process
-    }
-}
+deref_to_process!(RedisNode, process);

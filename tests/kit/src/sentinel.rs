@@ -4,14 +4,13 @@
 //! [`ManagedProcess`] it dereferences to.
 
 use std::collections::HashMap;
-use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
 
 use redis::{Cmd, FromRedisValue};
 
 use crate::client::{self, QueryError};
 use crate::conf::SentinelConf;
-use crate::process::ManagedProcess;
+use crate::process::{deref_to_process, spawn_configured, ManagedProcess};
 use crate::redis::answering;
 
 /// How to configure one Sentinel: what the template leaves open.
@@ -63,29 +62,26 @@ pub struct Sentinel {
 impl Sentinel {
     /// Writes `<parent>/<name>/sentinel.conf`, starts Sentinel and waits until it answers PING.
     pub async fn start(spec: SentinelSpec, parent: &Path) -> Self {
-        let dir = parent.join(&spec.name);
-        std::fs::create_dir_all(&dir)
-            .unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
-        let conf_path = dir.join("sentinel.conf");
-        let conf = SentinelConf {
-            node: &spec.name,
-            port: spec.port,
-            data_dir: &dir,
-            group: &spec.group,
-            master_port: spec.master_port,
-            quorum: spec.quorum,
-            down_after_ms: spec.down_after_ms,
-            failover_timeout_ms: spec.failover_timeout_ms,
-            redis_password: spec.redis_password.as_deref(),
-        }
-        .render();
-        std::fs::write(&conf_path, conf)
-            .unwrap_or_else(|e| panic!("cannot write {}: {e}", conf_path.display()));
-        let process = ManagedProcess::spawn(
+        let (_, conf_path, process) = spawn_configured(
             &spec.name,
             "redis-sentinel",
-            &[conf_path.display().to_string()],
-            &dir.join("sentinel.log"),
+            parent,
+            "sentinel.conf",
+            |dir| {
+                SentinelConf {
+                    node: &spec.name,
+                    port: spec.port,
+                    data_dir: dir,
+                    group: &spec.group,
+                    master_port: spec.master_port,
+                    quorum: spec.quorum,
+                    down_after_ms: spec.down_after_ms,
+                    failover_timeout_ms: spec.failover_timeout_ms,
+                    redis_password: spec.redis_password.as_deref(),
+                }
+                .render()
+            },
+            "sentinel.log",
         );
         let s = Self {
             spec,
@@ -213,15 +209,4 @@ impl Sentinel {
     }
 }
 
-impl Deref for Sentinel {
-    type Target = ManagedProcess;
-    fn deref(&self) -> &ManagedProcess {
-        &self.process
-    }
-}
-
-impl DerefMut for Sentinel {
-    fn deref_mut(&mut self) -> &mut ManagedProcess {
-        &mut self.process
-    }
-}
+deref_to_process!(Sentinel, process);
