@@ -278,13 +278,24 @@ impl Cluster {
             }
         })
         .await;
+        self.found_or_panic(found, what, timeout).await
+    }
+
+    /// The topology a wait found, or a panic naming what was awaited, the last observation
+    /// and the sidecars' state.
+    async fn found_or_panic(
+        &mut self,
+        found: Result<Topology, String>,
+        what: &str,
+        timeout: Duration,
+    ) -> Topology {
         match found {
             Ok(t) => t,
             Err(last) => {
                 let sidecars = self.sidecar_states().await;
                 panic!(
                     "timed out after {timeout:?} waiting for the topology: {what}\n\
-                     last topology: {last}\nsidecars: {sidecars}"
+                     last: {last}\nsidecars: {sidecars}"
                 )
             }
         }
@@ -366,16 +377,7 @@ impl Cluster {
             }
         })
         .await;
-        match found {
-            Ok(t) => t,
-            Err(last) => {
-                let sidecars = self.sidecar_states().await;
-                panic!(
-                    "timed out after {timeout:?} waiting for the topology: {what}\n\
-                     last: {last}\nsidecars: {sidecars}"
-                )
-            }
-        }
+        self.found_or_panic(found, what, timeout).await
     }
 
     /// Waits until the topology is at rest (see `is_steady`) with the master the Sentinels name.

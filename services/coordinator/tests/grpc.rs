@@ -488,66 +488,48 @@ async fn health_is_serving() {
     c.stop().await;
 }
 
+/// The service names a reflection client of module `$v` (`v1` or `v1alpha`, the same API in
+/// two generated modules) lists on `$channel`.
+macro_rules! reflected_services {
+    ($v:ident, $channel:expr) => {{
+        use tonic_reflection::pb::$v::server_reflection_client::ServerReflectionClient;
+        use tonic_reflection::pb::$v::server_reflection_request::MessageRequest;
+        use tonic_reflection::pb::$v::server_reflection_response::MessageResponse;
+        use tonic_reflection::pb::$v::ServerReflectionRequest;
+
+        let mut client = ServerReflectionClient::new($channel);
+        let req = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        };
+        let mut answers = client
+            .server_reflection_info(tokio_stream::iter([req]))
+            .await
+            .unwrap()
+            .into_inner();
+        let answer = answers.next().await.unwrap().unwrap();
+        let Some(MessageResponse::ListServicesResponse(list)) = answer.message_response else {
+            panic!("unexpected answer {answer:?}");
+        };
+        list.service
+            .into_iter()
+            .map(|s| s.name)
+            .collect::<Vec<String>>()
+    }};
+}
+
 #[tokio::test]
 async fn reflection_v1_and_v1alpha_list_the_service() {
     let c = Running::start().await;
-
-    {
-        use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
-        use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
-        use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
-        use tonic_reflection::pb::v1::ServerReflectionRequest;
-
-        let mut client = ServerReflectionClient::new(c.channel().await);
-        let req = ServerReflectionRequest {
-            host: String::new(),
-            message_request: Some(MessageRequest::ListServices(String::new())),
-        };
-        let mut answers = client
-            .server_reflection_info(tokio_stream::iter([req]))
-            .await
-            .unwrap()
-            .into_inner();
-        let answer = answers.next().await.unwrap().unwrap();
-        let Some(MessageResponse::ListServicesResponse(list)) = answer.message_response else {
-            panic!("unexpected answer {answer:?}");
-        };
-        let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
-        assert!(
-            names.iter().any(|n| n == "redisha.v1.Coordinator"),
-            "{names:?}"
-        );
-        assert!(
-            names.iter().any(|n| n == "grpc.health.v1.Health"),
-            "{names:?}"
-        );
+    let v1 = reflected_services!(v1, c.channel().await);
+    for name in ["redisha.v1.Coordinator", "grpc.health.v1.Health"] {
+        assert!(v1.iter().any(|n| n == name), "{v1:?}");
     }
-    {
-        use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient;
-        use tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest;
-        use tonic_reflection::pb::v1alpha::server_reflection_response::MessageResponse;
-        use tonic_reflection::pb::v1alpha::ServerReflectionRequest;
-
-        let mut client = ServerReflectionClient::new(c.channel().await);
-        let req = ServerReflectionRequest {
-            host: String::new(),
-            message_request: Some(MessageRequest::ListServices(String::new())),
-        };
-        let mut answers = client
-            .server_reflection_info(tokio_stream::iter([req]))
-            .await
-            .unwrap()
-            .into_inner();
-        let answer = answers.next().await.unwrap().unwrap();
-        let Some(MessageResponse::ListServicesResponse(list)) = answer.message_response else {
-            panic!("unexpected answer {answer:?}");
-        };
-        let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
-        assert!(
-            names.iter().any(|n| n == "redisha.v1.Coordinator"),
-            "{names:?}"
-        );
-    }
+    let v1alpha = reflected_services!(v1alpha, c.channel().await);
+    assert!(
+        v1alpha.iter().any(|n| n == "redisha.v1.Coordinator"),
+        "{v1alpha:?}"
+    );
     c.stop().await;
 }
 

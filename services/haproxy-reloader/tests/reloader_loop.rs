@@ -16,7 +16,7 @@ use redis_ha_proto::v1::{
 };
 use redis_ha_reloader::decision::Source;
 use redis_ha_reloader::{Reloader, ReloaderConfig, ReloaderStatus};
-use redis_ha_testkit::{client, wait_until, Haproxy, Sandbox, TIMEOUT};
+use redis_ha_testkit::{client, wait_until, Haproxy, RedisNode, Sandbox, TIMEOUT};
 use tokio::sync::{watch, Mutex};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -477,6 +477,70 @@ async fn applied_at(status: &watch::Receiver<ReloaderStatus>, epoch: u64) -> Vec
         .clone()
 }
 
+/// A failover to `epoch`: node `leader`'s Sentinel leads and selects node `promoted` to
+/// replace node `old`; the promoted node answers role:master before any +switch-master, so the
+/// coordinator publishes it as "promoted" and the reloader routes to it at once, fencing the
+/// old master (its clients are disconnected: they reconnect to the new one).
+#[allow(clippy::too_many_arguments)]
+async fn promote(
+    fleet: &Fleet,
+    nodes: &[&RedisNode; 3],
+    hap: &Haproxy,
+    status: &watch::Receiver<ReloaderStatus>,
+    leader: usize,
+    promoted: usize,
+    old: usize,
+    epoch: u64,
+) {
+    let port = |n: usize| nodes[n - 1].port();
+    let mut held = hap.hold_connection().await;
+    assert!(client::pongs(&mut held, hap.frontend_port()).await);
+    fleet
+        .update(leader, |a| {
+            a.current_epoch = epoch;
+            a.failover = true;
+        })
+        .await;
+    let events = vec![
+        event("+new-epoch", epoch.to_string(), epoch, leader),
+        event(
+            "+selected-slave",
+            selected(port(promoted), port(old)),
+            epoch,
+            leader,
+        ),
+    ];
+    fleet.report_taken(leader, "event", events).await;
+    nodes[promoted - 1].set_replica_of(None).await.unwrap();
+    fleet
+        .update(promoted, |a| {
+            a.role = Role::Master;
+            a.role_changed_at_ms = redis_ha_common::time::now_ms();
+        })
+        .await;
+    fleet
+        .report_taken(promoted, "role-change", Vec::new())
+        .await;
+    let what = format!("node-{promoted} promoted at epoch {epoch}");
+    fleet
+        .wait_topology(&what, |t| {
+            t.master_address == address(port(promoted))
+                && t.config_epoch == epoch
+                && t.master_source == "promoted"
+        })
+        .await;
+    hap.wait_routed_to(port(promoted)).await;
+    assert_eq!(
+        applied_at(status, epoch).await,
+        [
+            format!("set server redis/redis-{old} state maint"),
+            format!("shutdown sessions server redis/redis-{old}"),
+            format!("set server redis/redis-{promoted} state ready"),
+        ]
+    );
+    assert!(!client::pongs(&mut held, hap.frontend_port()).await);
+}
+
 #[tokio::test]
 async fn follows_the_coordinator_through_a_restart_and_a_revoked_promotion() {
     let _t = redis_ha_common::telemetry::init("reloader-test");
@@ -517,48 +581,8 @@ async fn follows_the_coordinator_through_a_restart_and_a_revoked_promotion() {
 
     // 2. Failover to epoch 1: node-2's Sentinel leads and selects node-3, which answers
     //    role:master before any +switch-master: the coordinator publishes it as "promoted".
-    let mut held = hap.hold_connection().await;
-    assert!(client::pongs(&mut held, hap.frontend_port()).await);
-    fleet
-        .update(2, |a| {
-            a.current_epoch = 1;
-            a.failover = true;
-        })
-        .await;
-    fleet
-        .report_taken(
-            2,
-            "event",
-            vec![
-                event("+new-epoch", "1".into(), 1, 2),
-                event("+selected-slave", selected(p3, p1), 1, 2),
-            ],
-        )
-        .await;
-    r3.set_replica_of(None).await.unwrap();
-    fleet
-        .update(3, |a| {
-            a.role = Role::Master;
-            a.role_changed_at_ms = redis_ha_common::time::now_ms();
-        })
-        .await;
-    fleet.report_taken(3, "role-change", Vec::new()).await;
-    fleet
-        .wait_topology("node-3 promoted at epoch 1", |t| {
-            t.master_address == address(p3) && t.config_epoch == 1 && t.master_source == "promoted"
-        })
-        .await;
-    hap.wait_routed_to(p3).await;
-    assert_eq!(
-        applied_at(&status, 1).await,
-        [
-            "set server redis/redis-1 state maint",
-            "shutdown sessions server redis/redis-1",
-            "set server redis/redis-3 state ready",
-        ]
-    );
-    // Clients of the old master were disconnected (they reconnect to the new one).
-    assert!(!client::pongs(&mut held, hap.frontend_port()).await);
+    let nodes = [&r1, &r2, &r3];
+    promote(&fleet, &nodes, &hap, &status, 2, 3, 1, 1).await;
     assert_eq!(
         in_force(&status),
         (first_stream, "promoted".into(), 1, Some(p3))
@@ -648,47 +672,7 @@ async fn follows_the_coordinator_through_a_restart_and_a_revoked_promotion() {
 
     // 5. Failover to epoch 2: node-1's Sentinel leads and selects node-2, which answers
     //    role:master: promoted, routed at once.
-    let mut held = hap.hold_connection().await;
-    assert!(client::pongs(&mut held, hap.frontend_port()).await);
-    fleet
-        .update(1, |a| {
-            a.current_epoch = 2;
-            a.failover = true;
-        })
-        .await;
-    fleet
-        .report_taken(
-            1,
-            "event",
-            vec![
-                event("+new-epoch", "2".into(), 2, 1),
-                event("+selected-slave", selected(p2, p3), 2, 1),
-            ],
-        )
-        .await;
-    r2.set_replica_of(None).await.unwrap();
-    fleet
-        .update(2, |a| {
-            a.role = Role::Master;
-            a.role_changed_at_ms = redis_ha_common::time::now_ms();
-        })
-        .await;
-    fleet.report_taken(2, "role-change", Vec::new()).await;
-    fleet
-        .wait_topology("node-2 promoted at epoch 2", |t| {
-            t.master_address == address(p2) && t.config_epoch == 2 && t.master_source == "promoted"
-        })
-        .await;
-    hap.wait_routed_to(p2).await;
-    assert_eq!(
-        applied_at(&status, 2).await,
-        [
-            "set server redis/redis-3 state maint",
-            "shutdown sessions server redis/redis-3",
-            "set server redis/redis-2 state ready",
-        ]
-    );
-    assert!(!client::pongs(&mut held, hap.frontend_port()).await);
+    promote(&fleet, &nodes, &hap, &status, 1, 2, 3, 2).await;
     assert_eq!(
         in_force(&status),
         (second_stream, "promoted".into(), 2, Some(p2))

@@ -19,7 +19,7 @@ use redis_ha_common::HostPort;
 use redis_ha_coordinator::{CoordinatorConfig, InProcess};
 use redis_ha_proto::v1::{Event, Health, LinkState, NodeView, Role, SentinelView, Topology};
 use redis_ha_testkit::coordinator::{describe, dump, Api, Watched};
-use redis_ha_testkit::{wait_until, Sandbox, TIMEOUT};
+use redis_ha_testkit::{wait_until, RedisNode, Sandbox, Sentinel, TIMEOUT};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -192,6 +192,15 @@ fn failover_in_progress_at(events: &[Event], version: u64) -> bool {
         .is_some_and(|e| e.message == "failover started")
 }
 
+/// A master, its replica (synced) and a Sentinel watching them (quorum 1: it decides alone).
+async fn replicated(sb: &Sandbox) -> (RedisNode, RedisNode, Sentinel) {
+    let m = sb.redis(None).await;
+    let r = sb.redis(Some(m.port())).await;
+    r.wait_synced_to(m.port()).await;
+    let s = sb.sentinel(GROUP, m.port(), 1).await;
+    (m, r, s)
+}
+
 /// Waits until the Sentinel lists `replica` (otherwise it has no one to promote), with
 /// `flag` among its flags when given.
 async fn wait_sentinel_sees_replica(
@@ -212,10 +221,7 @@ async fn wait_sentinel_sees_replica(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn promotion_is_reported_before_switch_master() {
     let sb = Sandbox::new();
-    let mut m = sb.redis(None).await;
-    let r = sb.redis(Some(m.port())).await;
-    r.wait_synced_to(m.port()).await;
-    let s = sb.sentinel(GROUP, m.port(), 1).await;
+    let (mut m, r, s) = replicated(&sb).await;
     let coord = Coordinator::start(sb.port()).await;
     let agent = Agent::start(config("node-2", r.port(), s.port(), coord.port));
 
@@ -425,10 +431,7 @@ async fn a_stray_master_is_fenced() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_and_the_named_master_are_not_fenced() {
     let sb = Sandbox::new();
-    let m = sb.redis(None).await;
-    let r = sb.redis(Some(m.port())).await;
-    r.wait_synced_to(m.port()).await;
-    let s = sb.sentinel(GROUP, m.port(), 1).await;
+    let (m, r, s) = replicated(&sb).await;
     let coord = Coordinator::start(sb.port()).await;
     let a1 = Agent::start(config("node-1", m.port(), s.port(), coord.port));
     let a2 = Agent::start(config("node-2", r.port(), s.port(), coord.port));
@@ -471,10 +474,7 @@ async fn replicas_and_the_named_master_are_not_fenced() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_wait_for_the_coordinator_and_a_dead_redis_is_reported() {
     let sb = Sandbox::new();
-    let m = sb.redis(None).await;
-    let mut r = sb.redis(Some(m.port())).await;
-    r.wait_synced_to(m.port()).await;
-    let s = sb.sentinel(GROUP, m.port(), 1).await;
+    let (m, mut r, s) = replicated(&sb).await;
     // The coordinator is not there yet: its port is chosen now, served later.
     let coord_port = sb.port();
     let agent = Agent::start(config("node-1", m.port(), s.port(), coord_port));
@@ -590,10 +590,7 @@ async fn bad_config_is_the_only_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hung_sentinel_is_reported_and_resubscribed() {
     let sb = Sandbox::new();
-    let m = sb.redis(None).await;
-    let r = sb.redis(Some(m.port())).await;
-    r.wait_synced_to(m.port()).await;
-    let mut s = sb.sentinel(GROUP, m.port(), 1).await;
+    let (m, r, mut s) = replicated(&sb).await;
     let coord = Coordinator::start(sb.port()).await;
     let agent = Agent::start(config("node-1", m.port(), s.port(), coord.port));
     let me = format!("127.0.0.1:{}", m.port());
