@@ -24,6 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use redis_ha_reloader::runtime::OpState;
+use redis_ha_tests::figures;
 use redis_ha_tests::haproxy::{Haproxy, ReloaderTask, WriteMode, WriteRecord, Writer};
 use redis_ha_tests::kit::client;
 use redis_ha_tests::{wait_until, Cluster, ClusterOptions, NODES, READY_TIMEOUT};
@@ -485,15 +486,6 @@ async fn measure_rest(ours: &Haproxy, classic: &Haproxy, secs: u64) -> String {
     t
 }
 
-fn stats(v: &[Duration]) -> Option<(Duration, Duration, Duration)> {
-    if v.is_empty() {
-        return None;
-    }
-    let mut v = v.to_vec();
-    v.sort();
-    Some((v[0], v[v.len() / 2], v[v.len() - 1]))
-}
-
 fn report(
     args: &Args,
     samples: &BTreeMap<(u64, Stack), Vec<Sample>>,
@@ -511,15 +503,7 @@ fn report(
     );
     for ((da, stack), s) in samples {
         let v: Vec<Duration> = s.iter().filter_map(|x| x.outage).collect();
-        let row = match stats(&v) {
-            Some((a, b, c)) => format!(
-                "{:.2} s | {:.2} s | {:.2} s",
-                a.as_secs_f64(),
-                b.as_secs_f64(),
-                c.as_secs_f64()
-            ),
-            None => "- | - | -".into(),
-        };
+        let row = figures::cells(&v, figures::secs);
         let _ = writeln!(
             out,
             "| {da} ms | {} | {row} | {}/{} |",
@@ -537,15 +521,7 @@ fn report(
     );
     for ((da, stack), s) in samples {
         let v: Vec<Duration> = s.iter().filter_map(|x| x.switch_lag).collect();
-        let row = match stats(&v) {
-            Some((a, b, c)) => format!(
-                "{:.0} ms | {:.0} ms | {:.0} ms",
-                a.as_secs_f64() * 1e3,
-                b.as_secs_f64() * 1e3,
-                c.as_secs_f64() * 1e3
-            ),
-            None => "- | - | -".into(),
-        };
+        let row = figures::cells(&v, figures::millis);
         let _ = writeln!(
             out,
             "| {da} ms | {} | {row} | {}/{} |",

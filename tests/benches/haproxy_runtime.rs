@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use redis_ha_reloader::plan::{NodeTarget, ServerNames, Wanted};
 use redis_ha_reloader::reloader::converge_once;
 use redis_ha_reloader::runtime::{RuntimeAddr, RuntimeClient};
+use redis_ha_tests::figures;
 use redis_ha_tests::kit::{RedisNode, Sandbox};
 
 /// How long one switch may take to be routed before the run is abandoned.
@@ -28,16 +29,6 @@ fn wanted(master: usize, redis: &[RedisNode]) -> Wanted {
     Wanted {
         master: Some(nodes[master].clone()),
         nodes,
-    }
-}
-
-fn stats(v: &mut [Duration]) -> String {
-    v.sort();
-    match (v.first(), v.get(v.len() / 2), v.last()) {
-        (Some(min), Some(median), Some(max)) => {
-            format!("min {min:?} median {median:?} max {max:?}")
-        }
-        _ => "-".into(),
     }
 }
 
@@ -85,9 +76,9 @@ async fn run(switches: usize) {
             routed.push(t0.elapsed());
         }
         println!(
-            "pipeline={pipeline}, {switches} switches: converge incl. read-back {}; first routed request {}",
-            stats(&mut switch),
-            stats(&mut routed)
+            "pipeline={pipeline}, {switches} switches (min | median | max): converge incl. read-back {}; first routed request {}",
+            figures::cells(&switch, |d| format!("{d:?}")),
+            figures::cells(&routed, |d| format!("{d:?}"))
         );
     }
 }

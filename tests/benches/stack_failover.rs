@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 
 use bollard::query_parameters::KillContainerOptions;
 use redis_ha_cli::chaos::{Chaos, NodeNum};
+use redis_ha_tests::figures;
 use redis_ha_tests::haproxy::{WriteMode, WriteRecord, Writer};
 use redis_ha_tests::kit::client;
 use redis_ha_tests::stack::{cli_status_json, poll, remove, repo_root};
@@ -702,29 +703,12 @@ impl Bench {
 }
 
 fn secs(d: Option<Duration>) -> String {
-    d.map_or_else(|| "-".into(), |d| format!("{:.2} s", d.as_secs_f64()))
-}
-
-fn stats(v: &[Duration]) -> Option<(Duration, Duration, Duration)> {
-    if v.is_empty() {
-        return None;
-    }
-    let mut v = v.to_vec();
-    v.sort();
-    Some((v[0], v[v.len() / 2], v[v.len() - 1]))
+    d.map_or_else(|| "-".into(), figures::secs)
 }
 
 /// "min | median | max" in seconds, or dashes.
 fn stat_cells(v: &[Duration]) -> String {
-    match stats(v) {
-        Some((a, b, c)) => format!(
-            "{:.2} s | {:.2} s | {:.2} s",
-            a.as_secs_f64(),
-            b.as_secs_f64(),
-            c.as_secs_f64()
-        ),
-        None => "- | - | -".into(),
-    }
+    figures::cells(v, figures::secs)
 }
 
 fn pair(a: Option<Duration>, b: Option<Duration>) -> String {

@@ -15,6 +15,7 @@
 
 pub mod binaries;
 pub mod cluster;
+pub mod figures;
 pub mod haproxy;
 pub mod otlp;
 pub mod sidecars;
