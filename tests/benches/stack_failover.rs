@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use bollard::query_parameters::KillContainerOptions;
 use redis_ha_cli::chaos::{Chaos, NodeNum};
 use redis_ha_tests::figures;
-use redis_ha_tests::haproxy::{WriteMode, WriteRecord, Writer};
+use redis_ha_tests::haproxy::{self, ClassicSetup, WriteMode, WriteRecord, Writer};
 use redis_ha_tests::kit::client;
 use redis_ha_tests::stack::{cli_status_json, poll, remove, repo_root};
 use tokio::process::Command;
@@ -218,82 +218,18 @@ async fn script(repo: &Path, name: &str, args: &[String]) -> Result<(), String> 
     }
 }
 
-/// One HAProxy config word: backslash-escapes what the parser would split or interpret.
-fn haproxy_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for ch in s.chars() {
-        if matches!(ch, ' ' | '\t' | '\\' | '"' | '\'' | '#' | '$') {
-            out.push('\\');
-        }
-        out.push(ch);
-    }
-    out
-}
-
 /// The classic set-up of tests/benches/failover.rs, in the stack: AUTH first (the stack's Redis
 /// requires it), servers by service name through Docker's DNS.
 fn classic_config(password: &str) -> String {
-    let mut c = String::from(
-        "global\n\
-         \x20   log stdout format raw local0 notice\n\
-         \x20   maxconn 4096\n\
-         resolvers docker\n\
-         \x20   nameserver dns 127.0.0.11:53\n\
-         \x20   resolve_retries 3\n\
-         \x20   timeout resolve 1s\n\
-         \x20   timeout retry 1s\n\
-         \x20   hold valid 1s\n\
-         \x20   hold other 1s\n\
-         \x20   hold refused 1s\n\
-         \x20   hold nx 1s\n\
-         \x20   hold timeout 1s\n\
-         \x20   hold obsolete 1s\n\
-         defaults\n\
-         \x20   mode tcp\n\
-         \x20   log global\n\
-         \x20   timeout connect 2s\n\
-         \x20   timeout client 330s\n\
-         \x20   timeout server 330s\n\
-         \x20   timeout tunnel 1h\n\
-         \x20   option clitcpka\n\
-         \x20   option srvtcpka\n\
-         \x20   retries 0\n\
-         frontend redis_frontend\n\
-         \x20   bind :9000\n\
-         \x20   default_backend redis\n\
-         backend redis\n\
-         \x20   option tcp-check\n\
-         \x20   tcp-check connect\n",
-    );
-    let _ = writeln!(
-        c,
-        "    tcp-check send AUTH\\ {}\\r\\n",
-        haproxy_escape(password)
-    );
-    c.push_str(
-        "    tcp-check expect string +OK\n\
-         \x20   tcp-check send PING\\r\\n\n\
-         \x20   tcp-check expect string +PONG\n\
-         \x20   tcp-check send info\\ replication\\r\\n\n\
-         \x20   tcp-check expect string role:master\n\
-         \x20   tcp-check send QUIT\\r\\n\n\
-         \x20   tcp-check expect string +OK\n\
-         \x20   default-server check inter 1s fall 1 rise 1 on-marked-down shutdown-sessions \
-         resolvers docker resolve-prefer ipv4 init-addr last,libc,none\n",
-    );
-    for n in 1..=3 {
-        let _ = writeln!(c, "    server redis-{n} redis-{n}:{}", 9000 + n);
-    }
-    // The image's HEALTHCHECK probes the stats frontend on 127.0.0.1:8404.
-    c.push_str(
-        "frontend stats\n\
-         \x20   mode http\n\
-         \x20   bind 127.0.0.1:8404\n\
-         \x20   timeout client 10s\n\
-         \x20   stats enable\n\
-         \x20   stats uri /stats\n",
-    );
-    c
+    haproxy::classic_config(&ClassicSetup {
+        frontend: ":9000".into(),
+        // The image's HEALTHCHECK probes the stats frontend on 127.0.0.1:8404.
+        stats: "127.0.0.1:8404".into(),
+        socket: None,
+        servers: (1..=3).map(|n| format!("redis-{n}:{}", 9000 + n)).collect(),
+        password: Some(password),
+        docker_dns: true,
+    })
 }
 
 /// REDIS_HA_IMAGE_HAPROXY from the images.env up.sh wrote into the state directory.

@@ -9,6 +9,7 @@
 //! Ports inside the cluster's block: ours at `HAPROXY_PORT_OFFSET` (frontend) and +1 (stats),
 //! the classic one at +2 (frontend) and +3 (stats). Runtime sockets live in the cluster dir.
 
+use std::fmt::Write as _;
 use std::ops::{Deref, DerefMut};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -77,7 +78,15 @@ impl Cluster {
         let socket = self.dir().join("haproxy-classic.sock");
         let cfg = self.dir().join("haproxy-classic.cfg");
         let servers: Vec<String> = (1..=NODES).map(|i| self.node(i).addr()).collect();
-        std::fs::write(&cfg, classic_config(frontend, stats, &socket, &servers))
+        let setup = ClassicSetup {
+            frontend: format!("127.0.0.1:{frontend}"),
+            stats: format!("127.0.0.1:{stats}"),
+            socket: Some(&socket),
+            servers,
+            password: None,
+            docker_dns: false,
+        };
+        std::fs::write(&cfg, classic_config(&setup))
             .unwrap_or_else(|e| panic!("cannot write {}: {e}", cfg.display()));
         let inner = kit::Haproxy::start_with_config(
             "haproxy-classic",
@@ -111,15 +120,69 @@ impl Cluster {
     }
 }
 
+/// Where the classic HAProxy runs.
+#[derive(Clone, Debug)]
+pub struct ClassicSetup<'a> {
+    /// `bind` of the client frontend ("127.0.0.1:9000", ":9000").
+    pub frontend: String,
+    /// `bind` of the stats frontend.
+    pub stats: String,
+    /// The runtime API socket, if any.
+    pub socket: Option<&'a Path>,
+    /// Server `redis-N` = `servers[N-1]` ("host:port").
+    pub servers: Vec<String>,
+    /// The Redis password: the check AUTHs first.
+    pub password: Option<&'a str>,
+    /// Servers by name through Docker's DNS (the swarm stack), re-resolved every second.
+    pub docker_dns: bool,
+}
+
+/// One HAProxy config word: backslash-escapes what the parser would split or interpret.
+pub fn haproxy_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for ch in s.chars() {
+        if matches!(ch, ' ' | '\t' | '\\' | '"' | '\'' | '#' | '$') {
+            out.push('\\');
+        }
+        out.push(ch);
+    }
+    out
+}
+
 /// The classic configuration (as published set-ups do it), with the same defaults as ours
-/// (timeouts, `retries 0`), so the comparison is the routing decision alone.
-pub fn classic_config(frontend: u16, stats: u16, socket: &Path, servers: &[String]) -> String {
-    let mut c = format!(
+/// (timeouts, `retries 0`), so the comparison is the routing decision alone: the process
+/// benchmark's and the swarm benchmark's.
+pub fn classic_config(setup: &ClassicSetup<'_>) -> String {
+    let mut c = String::from(
         "global\n\
          \x20   log stdout format raw local0 notice\n\
-         \x20   maxconn 4096\n\
-         \x20   stats socket {socket} mode 600 level admin\n\
-         defaults\n\
+         \x20   maxconn 4096\n",
+    );
+    if let Some(socket) = setup.socket {
+        let _ = writeln!(
+            c,
+            "    stats socket {} mode 600 level admin",
+            socket.display()
+        );
+    }
+    if setup.docker_dns {
+        c.push_str(
+            "resolvers docker\n\
+             \x20   nameserver dns 127.0.0.11:53\n\
+             \x20   resolve_retries 3\n\
+             \x20   timeout resolve 1s\n\
+             \x20   timeout retry 1s\n\
+             \x20   hold valid 1s\n\
+             \x20   hold other 1s\n\
+             \x20   hold refused 1s\n\
+             \x20   hold nx 1s\n\
+             \x20   hold timeout 1s\n\
+             \x20   hold obsolete 1s\n",
+        );
+    }
+    let _ = write!(
+        c,
+        "defaults\n\
          \x20   mode tcp\n\
          \x20   log global\n\
          \x20   timeout connect 2s\n\
@@ -130,31 +193,43 @@ pub fn classic_config(frontend: u16, stats: u16, socket: &Path, servers: &[Strin
          \x20   option srvtcpka\n\
          \x20   retries 0\n\
          frontend redis_frontend\n\
-         \x20   bind 127.0.0.1:{frontend}\n\
+         \x20   bind {}\n\
          \x20   default_backend {BACKEND}\n\
          backend {BACKEND}\n\
          \x20   option tcp-check\n\
-         \x20   tcp-check connect\n\
-         \x20   tcp-check send PING\\r\\n\n\
+         \x20   tcp-check connect\n",
+        setup.frontend
+    );
+    if let Some(pw) = setup.password {
+        let _ = writeln!(c, "    tcp-check send AUTH\\ {}\\r\\n", haproxy_escape(pw));
+        c.push_str("    tcp-check expect string +OK\n");
+    }
+    c.push_str(
+        "    tcp-check send PING\\r\\n\n\
          \x20   tcp-check expect string +PONG\n\
          \x20   tcp-check send info\\ replication\\r\\n\n\
          \x20   tcp-check expect string role:master\n\
          \x20   tcp-check send QUIT\\r\\n\n\
          \x20   tcp-check expect string +OK\n\
-         \x20   default-server check inter 1s fall 1 rise 1 on-marked-down shutdown-sessions\n",
-        socket = socket.display(),
+         \x20   default-server check inter 1s fall 1 rise 1 on-marked-down shutdown-sessions",
     );
-    for (i, s) in servers.iter().enumerate() {
-        c.push_str(&format!("    server redis-{} {s}\n", i + 1));
+    if setup.docker_dns {
+        c.push_str(" resolvers docker resolve-prefer ipv4 init-addr last,libc,none");
     }
-    c.push_str(&format!(
+    c.push('\n');
+    for (i, s) in setup.servers.iter().enumerate() {
+        let _ = writeln!(c, "    server redis-{} {s}", i + 1);
+    }
+    let _ = write!(
+        c,
         "frontend stats\n\
          \x20   mode http\n\
-         \x20   bind 127.0.0.1:{stats}\n\
+         \x20   bind {}\n\
          \x20   timeout client 10s\n\
          \x20   stats enable\n\
-         \x20   stats uri /stats\n"
-    ));
+         \x20   stats uri /stats\n",
+        setup.stats
+    );
     c
 }
 
@@ -451,16 +526,34 @@ mod tests {
 
     #[test]
     fn classic_config_checks_role_master_every_second() {
-        let c = classic_config(
-            20021,
-            20022,
-            Path::new("/d/s.sock"),
-            &["127.0.0.1:20001".into(), "127.0.0.1:20002".into()],
-        );
+        let c = classic_config(&ClassicSetup {
+            frontend: "127.0.0.1:20021".into(),
+            stats: "127.0.0.1:20022".into(),
+            socket: Some(Path::new("/d/s.sock")),
+            servers: vec!["127.0.0.1:20001".into(), "127.0.0.1:20002".into()],
+            password: None,
+            docker_dns: false,
+        });
         assert!(c.contains("tcp-check expect string role:master\n"));
         assert!(c.contains("tcp-check send info\\ replication\\r\\n\n"));
         assert!(c.contains("check inter 1s fall 1 rise 1 on-marked-down shutdown-sessions"));
         assert!(c.contains("    server redis-2 127.0.0.1:20002\n"));
         assert!(c.contains("bind 127.0.0.1:20021\n"));
+        assert!(c.contains("stats socket /d/s.sock mode 600 level admin\n"));
+        assert!(!c.contains("AUTH") && !c.contains("resolvers"));
+        let stack = classic_config(&ClassicSetup {
+            frontend: ":9000".into(),
+            stats: "127.0.0.1:8404".into(),
+            socket: None,
+            servers: vec!["redis-1:9001".into()],
+            password: Some("p w"),
+            docker_dns: true,
+        });
+        let auth =
+            stack.find("tcp-check send AUTH\\ p\\ w\\r\\n\n    tcp-check expect string +OK\n");
+        let ping = stack.find("tcp-check send PING");
+        assert!(auth.is_some() && auth < ping, "AUTH first: {stack}");
+        assert!(stack.contains("shutdown-sessions resolvers docker resolve-prefer ipv4"));
+        assert!(stack.contains("resolvers docker\n    nameserver dns 127.0.0.11:53\n"));
     }
 }
