@@ -28,6 +28,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::cluster::{Cluster, HAPROXY_PORT_OFFSET, NODES, READY_TIMEOUT};
+use crate::sidecars::SidecarTask;
 
 pub const FRONTEND_OFFSET: u16 = HAPROXY_PORT_OFFSET;
 pub const STATS_OFFSET: u16 = HAPROXY_PORT_OFFSET + 1;
@@ -430,8 +431,7 @@ impl WriteLoop {
 /// A reloader running as a task in the test process, in the style of the other sidecars:
 /// stopped through its token, aborted when dropped.
 pub struct ReloaderTask {
-    cancel: CancellationToken,
-    handle: Option<JoinHandle<Result<(), String>>>,
+    task: SidecarTask<redis_ha_reloader::ReloaderError>,
     status: watch::Receiver<ReloaderStatus>,
 }
 
@@ -441,15 +441,8 @@ impl ReloaderTask {
         let reloader =
             Reloader::new(config).unwrap_or_else(|e| panic!("reloader configuration: {e}"));
         let status = reloader.status();
-        let cancel = CancellationToken::new();
-        let token = cancel.clone();
-        let handle =
-            tokio::spawn(async move { reloader.run(token).await.map_err(|e| e.to_string()) });
-        Self {
-            cancel,
-            handle: Some(handle),
-            status,
-        }
+        let task = SidecarTask::spawn("the reloader", |token| reloader.run(token));
+        Self { task, status }
     }
 
     /// The reloader's current status (decision in force, per-HAProxy state).
@@ -497,26 +490,8 @@ impl ReloaderTask {
     }
 
     /// Cancels the reloader and waits for it to return; panics if it failed or hangs.
-    pub async fn stop(mut self) {
-        self.cancel.cancel();
-        let Some(h) = self.handle.take() else {
-            return;
-        };
-        match tokio::time::timeout(Duration::from_secs(30), h).await {
-            Ok(Ok(Ok(()))) => {}
-            Ok(Ok(Err(e))) => panic!("the reloader returned an error: {e}"),
-            Ok(Err(e)) => panic!("the reloader panicked or was aborted: {e}"),
-            Err(_) => panic!("the reloader did not stop within 30 s of its cancellation"),
-        }
-    }
-}
-
-impl Drop for ReloaderTask {
-    fn drop(&mut self) {
-        self.cancel.cancel();
-        if let Some(h) = self.handle.take() {
-            h.abort();
-        }
+    pub async fn stop(self) {
+        self.task.stop().await;
     }
 }
 

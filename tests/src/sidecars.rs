@@ -52,25 +52,43 @@ async fn outcome<E: Display>(handle: JoinHandle<Result<(), E>>) -> String {
     }
 }
 
-/// One agent task. Dropping it cancels and aborts it.
-struct AgentTask {
+/// One sidecar run as a task of the test's runtime, with its cancellation token. Dropping it
+/// cancels and aborts it.
+pub struct SidecarTask<E> {
     name: String,
     cancel: CancellationToken,
-    handle: Option<JoinHandle<Result<(), redis_ha_agent::AgentError>>>,
+    handle: Option<JoinHandle<Result<(), E>>>,
 }
 
-impl AgentTask {
-    fn is_finished(&self) -> bool {
+impl<E: Display + Send + 'static> SidecarTask<E> {
+    /// Spawns `run(token)`; `name` names it in panics.
+    pub fn spawn<F, Fut>(name: &str, run: F) -> Self
+    where
+        F: FnOnce(CancellationToken) -> Fut,
+        Fut: std::future::Future<Output = Result<(), E>> + Send + 'static,
+    {
+        let cancel = CancellationToken::new();
+        let handle = tokio::spawn(run(cancel.clone()));
+        Self {
+            name: name.to_owned(),
+            cancel,
+            handle: Some(handle),
+        }
+    }
+
+    pub fn is_finished(&self) -> bool {
         self.handle.as_ref().is_none_or(JoinHandle::is_finished)
     }
 
-    async fn stop(mut self) {
+    /// Cancels it and waits for it to return (see [`joined`]).
+    pub async fn stop(mut self) {
         self.cancel.cancel();
         if let Some(handle) = self.handle.take() {
             joined(&self.name, handle).await;
         }
     }
 
+    /// For a task that finished on its own: how, as text.
     async fn outcome(mut self) -> String {
         match self.handle.take() {
             Some(h) => outcome(h).await,
@@ -79,7 +97,7 @@ impl AgentTask {
     }
 }
 
-impl Drop for AgentTask {
+impl<E> Drop for SidecarTask<E> {
     fn drop(&mut self) {
         self.cancel.cancel();
         if let Some(h) = self.handle.take() {
@@ -87,6 +105,8 @@ impl Drop for AgentTask {
         }
     }
 }
+
+type AgentTask = SidecarTask<redis_ha_agent::AgentError>;
 
 /// The running sidecar tasks of a cluster.
 #[derive(Default)]
@@ -202,13 +222,9 @@ impl Cluster {
             !self.sidecars.agents.contains_key(&i),
             "start_agent({i}): the agent already runs"
         );
-        let cancel = CancellationToken::new();
-        let handle = tokio::spawn(redis_ha_agent::run(config, cancel.clone()));
-        let task = AgentTask {
-            name: format!("agent-{i}"),
-            cancel,
-            handle: Some(handle),
-        };
+        let task = AgentTask::spawn(&format!("agent-{i}"), |token| {
+            redis_ha_agent::run(config, token)
+        });
         self.sidecars.agents.insert(i, task);
     }
 

@@ -318,75 +318,57 @@ async fn a_never_polled_watcher_blocks_nobody() {
     c.stop().await;
 }
 
+/// Asserts that a call was refused with `code`, its message naming `mentions` ("" for any).
+#[track_caller]
+fn refused<T: std::fmt::Debug>(answer: Result<T, tonic::Status>, code: Code, mentions: &str) {
+    let e = answer.unwrap_err();
+    assert_eq!(e.code(), code, "{e:?}");
+    assert!(e.message().contains(mentions), "{}", e.message());
+}
+
+fn group(name: &str) -> GetTopologyRequest {
+    GetTopologyRequest {
+        master_group: name.into(),
+    }
+}
+
 #[tokio::test]
 async fn bad_requests_get_a_status() {
     let c = Running::start().await;
     let mut client = c.client().await;
 
-    let e = client
-        .get_topology(GetTopologyRequest {
-            master_group: String::new(),
-        })
-        .await
-        .unwrap_err();
-    assert_eq!(e.code(), Code::InvalidArgument);
-    assert!(e.message().contains("master_group"), "{}", e.message());
-
-    let e = client
-        .get_topology(GetTopologyRequest {
-            master_group: "no-such-group".into(),
-        })
-        .await
-        .unwrap_err();
-    assert_eq!(e.code(), Code::NotFound);
-    assert!(e.message().contains("no-such-group"), "{}", e.message());
-
-    let e = client
-        .watch_topology(WatchTopologyRequest {
-            master_group: "no-such-group".into(),
-        })
-        .await
-        .unwrap_err();
-    assert_eq!(e.code(), Code::NotFound);
-
-    let e = client
-        .list_events(ListEventsRequest {
-            master_group: String::new(),
-            limit: 0,
-        })
-        .await
-        .unwrap_err();
-    assert_eq!(e.code(), Code::InvalidArgument);
+    let answer = client.get_topology(group("")).await;
+    refused(answer, Code::InvalidArgument, "master_group");
+    let answer = client.get_topology(group("no-such-group")).await;
+    refused(answer, Code::NotFound, "no-such-group");
+    let watch = WatchTopologyRequest {
+        master_group: "no-such-group".into(),
+    };
+    refused(client.watch_topology(watch).await, Code::NotFound, "");
+    let events = ListEventsRequest {
+        master_group: String::new(),
+        limit: 0,
+    };
+    refused(client.list_events(events).await, Code::InvalidArgument, "");
 
     let mut r = report(1, 1, Role::Master);
     r.agent_id = String::new();
-    let e = client.report(r).await.unwrap_err();
-    assert_eq!(e.code(), Code::InvalidArgument);
-    assert!(e.message().contains("agent_id"), "{}", e.message());
-
+    refused(client.report(r).await, Code::InvalidArgument, "agent_id");
     let mut r = report(1, 1, Role::Master);
     r.master_group = String::new();
-    assert_eq!(
-        client.report(r).await.unwrap_err().code(),
-        Code::InvalidArgument
-    );
-
-    let e = client
-        .failover(FailoverRequest {
-            master_group: "no-such-group".into(),
-        })
-        .await
-        .unwrap_err();
-    assert_eq!(e.code(), Code::NotFound);
+    refused(client.report(r).await, Code::InvalidArgument, "");
+    let failover = FailoverRequest {
+        master_group: "no-such-group".into(),
+    };
+    refused(client.failover(failover).await, Code::NotFound, "");
 
     // 5 MiB: over the 4 MiB limit. An error status, not a hang, and the server lives on.
     let mut huge = report(1, 1, Role::Master);
     huge.redis.as_mut().unwrap().error = "x".repeat(5 * 1024 * 1024);
-    let e = tokio::time::timeout(WAIT, client.report(huge))
+    let answer = tokio::time::timeout(WAIT, client.report(huge))
         .await
-        .expect("an oversized message is answered")
-        .unwrap_err();
-    assert_eq!(e.code(), Code::OutOfRange, "{e:?}");
+        .expect("an oversized message is answered");
+    refused(answer, Code::OutOfRange, "");
     let mut client = c.client().await;
     assert_eq!(get(&mut client).await.nodes.len(), 0);
     c.stop().await;
@@ -396,14 +378,14 @@ async fn bad_requests_get_a_status() {
 async fn failover_without_a_known_sentinel() {
     let c = Running::start().await;
     let mut client = c.client().await;
-    let e = client
-        .failover(FailoverRequest {
-            master_group: G.into(),
-        })
-        .await
-        .unwrap_err();
-    assert_eq!(e.code(), Code::FailedPrecondition);
-    assert!(e.message().contains("no Sentinel"), "{}", e.message());
+    let failover = || FailoverRequest {
+        master_group: G.into(),
+    };
+    refused(
+        client.failover(failover()).await,
+        Code::FailedPrecondition,
+        "no Sentinel",
+    );
 
     // A Sentinel address nobody listens on: UNAVAILABLE, naming it.
     let sb = Sandbox::new();
@@ -411,17 +393,10 @@ async fn failover_without_a_known_sentinel() {
     let mut r = report(1, 1, Role::Master);
     r.sentinel.as_mut().unwrap().address = format!("127.0.0.1:{port}");
     client.report(r).await.unwrap();
-    let e = client
-        .failover(FailoverRequest {
-            master_group: G.into(),
-        })
-        .await
-        .unwrap_err();
-    assert_eq!(e.code(), Code::Unavailable, "{e:?}");
-    assert!(
-        e.message().contains(&format!("127.0.0.1:{port}")),
-        "{}",
-        e.message()
+    refused(
+        client.failover(failover()).await,
+        Code::Unavailable,
+        &format!("127.0.0.1:{port}"),
     );
     c.stop().await;
 }
