@@ -203,10 +203,7 @@ async fn master_port(cluster: &Cluster) -> u16 {
         "the Sentinels to agree on a master",
         READY_TIMEOUT,
         || async {
-            let addr = cluster.master_addr_by_sentinel().await?;
-            let i = cluster
-                .node_index(&addr)
-                .ok_or_else(|| format!("unknown master {addr}"))?;
+            let i = cluster.sentinel_master_node().await?;
             Ok::<_, String>(cluster.node(i).port())
         },
     )
@@ -486,6 +483,26 @@ async fn measure_rest(ours: &Haproxy, classic: &Haproxy, secs: u64) -> String {
     t
 }
 
+/// One row per (down-after, stack): min | median | max of `pick`, and how many were measured.
+fn table_rows(
+    out: &mut String,
+    samples: &BTreeMap<(u64, Stack), Vec<Sample>>,
+    pick: impl Fn(&Sample) -> Option<Duration>,
+    cell: fn(Duration) -> String,
+) {
+    for ((da, stack), s) in samples {
+        let v: Vec<Duration> = s.iter().filter_map(&pick).collect();
+        let row = figures::cells(&v, cell);
+        let _ = writeln!(
+            out,
+            "| {da} ms | {} | {row} | {}/{} |",
+            stack.label(),
+            v.len(),
+            s.len()
+        );
+    }
+}
+
 fn report(
     args: &Args,
     samples: &BTreeMap<(u64, Stack), Vec<Sample>>,
@@ -501,17 +518,7 @@ fn report(
          | Sentinel down-after | stack | min | median | max | measured |\n|---:|---|---:|---:|---:|---:|",
         args.reps
     );
-    for ((da, stack), s) in samples {
-        let v: Vec<Duration> = s.iter().filter_map(|x| x.outage).collect();
-        let row = figures::cells(&v, figures::secs);
-        let _ = writeln!(
-            out,
-            "| {da} ms | {} | {row} | {}/{} |",
-            stack.label(),
-            v.len(),
-            s.len()
-        );
-    }
+    table_rows(&mut out, samples, |x| x.outage, figures::secs);
     let _ = writeln!(
         out,
         "\n### Switch lag\n\n\
@@ -519,17 +526,7 @@ fn report(
          acknowledges through the proxy, min / median / max.\n\n\
          | Sentinel down-after | stack | min | median | max | measured |\n|---:|---|---:|---:|---:|---:|"
     );
-    for ((da, stack), s) in samples {
-        let v: Vec<Duration> = s.iter().filter_map(|x| x.switch_lag).collect();
-        let row = figures::cells(&v, figures::millis);
-        let _ = writeln!(
-            out,
-            "| {da} ms | {} | {row} | {}/{} |",
-            stack.label(),
-            v.len(),
-            s.len()
-        );
-    }
+    table_rows(&mut out, samples, |x| x.switch_lag, figures::millis);
     if !throughput.is_empty() {
         let _ = writeln!(out, "\n### Throughput\n\n{throughput}");
     }

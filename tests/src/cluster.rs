@@ -181,6 +181,13 @@ impl Cluster {
         Err(format!("Sentinels disagree: {answers:?}"))
     }
 
+    /// The node (1-based) the Sentinels name as master (see `master_addr_by_sentinel`).
+    pub async fn sentinel_master_node(&self) -> Result<usize, String> {
+        let addr = self.master_addr_by_sentinel().await?;
+        self.node_index(&addr)
+            .ok_or_else(|| format!("Sentinels name an unknown node {addr}"))
+    }
+
     /// Waits until every answering Sentinel (at least 2) names the same master, other than
     /// `old` ("127.0.0.1:port"), and that node answers `role:master`. Returns its address.
     pub async fn wait_new_master(&self, old: &str) -> String {
@@ -255,10 +262,7 @@ impl Cluster {
             &format!("node {i} to be a synced replica of the Sentinels' master"),
             READY_TIMEOUT,
             || async move {
-                let master = self.master_addr_by_sentinel().await?;
-                let m = self
-                    .node_index(&master)
-                    .ok_or_else(|| format!("Sentinels name an unknown node {master}"))?;
+                let m = self.sentinel_master_node().await?;
                 if m == i {
                     return Err(format!("Sentinels name node {i} itself as master"));
                 }

@@ -50,7 +50,7 @@ pub struct StackOptions {
     pub name: String,
     pub base_port: u16,
     pub grpc_port: u16,
-    pub down_after_ms: u32,
+    pub down_after_ms: u64,
     pub group: String,
 }
 
@@ -64,6 +64,22 @@ impl Default for StackOptions {
             group: "redis-cluster".into(),
         }
     }
+}
+
+/// `deploy/up.sh` arguments deploying `opts` (the build options are the caller's).
+pub fn up_args(opts: &StackOptions) -> Vec<String> {
+    vec![
+        "--stack".into(),
+        opts.name.clone(),
+        "--base-port".into(),
+        opts.base_port.to_string(),
+        "--grpc-port".into(),
+        opts.grpc_port.to_string(),
+        "--down-after-ms".into(),
+        opts.down_after_ms.to_string(),
+        "--group".into(),
+        opts.group.clone(),
+    ]
 }
 
 /// A deployed stack. Not removed on drop (a failed run is left for inspection and removed by
@@ -125,19 +141,8 @@ impl Stack {
         )
         .await?;
         tracing::info!("leftovers removed:\n{down}");
-        let mut args: Vec<String> = vec![
-            "--stack".into(),
-            opts.name.clone(),
-            "--base-port".into(),
-            opts.base_port.to_string(),
-            "--grpc-port".into(),
-            opts.grpc_port.to_string(),
-            "--down-after-ms".into(),
-            opts.down_after_ms.to_string(),
-            "--group".into(),
-            opts.group.clone(),
-            "--debug".into(),
-        ];
+        let mut args = up_args(&opts);
+        args.push("--debug".into());
         // The test build compiled the debug binaries already: image them as they are.
         if binaries_fresh() {
             args.push("--no-cargo".into());

@@ -50,15 +50,12 @@ async fn wait_routed_to_sentinel_master(cluster: &Cluster, haproxy: &Haproxy) ->
         "HAProxy to route to the Sentinels' master",
         READY_TIMEOUT,
         || async move {
-            let addr = cluster.master_addr_by_sentinel().await?;
-            let i = cluster
-                .node_index(&addr)
-                .ok_or_else(|| format!("unknown master {addr}"))?;
+            let i = cluster.sentinel_master_node().await?;
             let port = cluster.node(i).port();
             match haproxy.routed_port().await {
                 Some(p) if p == port => Ok(port),
                 other => Err(format!(
-                    "Sentinels name {addr}, HAProxy routes to {other:?}"
+                    "Sentinels name node {i}, HAProxy routes to {other:?}"
                 )),
             }
         },

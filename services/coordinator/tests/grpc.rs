@@ -86,6 +86,15 @@ fn report(node: u32, seq: u64, role: Role) -> AgentReport {
     }
 }
 
+/// The next topology a watch sends (a hang fails the test).
+async fn next(watch: &mut tonic::Streaming<Topology>) -> Topology {
+    tokio::time::timeout(WAIT, watch.next())
+        .await
+        .expect("the watch sends within the wait")
+        .unwrap()
+        .unwrap()
+}
+
 async fn get(client: &mut CoordinatorClient<Channel>) -> Topology {
     client
         .get_topology(GetTopologyRequest {
@@ -217,11 +226,7 @@ async fn watch_sends_current_state_first_then_changes() {
         .await
         .unwrap()
         .into_inner();
-    let first = tokio::time::timeout(WAIT, watch.next())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    let first = next(&mut watch).await;
     assert_eq!(first.version, before.version);
     assert_eq!(first.master_address, "127.0.0.1:9001");
 
@@ -234,11 +239,7 @@ async fn watch_sends_current_state_first_then_changes() {
         .await
         .unwrap()
         .into_inner();
-    let next = tokio::time::timeout(WAIT, watch.next())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    let next = next(&mut watch).await;
     assert_eq!(next.version, first.version + 1);
     assert_eq!(next.version, ack.topology_version);
     assert_eq!(next.nodes.len(), 2);

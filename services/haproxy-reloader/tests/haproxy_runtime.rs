@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use redis_ha_reloader::plan::{NodeTarget, ServerNames, Wanted};
-use redis_ha_reloader::reloader::converge_once;
+use redis_ha_reloader::reloader::{converge_once, ConvergeOutcome};
 use redis_ha_reloader::runtime::{Command, OpState, RuntimeAddr, RuntimeClient};
 use redis_ha_testkit::{client, wait_until, Haproxy, RedisNode, Sandbox, TIMEOUT};
 
@@ -30,6 +30,24 @@ async fn three_nodes(sb: &Sandbox) -> Vec<RedisNode> {
     let r2 = sb.redis(Some(m.port())).await;
     let r3 = sb.redis(Some(m.port())).await;
     vec![m, r2, r3]
+}
+
+/// One `converge_once` of the backend to `master` (an index into `redis`), or to no master.
+async fn converge(
+    client: &RuntimeClient,
+    redis: &[RedisNode],
+    master: Option<usize>,
+    pipeline: bool,
+) -> ConvergeOutcome {
+    converge_once(
+        client,
+        "redis",
+        &ServerNames::default(),
+        &wanted(master, redis),
+        pipeline,
+    )
+    .await
+    .unwrap()
 }
 
 /// The reloader's runtime client of `hap`.
@@ -74,12 +92,9 @@ async fn ready_then_switch_fences_the_old_master() {
     let ports: Vec<u16> = redis.iter().map(|r| r.port()).collect();
     let hap = sb.haproxy(&ports).await;
     let client = runtime(&hap);
-    let names = ServerNames::default();
 
     // Ready node 1.
-    let out = converge_once(&client, "redis", &names, &wanted(Some(0), &redis), true)
-        .await
-        .unwrap();
+    let out = converge(&client, &redis, Some(0), true).await;
     assert_eq!(out.commands, ["set server redis/redis-1 state ready"]);
     assert_eq!(out.ready_server.as_deref(), Some("redis-1"));
     assert_eq!(hap.routed_port().await, Some(ports[0]));
@@ -95,15 +110,11 @@ async fn ready_then_switch_fences_the_old_master() {
     );
 
     // Converged: nothing to do.
-    let again = converge_once(&client, "redis", &names, &wanted(Some(0), &redis), true)
-        .await
-        .unwrap();
+    let again = converge(&client, &redis, Some(0), true).await;
     assert!(again.commands.is_empty(), "{:?}", again.commands);
 
     // Switch to node 2: fence 1 (maint + shutdown sessions), then ready 2.
-    let out = converge_once(&client, "redis", &names, &wanted(Some(1), &redis), true)
-        .await
-        .unwrap();
+    let out = converge(&client, &redis, Some(1), true).await;
     assert_eq!(
         out.commands,
         [
@@ -135,9 +146,7 @@ async fn ready_then_switch_fences_the_old_master() {
     .await;
 
     // No master known: the ready server stays.
-    let keep = converge_once(&client, "redis", &names, &wanted(None, &redis), true)
-        .await
-        .unwrap();
+    let keep = converge(&client, &redis, None, true).await;
     assert!(keep.commands.is_empty(), "{:?}", keep.commands);
     assert_eq!(hap.routed_port().await, Some(ports[1]));
 }
@@ -150,10 +159,7 @@ async fn addresses_are_set_before_ready_and_restart_is_reconverged() {
     // HAProxy configured with nodes 1 and 2 swapped: the reloader's addresses win.
     let mut hap = sb.haproxy(&[ports[1], ports[0], ports[2]]).await;
     let client = runtime(&hap);
-    let names = ServerNames::default();
-    let out = converge_once(&client, "redis", &names, &wanted(Some(0), &redis), true)
-        .await
-        .unwrap();
+    let out = converge(&client, &redis, Some(0), true).await;
     assert_eq!(
         out.commands,
         [
@@ -167,9 +173,7 @@ async fn addresses_are_set_before_ready_and_restart_is_reconverged() {
     // A restarted HAProxy is back to its config: everything in maint, swapped addresses.
     hap.restart().await;
     assert_eq!(hap.routed_port().await, None);
-    let out = converge_once(&client, "redis", &names, &wanted(Some(0), &redis), false)
-        .await
-        .unwrap();
+    let out = converge(&client, &redis, Some(0), false).await;
     assert_eq!(out.commands.len(), 3, "{:?}", out.commands);
     assert_eq!(hap.routed_port().await, Some(ports[0]));
 }
