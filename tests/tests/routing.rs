@@ -124,6 +124,15 @@ async fn wait_acked_since(writer: &Writer, since: Instant, n: usize) {
     .await;
 }
 
+/// A writer through `haproxy` every `every_ms`, once it has 20 writes acknowledged.
+async fn writing(haproxy: &Haproxy, prefix: &str, mode: WriteMode, every_ms: u64) -> Writer {
+    let started = Instant::now();
+    let interval = Duration::from_millis(every_ms);
+    let writer = Writer::start(haproxy.frontend_port(), prefix, mode, interval);
+    wait_acked_since(&writer, started, 20).await;
+    writer
+}
+
 fn summary(records: &[WriteRecord]) -> String {
     let acked = records.iter().filter(|r| r.acked).count();
     let ports: BTreeSet<Option<u16>> = records.iter().filter(|r| r.acked).map(|r| r.port).collect();
@@ -138,15 +147,8 @@ fn summary(records: &[WriteRecord]) -> String {
 async fn writes_recover_after_master_sigkill() {
     let mut s = stack().await;
     let old = s.cluster.node(1).addr();
-    let started = Instant::now();
-    let writer = Writer::start(
-        s.haproxy.frontend_port(),
-        "kill",
-        WriteMode::Persistent,
-        Duration::from_millis(5),
-    );
     // Writing in its stride before the kill.
-    wait_acked_since(&writer, started, 20).await;
+    let writer = writing(&s.haproxy, "kill", WriteMode::Persistent, 5).await;
 
     let killed_at = Instant::now();
     s.cluster.node_mut(1).kill();
@@ -196,14 +198,7 @@ async fn old_master_returning_as_master_gets_no_traffic_and_no_write_is_lost() {
 
     // A client writing over new connections every few ms while the old master comes back
     // from a config without `replicaof`: it starts as a master with an empty data set.
-    let started = Instant::now();
-    let writer = Writer::start(
-        s.haproxy.frontend_port(),
-        "split",
-        WriteMode::NewConnectionEachWrite,
-        Duration::from_millis(3),
-    );
-    wait_acked_since(&writer, started, 20).await;
+    let writer = writing(&s.haproxy, "split", WriteMode::NewConnectionEachWrite, 3).await;
     s.cluster.node_mut(1).restart_as_master().await;
     // Until it has been turned into a replica again (fencing by its agent, or its Sentinel),
     // and a while after: a negative check (no connection ever reaches the old master), so it

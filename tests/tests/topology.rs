@@ -21,6 +21,13 @@ fn node<'t>(t: &'t Topology, id: &str) -> &'t redis_ha_proto::v1::NodeView {
         .unwrap_or_else(|| panic!("{id} missing from {}", describe(t)))
 }
 
+/// `node` has `health` and every other node is UP.
+fn only_node_is(t: &Topology, node: &str, health: Health) -> bool {
+    t.nodes
+        .iter()
+        .all(|n| n.health() == if n.node == node { health } else { Health::Up })
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn topology_is_right_after_start() {
     let mut cluster = started(ClusterOptions::default()).await;
@@ -165,16 +172,7 @@ async fn agent_reports_its_redis_down() {
     let master = cluster.node(1).addr();
 
     cluster.node_mut(3).kill();
-    let down = |t: &Topology| {
-        t.master_address == master
-            && t.nodes.iter().all(|n| {
-                if n.node == "node-3" {
-                    n.health() == Health::Down
-                } else {
-                    n.health() == Health::Up
-                }
-            })
-    };
+    let down = |t: &Topology| t.master_address == master && only_node_is(t, "node-3", Health::Down);
     cluster
         .wait_topology("node-3 DOWN, the others UP", READY_TIMEOUT, down)
         .await;
@@ -213,14 +211,7 @@ async fn stopped_agent_turns_its_node_unknown() {
     cluster.stop_agent(2).await;
     let t = cluster
         .wait_topology("node-2 UNKNOWN, the others UP", READY_TIMEOUT, |t| {
-            t.master_address == master
-                && t.nodes.iter().all(|n| {
-                    if n.node == "node-2" {
-                        n.health() == Health::Unknown
-                    } else {
-                        n.health() == Health::Up
-                    }
-                })
+            t.master_address == master && only_node_is(t, "node-2", Health::Unknown)
         })
         .await;
     let n2 = node(&t, "node-2");

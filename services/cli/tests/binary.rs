@@ -17,6 +17,16 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 
 const BIN: &str = env!("CARGO_BIN_EXE_redis-ha");
 
+/// Every command that talks to the coordinator about one master group.
+const GROUP_COMMANDS: [&[&str]; 6] = [
+    &["status"],
+    &["status", "--json"],
+    &["watch"],
+    &["master"],
+    &["events"],
+    &["failover"],
+];
+
 /// A coordinator URL nothing listens on: a port of a reserved block (held while the block
 /// lives, so no other test's server can take it).
 fn dead_url(block: &PortBlock) -> String {
@@ -82,14 +92,7 @@ async fn try_ok(url: &str, args: &[&str]) -> Result<String, String> {
 async fn unreachable_coordinator_exits_2_with_a_clear_message() {
     let block = PortBlock::allocate(1);
     let url = dead_url(&block);
-    for cmd in [
-        &["status"][..],
-        &["status", "--json"],
-        &["watch"],
-        &["master"],
-        &["events"],
-        &["failover"],
-    ] {
+    for cmd in GROUP_COMMANDS {
         let mut args = vec!["--coordinator", url.as_str()];
         args.extend_from_slice(cmd);
         let out = run(&args).await;
@@ -241,14 +244,7 @@ async fn against_a_real_cluster() {
     );
 
     // ---- An unknown master group: NOT_FOUND, exit 1, for every command that names one.
-    for cmd in [
-        &["status"][..],
-        &["status", "--json"],
-        &["master"],
-        &["events"],
-        &["watch"],
-        &["failover"],
-    ] {
+    for cmd in GROUP_COMMANDS {
         let mut args = vec!["--coordinator", url.as_str(), "--group", "nope"];
         args.extend_from_slice(cmd);
         let out = run(&args).await;

@@ -86,6 +86,22 @@ fn report(node: u32, seq: u64, role: Role) -> AgentReport {
     }
 }
 
+/// ListEvents of the group, the last `limit` (0: all kept).
+async fn list_events(
+    client: &mut CoordinatorClient<Channel>,
+    limit: u32,
+) -> Vec<redis_ha_proto::v1::Event> {
+    client
+        .list_events(ListEventsRequest {
+            master_group: G.into(),
+            limit,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .events
+}
+
 /// The next topology a watch sends (a hang fails the test).
 async fn next(watch: &mut tonic::Streaming<Topology>) -> Topology {
     tokio::time::timeout(WAIT, watch.next())
@@ -142,28 +158,12 @@ async fn report_then_get_topology() {
     assert!(t.nodes.iter().all(|n| n.health == Health::Up as i32));
     assert_eq!(t.sentinels.len(), 2);
 
-    let events = client
-        .list_events(ListEventsRequest {
-            master_group: G.into(),
-            limit: 0,
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .events;
+    let events = list_events(&mut client, 0).await;
     assert!(events
         .iter()
         .any(|e| e.kind == "sentinel" && e.node == "node-1" && e.message.starts_with("+monitor")));
     assert!(events.iter().any(|e| e.kind == "master-changed"));
-    let last_two = client
-        .list_events(ListEventsRequest {
-            master_group: G.into(),
-            limit: 2,
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .events;
+    let last_two = list_events(&mut client, 2).await;
     assert_eq!(last_two.len(), 2);
     assert_eq!(last_two[1], *events.last().unwrap());
 

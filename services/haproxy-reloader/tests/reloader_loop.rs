@@ -255,6 +255,19 @@ impl Fleet {
         })
     }
 
+    /// Agent `node` sees its Redis change role (a replica of `replica_of`), and reports it.
+    async fn role_changed(&self, node: usize, role: Role, replica_of: Option<u16>) {
+        self.update(node, |a| {
+            a.role = role;
+            if let Some(m) = replica_of {
+                a.replica_of = m;
+            }
+            a.role_changed_at_ms = redis_ha_common::time::now_ms();
+        })
+        .await;
+        self.report_taken(node, "role-change", Vec::new()).await;
+    }
+
     /// Changes what agent `node` (1-based) sees; reported with its next report.
     async fn update(&self, node: usize, f: impl FnOnce(&mut Agent)) {
         f(&mut self.inner.lock().await.agents[node - 1]);
@@ -512,15 +525,7 @@ async fn promote(
     ];
     fleet.report_taken(leader, "event", events).await;
     nodes[promoted - 1].set_replica_of(None).await.unwrap();
-    fleet
-        .update(promoted, |a| {
-            a.role = Role::Master;
-            a.role_changed_at_ms = redis_ha_common::time::now_ms();
-        })
-        .await;
-    fleet
-        .report_taken(promoted, "role-change", Vec::new())
-        .await;
+    fleet.role_changed(promoted, Role::Master, None).await;
     let what = format!("node-{promoted} promoted at epoch {epoch}");
     fleet
         .wait_topology(&what, |t| {
@@ -682,14 +687,7 @@ async fn follows_the_coordinator_through_a_restart_and_a_revoked_promotion() {
     // replica of node-3. The coordinator revokes the promotion (a lower epoch on the same
     // stream), and the reloader follows it back to node-3.
     r2.set_replica_of(Some(p3)).await.unwrap();
-    fleet
-        .update(2, |a| {
-            a.role = Role::Replica;
-            a.replica_of = p3;
-            a.role_changed_at_ms = redis_ha_common::time::now_ms();
-        })
-        .await;
-    fleet.report_taken(2, "role-change", Vec::new()).await;
+    fleet.role_changed(2, Role::Replica, Some(p3)).await;
     fleet.update(1, |a| a.failover = false).await;
     fleet.report_taken(1, "heartbeat", Vec::new()).await;
     fleet

@@ -87,10 +87,6 @@ impl RedisNode {
         node
     }
 
-    pub fn name(&self) -> &str {
-        &self.spec.name
-    }
-
     pub fn port(&self) -> u16 {
         self.spec.port
     }

@@ -92,10 +92,6 @@ impl Sentinel {
         s
     }
 
-    pub fn name(&self) -> &str {
-        &self.spec.name
-    }
-
     pub fn port(&self) -> u16 {
         self.spec.port
     }
