@@ -102,6 +102,17 @@ async fn list_events(
         .events
 }
 
+/// WatchTopology of the group.
+async fn watch(client: &mut CoordinatorClient<Channel>) -> tonic::Streaming<Topology> {
+    client
+        .watch_topology(WatchTopologyRequest {
+            master_group: G.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
 /// The next topology a watch sends (a hang fails the test).
 async fn next(watch: &mut tonic::Streaming<Topology>) -> Topology {
     tokio::time::timeout(WAIT, watch.next())
@@ -192,21 +203,12 @@ async fn a_silent_agent_turns_unknown_without_any_report() {
     .await;
     let mut client = c.client().await;
     client.report(report(1, 1, Role::Master)).await.unwrap();
-    let mut watch = client
-        .watch_topology(WatchTopologyRequest {
-            master_group: G.into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let mut watch = watch(&mut client).await;
     let first = watch.next().await.unwrap().unwrap();
     assert_eq!(first.nodes[0].health, Health::Up as i32);
     // Only the timer can publish this change.
-    let next = tokio::time::timeout(WAIT, watch.next())
-        .await
-        .expect("the timer re-derives")
-        .unwrap()
-        .unwrap();
+    // The timer re-derives.
+    let next = next(&mut watch).await;
     assert!(next.version > first.version);
     assert_eq!(next.nodes[0].health, Health::Unknown as i32);
     c.stop().await;
@@ -219,13 +221,7 @@ async fn watch_sends_current_state_first_then_changes() {
     client.report(report(1, 1, Role::Master)).await.unwrap();
     let before = get(&mut client).await;
 
-    let mut watch = client
-        .watch_topology(WatchTopologyRequest {
-            master_group: G.into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let mut watch = watch(&mut client).await;
     let first = next(&mut watch).await;
     assert_eq!(first.version, before.version);
     assert_eq!(first.master_address, "127.0.0.1:9001");
@@ -269,21 +265,9 @@ async fn a_never_polled_watcher_blocks_nobody() {
 
     // The idle watcher: on its own connection, opened and never read.
     let mut idle_client = CoordinatorClient::new(c.channel().await);
-    let _idle = idle_client
-        .watch_topology(WatchTopologyRequest {
-            master_group: G.into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let _idle = watch(&mut idle_client).await;
 
-    let mut watch = client
-        .watch_topology(WatchTopologyRequest {
-            master_group: G.into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let mut watch = watch(&mut client).await;
     watch.next().await.unwrap().unwrap();
 
     // Many changes, each ~70 KB of topology: far beyond what the idle stream can buffer.
