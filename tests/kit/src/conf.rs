@@ -256,6 +256,44 @@ mod tests {
         }
     }
 
+    /// The kit renders as up.sh's own `render` (bash) does, byte for byte, for the same values.
+    #[test]
+    fn the_kit_renders_as_up_sh_does() {
+        let up = repo_root().join("deploy/up.sh");
+        let out = std::env::temp_dir().join(format!("redis-ha-kit-render-{}", std::process::id()));
+        for (template, values) in [
+            (redis_template(), redis_conf().values()),
+            (sentinel_template(), sentinel_conf().values()),
+        ] {
+            let args: Vec<String> = values.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            // up.sh's `render` function alone, taken from the script (the script itself would
+            // start processes).
+            let script = format!(
+                "set -euo pipefail; rh_die() {{ echo \"$*\" >&2; exit 1; }}; \
+                 eval \"$(sed -n '/^render() {{/,/^}}/p' '{}')\"; render \"$@\"",
+                up.display()
+            );
+            let status = std::process::Command::new("bash")
+                .arg("-c")
+                .arg(&script)
+                .arg("render")
+                .arg(&template)
+                .arg(&out)
+                .args(&args)
+                .status()
+                .unwrap_or_else(|e| panic!("bash: {e}"));
+            assert!(
+                status.success(),
+                "up.sh's render failed for {}",
+                template.display()
+            );
+            let by_bash = std::fs::read_to_string(&out).unwrap_or_else(|e| panic!("{e}"));
+            let by_kit = render(&template, &values).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(by_kit, by_bash, "{}", template.display());
+        }
+        let _ = std::fs::remove_file(&out);
+    }
+
     #[test]
     fn the_shipped_redis_config_is_rendered_with_the_test_values() {
         let c = redis_conf().render();
