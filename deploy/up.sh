@@ -197,10 +197,12 @@ generate_configs() {
         replicaof=""
         [[ $n -eq 1 ]] || replicaof="replicaof 127.0.0.1 ${PORTS[redis-1]}"
         render "$SCRIPT_DIR/local/redis.conf.tmpl" "$RUN_DIR/redis-$n.conf" \
-            "NODE=$n" "PORT=${PORTS[redis-$n]}" "DATA_DIR=$RUN_DIR/node-$n" "REPLICAOF=$replicaof"
+            "NODE=$n" "PORT=${PORTS[redis-$n]}" "DATA_DIR=$RUN_DIR/node-$n" "REPLICAOF=$replicaof" \
+            "AUTH="
         render "$SCRIPT_DIR/local/sentinel.conf.tmpl" "$RUN_DIR/sentinel-$n.conf" \
             "NODE=$n" "PORT=${PORTS[sentinel-$n]}" "DATA_DIR=$RUN_DIR/node-$n" \
-            "GROUP=$GROUP" "MASTER_PORT=${PORTS[redis-1]}"
+            "GROUP=$GROUP" "MASTER_PORT=${PORTS[redis-1]}" "QUORUM=2" \
+            "DOWN_AFTER_MS=5000" "FAILOVER_TIMEOUT_MS=10000" "AUTH_PASS="
         render "$SCRIPT_DIR/local/agent.toml.tmpl" "$RUN_DIR/agent-$n.toml" \
             "NODE=$n" "GROUP=$GROUP" "PORT=${PORTS[redis-$n]}" \
             "SENTINEL_PORT=${PORTS[sentinel-$n]}" "GRPC_PORT=$GRPC_PORT" \

@@ -24,9 +24,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use redis_ha_reloader::runtime::OpState;
-use redis_ha_tests::haproxy::{connect, Haproxy, ReloaderTask, WriteMode, WriteRecord, Writer};
-use redis_ha_tests::{wait_for, Cluster, ClusterOptions, NODES, READY_TIMEOUT};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use redis_ha_tests::figures;
+use redis_ha_tests::haproxy::{Haproxy, ReloaderTask, WriteMode, WriteRecord, Writer};
+use redis_ha_tests::kit::client;
+use redis_ha_tests::{wait_until, Cluster, ClusterOptions, NODES, READY_TIMEOUT};
 use tokio_util::sync::CancellationToken;
 
 struct Args {
@@ -174,7 +175,7 @@ async fn settle(cluster: &Cluster, ours: &Haproxy, classic: &Haproxy) {
     cluster.wait_sentinels_ready().await;
     let port = master_port(cluster).await;
     for (name, h) in [("ours", ours), ("classic", classic)] {
-        wait_for(
+        wait_until(
             &format!("the {name} proxy to route only to the master on {port}"),
             READY_TIMEOUT,
             || async move {
@@ -198,18 +199,38 @@ async fn settle(cluster: &Cluster, ours: &Haproxy, classic: &Haproxy) {
 }
 
 async fn master_port(cluster: &Cluster) -> u16 {
-    wait_for(
+    wait_until(
         "the Sentinels to agree on a master",
         READY_TIMEOUT,
         || async {
-            let addr = cluster.master_addr_by_sentinel().await?;
-            let i = cluster
-                .node_index(&addr)
-                .ok_or_else(|| format!("unknown master {addr}"))?;
-            Ok(cluster.node(i).port())
+            let i = cluster.sentinel_master_node().await?;
+            Ok::<_, String>(cluster.node(i).port())
         },
     )
     .await
+}
+
+/// Waits until each writer has 50 acknowledged writes that pass `pred` (the writers in their
+/// stride, so the figures cover a steady flow and not the writers' start or end).
+async fn both_acked(
+    ours: &Writer,
+    classic: &Writer,
+    what: &str,
+    pred: impl Fn(&WriteRecord) -> bool,
+) {
+    let pred = &pred;
+    wait_until(
+        &format!("both writers to have 50 writes acknowledged {what}"),
+        READY_TIMEOUT,
+        || async move {
+            let acked = |w: &Writer| w.count(|r| r.acked && pred(r));
+            match (acked(ours), acked(classic)) {
+                (o, c) if o >= 50 && c >= 50 => Ok(()),
+                (o, c) => Err(format!("acked {o} (ours) / {c} (classic)")),
+            }
+        },
+    )
+    .await;
 }
 
 /// When each node first answered `ROLE` = master.
@@ -226,31 +247,21 @@ fn start_role_prober(
         let times = times.clone();
         let stop = stop.clone();
         tasks.push(tokio::spawn(async move {
-            let addr = format!("127.0.0.1:{port}");
             let mut conn = None;
             while !stop.is_cancelled() {
                 if conn.is_none() {
-                    conn = connect(&addr).await;
+                    conn = client::connect(port, None).await.ok();
                 }
-                if let Some(s) = conn.as_mut() {
-                    let mut buf = [0u8; 256];
-                    let ok = s.write_all(b"*1\r\n$4\r\nROLE\r\n").await.is_ok();
-                    let n = if ok {
-                        tokio::time::timeout(Duration::from_secs(1), s.read(&mut buf))
-                            .await
-                            .ok()
-                            .and_then(Result::ok)
-                            .unwrap_or(0)
-                    } else {
-                        0
-                    };
-                    if n == 0 {
-                        conn = None;
-                    } else if buf[..n].windows(6).any(|w| w == b"master") {
-                        let now = Instant::now();
-                        if let Ok(mut t) = times.lock() {
-                            t.entry(port).or_insert(now);
+                if let Some(c) = conn.as_mut() {
+                    match client::run::<Vec<redis::Value>>(c, port, &redis::cmd("ROLE")).await {
+                        Ok(v) if matches!(v.first(), Some(redis::Value::BulkString(b)) if b == b"master") => {
+                            let now = Instant::now();
+                            if let Ok(mut t) = times.lock() {
+                                t.entry(port).or_insert(now);
+                            }
                         }
+                        Ok(_) => {}
+                        Err(_) => conn = None,
                     }
                 }
                 tokio::time::sleep(Duration::from_millis(2)).await;
@@ -276,20 +287,20 @@ async fn one_failover(
         .collect();
 
     let w_ours = Writer::start(
-        ours.frontend_addr(),
+        ours.frontend_port(),
         "b-ours",
         WriteMode::Persistent,
         Duration::from_millis(1),
     );
     let w_classic = Writer::start(
-        classic.frontend_addr(),
+        classic.frontend_port(),
         "b-classic",
         WriteMode::Persistent,
         Duration::from_millis(1),
     );
     let stop = CancellationToken::new();
     let (roles, probers) = start_role_prober(replicas, stop.clone());
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    both_acked(&w_ours, &w_classic, "before the kill", |_| true).await;
 
     let killed = Instant::now();
     cluster.node_mut(old).kill();
@@ -297,19 +308,12 @@ async fn one_failover(
     cluster.wait_new_master(&old_addr).await;
     let new_port = master_port(cluster).await;
     for h in [ours, classic] {
-        wait_for(
-            "the proxy to reach the new master",
-            READY_TIMEOUT,
-            || async move {
-                match h.routed_port().await {
-                    Some(p) if p == new_port => Ok(()),
-                    other => Err(format!("routed to {other:?}")),
-                }
-            },
-        )
-        .await;
+        h.wait_routed_to(new_port).await;
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    both_acked(&w_ours, &w_classic, "by the new master", |r| {
+        r.port == Some(new_port)
+    })
+    .await;
     let r_ours = w_ours.finish().await;
     let r_classic = w_classic.finish().await;
     stop.cancel();
@@ -479,13 +483,24 @@ async fn measure_rest(ours: &Haproxy, classic: &Haproxy, secs: u64) -> String {
     t
 }
 
-fn stats(v: &[Duration]) -> Option<(Duration, Duration, Duration)> {
-    if v.is_empty() {
-        return None;
+/// One row per (down-after, stack): min | median | max of `pick`, and how many were measured.
+fn table_rows(
+    out: &mut String,
+    samples: &BTreeMap<(u64, Stack), Vec<Sample>>,
+    pick: impl Fn(&Sample) -> Option<Duration>,
+    cell: fn(Duration) -> String,
+) {
+    for ((da, stack), s) in samples {
+        let v: Vec<Duration> = s.iter().filter_map(&pick).collect();
+        let row = figures::cells(&v, cell);
+        let _ = writeln!(
+            out,
+            "| {da} ms | {} | {row} | {}/{} |",
+            stack.label(),
+            v.len(),
+            s.len()
+        );
     }
-    let mut v = v.to_vec();
-    v.sort();
-    Some((v[0], v[v.len() / 2], v[v.len() - 1]))
 }
 
 fn report(
@@ -503,25 +518,7 @@ fn report(
          | Sentinel down-after | stack | min | median | max | measured |\n|---:|---|---:|---:|---:|---:|",
         args.reps
     );
-    for ((da, stack), s) in samples {
-        let v: Vec<Duration> = s.iter().filter_map(|x| x.outage).collect();
-        let row = match stats(&v) {
-            Some((a, b, c)) => format!(
-                "{:.2} s | {:.2} s | {:.2} s",
-                a.as_secs_f64(),
-                b.as_secs_f64(),
-                c.as_secs_f64()
-            ),
-            None => "- | - | -".into(),
-        };
-        let _ = writeln!(
-            out,
-            "| {da} ms | {} | {row} | {}/{} |",
-            stack.label(),
-            v.len(),
-            s.len()
-        );
-    }
+    table_rows(&mut out, samples, |x| x.outage, figures::secs);
     let _ = writeln!(
         out,
         "\n### Switch lag\n\n\
@@ -529,25 +526,7 @@ fn report(
          acknowledges through the proxy, min / median / max.\n\n\
          | Sentinel down-after | stack | min | median | max | measured |\n|---:|---|---:|---:|---:|---:|"
     );
-    for ((da, stack), s) in samples {
-        let v: Vec<Duration> = s.iter().filter_map(|x| x.switch_lag).collect();
-        let row = match stats(&v) {
-            Some((a, b, c)) => format!(
-                "{:.0} ms | {:.0} ms | {:.0} ms",
-                a.as_secs_f64() * 1e3,
-                b.as_secs_f64() * 1e3,
-                c.as_secs_f64() * 1e3
-            ),
-            None => "- | - | -".into(),
-        };
-        let _ = writeln!(
-            out,
-            "| {da} ms | {} | {row} | {}/{} |",
-            stack.label(),
-            v.len(),
-            s.len()
-        );
-    }
+    table_rows(&mut out, samples, |x| x.switch_lag, figures::millis);
     if !throughput.is_empty() {
         let _ = writeln!(out, "\n### Throughput\n\n{throughput}");
     }

@@ -12,23 +12,20 @@
 //! the coordinator's at +4 (18), the reloader's at +5 (19).
 
 use std::fs::OpenOptions;
+use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use nix::fcntl::{Flock, FlockArg};
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
-use redis_ha_proto::v1::GetTopologyRequest;
+use redis_ha_testkit::{wait_until, ManagedProcess};
 use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::cluster::{Cluster, READY_TIMEOUT};
 use crate::haproxy::Haproxy;
-use crate::process::tail;
-use crate::wait::{wait_for, POLL_INTERVAL};
 
 pub const AGENT_BIN: &str = "redis-ha-agent";
 pub const COORDINATOR_BIN: &str = "redis-ha-coordinator";
@@ -36,12 +33,22 @@ pub const RELOADER_BIN: &str = "redis-ha-reloader";
 /// What `redis-ha simulate` and `redis-ha chaos` run; found next to `redis-ha` in the same
 /// directory (the CLI's binary tests).
 pub const CHAOS_BIN: &str = "redis-ha-chaos";
-const BINS: [&str; 4] = [AGENT_BIN, COORDINATOR_BIN, RELOADER_BIN, CHAOS_BIN];
-const PACKAGES: [&str; 4] = [
+/// The start-up decision the Redis and Sentinel images carry (the stack tests build them).
+pub const NODE_BIN: &str = "redis-ha-node";
+/// Every binary the images carry besides `redis-ha` (which the CLI's own tests build).
+pub const BINS: [&str; 5] = [
+    AGENT_BIN,
+    COORDINATOR_BIN,
+    RELOADER_BIN,
+    CHAOS_BIN,
+    NODE_BIN,
+];
+const PACKAGES: [&str; 5] = [
     "redis-ha-agent",
     "redis-ha-coordinator",
     "redis-ha-reloader",
     "redis-ha-chaos",
+    "redis-ha-node",
 ];
 
 /// First metrics port offset in the cluster's block (see the module doc).
@@ -183,117 +190,63 @@ fn build(dir: &Path) -> Result<(), String> {
     }
 }
 
-/// A sidecar binary owned by a test: SIGKILLed when dropped (also on panic), its stdout and
-/// stderr in one file.
-pub struct SidecarProcess {
-    name: String,
-    child: Option<Child>,
-    log: PathBuf,
-}
+/// A sidecar binary owned by a test: the kit's [`ManagedProcess`] (SIGKILLed when dropped,
+/// also on panic; stdout and stderr in one file), started with a clean environment.
+pub struct SidecarProcess(ManagedProcess);
 
 impl SidecarProcess {
     /// Starts `program --config <config>` with `env` on top of a cleaned environment (every
     /// inherited `REDIS_HA_*` and `OTEL_*` variable removed, so the machine's own settings
     /// never leak into a test).
     pub fn spawn(name: &str, program: &Path, config: &Path, env: &SidecarEnv, log: &Path) -> Self {
-        let out = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
-            .unwrap_or_else(|e| panic!("{name}: cannot open {}: {e}", log.display()));
-        let err = out
-            .try_clone()
-            .unwrap_or_else(|e| panic!("{name}: cannot clone the log file: {e}"));
-        let mut cmd = Command::new(program);
-        cmd.arg("--config").arg(config);
-        for (k, _) in std::env::vars_os() {
-            let k = k.to_string_lossy();
-            if k.starts_with("REDIS_HA_") || k.starts_with("OTEL_") || k == "RUST_LOG" {
-                cmd.env_remove(k.as_ref());
-            }
-        }
-        cmd.env("RUST_LOG", &env.rust_log);
+        let remove: Vec<String> = std::env::vars_os()
+            .map(|(k, _)| k.to_string_lossy().into_owned())
+            .filter(|k| k.starts_with("REDIS_HA_") || k.starts_with("OTEL_") || k == "RUST_LOG")
+            .collect();
+        let mut set = vec![("RUST_LOG".to_owned(), env.rust_log.clone())];
         if env.json_logs {
-            cmd.env("REDIS_HA_LOG_FORMAT", "json");
+            set.push(("REDIS_HA_LOG_FORMAT".into(), "json".into()));
         }
         if let Some(endpoint) = &env.otlp_endpoint {
-            cmd.env("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
-                // Export every 100 ms instead of every 5 s.
-                .env("OTEL_BSP_SCHEDULE_DELAY", "100");
+            set.push(("OTEL_EXPORTER_OTLP_ENDPOINT".into(), endpoint.clone()));
+            // Export every 100 ms instead of every 5 s.
+            set.push(("OTEL_BSP_SCHEDULE_DELAY".into(), "100".into()));
         }
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .unwrap_or_else(|e| panic!("{name}: cannot start {}: {e}", program.display()));
-        Self {
-            name: name.to_owned(),
-            child: Some(child),
-            log: log.to_owned(),
-        }
-    }
-
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
-    }
-
-    /// True while the process has not exited.
-    pub fn is_running(&mut self) -> bool {
-        self.child
-            .as_mut()
-            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+        let args = ["--config".to_owned(), config.display().to_string()];
+        Self(ManagedProcess::spawn_with_env(
+            name,
+            &program.display().to_string(),
+            &args,
+            &set,
+            &remove,
+            log,
+        ))
     }
 
     /// SIGTERM (a clean stop: the span exporter flushes), then waits up to 30 s for the exit,
     /// SIGKILL after that. Returns how it ended (`None`: it was not running or had to be killed).
     pub fn terminate(&mut self) -> Option<ExitStatus> {
-        let mut c = self.child.take()?;
-        if let Ok(Some(status)) = c.try_wait() {
-            return Some(status);
-        }
-        if let Ok(pid) = i32::try_from(c.id()) {
-            let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
-        }
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = c.try_wait() {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = c.kill();
-        let _ = c.wait();
-        None
+        self.0.terminate(Duration::from_secs(30))
     }
+}
 
-    /// SIGKILL.
-    pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+impl Deref for SidecarProcess {
+    type Target = ManagedProcess;
+    fn deref(&self) -> &ManagedProcess {
+        &self.0
     }
+}
 
-    /// Everything the process wrote so far.
-    pub fn output(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    pub fn output_tail(&self, lines: usize) -> String {
-        tail(&self.log, lines)
+impl DerefMut for SidecarProcess {
+    fn deref_mut(&mut self) -> &mut ManagedProcess {
+        &mut self.0
     }
 }
 
 impl Drop for SidecarProcess {
     fn drop(&mut self) {
-        self.kill();
         if std::thread::panicking() {
-            eprintln!("---- {} ----\n{}", self.name, self.output_tail(40));
+            eprintln!("---- {} ----\n{}", self.0.name(), self.0.output_tail(40));
         }
     }
 }
@@ -332,27 +285,27 @@ impl Cluster {
             env,
             &self.dir().join("coordinator.out"),
         );
-        let client = self.client();
-        let group = self.group().to_owned();
-        let deadline = tokio::time::Instant::now() + READY_TIMEOUT;
-        loop {
-            assert!(
-                p.is_running(),
-                "the coordinator binary exited during start-up:\n{}",
-                p.output_tail(30)
-            );
-            let request = GetTopologyRequest {
-                master_group: group.clone(),
-            };
-            match client.clone().get_topology(request).await {
-                Ok(_) => return p,
-                Err(s) if s.code() != tonic::Code::Unavailable => return p,
-                Err(s) if tokio::time::Instant::now() >= deadline => {
-                    panic!("the coordinator binary never answered: {s}")
+        let api = &self.api();
+        let serving = wait_until(
+            "the coordinator binary to answer gRPC",
+            READY_TIMEOUT,
+            || {
+                let running = p.is_running();
+                async move {
+                    if !running {
+                        return Ok(false);
+                    }
+                    api.serving_state().await.map(|()| true)
                 }
-                Err(_) => tokio::time::sleep(POLL_INTERVAL).await,
-            }
-        }
+            },
+        )
+        .await;
+        assert!(
+            serving,
+            "the coordinator binary exited during start-up:\n{}",
+            p.output_tail(30)
+        );
+        p
     }
 
     /// Starts `redis-ha-agent` for node `i` (the harness's `agent_config(i)`, metrics on its port
@@ -425,7 +378,7 @@ pub async fn scrape(port: u16) -> Result<String, String> {
 
 /// Waits until `GET /metrics` on `port` answers; returns the body.
 pub async fn wait_scrape(port: u16) -> String {
-    wait_for(&format!("/metrics on port {port}"), READY_TIMEOUT, || {
+    wait_until(&format!("/metrics on port {port}"), READY_TIMEOUT, || {
         scrape(port)
     })
     .await

@@ -1,5 +1,6 @@
 //! One test's replication cluster: 3 Redis nodes (node 1 master, 2 and 3 replicas) and a
-//! Sentinel beside each (quorum 2), on one reserved port block, in one temp dir.
+//! Sentinel beside each (quorum 2), on one reserved port block, in one temp dir, all started
+//! by the test kit from the shipped configuration templates.
 //!
 //! Port layout inside the block (base + offset): node i at `i` (1-3), Sentinel i at `10 + i`
 //! (11-13), the coordinator at 20, 21-29 for HAProxy (see `haproxy.rs`), 30-31 spare.
@@ -9,11 +10,10 @@ use std::time::Duration;
 
 use tempfile::TempDir;
 
-use crate::ports::PortBlock;
-use crate::redis::{RedisNode, RedisSpec};
-use crate::sentinel::{Sentinel, SentinelSpec};
+use redis_ha_testkit::ports::{PortBlock, BLOCK_SIZE};
+use redis_ha_testkit::{wait_until, RedisNode, RedisSpec, Sentinel, SentinelSpec};
+
 use crate::sidecars::Sidecars;
-use crate::wait::wait_for;
 
 /// Nodes (and Sentinels) per cluster.
 pub const NODES: usize = 3;
@@ -22,9 +22,8 @@ pub const COORDINATOR_PORT_OFFSET: u16 = 20;
 /// First of the ports kept for HAProxy (frontend, stats, ...): 21..=29.
 pub const HAPROXY_PORT_OFFSET: u16 = 21;
 
-/// Generous: a loaded 2-core machine running several clusters at once is slow, and a wait
-/// that is met returns at once anyway.
-pub const READY_TIMEOUT: Duration = Duration::from_secs(60);
+/// The kit's usual deadline.
+pub const READY_TIMEOUT: Duration = redis_ha_testkit::TIMEOUT;
 
 #[derive(Clone, Debug)]
 pub struct ClusterOptions {
@@ -69,7 +68,7 @@ impl Cluster {
     /// Sentinels and waits until each sees the master, 2 replicas and 2 other Sentinels
     /// (otherwise a failover could not be elected).
     pub async fn start(opts: ClusterOptions) -> Self {
-        let ports = PortBlock::allocate(crate::ports::BLOCK_SIZE);
+        let ports = PortBlock::allocate(BLOCK_SIZE);
         let dir = tempfile::Builder::new()
             .prefix("redis-ha-test-")
             .tempdir()
@@ -182,10 +181,17 @@ impl Cluster {
         Err(format!("Sentinels disagree: {answers:?}"))
     }
 
+    /// The node (1-based) the Sentinels name as master (see `master_addr_by_sentinel`).
+    pub async fn sentinel_master_node(&self) -> Result<usize, String> {
+        let addr = self.master_addr_by_sentinel().await?;
+        self.node_index(&addr)
+            .ok_or_else(|| format!("Sentinels name an unknown node {addr}"))
+    }
+
     /// Waits until every answering Sentinel (at least 2) names the same master, other than
     /// `old` ("127.0.0.1:port"), and that node answers `role:master`. Returns its address.
     pub async fn wait_new_master(&self, old: &str) -> String {
-        wait_for(
+        wait_until(
             &format!("the Sentinels to elect a master other than {old}"),
             READY_TIMEOUT,
             || async move {
@@ -219,7 +225,7 @@ impl Cluster {
             .filter(|&i| i != master && self.nodes[i - 1].is_running())
             .collect();
         let this = &*self;
-        wait_for(
+        wait_until(
             &format!("nodes {replicas:?} to finish syncing from node {master}"),
             READY_TIMEOUT,
             || {
@@ -228,7 +234,7 @@ impl Cluster {
                     for i in replicas {
                         this.node(i).replica_synced_state(master_port).await?;
                     }
-                    Ok(())
+                    Ok::<(), String>(())
                 }
             },
         )
@@ -239,7 +245,7 @@ impl Cluster {
     pub async fn wait_replica_of(&self, i: usize, master: usize) {
         let master_port = self.node(master).port();
         let node = self.node(i);
-        wait_for(
+        wait_until(
             &format!("node {i} to be a synced replica of node {master}"),
             READY_TIMEOUT,
             || node.replica_synced_state(master_port),
@@ -252,14 +258,11 @@ impl Cluster {
     /// this right when they fail over once more (at down-after 1000 ms on a loaded machine a
     /// freshly promoted master is sometimes judged down again, see redis/redis#8607).
     pub async fn wait_rejoined_as_replica(&self, i: usize) -> usize {
-        wait_for(
+        wait_until(
             &format!("node {i} to be a synced replica of the Sentinels' master"),
             READY_TIMEOUT,
             || async move {
-                let master = self.master_addr_by_sentinel().await?;
-                let m = self
-                    .node_index(&master)
-                    .ok_or_else(|| format!("Sentinels name an unknown node {master}"))?;
+                let m = self.sentinel_master_node().await?;
                 if m == i {
                     return Err(format!("Sentinels name node {i} itself as master"));
                 }
@@ -274,14 +277,14 @@ impl Cluster {
 
     /// Waits until every Sentinel sees the master up, 2 replicas and 2 other Sentinels.
     pub async fn wait_sentinels_ready(&self) {
-        wait_for(
+        wait_until(
             "every Sentinel to see the master, 2 replicas and 2 other Sentinels",
             READY_TIMEOUT,
             || async move {
                 for s in &self.sentinels {
                     s.ready_state(NODES - 1, NODES - 1).await?;
                 }
-                Ok(())
+                Ok::<(), String>(())
             },
         )
         .await;
@@ -308,7 +311,7 @@ impl Drop for Cluster {
                 "cluster in {} (ports {}..{}):\n{}",
                 self.dir.path().display(),
                 self.ports.base(),
-                self.ports.base() + crate::ports::BLOCK_SIZE,
+                self.ports.base() + BLOCK_SIZE,
                 self.logs(60)
             );
         }

@@ -1,7 +1,7 @@
-//! HAProxy for the process tests and the benchmark, and the reloader run in-process.
+//! HAProxy for the process tests and the benchmark (the kit's [`kit::Haproxy`], observed through
+//! the reloader's runtime client), a writer through it, and the reloader run in-process.
 //!
-//! [`Cluster::start_haproxy`] runs the shipped `deploy/haproxy/haproxy.cfg` unchanged, with the
-//! environment variables it reads (frontend, runtime socket, stats, node addresses), on the
+//! [`Cluster::start_haproxy`] runs the shipped `deploy/haproxy/haproxy.cfg` unchanged, on the
 //! cluster's HAProxy ports. [`Cluster::start_classic_haproxy`] runs the classic set-up the
 //! benchmark compares against: no reloader, a `tcp-check ... expect string role:master` on every
 //! server (`inter 1s fall 1 rise 1`, `on-marked-down shutdown-sessions`).
@@ -9,37 +9,34 @@
 //! Ports inside the cluster's block: ours at `HAPROXY_PORT_OFFSET` (frontend) and +1 (stats),
 //! the classic one at +2 (frontend) and +3 (stats). Runtime sockets live in the cluster dir.
 
-use std::path::{Path, PathBuf};
+use std::fmt::Write as _;
+use std::ops::{Deref, DerefMut};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use redis::aio::MultiplexedConnection;
 use redis_ha_common::HostPort;
 use redis_ha_reloader::runtime::{Observation, RuntimeAddr, RuntimeClient, RuntimeError};
 use redis_ha_reloader::{Reloader, ReloaderConfig, ReloaderStatus};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use redis_ha_testkit as kit;
+use redis_ha_testkit::client::{self, config_port};
+use redis_ha_testkit::haproxy::{HaproxySpec, BACKEND};
+use redis_ha_testkit::wait_until;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::cluster::{Cluster, HAPROXY_PORT_OFFSET, NODES, READY_TIMEOUT};
-use crate::process::{tail, ManagedProcess};
-use crate::wait::wait_for;
+use crate::sidecars::SidecarTask;
 
 pub const FRONTEND_OFFSET: u16 = HAPROXY_PORT_OFFSET;
 pub const STATS_OFFSET: u16 = HAPROXY_PORT_OFFSET + 1;
 pub const CLASSIC_FRONTEND_OFFSET: u16 = HAPROXY_PORT_OFFSET + 2;
 pub const CLASSIC_STATS_OFFSET: u16 = HAPROXY_PORT_OFFSET + 3;
 
-/// The backend name of both configurations.
-pub const BACKEND: &str = "redis";
-
-/// How long one probe through the proxy may take.
+/// How long one runtime API exchange may take.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// The shipped configuration.
-pub fn shipped_config() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/haproxy/haproxy.cfg")
-}
 
 /// Which configuration a [`Haproxy`] runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -50,54 +47,29 @@ pub enum HaproxyKind {
     Classic,
 }
 
-/// One HAProxy process; killed when dropped.
+/// One HAProxy process (killed when dropped), read through the reloader's runtime client.
 pub struct Haproxy {
     kind: HaproxyKind,
-    frontend: u16,
-    socket: PathBuf,
-    log: PathBuf,
-    process: ManagedProcess,
+    inner: kit::Haproxy,
 }
 
 impl Cluster {
     /// HAProxy with the shipped config on this cluster's ports, node N = server `redis-N`.
     /// Every server starts in maint: nothing is routed until a reloader runs.
     pub async fn start_haproxy(&self) -> Haproxy {
-        let frontend = self.ports().port(FRONTEND_OFFSET);
-        let stats = self.ports().port(STATS_OFFSET);
-        let socket = self.dir().join("haproxy.sock");
-        let log = self.dir().join("haproxy.out");
-        let mut args = vec![
-            format!("REDIS_HA_PROXY_BIND=127.0.0.1:{frontend}"),
-            format!("REDIS_HA_RUNTIME_API={}", socket.display()),
-            format!("REDIS_HA_STATS_BIND=127.0.0.1:{stats}"),
-            format!("REDIS_HA_BACKEND={BACKEND}"),
-            "REDIS_HA_LOG_LEVEL=notice".to_owned(),
-        ];
-        for i in 1..=NODES {
-            args.push(format!("REDIS_HA_NODE_{i}={}", self.node(i).addr()));
-        }
-        if self.options().password.is_some() {
+        let spec = HaproxySpec {
+            name: "haproxy".into(),
+            frontend: self.ports().port(FRONTEND_OFFSET),
+            stats: self.ports().port(STATS_OFFSET),
+            socket: self.dir().join("haproxy.sock"),
+            nodes: (1..=NODES).map(|i| self.node(i).addr()).collect(),
             // The tcp-check cannot read a password file.
-            args.push("REDIS_HA_NO_CHECK=1".to_owned());
-        }
-        args.extend([
-            "haproxy".to_owned(),
-            "-db".to_owned(),
-            "-f".to_owned(),
-            shipped_config().display().to_string(),
-        ]);
-        // `env` execs haproxy: the managed pid is HAProxy's own.
-        let process = ManagedProcess::spawn("haproxy", "env", &args, &log);
-        let h = Haproxy {
-            kind: HaproxyKind::Shipped,
-            frontend,
-            socket,
-            log,
-            process,
+            no_check: self.options().password.is_some(),
         };
-        h.wait_answering().await;
-        h
+        Haproxy {
+            kind: HaproxyKind::Shipped,
+            inner: kit::Haproxy::start_shipped(&spec, self.dir()).await,
+        }
     }
 
     /// The classic HAProxy: routing decided by its own `tcp-check expect string role:master`.
@@ -105,22 +77,31 @@ impl Cluster {
         let frontend = self.ports().port(CLASSIC_FRONTEND_OFFSET);
         let stats = self.ports().port(CLASSIC_STATS_OFFSET);
         let socket = self.dir().join("haproxy-classic.sock");
-        let log = self.dir().join("haproxy-classic.out");
         let cfg = self.dir().join("haproxy-classic.cfg");
         let servers: Vec<String> = (1..=NODES).map(|i| self.node(i).addr()).collect();
-        std::fs::write(&cfg, classic_config(frontend, stats, &socket, &servers))
-            .unwrap_or_else(|e| panic!("cannot write {}: {e}", cfg.display()));
-        let args = vec!["-db".to_owned(), "-f".to_owned(), cfg.display().to_string()];
-        let process = ManagedProcess::spawn("haproxy-classic", "haproxy", &args, &log);
-        let h = Haproxy {
-            kind: HaproxyKind::Classic,
-            frontend,
-            socket,
-            log,
-            process,
+        let setup = ClassicSetup {
+            frontend: format!("127.0.0.1:{frontend}"),
+            stats: format!("127.0.0.1:{stats}"),
+            socket: Some(&socket),
+            servers,
+            password: None,
+            docker_dns: false,
         };
-        h.wait_answering().await;
-        h
+        std::fs::write(&cfg, classic_config(&setup))
+            .unwrap_or_else(|e| panic!("cannot write {}: {e}", cfg.display()));
+        let inner = kit::Haproxy::start_with_config(
+            "haproxy-classic",
+            &cfg,
+            frontend,
+            &socket,
+            BACKEND,
+            self.dir(),
+        )
+        .await;
+        Haproxy {
+            kind: HaproxyKind::Classic,
+            inner,
+        }
     }
 
     /// A reloader configuration for `haproxy`: this cluster's coordinator and Sentinels.
@@ -140,15 +121,69 @@ impl Cluster {
     }
 }
 
+/// Where the classic HAProxy runs.
+#[derive(Clone, Debug)]
+pub struct ClassicSetup<'a> {
+    /// `bind` of the client frontend ("127.0.0.1:9000", ":9000").
+    pub frontend: String,
+    /// `bind` of the stats frontend.
+    pub stats: String,
+    /// The runtime API socket, if any.
+    pub socket: Option<&'a Path>,
+    /// Server `redis-N` = `servers[N-1]` ("host:port").
+    pub servers: Vec<String>,
+    /// The Redis password: the check AUTHs first.
+    pub password: Option<&'a str>,
+    /// Servers by name through Docker's DNS (the swarm stack), re-resolved every second.
+    pub docker_dns: bool,
+}
+
+/// One HAProxy config word: backslash-escapes what the parser would split or interpret.
+pub fn haproxy_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for ch in s.chars() {
+        if matches!(ch, ' ' | '\t' | '\\' | '"' | '\'' | '#' | '$') {
+            out.push('\\');
+        }
+        out.push(ch);
+    }
+    out
+}
+
 /// The classic configuration (as published set-ups do it), with the same defaults as ours
-/// (timeouts, `retries 0`), so the comparison is the routing decision alone.
-pub fn classic_config(frontend: u16, stats: u16, socket: &Path, servers: &[String]) -> String {
-    let mut c = format!(
+/// (timeouts, `retries 0`), so the comparison is the routing decision alone: the process
+/// benchmark's and the swarm benchmark's.
+pub fn classic_config(setup: &ClassicSetup<'_>) -> String {
+    let mut c = String::from(
         "global\n\
          \x20   log stdout format raw local0 notice\n\
-         \x20   maxconn 4096\n\
-         \x20   stats socket {socket} mode 600 level admin\n\
-         defaults\n\
+         \x20   maxconn 4096\n",
+    );
+    if let Some(socket) = setup.socket {
+        let _ = writeln!(
+            c,
+            "    stats socket {} mode 600 level admin",
+            socket.display()
+        );
+    }
+    if setup.docker_dns {
+        c.push_str(
+            "resolvers docker\n\
+             \x20   nameserver dns 127.0.0.11:53\n\
+             \x20   resolve_retries 3\n\
+             \x20   timeout resolve 1s\n\
+             \x20   timeout retry 1s\n\
+             \x20   hold valid 1s\n\
+             \x20   hold other 1s\n\
+             \x20   hold refused 1s\n\
+             \x20   hold nx 1s\n\
+             \x20   hold timeout 1s\n\
+             \x20   hold obsolete 1s\n",
+        );
+    }
+    let _ = write!(
+        c,
+        "defaults\n\
          \x20   mode tcp\n\
          \x20   log global\n\
          \x20   timeout connect 2s\n\
@@ -159,31 +194,43 @@ pub fn classic_config(frontend: u16, stats: u16, socket: &Path, servers: &[Strin
          \x20   option srvtcpka\n\
          \x20   retries 0\n\
          frontend redis_frontend\n\
-         \x20   bind 127.0.0.1:{frontend}\n\
+         \x20   bind {}\n\
          \x20   default_backend {BACKEND}\n\
          backend {BACKEND}\n\
          \x20   option tcp-check\n\
-         \x20   tcp-check connect\n\
-         \x20   tcp-check send PING\\r\\n\n\
+         \x20   tcp-check connect\n",
+        setup.frontend
+    );
+    if let Some(pw) = setup.password {
+        let _ = writeln!(c, "    tcp-check send AUTH\\ {}\\r\\n", haproxy_escape(pw));
+        c.push_str("    tcp-check expect string +OK\n");
+    }
+    c.push_str(
+        "    tcp-check send PING\\r\\n\n\
          \x20   tcp-check expect string +PONG\n\
          \x20   tcp-check send info\\ replication\\r\\n\n\
          \x20   tcp-check expect string role:master\n\
          \x20   tcp-check send QUIT\\r\\n\n\
          \x20   tcp-check expect string +OK\n\
-         \x20   default-server check inter 1s fall 1 rise 1 on-marked-down shutdown-sessions\n",
-        socket = socket.display(),
+         \x20   default-server check inter 1s fall 1 rise 1 on-marked-down shutdown-sessions",
     );
-    for (i, s) in servers.iter().enumerate() {
-        c.push_str(&format!("    server redis-{} {s}\n", i + 1));
+    if setup.docker_dns {
+        c.push_str(" resolvers docker resolve-prefer ipv4 init-addr last,libc,none");
     }
-    c.push_str(&format!(
+    c.push('\n');
+    for (i, s) in setup.servers.iter().enumerate() {
+        let _ = writeln!(c, "    server redis-{} {s}", i + 1);
+    }
+    let _ = write!(
+        c,
         "frontend stats\n\
          \x20   mode http\n\
-         \x20   bind 127.0.0.1:{stats}\n\
+         \x20   bind {}\n\
          \x20   timeout client 10s\n\
          \x20   stats enable\n\
-         \x20   stats uri /stats\n"
-    ));
+         \x20   stats uri /stats\n",
+        setup.stats
+    );
     c
 }
 
@@ -192,30 +239,11 @@ impl Haproxy {
         self.kind
     }
 
-    pub fn frontend_port(&self) -> u16 {
-        self.frontend
-    }
-
-    /// "127.0.0.1:<frontend port>".
-    pub fn frontend_addr(&self) -> String {
-        format!("127.0.0.1:{}", self.frontend)
-    }
-
-    pub fn socket(&self) -> &Path {
-        &self.socket
-    }
-
-    /// "unix:<socket>", as the reloader's `haproxy_runtime` wants it.
-    pub fn runtime_endpoint(&self) -> String {
-        format!("unix:{}", self.socket.display())
-    }
-
     pub fn runtime(&self) -> RuntimeClient {
-        RuntimeClient::new(RuntimeAddr::Unix(self.socket.clone()), PROBE_TIMEOUT)
-    }
-
-    pub fn pid(&self) -> Option<u32> {
-        self.process.pid()
+        RuntimeClient::new(
+            RuntimeAddr::Unix(self.inner.socket().to_owned()),
+            PROBE_TIMEOUT,
+        )
     }
 
     /// `show servers state` + sessions of the backend.
@@ -228,99 +256,19 @@ impl Haproxy {
         let o = self.observe().await.map_err(|e| e.to_string())?;
         Ok(o.ready_servers().map(|s| s.srv_name.clone()).collect())
     }
+}
 
-    /// SIGKILL.
-    pub fn kill(&mut self) {
-        self.process.kill();
-    }
-
-    /// Kills HAProxy and starts it again from the same configuration (all servers back in
-    /// maint for the shipped one), waiting until its runtime API answers.
-    pub async fn restart(&mut self) {
-        self.process.kill();
-        let _ = std::fs::remove_file(&self.socket);
-        self.process.start();
-        self.wait_answering().await;
-    }
-
-    /// The port of the Redis a new connection through the frontend reaches (`CONFIG GET
-    /// port`); `None` when HAProxy closes the connection (nothing routed) or it fails.
-    pub async fn routed_port(&self) -> Option<u16> {
-        let mut s = connect(&self.frontend_addr()).await?;
-        config_port(&mut s).await
-    }
-
-    /// Waits until new connections through the frontend reach the Redis on `port`.
-    pub async fn wait_routed_to(&self, port: u16) {
-        wait_for(
-            &format!("{} to route to port {port}", self.frontend_addr()),
-            READY_TIMEOUT,
-            || async move {
-                match self.routed_port().await {
-                    Some(p) if p == port => Ok(()),
-                    other => Err(format!(
-                        "routed to {other:?}; ready servers {:?}",
-                        self.ready_servers().await
-                    )),
-                }
-            },
-        )
-        .await;
-    }
-
-    pub fn log_tail(&self, lines: usize) -> String {
-        tail(&self.log, lines)
-    }
-
-    async fn wait_answering(&self) {
-        let client = self.runtime();
-        let log = self.log.clone();
-        wait_for(
-            &format!("HAProxy's runtime API on {}", self.socket.display()),
-            READY_TIMEOUT,
-            || {
-                let client = client.clone();
-                let log = log.clone();
-                async move {
-                    client
-                        .servers_state(BACKEND)
-                        .await
-                        .map(|_| ())
-                        .map_err(|e| format!("{e}; log:\n{}", tail(&log, 10)))
-                }
-            },
-        )
-        .await;
+impl Deref for Haproxy {
+    type Target = kit::Haproxy;
+    fn deref(&self) -> &kit::Haproxy {
+        &self.inner
     }
 }
 
-impl Drop for Haproxy {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!("---- haproxy ({:?}) ----\n{}", self.kind, self.log_tail(40));
-        }
+impl DerefMut for Haproxy {
+    fn deref_mut(&mut self) -> &mut kit::Haproxy {
+        &mut self.inner
     }
-}
-
-/// A TCP connection with a timeout.
-pub async fn connect(addr: &str) -> Option<TcpStream> {
-    let s = tokio::time::timeout(PROBE_TIMEOUT, TcpStream::connect(addr))
-        .await
-        .ok()?
-        .ok()?;
-    let _ = s.set_nodelay(true);
-    Some(s)
-}
-
-/// Writes a request and reads one reply chunk; `None` on close, error or timeout.
-pub async fn exchange(s: &mut TcpStream, request: &[u8]) -> Option<String> {
-    s.write_all(request).await.ok()?;
-    let mut buf = vec![0u8; 4096];
-    let n = tokio::time::timeout(PROBE_TIMEOUT, s.read(&mut buf))
-        .await
-        .ok()?
-        .ok()?;
-    (n > 0).then(|| String::from_utf8_lossy(&buf[..n]).into_owned())
 }
 
 /// How a [`Writer`] uses connections.
@@ -340,8 +288,10 @@ pub struct WriteRecord {
     pub started: std::time::Instant,
     /// When the answer came (or the attempt failed).
     pub finished: std::time::Instant,
-    /// `+OK` received.
+    /// `OK` received.
     pub acked: bool,
+    /// A reply came (an error reply too), not a closed or failed connection.
+    pub replied: bool,
     /// The Redis port the connection reached (`CONFIG GET port` on connect), if known.
     pub port: Option<u16>,
     /// The error reply or failure, when not acked.
@@ -350,21 +300,49 @@ pub struct WriteRecord {
     pub finished_wall_ms: i64,
 }
 
-/// Writes `SET <prefix>:<n> <n>` through a proxy every `interval` until stopped, recording
-/// every attempt.
+/// Writes `SET <prefix>:<n> <n>` through a proxy on 127.0.0.1 every `interval` until stopped,
+/// recording every attempt.
 pub struct Writer {
     stop: CancellationToken,
-    handle: JoinHandle<Vec<WriteRecord>>,
+    records: Arc<Mutex<Vec<WriteRecord>>>,
+    handle: JoinHandle<()>,
 }
 
 impl Writer {
-    pub fn start(addr: String, prefix: &str, mode: WriteMode, interval: Duration) -> Self {
+    pub fn start(port: u16, prefix: &str, mode: WriteMode, interval: Duration) -> Self {
+        Self::start_with_password(port, None, prefix, mode, interval)
+    }
+
+    /// Like `start`, authenticating every connection with `password`.
+    pub fn start_with_password(
+        port: u16,
+        password: Option<String>,
+        prefix: &str,
+        mode: WriteMode,
+        interval: Duration,
+    ) -> Self {
         let stop = CancellationToken::new();
-        let token = stop.clone();
-        let prefix = prefix.to_owned();
-        let handle =
-            tokio::spawn(async move { write_loop(addr, prefix, mode, interval, token).await });
-        Self { stop, handle }
+        let records = Arc::new(Mutex::new(Vec::new()));
+        let task = WriteLoop {
+            port,
+            password,
+            prefix: prefix.to_owned(),
+            mode,
+            interval,
+            stop: stop.clone(),
+            records: records.clone(),
+        };
+        let handle = tokio::spawn(task.run());
+        Self {
+            stop,
+            records,
+            handle,
+        }
+    }
+
+    /// How many attempts so far pass `pred` (e.g. acknowledged ones after some instant).
+    pub fn count(&self, pred: impl Fn(&WriteRecord) -> bool) -> usize {
+        lock(&self.records).iter().filter(|r| pred(r)).count()
     }
 
     /// Stops writing and returns every attempt, oldest first.
@@ -372,104 +350,88 @@ impl Writer {
         self.stop.cancel();
         self.handle
             .await
-            .unwrap_or_else(|e| panic!("the writer task failed: {e}"))
+            .unwrap_or_else(|e| panic!("the writer task failed: {e}"));
+        std::mem::take(&mut *lock(&self.records))
     }
 }
 
-async fn write_loop(
-    addr: String,
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+struct WriteLoop {
+    port: u16,
+    password: Option<String>,
     prefix: String,
     mode: WriteMode,
     interval: Duration,
     stop: CancellationToken,
-) -> Vec<WriteRecord> {
-    let mut records = Vec::new();
-    let mut conn: Option<(TcpStream, Option<u16>)> = None;
-    let mut n: u64 = 0;
-    while !stop.is_cancelled() {
-        n += 1;
-        let key = format!("{prefix}:{n}");
-        let started = std::time::Instant::now();
-        if conn.is_none() {
-            if let Some(mut s) = connect(&addr).await {
-                let port = config_port(&mut s).await;
-                if port.is_some() {
-                    conn = Some((s, port));
-                }
+    records: Arc<Mutex<Vec<WriteRecord>>>,
+}
+
+impl WriteLoop {
+    /// A connection and the Redis port it reached; `None` when HAProxy closes it at once.
+    async fn open(&self) -> Option<(MultiplexedConnection, u16)> {
+        let mut con = client::connect(self.port, self.password.as_deref())
+            .await
+            .ok()?;
+        let port = config_port(&mut con, self.port).await.ok()?;
+        Some((con, port))
+    }
+
+    async fn run(self) {
+        let mut conn: Option<(MultiplexedConnection, u16)> = None;
+        let mut n: u64 = 0;
+        while !self.stop.is_cancelled() {
+            n += 1;
+            let key = format!("{}:{n}", self.prefix);
+            let started = std::time::Instant::now();
+            if conn.is_none() {
+                conn = self.open().await;
             }
-        }
-        let (acked, port, error) = match conn.as_mut() {
-            None => (
-                false,
-                None,
-                Some("connect failed or closed at once".to_owned()),
-            ),
-            Some((s, port)) => {
-                let cmd = format!(
-                    "*3\r\n$3\r\nSET\r\n${}\r\n{key}\r\n${}\r\n{n}\r\n",
-                    key.len(),
-                    n.to_string().len()
-                );
-                match request(s, cmd.as_bytes(), 1).await {
-                    Some(r) if r.starts_with("+OK") => (true, *port, None),
-                    Some(r) => (false, *port, Some(r.trim_end().to_owned())),
-                    None => (false, *port, Some("connection closed".to_owned())),
+            let (acked, replied, port, error) = match conn.as_mut() {
+                None => (
+                    false,
+                    false,
+                    None,
+                    Some("connect failed or closed at once".to_owned()),
+                ),
+                Some((con, port)) => {
+                    let set = redis::cmd("SET").arg(&key).arg(n).clone();
+                    match client::run::<String>(con, self.port, &set).await {
+                        Ok(_) => (true, true, Some(*port), None),
+                        Err(e) => {
+                            let replied = e.code().is_some();
+                            (false, replied, Some(*port), Some(e.to_string()))
+                        }
+                    }
                 }
+            };
+            if !acked || self.mode == WriteMode::NewConnectionEachWrite {
+                conn = None;
             }
-        };
-        if !acked || mode == WriteMode::NewConnectionEachWrite {
-            conn = None;
-        }
-        records.push(WriteRecord {
-            key,
-            started,
-            finished: std::time::Instant::now(),
-            acked,
-            port,
-            error,
-            finished_wall_ms: redis_ha_common::time::now_ms(),
-        });
-        tokio::select! {
-            () = stop.cancelled() => break,
-            () = tokio::time::sleep(interval) => {}
+            lock(&self.records).push(WriteRecord {
+                key,
+                started,
+                finished: std::time::Instant::now(),
+                acked,
+                replied,
+                port,
+                error,
+                finished_wall_ms: redis_ha_common::time::now_ms(),
+            });
+            tokio::select! {
+                () = self.stop.cancelled() => break,
+                () = tokio::time::sleep(self.interval) => {}
+            }
         }
     }
-    records
-}
-
-/// `CONFIG GET port` on an open connection.
-pub async fn config_port(s: &mut TcpStream) -> Option<u16> {
-    let r = request(s, b"*3\r\n$6\r\nCONFIG\r\n$3\r\nGET\r\n$4\r\nport\r\n", 5).await?;
-    r.split("\r\n").nth(4)?.parse().ok()
-}
-
-/// Sends `req` and reads until the reply holds `lines` CRLF-terminated lines (or one line
-/// when it is an error reply); `None` on close, error or a 2 s timeout.
-pub async fn request(s: &mut TcpStream, req: &[u8], lines: usize) -> Option<String> {
-    s.write_all(req).await.ok()?;
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 1024];
-    let read = async {
-        loop {
-            let n = s.read(&mut chunk).await.ok()?;
-            if n == 0 {
-                return None;
-            }
-            buf.extend_from_slice(&chunk[..n]);
-            let crlfs = buf.windows(2).filter(|w| w == b"\r\n").count();
-            if crlfs >= lines || (buf.first() == Some(&b'-') && crlfs >= 1) {
-                return Some(String::from_utf8_lossy(&buf).into_owned());
-            }
-        }
-    };
-    tokio::time::timeout(PROBE_TIMEOUT, read).await.ok()?
 }
 
 /// A reloader running as a task in the test process, in the style of the other sidecars:
 /// stopped through its token, aborted when dropped.
 pub struct ReloaderTask {
-    cancel: CancellationToken,
-    handle: Option<JoinHandle<Result<(), String>>>,
+    task: SidecarTask<redis_ha_reloader::ReloaderError>,
     status: watch::Receiver<ReloaderStatus>,
 }
 
@@ -479,15 +441,8 @@ impl ReloaderTask {
         let reloader =
             Reloader::new(config).unwrap_or_else(|e| panic!("reloader configuration: {e}"));
         let status = reloader.status();
-        let cancel = CancellationToken::new();
-        let token = cancel.clone();
-        let handle =
-            tokio::spawn(async move { reloader.run(token).await.map_err(|e| e.to_string()) });
-        Self {
-            cancel,
-            handle: Some(handle),
-            status,
-        }
+        let task = SidecarTask::spawn("the reloader", |token| reloader.run(token));
+        Self { task, status }
     }
 
     /// The reloader's current status (decision in force, per-HAProxy state).
@@ -512,7 +467,7 @@ impl ReloaderTask {
     /// Waits until every HAProxy was checked after `since` and found converged.
     pub async fn wait_converged_since(&self, since: std::time::Instant) {
         let rx = self.status.clone();
-        wait_for(
+        wait_until(
             "the reloader to check and converge every HAProxy",
             READY_TIMEOUT,
             || {
@@ -535,26 +490,8 @@ impl ReloaderTask {
     }
 
     /// Cancels the reloader and waits for it to return; panics if it failed or hangs.
-    pub async fn stop(mut self) {
-        self.cancel.cancel();
-        let Some(h) = self.handle.take() else {
-            return;
-        };
-        match tokio::time::timeout(Duration::from_secs(30), h).await {
-            Ok(Ok(Ok(()))) => {}
-            Ok(Ok(Err(e))) => panic!("the reloader returned an error: {e}"),
-            Ok(Err(e)) => panic!("the reloader panicked or was aborted: {e}"),
-            Err(_) => panic!("the reloader did not stop within 30 s of its cancellation"),
-        }
-    }
-}
-
-impl Drop for ReloaderTask {
-    fn drop(&mut self) {
-        self.cancel.cancel();
-        if let Some(h) = self.handle.take() {
-            h.abort();
-        }
+    pub async fn stop(self) {
+        self.task.stop().await;
     }
 }
 
@@ -564,21 +501,34 @@ mod tests {
 
     #[test]
     fn classic_config_checks_role_master_every_second() {
-        let c = classic_config(
-            20021,
-            20022,
-            Path::new("/d/s.sock"),
-            &["127.0.0.1:20001".into(), "127.0.0.1:20002".into()],
-        );
+        let c = classic_config(&ClassicSetup {
+            frontend: "127.0.0.1:20021".into(),
+            stats: "127.0.0.1:20022".into(),
+            socket: Some(Path::new("/d/s.sock")),
+            servers: vec!["127.0.0.1:20001".into(), "127.0.0.1:20002".into()],
+            password: None,
+            docker_dns: false,
+        });
         assert!(c.contains("tcp-check expect string role:master\n"));
         assert!(c.contains("tcp-check send info\\ replication\\r\\n\n"));
         assert!(c.contains("check inter 1s fall 1 rise 1 on-marked-down shutdown-sessions"));
         assert!(c.contains("    server redis-2 127.0.0.1:20002\n"));
         assert!(c.contains("bind 127.0.0.1:20021\n"));
-    }
-
-    #[test]
-    fn shipped_config_exists() {
-        assert!(shipped_config().is_file(), "{}", shipped_config().display());
+        assert!(c.contains("stats socket /d/s.sock mode 600 level admin\n"));
+        assert!(!c.contains("AUTH") && !c.contains("resolvers"));
+        let stack = classic_config(&ClassicSetup {
+            frontend: ":9000".into(),
+            stats: "127.0.0.1:8404".into(),
+            socket: None,
+            servers: vec!["redis-1:9001".into()],
+            password: Some("p w"),
+            docker_dns: true,
+        });
+        let auth =
+            stack.find("tcp-check send AUTH\\ p\\ w\\r\\n\n    tcp-check expect string +OK\n");
+        let ping = stack.find("tcp-check send PING");
+        assert!(auth.is_some() && auth < ping, "AUTH first: {stack}");
+        assert!(stack.contains("shutdown-sessions resolvers docker resolve-prefer ipv4"));
+        assert!(stack.contains("resolvers docker\n    nameserver dns 127.0.0.11:53\n"));
     }
 }

@@ -1,6 +1,7 @@
-//! Process-test harness for redis-ha: real `redis-server` / `redis-sentinel` processes on
-//! reserved loopback ports, one port block and one temp dir per test, every child killed
-//! when its handle drops (also when the test panics), and the sidecars run in-process.
+//! The cross-service harness of redis-ha, on the test kit (`redis-ha-testkit`: ports, real
+//! `redis-server` / `redis-sentinel` / `haproxy` from the shipped configuration, waits, RESP):
+//! a 3-node cluster per test, the one way to run each sidecar in-process ([`sidecars`]) and
+//! as its binary ([`binaries`]), and the swarm stack ([`stack`]).
 //!
 //! ```no_run
 //! # async fn demo() {
@@ -14,20 +15,17 @@
 
 pub mod binaries;
 pub mod cluster;
+pub mod figures;
 pub mod haproxy;
 pub mod otlp;
-pub mod ports;
-pub mod process;
-pub mod redis;
-pub mod sentinel;
 pub mod sidecars;
 pub mod simulate;
 pub mod stack;
-pub mod wait;
+
+/// The test kit this crate is built on (ports, processes, shipped configs, waits, RESP).
+pub use redis_ha_testkit as kit;
 
 pub use cluster::{Cluster, ClusterOptions, NODES, READY_TIMEOUT};
-pub use ports::PortBlock;
-pub use process::ManagedProcess;
-pub use redis::{RedisNode, RedisSpec};
-pub use sentinel::{Sentinel, SentinelSpec};
-pub use wait::{try_wait_for, wait_for};
+pub use redis_ha_testkit::{
+    poll_until, wait_until, ManagedProcess, PortBlock, RedisNode, RedisSpec, Sentinel, SentinelSpec,
+};

@@ -1,86 +1,103 @@
-//! The sidecars of a cluster, run in-process as tokio tasks through their libraries:
-//! the coordinator (`redis_ha_coordinator::serve`) on the block's coordinator port, and one
-//! health agent per node (`redis_ha_agent::run`). Each is stopped through its cancellation
-//! token, and aborted when the cluster drops.
+//! The sidecars of a cluster, run in-process as tokio tasks through their libraries: the
+//! coordinator (`redis_ha_coordinator::InProcess`, the coordinator's own in-process launcher)
+//! on the block's coordinator port, and one health agent per node (`redis_ha_agent::run`).
+//! Each is stopped through its cancellation token, and aborted when the cluster drops.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
+use std::fmt::{Display, Write as _};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use redis_ha_agent::AgentConfig;
 use redis_ha_common::HostPort;
-use redis_ha_coordinator::CoordinatorConfig;
+use redis_ha_coordinator::{CoordinatorConfig, InProcess};
 use redis_ha_proto::v1::coordinator_client::CoordinatorClient;
-use redis_ha_proto::v1::{
-    Event, GetTopologyRequest, ListEventsRequest, Topology, WatchTopologyRequest,
-};
-use tokio::net::TcpListener;
+use redis_ha_proto::v1::{Event, Topology};
+use redis_ha_testkit::coordinator::Api;
+use redis_ha_testkit::wait::POLL_INTERVAL;
+use redis_ha_testkit::{poll_until, wait_until};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
+
+pub use redis_ha_testkit::coordinator::describe;
 
 use crate::cluster::{Cluster, NODES, READY_TIMEOUT};
-use crate::wait::{wait_for, POLL_INTERVAL};
 
 /// How long a sidecar gets to return after its token is cancelled.
 pub const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// One sidecar task. Dropping it cancels and aborts it.
-struct SidecarTask {
-    name: String,
-    cancel: CancellationToken,
-    handle: Option<JoinHandle<Result<(), String>>>,
+/// Waits for a cancelled sidecar task to return; panics if it does not within
+/// `STOP_TIMEOUT` (a sidecar that ignores its shutdown token is a bug) or if it failed.
+pub async fn joined<E: Display>(name: &str, handle: JoinHandle<Result<(), E>>) {
+    match tokio::time::timeout(STOP_TIMEOUT, handle).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => panic!("{name} returned an error: {e}"),
+        Ok(Err(join)) => panic!("{name} panicked or was aborted: {join}"),
+        Err(_) => panic!(
+            "{name} did not return within {STOP_TIMEOUT:?} after its shutdown token was cancelled"
+        ),
+    }
 }
 
-impl SidecarTask {
-    fn spawn<F>(name: String, cancel: CancellationToken, fut: F) -> Self
+/// For a task that finished on its own: its outcome, as text.
+async fn outcome<E: Display>(handle: JoinHandle<Result<(), E>>) -> String {
+    if !handle.is_finished() {
+        return "still running".into();
+    }
+    match handle.await {
+        Ok(Ok(())) => "returned Ok before being stopped".into(),
+        Ok(Err(e)) => format!("returned an error: {e}"),
+        Err(e) => format!("panicked: {e}"),
+    }
+}
+
+/// One sidecar run as a task of the test's runtime, with its cancellation token. Dropping it
+/// cancels and aborts it.
+pub struct SidecarTask<E> {
+    name: String,
+    cancel: CancellationToken,
+    handle: Option<JoinHandle<Result<(), E>>>,
+}
+
+impl<E: Display + Send + 'static> SidecarTask<E> {
+    /// Spawns `run(token)`; `name` names it in panics.
+    pub fn spawn<F, Fut>(name: &str, run: F) -> Self
     where
-        F: std::future::Future<Output = Result<(), String>> + Send + 'static,
+        F: FnOnce(CancellationToken) -> Fut,
+        Fut: std::future::Future<Output = Result<(), E>> + Send + 'static,
     {
+        let cancel = CancellationToken::new();
+        let handle = tokio::spawn(run(cancel.clone()));
         Self {
-            name,
+            name: name.to_owned(),
             cancel,
-            handle: Some(tokio::spawn(fut)),
+            handle: Some(handle),
         }
     }
 
-    fn is_finished(&self) -> bool {
+    pub fn is_finished(&self) -> bool {
         self.handle.as_ref().is_none_or(JoinHandle::is_finished)
     }
 
-    /// Cancels the task and waits for it to return; panics if it does not within
-    /// `STOP_TIMEOUT` (a sidecar that ignores its shutdown token is a bug) or if it failed.
-    async fn stop(mut self) {
+    /// Cancels it and waits for it to return (see [`joined`]).
+    pub async fn stop(mut self) {
         self.cancel.cancel();
-        let Some(handle) = self.handle.take() else {
-            return;
-        };
-        match tokio::time::timeout(STOP_TIMEOUT, handle).await {
-            Ok(Ok(Ok(()))) => {}
-            Ok(Ok(Err(e))) => panic!("{} returned an error: {e}", self.name),
-            Ok(Err(join)) => panic!("{} panicked or was aborted: {join}", self.name),
-            Err(_) => panic!(
-                "{} did not return within {STOP_TIMEOUT:?} after its shutdown token was cancelled",
-                self.name
-            ),
+        if let Some(handle) = self.handle.take() {
+            joined(&self.name, handle).await;
         }
     }
 
-    /// For a task that finished on its own: its outcome, as text.
+    /// For a task that finished on its own: how, as text.
     async fn outcome(mut self) -> String {
         match self.handle.take() {
-            Some(h) if h.is_finished() => match h.await {
-                Ok(Ok(())) => "returned Ok before being stopped".into(),
-                Ok(Err(e)) => format!("returned an error: {e}"),
-                Err(e) => format!("panicked: {e}"),
-            },
-            _ => "still running".into(),
+            Some(h) => outcome(h).await,
+            None => "gone".into(),
         }
     }
 }
 
-impl Drop for SidecarTask {
+impl<E> Drop for SidecarTask<E> {
     fn drop(&mut self) {
         self.cancel.cancel();
         if let Some(h) = self.handle.take() {
@@ -89,11 +106,13 @@ impl Drop for SidecarTask {
     }
 }
 
+type AgentTask = SidecarTask<redis_ha_agent::AgentError>;
+
 /// The running sidecar tasks of a cluster.
 #[derive(Default)]
 pub struct Sidecars {
-    coordinator: Option<SidecarTask>,
-    agents: BTreeMap<usize, SidecarTask>,
+    coordinator: Option<InProcess>,
+    agents: BTreeMap<usize, AgentTask>,
 }
 
 impl Cluster {
@@ -152,71 +171,44 @@ impl Cluster {
         self.start_coordinator_with(config).await;
     }
 
-    /// Binds the coordinator port (retrying while a previous instance's socket is still
-    /// going away), runs `serve` as a task and waits until it answers gRPC.
+    /// Binds the coordinator port (waiting while a previous instance's socket is still going
+    /// away), serves it in-process and waits until it answers gRPC.
     pub async fn start_coordinator_with(&mut self, config: CoordinatorConfig) {
         assert!(
             self.sidecars.coordinator.is_none(),
             "start_coordinator: the coordinator already runs"
         );
         let port = self.coordinator_port();
-        let listener = wait_for(
-            &format!("coordinator port {port} to bind"),
+        let listener = redis_ha_testkit::ports::bind(port).await;
+        let coordinator = InProcess::spawn(config, listener)
+            .unwrap_or_else(|e| panic!("the coordinator's listener: {e}"));
+        let api = self.api();
+        let serving = wait_until(
+            &format!("the coordinator to answer gRPC on {port}"),
             READY_TIMEOUT,
-            || async move {
-                TcpListener::bind(("127.0.0.1", port))
-                    .await
-                    .map_err(|e| e.to_string())
+            || async {
+                if coordinator.is_finished() {
+                    return Ok(false);
+                }
+                api.serving_state().await.map(|()| true)
             },
         )
         .await;
-        let cancel = CancellationToken::new();
-        let token = cancel.clone();
-        let task = SidecarTask::spawn("coordinator".into(), cancel, async move {
-            redis_ha_coordinator::serve(config, listener, token)
-                .await
-                .map_err(|e| e.to_string())
-        });
-        self.sidecars.coordinator = Some(task);
-        let client = self.client();
-        let group = self.group().to_owned();
-        let deadline = tokio::time::Instant::now() + READY_TIMEOUT;
-        loop {
-            if self
-                .sidecars
-                .coordinator
-                .as_ref()
-                .is_none_or(SidecarTask::is_finished)
-            {
-                let why = match self.sidecars.coordinator.take() {
-                    Some(t) => t.outcome().await,
-                    None => "gone".into(),
-                };
-                panic!("the coordinator stopped during start-up: {why}");
-            }
-            let request = GetTopologyRequest {
-                master_group: group.clone(),
-            };
-            // Any gRPC answer (even NOT_FOUND before the first report) means it serves.
-            match client.clone().get_topology(request).await {
-                Ok(_) => return,
-                Err(s) if s.code() != tonic::Code::Unavailable => return,
-                Err(s) if tokio::time::Instant::now() >= deadline => {
-                    panic!("the coordinator never answered on {port}: {s}")
-                }
-                Err(_) => tokio::time::sleep(POLL_INTERVAL).await,
-            }
+        if !serving {
+            let why = outcome(coordinator.stop()).await;
+            panic!("the coordinator stopped during start-up: {why}");
         }
+        self.sidecars.coordinator = Some(coordinator);
     }
 
-    /// Cancels the coordinator and waits until `serve` returned (so its port is free).
+    /// Cancels the coordinator and waits until it returned (so its port is free).
     pub async fn stop_coordinator(&mut self) {
-        let task = self
+        let coordinator = self
             .sidecars
             .coordinator
             .take()
             .unwrap_or_else(|| panic!("stop_coordinator: the coordinator does not run"));
-        task.stop().await;
+        joined("the coordinator", coordinator.stop()).await;
     }
 
     /// Starts node `i`'s agent with `agent_config(i)`.
@@ -230,12 +222,8 @@ impl Cluster {
             !self.sidecars.agents.contains_key(&i),
             "start_agent({i}): the agent already runs"
         );
-        let cancel = CancellationToken::new();
-        let token = cancel.clone();
-        let task = SidecarTask::spawn(format!("agent-{i}"), cancel, async move {
+        let task = AgentTask::spawn(&format!("agent-{i}"), |token| {
             redis_ha_agent::run(config, token)
-                .await
-                .map_err(|e| e.to_string())
         });
         self.sidecars.agents.insert(i, task);
     }
@@ -252,7 +240,7 @@ impl Cluster {
 
     /// Panics with the agent's outcome if node `i`'s agent task has ended on its own.
     pub async fn assert_agent_running(&mut self, i: usize) {
-        let finished = self.sidecars.agents.get(&i).map(SidecarTask::is_finished);
+        let finished = self.sidecars.agents.get(&i).map(AgentTask::is_finished);
         match finished {
             None => panic!("agent {i} was not started"),
             Some(false) => {}
@@ -274,83 +262,69 @@ impl Cluster {
         }
     }
 
-    /// A gRPC client of the coordinator. Lazy: it connects on first use and reconnects after
-    /// a coordinator restart.
+    /// The coordinator's API for this cluster's group (lazy: connects on first use and
+    /// reconnects after a coordinator restart).
+    pub fn api(&self) -> Api {
+        Api::new(&self.coordinator_url(), self.group())
+    }
+
+    /// A gRPC client of the coordinator (lazy, as `api`).
     pub fn client(&self) -> CoordinatorClient<Channel> {
-        let endpoint = Endpoint::from_shared(self.coordinator_url())
-            .unwrap_or_else(|e| panic!("bad coordinator url: {e}"))
-            .connect_timeout(Duration::from_secs(2))
-            .timeout(Duration::from_secs(10));
-        CoordinatorClient::new(endpoint.connect_lazy())
+        self.api().client()
     }
 
     /// GetTopology of this cluster's group.
     pub async fn topology(&self) -> Result<Topology, tonic::Status> {
-        self.client()
-            .get_topology(GetTopologyRequest {
-                master_group: self.group().to_owned(),
-            })
-            .await
-            .map(tonic::Response::into_inner)
+        self.api().topology().await
     }
 
     /// Polls GetTopology until `pred` holds; panics after `timeout` with the last topology
     /// and the agents' state.
-    pub async fn wait_topology<P>(&mut self, what: &str, timeout: Duration, mut pred: P) -> Topology
+    pub async fn wait_topology<P>(&mut self, what: &str, timeout: Duration, pred: P) -> Topology
     where
-        P: FnMut(&Topology) -> bool,
+        P: Fn(&Topology) -> bool,
     {
-        let client = self.client();
-        let group = self.group().to_owned();
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let request = GetTopologyRequest {
-                master_group: group.clone(),
-            };
-            let last = match client.clone().get_topology(request).await {
-                Ok(t) => {
-                    let t = t.into_inner();
-                    if pred(&t) {
-                        return t;
-                    }
-                    describe(&t)
-                }
-                Err(s) => format!("GetTopology failed: {s}"),
-            };
-            if tokio::time::Instant::now() >= deadline {
+        let api = &self.api();
+        let pred = &pred;
+        let found = poll_until(timeout, POLL_INTERVAL, move || async move {
+            match api.topology().await {
+                Ok(t) if pred(&t) => Ok(t),
+                Ok(t) => Err(describe(&t)),
+                Err(s) => Err(format!("GetTopology failed: {s}")),
+            }
+        })
+        .await;
+        self.found_or_panic(found, what, timeout).await
+    }
+
+    /// The topology a wait found, or a panic naming what was awaited, the last observation
+    /// and the sidecars' state.
+    async fn found_or_panic(
+        &mut self,
+        found: Result<Topology, String>,
+        what: &str,
+        timeout: Duration,
+    ) -> Topology {
+        match found {
+            Ok(t) => t,
+            Err(last) => {
                 let sidecars = self.sidecar_states().await;
                 panic!(
                     "timed out after {timeout:?} waiting for the topology: {what}\n\
-                     last topology: {last}\nsidecars: {sidecars}"
+                     last: {last}\nsidecars: {sidecars}"
                 )
             }
-            tokio::time::sleep(POLL_INTERVAL).await;
         }
     }
 
     /// Opens WatchTopology on this cluster's group.
     pub async fn watch(&self) -> tonic::Streaming<Topology> {
-        let mut client = self.client();
-        client
-            .watch_topology(WatchTopologyRequest {
-                master_group: self.group().to_owned(),
-            })
-            .await
-            .unwrap_or_else(|s| panic!("WatchTopology failed: {s}"))
-            .into_inner()
+        self.api().watch().await
     }
 
     /// ListEvents of this cluster's group (all kept).
     pub async fn events(&self) -> Vec<Event> {
-        self.client()
-            .list_events(ListEventsRequest {
-                master_group: self.group().to_owned(),
-                limit: 0,
-            })
-            .await
-            .unwrap_or_else(|s| panic!("ListEvents failed: {s}"))
-            .into_inner()
-            .events
+        self.api().events().await
     }
 
     /// Which sidecars run, and how the ones that ended did.
@@ -383,51 +357,6 @@ impl Cluster {
     }
 }
 
-/// A one-line summary of a topology, for failure messages.
-pub fn describe(t: &Topology) -> String {
-    let mut s = format!(
-        "v{} master={:?} ({:?}) epoch={} source={:?} confirmed={} failover={} split_brain={:?}",
-        t.version,
-        t.master_address,
-        t.master_node,
-        t.config_epoch,
-        t.master_source,
-        t.master_confirmed,
-        t.failover_in_progress,
-        t.split_brain
-    );
-    for n in &t.nodes {
-        let _ = write!(
-            s,
-            "\n  {} {} {:?} {:?} master={} link={:?} is_master={} agent={:?} age={}ms err={:?}",
-            n.node,
-            n.address,
-            n.health(),
-            n.role(),
-            n.master_address,
-            n.link(),
-            n.is_master,
-            n.agent_health(),
-            n.report_age_ms,
-            n.error
-        );
-    }
-    for v in &t.sentinels {
-        let _ = write!(
-            s,
-            "\n  sentinel {} {} {:?} master={} epoch={} flags={:?} err={:?}",
-            v.node,
-            v.address,
-            v.health(),
-            v.master_address,
-            v.config_epoch,
-            v.master_flags,
-            v.error
-        );
-    }
-    s
-}
-
 impl Cluster {
     /// Waits until the topology is at rest with node `master` (1-based) as master: confirmed,
     /// every node and Sentinel UP, the replicas linked to it, no failover, no split brain.
@@ -447,41 +376,24 @@ impl Cluster {
         &mut self,
         what: &str,
         timeout: Duration,
-        mut pred: P,
+        pred: P,
     ) -> Topology
     where
-        P: FnMut(&Topology, &str) -> bool,
+        P: Fn(&Topology, &str) -> bool,
     {
-        let client = self.client();
-        let group = self.group().to_owned();
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let request = GetTopologyRequest {
-                master_group: group.clone(),
-            };
-            let last = match (
-                self.master_addr_by_sentinel().await,
-                client.clone().get_topology(request).await,
-            ) {
-                (Ok(master), Ok(t)) => {
-                    let t = t.into_inner();
-                    if t.master_address == master && pred(&t, &master) {
-                        return t;
-                    }
-                    format!("Sentinels name {master}; {}", describe(&t))
-                }
-                (Err(e), _) => e,
-                (_, Err(s)) => format!("GetTopology failed: {s}"),
-            };
-            if tokio::time::Instant::now() >= deadline {
-                let sidecars = self.sidecar_states().await;
-                panic!(
-                    "timed out after {timeout:?} waiting for the topology: {what}\n\
-                     last: {last}\nsidecars: {sidecars}"
-                )
+        let api = &self.api();
+        let pred = &pred;
+        let this = &*self;
+        let found = poll_until(timeout, POLL_INTERVAL, move || async move {
+            match (this.master_addr_by_sentinel().await, api.topology().await) {
+                (Ok(master), Ok(t)) if t.master_address == master && pred(&t, &master) => Ok(t),
+                (Ok(master), Ok(t)) => Err(format!("Sentinels name {master}; {}", describe(&t))),
+                (Err(e), _) => Err(e),
+                (_, Err(s)) => Err(format!("GetTopology failed: {s}")),
             }
-            tokio::time::sleep(POLL_INTERVAL).await;
-        }
+        })
+        .await;
+        self.found_or_panic(found, what, timeout).await
     }
 
     /// Waits until the topology is at rest (see `is_steady`) with the master the Sentinels name.

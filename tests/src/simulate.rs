@@ -7,7 +7,8 @@ use std::time::Duration;
 use redis_ha_chaos::chaos::{ChaosError, ChaosTarget, Fault, NodeRef};
 
 use crate::cluster::{Cluster, NODES};
-use crate::wait::try_wait_for;
+use crate::kit::poll_until;
+use crate::kit::wait::POLL_INTERVAL;
 
 /// The state letter of `/proc/<pid>/stat` ("R", "S", "T" for stopped ...).
 fn process_state(pid: u32) -> Option<char> {
@@ -123,9 +124,9 @@ impl ChaosTarget for ClusterChaos<'_> {
         let took_effect = match fault {
             Fault::Kill | Fault::Stop => !n.is_running(),
             Fault::Pause => {
-                let pid = n.process().pid();
+                let pid = n.pid();
                 // SIGSTOP lands asynchronously: wait for the kernel to show it stopped.
-                try_wait_for(Duration::from_secs(5), || async move {
+                poll_until(Duration::from_secs(5), POLL_INTERVAL, || async move {
                     match pid.and_then(process_state) {
                         Some('T') => Ok(()),
                         other => Err(format!("pid {pid:?} in state {other:?}")),

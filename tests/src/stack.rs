@@ -3,8 +3,9 @@
 //! through its published ports (HAProxy, each Redis and Sentinel, the coordinator's gRPC port)
 //! and removed with `deploy/down.sh --purge`.
 //!
-//! Docker must be there: without it `Stack::deploy` fails with a clear message, unless the
-//! developer opts out with `REDIS_HA_SKIP_STACK_TESTS=1` (see [`skip_requested`]).
+//! Docker must be there: without it `Stack::deploy` fails with a clear message. A developer
+//! without Docker has tests/run.sh skip the stack tests with `REDIS_HA_SKIP_STACK_TESTS=1`;
+//! under CI that is refused (by run.sh, and by [`refuse_skip_under_ci`] in the test).
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -13,16 +14,35 @@ use std::time::Duration;
 use redis::aio::MultiplexedConnection;
 use redis_ha_chaos::chaos::docker::{ChaosAction, ChaosOutcome, DockerChaos, NodeNum};
 use tokio::process::Command;
-use tokio::time::Instant;
 
-/// The opt-out for machines without Docker (never set in CI).
+/// tests/run.sh's opt-out for machines without Docker (refused under CI).
 pub const SKIP_ENV: &str = "REDIS_HA_SKIP_STACK_TESTS";
 
 /// Every label the swarm puts on a stack's objects.
 const NAMESPACE_LABEL: &str = "com.docker.stack.namespace";
 
-pub fn skip_requested() -> bool {
-    std::env::var(SKIP_ENV).is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true"))
+/// Whether a skip is asked for, and whether that is allowed: `Err` when `CI` is set (CI must
+/// run the stack tests). A pure function of the two variables' values.
+pub fn skip_decision(skip: Option<&str>, ci: Option<&str>) -> Result<bool, String> {
+    let skip = skip.is_some_and(|v| v == "1" || v.eq_ignore_ascii_case("true"));
+    let ci = ci.is_some_and(|v| !v.is_empty() && v != "0" && !v.eq_ignore_ascii_case("false"));
+    if skip && ci {
+        Err(format!(
+            "{SKIP_ENV} is set while CI is set: CI must run the stack tests"
+        ))
+    } else {
+        Ok(skip)
+    }
+}
+
+/// Panics when the stack tests are asked to be skipped under CI (the test runs, so it must
+/// not pretend to have been skipped; outside CI the variable only matters to tests/run.sh).
+pub fn refuse_skip_under_ci() {
+    let skip = std::env::var(SKIP_ENV).ok();
+    let ci = std::env::var("CI").ok();
+    if let Err(e) = skip_decision(skip.as_deref(), ci.as_deref()) {
+        panic!("{e}");
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -30,7 +50,7 @@ pub struct StackOptions {
     pub name: String,
     pub base_port: u16,
     pub grpc_port: u16,
-    pub down_after_ms: u32,
+    pub down_after_ms: u64,
     pub group: String,
 }
 
@@ -44,6 +64,22 @@ impl Default for StackOptions {
             group: "redis-cluster".into(),
         }
     }
+}
+
+/// `deploy/up.sh` arguments deploying `opts` (the build options are the caller's).
+pub fn up_args(opts: &StackOptions) -> Vec<String> {
+    vec![
+        "--stack".into(),
+        opts.name.clone(),
+        "--base-port".into(),
+        opts.base_port.to_string(),
+        "--grpc-port".into(),
+        opts.grpc_port.to_string(),
+        "--down-after-ms".into(),
+        opts.down_after_ms.to_string(),
+        "--group".into(),
+        opts.group.clone(),
+    ]
 }
 
 /// A deployed stack. Not removed on drop (a failed run is left for inspection and removed by
@@ -105,19 +141,8 @@ impl Stack {
         )
         .await?;
         tracing::info!("leftovers removed:\n{down}");
-        let mut args: Vec<String> = vec![
-            "--stack".into(),
-            opts.name.clone(),
-            "--base-port".into(),
-            opts.base_port.to_string(),
-            "--grpc-port".into(),
-            opts.grpc_port.to_string(),
-            "--down-after-ms".into(),
-            opts.down_after_ms.to_string(),
-            "--group".into(),
-            opts.group.clone(),
-            "--debug".into(),
-        ];
+        let mut args = up_args(&opts);
+        args.push("--debug".into());
         // The test build compiled the debug binaries already: image them as they are.
         if binaries_fresh() {
             args.push("--no-cargo".into());
@@ -345,34 +370,24 @@ pub fn binaries_dir() -> PathBuf {
     crate::binaries::binary_dir().to_path_buf()
 }
 
-/// True when the four binaries the sidecar image holds are there (the test build made them;
-/// `binary_dir` rebuilt the sidecars if they were older than this test).
+/// True when every binary the images hold is there (the test build made them; `binary_dir`
+/// rebuilt the others if they were older than this test).
 fn binaries_fresh() -> bool {
     let dir = binaries_dir();
-    [
-        "redis-ha",
-        "redis-ha-agent",
-        "redis-ha-coordinator",
-        "redis-ha-reloader",
-    ]
-    .iter()
-    .all(|b| dir.join(b).is_file())
+    std::iter::once("redis-ha")
+        .chain(crate::binaries::BINS)
+        .all(|b| dir.join(b).is_file())
 }
 
-/// Probes every 500 ms (Docker and process spawns are not free) until Ok or `timeout`.
-pub async fn poll<T, F, Fut>(timeout: Duration, mut probe: F) -> Result<T, String>
+/// The kit's `poll_until`, probing every 500 ms (Docker and process spawns are not free).
+pub async fn poll<T, F, Fut>(timeout: Duration, probe: F) -> Result<T, String>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, String>>,
 {
-    let deadline = Instant::now() + timeout;
-    loop {
-        match probe().await {
-            Ok(v) => return Ok(v),
-            Err(e) if Instant::now() >= deadline => return Err(format!("after {timeout:?}: {e}")),
-            Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
-        }
-    }
+    redis_ha_testkit::poll_until(timeout, Duration::from_millis(500), probe)
+        .await
+        .map_err(|e| format!("after {timeout:?}: {e}"))
 }
 
 /// `redis-ha status --json` run by the CLI binary `bin` against a coordinator on this host.
@@ -401,4 +416,19 @@ pub async fn cli_status_json(
         ));
     }
     serde_json::from_slice(&out.stdout).map_err(|e| format!("status JSON: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_skip_is_refused_under_ci() {
+        assert_eq!(skip_decision(None, None), Ok(false));
+        assert_eq!(skip_decision(Some("1"), None), Ok(true));
+        assert_eq!(skip_decision(Some("true"), Some("")), Ok(true));
+        assert_eq!(skip_decision(Some("0"), Some("true")), Ok(false));
+        assert!(skip_decision(Some("1"), Some("true")).is_err());
+        assert!(skip_decision(Some("1"), Some("1")).is_err());
+    }
 }

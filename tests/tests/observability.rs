@@ -16,7 +16,7 @@ use redis_ha_tests::binaries::{
 };
 use redis_ha_tests::haproxy::STATS_OFFSET;
 use redis_ha_tests::otlp::{OtlpReceiver, ReceivedSpan};
-use redis_ha_tests::{wait_for, Cluster, ClusterOptions, NODES, READY_TIMEOUT};
+use redis_ha_tests::{wait_until, Cluster, ClusterOptions, NODES, READY_TIMEOUT};
 
 const AGENT: &str = "redis-ha-agent";
 const COORDINATOR: &str = "redis-ha-coordinator";
@@ -150,11 +150,11 @@ where
     F: Fn(&[Sample]) -> Result<(), String>,
 {
     let check = &check;
-    wait_for(what, READY_TIMEOUT, || async move {
+    wait_until(what, READY_TIMEOUT, || async move {
         let text = scrape(port).await?;
         let samples = parse_exposition(&text);
         check(&samples).map_err(|e| format!("{e}\n{text}"))?;
-        Ok(samples)
+        Ok::<_, String>(samples)
     })
     .await
 }
@@ -224,7 +224,7 @@ async fn a_failover_is_one_trace_and_shows_in_every_sidecars_metrics() {
     haproxy.wait_routed_to(cluster.node(m).port()).await;
 
     // ---- traces: one trace from the Sentinel event to HAProxy's read-back.
-    let chain = wait_for(
+    let chain = wait_until(
         &format!("the spans of the switch to {new_master} from the three services"),
         READY_TIMEOUT,
         || {
@@ -535,7 +535,7 @@ async fn no_password_in_debug_logs_or_spans_and_no_exporter_no_complaint() {
         })
         .await;
     // Its spans arrive, so the check below looks at real ones.
-    wait_for("the agent's spans", READY_TIMEOUT, || {
+    wait_until("the agent's spans", READY_TIMEOUT, || {
         let n = otlp.spans().iter().filter(|s| s.service == AGENT).count();
         async move {
             if n > 0 {

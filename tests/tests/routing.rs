@@ -7,10 +7,9 @@ use std::time::{Duration, Instant};
 
 use redis_ha_proto::v1::Health;
 use redis_ha_reloader::decision::Source;
-use redis_ha_tests::haproxy::{
-    connect, exchange, Haproxy, ReloaderTask, WriteMode, WriteRecord, Writer,
-};
-use redis_ha_tests::{wait_for, Cluster, ClusterOptions, READY_TIMEOUT};
+use redis_ha_tests::haproxy::{Haproxy, ReloaderTask, WriteMode, WriteRecord, Writer};
+use redis_ha_tests::kit::client;
+use redis_ha_tests::{wait_until, Cluster, ClusterOptions, READY_TIMEOUT};
 
 /// Dropped in field order: the reloader stops before HAProxy, both before the cluster.
 struct Stack {
@@ -47,19 +46,16 @@ async fn stack() -> Stack {
 /// Waits until new connections through HAProxy reach the master the Sentinels name at that
 /// moment (right even if they fail over once more); returns its port.
 async fn wait_routed_to_sentinel_master(cluster: &Cluster, haproxy: &Haproxy) -> u16 {
-    wait_for(
+    wait_until(
         "HAProxy to route to the Sentinels' master",
         READY_TIMEOUT,
         || async move {
-            let addr = cluster.master_addr_by_sentinel().await?;
-            let i = cluster
-                .node_index(&addr)
-                .ok_or_else(|| format!("unknown master {addr}"))?;
+            let i = cluster.sentinel_master_node().await?;
             let port = cluster.node(i).port();
             match haproxy.routed_port().await {
                 Some(p) if p == port => Ok(port),
                 other => Err(format!(
-                    "Sentinels name {addr}, HAProxy routes to {other:?}"
+                    "Sentinels name node {i}, HAProxy routes to {other:?}"
                 )),
             }
         },
@@ -113,6 +109,30 @@ async fn assert_acked_present(cluster: &Cluster, port: u16, records: &[WriteReco
     );
 }
 
+/// Waits until `writer` has `n` acknowledged writes that started after `since`.
+async fn wait_acked_since(writer: &Writer, since: Instant, n: usize) {
+    wait_until(
+        &format!("{n} writes through HAProxy acknowledged"),
+        READY_TIMEOUT,
+        || async move {
+            match writer.count(|r| r.acked && r.started > since) {
+                k if k >= n => Ok(()),
+                k => Err(format!("{k} acknowledged")),
+            }
+        },
+    )
+    .await;
+}
+
+/// A writer through `haproxy` every `every_ms`, once it has 20 writes acknowledged.
+async fn writing(haproxy: &Haproxy, prefix: &str, mode: WriteMode, every_ms: u64) -> Writer {
+    let started = Instant::now();
+    let interval = Duration::from_millis(every_ms);
+    let writer = Writer::start(haproxy.frontend_port(), prefix, mode, interval);
+    wait_acked_since(&writer, started, 20).await;
+    writer
+}
+
 fn summary(records: &[WriteRecord]) -> String {
     let acked = records.iter().filter(|r| r.acked).count();
     let ports: BTreeSet<Option<u16>> = records.iter().filter(|r| r.acked).map(|r| r.port).collect();
@@ -127,20 +147,15 @@ fn summary(records: &[WriteRecord]) -> String {
 async fn writes_recover_after_master_sigkill() {
     let mut s = stack().await;
     let old = s.cluster.node(1).addr();
-    let writer = Writer::start(
-        s.haproxy.frontend_addr(),
-        "kill",
-        WriteMode::Persistent,
-        Duration::from_millis(5),
-    );
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Writing in its stride before the kill.
+    let writer = writing(&s.haproxy, "kill", WriteMode::Persistent, 5).await;
 
     let killed_at = Instant::now();
     s.cluster.node_mut(1).kill();
     s.cluster.wait_new_master(&old).await;
     wait_routed_to_sentinel_master(&s.cluster, &s.haproxy).await;
     // Some writes through the proxy after the switch.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    wait_acked_since(&writer, Instant::now(), 20).await;
     let records = writer.finish().await;
 
     let after: Vec<&WriteRecord> = records
@@ -183,18 +198,14 @@ async fn old_master_returning_as_master_gets_no_traffic_and_no_write_is_lost() {
 
     // A client writing over new connections every few ms while the old master comes back
     // from a config without `replicaof`: it starts as a master with an empty data set.
-    let writer = Writer::start(
-        s.haproxy.frontend_addr(),
-        "split",
-        WriteMode::NewConnectionEachWrite,
-        Duration::from_millis(3),
-    );
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let writer = writing(&s.haproxy, "split", WriteMode::NewConnectionEachWrite, 3).await;
     s.cluster.node_mut(1).restart_as_master().await;
     // Until it has been turned into a replica again (fencing by its agent, or its Sentinel),
-    // and a while after.
+    // and a while after: a negative check (no connection ever reaches the old master), so it
+    // needs an observation window. It is counted in routing decisions, not time: 50 more
+    // writes, each over a new connection HAProxy routed after the node rejoined.
     s.cluster.wait_rejoined_as_replica(1).await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    wait_acked_since(&writer, Instant::now(), 50).await;
     let records = writer.finish().await;
     eprintln!("split-brain writer: {}", summary(&records));
 
@@ -237,12 +248,8 @@ async fn reloader_restart_changes_no_routing() {
     let mut s = stack().await;
     let port = s.cluster.node(1).port();
     // A long-lived client: a restart of the reloader must not cut it.
-    let mut held = connect(&s.haproxy.frontend_addr())
-        .await
-        .unwrap_or_else(|| panic!("cannot connect through HAProxy"));
-    assert!(exchange(&mut held, b"PING\r\n")
-        .await
-        .is_some_and(|r| r.starts_with("+PONG")));
+    let mut held = s.haproxy.hold_connection().await;
+    assert!(client::pongs(&mut held, s.haproxy.frontend_port()).await);
 
     if let Some(r) = s.reloader.take() {
         r.stop().await;
@@ -257,9 +264,7 @@ async fn reloader_restart_changes_no_routing() {
     assert_eq!(s.reloader().applies(), 0, "{:?}", s.reloader().status());
     assert_eq!(s.haproxy.routed_port().await, Some(port));
     assert!(
-        exchange(&mut held, b"PING\r\n")
-            .await
-            .is_some_and(|r| r.starts_with("+PONG")),
+        client::pongs(&mut held, s.haproxy.frontend_port()).await,
         "the held connection was cut"
     );
 }
@@ -297,12 +302,8 @@ async fn coordinator_down_during_a_failover_routing_still_converges() {
 async fn killed_replica_leaves_routing_untouched() {
     let mut s = stack().await;
     let port = s.cluster.node(1).port();
-    let mut held = connect(&s.haproxy.frontend_addr())
-        .await
-        .unwrap_or_else(|| panic!("cannot connect through HAProxy"));
-    assert!(exchange(&mut held, b"PING\r\n")
-        .await
-        .is_some_and(|r| r.starts_with("+PONG")));
+    let mut held = s.haproxy.hold_connection().await;
+    assert!(client::pongs(&mut held, s.haproxy.frontend_port()).await);
     let applies = s.reloader().applies();
 
     s.cluster.node_mut(3).kill();
@@ -327,9 +328,7 @@ async fn killed_replica_leaves_routing_untouched() {
     );
     assert_eq!(s.haproxy.routed_port().await, Some(port));
     assert!(
-        exchange(&mut held, b"PING\r\n")
-            .await
-            .is_some_and(|r| r.starts_with("+PONG")),
+        client::pongs(&mut held, s.haproxy.frontend_port()).await,
         "the held connection was cut"
     );
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use redis_ha_proto::v1::{FailoverRequest, Health, LinkState, MasterSource, Role, Topology};
 use redis_ha_tests::sidecars::describe;
-use redis_ha_tests::{Cluster, ClusterOptions, READY_TIMEOUT};
+use redis_ha_tests::{wait_until, Cluster, ClusterOptions, READY_TIMEOUT};
 use tokio_stream::StreamExt;
 
 async fn started(opts: ClusterOptions) -> Cluster {
@@ -19,6 +19,13 @@ fn node<'t>(t: &'t Topology, id: &str) -> &'t redis_ha_proto::v1::NodeView {
         .iter()
         .find(|n| n.node == id)
         .unwrap_or_else(|| panic!("{id} missing from {}", describe(t)))
+}
+
+/// `node` has `health` and every other node is UP.
+fn only_node_is(t: &Topology, node: &str, health: Health) -> bool {
+    t.nodes
+        .iter()
+        .all(|n| n.health() == if n.node == node { health } else { Health::Up })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -170,28 +177,27 @@ async fn agent_reports_its_redis_down() {
     let master = cluster.node(1).addr();
 
     cluster.node_mut(3).kill();
-    let down = |t: &Topology| {
-        t.master_address == master
-            && t.nodes.iter().all(|n| {
-                if n.node == "node-3" {
-                    n.health() == Health::Down
-                } else {
-                    n.health() == Health::Up
-                }
-            })
-    };
+    let down = |t: &Topology| t.master_address == master && only_node_is(t, "node-3", Health::Down);
     cluster
         .wait_topology("node-3 DOWN, the others UP", READY_TIMEOUT, down)
         .await;
 
-    // Still DOWN (a fresh report saying so), not UNKNOWN, once a whole stale period has passed:
-    // the agent keeps reporting. Time must pass for this, so this one sleep is needed.
-    tokio::time::sleep(Duration::from_millis(
-        cluster.options().stale_after_ms + 1000,
-    ))
+    // Still DOWN (a fresh report saying so), never UNKNOWN, over a whole stale period: the
+    // agent keeps reporting. A negative check, so it needs a window of time; every topology
+    // seen in it is checked, not only the last one.
+    let window = Duration::from_millis(cluster.options().stale_after_ms + 1000);
+    let since = std::time::Instant::now();
+    let c = &cluster;
+    let t = wait_until(
+        "a whole stale period with node-3 DOWN",
+        READY_TIMEOUT,
+        || async move {
+            let t = c.topology().await.unwrap();
+            assert!(down(&t), "{}", describe(&t));
+            (since.elapsed() >= window).then_some(t)
+        },
+    )
     .await;
-    let t = cluster.topology().await.unwrap();
-    assert!(down(&t), "{}", describe(&t));
     assert_eq!(
         node(&t, "node-3").agent_health(),
         Health::Up,
@@ -210,14 +216,7 @@ async fn stopped_agent_turns_its_node_unknown() {
     cluster.stop_agent(2).await;
     let t = cluster
         .wait_topology("node-2 UNKNOWN, the others UP", READY_TIMEOUT, |t| {
-            t.master_address == master
-                && t.nodes.iter().all(|n| {
-                    if n.node == "node-2" {
-                        n.health() == Health::Unknown
-                    } else {
-                        n.health() == Health::Up
-                    }
-                })
+            t.master_address == master && only_node_is(t, "node-2", Health::Unknown)
         })
         .await;
     let n2 = node(&t, "node-2");

@@ -8,22 +8,32 @@
 #![allow(clippy::unwrap_used)]
 
 use std::ffi::OsStr;
-use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use std::time::Duration;
 
-use redis_ha_tests::{wait_for, Cluster, ClusterOptions, NODES, READY_TIMEOUT};
+use redis_ha_testkit::{wait_until, PortBlock};
+use redis_ha_tests::{Cluster, ClusterOptions, NODES, READY_TIMEOUT};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 const BIN: &str = env!("CARGO_BIN_EXE_redis-ha");
 
-/// A loopback port nothing listens on (bound, then released).
-fn dead_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
+/// Every command that talks to the coordinator about one master group.
+const GROUP_COMMANDS: [&[&str]; 6] = [
+    &["status"],
+    &["status", "--json"],
+    &["watch"],
+    &["master"],
+    &["events"],
+    &["failover"],
+];
+
+/// A coordinator URL nothing listens on: a port of a reserved block (held while the block
+/// lives, so no other test's server can take it).
+fn dead_url(block: &PortBlock) -> String {
+    format!("http://127.0.0.1:{}", block.port(0))
 }
 
 fn command(args: &[&str]) -> tokio::process::Command {
@@ -72,7 +82,7 @@ async fn ok(url: &str, args: &[&str]) -> String {
     text(&out.stdout)
 }
 
-/// Like `ok`, but a non-zero exit is returned as the observation (for `wait_for`).
+/// Like `ok`, but a non-zero exit is returned as the observation (for `wait_until`).
 async fn try_ok(url: &str, args: &[&str]) -> Result<String, String> {
     let mut all = vec!["--coordinator", url];
     all.extend_from_slice(args);
@@ -90,15 +100,9 @@ async fn try_ok(url: &str, args: &[&str]) -> Result<String, String> {
 
 #[tokio::test]
 async fn unreachable_coordinator_exits_2_with_a_clear_message() {
-    let url = format!("http://127.0.0.1:{}", dead_port());
-    for cmd in [
-        &["status"][..],
-        &["status", "--json"],
-        &["watch"],
-        &["master"],
-        &["events"],
-        &["failover"],
-    ] {
+    let block = PortBlock::allocate(1);
+    let url = dead_url(&block);
+    for cmd in GROUP_COMMANDS {
         let mut args = vec!["--coordinator", url.as_str()];
         args.extend_from_slice(cmd);
         let out = run(&args).await;
@@ -132,7 +136,8 @@ async fn short_wait(url: &str) -> Output {
 
 #[tokio::test]
 async fn wait_gives_up_on_an_unreachable_coordinator_with_exit_2() {
-    let url = format!("http://127.0.0.1:{}", dead_port());
+    let block = PortBlock::allocate(1);
+    let url = dead_url(&block);
     let out = short_wait(&url).await;
     let refused = format!(
         "cannot reach the coordinator at {url}: connection refused \
@@ -159,7 +164,8 @@ async fn wait_gives_up_on_an_unreachable_coordinator_with_exit_2() {
 
 #[tokio::test]
 async fn coordinator_url_comes_from_the_environment() {
-    let url = format!("http://127.0.0.1:{}", dead_port());
+    let block = PortBlock::allocate(1);
+    let url = dead_url(&block);
     let out = tokio::process::Command::new(BIN)
         .arg("status")
         .env("REDIS_HA_COORDINATOR", &url)
@@ -285,16 +291,8 @@ async fn against_a_real_cluster() {
     );
 
     // ---- An unknown master group: NOT_FOUND, exit 1, for every command that names one.
-    for cmd in [
-        &["status"][..],
-        &["status", "--json"],
-        &["master"],
-        &["events"],
-        &["watch"],
-        &["failover"],
-        // Not worth waiting for: it never comes.
-        &["wait"],
-    ] {
+    // `wait` too (not worth waiting for: it never comes).
+    for cmd in GROUP_COMMANDS.iter().copied().chain([&["wait"][..]]) {
         let mut args = vec!["--coordinator", url.as_str(), "--group", "nope"];
         args.extend_from_slice(cmd);
         let out = run(&args).await;
@@ -464,7 +462,7 @@ async fn against_a_real_cluster() {
     // `status` follows: the master the Sentinels name (under load they may fail over once
     // more, so compare with their answer at that moment), node-1 down.
     let (u, c, old) = (&url, &cluster, &master);
-    let (new_master, table) = wait_for(
+    let (new_master, table) = wait_until(
         "status to show the Sentinels' new master and node-1 down",
         READY_TIMEOUT,
         || {
@@ -536,7 +534,7 @@ async fn against_a_real_cluster() {
 
     // ---- A manual failover through the CLI: the two live nodes swap roles.
     let c = &cluster;
-    wait_for(
+    wait_until(
         "the live nodes to be the Sentinels' master and its synced replica",
         READY_TIMEOUT,
         || async move {
@@ -558,7 +556,7 @@ async fn against_a_real_cluster() {
         .await;
     let before = at_rest.master_address.clone();
     // A Sentinel may still refuse for a moment (INPROG right after the last failover).
-    let said = wait_for("redis-ha failover to be accepted", READY_TIMEOUT, || {
+    let said = wait_until("redis-ha failover to be accepted", READY_TIMEOUT, || {
         try_ok(&url, &["failover"])
     })
     .await;
@@ -574,7 +572,7 @@ async fn against_a_real_cluster() {
         )
         .await;
     let (u, c) = (&url, &cluster);
-    let shown = wait_for("master to print the new master", READY_TIMEOUT, || {
+    let shown = wait_until("master to print the new master", READY_TIMEOUT, || {
         let (url, cluster) = (u, c);
         async move {
             let now = sentinels_master(cluster).await?;
@@ -770,7 +768,8 @@ async fn simulate_and_chaos_speak_as_redis_ha() {
     assert_exit_saying(&out, 2, "invalid value 'frobnicate'");
 
     // The proxy cannot be reached: exit 2 and redis-ha's message.
-    let proxy = format!("127.0.0.1:{}", dead_port());
+    let block = PortBlock::allocate(1);
+    let proxy = format!("127.0.0.1:{}", block.port(0));
     let out = run(&["simulate", "--proxy", &proxy, "--messages", "1"]).await;
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
@@ -808,7 +807,7 @@ async fn an_interrupted_simulation_reports_and_exits_130() {
     .unwrap();
     let pid = child.id().unwrap().to_string();
     // Running for real: its pushes reach Redis.
-    wait_for("the simulation's first push", READY_TIMEOUT, || async {
+    wait_until("the simulation's first push", READY_TIMEOUT, || async {
         let stats: String = cluster
             .node(1)
             .query(redis::cmd("INFO").arg("commandstats"))

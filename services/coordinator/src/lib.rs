@@ -149,3 +149,62 @@ pub async fn serve(
     tracing::info!(listen = ?local, "coordinator stopped");
     result.map_err(CoordinatorError::from)
 }
+
+/// A coordinator served by a task of the calling tokio runtime, on an already bound listener:
+/// the one way to run it in-process (the tests of every crate use it). Dropping it cancels the
+/// server and aborts the task.
+pub struct InProcess {
+    addr: SocketAddr,
+    shutdown: CancellationToken,
+    task: Option<tokio::task::JoinHandle<Result<(), CoordinatorError>>>,
+}
+
+impl InProcess {
+    /// Spawns [`serve`] on `listener`.
+    pub fn spawn(
+        config: CoordinatorConfig,
+        listener: tokio::net::TcpListener,
+    ) -> std::io::Result<Self> {
+        let addr = listener.local_addr()?;
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(serve(config, listener, shutdown.clone()));
+        Ok(Self {
+            addr,
+            shutdown,
+            task: Some(task),
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// "http://<addr>".
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// True once `serve` has returned (on its own, unless `stop` was called).
+    pub fn is_finished(&self) -> bool {
+        self.task
+            .as_ref()
+            .is_none_or(tokio::task::JoinHandle::is_finished)
+    }
+
+    /// Cancels the server; the returned task ends once `serve` has returned (its port free).
+    pub fn stop(mut self) -> tokio::task::JoinHandle<Result<(), CoordinatorError>> {
+        self.shutdown.cancel();
+        self.task
+            .take()
+            .unwrap_or_else(|| tokio::spawn(async { Ok(()) }))
+    }
+}
+
+impl Drop for InProcess {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}

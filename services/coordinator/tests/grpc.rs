@@ -3,32 +3,22 @@
 // Tests may unwrap: a failure should stop the test right there.
 #![allow(clippy::unwrap_used)]
 
-use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
-use redis_ha_coordinator::{serve, CoordinatorConfig};
+use redis_ha_coordinator::{CoordinatorConfig, InProcess};
 use redis_ha_proto::v1::coordinator_client::CoordinatorClient;
 use redis_ha_proto::v1::{
     AgentReport, FailoverRequest, GetTopologyRequest, Health, ListEventsRequest, MasterSource,
     RedisStatus, Role, SentinelEvent, SentinelStatus, Topology, WatchTopologyRequest,
 };
-use tokio::task::JoinHandle;
+use redis_ha_testkit::{wait_until, Sandbox, TIMEOUT as WAIT};
 use tokio_stream::StreamExt;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 use tonic::Code;
 
 const G: &str = "redis-cluster";
-/// Generous: a busy machine may be slow, but a hang must still fail the test.
-const WAIT: Duration = Duration::from_secs(30);
 
-/// A coordinator serving in this process; stopped on drop.
-struct Running {
-    addr: SocketAddr,
-    shutdown: CancellationToken,
-    task: Option<JoinHandle<()>>,
-}
+/// A coordinator serving in this process (its own launcher); stopped on drop.
+struct Running(InProcess);
 
 impl Running {
     async fn start() -> Self {
@@ -36,22 +26,13 @@ impl Running {
     }
 
     async fn start_with(config: CoordinatorConfig) -> Self {
+        // Port 0, kept bound: the kernel's pick cannot be taken by anyone else.
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let shutdown = CancellationToken::new();
-        let token = shutdown.clone();
-        let task = tokio::spawn(async move {
-            serve(config, listener, token).await.unwrap();
-        });
-        Self {
-            addr,
-            shutdown,
-            task: Some(task),
-        }
+        Self(InProcess::spawn(config, listener).unwrap())
     }
 
     fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.0.url()
     }
 
     async fn channel(&self) -> Channel {
@@ -67,20 +48,12 @@ impl Running {
         CoordinatorClient::new(self.channel().await)
     }
 
-    async fn stop(mut self) {
-        self.shutdown.cancel();
-        if let Some(task) = self.task.take() {
-            tokio::time::timeout(WAIT, task)
-                .await
-                .expect("serve returns after shutdown")
-                .unwrap();
-        }
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
+    async fn stop(self) {
+        tokio::time::timeout(WAIT, self.0.stop())
+            .await
+            .expect("serve returns after shutdown")
+            .unwrap()
+            .unwrap();
     }
 }
 
@@ -111,6 +84,42 @@ fn report(node: u32, seq: u64, role: Role) -> AgentReport {
         events: Vec::new(),
         failover_in_progress: false,
     }
+}
+
+/// ListEvents of the group, the last `limit` (0: all kept).
+async fn list_events(
+    client: &mut CoordinatorClient<Channel>,
+    limit: u32,
+) -> Vec<redis_ha_proto::v1::Event> {
+    client
+        .list_events(ListEventsRequest {
+            master_group: G.into(),
+            limit,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .events
+}
+
+/// WatchTopology of the group.
+async fn watch(client: &mut CoordinatorClient<Channel>) -> tonic::Streaming<Topology> {
+    client
+        .watch_topology(WatchTopologyRequest {
+            master_group: G.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+/// The next topology a watch sends (a hang fails the test).
+async fn next(watch: &mut tonic::Streaming<Topology>) -> Topology {
+    tokio::time::timeout(WAIT, watch.next())
+        .await
+        .expect("the watch sends within the wait")
+        .unwrap()
+        .unwrap()
 }
 
 async fn get(client: &mut CoordinatorClient<Channel>) -> Topology {
@@ -160,28 +169,12 @@ async fn report_then_get_topology() {
     assert!(t.nodes.iter().all(|n| n.health == Health::Up as i32));
     assert_eq!(t.sentinels.len(), 2);
 
-    let events = client
-        .list_events(ListEventsRequest {
-            master_group: G.into(),
-            limit: 0,
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .events;
+    let events = list_events(&mut client, 0).await;
     assert!(events
         .iter()
         .any(|e| e.kind == "sentinel" && e.node == "node-1" && e.message.starts_with("+monitor")));
     assert!(events.iter().any(|e| e.kind == "master-changed"));
-    let last_two = client
-        .list_events(ListEventsRequest {
-            master_group: G.into(),
-            limit: 2,
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .events;
+    let last_two = list_events(&mut client, 2).await;
     assert_eq!(last_two.len(), 2);
     assert_eq!(last_two[1], *events.last().unwrap());
 
@@ -210,21 +203,12 @@ async fn a_silent_agent_turns_unknown_without_any_report() {
     .await;
     let mut client = c.client().await;
     client.report(report(1, 1, Role::Master)).await.unwrap();
-    let mut watch = client
-        .watch_topology(WatchTopologyRequest {
-            master_group: G.into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let mut watch = watch(&mut client).await;
     let first = watch.next().await.unwrap().unwrap();
     assert_eq!(first.nodes[0].health, Health::Up as i32);
     // Only the timer can publish this change.
-    let next = tokio::time::timeout(WAIT, watch.next())
-        .await
-        .expect("the timer re-derives")
-        .unwrap()
-        .unwrap();
+    // The timer re-derives.
+    let next = next(&mut watch).await;
     assert!(next.version > first.version);
     assert_eq!(next.nodes[0].health, Health::Unknown as i32);
     c.stop().await;
@@ -237,18 +221,8 @@ async fn watch_sends_current_state_first_then_changes() {
     client.report(report(1, 1, Role::Master)).await.unwrap();
     let before = get(&mut client).await;
 
-    let mut watch = client
-        .watch_topology(WatchTopologyRequest {
-            master_group: G.into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let first = tokio::time::timeout(WAIT, watch.next())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    let mut watch = watch(&mut client).await;
+    let first = next(&mut watch).await;
     assert_eq!(first.version, before.version);
     assert_eq!(first.master_address, "127.0.0.1:9001");
 
@@ -261,11 +235,7 @@ async fn watch_sends_current_state_first_then_changes() {
         .await
         .unwrap()
         .into_inner();
-    let next = tokio::time::timeout(WAIT, watch.next())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    let next = next(&mut watch).await;
     assert_eq!(next.version, first.version + 1);
     assert_eq!(next.version, ack.topology_version);
     assert_eq!(next.nodes.len(), 2);
@@ -295,21 +265,9 @@ async fn a_never_polled_watcher_blocks_nobody() {
 
     // The idle watcher: on its own connection, opened and never read.
     let mut idle_client = CoordinatorClient::new(c.channel().await);
-    let _idle = idle_client
-        .watch_topology(WatchTopologyRequest {
-            master_group: G.into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let _idle = watch(&mut idle_client).await;
 
-    let mut watch = client
-        .watch_topology(WatchTopologyRequest {
-            master_group: G.into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let mut watch = watch(&mut client).await;
     watch.next().await.unwrap().unwrap();
 
     // Many changes, each ~70 KB of topology: far beyond what the idle stream can buffer.
@@ -324,18 +282,39 @@ async fn a_never_polled_watcher_blocks_nobody() {
         last_ack = ack.topology_version;
     }
     // The active watcher reaches the latest version (possibly skipping some on the way).
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let t = tokio::time::timeout_at(deadline.into(), watch.next())
-            .await
-            .expect("the active watcher keeps receiving")
-            .unwrap()
-            .unwrap();
-        if t.version >= last_ack {
-            break;
-        }
-    }
+    let watch = &tokio::sync::Mutex::new(watch);
+    wait_until(
+        &format!("the active watcher to receive v{last_ack}"),
+        WAIT,
+        || async move {
+            let t = tokio::time::timeout(WAIT, watch.lock().await.next())
+                .await
+                .expect("the active watcher keeps receiving")
+                .unwrap()
+                .unwrap();
+            if t.version >= last_ack {
+                Ok(())
+            } else {
+                Err(format!("v{}", t.version))
+            }
+        },
+    )
+    .await;
     c.stop().await;
+}
+
+/// Asserts that a call was refused with `code`, its message naming `mentions` ("" for any).
+#[track_caller]
+fn refused<T: std::fmt::Debug>(answer: Result<T, tonic::Status>, code: Code, mentions: &str) {
+    let e = answer.unwrap_err();
+    assert_eq!(e.code(), code, "{e:?}");
+    assert!(e.message().contains(mentions), "{}", e.message());
+}
+
+fn group(name: &str) -> GetTopologyRequest {
+    GetTopologyRequest {
+        master_group: name.into(),
+    }
 }
 
 #[tokio::test]
@@ -343,70 +322,38 @@ async fn bad_requests_get_a_status() {
     let c = Running::start().await;
     let mut client = c.client().await;
 
-    let e = client
-        .get_topology(GetTopologyRequest {
-            master_group: String::new(),
-        })
-        .await
-        .unwrap_err();
-    assert_eq!(e.code(), Code::InvalidArgument);
-    assert!(e.message().contains("master_group"), "{}", e.message());
-
-    let e = client
-        .get_topology(GetTopologyRequest {
-            master_group: "no-such-group".into(),
-        })
-        .await
-        .unwrap_err();
-    assert_eq!(e.code(), Code::NotFound);
-    assert!(e.message().contains("no-such-group"), "{}", e.message());
-
-    let e = client
-        .watch_topology(WatchTopologyRequest {
-            master_group: "no-such-group".into(),
-        })
-        .await
-        .unwrap_err();
-    assert_eq!(e.code(), Code::NotFound);
-
-    let e = client
-        .list_events(ListEventsRequest {
-            master_group: String::new(),
-            limit: 0,
-        })
-        .await
-        .unwrap_err();
-    assert_eq!(e.code(), Code::InvalidArgument);
+    let answer = client.get_topology(group("")).await;
+    refused(answer, Code::InvalidArgument, "master_group");
+    let answer = client.get_topology(group("no-such-group")).await;
+    refused(answer, Code::NotFound, "no-such-group");
+    let watch = WatchTopologyRequest {
+        master_group: "no-such-group".into(),
+    };
+    refused(client.watch_topology(watch).await, Code::NotFound, "");
+    let events = ListEventsRequest {
+        master_group: String::new(),
+        limit: 0,
+    };
+    refused(client.list_events(events).await, Code::InvalidArgument, "");
 
     let mut r = report(1, 1, Role::Master);
     r.agent_id = String::new();
-    let e = client.report(r).await.unwrap_err();
-    assert_eq!(e.code(), Code::InvalidArgument);
-    assert!(e.message().contains("agent_id"), "{}", e.message());
-
+    refused(client.report(r).await, Code::InvalidArgument, "agent_id");
     let mut r = report(1, 1, Role::Master);
     r.master_group = String::new();
-    assert_eq!(
-        client.report(r).await.unwrap_err().code(),
-        Code::InvalidArgument
-    );
-
-    let e = client
-        .failover(FailoverRequest {
-            master_group: "no-such-group".into(),
-        })
-        .await
-        .unwrap_err();
-    assert_eq!(e.code(), Code::NotFound);
+    refused(client.report(r).await, Code::InvalidArgument, "");
+    let failover = FailoverRequest {
+        master_group: "no-such-group".into(),
+    };
+    refused(client.failover(failover).await, Code::NotFound, "");
 
     // 5 MiB: over the 4 MiB limit. An error status, not a hang, and the server lives on.
     let mut huge = report(1, 1, Role::Master);
     huge.redis.as_mut().unwrap().error = "x".repeat(5 * 1024 * 1024);
-    let e = tokio::time::timeout(WAIT, client.report(huge))
+    let answer = tokio::time::timeout(WAIT, client.report(huge))
         .await
-        .expect("an oversized message is answered")
-        .unwrap_err();
-    assert_eq!(e.code(), Code::OutOfRange, "{e:?}");
+        .expect("an oversized message is answered");
+    refused(answer, Code::OutOfRange, "");
     let mut client = c.client().await;
     assert_eq!(get(&mut client).await.nodes.len(), 0);
     c.stop().await;
@@ -416,89 +363,36 @@ async fn bad_requests_get_a_status() {
 async fn failover_without_a_known_sentinel() {
     let c = Running::start().await;
     let mut client = c.client().await;
-    let e = client
-        .failover(FailoverRequest {
-            master_group: G.into(),
-        })
-        .await
-        .unwrap_err();
-    assert_eq!(e.code(), Code::FailedPrecondition);
-    assert!(e.message().contains("no Sentinel"), "{}", e.message());
+    let failover = || FailoverRequest {
+        master_group: G.into(),
+    };
+    refused(
+        client.failover(failover()).await,
+        Code::FailedPrecondition,
+        "no Sentinel",
+    );
 
     // A Sentinel address nobody listens on: UNAVAILABLE, naming it.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let sb = Sandbox::new();
+    let port = sb.port();
     let mut r = report(1, 1, Role::Master);
     r.sentinel.as_mut().unwrap().address = format!("127.0.0.1:{port}");
     client.report(r).await.unwrap();
-    let e = client
-        .failover(FailoverRequest {
-            master_group: G.into(),
-        })
-        .await
-        .unwrap_err();
-    assert_eq!(e.code(), Code::Unavailable, "{e:?}");
-    assert!(
-        e.message().contains(&format!("127.0.0.1:{port}")),
-        "{}",
-        e.message()
+    refused(
+        client.failover(failover()).await,
+        Code::Unavailable,
+        &format!("127.0.0.1:{port}"),
     );
     c.stop().await;
-}
-
-/// A child process killed on drop.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// The real Sentinel's refusal: a master without replicas cannot fail over.
 #[tokio::test]
 async fn failover_refused_by_a_real_sentinel() {
-    let dir = tempfile::tempdir().unwrap();
-    let redis_port = free_port();
-    let sentinel_port = free_port();
-    let _redis = Proc(
-        Command::new("redis-server")
-            .args(["--port", &redis_port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server on PATH"),
-    );
-    let conf = dir.path().join("sentinel.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "port {sentinel_port}\nbind 127.0.0.1\ndir {}\nsentinel monitor {G} 127.0.0.1 {redis_port} 1\n",
-            dir.path().display()
-        ),
-    )
-    .unwrap();
-    let _sentinel = Proc(
-        Command::new("redis-sentinel")
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-sentinel on PATH"),
-    );
+    let sb = Sandbox::new();
+    let redis = sb.redis(None).await;
+    let sentinel = sb.sentinel(G, redis.port(), 1).await;
+    let sentinel_port = sentinel.port();
 
     let c = Running::start().await;
     let mut client = c.client().await;
@@ -506,20 +400,27 @@ async fn failover_refused_by_a_real_sentinel() {
     r.sentinel.as_mut().unwrap().address = format!("127.0.0.1:{sentinel_port}");
     client.report(r).await.unwrap();
 
-    // Until the Sentinel listens the answer is UNAVAILABLE; then it refuses (no replica).
-    let deadline = Instant::now() + WAIT;
-    let e = loop {
-        let e = client
-            .failover(FailoverRequest {
-                master_group: G.into(),
-            })
-            .await
-            .unwrap_err();
-        if e.code() != Code::Unavailable || Instant::now() > deadline {
-            break e;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    // The Sentinel answers PING once started; it refuses (no replica).
+    let client = &client;
+    let e = wait_until(
+        "the coordinator to reach the Sentinel",
+        WAIT,
+        || async move {
+            let e = client
+                .clone()
+                .failover(FailoverRequest {
+                    master_group: G.into(),
+                })
+                .await
+                .unwrap_err();
+            if e.code() == Code::Unavailable {
+                Err(format!("{e:?}"))
+            } else {
+                Ok(e)
+            }
+        },
+    )
+    .await;
     assert_eq!(e.code(), Code::FailedPrecondition, "{e:?}");
     assert!(e.message().contains("NOGOODSLAVE"), "{}", e.message());
     c.stop().await;
@@ -547,66 +448,48 @@ async fn health_is_serving() {
     c.stop().await;
 }
 
+/// The service names a reflection client of module `$v` (`v1` or `v1alpha`, the same API in
+/// two generated modules) lists on `$channel`.
+macro_rules! reflected_services {
+    ($v:ident, $channel:expr) => {{
+        use tonic_reflection::pb::$v::server_reflection_client::ServerReflectionClient;
+        use tonic_reflection::pb::$v::server_reflection_request::MessageRequest;
+        use tonic_reflection::pb::$v::server_reflection_response::MessageResponse;
+        use tonic_reflection::pb::$v::ServerReflectionRequest;
+
+        let mut client = ServerReflectionClient::new($channel);
+        let req = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        };
+        let mut answers = client
+            .server_reflection_info(tokio_stream::iter([req]))
+            .await
+            .unwrap()
+            .into_inner();
+        let answer = answers.next().await.unwrap().unwrap();
+        let Some(MessageResponse::ListServicesResponse(list)) = answer.message_response else {
+            panic!("unexpected answer {answer:?}");
+        };
+        list.service
+            .into_iter()
+            .map(|s| s.name)
+            .collect::<Vec<String>>()
+    }};
+}
+
 #[tokio::test]
 async fn reflection_v1_and_v1alpha_list_the_service() {
     let c = Running::start().await;
-
-    {
-        use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
-        use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
-        use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
-        use tonic_reflection::pb::v1::ServerReflectionRequest;
-
-        let mut client = ServerReflectionClient::new(c.channel().await);
-        let req = ServerReflectionRequest {
-            host: String::new(),
-            message_request: Some(MessageRequest::ListServices(String::new())),
-        };
-        let mut answers = client
-            .server_reflection_info(tokio_stream::iter([req]))
-            .await
-            .unwrap()
-            .into_inner();
-        let answer = answers.next().await.unwrap().unwrap();
-        let Some(MessageResponse::ListServicesResponse(list)) = answer.message_response else {
-            panic!("unexpected answer {answer:?}");
-        };
-        let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
-        assert!(
-            names.iter().any(|n| n == "redisha.v1.Coordinator"),
-            "{names:?}"
-        );
-        assert!(
-            names.iter().any(|n| n == "grpc.health.v1.Health"),
-            "{names:?}"
-        );
+    let v1 = reflected_services!(v1, c.channel().await);
+    for name in ["redisha.v1.Coordinator", "grpc.health.v1.Health"] {
+        assert!(v1.iter().any(|n| n == name), "{v1:?}");
     }
-    {
-        use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient;
-        use tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest;
-        use tonic_reflection::pb::v1alpha::server_reflection_response::MessageResponse;
-        use tonic_reflection::pb::v1alpha::ServerReflectionRequest;
-
-        let mut client = ServerReflectionClient::new(c.channel().await);
-        let req = ServerReflectionRequest {
-            host: String::new(),
-            message_request: Some(MessageRequest::ListServices(String::new())),
-        };
-        let mut answers = client
-            .server_reflection_info(tokio_stream::iter([req]))
-            .await
-            .unwrap()
-            .into_inner();
-        let answer = answers.next().await.unwrap().unwrap();
-        let Some(MessageResponse::ListServicesResponse(list)) = answer.message_response else {
-            panic!("unexpected answer {answer:?}");
-        };
-        let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
-        assert!(
-            names.iter().any(|n| n == "redisha.v1.Coordinator"),
-            "{names:?}"
-        );
-    }
+    let v1alpha = reflected_services!(v1alpha, c.channel().await);
+    assert!(
+        v1alpha.iter().any(|n| n == "redisha.v1.Coordinator"),
+        "{v1alpha:?}"
+    );
     c.stop().await;
 }
 

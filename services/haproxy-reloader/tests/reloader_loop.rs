@@ -3,15 +3,12 @@
 //! reports its health agents would send about the real Redis processes.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::*;
 use redis_ha_common::HostPort;
-use redis_ha_coordinator::{serve, CoordinatorConfig};
+use redis_ha_coordinator::{CoordinatorConfig, InProcess};
 use redis_ha_proto::v1::coordinator_client::CoordinatorClient;
 use redis_ha_proto::v1::{
     AgentReport, Event, GetTopologyRequest, LinkState, ListEventsRequest, MasterSource,
@@ -19,15 +16,18 @@ use redis_ha_proto::v1::{
 };
 use redis_ha_reloader::decision::Source;
 use redis_ha_reloader::{Reloader, ReloaderConfig, ReloaderStatus};
+use redis_ha_testkit::{client, wait_until, Haproxy, RedisNode, Sandbox, TIMEOUT};
 use tokio::sync::{watch, Mutex};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 
+const GROUP: &str = "redis-cluster";
+
 fn config(hap: &Haproxy) -> ReloaderConfig {
     ReloaderConfig {
         coordinator_url: String::new(),
-        haproxy_runtime: vec![format!("unix:{}", hap.socket.display())],
+        haproxy_runtime: vec![hap.runtime_endpoint()],
         resync_interval_ms: 200,
         io_timeout_ms: 1000,
         metrics_addr: String::new(),
@@ -35,75 +35,101 @@ fn config(hap: &Haproxy) -> ReloaderConfig {
     }
 }
 
-async fn wait_routed(hap: &Haproxy, port: u16, what: &str) {
-    let front = hap.frontend_addr();
-    wait_until(what, Duration::from_secs(30), || async move {
-        routed_port(front).await == Some(port)
-    })
-    .await;
+/// "master" / "slave" from ROLE on 127.0.0.1:`port`.
+async fn role(port: u16) -> Option<String> {
+    client::role(port, None).await.ok()
 }
 
-async fn role(port: u16) -> Option<String> {
-    let r = raw_command(SocketAddr::from(([127, 0, 0, 1], port)), "ROLE").await?;
-    r.split("\r\n").nth(2).map(str::to_owned)
+/// The earliest of the reloader's last checks of its HAProxies (`None` before every one was
+/// checked once).
+fn last_check(status: &watch::Receiver<ReloaderStatus>) -> Option<Instant> {
+    let st = status.borrow();
+    st.instances.values().map(|i| i.last_check).min().flatten()
+}
+
+/// A negative check ("nothing moves"): asserts `holds` again and again until the reloader has
+/// checked every HAProxy `rounds` more times (its periodic read-back, every 200 ms here), so
+/// the window is counted in the reloader's own rounds rather than in wall-clock time.
+async fn holds_over_resyncs<F, Fut>(
+    status: &watch::Receiver<ReloaderStatus>,
+    rounds: usize,
+    what: &str,
+    holds: F,
+) where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
+    let state = Mutex::new((last_check(status), 0usize));
+    let holds = &holds;
+    wait_until(
+        &format!("{rounds} resyncs of the reloader while {what}"),
+        TIMEOUT,
+        || async {
+            if let Err(e) = holds().await {
+                panic!("{what}: no longer so: {e}");
+            }
+            let (seen, done) = &mut *state.lock().await;
+            let now = last_check(status);
+            if now > *seen {
+                *seen = now;
+                *done += 1;
+            }
+            *done >= rounds
+        },
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn follows_the_sentinels_without_a_coordinator() {
     let _t = redis_ha_common::telemetry::init("reloader-test");
-    let dir = tempfile::tempdir().unwrap();
-    let mut master = start_redis(dir.path(), None).await;
-    let r2 = start_redis(dir.path(), Some(master.port)).await;
-    let r3 = start_redis(dir.path(), Some(master.port)).await;
-    let ports = [master.port, r2.port, r3.port];
+    let sb = Sandbox::new();
+    let mut master = sb.redis(None).await;
+    let r2 = sb.redis(Some(master.port())).await;
+    let r3 = sb.redis(Some(master.port())).await;
+    let ports = [master.port(), r2.port(), r3.port()];
     let mut sentinels = Vec::new();
     for _ in 0..3 {
-        sentinels.push(start_sentinel(dir.path(), master.port).await);
+        sentinels.push(sb.sentinel(GROUP, master.port(), 2).await);
     }
-    let mut hap = start_haproxy(dir.path(), &ports).await;
+    let mut hap = sb.haproxy(&ports).await;
 
     let mut cfg = config(&hap);
     cfg.sentinels = sentinels
         .iter()
-        .map(|(p, _)| HostPort::new("127.0.0.1", *p))
+        .map(|s| HostPort::new("127.0.0.1", s.port()))
         .collect();
     let reloader = Reloader::new(cfg).unwrap();
     let status = reloader.status();
     let cancel = CancellationToken::new();
     let task = tokio::spawn(reloader.run(cancel.clone()));
 
-    wait_routed(&hap, ports[0], "routing to the first master").await;
+    hap.wait_routed_to(ports[0]).await;
 
-    // Let the Sentinels discover the replicas before failing the master.
-    let s1 = SocketAddr::from(([127, 0, 0, 1], sentinels[0].0));
+    // The Sentinels must know the replicas (someone to promote) and each other (a quorum to
+    // elect a leader) before the master fails.
+    let sentinels = &sentinels;
     wait_until(
-        "sentinels know 2 replicas",
-        Duration::from_secs(30),
+        "every Sentinel to see 2 replicas and 2 other Sentinels",
+        TIMEOUT,
         || async move {
-            raw_command(s1, &format!("SENTINEL MASTER {GROUP}"))
-                .await
-                .is_some_and(|r| {
-                    r.contains("num-slaves\r\n$1\r\n2") || r.contains("num-slaves\r\n:2")
-                })
-        },
-    )
-    .await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
-
-    master.proc.kill();
-    let front = hap.frontend_addr();
-    wait_until(
-        "routing to a promoted master",
-        Duration::from_secs(60),
-        || async move {
-            match routed_port(front).await {
-                Some(p) if p != ports[0] => role(p).await.as_deref() == Some("master"),
-                _ => false,
+            for s in sentinels {
+                s.ready_state(2, 2).await?;
             }
+            Ok::<_, String>(())
         },
     )
     .await;
-    let new_master = routed_port(front).await.unwrap();
+
+    master.kill();
+    let hap_ref = &hap;
+    let new_master = wait_until("routing to a promoted master", TIMEOUT, || async move {
+        match hap_ref.routed_port().await {
+            Some(p) if p != ports[0] && role(p).await.as_deref() == Some("master") => Some(p),
+            _ => None,
+        }
+    })
+    .await;
     assert!(new_master == ports[1] || new_master == ports[2]);
     {
         let st = status.borrow();
@@ -117,64 +143,36 @@ async fn follows_the_sentinels_without_a_coordinator() {
 
     // HAProxy restarts: back to all-maint; the read-back re-applies.
     hap.restart().await;
-    wait_routed(
-        &hap,
-        new_master,
-        "routing re-applied after a HAProxy restart",
-    )
-    .await;
+    // Routing re-applied after a HAProxy restart.
+    hap.wait_routed_to(new_master).await;
 
     cancel.cancel();
     task.await.unwrap().unwrap();
 }
 
-/// The coordinator, served in this process on a loopback port; a restart is a new `serve` on
-/// the same port (a new process as far as clients can tell: empty state, versions from 1).
-struct RunningCoordinator {
-    addr: SocketAddr,
-    shutdown: CancellationToken,
-    task: JoinHandle<()>,
+/// The coordinator served in this process (its own launcher) on `port`; a restart is a new
+/// server on the same port (a new process as far as clients can tell: empty state, versions
+/// from 1).
+async fn start_coordinator(port: u16) -> InProcess {
+    // The port of a coordinator just stopped may take a moment to be free again.
+    let listener = redis_ha_testkit::ports::bind(port).await;
+    let config = CoordinatorConfig {
+        listen_addr: format!("127.0.0.1:{port}"),
+        // Heartbeats come every 300 ms; generous so a slow machine never marks a node stale.
+        stale_after_ms: 10_000,
+        metrics_addr: String::new(),
+        ..Default::default()
+    };
+    InProcess::spawn(config, listener).unwrap()
 }
 
-impl RunningCoordinator {
-    async fn start(addr: SocketAddr) -> Self {
-        // The port of a coordinator just stopped may take a moment to be free again.
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let listener = loop {
-            match tokio::net::TcpListener::bind(addr).await {
-                Ok(l) => break l,
-                Err(e) => {
-                    assert!(Instant::now() < deadline, "cannot bind {addr}: {e}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            }
-        };
-        let addr = listener.local_addr().unwrap();
-        let config = CoordinatorConfig {
-            listen_addr: addr.to_string(),
-            // Heartbeats come every 300 ms; generous so a slow machine never marks a node stale.
-            stale_after_ms: 10_000,
-            metrics_addr: String::new(),
-            ..Default::default()
-        };
-        let shutdown = CancellationToken::new();
-        let token = shutdown.clone();
-        let task = tokio::spawn(async move { serve(config, listener, token).await.unwrap() });
-        Self {
-            addr,
-            shutdown,
-            task,
-        }
-    }
-
-    /// Ends every stream and closes the port.
-    async fn stop(self) {
-        self.shutdown.cancel();
-        tokio::time::timeout(Duration::from_secs(30), self.task)
-            .await
-            .expect("the coordinator stops")
-            .unwrap();
-    }
+/// Ends every stream and closes the port.
+async fn stop_coordinator(coordinator: InProcess) {
+    tokio::time::timeout(TIMEOUT, coordinator.stop())
+        .await
+        .expect("the coordinator stops")
+        .unwrap()
+        .unwrap();
 }
 
 /// The source address of the fleet's connections to the coordinator, so the reloader's
@@ -255,6 +253,19 @@ impl Fleet {
                 client: None,
             }),
         })
+    }
+
+    /// Agent `node` sees its Redis change role (a replica of `replica_of`), and reports it.
+    async fn role_changed(&self, node: usize, role: Role, replica_of: Option<u16>) {
+        self.update(node, |a| {
+            a.role = role;
+            if let Some(m) = replica_of {
+                a.replica_of = m;
+            }
+            a.role_changed_at_ms = redis_ha_common::time::now_ms();
+        })
+        .await;
+        self.report_taken(node, "role-change", Vec::new()).await;
     }
 
     /// Changes what agent `node` (1-based) sees; reported with its next report.
@@ -349,14 +360,12 @@ impl Fleet {
 
     /// Sends it until the coordinator took it.
     async fn report_taken(&self, node: usize, reason: &str, events: Vec<SentinelEvent>) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while self.report(node, reason, events.clone()).await.is_none() {
-            assert!(
-                Instant::now() < deadline,
-                "the coordinator never took the report of node-{node}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        wait_until(
+            &format!("the coordinator to take the report of node-{node}"),
+            TIMEOUT,
+            || self.report(node, reason, events.clone()),
+        )
+        .await;
     }
 
     /// Every agent's heartbeat, every 300 ms, until `stop`.
@@ -409,18 +418,14 @@ impl Fleet {
 
     /// Waits until the coordinator publishes a topology that passes `ok`.
     async fn wait_topology(&self, what: &str, ok: impl Fn(&Topology) -> bool) -> Topology {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let t = self.topology().await;
-            if let Some(t) = t.filter(&ok) {
-                return t;
+        wait_until(what, TIMEOUT, || async {
+            match self.topology().await {
+                Some(t) if ok(&t) => Ok(t),
+                Some(t) => Err(redis_ha_testkit::coordinator::describe(&t)),
+                None => Err("the coordinator is unreachable".to_owned()),
             }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for the coordinator: {what}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        })
+        .await
     }
 }
 
@@ -438,18 +443,6 @@ fn event(kind: &str, payload: String, epoch: u64, sentinel: usize) -> SentinelEv
 /// `+selected-slave`: the failover leader picked `replica` to replace `master`.
 fn selected(replica: u16, master: u16) -> String {
     format!("slave 127.0.0.1:{replica} 127.0.0.1 {replica} @ {GROUP} 127.0.0.1 {master}")
-}
-
-async fn set_replica_of(port: u16, master: Option<u16>) {
-    let command = match master {
-        Some(m) => format!("REPLICAOF 127.0.0.1 {m}"),
-        None => "REPLICAOF NO ONE".to_owned(),
-    };
-    let answer = raw_command(SocketAddr::from(([127, 0, 0, 1], port)), &command).await;
-    assert!(
-        answer.as_deref().is_some_and(|a| a.starts_with("+OK")),
-        "{command}: {answer:?}"
-    );
 }
 
 /// (stream session, master_source, epoch, master port) of the decision in force.
@@ -474,7 +467,7 @@ fn in_force(status: &watch::Receiver<ReloaderStatus>) -> (u64, MasterSource, u64
 
 /// Waits until the last apply is for `epoch`, and returns its commands.
 async fn applied_at(status: &watch::Receiver<ReloaderStatus>, epoch: u64) -> Vec<String> {
-    wait_until("the apply recorded", Duration::from_secs(30), || {
+    wait_until("the apply recorded", TIMEOUT, || {
         let st = status.borrow().clone();
         async move {
             st.instances.values().all(|i| {
@@ -497,21 +490,77 @@ async fn applied_at(status: &watch::Receiver<ReloaderStatus>, epoch: u64) -> Vec
         .clone()
 }
 
+/// A failover to `epoch`: node `leader`'s Sentinel leads and selects node `promoted` to
+/// replace node `old`; the promoted node answers role:master before any +switch-master, so the
+/// coordinator publishes it as "promoted" and the reloader routes to it at once, fencing the
+/// old master (its clients are disconnected: they reconnect to the new one).
+#[allow(clippy::too_many_arguments)]
+async fn promote(
+    fleet: &Fleet,
+    nodes: &[&RedisNode; 3],
+    hap: &Haproxy,
+    status: &watch::Receiver<ReloaderStatus>,
+    leader: usize,
+    promoted: usize,
+    old: usize,
+    epoch: u64,
+) {
+    let port = |n: usize| nodes[n - 1].port();
+    let mut held = hap.hold_connection().await;
+    assert!(client::pongs(&mut held, hap.frontend_port()).await);
+    fleet
+        .update(leader, |a| {
+            a.current_epoch = epoch;
+            a.failover = true;
+        })
+        .await;
+    let events = vec![
+        event("+new-epoch", epoch.to_string(), epoch, leader),
+        event(
+            "+selected-slave",
+            selected(port(promoted), port(old)),
+            epoch,
+            leader,
+        ),
+    ];
+    fleet.report_taken(leader, "event", events).await;
+    nodes[promoted - 1].set_replica_of(None).await.unwrap();
+    fleet.role_changed(promoted, Role::Master, None).await;
+    let what = format!("node-{promoted} promoted at epoch {epoch}");
+    fleet
+        .wait_topology(&what, |t| {
+            t.master_address == address(port(promoted))
+                && t.config_epoch == epoch
+                && t.master_source() == MasterSource::Promoted
+        })
+        .await;
+    hap.wait_routed_to(port(promoted)).await;
+    assert_eq!(
+        applied_at(status, epoch).await,
+        [
+            format!("set server redis/redis-{old} state maint"),
+            format!("shutdown sessions server redis/redis-{old}"),
+            format!("set server redis/redis-{promoted} state ready"),
+        ]
+    );
+    assert!(!client::pongs(&mut held, hap.frontend_port()).await);
+}
+
 #[tokio::test]
 async fn follows_the_coordinator_through_a_restart_and_a_revoked_promotion() {
     let _t = redis_ha_common::telemetry::init("reloader-test");
-    let dir = tempfile::tempdir().unwrap();
-    let r1 = start_redis(dir.path(), None).await;
-    let r2 = start_redis(dir.path(), Some(r1.port)).await;
-    let r3 = start_redis(dir.path(), Some(r1.port)).await;
-    let ports = [r1.port, r2.port, r3.port];
+    let sb = Sandbox::new();
+    let r1 = sb.redis(None).await;
+    let r2 = sb.redis(Some(r1.port())).await;
+    let r3 = sb.redis(Some(r1.port())).await;
+    let ports = [r1.port(), r2.port(), r3.port()];
     let [p1, p2, p3] = ports;
-    let hap = start_haproxy(dir.path(), &ports).await;
-    let front = hap.frontend_addr();
+    let hap = sb.haproxy(&ports).await;
 
-    let coordinator = RunningCoordinator::start(SocketAddr::from(([127, 0, 0, 1], 0))).await;
-    let grpc = coordinator.addr;
-    let fleet = Fleet::new(format!("http://{grpc}"), &ports);
+    let grpc_port = sb.port();
+    let coordinator = start_coordinator(grpc_port).await;
+    let grpc = coordinator.url();
+    let fleet = Fleet::new(grpc.clone(), &ports);
     let stop_heartbeats = CancellationToken::new();
     let heartbeats = fleet.heartbeats(stop_heartbeats.clone());
 
@@ -525,62 +574,20 @@ async fn follows_the_coordinator_through_a_restart_and_a_revoked_promotion() {
         })
         .await;
     let mut cfg = config(&hap);
-    cfg.coordinator_url = format!("http://{grpc}");
+    cfg.coordinator_url = grpc.clone();
     cfg.reconnect_max_backoff_ms = 500;
     let reloader = Reloader::new(cfg).unwrap();
     let status = reloader.status();
     let cancel = CancellationToken::new();
     let task = tokio::spawn(reloader.run(cancel.clone()));
-    wait_routed(&hap, p1, "routing to node-1").await;
+    hap.wait_routed_to(p1).await;
     let (first_stream, _, epoch, _) = in_force(&status);
     assert_eq!(epoch, 0);
 
     // 2. Failover to epoch 1: node-2's Sentinel leads and selects node-3, which answers
     //    role:master before any +switch-master: the coordinator publishes it as "promoted".
-    let mut held = tokio::net::TcpStream::connect(front).await.unwrap();
-    assert!(exchange(&mut held, "PING").await.is_some());
-    fleet
-        .update(2, |a| {
-            a.current_epoch = 1;
-            a.failover = true;
-        })
-        .await;
-    fleet
-        .report_taken(
-            2,
-            "event",
-            vec![
-                event("+new-epoch", "1".into(), 1, 2),
-                event("+selected-slave", selected(p3, p1), 1, 2),
-            ],
-        )
-        .await;
-    set_replica_of(p3, None).await;
-    fleet
-        .update(3, |a| {
-            a.role = Role::Master;
-            a.role_changed_at_ms = redis_ha_common::time::now_ms();
-        })
-        .await;
-    fleet.report_taken(3, "role-change", Vec::new()).await;
-    fleet
-        .wait_topology("node-3 promoted at epoch 1", |t| {
-            t.master_address == address(p3)
-                && t.config_epoch == 1
-                && t.master_source() == MasterSource::Promoted
-        })
-        .await;
-    wait_routed(&hap, p3, "routing to the promoted node-3").await;
-    assert_eq!(
-        applied_at(&status, 1).await,
-        [
-            "set server redis/redis-1 state maint",
-            "shutdown sessions server redis/redis-1",
-            "set server redis/redis-3 state ready",
-        ]
-    );
-    // Clients of the old master were disconnected (they reconnect to the new one).
-    assert_eq!(exchange(&mut held, "PING").await, None);
+    let nodes = [&r1, &r2, &r3];
+    promote(&fleet, &nodes, &hap, &status, 2, 3, 1, 1).await;
     assert_eq!(
         in_force(&status),
         (first_stream, MasterSource::Promoted, 1, Some(p3))
@@ -588,12 +595,17 @@ async fn follows_the_coordinator_through_a_restart_and_a_revoked_promotion() {
 
     // 3. The coordinator restarts before the Sentinels announce epoch 1. While it is down,
     //    routing stays.
-    coordinator.stop().await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(routed_port(front).await, Some(p3));
+    stop_coordinator(coordinator).await;
+    let still_routed = || async {
+        match hap.routed_port().await {
+            Some(p) if p == p3 => Ok(()),
+            other => Err(format!("routed to {other:?}")),
+        }
+    };
+    holds_over_resyncs(&status, 3, "routing stays on node-3", still_routed).await;
     // It comes back knowing nothing of the promotion (the +selected-slave went to the old
     // process): the agents' reports say epoch 0, node-1. A lower epoch on a new stream.
-    let coordinator = RunningCoordinator::start(grpc).await;
+    let coordinator = start_coordinator(grpc_port).await;
     let stale = fleet
         .wait_topology("the restarted coordinator's old view", |t| {
             t.master_address == address(p1) && t.config_epoch == 0 && t.nodes.len() == 3
@@ -604,21 +616,23 @@ async fn follows_the_coordinator_through_a_restart_and_a_revoked_promotion() {
     wait_until(
         "the reloader watching the restarted coordinator",
         Duration::from_secs(30),
-        || async move { reloader_connections(grpc.port()) >= 1 },
+        || async move { reloader_connections(grpc_port) >= 1 },
     )
     .await;
     // The stale view is the current topology, which a new watch gets first: several
     // resyncs later nothing has moved.
-    let until = Instant::now() + Duration::from_secs(2);
-    while Instant::now() < until {
-        assert_eq!(routed_port(front).await, Some(p3));
-        assert_eq!(in_force(&status).2, 1);
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    holds_over_resyncs(&status, 10, "routing and the epoch stay", || async {
+        still_routed().await?;
+        match in_force(&status).2 {
+            1 => Ok(()),
+            e => Err(format!("epoch {e} in force")),
+        }
+    })
+    .await;
 
     // 4. The Sentinels announce epoch 1 (+switch-master); node-1 and node-2 follow node-3.
-    set_replica_of(p1, Some(p3)).await;
-    set_replica_of(p2, Some(p3)).await;
+    r1.set_replica_of(Some(p3)).await.unwrap();
+    r2.set_replica_of(Some(p3)).await.unwrap();
     for node in 1..=3 {
         fleet
             .update(node, |a| {
@@ -659,53 +673,11 @@ async fn follows_the_coordinator_through_a_restart_and_a_revoked_promotion() {
     .await;
     let (second_stream, _, epoch, master) = in_force(&status);
     assert_eq!((epoch, master), (1, Some(p3)));
-    assert_eq!(routed_port(front).await, Some(p3));
+    assert_eq!(hap.routed_port().await, Some(p3));
 
     // 5. Failover to epoch 2: node-1's Sentinel leads and selects node-2, which answers
     //    role:master: promoted, routed at once.
-    let mut held = tokio::net::TcpStream::connect(front).await.unwrap();
-    assert!(exchange(&mut held, "PING").await.is_some());
-    fleet
-        .update(1, |a| {
-            a.current_epoch = 2;
-            a.failover = true;
-        })
-        .await;
-    fleet
-        .report_taken(
-            1,
-            "event",
-            vec![
-                event("+new-epoch", "2".into(), 2, 1),
-                event("+selected-slave", selected(p2, p3), 2, 1),
-            ],
-        )
-        .await;
-    set_replica_of(p2, None).await;
-    fleet
-        .update(2, |a| {
-            a.role = Role::Master;
-            a.role_changed_at_ms = redis_ha_common::time::now_ms();
-        })
-        .await;
-    fleet.report_taken(2, "role-change", Vec::new()).await;
-    fleet
-        .wait_topology("node-2 promoted at epoch 2", |t| {
-            t.master_address == address(p2)
-                && t.config_epoch == 2
-                && t.master_source() == MasterSource::Promoted
-        })
-        .await;
-    wait_routed(&hap, p2, "routing to the promoted node-2").await;
-    assert_eq!(
-        applied_at(&status, 2).await,
-        [
-            "set server redis/redis-3 state maint",
-            "shutdown sessions server redis/redis-3",
-            "set server redis/redis-2 state ready",
-        ]
-    );
-    assert_eq!(exchange(&mut held, "PING").await, None);
+    promote(&fleet, &nodes, &hap, &status, 1, 2, 3, 2).await;
     assert_eq!(
         in_force(&status),
         (second_stream, MasterSource::Promoted, 2, Some(p2))
@@ -714,15 +686,8 @@ async fn follows_the_coordinator_through_a_restart_and_a_revoked_promotion() {
     // ...then the failover fails: the Sentinels, still at epoch 1, turn node-2 back into a
     // replica of node-3. The coordinator revokes the promotion (a lower epoch on the same
     // stream), and the reloader follows it back to node-3.
-    set_replica_of(p2, Some(p3)).await;
-    fleet
-        .update(2, |a| {
-            a.role = Role::Replica;
-            a.replica_of = p3;
-            a.role_changed_at_ms = redis_ha_common::time::now_ms();
-        })
-        .await;
-    fleet.report_taken(2, "role-change", Vec::new()).await;
+    r2.set_replica_of(Some(p3)).await.unwrap();
+    fleet.role_changed(2, Role::Replica, Some(p3)).await;
     fleet.update(1, |a| a.failover = false).await;
     fleet.report_taken(1, "heartbeat", Vec::new()).await;
     fleet
@@ -737,7 +702,7 @@ async fn follows_the_coordinator_through_a_restart_and_a_revoked_promotion() {
         .await
         .iter()
         .any(|e| e.message.contains("revoked")));
-    wait_routed(&hap, p3, "routing following the revocation back to node-3").await;
+    hap.wait_routed_to(p3).await;
     assert_eq!(
         applied_at(&status, 1).await,
         [
@@ -757,5 +722,5 @@ async fn follows_the_coordinator_through_a_restart_and_a_revoked_promotion() {
     task.await.unwrap().unwrap();
     stop_heartbeats.cancel();
     heartbeats.await.unwrap();
-    coordinator.stop().await;
+    stop_coordinator(coordinator).await;
 }

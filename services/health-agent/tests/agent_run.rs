@@ -11,31 +11,21 @@
 //! `master-changed`, `health`, `split-brain`, `failover`) stamped with the new version.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::collections::BTreeMap;
-use std::future::Future;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::*;
 use redis_ha_agent::{run, AgentConfig, AgentError};
 use redis_ha_common::HostPort;
-use redis_ha_coordinator::{serve, CoordinatorConfig, CoordinatorError};
-use redis_ha_proto::v1::coordinator_client::CoordinatorClient;
+use redis_ha_coordinator::{CoordinatorConfig, InProcess};
 use redis_ha_proto::v1::{
-    Event, GetTopologyRequest, Health, LinkState, ListEventsRequest, MasterSource, NodeView, Role,
-    SentinelView, Topology, WatchTopologyRequest,
+    Event, Health, LinkState, MasterSource, NodeView, Role, SentinelView, Topology,
 };
+use redis_ha_testkit::coordinator::{describe, dump, Api, Watched};
+use redis_ha_testkit::{wait_until, RedisNode, Sandbox, Sentinel, TIMEOUT};
 use tokio::task::JoinHandle;
-use tokio_stream::StreamExt;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::{Channel, Endpoint};
 
 const GROUP: &str = "redis-cluster";
-/// Waits on the coordinator: generous, a loaded 2-core machine is slow, and a wait that is
-/// met returns at once.
-const LONG: Duration = Duration::from_secs(60);
 
 fn config(node: &str, redis_port: u16, sentinel_port: u16, coordinator_port: u16) -> AgentConfig {
     AgentConfig {
@@ -69,10 +59,14 @@ impl Agent {
         }
     }
 
+    fn is_finished(&self) -> bool {
+        self.task.as_ref().is_none_or(JoinHandle::is_finished)
+    }
+
     async fn stop(mut self) -> Result<(), AgentError> {
         self.stop.cancel();
         let task = self.task.take().unwrap();
-        tokio::time::timeout(WAIT, task).await.unwrap().unwrap()
+        tokio::time::timeout(TIMEOUT, task).await.unwrap().unwrap()
     }
 }
 
@@ -84,31 +78,24 @@ impl Drop for Agent {
 
 // ------------------------------------------------------------------ the real coordinator
 
-/// The coordinator served in-process on a loopback port, stopped on drop.
+/// The coordinator served in-process (its own launcher) on a port of the test's block.
 struct Coordinator {
     port: u16,
-    stop: CancellationToken,
-    task: Option<JoinHandle<Result<(), CoordinatorError>>>,
-    client: CoordinatorClient<Channel>,
+    server: InProcess,
+    api: Api,
+}
+
+impl std::ops::Deref for Coordinator {
+    type Target = Api;
+    fn deref(&self) -> &Api {
+        &self.api
+    }
 }
 
 impl Coordinator {
-    /// On a port the kernel picks.
-    async fn start() -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        Self::serve(listener)
-    }
-
-    /// On `port`, chosen before (an agent already tries to reach it).
-    async fn start_on(port: u16) -> Self {
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-            .await
-            .unwrap_or_else(|e| panic!("cannot bind the coordinator port {port}: {e}"));
-        Self::serve(listener)
-    }
-
-    fn serve(listener: tokio::net::TcpListener) -> Self {
-        let port = listener.local_addr().unwrap().port();
+    /// On `port` of the test's block (an agent may already be trying to reach it).
+    async fn start(port: u16) -> Self {
+        let listener = redis_ha_testkit::ports::bind(port).await;
         let config = CoordinatorConfig {
             listen_addr: format!("127.0.0.1:{port}"),
             master_group: GROUP.into(),
@@ -117,119 +104,51 @@ impl Coordinator {
             metrics_addr: String::new(),
             ..CoordinatorConfig::default()
         };
-        let stop = CancellationToken::new();
-        let task = tokio::spawn(serve(config, listener, stop.clone()));
-        let endpoint = Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
-            .unwrap()
-            .connect_timeout(Duration::from_secs(2))
-            .timeout(Duration::from_secs(10));
-        Self {
-            port,
-            stop,
-            task: Some(task),
-            client: CoordinatorClient::new(endpoint.connect_lazy()),
-        }
-    }
-
-    async fn topology(&self) -> Result<Topology, tonic::Status> {
-        self.client
-            .clone()
-            .get_topology(GetTopologyRequest {
-                master_group: GROUP.into(),
-            })
-            .await
-            .map(tonic::Response::into_inner)
-    }
-
-    async fn events(&self) -> Vec<Event> {
-        self.client
-            .clone()
-            .list_events(ListEventsRequest {
-                master_group: GROUP.into(),
-                limit: 0,
-            })
-            .await
-            .unwrap_or_else(|s| panic!("ListEvents failed: {s}"))
-            .into_inner()
-            .events
-    }
-
-    /// Polls GetTopology until `pred` holds.
-    async fn wait_topology(&self, what: &str, pred: impl Fn(&Topology) -> bool) -> Topology {
-        poll(what, || async {
-            match self.topology().await {
-                Ok(t) if pred(&t) => Ok(t),
-                Ok(t) => Err(describe(&t)),
-                Err(s) => Err(format!("GetTopology failed: {s}")),
-            }
-        })
-        .await
-    }
-
-    /// Polls ListEvents until `find` returns something.
-    async fn wait_events<T>(&self, what: &str, find: impl Fn(&[Event]) -> Option<T>) -> T {
-        poll(what, || async {
-            let events = self.events().await;
-            find(&events).ok_or_else(|| dump(&events))
-        })
-        .await
-    }
-
-    /// Records every topology WatchTopology sends, from now on.
-    async fn record_watch(&self) -> Watched {
-        let mut stream = self
-            .client
-            .clone()
-            .watch_topology(WatchTopologyRequest {
-                master_group: GROUP.into(),
-            })
-            .await
-            .unwrap_or_else(|s| panic!("WatchTopology failed: {s}"))
-            .into_inner();
-        let seen = Watched::default();
-        let out = seen.clone();
-        tokio::spawn(async move {
-            while let Some(Ok(t)) = stream.next().await {
-                out.0.lock().unwrap().push(t);
-            }
-        });
-        seen
+        let server = InProcess::spawn(config, listener).unwrap();
+        let api = Api::new(&server.url(), GROUP);
+        Self { port, server, api }
     }
 
     /// Waits until each of `nodes` has had `n` more reports taken since the call: a report
     /// resets the node's `report_age_ms`, so every drop of the age is one at least.
     async fn wait_reports(&self, nodes: &[&str], n: usize) {
-        let mut last: BTreeMap<String, u64> = BTreeMap::new();
-        let mut count: BTreeMap<String, usize> = BTreeMap::new();
-        let deadline = Instant::now() + LONG;
-        loop {
-            if let Ok(t) = self.topology().await {
-                for v in &t.nodes {
-                    if let Some(prev) = last.insert(v.node.clone(), v.report_age_ms) {
-                        if v.report_age_ms < prev {
-                            *count.entry(v.node.clone()).or_default() += 1;
+        // Per node: the last report age seen and the reports counted.
+        let seen = tokio::sync::Mutex::new(BTreeMap::<String, (u64, usize)>::new());
+        wait_until(
+            &format!("{n} more reports of {nodes:?}"),
+            TIMEOUT,
+            || async {
+                let mut seen = seen.lock().await;
+                if let Ok(t) = self.topology().await {
+                    for v in &t.nodes {
+                        match seen.get_mut(&v.node) {
+                            Some((age, count)) => {
+                                if v.report_age_ms < *age {
+                                    *count += 1;
+                                }
+                                *age = v.report_age_ms;
+                            }
+                            None => {
+                                seen.insert(v.node.clone(), (v.report_age_ms, 0));
+                            }
                         }
                     }
                 }
-            }
-            if nodes
-                .iter()
-                .all(|id| count.get(*id).copied().unwrap_or(0) >= n)
-            {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {n} more reports of {nodes:?}; counted {count:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+                if nodes
+                    .iter()
+                    .all(|id| seen.get(*id).is_some_and(|(_, c)| *c >= n))
+                {
+                    Ok(())
+                } else {
+                    Err(format!("seen (age, reports) {seen:?}"))
+                }
+            },
+        )
+        .await;
     }
 
-    async fn stop(mut self) {
-        self.stop.cancel();
-        let task = self.task.take().unwrap();
-        tokio::time::timeout(LONG, task)
+    async fn stop(self) {
+        tokio::time::timeout(TIMEOUT, self.server.stop())
             .await
             .expect("the coordinator did not stop")
             .unwrap()
@@ -237,52 +156,9 @@ impl Coordinator {
     }
 }
 
-impl Drop for Coordinator {
-    fn drop(&mut self) {
-        self.stop.cancel();
-    }
-}
-
-/// The topologies a watcher received, in order.
-#[derive(Clone, Default)]
-struct Watched(Arc<Mutex<Vec<Topology>>>);
-
-impl Watched {
-    fn all(&self) -> Vec<Topology> {
-        self.0.lock().unwrap().clone()
-    }
-
-    /// Everything received once a topology of `version` or later has arrived.
-    async fn until_version(&self, version: u64) -> Vec<Topology> {
-        poll(&format!("the watcher to receive v{version}"), || async {
-            let all = self.all();
-            match all.last() {
-                Some(t) if t.version >= version => Ok(all),
-                Some(t) => Err(describe(t)),
-                None => Err("nothing received".into()),
-            }
-        })
-        .await
-    }
-}
-
-/// Calls `probe` every 20 ms until it returns `Ok`; panics with `what` and the last
-/// observation after [`LONG`].
-async fn poll<T, F, Fut>(what: &str, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, String>>,
-{
-    let deadline = Instant::now() + LONG;
-    loop {
-        match probe().await {
-            Ok(v) => return v,
-            Err(last) if Instant::now() >= deadline => {
-                panic!("timed out waiting for {what}; last observation:\n{last}")
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
-        }
-    }
+/// Records every topology WatchTopology sends, from now on.
+async fn record_watch(coord: &Coordinator) -> Watched {
+    coord.api.record_watch().await
 }
 
 // ------------------------------------------------------------------ reading the results
@@ -308,61 +184,6 @@ fn first_reported(events: &[Event], node: &str, kind: &str) -> Option<usize> {
         .position(|e| e.node == node && reported(e) == Some(kind))
 }
 
-fn dump(events: &[Event]) -> String {
-    events
-        .iter()
-        .enumerate()
-        .map(|(i, e)| {
-            format!(
-                "[{i}] v{} {} {}: {}\n",
-                e.topology_version, e.kind, e.node, e.message
-            )
-        })
-        .collect()
-}
-
-fn describe(t: &Topology) -> String {
-    let mut s = format!(
-        "v{} master={:?} ({:?}) epoch={} source={} confirmed={} failover={} split_brain={:?}",
-        t.version,
-        t.master_address,
-        t.master_node,
-        t.config_epoch,
-        t.master_source(),
-        t.master_confirmed,
-        t.failover_in_progress,
-        t.split_brain
-    );
-    for n in &t.nodes {
-        s.push_str(&format!(
-            "\n  {} {} {:?} {:?} master={} link={:?} is_master={} agent={:?} age={}ms err={:?}",
-            n.node,
-            n.address,
-            n.health(),
-            n.role(),
-            n.master_address,
-            n.link(),
-            n.is_master,
-            n.agent_health(),
-            n.report_age_ms,
-            n.error
-        ));
-    }
-    for v in &t.sentinels {
-        s.push_str(&format!(
-            "\n  sentinel {} {} {:?} master={} epoch={} flags={:?} err={:?}",
-            v.node,
-            v.address,
-            v.health(),
-            v.master_address,
-            v.config_epoch,
-            v.master_flags,
-            v.error
-        ));
-    }
-    s
-}
-
 /// Was a failover in progress in the topology of `version`? The coordinator records
 /// `failover started` / `failover ended` with the version where the flag flipped.
 fn failover_in_progress_at(events: &[Event], version: u64) -> bool {
@@ -373,58 +194,42 @@ fn failover_in_progress_at(events: &[Event], version: u64) -> bool {
         .is_some_and(|e| e.message == "failover started")
 }
 
-async fn wait_link_up(port: u16) {
-    eventually("replica link up", || {
-        raw_command(port, "INFO replication")
-            .contains("master_link_status:up")
-            .then_some(())
-    })
-    .await;
+/// A master, its replica (synced) and a Sentinel watching them (quorum 1: it decides alone).
+async fn replicated(sb: &Sandbox) -> (RedisNode, RedisNode, Sentinel) {
+    let m = sb.redis(None).await;
+    let r = sb.redis(Some(m.port())).await;
+    r.wait_synced_to(m.port()).await;
+    let s = sb.sentinel(GROUP, m.port(), 1).await;
+    (m, r, s)
 }
 
 /// Waits until the Sentinel lists `replica` (otherwise it has no one to promote), with
 /// `flag` among its flags when given.
-async fn wait_sentinel_sees_replica(sentinel_port: u16, replica: &str, flag: Option<&str>) {
-    let mut sp = redis_ha_agent::SentinelProbe::new(
-        HostPort::new("127.0.0.1", sentinel_port),
-        None,
-        Duration::from_millis(500),
+async fn wait_sentinel_sees_replica(
+    s: &redis_ha_testkit::Sentinel,
+    replica: &str,
+    flag: Option<&str>,
+) {
+    wait_until(
+        &format!("the Sentinel to list {replica} with {flag:?}"),
+        TIMEOUT,
+        || s.lists_replica(replica, flag),
     )
-    .unwrap();
-    let deadline = Instant::now() + LONG;
-    loop {
-        let st = sp.status(GROUP).await;
-        let found = st
-            .replicas
-            .iter()
-            .any(|v| v.address == replica && flag.is_none_or(|f| v.flags.iter().any(|x| x == f)));
-        if found {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for the Sentinel to list {replica} with {flag:?}: {:?}",
-            st.replicas
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    .await;
 }
 
 // ------------------------------------------------------------------ the tests
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn promotion_is_reported_before_switch_master() {
-    let mut m = redis(&[]);
-    let mp = m.port.to_string();
-    let r = redis(&["--replicaof", "127.0.0.1", &mp]);
-    wait_link_up(r.port).await;
-    let s = sentinel(GROUP, m.port);
-    let coord = Coordinator::start().await;
-    let agent = Agent::start(config("node-2", r.port, s.port, coord.port));
+    let sb = Sandbox::new();
+    let (mut m, r, s) = replicated(&sb).await;
+    let coord = Coordinator::start(sb.port()).await;
+    let agent = Agent::start(config("node-2", r.port(), s.port(), coord.port));
 
-    let me = format!("127.0.0.1:{}", r.port);
-    let old = format!("127.0.0.1:{}", m.port);
-    wait_sentinel_sees_replica(s.port, &me, None).await;
+    let me = format!("127.0.0.1:{}", r.port());
+    let old = format!("127.0.0.1:{}", m.port());
+    wait_sentinel_sees_replica(&s, &me, None).await;
     let t = coord
         .wait_topology(
             "node-2 UP as a replica, its Sentinel naming the master",
@@ -444,7 +249,7 @@ async fn promotion_is_reported_before_switch_master() {
     assert_eq!(node(&t, "node-2").unwrap().address, me);
     assert_eq!(
         sentinel_of(&t, "node-2").unwrap().address,
-        format!("127.0.0.1:{}", s.port)
+        format!("127.0.0.1:{}", s.port())
     );
     let events = coord.events().await;
     assert!(
@@ -455,7 +260,7 @@ async fn promotion_is_reported_before_switch_master() {
         dump(&events)
     );
 
-    let watched = coord.record_watch().await;
+    let watched = record_watch(&coord).await;
     m.kill();
     coord
         .wait_topology("the Sentinel naming node-2 master, failover over", |t| {
@@ -498,7 +303,7 @@ async fn promotion_is_reported_before_switch_master() {
     );
     let selected = &events[first_reported(&events, "node-2", "+selected-slave").unwrap()];
     assert!(
-        selected.message.contains(&r.port.to_string()),
+        selected.message.contains(&r.port().to_string()),
         "{selected:?}"
     );
 
@@ -559,13 +364,14 @@ async fn promotion_is_reported_before_switch_master() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stray_master_is_fenced() {
-    let m = redis(&[]);
-    let s = sentinel(GROUP, m.port);
-    let stray = redis(&[]);
-    let coord = Coordinator::start().await;
-    let agent = Agent::start(config("node-3", stray.port, s.port, coord.port));
-    let master = format!("127.0.0.1:{}", m.port);
-    let me = format!("127.0.0.1:{}", stray.port);
+    let sb = Sandbox::new();
+    let m = sb.redis(None).await;
+    let s = sb.sentinel(GROUP, m.port(), 1).await;
+    let stray = sb.redis(None).await;
+    let coord = Coordinator::start(sb.port()).await;
+    let agent = Agent::start(config("node-3", stray.port(), s.port(), coord.port));
+    let master = format!("127.0.0.1:{}", m.port());
+    let me = format!("127.0.0.1:{}", stray.port());
 
     let events = coord
         .wait_events("a fenced event from node-3", |ev| {
@@ -597,10 +403,11 @@ async fn a_stray_master_is_fenced() {
         "{}",
         describe(&t)
     );
-    let role = raw_command(stray.port, "ROLE");
-    assert!(
-        role.contains("slave") && role.contains(&m.port.to_string()),
-        "{role}"
+    let repl = stray.info("replication").await.unwrap();
+    assert_eq!(
+        (repl["role"].as_str(), repl["master_port"].as_str()),
+        ("slave", m.port().to_string().as_str()),
+        "{repl:?}"
     );
 
     let events = coord.events().await;
@@ -630,15 +437,12 @@ async fn a_stray_master_is_fenced() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_and_the_named_master_are_not_fenced() {
-    let m = redis(&[]);
-    let mp = m.port.to_string();
-    let r = redis(&["--replicaof", "127.0.0.1", &mp]);
-    wait_link_up(r.port).await;
-    let s = sentinel(GROUP, m.port);
-    let coord = Coordinator::start().await;
-    let a1 = Agent::start(config("node-1", m.port, s.port, coord.port));
-    let a2 = Agent::start(config("node-2", r.port, s.port, coord.port));
-    let master = format!("127.0.0.1:{}", m.port);
+    let sb = Sandbox::new();
+    let (m, r, s) = replicated(&sb).await;
+    let coord = Coordinator::start(sb.port()).await;
+    let a1 = Agent::start(config("node-1", m.port(), s.port(), coord.port));
+    let a2 = Agent::start(config("node-2", r.port(), s.port(), coord.port));
+    let master = format!("127.0.0.1:{}", m.port());
     coord
         .wait_topology("node-1 confirmed master, node-2 its replica", |t| {
             t.master_address == master
@@ -667,8 +471,8 @@ async fn replicas_and_the_named_master_are_not_fenced() {
     assert!(t.split_brain.is_empty());
     assert_eq!(node(&t, "node-1").unwrap().role(), Role::Master);
     assert_eq!(node(&t, "node-2").unwrap().role(), Role::Replica);
-    assert!(raw_command(m.port, "ROLE").contains("master"));
-    assert!(raw_command(r.port, "ROLE").contains("slave"));
+    assert_eq!(m.role().await.unwrap(), "master");
+    assert_eq!(r.role().await.unwrap(), "slave");
     a1.stop().await.unwrap();
     a2.stop().await.unwrap();
     coord.stop().await;
@@ -676,22 +480,19 @@ async fn replicas_and_the_named_master_are_not_fenced() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_wait_for_the_coordinator_and_a_dead_redis_is_reported() {
-    let m = redis(&[]);
-    let mp = m.port.to_string();
-    let mut r = redis(&["--replicaof", "127.0.0.1", &mp]);
-    wait_link_up(r.port).await;
-    let s = sentinel(GROUP, m.port);
+    let sb = Sandbox::new();
+    let (m, mut r, s) = replicated(&sb).await;
     // The coordinator is not there yet: its port is chosen now, served later.
-    let coord_port = free_port();
-    let agent = Agent::start(config("node-1", m.port, s.port, coord_port));
+    let coord_port = sb.port();
+    let agent = Agent::start(config("node-1", m.port(), s.port(), coord_port));
 
-    let replica = format!("127.0.0.1:{}", r.port);
-    wait_sentinel_sees_replica(s.port, &replica, None).await;
+    let replica = format!("127.0.0.1:{}", r.port());
+    wait_sentinel_sees_replica(&s, &replica, None).await;
     r.kill();
     // Sentinel published +sdown when it set the flag: before the coordinator exists.
-    wait_sentinel_sees_replica(s.port, &replica, Some("s_down")).await;
+    wait_sentinel_sees_replica(&s, &replica, Some("s_down")).await;
 
-    let coord = Coordinator::start_on(coord_port).await;
+    let coord = Coordinator::start(coord_port).await;
     let events = coord
         .wait_events("the +sdown queued during the outage", |ev| {
             ev.iter()
@@ -710,7 +511,7 @@ async fn events_wait_for_the_coordinator_and_a_dead_redis_is_reported() {
     assert!(sdown[0].at_ms > 0, "stamped when the agent received it");
 
     // Now the node itself dies.
-    let me = format!("127.0.0.1:{}", m.port);
+    let me = format!("127.0.0.1:{}", m.port());
     drop(m);
     let t = coord
         .wait_topology("node-1 reported down", |t| {
@@ -763,26 +564,46 @@ async fn bad_config_is_the_only_error() {
         .to_string();
     assert!(e.contains("coordinator_url"), "{e}");
 
-    // Nothing to talk to at all: it runs (reporting failures) until stopped.
-    let dead = free_port();
-    let agent = Agent::start(config("node-9", dead, dead, dead));
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Nothing to talk to at all: it runs (reporting failures) until stopped. A negative check
+    // ("it does not give up"), observed over something it does rather than a span of time: it
+    // keeps trying the coordinator, whose port only accepts connections and closes them.
+    let sb = Sandbox::new();
+    let dead = sb.port();
+    let coordinator = redis_ha_testkit::ports::bind(sb.port()).await;
+    let coordinator_port = coordinator.local_addr().unwrap().port();
+    let agent = Agent::start(config("node-9", dead, dead, coordinator_port));
+    let attempts = std::sync::atomic::AtomicUsize::new(0);
+    let attempts = &attempts;
+    wait_until(
+        "the agent to try the coordinator again after a failure",
+        TIMEOUT,
+        || async {
+            tokio::select! {
+                accepted = coordinator.accept() => {
+                    // Dropped at once: the agent's report fails.
+                    drop(accepted);
+                    attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                () = tokio::time::sleep(Duration::from_millis(100)) => {}
+            }
+            assert!(!agent.is_finished(), "the agent gave up on its own");
+            attempts.load(std::sync::atomic::Ordering::Relaxed) >= 3
+        },
+    )
+    .await;
     agent.stop().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hung_sentinel_is_reported_and_resubscribed() {
-    let m = redis(&[]);
-    let mp = m.port.to_string();
-    let r = redis(&["--replicaof", "127.0.0.1", &mp]);
-    wait_link_up(r.port).await;
-    let s = sentinel(GROUP, m.port);
-    let coord = Coordinator::start().await;
-    let agent = Agent::start(config("node-1", m.port, s.port, coord.port));
-    let me = format!("127.0.0.1:{}", m.port);
-    let replica = format!("127.0.0.1:{}", r.port);
-    let sentinel_addr = format!("127.0.0.1:{}", s.port);
-    wait_sentinel_sees_replica(s.port, &replica, None).await;
+    let sb = Sandbox::new();
+    let (m, r, mut s) = replicated(&sb).await;
+    let coord = Coordinator::start(sb.port()).await;
+    let agent = Agent::start(config("node-1", m.port(), s.port(), coord.port));
+    let me = format!("127.0.0.1:{}", m.port());
+    let replica = format!("127.0.0.1:{}", r.port());
+    let sentinel_addr = format!("127.0.0.1:{}", s.port());
+    wait_sentinel_sees_replica(&s, &replica, None).await;
     coord
         .wait_topology("node-1 master, its Sentinel up", |t| {
             t.master_address == me
@@ -792,13 +613,13 @@ async fn a_hung_sentinel_is_reported_and_resubscribed() {
 
     // Hung, not dead: sockets stay open, nothing answers. Short enough not to put the
     // Sentinel into TILT mode (2 s without its timer).
-    s.pause(true);
+    s.pause();
     let hung = coord
         .wait_topology("the Sentinel reported unreachable", |t| {
             sentinel_of(t, "node-1").is_some_and(|v| v.health() == Health::Down)
         })
         .await;
-    s.pause(false);
+    s.resume();
     let err = &sentinel_of(&hung, "node-1").unwrap().error;
     assert!(err.contains("timed out"), "{err}");
     assert_eq!(
@@ -828,12 +649,7 @@ async fn a_hung_sentinel_is_reported_and_resubscribed() {
         .await;
 
     // Events flow again after the stall: a manual failover publishes a whole sequence.
-    let reply = eventually("SENTINEL FAILOVER accepted", || {
-        let reply = raw_command(s.port, &format!("SENTINEL FAILOVER {GROUP}"));
-        reply.starts_with("+OK").then_some(reply)
-    })
-    .await;
-    assert!(reply.starts_with("+OK"));
+    wait_until("SENTINEL FAILOVER accepted", TIMEOUT, || s.failover()).await;
     let t = coord
         .wait_topology("node-1 demoted, the replica named master", |t| {
             t.master_address == replica

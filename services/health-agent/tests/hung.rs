@@ -3,22 +3,21 @@
 //! Docker restart itself needs a container and is not exercised here.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
 use redis_ha_agent::hung::{HungDecision, HungDetector, PollOutcome};
 use redis_ha_agent::RedisProbe;
 use redis_ha_common::HostPort;
+use redis_ha_testkit::{wait_until, Sandbox, TIMEOUT};
 
 const IO: Duration = Duration::from_millis(300);
 const AFTER: Duration = Duration::from_millis(1500);
 
 #[tokio::test]
 async fn a_paused_redis_is_hung_and_a_killed_one_is_not() {
-    let mut redis = redis(&[]);
-    let addr = HostPort::new("127.0.0.1", redis.port);
+    let sb = Sandbox::new();
+    let mut redis = sb.redis(None).await;
+    let addr = HostPort::new("127.0.0.1", redis.port());
     let mut probe = RedisProbe::new(addr.clone(), addr, None, IO).unwrap();
     let mut detector = HungDetector::new(true, AFTER, Duration::from_secs(60));
 
@@ -34,23 +33,24 @@ async fn a_paused_redis_is_hung_and_a_killed_one_is_not() {
         HungDecision::Fine
     );
 
-    redis.pause(true);
-    let deadline = Instant::now() + WAIT;
-    let mut polls = 0;
-    let hung_for = loop {
-        assert!(Instant::now() < deadline, "never decided to restart");
+    redis.pause();
+    // The probe, the detector and the number of polls, carried from one probe to the next.
+    let state = tokio::sync::Mutex::new((probe, detector, 0));
+    let hung_for = wait_until("the detector to decide a restart", TIMEOUT, || async {
+        let (probe, detector, polls) = &mut *state.lock().await;
         let started = Instant::now();
         let result = probe.observe().await;
         let outcome = PollOutcome::of(&result);
         assert_eq!(outcome, PollOutcome::TimedOut, "{result:?}");
-        polls += 1;
+        *polls += 1;
         match detector.observe(outcome, started, false) {
-            HungDecision::Restart(d) => break d,
-            HungDecision::Stalled(_) => {}
+            HungDecision::Restart(d) => Ok(d),
+            HungDecision::Stalled(d) => Err(format!("stalled for {d:?}")),
             other => panic!("unexpected {other:?}"),
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    })
+    .await;
+    let (mut probe, mut detector, polls) = state.into_inner();
     assert!(hung_for >= AFTER, "{hung_for:?}");
     assert!(polls >= 2, "timeouts accumulate over several polls");
     detector.attempted(Instant::now());

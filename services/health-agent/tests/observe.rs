@@ -2,16 +2,14 @@
 //! against sockets that misbehave (dead, stalled, garbage).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::time::Duration;
 
-use common::*;
 use redis_ha_agent::{AgentConfig, ObserveError, RedisProbe, SentinelProbe};
 use redis_ha_common::HostPort;
-use redis_ha_proto::v1::{LinkState, Role};
+use redis_ha_proto::v1::{LinkState, RedisStatus, Role};
+use redis_ha_testkit::{wait_until, RedisSpec, Sandbox, TIMEOUT};
 
 const IO: Duration = Duration::from_millis(500);
 
@@ -23,17 +21,35 @@ fn probe(port: u16) -> RedisProbe {
     RedisProbe::new(addr(port), addr(port), None, IO).unwrap()
 }
 
+/// Waits until the probed replica reports its link `state`; returns that status.
+async fn wait_link(probe: &tokio::sync::Mutex<RedisProbe>, state: LinkState) -> RedisStatus {
+    wait_until(
+        &format!("the replica's link {state:?}"),
+        TIMEOUT,
+        || async {
+            let s = probe.lock().await.status().await;
+            if s.link() == state {
+                Ok(s)
+            } else {
+                Err(format!("{s:?}"))
+            }
+        },
+    )
+    .await
+}
+
 #[tokio::test]
 async fn master_status() {
-    let m = redis(&[]);
-    let mut p = probe(m.port);
+    let sb = Sandbox::new();
+    let m = sb.redis(None).await;
+    let mut p = probe(m.port());
     let obs = p.observe().await.unwrap();
     assert_eq!(obs.role.role(), Role::Master);
     assert!(!obs.run_id.is_empty());
     let s = p.status().await;
     assert!(s.reachable, "{s:?}");
     assert_eq!(s.role(), Role::Master);
-    assert_eq!(s.address, format!("127.0.0.1:{}", m.port));
+    assert_eq!(s.address, m.addr());
     assert_eq!(s.run_id, obs.run_id);
     assert!(s.replicas.is_empty());
     assert!(s.error.is_empty());
@@ -42,56 +58,40 @@ async fn master_status() {
 
 #[tokio::test]
 async fn replica_status_and_the_master_seeing_it() {
-    let m = redis(&[]);
-    let mp = m.port.to_string();
-    let r = redis(&["--replicaof", "127.0.0.1", &mp]);
-    let mut rp = probe(r.port);
-    let mut status = rp.status().await;
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while status.link() != LinkState::Up {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "link never up: {status:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        status = rp.status().await;
-    }
+    let sb = Sandbox::new();
+    let m = sb.redis(None).await;
+    let r = sb.redis(Some(m.port())).await;
+    let rp = tokio::sync::Mutex::new(probe(r.port()));
+    let status = wait_link(&rp, LinkState::Up).await;
     assert!(status.reachable);
     assert_eq!(status.role(), Role::Replica);
-    assert_eq!(status.master_address, format!("127.0.0.1:{}", m.port));
+    assert_eq!(status.master_address, m.addr());
     assert!(!status.sync_in_progress);
 
-    let mut mp = probe(m.port);
-    let mut ms = mp.status().await;
-    while !ms.replicas.iter().any(|l| l.state == "online") {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "replica never online: {ms:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        ms = mp.status().await;
-    }
+    let mp = tokio::sync::Mutex::new(probe(m.port()));
+    let ms = wait_until("the master to see its replica online", TIMEOUT, || async {
+        let s = mp.lock().await.status().await;
+        if s.replicas.iter().any(|l| l.state == "online") {
+            Ok(s)
+        } else {
+            Err(format!("{s:?}"))
+        }
+    })
+    .await;
     assert_eq!(ms.replicas.len(), 1);
-    assert_eq!(ms.replicas[0].address, format!("127.0.0.1:{}", r.port));
+    assert_eq!(ms.replicas[0].address, r.addr());
 
     // The master goes away: the replica still answers, link down.
     drop(m);
-    let mut status = rp.status().await;
-    while status.link() != LinkState::Down {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "link never down: {status:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        status = rp.status().await;
-    }
+    let status = wait_link(&rp, LinkState::Down).await;
     assert!(status.reachable);
     assert_eq!(status.role(), Role::Replica);
 }
 
 #[tokio::test]
 async fn down_redis_is_unreachable_with_an_error() {
-    let port = free_port();
+    let sb = Sandbox::new();
+    let port = sb.port();
     let mut p = probe(port);
     let s = p.status().await;
     assert!(!s.reachable);
@@ -101,8 +101,8 @@ async fn down_redis_is_unreachable_with_an_error() {
     assert!(!p.is_connected());
 
     // A node that dies under an open connection.
-    let mut m = redis(&[]);
-    let mut p = probe(m.port);
+    let mut m = sb.redis(None).await;
+    let mut p = probe(m.port());
     assert!(p.status().await.reachable);
     m.kill();
     let s = p.status().await;
@@ -196,43 +196,43 @@ async fn garbage_answers_are_errors() {
 
 #[tokio::test]
 async fn a_sentinel_port_is_not_a_redis_node() {
-    let m = redis(&[]);
-    let s = sentinel("redis-cluster", m.port);
-    let e = probe(s.port).role().await.unwrap_err();
+    let sb = Sandbox::new();
+    let m = sb.redis(None).await;
+    let s = sb.sentinel("redis-cluster", m.port(), 1).await;
+    let e = probe(s.port()).role().await.unwrap_err();
     assert!(e.to_string().contains("Sentinel"), "{e}");
 }
 
 #[tokio::test]
 async fn sentinel_status() {
-    let m = redis(&[]);
-    let mp = m.port.to_string();
-    let r = redis(&["--replicaof", "127.0.0.1", &mp]);
-    let s = sentinel("redis-cluster", m.port);
-    let mut sp = SentinelProbe::new(addr(s.port), None, IO).unwrap();
+    let sb = Sandbox::new();
+    let m = sb.redis(None).await;
+    let r = sb.redis(Some(m.port())).await;
+    let s = sb.sentinel("redis-cluster", m.port(), 1).await;
+    let mut sp = SentinelProbe::new(addr(s.port()), None, IO).unwrap();
     let obs = sp.observe("redis-cluster").await.unwrap();
-    assert_eq!(obs.master.address, addr(m.port));
+    assert_eq!(obs.master.address, addr(m.port()));
     assert_eq!(obs.master.quorum, 1);
     assert_eq!(obs.master.config_epoch, 0);
     assert!(obs.master.flags.contains(&"master".to_owned()));
     assert!(!obs.master.failover_in_progress());
 
     // Sentinel learns the replica from the master's INFO.
-    let replica = format!("127.0.0.1:{}", r.port);
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let st = sp.status("redis-cluster").await;
+    let replica = r.addr();
+    let shared = tokio::sync::Mutex::new(sp);
+    let st = wait_until("the Sentinel to discover the replica", TIMEOUT, || async {
+        let st = shared.lock().await.status("redis-cluster").await;
         assert!(st.reachable, "{st:?}");
         if st.replicas.iter().any(|v| v.address == replica) {
-            assert_eq!(st.master_address, format!("127.0.0.1:{}", m.port));
-            assert_eq!(st.address, format!("127.0.0.1:{}", s.port));
-            break;
+            Ok(st)
+        } else {
+            Err(format!("{st:?}"))
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "replica not discovered: {st:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await;
+    assert_eq!(st.master_address, m.addr());
+    assert_eq!(st.address, s.addr());
+    let mut sp = shared.into_inner();
 
     let e = sp.observe("no-such-group").await.unwrap_err();
     assert!(
@@ -246,12 +246,20 @@ async fn sentinel_status() {
 
 #[tokio::test]
 async fn password_from_file() {
-    let m = redis(&["--requirepass", "s3cret-pw"]);
-    let dir = tempfile::tempdir().unwrap();
-    let good = write_file(dir.path(), "good", "s3cret-pw\n");
-    let bad = write_file(dir.path(), "bad", "wrong\n");
+    let sb = Sandbox::new();
+    let port = sb.port();
+    let m = sb
+        .redis_with(RedisSpec::new("node-1", port).password("s3cret-pw"))
+        .await;
+    let write_file = |name: &str, content: &str| {
+        let p = sb.path(name);
+        std::fs::write(&p, content).unwrap();
+        p
+    };
+    let good = write_file("good", "s3cret-pw\n");
+    let bad = write_file("bad", "wrong\n");
     let config = |file: Option<std::path::PathBuf>| AgentConfig {
-        redis_addr: addr(m.port),
+        redis_addr: addr(m.port()),
         redis_password_file: file,
         resolve_wait_ms: 0,
         io_timeout_ms: 500,
@@ -282,12 +290,12 @@ async fn password_from_file() {
         s.error
     );
 
-    let e = config(Some(dir.path().join("missing")))
+    let e = config(Some(sb.path("missing")))
         .validate()
         .unwrap_err()
         .to_string();
     assert!(e.contains("redis_password_file"), "{e}");
-    let empty = write_file(dir.path(), "empty", "\n");
+    let empty = write_file("empty", "\n");
     let e = config(Some(empty)).validate().unwrap_err().to_string();
     assert!(e.contains("redis_password_file"), "{e}");
 }
@@ -299,12 +307,13 @@ async fn password_from_file() {
 async fn sentinel_client_commands_events_and_keepalive() {
     use redis_ha_sentinel::{parse_event, EventKind, SentinelClient};
 
-    let mut m = redis(&[]);
-    let s = sentinel("redis-cluster", m.port);
-    let mut c = SentinelClient::new(addr(s.port), None, IO).unwrap();
+    let sb = Sandbox::new();
+    let mut m = sb.redis(None).await;
+    let mut s = sb.sentinel("redis-cluster", m.port(), 1).await;
+    let mut c = SentinelClient::new(addr(s.port()), None, IO).unwrap();
     assert_eq!(
         c.master_addr("redis-cluster").await.unwrap(),
-        Some(addr(m.port))
+        Some(addr(m.port()))
     );
     assert_eq!(c.master_addr("no-such-group").await.unwrap(), None);
     assert_eq!(c.sentinels("redis-cluster").await.unwrap(), vec![]);
@@ -315,7 +324,7 @@ async fn sentinel_client_commands_events_and_keepalive() {
     let mut events = c.subscribe("*", Duration::from_millis(200)).await.unwrap();
     m.kill();
     // The master's death shows as `+sdown` (after down-after-milliseconds, 1 s here).
-    let sdown = tokio::time::timeout(WAIT, async {
+    let sdown = tokio::time::timeout(TIMEOUT, async {
         loop {
             let msg = events.next().await.unwrap();
             let ev = parse_event(&msg.channel, &msg.payload).unwrap();
@@ -332,8 +341,8 @@ async fn sentinel_client_commands_events_and_keepalive() {
     );
 
     // A stalled Sentinel: the keepalive ping times out and ends the subscription.
-    s.pause(true);
-    let e = tokio::time::timeout(WAIT, async {
+    s.pause();
+    let e = tokio::time::timeout(TIMEOUT, async {
         loop {
             if let Err(e) = events.next().await {
                 return e;
@@ -342,7 +351,7 @@ async fn sentinel_client_commands_events_and_keepalive() {
     })
     .await
     .expect("the stall was never noticed");
-    s.pause(false);
+    s.resume();
     assert!(e.is_timeout(), "{e}");
     assert!(e.to_string().contains("PING (pub/sub)"), "{e}");
 }

@@ -5,9 +5,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use redis_ha_tests::redis::{info, query};
-use redis_ha_tests::wait::wait_for;
-use redis_ha_tests::{ManagedProcess, PortBlock};
+use redis_ha_testkit::client::{info, query};
+
+use redis_ha_testkit::{wait_until, ManagedProcess, PortBlock};
 
 const PASSWORD: &str = "node-test-pw";
 const GROUP: &str = "node-test";
@@ -167,7 +167,7 @@ impl Group {
             &[conf.to_string_lossy().into_owned()],
             &self.dir.path().join(format!("{kind}-{n}.log")),
         );
-        wait_for(&format!("{kind}-{n} to answer"), WAIT, || async move {
+        wait_until(&format!("{kind}-{n} to answer"), WAIT, || async move {
             query::<String>(port, Some(PASSWORD), &redis::cmd("PING"))
                 .await
                 .map_err(|e| e.to_string())
@@ -208,7 +208,7 @@ impl Group {
     /// Waits until node `n` replicates from `master` with its link up.
     async fn wait_replica_of(&self, n: usize, master: u16) {
         let port = self.redis_port(n);
-        wait_for(
+        wait_until(
             &format!("redis-{n} to replicate from {master}"),
             WAIT,
             || async move {
@@ -231,7 +231,7 @@ impl Group {
                 continue;
             }
             let port = self.sentinel_port(n);
-            wait_for(
+            wait_until(
                 &format!("sentinel-{n} to know the group"),
                 WAIT,
                 || async move {
@@ -337,7 +337,7 @@ async fn a_restarted_ex_master_follows_the_master_the_quorum_names() {
     g.start_all().await;
     g.kill_redis(1);
     let old = g.redis_port(1);
-    let new = wait_for("a failover away from redis-1", WAIT, || {
+    let new = wait_until("a failover away from redis-1", WAIT, || {
         let g = &g;
         async move {
             let ports = [g.sentinel_master(1).await?, g.sentinel_master(2).await?];
@@ -426,7 +426,7 @@ async fn an_empty_data_dir_never_starts_as_master_once_the_group_held_data() {
     .await
     .expect("SENTINEL FAILOVER");
     let old = g.redis_port(1);
-    let new = wait_for("the forced failover", WAIT, || {
+    let new = wait_until("the forced failover", WAIT, || {
         let g = &g;
         async move {
             let ports = [

@@ -4,7 +4,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
@@ -16,6 +16,9 @@ pub struct ManagedProcess {
     name: String,
     program: String,
     args: Vec<String>,
+    /// Environment set on top of the inherited one, and inherited variables removed.
+    env: Vec<(String, String)>,
+    env_remove: Vec<String>,
     /// Receives stdout and stderr (appended across restarts), so early start-up errors
     /// that happen before a program opens its own log file are kept.
     output_path: PathBuf,
@@ -26,10 +29,24 @@ pub struct ManagedProcess {
 impl ManagedProcess {
     /// Starts `program` (looked up on PATH). Panics with an install hint when it is missing.
     pub fn spawn(name: &str, program: &str, args: &[String], output_path: &Path) -> Self {
+        Self::spawn_with_env(name, program, args, &[], &[], output_path)
+    }
+
+    /// Like `spawn`, with the inherited variables `env_remove` removed and `env` set.
+    pub fn spawn_with_env(
+        name: &str,
+        program: &str,
+        args: &[String],
+        env: &[(String, String)],
+        env_remove: &[String],
+        output_path: &Path,
+    ) -> Self {
         let mut p = Self {
             name: name.to_owned(),
             program: program.to_owned(),
             args: args.to_vec(),
+            env: env.to_vec(),
+            env_remove: env_remove.to_vec(),
             output_path: output_path.to_owned(),
             child: None,
             paused: false,
@@ -49,8 +66,13 @@ impl ManagedProcess {
         let err = out
             .try_clone()
             .unwrap_or_else(|e| panic!("{}: cannot clone output file: {e}", self.name));
-        let child = Command::new(&self.program)
+        let mut cmd = Command::new(&self.program);
+        for k in &self.env_remove {
+            cmd.env_remove(k);
+        }
+        let child = cmd
             .args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
@@ -111,23 +133,32 @@ impl ManagedProcess {
 
     /// SIGTERM and waits up to 20 s for a clean exit, then SIGKILL.
     pub fn stop(&mut self) {
-        let Some(mut c) = self.child.take() else {
-            return;
-        };
+        self.terminate(Duration::from_secs(20));
+    }
+
+    /// SIGTERM (SIGCONT first if paused), then waits up to `grace` for the exit, SIGKILL after
+    /// that. Returns how it ended (`None`: it was not running, or had to be killed).
+    pub fn terminate(&mut self, grace: Duration) -> Option<ExitStatus> {
+        let mut c = self.child.take()?;
+        if let Ok(Some(status)) = c.try_wait() {
+            return Some(status);
+        }
         if self.paused {
             self.signal_pid(c.id(), Signal::SIGCONT);
             self.paused = false;
         }
         self.signal_pid(c.id(), Signal::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(20);
+        // Synchronous (it also runs from `Drop`-like paths): a reaping loop, not a test wait.
+        let deadline = Instant::now() + grace;
         while Instant::now() < deadline {
-            if !matches!(c.try_wait(), Ok(None)) {
-                return;
+            if let Ok(Some(status)) = c.try_wait() {
+                return Some(status);
             }
             std::thread::sleep(Duration::from_millis(20));
         }
         let _ = c.kill();
         let _ = c.wait();
+        None
     }
 
     /// SIGSTOP: the process keeps its sockets but answers nothing (a hung node).
@@ -148,6 +179,11 @@ impl ManagedProcess {
 
     pub fn is_paused(&self) -> bool {
         self.paused
+    }
+
+    /// Everything the process wrote so far (all its runs).
+    pub fn output(&self) -> String {
+        std::fs::read_to_string(&self.output_path).unwrap_or_default()
     }
 
     /// The last `lines` lines of the process output file, for panic messages.
@@ -183,3 +219,69 @@ pub fn tail(path: &Path, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
 }
+
+impl ManagedProcess {
+    /// Waits until `probe` succeeds (the process answers); the panic names `what` and shows
+    /// the last error with the end of the process output.
+    pub async fn wait_ready<F, Fut, T, E>(&self, what: &str, probe: F)
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<T, E>>,
+        E: std::fmt::Display,
+    {
+        let probe = &probe;
+        crate::wait::wait_until(what, crate::wait::TIMEOUT, || async move {
+            probe()
+                .await
+                .map(drop)
+                .map_err(|e| format!("{e}; output:\n{}", self.output_tail(10)))
+        })
+        .await;
+    }
+}
+
+/// `<parent>/<name>/<conf_file>` written with `conf`, and `program <that file>` started with
+/// its output in `<parent>/<name>/<output_file>`: how Redis and Sentinel are run. Returns the
+/// directory, the config path and the process.
+pub(crate) fn spawn_configured(
+    name: &str,
+    program: &str,
+    parent: &Path,
+    conf_file: &str,
+    conf: impl FnOnce(&Path) -> String,
+    output_file: &str,
+) -> (PathBuf, PathBuf, ManagedProcess) {
+    let dir = parent.join(name);
+    std::fs::create_dir_all(&dir)
+        .unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
+    let conf_path = dir.join(conf_file);
+    std::fs::write(&conf_path, conf(&dir))
+        .unwrap_or_else(|e| panic!("cannot write {}: {e}", conf_path.display()));
+    let process = ManagedProcess::spawn(
+        name,
+        program,
+        &[conf_path.display().to_string()],
+        &dir.join(output_file),
+    );
+    (dir, conf_path, process)
+}
+
+/// `Deref` / `DerefMut` of a process wrapper to its [`ManagedProcess`] field: kill, stop,
+/// pause, resume, pid ... come from there.
+macro_rules! deref_to_process {
+    ($wrapper:ty, $field:ident) => {
+        impl std::ops::Deref for $wrapper {
+            type Target = $crate::process::ManagedProcess;
+            fn deref(&self) -> &$crate::process::ManagedProcess {
+                &self.$field
+            }
+        }
+
+        impl std::ops::DerefMut for $wrapper {
+            fn deref_mut(&mut self) -> &mut $crate::process::ManagedProcess {
+                &mut self.$field
+            }
+        }
+    };
+}
+pub(crate) use deref_to_process;

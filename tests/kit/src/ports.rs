@@ -73,6 +73,17 @@ impl PortBlock {
     }
 }
 
+/// Binds 127.0.0.1:`port` for a server run in the test process, waiting while the socket of a
+/// previous server on that port is still going away.
+pub async fn bind(port: u16) -> tokio::net::TcpListener {
+    crate::wait::wait_until(
+        &format!("port {port} to bind"),
+        crate::wait::TIMEOUT,
+        || tokio::net::TcpListener::bind(("127.0.0.1", port)),
+    )
+    .await
+}
+
 fn try_lock(base: u16) -> Option<Flock<File>> {
     let path: PathBuf = [LOCK_DIR, &format!("{base}.lock")].iter().collect();
     let file = OpenOptions::new()
