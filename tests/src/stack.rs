@@ -228,6 +228,50 @@ impl Stack {
         }
     }
 
+    /// `redis-cli ARGS` run inside node `n`'s running container (`docker exec`), against its
+    /// own port: reaches the node also when it is cut off from every network (isolated), where
+    /// its published port is gone with its network endpoint. Prints redis-cli's raw answer.
+    pub async fn cli_inside(&self, n: u8, args: &[&str]) -> Result<String, String> {
+        let id = self.running_container(n).await?;
+        // The password from the container's own secret file, never the command line.
+        let script = "REDISCLI_AUTH=$(cat \"${REDIS_HA_PASSWORD_FILE:-/run/secrets/redis_password}\") \
+             exec timeout 3 redis-cli --no-auth-warning --raw -p \"$((9000 + REDIS_HA_NODE))\" \"$@\"";
+        let out = Command::new("docker")
+            .args(["exec", id.as_str(), "bash", "-c", script, "redis-cli"])
+            .args(args)
+            .output()
+            .await
+            .map_err(|e| format!("docker exec: {e}"))?;
+        let stdout = String::from_utf8_lossy(&out.stdout).trim_end().to_owned();
+        if !out.status.success() {
+            return Err(format!(
+                "redis-cli {args:?} in redis-{n}: {} {stdout} {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        if stdout.starts_with("ERR")
+            || stdout.starts_with("NOAUTH")
+            || stdout.starts_with("WRONGPASS")
+        {
+            return Err(format!("redis-cli {args:?} in redis-{n}: {stdout}"));
+        }
+        Ok(stdout)
+    }
+
+    /// Node `n`'s ROLE ("master" / "slave") and whether it holds `key`, asked inside its
+    /// container (see [`Stack::cli_inside`]).
+    pub async fn role_and_key_inside(&self, n: u8, key: &str) -> Result<(String, bool), String> {
+        let role = self.cli_inside(n, &["ROLE"]).await?;
+        let role = role.lines().next().unwrap_or_default().to_owned();
+        let exists = self.cli_inside(n, &["EXISTS", key]).await?;
+        match exists.as_str() {
+            "0" => Ok((role, false)),
+            "1" => Ok((role, true)),
+            other => Err(format!("EXISTS {key} in redis-{n}: {other:?}")),
+        }
+    }
+
     /// The master the Sentinels agree on (a majority of those answering), as a node number.
     pub async fn sentinel_master(&self) -> Result<u8, String> {
         let mut votes = [0u8; 4];

@@ -63,12 +63,12 @@ async fn wait_new_task(stack: &Stack, n: u8, old_container: &str) {
 /// What the split-brain check saw of `node` on one probe.
 #[derive(Debug, PartialEq, Eq)]
 enum Probed {
-    /// It called itself master, and a read of the probe's key answered (`true`: it had the
+    /// It called itself master, and EXISTS of the probe's key answered (`true`: it had the
     /// write, a split brain).
     Master { had_write: bool },
     /// It answered ROLE as a replica.
     Replica,
-    /// ROLE or the read failed: nothing was checked.
+    /// ROLE or EXISTS failed: nothing was checked.
     Unreachable(String),
 }
 
@@ -87,16 +87,12 @@ async fn assert_no_writes_on(stack: &Stack, node: u8, until_replica: bool, round
             .write(&key, "p")
             .await
             .expect("a write through HAProxy");
-        let seen = match stack.role(node).await {
-            Ok(role) if role == "master" => match stack.read_node(node, &key).await {
-                Ok(got) => Probed::Master {
-                    had_write: got.is_some(),
-                },
-                Err(e) => Probed::Unreachable(format!("GET: {e}")),
-            },
-            Ok(role) if role == "slave" => Probed::Replica,
-            Ok(role) => Probed::Unreachable(format!("role {role}")),
-            Err(e) => Probed::Unreachable(format!("ROLE: {e}")),
+        // Asked inside the node's container: an isolated node has no published port left.
+        let seen = match stack.role_and_key_inside(node, &key).await {
+            Ok((role, had_write)) if role == "master" => Probed::Master { had_write },
+            Ok((role, _)) if role == "slave" => Probed::Replica,
+            Ok((role, _)) => Probed::Unreachable(format!("role {role}")),
+            Err(e) => Probed::Unreachable(e),
         };
         match &seen {
             Probed::Master { had_write } => {
