@@ -13,8 +13,8 @@ use redis_ha_common::HostPort;
 use redis_ha_proto::v1::Topology;
 
 use super::{
-    coordinator_topology, current_master, sentinel_master, ChaosError, ChaosTarget, Fault,
-    NodeRef, Sentinels,
+    coordinator_topology, current_master, sentinel_master, ChaosError, ChaosTarget, Fault, NodeRef,
+    Sentinels,
 };
 
 /// One Redis node of a `deploy/up.sh --local` run directory.

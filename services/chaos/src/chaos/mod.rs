@@ -252,7 +252,10 @@ mod tests {
         };
         let r = no_quorum(&views, &[down]);
         assert!(r.contains("redis-1:9001 (epoch 3)"), "{r}");
-        assert!(r.contains("sentinel 127.0.0.1:2: connect: connection refused"), "{r}");
+        assert!(
+            r.contains("sentinel 127.0.0.1:2: connect: connection refused"),
+            "{r}"
+        );
         assert_eq!(no_quorum(&[], &[]), "the Sentinels name []");
     }
 }
