@@ -205,13 +205,16 @@ pub async fn coordinator_topology(coordinator: &Target) -> Result<Topology, Chao
 mod tests {
     use super::*;
 
-    fn view(sentinel: u16, master: &str, epoch: u64) -> MasterView {
-        let (host, port) = master.split_once(':').expect("host:port");
+    /// Sentinel `n`'s answer: `master` ("host:port") at config `epoch`.
+    fn view(n: u16, master: &str, epoch: u64) -> MasterView {
+        let master = master.parse().expect("host:port");
+        let sentinel = HostPort::new("127.0.0.1", 26_378 + n);
+        let settled = true;
         MasterView {
-            sentinel: HostPort::new("127.0.0.1", sentinel),
-            master: HostPort::new(host, port.parse().expect("a port")),
             config_epoch: epoch,
-            settled: true,
+            master,
+            sentinel,
+            settled,
         }
     }
 
