@@ -220,29 +220,35 @@ mod tests {
 
     #[test]
     fn a_quorum_of_two_names_the_master() {
-        let views = [
-            view(1, "redis-1:9001", 1),
-            view(2, "redis-2:9002", 1),
-            view(3, "redis-1:9001", 1),
+        // (Sentinel, master, epoch) answers → the agreed master.
+        type Case = (&'static [(u16, &'static str, u64)], Option<&'static str>);
+        let cases: [Case; 5] = [
+            (
+                &[
+                    (1, "redis-1:9001", 1),
+                    (2, "redis-2:9002", 1),
+                    (3, "redis-1:9001", 1),
+                ],
+                Some("redis-1:9001"),
+            ),
+            (&[(1, "redis-1:9001", 1), (2, "redis-2:9002", 1)], None),
+            (&[], None),
+            // One Sentinel answering twice is still one vote.
+            (&[(1, "redis-1:9001", 1), (1, "redis-1:9001", 1)], None),
+            // Two Sentinels at a newer epoch win over the configuration they left.
+            (
+                &[
+                    (1, "redis-1:9001", 1),
+                    (2, "redis-2:9002", 2),
+                    (3, "redis-2:9002", 2),
+                ],
+                Some("redis-2:9002"),
+            ),
         ];
-        assert_eq!(agreed(&views), Some("redis-1:9001".into()));
-        assert_eq!(
-            agreed(&[view(1, "redis-1:9001", 1), view(2, "redis-2:9002", 1)]),
-            None
-        );
-        assert_eq!(agreed(&[]), None);
-        // One Sentinel answering twice is still one vote.
-        assert_eq!(
-            agreed(&[view(1, "redis-1:9001", 1), view(1, "redis-1:9001", 1)]),
-            None
-        );
-        // Two Sentinels at a newer epoch win over the configuration they left.
-        let views = [
-            view(1, "redis-1:9001", 1),
-            view(2, "redis-2:9002", 2),
-            view(3, "redis-2:9002", 2),
-        ];
-        assert_eq!(agreed(&views), Some("redis-2:9002".into()));
+        for (answers, expected) in cases {
+            let views: Vec<MasterView> = answers.iter().map(|&(n, m, e)| view(n, m, e)).collect();
+            assert_eq!(agreed(&views).as_deref(), expected, "{answers:?}");
+        }
     }
 
     #[test]
