@@ -1,6 +1,12 @@
 //! Redis connections for the simulation: one fresh connection per (re)connect, with a
 //! connect timeout and a reply timeout, so that a paused master or a proxy without a
 //! master shows up as an error instead of a hang.
+//!
+//! Not `redis_ha_common::redis_client::RedisLink` on purpose: the simulator's clients hold
+//! the raw connection (pipelines, commands that block for their own time, BLMOVE and WAIT),
+//! and must see every broken connection as one, since the report counts disconnections and
+//! reconnects, where `RedisLink` re-connects and retries once on its own. The chaos targets'
+//! probes of nodes and Sentinels do use `RedisLink` (and `redis_ha_sentinel`).
 
 use std::time::Duration;
 

@@ -8,14 +8,14 @@ use std::time::Duration;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use redis_ha_cli::Target;
+use redis_ha_common::redis_client::{info_fields, LinkError, RedisLink};
 use redis_ha_common::HostPort;
 use redis_ha_proto::v1::Topology;
 
 use super::{
-    coordinator_topology, current_master, parse_info, sentinel_master, ChaosError, ChaosTarget,
-    Fault, NodeRef,
+    coordinator_topology, current_master, sentinel_master, ChaosError, ChaosTarget, Fault, NodeRef,
+    Sentinels,
 };
-use crate::conn::RedisEndpoint;
 
 /// One Redis node of a `deploy/up.sh --local` run directory.
 #[derive(Clone, Debug)]
@@ -112,8 +112,19 @@ impl LocalProcesses {
             .find(|r| r.address == address)
     }
 
-    fn endpoint(&self, port: u16) -> RedisEndpoint {
-        RedisEndpoint::new(HostPort::new("127.0.0.1", port), None, self.io_timeout)
+    /// `INFO replication` of the node on `port`, on a connection of its own.
+    async fn replication_info(&self, port: u16) -> Result<String, LinkError> {
+        let mut link = RedisLink::new(
+            "redis",
+            HostPort::new("127.0.0.1", port),
+            None,
+            self.io_timeout,
+        )?;
+        let label = "INFO replication";
+        let v = link
+            .query(redis::cmd("INFO").arg("replication"), label)
+            .await?;
+        link.text_reply(label, &v)
     }
 
     async fn topology(&self) -> Result<Topology, ChaosError> {
@@ -121,12 +132,17 @@ impl LocalProcesses {
     }
 
     /// The run directory's Sentinels.
-    fn sentinels(&self) -> Vec<RedisEndpoint> {
-        self.nodes
-            .iter()
-            .filter_map(|n| n.sentinel_port)
-            .map(|port| self.endpoint(port))
-            .collect()
+    fn sentinels(&self) -> Sentinels {
+        Sentinels {
+            addrs: self
+                .nodes
+                .iter()
+                .filter_map(|n| n.sentinel_port)
+                .map(|port| HostPort::new("127.0.0.1", port))
+                .collect(),
+            password: None,
+            timeout: self.io_timeout,
+        }
     }
 
     fn pid_file(&self, n: &LocalNode) -> PathBuf {
@@ -282,15 +298,12 @@ impl ChaosTarget for LocalProcesses {
             .map(|n| n.port)
             .ok_or_else(|| ChaosError::NotWhole(format!("unknown master {master}")))?;
         for n in self.nodes.clone() {
-            let mut cmd = redis::cmd("INFO");
-            cmd.arg("replication");
-            let text: String = self
-                .endpoint(n.port)
-                .query(&cmd)
+            let text = self
+                .replication_info(n.port)
                 .await
                 .map_err(|e| ChaosError::NotWhole(e.to_string()))?;
-            let info = parse_info(&text);
-            let get = |k: &str| info.get(k).map(String::as_str).unwrap_or("?");
+            let info = info_fields(&text);
+            let get = |k: &str| info.get(k).copied().unwrap_or("?");
             let ok = if n.port == master_port {
                 get("role") == "master"
             } else {

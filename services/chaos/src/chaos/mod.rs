@@ -10,15 +10,14 @@ pub mod docker;
 pub mod local;
 pub mod stack;
 
-use std::collections::HashMap;
 use std::future::Future;
+use std::time::Duration;
 
 use redis_ha_cli::Target;
-use redis_ha_common::HostPort;
+use redis_ha_common::{HostPort, Secret};
 use redis_ha_proto::v1::{GetTopologyRequest, Topology};
+use redis_ha_sentinel::{ask_all, named_master, MasterView, SentinelError};
 use serde::Serialize;
-
-use crate::conn::RedisEndpoint;
 
 pub use local::LocalProcesses;
 pub use stack::DockerStack;
@@ -127,11 +126,24 @@ impl ChaosTarget for NoChaos {
     }
 }
 
+/// How many distinct Sentinels must name a master for the chaos targets: a majority of the
+/// three of a deployment.
+pub const SENTINEL_QUORUM: usize = 2;
+
+/// A target's Sentinels and how to reach them.
+#[derive(Clone, Debug)]
+pub struct Sentinels {
+    pub addrs: Vec<HostPort>,
+    pub password: Option<Secret>,
+    /// Bounds the connect and each call to one Sentinel.
+    pub timeout: Duration,
+}
+
 /// The master clients are routed to: the coordinator's, or when it names none (or does not
-/// answer), the one a majority of `sentinels` name.
+/// answer), the one a quorum of `sentinels` name.
 pub async fn current_master(
     coordinator: &Target,
-    sentinels: &[RedisEndpoint],
+    sentinels: &Sentinels,
 ) -> Result<String, ChaosError> {
     match coordinator_topology(coordinator).await {
         Ok(t) if !t.master_address.is_empty() => Ok(t.master_address),
@@ -139,38 +151,36 @@ pub async fn current_master(
     }
 }
 
-/// The master (`host:port`) at least two of `sentinels` name for `group`.
-pub async fn sentinel_master(
-    sentinels: &[RedisEndpoint],
-    group: &str,
-) -> Result<String, ChaosError> {
-    let mut named = Vec::new();
-    for ep in sentinels {
-        let mut cmd = redis::cmd("SENTINEL");
-        cmd.arg("GET-MASTER-ADDR-BY-NAME").arg(group);
-        if let Ok(Some((host, port))) = ep.query::<Option<(String, u16)>>(&cmd).await {
-            named.push(HostPort::new(host, port).to_string());
-        }
-    }
-    agreed(&named).ok_or_else(|| ChaosError::NoMaster(format!("the Sentinels name {named:?}")))
+/// The master (`host:port`) that [`SENTINEL_QUORUM`] of `sentinels` name for `group`, asked
+/// all at once (`SENTINEL MASTER`) and decided by [`redis_ha_sentinel::named_master`].
+pub async fn sentinel_master(sentinels: &Sentinels, group: &str) -> Result<String, ChaosError> {
+    let (views, errors) = ask_all(
+        &sentinels.addrs,
+        group,
+        sentinels.password.as_ref(),
+        sentinels.timeout,
+    )
+    .await;
+    agreed(&views).ok_or_else(|| ChaosError::NoMaster(no_quorum(&views, &errors)))
 }
 
-/// The address at least two of `named` agree on (the Sentinels' answers to
-/// `GET-MASTER-ADDR-BY-NAME`: a majority of the three).
-pub fn agreed(named: &[String]) -> Option<String> {
-    named
+/// The master (`host:port`) a quorum of the Sentinels' `views` name.
+pub fn agreed(views: &[MasterView]) -> Option<String> {
+    named_master(views, SENTINEL_QUORUM).map(|n| n.master.to_string())
+}
+
+/// Why no master was agreed on: what each Sentinel named, and which did not answer.
+fn no_quorum(views: &[MasterView], errors: &[SentinelError]) -> String {
+    let named: Vec<String> = views
         .iter()
-        .find(|a| named.iter().filter(|b| b == a).count() >= 2)
-        .cloned()
-}
-
-/// INFO output as key → value.
-pub fn parse_info(text: &str) -> HashMap<String, String> {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
-        .collect()
+        .map(|v| format!("{} (epoch {})", v.master, v.config_epoch))
+        .collect();
+    let mut reason = format!("the Sentinels name {named:?}");
+    if !errors.is_empty() {
+        let errors: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        reason.push_str(&format!("; no answer: {}", errors.join("; ")));
+    }
+    reason
 }
 
 /// The coordinator's current topology; any failure means "no master known" for the schedule.
@@ -195,14 +205,66 @@ pub async fn coordinator_topology(coordinator: &Target) -> Result<Topology, Chao
 mod tests {
     use super::*;
 
+    /// Sentinel `n`'s answer: `master` ("host:port") at config `epoch`.
+    fn view(n: u16, master: &str, epoch: u64) -> MasterView {
+        let master = master.parse().expect("host:port");
+        let sentinel = HostPort::new("127.0.0.1", 26_378 + n);
+        let settled = true;
+        MasterView {
+            config_epoch: epoch,
+            master,
+            sentinel,
+            settled,
+        }
+    }
+
     #[test]
     fn a_quorum_of_two_names_the_master() {
-        let v = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
-        assert_eq!(
-            agreed(&v(&["redis-1:9001", "redis-2:9002", "redis-1:9001"])),
-            Some("redis-1:9001".into())
+        // (Sentinel, master, epoch) answers → the agreed master.
+        type Case = (&'static [(u16, &'static str, u64)], Option<&'static str>);
+        let cases: [Case; 5] = [
+            (
+                &[
+                    (1, "redis-1:9001", 1),
+                    (2, "redis-2:9002", 1),
+                    (3, "redis-1:9001", 1),
+                ],
+                Some("redis-1:9001"),
+            ),
+            (&[(1, "redis-1:9001", 1), (2, "redis-2:9002", 1)], None),
+            (&[], None),
+            // One Sentinel answering twice is still one vote.
+            (&[(1, "redis-1:9001", 1), (1, "redis-1:9001", 1)], None),
+            // Two Sentinels at a newer epoch win over the configuration they left.
+            (
+                &[
+                    (1, "redis-1:9001", 1),
+                    (2, "redis-2:9002", 2),
+                    (3, "redis-2:9002", 2),
+                ],
+                Some("redis-2:9002"),
+            ),
+        ];
+        for (answers, expected) in cases {
+            let views: Vec<MasterView> = answers.iter().map(|&(n, m, e)| view(n, m, e)).collect();
+            assert_eq!(agreed(&views).as_deref(), expected, "{answers:?}");
+        }
+    }
+
+    #[test]
+    fn no_quorum_says_what_each_sentinel_named_and_who_did_not_answer() {
+        let views = [view(1, "redis-1:9001", 3)];
+        let down = SentinelError::Connect {
+            peer: "sentinel",
+            addr: "127.0.0.1:2".into(),
+            reason: "connection refused".into(),
+        };
+        let r = no_quorum(&views, &[down]);
+        assert!(r.contains("redis-1:9001 (epoch 3)"), "{r}");
+        assert!(
+            r.contains("sentinel 127.0.0.1:2: connect: connection refused"),
+            "{r}"
         );
-        assert_eq!(agreed(&v(&["redis-1:9001", "redis-2:9002"])), None);
-        assert_eq!(agreed(&[]), None);
+        assert_eq!(no_quorum(&[], &[]), "the Sentinels name []");
     }
 }

@@ -17,8 +17,9 @@ use redis_ha_proto::v1::{Health, LinkState, Role, Topology};
 use redis_ha_cli::Target;
 
 use super::docker::{ChaosAction, DockerChaos, DockerError, NodeNum};
-use super::{coordinator_topology, current_master, ChaosError, ChaosTarget, Fault, NodeRef};
-use crate::conn::RedisEndpoint;
+use super::{
+    coordinator_topology, current_master, ChaosError, ChaosTarget, Fault, NodeRef, Sentinels,
+};
 
 /// The stack's Redis nodes.
 const NODES: [u8; 3] = [1, 2, 3];
@@ -71,17 +72,12 @@ impl DockerStack {
     }
 
     /// The stack's published Sentinels.
-    fn sentinels(&self) -> Vec<RedisEndpoint> {
-        self.sentinels
-            .iter()
-            .map(|addr| {
-                RedisEndpoint::new(
-                    addr.clone(),
-                    self.password.clone(),
-                    self.coordinator.timeout,
-                )
-            })
-            .collect()
+    fn sentinels(&self) -> Sentinels {
+        Sentinels {
+            addrs: self.sentinels.clone(),
+            password: self.password.clone(),
+            timeout: self.coordinator.timeout,
+        }
     }
 
     fn num(node: &NodeRef) -> Result<NodeNum, ChaosError> {

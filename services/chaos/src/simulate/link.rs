@@ -5,10 +5,10 @@
 use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
+use redis_ha_common::Backoff;
 use serde::Serialize;
 use tokio::sync::watch;
 
-use super::backoff::Backoff;
 use super::Clock;
 use crate::conn::{ConnError, RedisEndpoint};
 
@@ -108,7 +108,7 @@ impl Link {
             if self.backoff_pending {
                 let delay = self
                     .backoff
-                    .delay(self.failures.saturating_sub(1), &mut rand::rng());
+                    .jittered(self.failures.saturating_sub(1), &mut rand::rng());
                 if sleep_or_stop(delay, stop).await {
                     return None;
                 }

@@ -23,7 +23,6 @@
 //! The engine is a library function, [`run`], so tests drive it in-process with a
 //! [`ChaosTarget`] of their own.
 
-pub mod backoff;
 pub mod link;
 pub mod plot;
 pub mod publisher;
@@ -36,11 +35,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use redis_ha_common::{HostPort, Secret};
+use redis_ha_common::redis_client::info_fields;
+use redis_ha_common::{Backoff, HostPort, Secret};
 use serde::Serialize;
 use tokio::sync::watch;
 
-pub use backoff::Backoff;
 pub use report::Report;
 pub use schedule::ChaosPlan;
 
@@ -120,12 +119,19 @@ impl Default for Options {
             wait_replicas: 2,
             wait_timeout: Duration::from_secs(1),
             io_timeout: Duration::from_secs(2),
-            backoff: Backoff::default(),
+            backoff: client_backoff(),
             chaos: ChaosPlan::default(),
             drain_timeout: Duration::from_secs(60),
             progress_every: Some(Duration::from_secs(5)),
         }
     }
+}
+
+/// The clients' reconnection backoff: 50 ms doubled up to 2 s, jittered ("throttled retry":
+/// clients hammering a proxy that has no master yet would only slow the failover down, and
+/// clients retrying in lockstep would arrive together).
+pub fn client_backoff() -> Backoff {
+    Backoff::new(Duration::from_millis(50), Duration::from_secs(2))
 }
 
 /// A key of its own for every run: `redis-ha:simulate:<ms since epoch>`.
@@ -314,7 +320,7 @@ where
             &format!("subscriber-{i}"),
             endpoint.clone(),
             subscriber::BLOCK,
-            opts.backoff,
+            opts.backoff.clone(),
             clock,
         );
         sub_handles.push(tokio::spawn(subscriber::run(
@@ -331,7 +337,7 @@ where
         "publisher",
         endpoint.clone(),
         opts.wait_timeout,
-        opts.backoff,
+        opts.backoff.clone(),
         clock,
     );
     let pub_handle = tokio::spawn(publisher::run(
@@ -447,9 +453,8 @@ async fn preflight(opts: &Options, endpoint: &RedisEndpoint) -> Result<(), SimEr
         let mut info = redis::cmd("INFO");
         info.arg("replication");
         if let Ok(text) = endpoint.query::<String>(&info).await {
-            let connected = text
-                .lines()
-                .find_map(|l| l.trim().strip_prefix("connected_slaves:"))
+            let connected = info_fields(&text)
+                .get("connected_slaves")
                 .and_then(|v| v.parse::<u32>().ok())
                 .unwrap_or(0);
             if connected < opts.wait_replicas {

@@ -39,17 +39,21 @@ pub enum Item {
         color: Rgb,
         width: f64,
     },
-    /// `y` is the baseline; `vertical` text reads bottom to top, rotated about (x, y).
-    Text {
-        x: f64,
-        y: f64,
-        text: String,
-        size: f64,
-        color: Rgb,
-        anchor: Anchor,
-        bold: bool,
-        vertical: bool,
-    },
+    Text(Label),
+}
+
+/// A line of text: `y` is the baseline; `vertical` text reads bottom to top, rotated about
+/// (x, y).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Label {
+    pub x: f64,
+    pub y: f64,
+    pub text: String,
+    pub size: f64,
+    pub color: Rgb,
+    pub anchor: Anchor,
+    pub bold: bool,
+    pub vertical: bool,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -126,8 +130,21 @@ fn fmt_num(v: f64) -> String {
     }
 }
 
+/// A band from `x0` to `x1` (at least `min_w` wide so a short one stays visible), `h` high
+/// from the top of the plot area.
+fn band((x0, x1): (f64, f64), min_w: f64, h: f64, fill: Rgb, opacity: f64) -> Item {
+    Item::Rect {
+        x: x0,
+        y: TOP,
+        w: (x1 - x0).max(min_w),
+        h,
+        fill,
+        opacity,
+    }
+}
+
 fn text(x: f64, y: f64, s: impl Into<String>, size: f64, anchor: Anchor) -> Item {
-    Item::Text {
+    Item::Text(Label {
         x,
         y,
         text: s.into(),
@@ -136,7 +153,7 @@ fn text(x: f64, y: f64, s: impl Into<String>, size: f64, anchor: Anchor) -> Item
         anchor,
         bold: false,
         vertical: false,
-    }
+    })
 }
 
 /// Lays out the chart of `r`.
@@ -180,7 +197,7 @@ pub fn chart(r: &Report) -> Chart {
             s.down_for_ms as f64 / 1000.0
         )
     };
-    items.push(Item::Text {
+    items.push(Item::Text(Label {
         x: LEFT,
         y: 30.0,
         text: format!(
@@ -193,7 +210,7 @@ pub fn chart(r: &Report) -> Chart {
         anchor: Anchor::Start,
         bold: true,
         vertical: false,
-    });
+    }));
     let c = &r.counts;
     items.push(text(
         LEFT,
@@ -237,14 +254,7 @@ pub fn chart(r: &Report) -> Chart {
     for o in &r.outages {
         let x0 = sx(o.start_ms as f64 / 1000.0);
         let x1 = sx(o.end_ms.unwrap_or(r.duration_ms) as f64 / 1000.0);
-        items.push(Item::Rect {
-            x: x0,
-            y: TOP,
-            w: (x1 - x0).max(1.5),
-            h: BOTTOM - TOP,
-            fill: OUTAGE,
-            opacity: 0.30,
-        });
+        items.push(band((x0, x1), 1.5, BOTTOM - TOP, OUTAGE, 0.30));
         let cx = (x0 + x1) / 2.0;
         // Labels closer than their width alternate between two rows.
         row = if cx - last_label_x < 48.0 {
@@ -253,7 +263,7 @@ pub fn chart(r: &Report) -> Chart {
             0
         };
         last_label_x = cx;
-        items.push(Item::Text {
+        items.push(Item::Text(Label {
             x: cx,
             y: TOP + FAULT_STRIP + 26.0 + 13.0 * f64::from(row),
             text: format!("{:.2} s", o.duration_ms as f64 / 1000.0),
@@ -262,7 +272,7 @@ pub fn chart(r: &Report) -> Chart {
             anchor: Anchor::Middle,
             bold: true,
             vertical: false,
-        });
+        }));
     }
 
     // Outage bands, full height; each fault as a strip along the top (node down or paused),
@@ -270,15 +280,8 @@ pub fn chart(r: &Report) -> Chart {
     for f in &r.faults {
         let x0 = sx(f.injected_at_ms as f64 / 1000.0);
         let x1 = sx(f.restored_at_ms.unwrap_or(r.duration_ms) as f64 / 1000.0);
-        items.push(Item::Rect {
-            x: x0,
-            y: TOP,
-            w: (x1 - x0).max(1.0),
-            h: FAULT_STRIP,
-            fill: FAULT,
-            opacity: 0.75,
-        });
-        items.push(Item::Text {
+        items.push(band((x0, x1), 1.0, FAULT_STRIP, FAULT, 0.75));
+        items.push(Item::Text(Label {
             x: x0 + 2.0,
             y: TOP + FAULT_STRIP + 11.0,
             text: format!("{} {}", f.fault.as_str(), f.node),
@@ -287,7 +290,7 @@ pub fn chart(r: &Report) -> Chart {
             anchor: Anchor::Start,
             bold: false,
             vertical: false,
-        });
+        }));
     }
     // X ticks and labels.
     let mut x = 0.0;
@@ -370,7 +373,7 @@ pub fn chart(r: &Report) -> Chart {
         13.0,
         Anchor::Middle,
     ));
-    items.push(Item::Text {
+    items.push(Item::Text(Label {
         x: 24.0,
         y: (TOP + BOTTOM) / 2.0,
         text: "messages per second".into(),
@@ -379,7 +382,7 @@ pub fn chart(r: &Report) -> Chart {
         anchor: Anchor::Middle,
         bold: false,
         vertical: true,
-    });
+    }));
 
     // Legend, right of the plot.
     let lx = RIGHT + 22.0;
@@ -464,23 +467,19 @@ pub fn to_svg(c: &Chart) -> String {
                     rgb(*color)
                 ));
             }
-            Item::Text {
-                x,
-                y,
-                text,
-                size,
-                color,
-                anchor,
-                bold,
-                vertical,
-            } => {
-                let anchor = match anchor {
+            Item::Text(label) => {
+                let (x, y, size) = (label.x, label.y, label.size);
+                let anchor = match label.anchor {
                     Anchor::Start => "start",
                     Anchor::Middle => "middle",
                     Anchor::End => "end",
                 };
-                let weight = if *bold { " font-weight=\"bold\"" } else { "" };
-                let rotate = if *vertical {
+                let weight = if label.bold {
+                    " font-weight=\"bold\""
+                } else {
+                    ""
+                };
+                let rotate = if label.vertical {
                     format!(" transform=\"rotate(-90 {x:.1} {y:.1})\"")
                 } else {
                     String::new()
@@ -488,8 +487,8 @@ pub fn to_svg(c: &Chart) -> String {
                 out.push_str(&format!(
                     "<text x=\"{x:.1}\" y=\"{y:.1}\" font-size=\"{size}\" fill=\"{}\" \
                      text-anchor=\"{anchor}\"{weight}{rotate}>{}</text>\n",
-                    rgb(*color),
-                    xml_escape(text)
+                    rgb(label.color),
+                    xml_escape(&label.text)
                 ));
             }
         }
@@ -606,34 +605,28 @@ pub fn write_png(c: &Chart, path: &Path, font: Option<&Path>) -> Result<Option<S
                     stroke_width: width.round().max(1.0) as u32,
                 },
             )),
-            Item::Text {
-                x,
-                y,
-                text,
-                size,
-                color,
-                anchor,
-                bold,
-                vertical,
-            } => {
+            Item::Text(label) => {
                 if font_state.is_err() {
                     continue;
                 }
-                let hpos = match anchor {
+                let hpos = match label.anchor {
                     Anchor::Start => HPos::Left,
                     Anchor::Middle => HPos::Center,
                     Anchor::End => HPos::Right,
                 };
-                let rgb = RGBColor(color.0, color.1, color.2);
-                let mut desc = ("sans-serif", *size).into_font();
-                if *bold {
+                let Rgb(r, g, b) = label.color;
+                let mut desc = ("sans-serif", label.size).into_font();
+                if label.bold {
                     desc = desc.style(FontStyle::Bold);
                 }
-                if *vertical {
+                if label.vertical {
                     desc = desc.transform(FontTransform::Rotate270);
                 }
-                let style = desc.color(&rgb).pos(Pos::new(hpos, VPos::Bottom));
-                root.draw(&Text::new(text.clone(), (px(*x), px(*y)), style))
+                let style = desc
+                    .color(&RGBColor(r, g, b))
+                    .pos(Pos::new(hpos, VPos::Bottom));
+                let at = (px(label.x), px(label.y));
+                root.draw(&Text::new(label.text.clone(), at, style))
             }
         };
         drawn.map_err(|e| fail(e.to_string()))?;
@@ -743,7 +736,7 @@ mod tests {
             .items
             .iter()
             .filter_map(|i| match i {
-                Item::Text { text, .. } => Some(text.as_str()),
+                Item::Text(label) => Some(label.text.as_str()),
                 _ => None,
             })
             .collect();

@@ -114,7 +114,10 @@ pub async fn run_schedule<C: ChaosTarget>(
         // `interval` of calm on a whole cluster before every fault: from the start, then from
         // the moment the previous fault had healed.
         if round > 1
-            && !whole_or_stop(plan, target, interrupt, &mut log, round, "did not heal").await
+            && !whole_or_stop(plan, target, interrupt, &mut log, |e| {
+                format!("round {round}: the cluster did not heal, schedule stopped: {e}")
+            })
+            .await
         {
             return log;
         }
@@ -122,7 +125,9 @@ pub async fn run_schedule<C: ChaosTarget>(
             return log;
         }
         // Whole still (a spontaneous failover may have happened meanwhile).
-        if !whole_or_stop(plan, target, interrupt, &mut log, round, "is not whole").await {
+        let not_whole =
+            |e| format!("round {round}: the cluster is not whole, schedule stopped: {e}");
+        if !whole_or_stop(plan, target, interrupt, &mut log, not_whole).await {
             return log;
         }
         let node = match target.master().await {
@@ -228,30 +233,26 @@ pub async fn run_schedule<C: ChaosTarget>(
         }
     }
     // End on a whole cluster, so the drain reads from a settled master.
-    if let Err(e) = wait_whole(plan, target, interrupt).await {
-        log.errors.push(format!(
-            "after the last round the cluster did not heal: {e}"
-        ));
-    }
+    whole_or_stop(plan, target, interrupt, &mut log, |e| {
+        format!("after the last round the cluster did not heal: {e}")
+    })
+    .await;
     log
 }
 
-/// Waits for a whole cluster before round `round`: false when interrupted, or when it is not
-/// whole by the settle timeout (logged as the cluster that `is_not`), which ends the schedule.
+/// Waits for a whole cluster: false when interrupted, or when it is not whole by the settle
+/// timeout (logged as `failure` says), which ends the schedule.
 async fn whole_or_stop<C: ChaosTarget>(
     plan: &ChaosPlan,
     target: &mut C,
     interrupt: &mut watch::Receiver<bool>,
     log: &mut ChaosLog,
-    round: u32,
-    is_not: &str,
+    failure: impl FnOnce(ChaosError) -> String,
 ) -> bool {
     match wait_whole(plan, target, interrupt).await {
         Ok(whole) => whole,
         Err(e) => {
-            log.errors.push(format!(
-                "round {round}: the cluster {is_not}, schedule stopped: {e}"
-            ));
+            log.errors.push(failure(e));
             false
         }
     }
