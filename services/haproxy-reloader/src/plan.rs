@@ -34,6 +34,29 @@ pub struct Wanted {
     pub nodes: Vec<NodeTarget>,
 }
 
+impl Wanted {
+    /// The nodes `node-1`, `node-2`, ... at these addresses, in order (the ids the shipped
+    /// deployment gives its nodes, which [`ServerNames`] maps to `redis-1`, `redis-2`, ...),
+    /// and as master the one at index `master`.
+    ///
+    /// # Panics
+    /// When `master` is not an index into `addrs`.
+    pub fn numbered(addrs: impl IntoIterator<Item = SocketAddr>, master: Option<usize>) -> Self {
+        let nodes: Vec<NodeTarget> = addrs
+            .into_iter()
+            .enumerate()
+            .map(|(i, addr)| NodeTarget {
+                node: Some(format!("node-{}", i + 1)),
+                addr,
+            })
+            .collect();
+        Self {
+            master: master.map(|i| nodes[i].clone()),
+            nodes,
+        }
+    }
+}
+
 /// Maps node ids to HAProxy server names: an explicit entry, else `node-N` → `redis-N`, else
 /// the node id itself.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -5,24 +5,16 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use redis_ha_reloader::plan::{NodeTarget, ServerNames, Wanted};
+use redis_ha_reloader::plan::{ServerNames, Wanted};
 use redis_ha_reloader::reloader::{converge_once, ConvergeOutcome};
 use redis_ha_reloader::runtime::{Command, OpState, RuntimeAddr, RuntimeClient};
 use redis_ha_testkit::{client, wait_until, Haproxy, RedisNode, Sandbox, TIMEOUT};
 
 fn wanted(master: Option<usize>, redis: &[RedisNode]) -> Wanted {
-    let nodes: Vec<NodeTarget> = redis
+    let loopback = redis
         .iter()
-        .enumerate()
-        .map(|(i, r)| NodeTarget {
-            node: Some(format!("node-{}", i + 1)),
-            addr: SocketAddr::from(([127, 0, 0, 1], r.port())),
-        })
-        .collect();
-    Wanted {
-        master: master.map(|i| nodes[i].clone()),
-        nodes,
-    }
+        .map(|r| SocketAddr::from(([127, 0, 0, 1], r.port())));
+    Wanted::numbered(loopback, master)
 }
 
 async fn three_nodes(sb: &Sandbox) -> Vec<RedisNode> {
