@@ -302,6 +302,17 @@ mod tests {
         }
     }
 
+    /// A master named by its address only (as the Sentinels name it), and these nodes.
+    fn address_only(master: &str, nodes: Vec<NodeTarget>) -> Wanted {
+        Wanted {
+            master: Some(NodeTarget {
+                node: None,
+                addr: master.parse().unwrap(),
+            }),
+            nodes,
+        }
+    }
+
     fn lines(cmds: &[Command]) -> Vec<String> {
         cmds.iter().map(ToString::to_string).collect()
     }
@@ -443,13 +454,7 @@ mod tests {
     fn sentinel_decision_is_placed_by_address() {
         // The Sentinels give an address only.
         let o = three([READY, MAINT, MAINT]);
-        let w = Wanted {
-            master: Some(NodeTarget {
-                node: None,
-                addr: "10.0.0.3:9003".parse().unwrap(),
-            }),
-            nodes: vec![],
-        };
+        let w = address_only("10.0.0.3:9003", vec![]);
         assert_eq!(
             run(&w, &o),
             [
@@ -467,13 +472,7 @@ mod tests {
             srv(1, "192.0.2.1:9001", MAINT),
             srv(2, "192.0.2.1:9002", MAINT),
         ]);
-        let w = Wanted {
-            master: Some(NodeTarget {
-                node: None,
-                addr: "10.0.0.2:9002".parse().unwrap(),
-            }),
-            nodes: vec![node(1), node(2)],
-        };
+        let w = address_only("10.0.0.2:9002", vec![node(1), node(2)]);
         assert_eq!(
             run(&w, &o),
             [
@@ -487,13 +486,7 @@ mod tests {
     #[test]
     fn unplaceable_master_is_an_error() {
         let o = three([READY, MAINT, MAINT]);
-        let w = Wanted {
-            master: Some(NodeTarget {
-                node: None,
-                addr: "10.9.9.9:9009".parse().unwrap(),
-            }),
-            nodes: vec![],
-        };
+        let w = address_only("10.9.9.9:9009", vec![]);
         let e = desired(&w, &ServerNames::default(), &o).unwrap_err();
         assert!(matches!(e, PlanError::NoServerForMaster { .. }), "{e}");
         let d = Desired {
