@@ -403,32 +403,25 @@ mod tests {
     }
     use Then::{Changed, Ignored, Unchanged};
 
-    /// Offers each decision in turn and checks what the arbiter did with it.
+    /// Offers `d` and checks what the arbiter did with it.
     #[track_caller]
-    fn offers(a: &mut Arbiter, steps: Vec<(Decision, Then)>) {
-        for (i, (d, then)) in steps.into_iter().enumerate() {
-            let shown = format!("step {i}: {} at epoch {}", d.source, d.config_epoch);
-            let v = a.offer(d);
-            let got = match &v {
-                Verdict::Changed => Changed,
-                Verdict::Unchanged => Unchanged,
-                Verdict::Ignored(_) => Ignored,
-            };
-            assert_eq!(got, then, "{shown}: {v:?}");
-        }
+    fn step(a: &mut Arbiter, d: Decision, then: Then) {
+        let shown = format!("{} at epoch {}", d.source, d.config_epoch);
+        let v = a.offer(d);
+        let got = match &v {
+            Verdict::Changed => Changed,
+            Verdict::Unchanged => Unchanged,
+            Verdict::Ignored(_) => Ignored,
+        };
+        assert_eq!(got, then, "{shown}: {v:?}");
     }
 
     /// An arbiter that followed stream 1 to `M1` at epoch 0 (version 1), then to the
     /// unconfirmed promotion of `m` at epoch 1 (version `version`).
     fn promoted(m: &str, version: u64) -> Arbiter {
         let mut a = Arbiter::default();
-        offers(
-            &mut a,
-            vec![
-                (on(1, 1, 0, M1, QUORUM), Changed),
-                (on(1, version, 1, m, PROMOTED), Changed),
-            ],
-        );
+        step(&mut a, on(1, 1, 0, M1, QUORUM), Changed);
+        step(&mut a, on(1, version, 1, m, PROMOTED), Changed);
         assert!(a.is_tentative());
         a
     }
@@ -460,16 +453,11 @@ mod tests {
     #[test]
     fn lower_epoch_is_ignored() {
         let mut a = Arbiter::default();
-        offers(
-            &mut a,
-            vec![
-                (coord(1, 1, M1), Changed),
-                (coord(2, 2, M2), Changed),
-                // A stale stream (e.g. a restarted coordinator that has not caught up).
-                (coord(1, 1, M1), Ignored),
-                (sentinel(1, M1), Ignored),
-            ],
-        );
+        step(&mut a, coord(1, 1, M1), Changed);
+        step(&mut a, coord(2, 2, M2), Changed);
+        // A stale stream (e.g. a restarted coordinator that has not caught up).
+        step(&mut a, coord(1, 1, M1), Ignored);
+        step(&mut a, sentinel(1, M1), Ignored);
         assert_eq!(
             a.current().unwrap().master_address(),
             Some(&HostPort::new("10.0.0.2", 9002))
@@ -479,37 +467,25 @@ mod tests {
     #[test]
     fn coordinator_down_sentinels_take_over_with_a_higher_epoch() {
         let mut a = Arbiter::default();
-        offers(
-            &mut a,
-            vec![(coord(5, 1, M1), Changed), (sentinel(2, M3), Changed)],
-        );
+        step(&mut a, coord(5, 1, M1), Changed);
+        step(&mut a, sentinel(2, M3), Changed);
         let cur = a.current().unwrap();
         // Placed through the coordinator's last node list.
         assert_eq!(cur.master.as_ref().unwrap().node.as_deref(), Some("node-3"));
         assert_eq!(cur.nodes.len(), 3);
-        offers(
-            &mut a,
-            vec![
-                // The coordinator comes back with its old view: ignored.
-                (coord(6, 1, M1), Ignored),
-                // It catches up.
-                (coord(7, 2, M3), Unchanged),
-            ],
-        );
+        // The coordinator comes back with its old view: ignored.
+        step(&mut a, coord(6, 1, M1), Ignored);
+        // It catches up.
+        step(&mut a, coord(7, 2, M3), Unchanged);
     }
 
     #[test]
     fn sentinels_at_equal_epoch_do_not_override_the_coordinator() {
         let mut a = Arbiter::default();
-        offers(
-            &mut a,
-            vec![
-                // "promoted" published before the Sentinels switch, at the same epoch.
-                (coord(3, 4, M2), Changed),
-                (sentinel(4, M1), Ignored),
-                (sentinel(4, M2), Unchanged),
-            ],
-        );
+        // "promoted" published before the Sentinels switch, at the same epoch.
+        step(&mut a, coord(3, 4, M2), Changed);
+        step(&mut a, sentinel(4, M1), Ignored);
+        step(&mut a, sentinel(4, M2), Unchanged);
         assert!(matches!(
             a.current().unwrap().source,
             Source::Coordinator { .. }
@@ -519,28 +495,21 @@ mod tests {
     #[test]
     fn sentinels_fill_in_when_nothing_names_a_master() {
         let mut a = Arbiter::default();
-        offers(
-            &mut a,
-            vec![
-                (coord(3, 4, ""), Changed),
-                (sentinel(4, M2), Changed),
-                // Completed from the coordinator's node list: the same routing as its next
-                // topology.
-                (coord(4, 4, M2), Unchanged),
-                // The coordinator at the same epoch is followed in order.
-                (coord(5, 4, ""), Changed),
-            ],
-        );
+        step(&mut a, coord(3, 4, ""), Changed);
+        step(&mut a, sentinel(4, M2), Changed);
+        // Completed from the coordinator's node list: the same routing as its next
+        // topology.
+        step(&mut a, coord(4, 4, M2), Unchanged);
+        // The coordinator at the same epoch is followed in order.
+        step(&mut a, coord(5, 4, ""), Changed);
         assert_eq!(a.current().unwrap().master, None);
     }
 
     #[test]
     fn first_decision_is_taken_whatever_its_source() {
         let mut a = Arbiter::default();
-        offers(
-            &mut a,
-            vec![(sentinel(0, M1), Changed), (coord(1, 0, M1), Changed)],
-        );
+        step(&mut a, sentinel(0, M1), Changed);
+        step(&mut a, coord(1, 0, M1), Changed);
     }
 
     #[test]
@@ -548,87 +517,62 @@ mod tests {
         // The failover leader selected node-3 and it answers role:master: epoch 1, tentative.
         let mut a = promoted(M3, 2);
         // Its agent went quiet a moment: the coordinator keeps the promotion as last-known.
-        offers(&mut a, vec![(on(1, 3, 1, M3, LAST_KNOWN), Unchanged)]);
+        step(&mut a, on(1, 3, 1, M3, LAST_KNOWN), Unchanged);
         assert!(a.is_tentative());
         // node-3 says replica again, the Sentinels never left epoch 0: revoked.
-        offers(&mut a, vec![(on(1, 4, 0, M1, QUORUM), Changed)]);
+        step(&mut a, on(1, 4, 0, M1, QUORUM), Changed);
         assert_eq!(master_of(&a), (0, hp(M1)));
         assert!(!a.is_tentative());
-        offers(
-            &mut a,
-            vec![
-                // The Sentinels agree with the revocation.
-                (sentinel(0, M1), Unchanged),
-                // A later failover at epoch 1 (same or another node) is followed as usual.
-                (on(1, 5, 1, M2, PROMOTED), Changed),
-            ],
-        );
+        // The Sentinels agree with the revocation.
+        step(&mut a, sentinel(0, M1), Unchanged);
+        // A later failover at epoch 1 (same or another node) is followed as usual.
+        step(&mut a, on(1, 5, 1, M2, PROMOTED), Changed);
         assert_eq!(master_of(&a), (1, hp(M2)));
     }
 
     #[test]
     fn a_revocation_falls_back_to_whatever_the_coordinator_has() {
         let mut a = Arbiter::default();
-        offers(
-            &mut a,
-            vec![
-                (on(4, 1, 2, M1, QUORUM), Changed),
-                (on(4, 2, 3, M2, PROMOTED), Changed),
-                // The coordinator's floor below the promotion is "last-known" (Sentinels quiet).
-                (on(4, 3, 2, M1, LAST_KNOWN), Changed),
-            ],
-        );
+        step(&mut a, on(4, 1, 2, M1, QUORUM), Changed);
+        step(&mut a, on(4, 2, 3, M2, PROMOTED), Changed);
+        // The coordinator's floor below the promotion is "last-known" (Sentinels quiet).
+        step(&mut a, on(4, 3, 2, M1, LAST_KNOWN), Changed);
         assert_eq!(master_of(&a), (2, hp(M1)));
     }
 
     #[test]
     fn a_stale_stream_is_still_ignored() {
         let mut a = promoted(M3, 7);
-        offers(
-            &mut a,
-            vec![
-                // A restarted coordinator (new stream, versions starting over) that has not
-                // heard of the promotion: ignored, whatever its version.
-                (on(2, 1, 0, M1, QUORUM), Ignored),
-                (on(2, 9, 0, M1, QUORUM), Ignored),
-                (on(2, 10, 0, M1, LAST_KNOWN), Ignored),
-                // Out of order on the promotion's own stream (never happens, never believed).
-                (on(1, 6, 0, M1, QUORUM), Ignored),
-                (on(1, 7, 0, M1, QUORUM), Ignored),
-                // The Sentinels' own older view neither.
-                (sentinel(0, M1), Ignored),
-            ],
-        );
+        // A restarted coordinator (new stream, versions starting over) that has not
+        // heard of the promotion: ignored, whatever its version.
+        step(&mut a, on(2, 1, 0, M1, QUORUM), Ignored);
+        step(&mut a, on(2, 9, 0, M1, QUORUM), Ignored);
+        step(&mut a, on(2, 10, 0, M1, LAST_KNOWN), Ignored);
+        // Out of order on the promotion's own stream (never happens, never believed).
+        step(&mut a, on(1, 6, 0, M1, QUORUM), Ignored);
+        step(&mut a, on(1, 7, 0, M1, QUORUM), Ignored);
+        // The Sentinels' own older view neither.
+        step(&mut a, sentinel(0, M1), Ignored);
         assert_eq!(master_of(&a), (1, hp(M3)));
         assert!(a.is_tentative());
         // The new stream catches up at epoch 1 without the promotion ("last-known" of
         // another stream): no longer revocable by anyone, stream 1 included.
-        offers(&mut a, vec![(on(2, 11, 1, M3, LAST_KNOWN), Unchanged)]);
+        step(&mut a, on(2, 11, 1, M3, LAST_KNOWN), Unchanged);
         assert!(!a.is_tentative());
-        offers(
-            &mut a,
-            vec![
-                (on(1, 8, 0, M1, QUORUM), Ignored),
-                (on(2, 12, 0, M1, QUORUM), Ignored),
-            ],
-        );
+        step(&mut a, on(1, 8, 0, M1, QUORUM), Ignored);
+        step(&mut a, on(2, 12, 0, M1, QUORUM), Ignored);
         assert_eq!(master_of(&a), (1, hp(M3)));
     }
 
     #[test]
     fn a_reconnected_stream_that_still_holds_the_promotion_may_revoke_it() {
         let mut a = promoted(M3, 2);
-        offers(
-            &mut a,
-            vec![
-                // Reconnected to the same coordinator: it re-asserts the promotion on the new
-                // stream.
-                (on(2, 2, 1, M3, PROMOTED), Unchanged),
-                // The old stream's messages no longer count.
-                (on(1, 3, 0, M1, QUORUM), Ignored),
-                (on(2, 3, 0, M1, QUORUM), Changed),
-            ],
-        );
+        // Reconnected to the same coordinator: it re-asserts the promotion on the new
+        // stream.
+        step(&mut a, on(2, 2, 1, M3, PROMOTED), Unchanged);
+        // The old stream's messages no longer count.
+        step(&mut a, on(1, 3, 0, M1, QUORUM), Ignored);
+        step(&mut a, on(2, 3, 0, M1, QUORUM), Changed);
         assert_eq!(master_of(&a), (0, hp(M1)));
     }
 
@@ -636,17 +580,12 @@ mod tests {
     fn a_sentinel_decision_at_a_higher_epoch_is_never_undone() {
         let mut a = promoted(M2, 2);
         // The coordinator is cut off; the Sentinels fail over again, to epoch 2.
-        offers(&mut a, vec![(sentinel(2, M3), Changed)]);
+        step(&mut a, sentinel(2, M3), Changed);
         assert!(!a.is_tentative());
-        offers(
-            &mut a,
-            vec![
-                // The same stream, later, at a lower epoch: it is not revoking the decision in
-                // force.
-                (on(1, 3, 0, M1, QUORUM), Ignored),
-                (on(1, 4, 1, M1, QUORUM), Ignored),
-            ],
-        );
+        // The same stream, later, at a lower epoch: it is not revoking the decision in
+        // force.
+        step(&mut a, on(1, 3, 0, M1, QUORUM), Ignored);
+        step(&mut a, on(1, 4, 1, M1, QUORUM), Ignored);
         assert_eq!(master_of(&a), (2, hp(M3)));
     }
 
@@ -654,26 +593,26 @@ mod tests {
     fn a_promotion_confirmed_by_the_sentinels_stays() {
         // Confirmed through the coordinator.
         let mut a = promoted(M2, 2);
-        offers(&mut a, vec![(on(1, 3, 1, M2, QUORUM), Unchanged)]);
+        step(&mut a, on(1, 3, 1, M2, QUORUM), Unchanged);
         assert!(!a.is_tentative());
-        offers(&mut a, vec![(on(1, 4, 0, M1, QUORUM), Ignored)]);
+        step(&mut a, on(1, 4, 0, M1, QUORUM), Ignored);
         assert_eq!(master_of(&a), (1, hp(M2)));
 
         // Confirmed by the Sentinels followed directly: the coordinator's decision stays in
         // force (it knows more) but is final.
         let mut b = promoted(M2, 2);
-        offers(&mut b, vec![(sentinel(1, M2), Unchanged)]);
+        step(&mut b, sentinel(1, M2), Unchanged);
         assert!(matches!(
             b.current().unwrap().source,
             Source::Coordinator { .. }
         ));
         assert!(!b.is_tentative());
-        offers(&mut b, vec![(on(1, 3, 0, M1, QUORUM), Ignored)]);
+        step(&mut b, on(1, 3, 0, M1, QUORUM), Ignored);
         assert_eq!(master_of(&b), (1, hp(M2)));
 
         // Sentinels naming another node at that epoch confirm nothing.
         let mut c = promoted(M2, 2);
-        offers(&mut c, vec![(sentinel(1, M1), Ignored)]);
+        step(&mut c, sentinel(1, M1), Ignored);
         assert!(c.is_tentative());
     }
 }
