@@ -18,7 +18,9 @@ use redis_ha_tests::kit::{RedisNode, Sandbox};
 const ROUTED_WITHIN: Duration = Duration::from_secs(10);
 
 fn wanted(master: usize, redis: &[RedisNode]) -> Wanted {
-    let loopback = redis.iter().map(|r| SocketAddr::from(([127, 0, 0, 1], r.port())));
+    let loopback = redis
+        .iter()
+        .map(|r| SocketAddr::from(([127, 0, 0, 1], r.port())));
     Wanted::numbered(loopback, Some(master))
 }
 

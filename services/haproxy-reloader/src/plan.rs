@@ -323,6 +323,23 @@ mod tests {
     }
 
     #[test]
+    fn numbered_nodes_in_order_and_the_master_by_index() {
+        let at = |port| SocketAddr::from(([127, 0, 0, 1], port));
+        let w = Wanted::numbered([at(7001), at(7002)], Some(1));
+        let ids: Vec<_> = w
+            .nodes
+            .iter()
+            .map(|n| (n.node.as_deref(), n.addr))
+            .collect();
+        assert_eq!(
+            ids,
+            [(Some("node-1"), at(7001)), (Some("node-2"), at(7002))]
+        );
+        assert_eq!(w.master.as_ref(), Some(&w.nodes[1]));
+        assert_eq!(Wanted::numbered([at(7001)], None).master, None);
+    }
+
+    #[test]
     fn names_default_and_explicit() {
         let n = ServerNames::new([("db-a".to_owned(), "srv-a".to_owned())].into());
         assert_eq!(n.for_node("node-2"), "redis-2");
