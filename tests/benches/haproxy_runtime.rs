@@ -8,7 +8,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use redis_ha_reloader::plan::{NodeTarget, ServerNames, Wanted};
+use redis_ha_reloader::plan::{ServerNames, Wanted};
 use redis_ha_reloader::reloader::converge_once;
 use redis_ha_reloader::runtime::{RuntimeAddr, RuntimeClient};
 use redis_ha_tests::figures;
@@ -18,18 +18,10 @@ use redis_ha_tests::kit::{RedisNode, Sandbox};
 const ROUTED_WITHIN: Duration = Duration::from_secs(10);
 
 fn wanted(master: usize, redis: &[RedisNode]) -> Wanted {
-    let nodes: Vec<NodeTarget> = redis
+    let loopback = redis
         .iter()
-        .enumerate()
-        .map(|(i, r)| NodeTarget {
-            node: Some(format!("node-{}", i + 1)),
-            addr: SocketAddr::from(([127, 0, 0, 1], r.port())),
-        })
-        .collect();
-    Wanted {
-        master: Some(nodes[master].clone()),
-        nodes,
-    }
+        .map(|r| SocketAddr::from(([127, 0, 0, 1], r.port())));
+    Wanted::numbered(loopback, Some(master))
 }
 
 fn main() {

@@ -17,7 +17,7 @@ use axum::Router;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Metric, Registry};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -67,6 +67,18 @@ pub fn grpc_code_name(code: tonic::Code) -> &'static str {
     }
 }
 
+/// `metric`, registered in `registry` as `name` with `help`: each metric is declared in one
+/// place, its registration with it.
+pub fn registered<M: Metric + Clone>(
+    registry: &mut Registry,
+    name: &str,
+    help: &str,
+    metric: M,
+) -> M {
+    registry.register(name, help, metric.clone());
+    metric
+}
+
 /// The labels of every sidecar's `grpc_requests_total`: the method and [`grpc_code_name`].
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct GrpcLabels {
@@ -81,6 +93,13 @@ pub struct GrpcLabels {
 pub struct GrpcRequests(Family<GrpcLabels, Counter>);
 
 impl GrpcRequests {
+    /// A new counter, registered as `grpc_requests` in `registry` (under its prefix).
+    pub fn registered(registry: &mut Registry, help: &str) -> Self {
+        let counter = Self::default();
+        counter.register(registry, help);
+        counter
+    }
+
     /// Registers the counter as `grpc_requests` in `registry` (under its prefix).
     pub fn register(&self, registry: &mut Registry, help: &str) {
         registry.register("grpc_requests", help, self.0.clone());

@@ -82,27 +82,9 @@ pub fn init(service_name: &'static str) -> Result<TelemetryGuard, TelemetryError
     };
 
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let fmt_layer = if json_logs() {
-        tracing_subscriber::fmt::layer()
-            .event_format(WithTraceId::json(
-                tracing_subscriber::fmt::format()
-                    .json()
-                    .with_current_span(true),
-            ))
-            .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
-            .with_writer(std::io::stderr)
-            .boxed()
-    } else {
-        // Colours only for a person at a terminal, not in container logs.
-        let ansi = std::io::stderr().is_terminal();
-        tracing_subscriber::fmt::layer()
-            .event_format(WithTraceId::text(
-                tracing_subscriber::fmt::format().with_ansi(ansi),
-            ))
-            .with_ansi(ansi)
-            .with_writer(std::io::stderr)
-            .boxed()
-    };
+    // Colours only for a person at a terminal, not in container logs.
+    let ansi = std::io::stderr().is_terminal();
+    let fmt_layer = log_layer(json_logs(), ansi, std::io::stderr);
     let otel_layer = provider.as_ref().map(|p| {
         opentelemetry::global::set_tracer_provider(p.clone());
         tracing_opentelemetry::layer().with_tracer(p.tracer(service_name))
@@ -115,6 +97,34 @@ pub fn init(service_name: &'static str) -> Result<TelemetryGuard, TelemetryError
         .try_init();
 
     Ok(TelemetryGuard { provider })
+}
+
+/// The layer that writes log lines to `writer`: JSON (with the current span) or text (in
+/// colour when `ansi`), each line inside a span carrying its trace id.
+fn log_layer<S, W>(json: bool, ansi: bool, writer: W) -> Box<dyn Layer<S> + Send + Sync>
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    if json {
+        tracing_subscriber::fmt::layer()
+            .event_format(WithTraceId::json(
+                tracing_subscriber::fmt::format()
+                    .json()
+                    .with_current_span(true),
+            ))
+            .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
+            .with_writer(writer)
+            .boxed()
+    } else {
+        tracing_subscriber::fmt::layer()
+            .event_format(WithTraceId::text(
+                tracing_subscriber::fmt::format().with_ansi(ansi),
+            ))
+            .with_ansi(ansi)
+            .with_writer(writer)
+            .boxed()
+    }
 }
 
 struct MetadataInjector<'a>(&'a mut tonic::metadata::MetadataMap);
@@ -310,25 +320,7 @@ mod tests {
         opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
         let provider = SdkTracerProvider::builder().build();
         let buf = Buf::default();
-        let fmt_layer = if json {
-            tracing_subscriber::fmt::layer()
-                .event_format(WithTraceId::json(
-                    tracing_subscriber::fmt::format()
-                        .json()
-                        .with_current_span(true),
-                ))
-                .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
-                .with_writer(buf.clone())
-                .boxed()
-        } else {
-            tracing_subscriber::fmt::layer()
-                .event_format(WithTraceId::text(
-                    tracing_subscriber::fmt::format().with_ansi(false),
-                ))
-                .with_ansi(false)
-                .with_writer(buf.clone())
-                .boxed()
-        };
+        let fmt_layer = log_layer(json, false, buf.clone());
         let subscriber = tracing_subscriber::registry()
             .with(fmt_layer)
             .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));

@@ -145,50 +145,37 @@ mod tests {
     }
 
     #[test]
-    fn bad_values_name_the_key() {
-        let c = CoordinatorConfig {
-            listen_addr: "nowhere".into(),
-            ..Default::default()
-        };
-        let e = c.validate().unwrap_err().to_string();
-        assert!(e.contains("listen_addr") && e.contains("nowhere"), "{e}");
-
-        let c = CoordinatorConfig {
-            master_group: " ".into(),
-            ..Default::default()
-        };
-        assert!(c
-            .validate()
-            .unwrap_err()
-            .to_string()
-            .contains("master_group"));
-
-        let c = CoordinatorConfig {
-            stale_after_ms: 0,
-            ..Default::default()
-        };
-        assert!(c
-            .validate()
-            .unwrap_err()
-            .to_string()
-            .contains("stale_after_ms"));
-
-        let c = CoordinatorConfig {
-            max_message_bytes: 10,
-            ..Default::default()
-        };
-        assert!(c
-            .validate()
-            .unwrap_err()
-            .to_string()
-            .contains("max_message_bytes"));
+    fn refusals_name_the_key() {
+        // Each case: the key and the value the refusal must name, and the change to the
+        // defaults.
+        type Change = fn(&mut CoordinatorConfig);
+        let cases: [(&str, &str, Change); 6] = [
+            ("listen_addr", "nowhere", |c| {
+                c.listen_addr = "nowhere".into()
+            }),
+            ("master_group", " ", |c| c.master_group = " ".into()),
+            ("stale_after_ms", "0", |c| c.stale_after_ms = 0),
+            ("max_message_bytes", "10", |c| c.max_message_bytes = 10),
+            ("metrics_addr", "metrics:9122", |c| {
+                c.metrics_addr = "metrics:9122".into();
+            }),
+            ("sentinel_password_file", "/nonexistent/sentinel-pw", |c| {
+                c.sentinel_password_file = Some("/nonexistent/sentinel-pw".into());
+            }),
+        ];
+        for (key, value, change) in cases {
+            let mut c = CoordinatorConfig::default();
+            change(&mut c);
+            let e = c.validate().unwrap_err().to_string();
+            assert!(e.contains(key) && e.contains(value), "{key} = {value}: {e}");
+        }
     }
 
     #[test]
     fn metrics_addr_defaults_on_and_empty_disables() {
-        let c = CoordinatorConfig::default();
+        let on = CoordinatorConfig::default();
         assert_eq!(
-            c.metrics_socket_addr().unwrap(),
+            on.metrics_socket_addr().unwrap(),
             Some("0.0.0.0:9122".parse().unwrap())
         );
         let off = CoordinatorConfig {
@@ -196,25 +183,6 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(off.metrics_socket_addr().unwrap(), None);
-        let bad = CoordinatorConfig {
-            metrics_addr: "metrics:9122".into(),
-            ..Default::default()
-        };
-        let e = bad.validate().unwrap_err().to_string();
-        assert!(
-            e.contains("metrics_addr") && e.contains("metrics:9122"),
-            "{e}"
-        );
-    }
-
-    #[test]
-    fn missing_password_file_names_the_key() {
-        let c = CoordinatorConfig {
-            sentinel_password_file: Some("/nonexistent/sentinel-pw".into()),
-            ..Default::default()
-        };
-        let e = c.validate().unwrap_err().to_string();
-        assert!(e.contains("sentinel_password_file"), "{e}");
     }
 
     #[test]

@@ -7,7 +7,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
-use redis_ha_common::metrics::GrpcRequests;
+use redis_ha_common::metrics::{registered, GrpcRequests};
 use redis_ha_proto::v1::{Health, LinkState, Role, Topology};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -70,86 +70,85 @@ pub struct CoordinatorMetrics {
 impl CoordinatorMetrics {
     /// The metrics, registered in a new registry.
     pub fn new() -> (Self, Registry) {
-        let m = Self {
-            grpc_requests: GrpcRequests::default(),
-            topology_version: Family::default(),
-            config_epoch: Family::default(),
-            failovers: Family::default(),
-            switch_lag: Family::new_with_constructor(switch_lag_histogram),
-            failover_in_progress: Family::default(),
-            master_confirmed: Family::default(),
-            split_brain_nodes: Family::default(),
-            node_role: Family::default(),
-            node_up: Family::default(),
-            node_lag_bytes: Family::default(),
-            node_link_up: Family::default(),
-            sentinel_events: Family::default(),
-        };
         let mut r = Registry::with_prefix("redis_ha_coordinator");
-        m.grpc_requests.register(
-            &mut r,
-            "redisha.v1.Coordinator requests answered, by method and gRPC status code (WatchTopology counts the opening of a stream)",
-        );
-        r.register(
-            "topology_version",
-            "Current topology version of the master group",
-            m.topology_version.clone(),
-        );
-        r.register(
-            "config_epoch",
-            "Sentinel config epoch of the published master",
-            m.config_epoch.clone(),
-        );
-        r.register(
-            "failovers",
-            "Master changes published (from one master to another)",
-            m.failovers.clone(),
-        );
-        r.register(
-            "switch_lag_seconds",
-            "From the promoted node's role:master (as its agent saw it) to the topology naming it",
-            m.switch_lag.clone(),
-        );
-        r.register(
-            "failover_in_progress",
-            "1 while an agent, a Sentinel or a pending promotion says a failover runs",
-            m.failover_in_progress.clone(),
-        );
-        r.register(
-            "master_confirmed",
-            "1 when the master's own agent reports it fresh, reachable and role:master",
-            m.master_confirmed.clone(),
-        );
-        r.register(
-            "split_brain_nodes",
-            "Nodes claiming role:master that are not the master",
-            m.split_brain_nodes.clone(),
-        );
-        r.register(
-            "node_role",
-            "1 for the role each node reports (master, replica, unknown), 0 for the others",
-            m.node_role.clone(),
-        );
-        r.register(
-            "node_up",
-            "1 when the node's agent reported it recently and it answers",
-            m.node_up.clone(),
-        );
-        r.register(
-            "node_replication_lag_bytes",
-            "Replica only: bytes behind the master's replication offset",
-            m.node_lag_bytes.clone(),
-        );
-        r.register(
-            "node_master_link_up",
-            "Replica only: 1 when its link to the master is up",
-            m.node_link_up.clone(),
-        );
-        r.register(
-            "sentinel_events",
-            "Sentinel events received in agents' reports, by event type",
-            m.sentinel_events.clone(),
-        );
+        let m = Self {
+            grpc_requests: GrpcRequests::registered(
+                &mut r,
+                "redisha.v1.Coordinator requests answered, by method and gRPC status code (WatchTopology counts the opening of a stream)",
+            ),
+            topology_version: registered(
+                &mut r,
+                "topology_version",
+                "Current topology version of the master group",
+                Family::default(),
+            ),
+            config_epoch: registered(
+                &mut r,
+                "config_epoch",
+                "Sentinel config epoch of the published master",
+                Family::default(),
+            ),
+            failovers: registered(
+                &mut r,
+                "failovers",
+                "Master changes published (from one master to another)",
+                Family::default(),
+            ),
+            switch_lag: registered(
+                &mut r,
+                "switch_lag_seconds",
+                "From the promoted node's role:master (as its agent saw it) to the topology naming it",
+                Family::new_with_constructor(switch_lag_histogram),
+            ),
+            failover_in_progress: registered(
+                &mut r,
+                "failover_in_progress",
+                "1 while an agent, a Sentinel or a pending promotion says a failover runs",
+                Family::default(),
+            ),
+            master_confirmed: registered(
+                &mut r,
+                "master_confirmed",
+                "1 when the master's own agent reports it fresh, reachable and role:master",
+                Family::default(),
+            ),
+            split_brain_nodes: registered(
+                &mut r,
+                "split_brain_nodes",
+                "Nodes claiming role:master that are not the master",
+                Family::default(),
+            ),
+            node_role: registered(
+                &mut r,
+                "node_role",
+                "1 for the role each node reports (master, replica, unknown), 0 for the others",
+                Family::default(),
+            ),
+            node_up: registered(
+                &mut r,
+                "node_up",
+                "1 when the node's agent reported it recently and it answers",
+                Family::default(),
+            ),
+            node_lag_bytes: registered(
+                &mut r,
+                "node_replication_lag_bytes",
+                "Replica only: bytes behind the master's replication offset",
+                Family::default(),
+            ),
+            node_link_up: registered(
+                &mut r,
+                "node_master_link_up",
+                "Replica only: 1 when its link to the master is up",
+                Family::default(),
+            ),
+            sentinel_events: registered(
+                &mut r,
+                "sentinel_events",
+                "Sentinel events received in agents' reports, by event type",
+                Family::default(),
+            ),
+        };
         (m, r)
     }
 

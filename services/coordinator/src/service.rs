@@ -174,7 +174,8 @@ impl CoordinatorService {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Runs `f` on an existing group: NOT_FOUND otherwise.
+    /// Runs `f` on the group `name`: INVALID_ARGUMENT for a name no group can have,
+    /// NOT_FOUND for one no group has.
     // `Status` is what every RPC returns anyway; boxing it here would only add a step.
     #[allow(clippy::result_large_err)]
     fn with_group<R>(
@@ -182,6 +183,7 @@ impl CoordinatorService {
         name: &str,
         f: impl FnOnce(&mut Group, &CoordinatorMetrics) -> R,
     ) -> Result<R, Status> {
+        check_name("master_group", name)?;
         let mut groups = self.groups();
         match groups.get_mut(name) {
             Some(g) => Ok(f(g, &self.inner.metrics)),
@@ -223,10 +225,12 @@ fn check_name(field: &str, value: &str) -> Result<(), Status> {
     Ok(())
 }
 
-/// An RPC's span, child of the caller's trace when it sent one.
-fn rpc_span<T>(request: &Request<T>, span: tracing::Span) -> tracing::Span {
+/// An RPC's span (`span` of the request), child of the caller's trace when it sent one, and
+/// the request itself.
+fn rpc_span<T>(request: Request<T>, span: impl FnOnce(&T) -> tracing::Span) -> (tracing::Span, T) {
+    let span = span(request.get_ref());
     adopt_trace_context(request.metadata(), &span);
-    span
+    (span, request.into_inner())
 }
 
 /// One watcher's position in its topology stream.
@@ -244,29 +248,29 @@ type TopologyStream = Pin<Box<dyn Stream<Item = Result<Topology, Status>> + Send
 #[allow(clippy::result_large_err)] // as `with_group`
 impl CoordinatorService {
     fn do_report(&self, request: Request<AgentReport>) -> Result<Response<ReportAck>, Status> {
-        let r = request.get_ref();
         // Heartbeats are debug spans (as on the agent's side): a trace per heartbeat would
         // bury the failovers. A change a heartbeat causes still gets its publish span.
-        let span = if r.reason == "heartbeat" {
-            tracing::debug_span!(
-                "Report",
-                group = %r.master_group,
-                agent = %r.agent_id,
-                sequence = r.sequence,
-                reason = %r.reason,
-            )
-        } else {
-            tracing::info_span!(
-                "Report",
-                group = %r.master_group,
-                agent = %r.agent_id,
-                sequence = r.sequence,
-                reason = %r.reason,
-            )
-        };
-        let span = rpc_span(&request, span);
+        let (span, report) = rpc_span(request, |r| {
+            // A span's level is fixed where it is written: one field list for both levels.
+            macro_rules! report_span {
+                ($level:expr) => {
+                    tracing::span!(
+                        $level,
+                        "Report",
+                        group = %r.master_group,
+                        agent = %r.agent_id,
+                        sequence = r.sequence,
+                        reason = %r.reason,
+                    )
+                };
+            }
+            if r.reason == "heartbeat" {
+                report_span!(tracing::Level::DEBUG)
+            } else {
+                report_span!(tracing::Level::INFO)
+            }
+        });
         let _entered = span.enter();
-        let report = request.into_inner();
         check_name("master_group", &report.master_group)?;
         check_name("agent_id", &report.agent_id)?;
 
@@ -322,15 +326,13 @@ impl CoordinatorService {
         &self,
         request: Request<GetTopologyRequest>,
     ) -> Result<Response<Topology>, Status> {
-        let span = rpc_span(
-            &request,
-            tracing::info_span!("GetTopology", group = %request.get_ref().master_group),
+        let (span, req) = rpc_span(
+            request,
+            |r| tracing::info_span!("GetTopology", group = %r.master_group),
         );
         let _entered = span.enter();
-        let group = request.into_inner().master_group;
-        check_name("master_group", &group)?;
         // A fresh derivation: current measurements, the current version.
-        let t = self.with_group(&group, |g, m| g.refresh(Now::system(), m))?;
+        let t = self.with_group(&req.master_group, |g, m| g.refresh(Now::system(), m))?;
         Ok(Response::new((*t).clone()))
     }
 
@@ -338,13 +340,11 @@ impl CoordinatorService {
         &self,
         request: Request<WatchTopologyRequest>,
     ) -> Result<Response<TopologyStream>, Status> {
-        let span = rpc_span(
-            &request,
-            tracing::info_span!("WatchTopology", group = %request.get_ref().master_group),
+        let (span, req) = rpc_span(
+            request,
+            |r| tracing::info_span!("WatchTopology", group = %r.master_group),
         );
-        let group = request.into_inner().master_group;
-        check_name("master_group", &group)?;
-        let (first, rx) = self.with_group(&group, |g, m| {
+        let (first, rx) = self.with_group(&req.master_group, |g, m| {
             let first = g.refresh(Now::system(), m);
             // Subscribed under the lock: every later version is seen as a change.
             let mut rx = g.tx.subscribe();
@@ -392,13 +392,11 @@ impl CoordinatorService {
         &self,
         request: Request<ListEventsRequest>,
     ) -> Result<Response<ListEventsResponse>, Status> {
-        let span = rpc_span(
-            &request,
-            tracing::info_span!("ListEvents", group = %request.get_ref().master_group),
+        let (span, req) = rpc_span(
+            request,
+            |r| tracing::info_span!("ListEvents", group = %r.master_group),
         );
         let _entered = span.enter();
-        let req = request.into_inner();
-        check_name("master_group", &req.master_group)?;
         let limit = usize::try_from(req.limit).unwrap_or(usize::MAX);
         let events = self.with_group(&req.master_group, |g, _| g.state.events(limit))?;
         Ok(Response::new(ListEventsResponse { events }))
@@ -408,12 +406,11 @@ impl CoordinatorService {
         &self,
         request: Request<FailoverRequest>,
     ) -> Result<Response<FailoverResponse>, Status> {
-        let span = rpc_span(
-            &request,
-            tracing::info_span!("Failover", group = %request.get_ref().master_group),
+        let (span, req) = rpc_span(
+            request,
+            |r| tracing::info_span!("Failover", group = %r.master_group),
         );
-        let group = request.into_inner().master_group;
-        check_name("master_group", &group)?;
+        let group = req.master_group;
         let sentinels =
             self.with_group(&group, |g, _| g.state.sentinel_addresses(Now::system()))?;
         let result = request_failover(

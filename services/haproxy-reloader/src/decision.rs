@@ -394,6 +394,38 @@ mod tests {
         }
     }
 
+    /// What the arbiter should do with an offered decision.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    enum Then {
+        Changed,
+        Unchanged,
+        Ignored,
+    }
+    use Then::{Changed, Ignored, Unchanged};
+
+    /// Offers `d` and checks what the arbiter did with it.
+    #[track_caller]
+    fn step(a: &mut Arbiter, d: Decision, then: Then) {
+        let shown = format!("{} at epoch {}", d.source, d.config_epoch);
+        let v = a.offer(d);
+        let got = match &v {
+            Verdict::Changed => Changed,
+            Verdict::Unchanged => Unchanged,
+            Verdict::Ignored(_) => Ignored,
+        };
+        assert_eq!(got, then, "{shown}: {v:?}");
+    }
+
+    /// An arbiter that followed stream 1 to `M1` at epoch 0 (version 1), then to the
+    /// unconfirmed promotion of `m` at epoch 1 (version `version`).
+    fn promoted(m: &str, version: u64) -> Arbiter {
+        let mut a = Arbiter::default();
+        step(&mut a, on(1, 1, 0, M1, QUORUM), Changed);
+        step(&mut a, on(1, version, 1, m, PROMOTED), Changed);
+        assert!(a.is_tentative());
+        a
+    }
+
     #[test]
     fn reads_a_topology() {
         let (d, skipped) = from_topology(&topo(7, 2, "10.0.0.2:9002"), 1).unwrap();
@@ -421,17 +453,11 @@ mod tests {
     #[test]
     fn lower_epoch_is_ignored() {
         let mut a = Arbiter::default();
-        assert_eq!(a.offer(coord(1, 1, "10.0.0.1:9001")), Verdict::Changed);
-        assert_eq!(a.offer(coord(2, 2, "10.0.0.2:9002")), Verdict::Changed);
+        step(&mut a, coord(1, 1, M1), Changed);
+        step(&mut a, coord(2, 2, M2), Changed);
         // A stale stream (e.g. a restarted coordinator that has not caught up).
-        assert!(matches!(
-            a.offer(coord(1, 1, "10.0.0.1:9001")),
-            Verdict::Ignored(_)
-        ));
-        assert!(matches!(
-            a.offer(sentinel(1, "10.0.0.1:9001")),
-            Verdict::Ignored(_)
-        ));
+        step(&mut a, coord(1, 1, M1), Ignored);
+        step(&mut a, sentinel(1, M1), Ignored);
         assert_eq!(
             a.current().unwrap().master_address(),
             Some(&HostPort::new("10.0.0.2", 9002))
@@ -441,31 +467,25 @@ mod tests {
     #[test]
     fn coordinator_down_sentinels_take_over_with_a_higher_epoch() {
         let mut a = Arbiter::default();
-        a.offer(coord(5, 1, "10.0.0.1:9001"));
-        assert_eq!(a.offer(sentinel(2, "10.0.0.3:9003")), Verdict::Changed);
+        step(&mut a, coord(5, 1, M1), Changed);
+        step(&mut a, sentinel(2, M3), Changed);
         let cur = a.current().unwrap();
         // Placed through the coordinator's last node list.
         assert_eq!(cur.master.as_ref().unwrap().node.as_deref(), Some("node-3"));
         assert_eq!(cur.nodes.len(), 3);
         // The coordinator comes back with its old view: ignored.
-        assert!(matches!(
-            a.offer(coord(6, 1, "10.0.0.1:9001")),
-            Verdict::Ignored(_)
-        ));
+        step(&mut a, coord(6, 1, M1), Ignored);
         // It catches up.
-        assert_eq!(a.offer(coord(7, 2, "10.0.0.3:9003")), Verdict::Unchanged);
+        step(&mut a, coord(7, 2, M3), Unchanged);
     }
 
     #[test]
     fn sentinels_at_equal_epoch_do_not_override_the_coordinator() {
         let mut a = Arbiter::default();
         // "promoted" published before the Sentinels switch, at the same epoch.
-        a.offer(coord(3, 4, "10.0.0.2:9002"));
-        assert!(matches!(
-            a.offer(sentinel(4, "10.0.0.1:9001")),
-            Verdict::Ignored(_)
-        ));
-        assert_eq!(a.offer(sentinel(4, "10.0.0.2:9002")), Verdict::Unchanged);
+        step(&mut a, coord(3, 4, M2), Changed);
+        step(&mut a, sentinel(4, M1), Ignored);
+        step(&mut a, sentinel(4, M2), Unchanged);
         assert!(matches!(
             a.current().unwrap().source,
             Source::Coordinator { .. }
@@ -475,172 +495,124 @@ mod tests {
     #[test]
     fn sentinels_fill_in_when_nothing_names_a_master() {
         let mut a = Arbiter::default();
-        a.offer(coord(3, 4, ""));
-        assert_eq!(a.offer(sentinel(4, "10.0.0.2:9002")), Verdict::Changed);
-        // Completed from the coordinator's node list: the same routing as its next topology.
-        assert_eq!(a.offer(coord(4, 4, "10.0.0.2:9002")), Verdict::Unchanged);
+        step(&mut a, coord(3, 4, ""), Changed);
+        step(&mut a, sentinel(4, M2), Changed);
+        // Completed from the coordinator's node list: the same routing as its next
+        // topology.
+        step(&mut a, coord(4, 4, M2), Unchanged);
         // The coordinator at the same epoch is followed in order.
-        assert_eq!(a.offer(coord(5, 4, "")), Verdict::Changed);
+        step(&mut a, coord(5, 4, ""), Changed);
         assert_eq!(a.current().unwrap().master, None);
     }
 
     #[test]
     fn first_decision_is_taken_whatever_its_source() {
         let mut a = Arbiter::default();
-        assert_eq!(a.offer(sentinel(0, "10.0.0.1:9001")), Verdict::Changed);
-        assert_eq!(a.offer(coord(1, 0, "10.0.0.1:9001")), Verdict::Changed);
+        step(&mut a, sentinel(0, M1), Changed);
+        step(&mut a, coord(1, 0, M1), Changed);
     }
 
     #[test]
     fn a_revocation_on_the_same_stream_is_followed() {
-        let mut a = Arbiter::default();
-        assert_eq!(a.offer(on(1, 1, 0, M1, QUORUM)), Verdict::Changed);
         // The failover leader selected node-3 and it answers role:master: epoch 1, tentative.
-        assert_eq!(a.offer(on(1, 2, 1, M3, PROMOTED)), Verdict::Changed);
-        assert!(a.is_tentative());
+        let mut a = promoted(M3, 2);
         // Its agent went quiet a moment: the coordinator keeps the promotion as last-known.
-        assert_eq!(a.offer(on(1, 3, 1, M3, LAST_KNOWN)), Verdict::Unchanged);
+        step(&mut a, on(1, 3, 1, M3, LAST_KNOWN), Unchanged);
         assert!(a.is_tentative());
         // node-3 says replica again, the Sentinels never left epoch 0: revoked.
-        assert_eq!(a.offer(on(1, 4, 0, M1, QUORUM)), Verdict::Changed);
+        step(&mut a, on(1, 4, 0, M1, QUORUM), Changed);
         assert_eq!(master_of(&a), (0, hp(M1)));
         assert!(!a.is_tentative());
         // The Sentinels agree with the revocation.
-        assert_eq!(a.offer(sentinel(0, M1)), Verdict::Unchanged);
+        step(&mut a, sentinel(0, M1), Unchanged);
         // A later failover at epoch 1 (same or another node) is followed as usual.
-        assert_eq!(a.offer(on(1, 5, 1, M2, PROMOTED)), Verdict::Changed);
+        step(&mut a, on(1, 5, 1, M2, PROMOTED), Changed);
         assert_eq!(master_of(&a), (1, hp(M2)));
     }
 
     #[test]
     fn a_revocation_falls_back_to_whatever_the_coordinator_has() {
         let mut a = Arbiter::default();
-        a.offer(on(4, 1, 2, M1, QUORUM));
-        a.offer(on(4, 2, 3, M2, PROMOTED));
+        step(&mut a, on(4, 1, 2, M1, QUORUM), Changed);
+        step(&mut a, on(4, 2, 3, M2, PROMOTED), Changed);
         // The coordinator's floor below the promotion is "last-known" (Sentinels quiet).
-        assert_eq!(a.offer(on(4, 3, 2, M1, LAST_KNOWN)), Verdict::Changed);
+        step(&mut a, on(4, 3, 2, M1, LAST_KNOWN), Changed);
         assert_eq!(master_of(&a), (2, hp(M1)));
     }
 
     #[test]
     fn a_stale_stream_is_still_ignored() {
-        let mut a = Arbiter::default();
-        a.offer(on(1, 1, 0, M1, QUORUM));
-        a.offer(on(1, 7, 1, M3, PROMOTED));
-        // A restarted coordinator (new stream, versions starting over) that has not heard of
-        // the promotion: ignored, whatever its version.
-        assert!(matches!(
-            a.offer(on(2, 1, 0, M1, QUORUM)),
-            Verdict::Ignored(_)
-        ));
-        assert!(matches!(
-            a.offer(on(2, 9, 0, M1, QUORUM)),
-            Verdict::Ignored(_)
-        ));
-        assert!(matches!(
-            a.offer(on(2, 10, 0, M1, LAST_KNOWN)),
-            Verdict::Ignored(_)
-        ));
+        let mut a = promoted(M3, 7);
+        // A restarted coordinator (new stream, versions starting over) that has not
+        // heard of the promotion: ignored, whatever its version.
+        step(&mut a, on(2, 1, 0, M1, QUORUM), Ignored);
+        step(&mut a, on(2, 9, 0, M1, QUORUM), Ignored);
+        step(&mut a, on(2, 10, 0, M1, LAST_KNOWN), Ignored);
         // Out of order on the promotion's own stream (never happens, never believed).
-        assert!(matches!(
-            a.offer(on(1, 6, 0, M1, QUORUM)),
-            Verdict::Ignored(_)
-        ));
-        assert!(matches!(
-            a.offer(on(1, 7, 0, M1, QUORUM)),
-            Verdict::Ignored(_)
-        ));
+        step(&mut a, on(1, 6, 0, M1, QUORUM), Ignored);
+        step(&mut a, on(1, 7, 0, M1, QUORUM), Ignored);
         // The Sentinels' own older view neither.
-        assert!(matches!(a.offer(sentinel(0, M1)), Verdict::Ignored(_)));
+        step(&mut a, sentinel(0, M1), Ignored);
         assert_eq!(master_of(&a), (1, hp(M3)));
         assert!(a.is_tentative());
         // The new stream catches up at epoch 1 without the promotion ("last-known" of
         // another stream): no longer revocable by anyone, stream 1 included.
-        assert_eq!(a.offer(on(2, 11, 1, M3, LAST_KNOWN)), Verdict::Unchanged);
+        step(&mut a, on(2, 11, 1, M3, LAST_KNOWN), Unchanged);
         assert!(!a.is_tentative());
-        assert!(matches!(
-            a.offer(on(1, 8, 0, M1, QUORUM)),
-            Verdict::Ignored(_)
-        ));
-        assert!(matches!(
-            a.offer(on(2, 12, 0, M1, QUORUM)),
-            Verdict::Ignored(_)
-        ));
+        step(&mut a, on(1, 8, 0, M1, QUORUM), Ignored);
+        step(&mut a, on(2, 12, 0, M1, QUORUM), Ignored);
         assert_eq!(master_of(&a), (1, hp(M3)));
     }
 
     #[test]
     fn a_reconnected_stream_that_still_holds_the_promotion_may_revoke_it() {
-        let mut a = Arbiter::default();
-        a.offer(on(1, 1, 0, M1, QUORUM));
-        a.offer(on(1, 2, 1, M3, PROMOTED));
-        // Reconnected to the same coordinator: it re-asserts the promotion on the new stream.
-        assert_eq!(a.offer(on(2, 2, 1, M3, PROMOTED)), Verdict::Unchanged);
+        let mut a = promoted(M3, 2);
+        // Reconnected to the same coordinator: it re-asserts the promotion on the new
+        // stream.
+        step(&mut a, on(2, 2, 1, M3, PROMOTED), Unchanged);
         // The old stream's messages no longer count.
-        assert!(matches!(
-            a.offer(on(1, 3, 0, M1, QUORUM)),
-            Verdict::Ignored(_)
-        ));
-        assert_eq!(a.offer(on(2, 3, 0, M1, QUORUM)), Verdict::Changed);
+        step(&mut a, on(1, 3, 0, M1, QUORUM), Ignored);
+        step(&mut a, on(2, 3, 0, M1, QUORUM), Changed);
         assert_eq!(master_of(&a), (0, hp(M1)));
     }
 
     #[test]
     fn a_sentinel_decision_at_a_higher_epoch_is_never_undone() {
-        let mut a = Arbiter::default();
-        a.offer(on(1, 1, 0, M1, QUORUM));
-        a.offer(on(1, 2, 1, M2, PROMOTED));
+        let mut a = promoted(M2, 2);
         // The coordinator is cut off; the Sentinels fail over again, to epoch 2.
-        assert_eq!(a.offer(sentinel(2, M3)), Verdict::Changed);
+        step(&mut a, sentinel(2, M3), Changed);
         assert!(!a.is_tentative());
-        // The same stream, later, at a lower epoch: it is not revoking the decision in force.
-        assert!(matches!(
-            a.offer(on(1, 3, 0, M1, QUORUM)),
-            Verdict::Ignored(_)
-        ));
-        assert!(matches!(
-            a.offer(on(1, 4, 1, M1, QUORUM)),
-            Verdict::Ignored(_)
-        ));
+        // The same stream, later, at a lower epoch: it is not revoking the decision in
+        // force.
+        step(&mut a, on(1, 3, 0, M1, QUORUM), Ignored);
+        step(&mut a, on(1, 4, 1, M1, QUORUM), Ignored);
         assert_eq!(master_of(&a), (2, hp(M3)));
     }
 
     #[test]
     fn a_promotion_confirmed_by_the_sentinels_stays() {
         // Confirmed through the coordinator.
-        let mut a = Arbiter::default();
-        a.offer(on(1, 1, 0, M1, QUORUM));
-        a.offer(on(1, 2, 1, M2, PROMOTED));
-        assert_eq!(a.offer(on(1, 3, 1, M2, QUORUM)), Verdict::Unchanged);
+        let mut a = promoted(M2, 2);
+        step(&mut a, on(1, 3, 1, M2, QUORUM), Unchanged);
         assert!(!a.is_tentative());
-        assert!(matches!(
-            a.offer(on(1, 4, 0, M1, QUORUM)),
-            Verdict::Ignored(_)
-        ));
+        step(&mut a, on(1, 4, 0, M1, QUORUM), Ignored);
         assert_eq!(master_of(&a), (1, hp(M2)));
 
         // Confirmed by the Sentinels followed directly: the coordinator's decision stays in
         // force (it knows more) but is final.
-        let mut b = Arbiter::default();
-        b.offer(on(1, 1, 0, M1, QUORUM));
-        b.offer(on(1, 2, 1, M2, PROMOTED));
-        assert_eq!(b.offer(sentinel(1, M2)), Verdict::Unchanged);
+        let mut b = promoted(M2, 2);
+        step(&mut b, sentinel(1, M2), Unchanged);
         assert!(matches!(
             b.current().unwrap().source,
             Source::Coordinator { .. }
         ));
         assert!(!b.is_tentative());
-        assert!(matches!(
-            b.offer(on(1, 3, 0, M1, QUORUM)),
-            Verdict::Ignored(_)
-        ));
+        step(&mut b, on(1, 3, 0, M1, QUORUM), Ignored);
         assert_eq!(master_of(&b), (1, hp(M2)));
 
         // Sentinels naming another node at that epoch confirm nothing.
-        let mut c = Arbiter::default();
-        c.offer(on(1, 1, 0, M1, QUORUM));
-        c.offer(on(1, 2, 1, M2, PROMOTED));
-        assert!(matches!(c.offer(sentinel(1, M1)), Verdict::Ignored(_)));
+        let mut c = promoted(M2, 2);
+        step(&mut c, sentinel(1, M1), Ignored);
         assert!(c.is_tentative());
     }
 }

@@ -7,7 +7,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
-use redis_ha_common::metrics::GrpcRequests;
+use redis_ha_common::metrics::{registered, GrpcRequests};
 
 use crate::runtime::{AdminTarget, Command, RuntimeError};
 
@@ -58,81 +58,80 @@ pub struct ReloaderMetrics {
 impl ReloaderMetrics {
     /// The metrics, registered in a new registry.
     pub fn new() -> (Self, Registry) {
-        let m = Self {
-            runtime_commands: Family::default(),
-            runtime_errors: Family::default(),
-            converges: Family::default(),
-            master_switches: Counter::default(),
-            // From tens of milliseconds to tens of seconds.
-            switch_lag: Histogram::new(exponential_buckets(0.005, 2.0, 13)),
-            topology_version: Gauge::default(),
-            config_epoch: Gauge::default(),
-            decisions: Family::default(),
-            haproxy_converged: Family::default(),
-            instance_panics: Family::default(),
-            coordinator_connected: Gauge::default(),
-            grpc_requests: GrpcRequests::default(),
-        };
         let mut r = Registry::with_prefix("redis_ha_reloader");
-        r.register(
-            "runtime_commands",
-            "HAProxy runtime API commands sent, by command (ready, maint, set_addr, shutdown_sessions, read_back)",
-            m.runtime_commands.clone(),
-        );
-        r.register(
-            "runtime_errors",
-            "HAProxy runtime API failures, by kind (connect, timeout, io, refused)",
-            m.runtime_errors.clone(),
-        );
-        r.register(
-            "converges",
-            "Converges of one HAProxy on the decision in force, by result (changed, unchanged, error)",
-            m.converges.clone(),
-        );
-        r.register(
-            "master_switches",
-            "Times a HAProxy was switched to a new master",
-            m.master_switches.clone(),
-        );
-        r.register(
-            "switch_lag_seconds",
-            "From the promoted node's role:master (as its agent saw it) to HAProxy ready on it, per HAProxy",
-            m.switch_lag.clone(),
-        );
-        r.register(
-            "topology_version",
-            "Version of the last topology received from the coordinator",
-            m.topology_version.clone(),
-        );
-        r.register(
-            "config_epoch",
-            "Config epoch of the routing decision in force",
-            m.config_epoch.clone(),
-        );
-        r.register(
-            "decisions",
-            "Routing changes taken, by the source that decided (coordinator, sentinel)",
-            m.decisions.clone(),
-        );
-        r.register(
-            "haproxy_converged",
-            "1 when the last converge found or left the HAProxy in the wanted state",
-            m.haproxy_converged.clone(),
-        );
-        r.register(
-            "instance_task_panics",
-            "Panics of the task that converges one HAProxy (each is logged and the task started again)",
-            m.instance_panics.clone(),
-        );
-        r.register(
-            "coordinator_connected",
-            "1 while the coordinator's topology stream is open",
-            m.coordinator_connected.clone(),
-        );
-        m.grpc_requests.register(
-            &mut r,
-            "Calls to the coordinator, by method and gRPC status code",
-        );
+        let m = Self {
+            runtime_commands: registered(
+                &mut r,
+                "runtime_commands",
+                "HAProxy runtime API commands sent, by command (ready, maint, set_addr, shutdown_sessions, read_back)",
+                Family::default(),
+            ),
+            runtime_errors: registered(
+                &mut r,
+                "runtime_errors",
+                "HAProxy runtime API failures, by kind (connect, timeout, io, refused)",
+                Family::default(),
+            ),
+            converges: registered(
+                &mut r,
+                "converges",
+                "Converges of one HAProxy on the decision in force, by result (changed, unchanged, error)",
+                Family::default(),
+            ),
+            master_switches: registered(
+                &mut r,
+                "master_switches",
+                "Times a HAProxy was switched to a new master",
+                Counter::default(),
+            ),
+            // From tens of milliseconds to tens of seconds.
+            switch_lag: registered(
+                &mut r,
+                "switch_lag_seconds",
+                "From the promoted node's role:master (as its agent saw it) to HAProxy ready on it, per HAProxy",
+                Histogram::new(exponential_buckets(0.005, 2.0, 13)),
+            ),
+            topology_version: registered(
+                &mut r,
+                "topology_version",
+                "Version of the last topology received from the coordinator",
+                Gauge::default(),
+            ),
+            config_epoch: registered(
+                &mut r,
+                "config_epoch",
+                "Config epoch of the routing decision in force",
+                Gauge::default(),
+            ),
+            decisions: registered(
+                &mut r,
+                "decisions",
+                "Routing changes taken, by the source that decided (coordinator, sentinel)",
+                Family::default(),
+            ),
+            haproxy_converged: registered(
+                &mut r,
+                "haproxy_converged",
+                "1 when the last converge found or left the HAProxy in the wanted state",
+                Family::default(),
+            ),
+            instance_panics: registered(
+                &mut r,
+                "instance_task_panics",
+                "Panics of the task that converges one HAProxy (each is logged and the task started again)",
+                Family::default(),
+            ),
+            coordinator_connected: registered(
+                &mut r,
+                "coordinator_connected",
+                "1 while the coordinator's topology stream is open",
+                Gauge::default(),
+            ),
+            grpc_requests: GrpcRequests::registered(
+                &mut r,
+                "Calls to the coordinator, by method and gRPC status code",
+            ),
+        };
         (m, r)
     }
 

@@ -34,6 +34,29 @@ pub struct Wanted {
     pub nodes: Vec<NodeTarget>,
 }
 
+impl Wanted {
+    /// The nodes `node-1`, `node-2`, ... at these addresses, in order (the ids the shipped
+    /// deployment gives its nodes, which [`ServerNames`] maps to `redis-1`, `redis-2`, ...),
+    /// and as master the one at index `master`.
+    ///
+    /// # Panics
+    /// When `master` is not an index into `addrs`.
+    pub fn numbered(addrs: impl IntoIterator<Item = SocketAddr>, master: Option<usize>) -> Self {
+        let nodes: Vec<NodeTarget> = addrs
+            .into_iter()
+            .enumerate()
+            .map(|(i, addr)| NodeTarget {
+                node: Some(format!("node-{}", i + 1)),
+                addr,
+            })
+            .collect();
+        Self {
+            master: master.map(|i| nodes[i].clone()),
+            nodes,
+        }
+    }
+}
+
 /// Maps node ids to HAProxy server names: an explicit entry, else `node-N` → `redis-N`, else
 /// the node id itself.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -279,6 +302,17 @@ mod tests {
         }
     }
 
+    /// A master named by its address only (as the Sentinels name it), and these nodes.
+    fn address_only(master: &str, nodes: Vec<NodeTarget>) -> Wanted {
+        Wanted {
+            master: Some(NodeTarget {
+                node: None,
+                addr: master.parse().unwrap(),
+            }),
+            nodes,
+        }
+    }
+
     fn lines(cmds: &[Command]) -> Vec<String> {
         cmds.iter().map(ToString::to_string).collect()
     }
@@ -286,6 +320,23 @@ mod tests {
     fn run(w: &Wanted, o: &Observation) -> Vec<String> {
         let d = desired(w, &ServerNames::default(), o).unwrap();
         lines(&plan("redis", &d, o).unwrap())
+    }
+
+    #[test]
+    fn numbered_nodes_in_order_and_the_master_by_index() {
+        let at = |port| SocketAddr::from(([127, 0, 0, 1], port));
+        let w = Wanted::numbered([at(7001), at(7002)], Some(1));
+        let ids: Vec<_> = w
+            .nodes
+            .iter()
+            .map(|n| (n.node.as_deref(), n.addr))
+            .collect();
+        assert_eq!(
+            ids,
+            [(Some("node-1"), at(7001)), (Some("node-2"), at(7002))]
+        );
+        assert_eq!(w.master.as_ref(), Some(&w.nodes[1]));
+        assert_eq!(Wanted::numbered([at(7001)], None).master, None);
     }
 
     #[test]
@@ -420,13 +471,7 @@ mod tests {
     fn sentinel_decision_is_placed_by_address() {
         // The Sentinels give an address only.
         let o = three([READY, MAINT, MAINT]);
-        let w = Wanted {
-            master: Some(NodeTarget {
-                node: None,
-                addr: "10.0.0.3:9003".parse().unwrap(),
-            }),
-            nodes: vec![],
-        };
+        let w = address_only("10.0.0.3:9003", vec![]);
         assert_eq!(
             run(&w, &o),
             [
@@ -444,13 +489,7 @@ mod tests {
             srv(1, "192.0.2.1:9001", MAINT),
             srv(2, "192.0.2.1:9002", MAINT),
         ]);
-        let w = Wanted {
-            master: Some(NodeTarget {
-                node: None,
-                addr: "10.0.0.2:9002".parse().unwrap(),
-            }),
-            nodes: vec![node(1), node(2)],
-        };
+        let w = address_only("10.0.0.2:9002", vec![node(1), node(2)]);
         assert_eq!(
             run(&w, &o),
             [
@@ -464,13 +503,7 @@ mod tests {
     #[test]
     fn unplaceable_master_is_an_error() {
         let o = three([READY, MAINT, MAINT]);
-        let w = Wanted {
-            master: Some(NodeTarget {
-                node: None,
-                addr: "10.9.9.9:9009".parse().unwrap(),
-            }),
-            nodes: vec![],
-        };
+        let w = address_only("10.9.9.9:9009", vec![]);
         let e = desired(&w, &ServerNames::default(), &o).unwrap_err();
         assert!(matches!(e, PlanError::NoServerForMaster { .. }), "{e}");
         let d = Desired {

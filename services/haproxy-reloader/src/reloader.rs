@@ -22,7 +22,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, debug_span, info, info_span, warn, Instrument};
+use tracing::{debug, info, info_span, span, warn, Instrument, Level};
 
 use crate::config::ReloaderConfig;
 use crate::coordinator::CoordinatorSource;
@@ -472,30 +472,27 @@ async fn drive_instance(
         let old_master = routed_to
             .as_ref()
             .map_or_else(|| "none".to_owned(), ToString::to_string);
+        // A span's level is fixed where it is written: one field list for both levels.
+        macro_rules! apply_span {
+            ($level:expr) => {
+                span!(
+                    $level,
+                    "apply_topology",
+                    group = %shared.group,
+                    version,
+                    master = %master,
+                    old_master = %old_master,
+                    epoch = d.config_epoch,
+                    source = %d.source,
+                    instance = %key,
+                    resync,
+                )
+            };
+        }
         let span = if resync {
-            debug_span!(
-                "apply_topology",
-                group = %shared.group,
-                version,
-                master = %master,
-                old_master = %old_master,
-                epoch = d.config_epoch,
-                source = %d.source,
-                instance = %key,
-                resync,
-            )
+            apply_span!(Level::DEBUG)
         } else {
-            let span = info_span!(
-                "apply_topology",
-                group = %shared.group,
-                version,
-                master = %master,
-                old_master = %old_master,
-                epoch = d.config_epoch,
-                source = %d.source,
-                instance = %key,
-                resync,
-            );
+            let span = apply_span!(Level::INFO);
             // Part of the trace of the coordinator's publication of this version.
             redis_ha_common::telemetry::adopt_trace_parent(&d.trace_parent, &span);
             span

@@ -382,6 +382,23 @@ impl Observation {
     }
 }
 
+/// The columns of `show servers state` that [`parse_servers_state`] reads.
+const SERVER_STATE_COLUMNS: [&str; 13] = [
+    "be_id",
+    "be_name",
+    "srv_id",
+    "srv_name",
+    "srv_addr",
+    "srv_op_state",
+    "srv_admin_state",
+    "srv_uweight",
+    "srv_time_since_last_change",
+    "srv_check_result",
+    "srv_check_state",
+    "srv_fqdn",
+    "srv_port",
+];
+
 /// Parses the answer of `show servers state [<backend>]` (format version 1).
 pub fn parse_servers_state(answer: &str) -> Result<Vec<ServerState>, String> {
     let mut lines = answer.lines().filter(|l| !l.trim().is_empty());
@@ -395,25 +412,14 @@ pub fn parse_servers_state(answer: &str) -> Result<Vec<ServerState>, String> {
         .ok_or("column header does not start with '#'")?
         .split_whitespace()
         .collect();
-    let col = |name: &str| {
-        columns
-            .iter()
-            .position(|c| *c == name)
-            .ok_or_else(|| format!("no column {name}"))
-    };
-    let i_be_id = col("be_id")?;
-    let i_be_name = col("be_name")?;
-    let i_srv_id = col("srv_id")?;
-    let i_srv_name = col("srv_name")?;
-    let i_addr = col("srv_addr")?;
-    let i_op = col("srv_op_state")?;
-    let i_admin = col("srv_admin_state")?;
-    let i_uweight = col("srv_uweight")?;
-    let i_since = col("srv_time_since_last_change")?;
-    let i_check_result = col("srv_check_result")?;
-    let i_check_state = col("srv_check_state")?;
-    let i_fqdn = col("srv_fqdn")?;
-    let i_port = col("srv_port")?;
+    // Where each column this parser reads stands; the header must have them all.
+    let index = SERVER_STATE_COLUMNS
+        .iter()
+        .map(|&name| match columns.iter().position(|c| *c == name) {
+            Some(i) => Ok((name, i)),
+            None => Err(format!("no column {name}")),
+        })
+        .collect::<Result<BTreeMap<&str, usize>, String>>()?;
 
     let mut servers = Vec::new();
     for line in lines {
@@ -428,42 +434,50 @@ pub fn parse_servers_state(answer: &str) -> Result<Vec<ServerState>, String> {
                 columns.len()
             ));
         }
-        let num = |i: usize, name: &str| {
-            f[i].parse::<u64>()
-                .map_err(|_| format!("{name} is not a number: {:?}", f[i]))
+        let field = |name: &str| {
+            index
+                .get(name)
+                .map(|&i| f[i])
+                .ok_or_else(|| format!("no column {name}"))
         };
-        let num32 = |i: usize, name: &str| {
-            num(i, name)
+        let num = |name: &str| {
+            field(name).and_then(|v| {
+                v.parse::<u64>()
+                    .map_err(|_| format!("{name} is not a number: {v:?}"))
+            })
+        };
+        let num32 = |name: &str| {
+            num(name)
                 .and_then(|v| u32::try_from(v).map_err(|_| format!("{name} out of range: {v}")))
         };
-        let srv_addr = match f[i_addr] {
+        let srv_addr = match field("srv_addr")? {
             "-" => None,
             a => Some(
                 a.parse::<IpAddr>()
                     .map_err(|_| format!("srv_addr is not an IP address: {a:?}"))?,
             ),
         };
-        let op = num32(i_op, "srv_op_state")?;
-        let srv_port = match f[i_port] {
+        let op = num32("srv_op_state")?;
+        let srv_port = match field("srv_port")? {
             "-" => 0,
             p => p
                 .parse::<u16>()
                 .map_err(|_| format!("srv_port is not a port: {p:?}"))?,
         };
         servers.push(ServerState {
-            be_id: num32(i_be_id, "be_id")?,
-            be_name: f[i_be_name].to_owned(),
-            srv_id: num32(i_srv_id, "srv_id")?,
-            srv_name: f[i_srv_name].to_owned(),
+            be_id: num32("be_id")?,
+            be_name: field("be_name")?.to_owned(),
+            srv_id: num32("srv_id")?,
+            srv_name: field("srv_name")?.to_owned(),
             srv_addr,
             srv_op_state: OpState::from_code(op)
                 .ok_or_else(|| format!("unknown srv_op_state {op}"))?,
-            srv_admin_state: AdminState(num32(i_admin, "srv_admin_state")?),
-            srv_uweight: num32(i_uweight, "srv_uweight")?,
-            srv_time_since_last_change: num(i_since, "srv_time_since_last_change")?,
-            srv_check_result: num32(i_check_result, "srv_check_result")?,
-            srv_check_state: num32(i_check_state, "srv_check_state")?,
-            srv_fqdn: match f[i_fqdn] {
+            srv_admin_state: AdminState(num32("srv_admin_state")?),
+            srv_uweight: num32("srv_uweight")?,
+            srv_time_since_last_change: num("srv_time_since_last_change")?,
+            srv_check_result: num32("srv_check_result")?,
+            srv_check_state: num32("srv_check_state")?,
+            srv_fqdn: match field("srv_fqdn")? {
                 "-" => None,
                 q => Some(q.to_owned()),
             },

@@ -5,31 +5,26 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use redis_ha_reloader::plan::{NodeTarget, ServerNames, Wanted};
+use redis_ha_reloader::plan::{ServerNames, Wanted};
 use redis_ha_reloader::reloader::{converge_once, ConvergeOutcome};
 use redis_ha_reloader::runtime::{Command, OpState, RuntimeAddr, RuntimeClient};
 use redis_ha_testkit::{client, wait_until, Haproxy, RedisNode, Sandbox, TIMEOUT};
 
 fn wanted(master: Option<usize>, redis: &[RedisNode]) -> Wanted {
-    let nodes: Vec<NodeTarget> = redis
+    let loopback = redis
         .iter()
-        .enumerate()
-        .map(|(i, r)| NodeTarget {
-            node: Some(format!("node-{}", i + 1)),
-            addr: SocketAddr::from(([127, 0, 0, 1], r.port())),
-        })
-        .collect();
-    Wanted {
-        master: master.map(|i| nodes[i].clone()),
-        nodes,
-    }
+        .map(|r| SocketAddr::from(([127, 0, 0, 1], r.port())));
+    Wanted::numbered(loopback, master)
 }
 
-async fn three_nodes(sb: &Sandbox) -> Vec<RedisNode> {
+/// A master and two replicas, and their ports.
+async fn three_nodes(sb: &Sandbox) -> (Vec<RedisNode>, Vec<u16>) {
     let m = sb.redis(None).await;
     let r2 = sb.redis(Some(m.port())).await;
     let r3 = sb.redis(Some(m.port())).await;
-    vec![m, r2, r3]
+    let redis = vec![m, r2, r3];
+    let ports = redis.iter().map(RedisNode::port).collect();
+    (redis, ports)
 }
 
 /// One `converge_once` of the backend to `master` (an index into `redis`), or to no master.
@@ -68,8 +63,7 @@ async fn ping_through(hap: &Haproxy) -> bool {
 #[tokio::test]
 async fn everything_starts_in_maint_and_nothing_is_routed() {
     let sb = Sandbox::new();
-    let redis = three_nodes(&sb).await;
-    let ports: Vec<u16> = redis.iter().map(|r| r.port()).collect();
+    let (_redis, ports) = three_nodes(&sb).await;
     let hap = sb.haproxy(&ports).await;
 
     let obs = runtime(&hap).observe("redis").await.unwrap();
@@ -88,8 +82,7 @@ async fn everything_starts_in_maint_and_nothing_is_routed() {
 #[tokio::test]
 async fn ready_then_switch_fences_the_old_master() {
     let sb = Sandbox::new();
-    let redis = three_nodes(&sb).await;
-    let ports: Vec<u16> = redis.iter().map(|r| r.port()).collect();
+    let (redis, ports) = three_nodes(&sb).await;
     let hap = sb.haproxy(&ports).await;
     let client = runtime(&hap);
 
@@ -154,8 +147,7 @@ async fn ready_then_switch_fences_the_old_master() {
 #[tokio::test]
 async fn addresses_are_set_before_ready_and_restart_is_reconverged() {
     let sb = Sandbox::new();
-    let redis = three_nodes(&sb).await;
-    let ports: Vec<u16> = redis.iter().map(|r| r.port()).collect();
+    let (redis, ports) = three_nodes(&sb).await;
     // HAProxy configured with nodes 1 and 2 swapped: the reloader's addresses win.
     let mut hap = sb.haproxy(&[ports[1], ports[0], ports[2]]).await;
     let client = runtime(&hap);

@@ -223,6 +223,11 @@ struct Fleet {
     inner: Mutex<FleetInner>,
 }
 
+/// Does `t` name the node on `port` master at `epoch`, as `source` says?
+fn names(t: &Topology, port: u16, epoch: u64, source: MasterSource) -> bool {
+    t.master_address == address(port) && t.config_epoch == epoch && t.master_source() == source
+}
+
 fn address(port: u16) -> String {
     format!("127.0.0.1:{port}")
 }
@@ -292,7 +297,12 @@ impl Fleet {
     }
 
     fn report_of(&self, node: usize, a: &Agent, sequence: u64, reason: &str) -> AgentReport {
-        let replica = a.role == Role::Replica;
+        // A replica names its master and its link to it; a master neither.
+        let (master_address, link) = if a.role == Role::Replica {
+            (address(a.replica_of), LinkState::Up)
+        } else {
+            (String::new(), LinkState::Unspecified)
+        };
         let mut flags = vec!["master".to_owned()];
         if a.failover {
             flags.push("failover_in_progress".to_owned());
@@ -308,16 +318,8 @@ impl Fleet {
                 address: address(a.port),
                 reachable: true,
                 role: a.role as i32,
-                master_address: if replica {
-                    address(a.replica_of)
-                } else {
-                    String::new()
-                },
-                link: if replica {
-                    LinkState::Up as i32
-                } else {
-                    LinkState::Unspecified as i32
-                },
+                master_address,
+                link: link as i32,
                 ping_micros: 100,
                 role_changed_at_ms: a.role_changed_at_ms,
                 run_id: format!("run-{}", a.port),
@@ -529,9 +531,7 @@ async fn promote(
     let what = format!("node-{promoted} promoted at epoch {epoch}");
     fleet
         .wait_topology(&what, |t| {
-            t.master_address == address(port(promoted))
-                && t.config_epoch == epoch
-                && t.master_source() == MasterSource::Promoted
+            names(t, port(promoted), epoch, MasterSource::Promoted)
         })
         .await;
     hap.wait_routed_to(port(promoted)).await;
@@ -567,10 +567,7 @@ async fn follows_the_coordinator_through_a_restart_and_a_revoked_promotion() {
     // 1. The Sentinels at epoch 0 name node-1.
     fleet
         .wait_topology("node-1 master at epoch 0", |t| {
-            t.master_address == address(p1)
-                && t.config_epoch == 0
-                && t.master_source() == MasterSource::SentinelQuorum
-                && t.nodes.len() == 3
+            names(t, p1, 0, MasterSource::SentinelQuorum) && t.nodes.len() == 3
         })
         .await;
     let mut cfg = config(&hap);
@@ -657,9 +654,7 @@ async fn follows_the_coordinator_through_a_restart_and_a_revoked_promotion() {
     }
     fleet
         .wait_topology("node-3 confirmed at epoch 1", |t| {
-            t.master_address == address(p3)
-                && t.config_epoch == 1
-                && t.master_source() == MasterSource::SentinelQuorum
+            names(t, p3, 1, MasterSource::SentinelQuorum)
         })
         .await;
     wait_until(
@@ -692,9 +687,7 @@ async fn follows_the_coordinator_through_a_restart_and_a_revoked_promotion() {
     fleet.report_taken(1, "heartbeat", Vec::new()).await;
     fleet
         .wait_topology("the promotion revoked", |t| {
-            t.master_address == address(p3)
-                && t.config_epoch == 1
-                && t.master_source() == MasterSource::SentinelQuorum
+            names(t, p3, 1, MasterSource::SentinelQuorum)
         })
         .await;
     assert!(fleet

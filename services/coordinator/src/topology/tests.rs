@@ -120,7 +120,12 @@ impl Obs {
         self
     }
     fn report(&self) -> AgentReport {
-        let is_replica = self.role == Role::Replica;
+        // A replica names its master and its link to it; a master neither.
+        let (master_address, link) = if self.role == Role::Replica {
+            (addr(self.master_of), LinkState::Up)
+        } else {
+            (String::new(), LinkState::Unspecified)
+        };
         AgentReport {
             agent_id: format!("node-{}", self.id),
             master_group: G.into(),
@@ -138,16 +143,8 @@ impl Obs {
                 },
                 role: self.role as i32,
                 repl_offset: self.offset,
-                master_address: if is_replica {
-                    addr(self.master_of)
-                } else {
-                    String::new()
-                },
-                link: if is_replica {
-                    LinkState::Up as i32
-                } else {
-                    LinkState::Unspecified as i32
-                },
+                master_address,
+                link: link as i32,
                 ping_micros: 150,
                 replicas: Vec::new(),
                 role_changed_at_ms: self.role_changed_at,
@@ -193,6 +190,59 @@ fn healthy(s: &mut GroupState, now: Now) {
     }
 }
 
+/// Every node reports (sequence `seq`): node `master` master, the others its replicas, every
+/// Sentinel naming node `master` at `epoch`.
+fn all_follow(s: &mut GroupState, master: u8, epoch: u64, seq: u64, now: Now) {
+    for n in 1..=3 {
+        let o = Obs::new(n).seq(seq).sentinel_names(master, epoch);
+        let o = if n == master {
+            o.master()
+        } else {
+            o.replica_of(master)
+        };
+        apply(s, &o, now);
+    }
+}
+
+/// A group in the starting layout ([`healthy`]), reported at 0 ms.
+fn healthy_state(c: &Clock) -> GroupState {
+    let mut s = state();
+    healthy(&mut s, c.at(0));
+    s
+}
+
+/// The starting layout published at 0 ms, then node-1's Redis down at 1000 ms.
+fn master_down(c: &Clock) -> GroupState {
+    let mut s = healthy_state(c);
+    s.refresh(c.at(0));
+    apply(&mut s, &Obs::new(1).seq(2).down(), c.at(1000));
+    s
+}
+
+/// The starting layout, then node-3's Sentinel selects node-2 at epoch 1 (at 100 ms).
+fn node_2_selected(c: &Clock) -> GroupState {
+    let mut s = healthy_state(c);
+    let leader = Obs::new(3).seq(2).event("+selected-slave", &selected(2), 1);
+    apply(&mut s, &leader, c.at(100));
+    s
+}
+
+/// node-3's report: its Sentinel starts epoch 1 and, leading the failover, selects node-2.
+fn leader_selects_2() -> Obs {
+    Obs::new(3)
+        .seq(2)
+        .event("+new-epoch", "1", 1)
+        .event("+selected-slave", &selected(2), 1)
+}
+
+/// A group where every node reported at 0 ms: node `master` master, every Sentinel naming it
+/// at `epoch`.
+fn following(c: &Clock, master: u8, epoch: u64) -> GroupState {
+    let mut s = state();
+    all_follow(&mut s, master, epoch, 1, c.at(0));
+    s
+}
+
 fn node<'a>(t: &'a Topology, id: &str) -> &'a NodeView {
     t.nodes.iter().find(|n| n.node == id).unwrap()
 }
@@ -211,8 +261,7 @@ fn events_of(s: &GroupState, kind: &str) -> Vec<Event> {
 #[test]
 fn normal_state() {
     let c = Clock::new();
-    let mut s = state();
-    healthy(&mut s, c.at(0));
+    let mut s = healthy_state(&c);
     let r = s.refresh(c.at(10));
     let t = &r.topology;
     assert!(r.changed);
@@ -275,8 +324,7 @@ fn empty_group_has_no_master() {
 #[test]
 fn failover_in_progress_while_master_is_down() {
     let c = Clock::new();
-    let mut s = state();
-    healthy(&mut s, c.at(0));
+    let mut s = healthy_state(&c);
     let v1 = s.refresh(c.at(0)).topology.version;
 
     // The master dies; the Sentinels still name it (epoch 0) and flag the failover.
@@ -310,18 +358,9 @@ fn failover_in_progress_while_master_is_down() {
 #[test]
 fn promoted_before_announced() {
     let c = Clock::new();
-    let mut s = state();
-    healthy(&mut s, c.at(0));
-    s.refresh(c.at(0));
-
     // The master dies; node-3's Sentinel leads epoch 1 and selects node-2.
-    apply(&mut s, &Obs::new(1).seq(2).down(), c.at(1000));
-    let leader =
-        Obs::new(3)
-            .seq(2)
-            .event("+new-epoch", "1", 1)
-            .event("+selected-slave", &selected(2), 1);
-    apply(&mut s, &leader, c.at(1100));
+    let mut s = master_down(&c);
+    apply(&mut s, &leader_selects_2(), c.at(1100));
     let r = s.refresh(c.at(1100));
     // node-2 still says replica: the promotion waits, but the failover shows.
     assert_eq!(r.topology.master_address, addr(1));
@@ -384,13 +423,7 @@ fn promoted_before_announced() {
 #[test]
 fn promotion_ignored_while_selected_node_still_replica() {
     let c = Clock::new();
-    let mut s = state();
-    healthy(&mut s, c.at(0));
-    apply(
-        &mut s,
-        &Obs::new(3).seq(2).event("+selected-slave", &selected(2), 1),
-        c.at(100),
-    );
+    let mut s = node_2_selected(&c);
     let t = s.refresh(c.at(100)).topology;
     assert_eq!(t.master_address, addr(1));
     assert_eq!(t.config_epoch, 0);
@@ -403,8 +436,7 @@ fn promotion_ignored_while_selected_node_still_replica() {
 #[test]
 fn promotion_epoch_from_current_epoch_when_event_has_none() {
     let c = Clock::new();
-    let mut s = state();
-    healthy(&mut s, c.at(0));
+    let mut s = healthy_state(&c);
     let mut leader = Obs::new(3).seq(2).event("+selected-slave", &selected(2), 0);
     leader.current_epoch = 4;
     apply(&mut s, &leader, c.at(100));
@@ -449,12 +481,7 @@ fn promotion_below_sentinel_epoch_is_ignored() {
 #[test]
 fn promotion_at_sentinel_epoch_naming_the_same_node_is_settled() {
     let c = Clock::new();
-    let mut s = state();
-    for n in 1..=3 {
-        let o = Obs::new(n).sentinel_names(2, 2);
-        let o = if n == 2 { o.master() } else { o.replica_of(2) };
-        apply(&mut s, &o, c.at(0));
-    }
+    let mut s = following(&c, 2, 2);
     apply(
         &mut s,
         &Obs::new(3).seq(2).sentinel_names(2, 2).replica_of(2).event(
@@ -476,14 +503,8 @@ fn promotion_at_sentinel_epoch_naming_the_same_node_is_settled() {
 #[test]
 fn leader_between_promoted_slave_and_failover_end() {
     let c = Clock::new();
-    let mut s = state();
-    healthy(&mut s, c.at(0));
-    s.refresh(c.at(0));
-    apply(&mut s, &Obs::new(1).seq(2).down(), c.at(1000));
-    let mut leader = Obs::new(3)
-        .seq(2)
-        .event("+new-epoch", "1", 1)
-        .event("+selected-slave", &selected(2), 1)
+    let mut s = master_down(&c);
+    let mut leader = leader_selects_2()
         .event("+promoted-slave", &selected(2), 1)
         .sentinel_names(1, 1);
     leader.flags = vec!["master".into(), "o_down".into(), FLAG_FAILOVER.into()];
@@ -587,8 +608,7 @@ fn sentinels_disagreeing_highest_epoch_wins() {
 #[test]
 fn stale_reports_are_unknown_not_healthy() {
     let c = Clock::new();
-    let mut s = state();
-    healthy(&mut s, c.at(0));
+    let mut s = healthy_state(&c);
     let v1 = s.refresh(c.at(0)).topology.version;
 
     // node-1 and node-2 keep reporting; node-3 falls silent.
@@ -642,23 +662,14 @@ fn stale_sentinel_with_higher_epoch_does_not_vote() {
 #[test]
 fn coordinator_restart_rebuilds_from_fresh_reports() {
     let c = Clock::new();
-    let mut before = state();
-    for n in 1..=3 {
-        let o = Obs::new(n).sentinel_names(2, 3);
-        let o = if n == 2 { o.master() } else { o.replica_of(2) };
-        apply(&mut before, &o, c.at(0));
-    }
+    let mut before = following(&c, 2, 3);
     let old = before.refresh(c.at(0)).topology;
 
     // A new process: nothing carried over, the next round of reports rebuilds everything.
     let mut after = state();
     let t = after.refresh(c.at(10_000)).topology;
     assert_eq!(t.master_address, "");
-    for n in 1..=3 {
-        let o = Obs::new(n).seq(99).sentinel_names(2, 3);
-        let o = if n == 2 { o.master() } else { o.replica_of(2) };
-        apply(&mut after, &o, c.at(10_000));
-    }
+    all_follow(&mut after, 2, 3, 99, c.at(10_000));
     let t = after.refresh(c.at(10_000)).topology;
     assert_eq!(t.master_address, old.master_address);
     assert_eq!(t.config_epoch, 3);
@@ -670,12 +681,7 @@ fn coordinator_restart_rebuilds_from_fresh_reports() {
 #[test]
 fn floor_never_goes_back() {
     let c = Clock::new();
-    let mut s = state();
-    for n in 1..=3 {
-        let o = Obs::new(n).sentinel_names(2, 2);
-        let o = if n == 2 { o.master() } else { o.replica_of(2) };
-        apply(&mut s, &o, c.at(0));
-    }
+    let mut s = following(&c, 2, 2);
     let t = s.refresh(c.at(0)).topology;
     assert_eq!(
         (t.master_address.as_str(), t.config_epoch),
@@ -749,13 +755,7 @@ fn floor_never_goes_back() {
 #[test]
 fn unconfirmed_promotion_denied_by_its_node_is_revoked() {
     let c = Clock::new();
-    let mut s = state();
-    healthy(&mut s, c.at(0));
-    apply(
-        &mut s,
-        &Obs::new(3).seq(2).event("+selected-slave", &selected(2), 1),
-        c.at(100),
-    );
+    let mut s = node_2_selected(&c);
     apply(&mut s, &Obs::new(2).seq(2).master(), c.at(150));
     assert_eq!(s.refresh(c.at(150)).topology.master_address, addr(2));
 
@@ -773,13 +773,7 @@ fn unconfirmed_promotion_denied_by_its_node_is_revoked() {
 #[test]
 fn aborted_failover_is_no_longer_pending() {
     let c = Clock::new();
-    let mut s = state();
-    healthy(&mut s, c.at(0));
-    apply(
-        &mut s,
-        &Obs::new(3).seq(2).event("+selected-slave", &selected(2), 1),
-        c.at(100),
-    );
+    let mut s = node_2_selected(&c);
     assert!(s.refresh(c.at(100)).topology.failover_in_progress);
     apply(
         &mut s,
@@ -796,8 +790,7 @@ fn aborted_failover_is_no_longer_pending() {
 #[test]
 fn lower_sequence_from_same_agent_process_is_ignored() {
     let c = Clock::new();
-    let mut s = state();
-    healthy(&mut s, c.at(0));
+    let mut s = healthy_state(&c);
     assert_eq!(
         apply(&mut s, &Obs::new(2).seq(5).down(), c.at(10)),
         ReportOutcome::Applied
@@ -826,8 +819,7 @@ fn lower_sequence_from_same_agent_process_is_ignored() {
 #[test]
 fn restarted_agent_is_accepted() {
     let c = Clock::new();
-    let mut s = state();
-    healthy(&mut s, c.at(0));
+    let mut s = healthy_state(&c);
     apply(&mut s, &Obs::new(2).seq(500).down(), c.at(10));
     let mut restarted = Obs::new(2).seq(1);
     restarted.started = WALL0 + 5;
@@ -839,8 +831,7 @@ fn restarted_agent_is_accepted() {
 #[test]
 fn version_unchanged_when_only_measurements_move() {
     let c = Clock::new();
-    let mut s = state();
-    healthy(&mut s, c.at(0));
+    let mut s = healthy_state(&c);
     let v = s.refresh(c.at(0)).topology.version;
     for (i, t_ms) in [100u64, 200, 300].into_iter().enumerate() {
         let k = u64::try_from(i).unwrap();
@@ -981,12 +972,7 @@ fn a_version_keeps_its_trace_parent_and_carries_the_promotion_time() {
 
     // A new version starts without one (the server sets it from its publish span).
     apply(&mut s, &Obs::new(1).seq(2).down(), c.at(1000));
-    let leader =
-        Obs::new(3)
-            .seq(2)
-            .event("+new-epoch", "1", 1)
-            .event("+selected-slave", &selected(2), 1);
-    apply(&mut s, &leader, c.at(1100));
+    apply(&mut s, &leader_selects_2(), c.at(1100));
     let mut o2 = Obs::new(2).seq(2).master();
     o2.role_changed_at = WALL0 + 1150;
     apply(&mut s, &o2, c.at(1200));
