@@ -16,6 +16,27 @@ RH_MARKER=".redis-ha-local"
 RH_STOP_ORDER=(reloader agent-1 agent-2 agent-3 haproxy sentinel-1 sentinel-2 sentinel-3
     redis-1 redis-2 redis-3 coordinator)
 
+# Without --local: hands the arguments to the Docker Swarm stack's FN (deploy/swarm/lib.sh parses
+# its options) and exits; with --local returns, for the caller's local branch.
+rh_swarm_unless_local() {
+    local fn=$1
+    shift
+    case " $* " in
+        *" --local "*) return 0 ;;
+    esac
+    # shellcheck source=deploy/swarm/lib.sh
+    source "$(dirname "${BASH_SOURCE[0]}")/../swarm/lib.sh"
+    "$fn" "$@"
+    exit 0
+}
+
+# An option error of up.sh or down.sh --local: the message, the caller's usage, exit 2.
+rh_usage_error() {
+    echo "redis-ha: $*" >&2
+    usage >&2
+    exit 2
+}
+
 rh_die() {
     echo "redis-ha: $*" >&2
     exit 1
