@@ -9,10 +9,8 @@
 # Without --local: removes the Docker Swarm stack (deploy/swarm/lib.sh; deploy/down.sh --help).
 set -euo pipefail
 
-SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-REPO_ROOT=$(cd "$SCRIPT_DIR/.." && pwd)
 # shellcheck source=deploy/local/lib.sh
-source "$SCRIPT_DIR/local/lib.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/local/lib.sh"
 rh_swarm_unless_local swarm_down "$@"
 
 usage() {
@@ -28,7 +26,7 @@ usage: deploy/down.sh --local [options]
 USAGE
 }
 
-RUN_DIR="$REPO_ROOT/deploy/local/run"
+RUN_DIR=$RH_DEFAULT_RUN_DIR
 PURGE=0
 STOP_SECS=10
 

@@ -34,7 +34,7 @@ usage: deploy/up.sh --local [options]
 USAGE
 }
 
-RUN_DIR="$REPO_ROOT/deploy/local/run"
+RUN_DIR=$RH_DEFAULT_RUN_DIR
 BASE_PORT=9000
 GRPC_PORT=50051
 GROUP=redis-cluster
@@ -401,7 +401,7 @@ local_up() {
         [agent-3-metrics]=$((BASE_PORT + 20003)) [coordinator-metrics]=$((BASE_PORT + 20010))
     )
     DIR_ARG=""
-    [[ $RUN_DIR == "$(rh_abs_path "$REPO_ROOT/deploy/local/run")" ]] || DIR_ARG=" --dir $RUN_DIR"
+    [[ $RUN_DIR == "$(rh_abs_path "$RH_DEFAULT_RUN_DIR")" ]] || DIR_ARG=" --dir $RUN_DIR"
     check_packages
     check_not_running
     local names

@@ -7,6 +7,10 @@
 # directory (the config path is on every command line, or in the process title for Redis),
 # so a reused pid is never signalled.
 
+# The run directory up.sh and down.sh use without --dir.
+# shellcheck disable=SC2034 # used by up.sh and down.sh
+RH_DEFAULT_RUN_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/run
+
 # The marker that makes a directory ours to empty (up.sh) or delete (down.sh --purge).
 # shellcheck disable=SC2034 # used by up.sh and down.sh
 RH_MARKER=".redis-ha-local"
