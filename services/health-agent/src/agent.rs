@@ -111,6 +111,29 @@ impl Shared {
     fn failover_in_progress(&self, now: Instant) -> bool {
         self.state().failover.in_progress(now)
     }
+
+    /// Applies a Redis poll's result to the state (`apply`) and the metrics; returns the
+    /// report reason it gives, if any.
+    fn apply_redis_poll(&self, apply: impl FnOnce(&mut State) -> Option<Reason>) -> Option<Reason> {
+        let mut st = self.state();
+        let reason = apply(&mut st);
+        self.metrics.redis(&st.redis);
+        reason
+    }
+}
+
+/// After a failed Redis poll: backs off when the connection went with it. True when the
+/// error is worth a log line (see [`ErrorLog`]).
+fn poll_failed(
+    probe: &RedisProbe,
+    backoff: &mut Backoff,
+    errors: &mut ErrorLog,
+    e: &impl std::fmt::Display,
+) -> bool {
+    if !probe.is_connected() {
+        backoff.failed(Instant::now());
+    }
+    errors.failed(&e.to_string())
 }
 
 /// Sleeps until `deadline`, or until `wake` fires or `shutdown` is cancelled.
@@ -153,20 +176,12 @@ async fn redis_loop(shared: &Shared, mut probe: RedisProbe, shutdown: &Cancellat
                         }
                     }
                     Err(e) => {
-                        if !probe.is_connected() {
-                            backoff.failed(Instant::now());
-                        }
-                        if errors.failed(&e.to_string()) {
+                        if poll_failed(&probe, &mut backoff, &mut errors, e) {
                             warn!(node = %s.node_id, error = %e, "redis poll failed; reporting it down and reconnecting");
                         }
                     }
                 }
-                let reason = {
-                    let mut st = shared.state();
-                    let reason = st.apply_redis(&result, now_ms());
-                    shared.metrics.redis(&st.redis);
-                    reason
-                };
+                let reason = shared.apply_redis_poll(|st| st.apply_redis(&result, now_ms()));
                 if reason.is_some() {
                     shared.report_now.notify_one();
                 }
@@ -210,19 +225,11 @@ async fn redis_loop(shared: &Shared, mut probe: RedisProbe, shutdown: &Cancellat
             } else if fast {
                 let result = probe.role().await;
                 if let Err(e) = &result {
-                    if !probe.is_connected() {
-                        backoff.failed(Instant::now());
-                    }
-                    if errors.failed(&e.to_string()) {
+                    if poll_failed(&probe, &mut backoff, &mut errors, e) {
                         warn!(node = %s.node_id, error = %e, "redis ROLE poll failed");
                     }
                 }
-                let reason = {
-                    let mut st = shared.state();
-                    let reason = st.apply_role(&result, now_ms());
-                    shared.metrics.redis(&st.redis);
-                    reason
-                };
+                let reason = shared.apply_redis_poll(|st| st.apply_role(&result, now_ms()));
                 if reason.is_some() {
                     debug!(node = %s.node_id, ?reason, "redis change seen by the fast ROLE poll");
                     shared.report_now.notify_one();

@@ -148,10 +148,13 @@ mod tests {
     fn never_during_a_failover_just_after_being_named_or_without_a_sentinel_answer() {
         let (me, other) = (me(), other());
         let long = Duration::from_secs(3600);
-        let cases: [(&str, fn(&mut FencingInput<'_>)); 3] = [
+        type Set = fn(&mut FencingInput<'_>);
+        let cases: [(&str, Set); 3] = [
             ("during a failover", |i| i.failover_in_progress = true),
             ("just selected or switched to", |i| i.recently_named = true),
-            ("without a fresh Sentinel answer", |i| i.sentinel_master = None),
+            ("without a fresh Sentinel answer", |i| {
+                i.sentinel_master = None
+            }),
         ];
         for (case, set) in cases {
             let mut i = FencingInput {

@@ -239,11 +239,8 @@ impl State {
         result: &Result<RedisObservation, ObserveError>,
         now_ms: i64,
     ) -> Option<Reason> {
-        let status = match result {
-            Ok(o) => o.to_status(&self.announce_addr),
-            Err(e) => unreachable_redis(&self.announce_addr, e),
-        };
-        self.set_redis(status, now_ms)
+        let status = result.as_ref().map(|o| o.to_status(&self.announce_addr));
+        self.set_polled_redis(status, now_ms)
     }
 
     /// A fast `ROLE` poll's result, merged into the last full status.
@@ -252,16 +249,24 @@ impl State {
         result: &Result<RoleReply, ObserveError>,
         now_ms: i64,
     ) -> Option<Reason> {
-        let status = match result {
-            Ok(role) => {
-                let mut s = self.redis.clone();
-                role.merge_into(&mut s);
-                s.reachable = true;
-                s.error.clear();
-                s
-            }
-            Err(e) => unreachable_redis(&self.announce_addr, e),
-        };
+        let status = result.as_ref().map(|role| {
+            let mut s = self.redis.clone();
+            role.merge_into(&mut s);
+            s.reachable = true;
+            s.error.clear();
+            s
+        });
+        self.set_polled_redis(status, now_ms)
+    }
+
+    /// A Redis poll's status, or the error that made it fail (the node then counts as
+    /// unreachable).
+    fn set_polled_redis(
+        &mut self,
+        status: Result<RedisStatus, &ObserveError>,
+        now_ms: i64,
+    ) -> Option<Reason> {
+        let status = status.unwrap_or_else(|e| unreachable_redis(&self.announce_addr, e));
         self.set_redis(status, now_ms)
     }
 
