@@ -472,17 +472,18 @@ mod tests {
         .is_err());
     }
 
+    /// `info` (a fixture) parsed and written into `status`.
+    fn apply_info(status: &mut RedisStatus, info: &str) {
+        parse_info_replication(info).unwrap().apply_to(status);
+    }
+
     #[test]
     fn info_applies_to_status() {
         let mut s = RedisStatus::default();
-        parse_info_replication(MASTER_INFO)
-            .unwrap()
-            .apply_to(&mut s);
+        apply_info(&mut s, MASTER_INFO);
         assert_eq!(s.role(), Role::Master);
         assert_eq!(s.replicas.len(), 2);
-        parse_info_replication(REPLICA_UP_INFO)
-            .unwrap()
-            .apply_to(&mut s);
+        apply_info(&mut s, REPLICA_UP_INFO);
         assert_eq!(s.role(), Role::Replica);
         assert_eq!(s.link(), LinkState::Up);
         assert!(s.replicas.is_empty());
@@ -588,9 +589,7 @@ mod tests {
     #[test]
     fn role_merge_keeps_info_details_while_role_is_unchanged() {
         let mut s = RedisStatus::default();
-        parse_info_replication(MASTER_INFO)
-            .unwrap()
-            .apply_to(&mut s);
+        apply_info(&mut s, MASTER_INFO);
         let role = RoleReply::Master {
             offset: 6000,
             replicas: vec![
@@ -612,9 +611,7 @@ mod tests {
 
         // Promotion seen by ROLE alone: the replica fields go away.
         let mut r = RedisStatus::default();
-        parse_info_replication(REPLICA_UP_INFO)
-            .unwrap()
-            .apply_to(&mut r);
+        apply_info(&mut r, REPLICA_UP_INFO);
         role.merge_into(&mut r);
         assert_eq!(r.role(), Role::Master);
         assert_eq!(r.master_address, "");
