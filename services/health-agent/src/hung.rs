@@ -345,109 +345,97 @@ mod tests {
     /// the decision expected.
     type Step = (PollOutcome, u64, bool, HungDecision);
 
-    /// Feeds `steps` to `d` in order, checking each decision.
-    fn play(d: &mut HungDetector, t0: Instant, steps: &[Step]) {
-        for (outcome, at, in_progress, want) in steps {
-            assert_eq!(
-                d.observe(*outcome, t0 + secs(*at), *in_progress),
-                *want,
-                "{outcome:?} at {at} s (failover in progress: {in_progress})"
-            );
+    /// A detector and the instant its polls' times count from.
+    struct Timeline {
+        d: HungDetector,
+        t0: Instant,
+    }
+
+    impl Timeline {
+        fn new(d: HungDetector) -> Self {
+            Self {
+                d,
+                t0: Instant::now(),
+            }
+        }
+
+        /// Feeds `steps` to the detector in order, checking each decision.
+        fn play(&mut self, steps: &[Step]) {
+            for (outcome, at, in_progress, want) in steps {
+                assert_eq!(
+                    self.d.observe(*outcome, self.t0 + secs(*at), *in_progress),
+                    *want,
+                    "{outcome:?} at {at} s (failover in progress: {in_progress})"
+                );
+            }
         }
     }
 
     #[test]
     fn timeouts_accumulate_until_the_threshold() {
-        play(
-            &mut detector(),
-            Instant::now(),
-            &[
-                (Answered, 0, false, Fine),
-                (TimedOut, 1, false, Stalled(secs(0))),
-                (TimedOut, 6, false, Stalled(secs(5))),
-                (TimedOut, 11, false, Restart(secs(10))),
-            ],
-        );
+        Timeline::new(detector()).play(&[
+            (Answered, 0, false, Fine),
+            (TimedOut, 1, false, Stalled(secs(0))),
+            (TimedOut, 6, false, Stalled(secs(5))),
+            (TimedOut, 11, false, Restart(secs(10))),
+        ]);
     }
 
     #[test]
     fn an_answer_resets_the_stall() {
-        play(
-            &mut detector(),
-            Instant::now(),
-            &[
-                (TimedOut, 0, false, Stalled(secs(0))),
-                (TimedOut, 9, false, Stalled(secs(9))),
-                (Answered, 10, false, Fine),
-                // Counted afresh.
-                (TimedOut, 11, false, Stalled(secs(0))),
-            ],
-        );
+        Timeline::new(detector()).play(&[
+            (TimedOut, 0, false, Stalled(secs(0))),
+            (TimedOut, 9, false, Stalled(secs(9))),
+            (Answered, 10, false, Fine),
+            // Counted afresh.
+            (TimedOut, 11, false, Stalled(secs(0))),
+        ]);
     }
 
     #[test]
     fn a_refused_connection_is_not_a_hang() {
-        let t0 = Instant::now();
-        let mut d = detector();
+        let mut t = Timeline::new(detector());
         let refused: Vec<Step> = (0..30).map(|n| (Failed, n, false, Fine)).collect();
-        play(&mut d, t0, &refused);
+        t.play(&refused);
         // And it breaks a run of timeouts: the process died, the restart policy has it.
-        play(
-            &mut d,
-            t0,
-            &[
-                (TimedOut, 30, false, Stalled(secs(0))),
-                (Failed, 39, false, Fine),
-                (TimedOut, 41, false, Stalled(secs(0))),
-            ],
-        );
+        t.play(&[
+            (TimedOut, 30, false, Stalled(secs(0))),
+            (Failed, 39, false, Fine),
+            (TimedOut, 41, false, Stalled(secs(0))),
+        ]);
     }
 
     #[test]
     fn cooldown_holds_a_second_restart() {
-        let t0 = Instant::now();
-        let mut d = detector();
-        play(
-            &mut d,
-            t0,
-            &[
-                (TimedOut, 0, false, Stalled(secs(0))),
-                (TimedOut, 10, false, Restart(secs(10))),
-            ],
-        );
-        d.attempted(t0 + secs(10));
+        let mut t = Timeline::new(detector());
+        t.play(&[
+            (TimedOut, 0, false, Stalled(secs(0))),
+            (TimedOut, 10, false, Restart(secs(10))),
+        ]);
+        t.d.attempted(t.t0 + secs(10));
         // Still hung after the restart (or the restart failed): counted afresh, then held
         // until the cooldown is over.
-        play(
-            &mut d,
-            t0,
-            &[
-                (TimedOut, 12, false, Stalled(secs(0))),
-                (TimedOut, 25, false, Held(secs(13), HoldReason::Cooldown)),
-                (TimedOut, 70, false, Restart(secs(58))),
-            ],
-        );
+        t.play(&[
+            (TimedOut, 12, false, Stalled(secs(0))),
+            (TimedOut, 25, false, Held(secs(13), HoldReason::Cooldown)),
+            (TimedOut, 70, false, Restart(secs(58))),
+        ]);
     }
 
     #[test]
     fn a_failover_in_progress_holds_the_restart() {
-        play(
-            &mut detector(),
-            Instant::now(),
-            &[
-                (TimedOut, 0, true, Stalled(secs(0))),
-                (TimedOut, 5, true, Stalled(secs(5))),
-                (TimedOut, 12, true, Held(secs(12), HoldReason::Failover)),
-                (TimedOut, 15, false, Restart(secs(15))),
-            ],
-        );
+        Timeline::new(detector()).play(&[
+            (TimedOut, 0, true, Stalled(secs(0))),
+            (TimedOut, 5, true, Stalled(secs(5))),
+            (TimedOut, 12, true, Held(secs(12), HoldReason::Failover)),
+            (TimedOut, 15, false, Restart(secs(15))),
+        ]);
     }
 
     #[test]
     fn disabled_never_restarts() {
-        let mut d = HungDetector::new(false, AFTER, COOLDOWN);
         let hung: Vec<Step> = (0..100).map(|n| (TimedOut, n, false, Fine)).collect();
-        play(&mut d, Instant::now(), &hung);
+        Timeline::new(HungDetector::new(false, AFTER, COOLDOWN)).play(&hung);
     }
 
     #[test]
