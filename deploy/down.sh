@@ -9,21 +9,9 @@
 # Without --local: removes the Docker Swarm stack (deploy/swarm/lib.sh; deploy/down.sh --help).
 set -euo pipefail
 
-SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-REPO_ROOT=$(cd "$SCRIPT_DIR/.." && pwd)
 # shellcheck source=deploy/local/lib.sh
-source "$SCRIPT_DIR/local/lib.sh"
-
-# Without --local: the Docker Swarm stack, whose options deploy/swarm/lib.sh parses.
-case " $* " in
-    *" --local "*) ;;
-    *)
-        # shellcheck source=deploy/swarm/lib.sh
-        source "$SCRIPT_DIR/swarm/lib.sh"
-        swarm_down "$@"
-        exit 0
-        ;;
-esac
+source "$(dirname "${BASH_SOURCE[0]}")/local/lib.sh"
+rh_swarm_unless_local swarm_down "$@"
 
 usage() {
     cat <<USAGE
@@ -38,7 +26,7 @@ usage: deploy/down.sh --local [options]
 USAGE
 }
 
-RUN_DIR="$REPO_ROOT/deploy/local/run"
+RUN_DIR=$RH_DEFAULT_RUN_DIR
 PURGE=0
 STOP_SECS=10
 
@@ -50,14 +38,14 @@ while [[ $# -gt 0 ]]; do
             RUN_DIR=$2
             shift
             ;;
+        --purge) PURGE=1 ;;
         --timeout)
             [[ $# -ge 2 && $2 =~ ^[0-9]+$ ]] || { echo "redis-ha: --timeout needs seconds" >&2; exit 2; }
             STOP_SECS=$2
             shift
             ;;
-        --purge) PURGE=1 ;;
         -h | --help) usage; exit 0 ;;
-        *) echo "redis-ha: unknown option $1" >&2; usage >&2; exit 2 ;;
+        *) rh_usage_error "unknown option $1" ;;
     esac
     shift
 done

@@ -14,17 +14,7 @@ SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_ROOT=$(cd "$SCRIPT_DIR/.." && pwd)
 # shellcheck source=deploy/local/lib.sh
 source "$SCRIPT_DIR/local/lib.sh"
-
-# Without --local: the Docker Swarm stack, whose options deploy/swarm/lib.sh parses.
-case " $* " in
-    *" --local "*) ;;
-    *)
-        # shellcheck source=deploy/swarm/lib.sh
-        source "$SCRIPT_DIR/swarm/lib.sh"
-        swarm_up "$@"
-        exit 0
-        ;;
-esac
+rh_swarm_unless_local swarm_up "$@"
 
 usage() {
     cat <<USAGE
@@ -44,7 +34,7 @@ usage: deploy/up.sh --local [options]
 USAGE
 }
 
-RUN_DIR="$REPO_ROOT/deploy/local/run"
+RUN_DIR=$RH_DEFAULT_RUN_DIR
 BASE_PORT=9000
 GRPC_PORT=50051
 GROUP=redis-cluster
@@ -53,7 +43,7 @@ BUILD=1
 WAIT_SECS=60
 
 need_value() {
-    [[ $# -ge 2 && -n $2 ]] || { echo "redis-ha: $1 needs a value" >&2; usage >&2; exit 2; }
+    [[ $# -ge 2 && -n $2 ]] || rh_usage_error "$1 needs a value"
 }
 
 while [[ $# -gt 0 ]]; do
@@ -67,7 +57,7 @@ while [[ $# -gt 0 ]]; do
         --release) PROFILE=release ;;
         --no-build) BUILD=0 ;;
         -h | --help) usage; exit 0 ;;
-        *) echo "redis-ha: unknown option $1" >&2; usage >&2; exit 2 ;;
+        *) rh_usage_error "unknown option $1" ;;
     esac
     shift
 done
@@ -411,7 +401,7 @@ local_up() {
         [agent-3-metrics]=$((BASE_PORT + 20003)) [coordinator-metrics]=$((BASE_PORT + 20010))
     )
     DIR_ARG=""
-    [[ $RUN_DIR == "$(rh_abs_path "$REPO_ROOT/deploy/local/run")" ]] || DIR_ARG=" --dir $RUN_DIR"
+    [[ $RUN_DIR == "$(rh_abs_path "$RH_DEFAULT_RUN_DIR")" ]] || DIR_ARG=" --dir $RUN_DIR"
     check_packages
     check_not_running
     local names

@@ -7,6 +7,10 @@
 # directory (the config path is on every command line, or in the process title for Redis),
 # so a reused pid is never signalled.
 
+# The run directory up.sh and down.sh use without --dir.
+# shellcheck disable=SC2034 # used by up.sh and down.sh
+RH_DEFAULT_RUN_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/run
+
 # The marker that makes a directory ours to empty (up.sh) or delete (down.sh --purge).
 # shellcheck disable=SC2034 # used by up.sh and down.sh
 RH_MARKER=".redis-ha-local"
@@ -15,6 +19,27 @@ RH_MARKER=".redis-ha-local"
 # Redis (so no failover starts), the coordinator last.
 RH_STOP_ORDER=(reloader agent-1 agent-2 agent-3 haproxy sentinel-1 sentinel-2 sentinel-3
     redis-1 redis-2 redis-3 coordinator)
+
+# Without --local: hands the arguments to the Docker Swarm stack's FN (deploy/swarm/lib.sh parses
+# its options) and exits; with --local returns, for the caller's local branch.
+rh_swarm_unless_local() {
+    local fn=$1
+    shift
+    case " $* " in
+        *" --local "*) return 0 ;;
+    esac
+    # shellcheck source=deploy/swarm/lib.sh
+    source "$(dirname "${BASH_SOURCE[0]}")/../swarm/lib.sh"
+    "$fn" "$@"
+    exit 0
+}
+
+# An option error of up.sh or down.sh --local: the message, the caller's usage, exit 2.
+rh_usage_error() {
+    echo "redis-ha: $*" >&2
+    usage >&2
+    exit 2
+}
 
 rh_die() {
     echo "redis-ha: $*" >&2

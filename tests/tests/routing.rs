@@ -5,6 +5,7 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
+use redis::aio::MultiplexedConnection;
 use redis_ha_proto::v1::Health;
 use redis_ha_reloader::decision::Source;
 use redis_ha_tests::haproxy::{Haproxy, ReloaderTask, WriteMode, WriteRecord, Writer};
@@ -23,6 +24,21 @@ impl Stack {
         self.reloader
             .as_ref()
             .unwrap_or_else(|| panic!("no reloader running"))
+    }
+
+    /// A client connection through HAProxy, held by the test; it answers now.
+    async fn held_connection(&self) -> MultiplexedConnection {
+        let mut held = self.haproxy.hold_connection().await;
+        assert!(client::pongs(&mut held, self.haproxy.frontend_port()).await);
+        held
+    }
+
+    /// Asserts that `held` still answers: HAProxy did not cut it.
+    async fn assert_not_cut(&self, held: &mut MultiplexedConnection) {
+        assert!(
+            client::pongs(held, self.haproxy.frontend_port()).await,
+            "the held connection was cut"
+        );
     }
 }
 
@@ -248,8 +264,7 @@ async fn reloader_restart_changes_no_routing() {
     let mut s = stack().await;
     let port = s.cluster.node(1).port();
     // A long-lived client: a restart of the reloader must not cut it.
-    let mut held = s.haproxy.hold_connection().await;
-    assert!(client::pongs(&mut held, s.haproxy.frontend_port()).await);
+    let mut held = s.held_connection().await;
 
     if let Some(r) = s.reloader.take() {
         r.stop().await;
@@ -263,10 +278,7 @@ async fn reloader_restart_changes_no_routing() {
     // Converged by finding HAProxy already right: no command sent.
     assert_eq!(s.reloader().applies(), 0, "{:?}", s.reloader().status());
     assert_eq!(s.haproxy.routed_port().await, Some(port));
-    assert!(
-        client::pongs(&mut held, s.haproxy.frontend_port()).await,
-        "the held connection was cut"
-    );
+    s.assert_not_cut(&mut held).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -302,8 +314,7 @@ async fn coordinator_down_during_a_failover_routing_still_converges() {
 async fn killed_replica_leaves_routing_untouched() {
     let mut s = stack().await;
     let port = s.cluster.node(1).port();
-    let mut held = s.haproxy.hold_connection().await;
-    assert!(client::pongs(&mut held, s.haproxy.frontend_port()).await);
+    let mut held = s.held_connection().await;
     let applies = s.reloader().applies();
 
     s.cluster.node_mut(3).kill();
@@ -327,8 +338,5 @@ async fn killed_replica_leaves_routing_untouched() {
         ["redis-1"]
     );
     assert_eq!(s.haproxy.routed_port().await, Some(port));
-    assert!(
-        client::pongs(&mut held, s.haproxy.frontend_port()).await,
-        "the held connection was cut"
-    );
+    s.assert_not_cut(&mut held).await;
 }

@@ -84,13 +84,17 @@ mod tests {
 
     #[test]
     fn durations() {
-        assert_eq!(duration_ms(0), "0ms");
-        assert_eq!(duration_ms(999), "999ms");
-        assert_eq!(duration_ms(4_250), "4.2s");
-        assert_eq!(duration_ms(185_000), "3m05s");
-        assert_eq!(duration_ms(7_620_000), "2h07m");
-        assert_eq!(ping_micros(180), "0.18ms");
-        assert_eq!(ping_micros(12_450), "12.4ms");
-        assert_eq!(ping_micros(1_200_000), "1.2s");
+        for (ms, want) in [
+            (0, "0ms"),
+            (999, "999ms"),
+            (4_250, "4.2s"),
+            (185_000, "3m05s"),
+            (7_620_000, "2h07m"),
+        ] {
+            assert_eq!(duration_ms(ms), want, "{ms} ms");
+        }
+        for (us, want) in [(180, "0.18ms"), (12_450, "12.4ms"), (1_200_000, "1.2s")] {
+            assert_eq!(ping_micros(us), want, "{us} us");
+        }
     }
 }

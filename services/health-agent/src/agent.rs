@@ -111,6 +111,45 @@ impl Shared {
     fn failover_in_progress(&self, now: Instant) -> bool {
         self.state().failover.in_progress(now)
     }
+
+    /// Applies a Redis poll's result to the state (`apply`) and the metrics; returns the
+    /// report reason it gives, if any.
+    fn apply_redis_poll(&self, apply: impl FnOnce(&mut State) -> Option<Reason>) -> Option<Reason> {
+        let mut st = self.state();
+        let reason = apply(&mut st);
+        self.metrics.redis(&st.redis);
+        reason
+    }
+}
+
+/// One peer's polls: the reconnection backoff and the error log.
+struct PeerPolls {
+    backoff: Backoff,
+    errors: ErrorLog,
+}
+
+impl PeerPolls {
+    fn new() -> Self {
+        Self {
+            backoff: backoff(),
+            errors: ErrorLog::default(),
+        }
+    }
+
+    /// A poll answered: `Some(failed polls)` when this ends an outage.
+    fn answered(&mut self) -> Option<u64> {
+        self.backoff.reset();
+        self.errors.recovered()
+    }
+
+    /// A poll failed; `connected`: the connection survived it (else back off). True when the
+    /// error is worth a log line (see [`ErrorLog`]).
+    fn failed(&mut self, connected: bool, e: &impl std::fmt::Display) -> bool {
+        if !connected {
+            self.backoff.failed(Instant::now());
+        }
+        self.errors.failed(&e.to_string())
+    }
 }
 
 /// Sleeps until `deadline`, or until `wake` fires or `shutdown` is cancelled.
@@ -125,8 +164,7 @@ async fn nap(deadline: Instant, wake: &Notify, shutdown: &CancellationToken) -> 
 
 async fn redis_loop(shared: &Shared, mut probe: RedisProbe, shutdown: &CancellationToken) {
     let s = &shared.settings;
-    let mut backoff = backoff();
-    let mut errors = ErrorLog::default();
+    let mut polls = PeerPolls::new();
     let mut mismatch = MismatchTimer::default();
     let mut fencing_disabled_logged = false;
     let mut hung = HungDetector::from_settings(&s.hung);
@@ -141,32 +179,23 @@ async fn redis_loop(shared: &Shared, mut probe: RedisProbe, shutdown: &Cancellat
         let reachable = shared.state().redis.reachable;
         let connected = probe.is_connected();
 
-        if connected || backoff.ready(now) {
+        if connected || polls.backoff.ready(now) {
             if now >= next_full || !connected || !reachable {
                 let result = probe.observe().await;
                 next_full = Instant::now() + s.heartbeat;
                 match &result {
                     Ok(_) => {
-                        backoff.reset();
-                        if let Some(n) = errors.recovered() {
+                        if let Some(n) = polls.answered() {
                             info!(node = %s.node_id, redis = %s.redis_addr, failed_polls = n, "redis reachable again");
                         }
                     }
                     Err(e) => {
-                        if !probe.is_connected() {
-                            backoff.failed(Instant::now());
-                        }
-                        if errors.failed(&e.to_string()) {
+                        if polls.failed(probe.is_connected(), e) {
                             warn!(node = %s.node_id, error = %e, "redis poll failed; reporting it down and reconnecting");
                         }
                     }
                 }
-                let reason = {
-                    let mut st = shared.state();
-                    let reason = st.apply_redis(&result, now_ms());
-                    shared.metrics.redis(&st.redis);
-                    reason
-                };
+                let reason = shared.apply_redis_poll(|st| st.apply_redis(&result, now_ms()));
                 if reason.is_some() {
                     shared.report_now.notify_one();
                 }
@@ -210,19 +239,11 @@ async fn redis_loop(shared: &Shared, mut probe: RedisProbe, shutdown: &Cancellat
             } else if fast {
                 let result = probe.role().await;
                 if let Err(e) = &result {
-                    if !probe.is_connected() {
-                        backoff.failed(Instant::now());
-                    }
-                    if errors.failed(&e.to_string()) {
+                    if polls.failed(probe.is_connected(), e) {
                         warn!(node = %s.node_id, error = %e, "redis ROLE poll failed");
                     }
                 }
-                let reason = {
-                    let mut st = shared.state();
-                    let reason = st.apply_role(&result, now_ms());
-                    shared.metrics.redis(&st.redis);
-                    reason
-                };
+                let reason = shared.apply_redis_poll(|st| st.apply_role(&result, now_ms()));
                 if reason.is_some() {
                     debug!(node = %s.node_id, ?reason, "redis change seen by the fast ROLE poll");
                     shared.report_now.notify_one();
@@ -234,7 +255,7 @@ async fn redis_loop(shared: &Shared, mut probe: RedisProbe, shutdown: &Cancellat
 
         let now = Instant::now();
         let deadline = if !probe.is_connected() {
-            backoff.next_attempt().unwrap_or(now).max(now)
+            polls.backoff.next_attempt().unwrap_or(now).max(now)
         } else if shared.failover_in_progress(now) {
             now + s.failover_poll
         } else {
@@ -392,24 +413,19 @@ async fn fence(shared: &Shared, probe: &mut RedisProbe, master: &HostPort, epoch
 
 async fn sentinel_loop(shared: &Shared, mut probe: SentinelProbe, shutdown: &CancellationToken) {
     let s = &shared.settings;
-    let mut backoff = backoff();
-    let mut errors = ErrorLog::default();
+    let mut polls = PeerPolls::new();
     while !shutdown.is_cancelled() {
         let now = Instant::now();
-        if probe.is_connected() || backoff.ready(now) {
+        if probe.is_connected() || polls.backoff.ready(now) {
             let result = probe.observe(&s.master_group).await;
             match &result {
                 Ok(_) => {
-                    backoff.reset();
-                    if let Some(n) = errors.recovered() {
+                    if let Some(n) = polls.answered() {
                         info!(node = %s.node_id, sentinel = %s.sentinel_addr, failed_polls = n, "sentinel reachable again");
                     }
                 }
                 Err(e) => {
-                    if !probe.is_connected() {
-                        backoff.failed(Instant::now());
-                    }
-                    if errors.failed(&e.to_string()) {
+                    if polls.failed(probe.is_connected(), e) {
                         warn!(node = %s.node_id, error = %e, "sentinel poll failed");
                     }
                 }
@@ -434,7 +450,11 @@ async fn sentinel_loop(shared: &Shared, mut probe: SentinelProbe, shutdown: &Can
         let deadline = if probe.is_connected() {
             now + s.heartbeat
         } else {
-            backoff.next_attempt().unwrap_or(now + s.heartbeat).max(now)
+            polls
+                .backoff
+                .next_attempt()
+                .unwrap_or(now + s.heartbeat)
+                .max(now)
         };
         if !nap(deadline, &shared.sentinel_refresh, shutdown).await {
             return;

@@ -143,36 +143,27 @@ mod tests {
         }
     }
 
+    /// Each of these holds the demotion, however long the mismatch has lasted.
     #[test]
-    fn never_during_a_failover() {
+    fn never_during_a_failover_just_after_being_named_or_without_a_sentinel_answer() {
         let (me, other) = (me(), other());
-        let i = FencingInput {
-            failover_in_progress: true,
-            mismatch_for: Duration::from_secs(3600),
-            ..input(&me, &other)
-        };
-        assert_eq!(decide(&i), FencingDecision::Keep);
-    }
-
-    #[test]
-    fn never_when_just_selected_or_switched_to() {
-        let (me, other) = (me(), other());
-        let i = FencingInput {
-            recently_named: true,
-            mismatch_for: Duration::from_secs(3600),
-            ..input(&me, &other)
-        };
-        assert_eq!(decide(&i), FencingDecision::Keep);
-    }
-
-    #[test]
-    fn never_without_a_fresh_sentinel_answer() {
-        let (me, other) = (me(), other());
-        let i = FencingInput {
-            sentinel_master: None,
-            ..input(&me, &other)
-        };
-        assert_eq!(decide(&i), FencingDecision::Keep);
+        let long = Duration::from_secs(3600);
+        type Set = fn(&mut FencingInput<'_>);
+        let cases: [(&str, Set); 3] = [
+            ("during a failover", |i| i.failover_in_progress = true),
+            ("just selected or switched to", |i| i.recently_named = true),
+            ("without a fresh Sentinel answer", |i| {
+                i.sentinel_master = None
+            }),
+        ];
+        for (case, set) in cases {
+            let mut i = FencingInput {
+                mismatch_for: long,
+                ..input(&me, &other)
+            };
+            set(&mut i);
+            assert_eq!(decide(&i), FencingDecision::Keep, "{case}");
+        }
     }
 
     /// The agent asks its peers before demoting and follows [`redis_ha_sentinel::named_master`]

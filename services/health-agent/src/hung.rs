@@ -327,6 +327,8 @@ async fn find_container(docker: &Docker, service: &str) -> Result<String, Restar
 #[cfg(test)]
 mod tests {
     use super::*;
+    use HungDecision::{Fine, Held, Restart, Stalled};
+    use PollOutcome::{Answered, Failed, TimedOut};
 
     const AFTER: Duration = Duration::from_secs(10);
     const COOLDOWN: Duration = Duration::from_secs(60);
@@ -339,119 +341,101 @@ mod tests {
         HungDetector::new(true, AFTER, COOLDOWN)
     }
 
+    /// One poll: its outcome, when (seconds after t0), whether a failover is in progress, and
+    /// the decision expected.
+    type Step = (PollOutcome, u64, bool, HungDecision);
+
+    /// A detector and the instant its polls' times count from.
+    struct Timeline {
+        d: HungDetector,
+        t0: Instant,
+    }
+
+    impl Timeline {
+        fn new(d: HungDetector) -> Self {
+            Self {
+                d,
+                t0: Instant::now(),
+            }
+        }
+
+        /// Feeds `steps` to the detector in order, checking each decision.
+        fn play(&mut self, steps: &[Step]) {
+            for (outcome, at, in_progress, want) in steps {
+                assert_eq!(
+                    self.d.observe(*outcome, self.t0 + secs(*at), *in_progress),
+                    *want,
+                    "{outcome:?} at {at} s (failover in progress: {in_progress})"
+                );
+            }
+        }
+    }
+
     #[test]
     fn timeouts_accumulate_until_the_threshold() {
-        let t0 = Instant::now();
-        let mut d = detector();
-        assert_eq!(
-            d.observe(PollOutcome::Answered, t0, false),
-            HungDecision::Fine
-        );
-        assert_eq!(
-            d.observe(PollOutcome::TimedOut, t0 + secs(1), false),
-            HungDecision::Stalled(secs(0))
-        );
-        assert_eq!(
-            d.observe(PollOutcome::TimedOut, t0 + secs(6), false),
-            HungDecision::Stalled(secs(5))
-        );
-        assert_eq!(
-            d.observe(PollOutcome::TimedOut, t0 + secs(11), false),
-            HungDecision::Restart(secs(10))
-        );
+        Timeline::new(detector()).play(&[
+            (Answered, 0, false, Fine),
+            (TimedOut, 1, false, Stalled(secs(0))),
+            (TimedOut, 6, false, Stalled(secs(5))),
+            (TimedOut, 11, false, Restart(secs(10))),
+        ]);
     }
 
     #[test]
     fn an_answer_resets_the_stall() {
-        let t0 = Instant::now();
-        let mut d = detector();
-        d.observe(PollOutcome::TimedOut, t0, false);
-        d.observe(PollOutcome::TimedOut, t0 + secs(9), false);
-        assert_eq!(
-            d.observe(PollOutcome::Answered, t0 + secs(10), false),
-            HungDecision::Fine
-        );
-        assert_eq!(
-            d.observe(PollOutcome::TimedOut, t0 + secs(11), false),
-            HungDecision::Stalled(secs(0)),
-            "counted afresh"
-        );
+        Timeline::new(detector()).play(&[
+            (TimedOut, 0, false, Stalled(secs(0))),
+            (TimedOut, 9, false, Stalled(secs(9))),
+            (Answered, 10, false, Fine),
+            // Counted afresh.
+            (TimedOut, 11, false, Stalled(secs(0))),
+        ]);
     }
 
     #[test]
     fn a_refused_connection_is_not_a_hang() {
-        let t0 = Instant::now();
-        let mut d = detector();
-        for n in 0..30 {
-            assert_eq!(
-                d.observe(PollOutcome::Failed, t0 + secs(n), false),
-                HungDecision::Fine
-            );
-        }
+        let mut t = Timeline::new(detector());
+        let refused: Vec<Step> = (0..30).map(|n| (Failed, n, false, Fine)).collect();
+        t.play(&refused);
         // And it breaks a run of timeouts: the process died, the restart policy has it.
-        d.observe(PollOutcome::TimedOut, t0 + secs(30), false);
-        d.observe(PollOutcome::Failed, t0 + secs(39), false);
-        assert_eq!(
-            d.observe(PollOutcome::TimedOut, t0 + secs(41), false),
-            HungDecision::Stalled(secs(0))
-        );
+        t.play(&[
+            (TimedOut, 30, false, Stalled(secs(0))),
+            (Failed, 39, false, Fine),
+            (TimedOut, 41, false, Stalled(secs(0))),
+        ]);
     }
 
     #[test]
     fn cooldown_holds_a_second_restart() {
-        let t0 = Instant::now();
-        let mut d = detector();
-        d.observe(PollOutcome::TimedOut, t0, false);
-        assert_eq!(
-            d.observe(PollOutcome::TimedOut, t0 + secs(10), false),
-            HungDecision::Restart(secs(10))
-        );
-        d.attempted(t0 + secs(10));
-        // Still hung after the restart (or the restart failed): counted afresh, then held.
-        assert_eq!(
-            d.observe(PollOutcome::TimedOut, t0 + secs(12), false),
-            HungDecision::Stalled(secs(0))
-        );
-        assert_eq!(
-            d.observe(PollOutcome::TimedOut, t0 + secs(25), false),
-            HungDecision::Held(secs(13), HoldReason::Cooldown)
-        );
-        assert_eq!(
-            d.observe(PollOutcome::TimedOut, t0 + secs(70), false),
-            HungDecision::Restart(secs(58)),
-            "cooldown over"
-        );
+        let mut t = Timeline::new(detector());
+        t.play(&[
+            (TimedOut, 0, false, Stalled(secs(0))),
+            (TimedOut, 10, false, Restart(secs(10))),
+        ]);
+        t.d.attempted(t.t0 + secs(10));
+        // Still hung after the restart (or the restart failed): counted afresh, then held
+        // until the cooldown is over.
+        t.play(&[
+            (TimedOut, 12, false, Stalled(secs(0))),
+            (TimedOut, 25, false, Held(secs(13), HoldReason::Cooldown)),
+            (TimedOut, 70, false, Restart(secs(58))),
+        ]);
     }
 
     #[test]
     fn a_failover_in_progress_holds_the_restart() {
-        let t0 = Instant::now();
-        let mut d = detector();
-        d.observe(PollOutcome::TimedOut, t0, true);
-        assert_eq!(
-            d.observe(PollOutcome::TimedOut, t0 + secs(5), true),
-            HungDecision::Stalled(secs(5))
-        );
-        assert_eq!(
-            d.observe(PollOutcome::TimedOut, t0 + secs(12), true),
-            HungDecision::Held(secs(12), HoldReason::Failover)
-        );
-        assert_eq!(
-            d.observe(PollOutcome::TimedOut, t0 + secs(15), false),
-            HungDecision::Restart(secs(15))
-        );
+        Timeline::new(detector()).play(&[
+            (TimedOut, 0, true, Stalled(secs(0))),
+            (TimedOut, 5, true, Stalled(secs(5))),
+            (TimedOut, 12, true, Held(secs(12), HoldReason::Failover)),
+            (TimedOut, 15, false, Restart(secs(15))),
+        ]);
     }
 
     #[test]
     fn disabled_never_restarts() {
-        let t0 = Instant::now();
-        let mut d = HungDetector::new(false, AFTER, COOLDOWN);
-        for n in 0..100 {
-            assert_eq!(
-                d.observe(PollOutcome::TimedOut, t0 + secs(n), false),
-                HungDecision::Fine
-            );
-        }
+        let hung: Vec<Step> = (0..100).map(|n| (TimedOut, n, false, Fine)).collect();
+        Timeline::new(HungDetector::new(false, AFTER, COOLDOWN)).play(&hung);
     }
 
     #[test]

@@ -185,22 +185,17 @@ pub struct SentinelProbe {
 }
 
 impl SentinelProbe {
-    pub fn new(
-        addr: HostPort,
-        password: Option<&Secret>,
-        io_timeout: Duration,
-    ) -> Result<Self, ObserveError> {
-        Ok(Self {
-            client: SentinelClient::new(addr, password, io_timeout)?,
-        })
+    pub fn new(client: SentinelClient) -> Self {
+        Self { client }
     }
 
     pub fn from_settings(s: &AgentSettings) -> Result<Self, ObserveError> {
-        Self::new(
+        let client = SentinelClient::new(
             s.sentinel_addr.clone(),
             s.sentinel_password.as_ref(),
             s.io_timeout,
-        )
+        )?;
+        Ok(Self::new(client))
     }
 
     pub fn addr(&self) -> &HostPort {

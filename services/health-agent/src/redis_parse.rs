@@ -121,6 +121,38 @@ fn non_negative(i: i64) -> u64 {
     u64::try_from(i).unwrap_or(0)
 }
 
+/// Item `i` of a reply array, or `Missing(name)`.
+fn item<'a>(items: &'a [Value], i: usize, name: &str) -> Result<&'a Value, ReplyError> {
+    items.get(i).ok_or_else(|| ReplyError::Missing(name.into()))
+}
+
+/// Item `i` as text, or `Missing(name)`.
+fn text_item(items: &[Value], i: usize, name: &str) -> Result<String, ReplyError> {
+    items
+        .get(i)
+        .and_then(text)
+        .ok_or_else(|| ReplyError::Missing(name.into()))
+}
+
+/// Items `i` (host) and `i + 1` (port) as `host:port`.
+fn addr_items(
+    items: &[Value],
+    i: usize,
+    host: &str,
+    port_name: &str,
+) -> Result<String, ReplyError> {
+    let h = text_item(items, i, host)?;
+    let p = port(item(items, i + 1, port_name)?, port_name)?;
+    Ok(join_addr(&h, p))
+}
+
+/// Item `i` as an offset: 0 when absent or negative (`-1` before the first sync).
+fn offset_item(items: &[Value], i: usize, name: &str) -> Result<u64, ReplyError> {
+    items
+        .get(i)
+        .map_or(Ok(0), |o| int(o, name).map(non_negative))
+}
+
 /// Parses the `ROLE` reply. A Sentinel's `ROLE` (`sentinel`) is an error: wrong port.
 pub fn parse_role(v: &Value) -> Result<RoleReply, ReplyError> {
     let items = match v {
@@ -131,18 +163,10 @@ pub fn parse_role(v: &Value) -> Result<RoleReply, ReplyError> {
             )))
         }
     };
-    let kind = items
-        .first()
-        .and_then(text)
-        .ok_or_else(|| ReplyError::Missing("role".into()))?;
+    let kind = text_item(items, 0, "role")?;
     match kind.as_str() {
         "master" => {
-            let offset = non_negative(int(
-                items
-                    .get(1)
-                    .ok_or_else(|| ReplyError::Missing("offset".into()))?,
-                "offset",
-            )?);
+            let offset = non_negative(int(item(items, 1, "offset")?, "offset")?);
             let mut replicas = Vec::new();
             match items.get(2) {
                 Some(Value::Array(list)) => {
@@ -150,23 +174,9 @@ pub fn parse_role(v: &Value) -> Result<RoleReply, ReplyError> {
                         let Value::Array(fields) = r else {
                             return Err(ReplyError::Shape(format!("ROLE replica entry {r:?}")));
                         };
-                        let host = fields
-                            .first()
-                            .and_then(text)
-                            .ok_or_else(|| ReplyError::Missing("replica ip".into()))?;
-                        let p = port(
-                            fields
-                                .get(1)
-                                .ok_or_else(|| ReplyError::Missing("replica port".into()))?,
-                            "replica port",
-                        )?;
-                        let offset = match fields.get(2) {
-                            Some(o) => non_negative(int(o, "replica offset")?),
-                            None => 0,
-                        };
                         replicas.push(RoleReplica {
-                            address: join_addr(&host, p),
-                            offset,
+                            address: addr_items(fields, 0, "replica ip", "replica port")?,
+                            offset: offset_item(fields, 2, "replica offset")?,
                         });
                     }
                 }
@@ -177,31 +187,11 @@ pub fn parse_role(v: &Value) -> Result<RoleReply, ReplyError> {
             }
             Ok(RoleReply::Master { offset, replicas })
         }
-        "slave" | "replica" => {
-            let host = items
-                .get(1)
-                .and_then(text)
-                .ok_or_else(|| ReplyError::Missing("master host".into()))?;
-            let p = port(
-                items
-                    .get(2)
-                    .ok_or_else(|| ReplyError::Missing("master port".into()))?,
-                "master port",
-            )?;
-            let state = items
-                .get(3)
-                .and_then(text)
-                .ok_or_else(|| ReplyError::Missing("state".into()))?;
-            let offset = match items.get(4) {
-                Some(o) => non_negative(int(o, "offset")?),
-                None => 0,
-            };
-            Ok(RoleReply::Replica {
-                master_address: join_addr(&host, p),
-                state,
-                offset,
-            })
-        }
+        "slave" | "replica" => Ok(RoleReply::Replica {
+            master_address: addr_items(items, 1, "master host", "master port")?,
+            state: text_item(items, 3, "state")?,
+            offset: offset_item(items, 4, "offset")?,
+        }),
         "sentinel" => Err(ReplyError::invalid(
             "role",
             "sentinel (this is a Sentinel, not a Redis node)",
@@ -482,17 +472,18 @@ mod tests {
         .is_err());
     }
 
+    /// `info` (a fixture) parsed and written into `status`.
+    fn apply_info(status: &mut RedisStatus, info: &str) {
+        parse_info_replication(info).unwrap().apply_to(status);
+    }
+
     #[test]
     fn info_applies_to_status() {
         let mut s = RedisStatus::default();
-        parse_info_replication(MASTER_INFO)
-            .unwrap()
-            .apply_to(&mut s);
+        apply_info(&mut s, MASTER_INFO);
         assert_eq!(s.role(), Role::Master);
         assert_eq!(s.replicas.len(), 2);
-        parse_info_replication(REPLICA_UP_INFO)
-            .unwrap()
-            .apply_to(&mut s);
+        apply_info(&mut s, REPLICA_UP_INFO);
         assert_eq!(s.role(), Role::Replica);
         assert_eq!(s.link(), LinkState::Up);
         assert!(s.replicas.is_empty());
@@ -598,9 +589,7 @@ mod tests {
     #[test]
     fn role_merge_keeps_info_details_while_role_is_unchanged() {
         let mut s = RedisStatus::default();
-        parse_info_replication(MASTER_INFO)
-            .unwrap()
-            .apply_to(&mut s);
+        apply_info(&mut s, MASTER_INFO);
         let role = RoleReply::Master {
             offset: 6000,
             replicas: vec![
@@ -622,9 +611,7 @@ mod tests {
 
         // Promotion seen by ROLE alone: the replica fields go away.
         let mut r = RedisStatus::default();
-        parse_info_replication(REPLICA_UP_INFO)
-            .unwrap()
-            .apply_to(&mut r);
+        apply_info(&mut r, REPLICA_UP_INFO);
         role.merge_into(&mut r);
         assert_eq!(r.role(), Role::Master);
         assert_eq!(r.master_address, "");

@@ -239,11 +239,8 @@ impl State {
         result: &Result<RedisObservation, ObserveError>,
         now_ms: i64,
     ) -> Option<Reason> {
-        let status = match result {
-            Ok(o) => o.to_status(&self.announce_addr),
-            Err(e) => unreachable_redis(&self.announce_addr, e),
-        };
-        self.set_redis(status, now_ms)
+        let status = result.as_ref().map(|o| o.to_status(&self.announce_addr));
+        self.set_polled_redis(status, now_ms)
     }
 
     /// A fast `ROLE` poll's result, merged into the last full status.
@@ -252,16 +249,24 @@ impl State {
         result: &Result<RoleReply, ObserveError>,
         now_ms: i64,
     ) -> Option<Reason> {
-        let status = match result {
-            Ok(role) => {
-                let mut s = self.redis.clone();
-                role.merge_into(&mut s);
-                s.reachable = true;
-                s.error.clear();
-                s
-            }
-            Err(e) => unreachable_redis(&self.announce_addr, e),
-        };
+        let status = result.as_ref().map(|role| {
+            let mut s = self.redis.clone();
+            role.merge_into(&mut s);
+            s.reachable = true;
+            s.error.clear();
+            s
+        });
+        self.set_polled_redis(status, now_ms)
+    }
+
+    /// A Redis poll's status, or the error that made it fail (the node then counts as
+    /// unreachable).
+    fn set_polled_redis(
+        &mut self,
+        status: Result<RedisStatus, &ObserveError>,
+        now_ms: i64,
+    ) -> Option<Reason> {
+        let status = status.unwrap_or_else(|e| unreachable_redis(&self.announce_addr, e));
         self.set_redis(status, now_ms)
     }
 
@@ -441,6 +446,12 @@ mod tests {
         }
     }
 
+    /// Event payloads about this group.
+    const MASTER_1: &str = "master redis-cluster 10.0.0.1 9001";
+    const SELECTED_2: &str = "slave 10.0.0.2:9002 10.0.0.2 9002 @ redis-cluster 10.0.0.1 9001";
+    const SWITCH_1_TO_2: &str = "redis-cluster 10.0.0.1 9001 10.0.0.2 9002";
+    const SWITCH_2_TO_3: &str = "redis-cluster 10.0.0.2 9002 10.0.0.3 9003";
+
     fn event(st: &mut State, ch: &str, payload: &str, now: Instant) -> EventOutcome {
         let parsed = parse_event(ch, payload).ok();
         st.apply_event(ch, payload, parsed.as_ref(), now, 1)
@@ -550,21 +561,11 @@ mod tests {
         assert_eq!(ne.epoch, 5);
         assert_eq!(st.current_epoch, 5);
         assert_eq!(st.sentinel.current_epoch, 5);
-        let sel = event(
-            &mut st,
-            "+selected-slave",
-            "slave 10.0.0.2:9002 10.0.0.2 9002 @ redis-cluster 10.0.0.1 9001",
-            t0,
-        );
+        let sel = event(&mut st, "+selected-slave", SELECTED_2, t0);
         assert_eq!(sel.epoch, 5, "stamped with the current epoch");
         assert!(st.recently_named(t0, Duration::from_secs(20)));
 
-        let sw = event(
-            &mut st,
-            "+switch-master",
-            "redis-cluster 10.0.0.1 9001 10.0.0.2 9002",
-            t0,
-        );
+        let sw = event(&mut st, "+switch-master", SWITCH_1_TO_2, t0);
         assert!(sw.failover_changed);
         assert!(!st.failover.in_progress(t0));
 
@@ -586,46 +587,34 @@ mod tests {
         assert_eq!(st.events.take()[0].payload, "garbage");
     }
 
-    #[test]
-    fn a_later_failover_to_another_node_forgets_the_selection() {
+    /// Feeds `steps` (channel, payload, whether this node then counts as recently named) in
+    /// order.
+    fn named_after(steps: &[(&str, &str, bool)]) {
         let t0 = Instant::now();
         let mut st = state();
-        event(
-            &mut st,
-            "+switch-master",
-            "redis-cluster 10.0.0.1 9001 10.0.0.2 9002",
-            t0,
-        );
-        assert!(st.recently_named(t0, Duration::from_secs(20)));
+        for (channel, payload, named) in steps {
+            event(&mut st, channel, payload, t0);
+            let now = st.recently_named(t0, Duration::from_secs(20));
+            assert_eq!(now, *named, "after {channel} {payload}");
+        }
+    }
+
+    #[test]
+    fn a_later_failover_to_another_node_forgets_the_selection() {
         // This node dies; the next failover names node 3. Restarted from a stale config, this
         // node must be fenceable at once, not after the window.
-        event(
-            &mut st,
-            "+switch-master",
-            "redis-cluster 10.0.0.2 9002 10.0.0.3 9003",
-            t0,
-        );
-        assert!(!st.recently_named(t0, Duration::from_secs(20)));
+        named_after(&[
+            ("+switch-master", SWITCH_1_TO_2, true),
+            ("+switch-master", SWITCH_2_TO_3, false),
+        ]);
     }
 
     #[test]
     fn abort_forgets_the_selection() {
-        let t0 = Instant::now();
-        let mut st = state();
-        event(
-            &mut st,
-            "+selected-slave",
-            "slave 10.0.0.2:9002 10.0.0.2 9002 @ redis-cluster 10.0.0.1 9001",
-            t0,
-        );
-        assert!(st.recently_named(t0, Duration::from_secs(20)));
-        event(
-            &mut st,
-            "-failover-abort-not-elected",
-            "master redis-cluster 10.0.0.1 9001",
-            t0,
-        );
-        assert!(!st.recently_named(t0, Duration::from_secs(20)));
+        named_after(&[
+            ("+selected-slave", SELECTED_2, true),
+            ("-failover-abort-not-elected", MASTER_1, false),
+        ]);
     }
 
     #[test]

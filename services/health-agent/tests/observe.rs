@@ -9,6 +9,7 @@ use std::time::Duration;
 use redis_ha_agent::{AgentConfig, ObserveError, RedisProbe, SentinelProbe};
 use redis_ha_common::HostPort;
 use redis_ha_proto::v1::{LinkState, RedisStatus, Role};
+use redis_ha_sentinel::SentinelClient;
 use redis_ha_testkit::{wait_until, RedisSpec, Sandbox, TIMEOUT};
 
 const IO: Duration = Duration::from_millis(500);
@@ -132,7 +133,7 @@ async fn stalled_socket_times_out() {
     let e = p.role().await.unwrap_err();
     assert!(e.is_timeout(), "{e}");
 
-    let mut s = SentinelProbe::new(addr(port), None, IO).unwrap();
+    let mut s = SentinelProbe::new(SentinelClient::new(addr(port), None, IO).unwrap());
     let e = s.observe("redis-cluster").await.unwrap_err();
     assert!(e.is_timeout(), "{e}");
     let Err(e) = s.subscribe_events(IO).await else {
@@ -189,7 +190,7 @@ async fn garbage_answers_are_errors() {
     );
     let e = p.role().await.unwrap_err();
     assert!(matches!(e, ObserveError::Reply { .. }), "{e}");
-    let mut s = SentinelProbe::new(addr(port), None, IO).unwrap();
+    let mut s = SentinelProbe::new(SentinelClient::new(addr(port), None, IO).unwrap());
     let e = s.observe("redis-cluster").await.unwrap_err();
     assert!(matches!(e, ObserveError::Reply { .. }), "{e}");
 }
@@ -209,7 +210,7 @@ async fn sentinel_status() {
     let m = sb.redis(None).await;
     let r = sb.redis(Some(m.port())).await;
     let s = sb.sentinel("redis-cluster", m.port(), 1).await;
-    let mut sp = SentinelProbe::new(addr(s.port()), None, IO).unwrap();
+    let mut sp = SentinelProbe::new(SentinelClient::new(addr(s.port()), None, IO).unwrap());
     let obs = sp.observe("redis-cluster").await.unwrap();
     assert_eq!(obs.master.address, addr(m.port()));
     assert_eq!(obs.master.quorum, 1);

@@ -6,7 +6,7 @@ use std::time::Duration;
 use redis_ha_common::redis_client::{info_fields, RedisLink};
 use redis_ha_common::{HostPort, Secret};
 use redis_ha_sentinel::reply::{number, parse_instance_map, parse_master, ReplyError};
-use redis_ha_sentinel::{SentinelClient, SentinelError};
+use redis_ha_sentinel::{partition_results, SentinelClient, SentinelError};
 
 use crate::role::{PeerState, SentinelAnswer};
 
@@ -58,7 +58,7 @@ pub async fn ask_sentinels(
     let asks = sentinels
         .iter()
         .map(|s| ask_sentinel(s, group, password, timeout));
-    partition(futures::future::join_all(asks).await)
+    partition_results(futures::future::join_all(asks).await)
 }
 
 /// One peer's `INFO replication`, through the bounded link every sidecar uses.
@@ -96,19 +96,7 @@ pub async fn ask_peers(
     timeout: Duration,
 ) -> (Vec<PeerState>, Vec<ProbeError>) {
     let asks = peers.iter().map(|p| ask_peer(p, password, timeout));
-    partition(futures::future::join_all(asks).await)
-}
-
-fn partition<T>(results: Vec<Result<T, ProbeError>>) -> (Vec<T>, Vec<ProbeError>) {
-    let mut ok = Vec::new();
-    let mut errors = Vec::new();
-    for r in results {
-        match r {
-            Ok(v) => ok.push(v),
-            Err(e) => errors.push(e),
-        }
-    }
-    (ok, errors)
+    partition_results(futures::future::join_all(asks).await)
 }
 
 /// The addresses of this host's interfaces (loopback excluded): a Sentinel may name this node

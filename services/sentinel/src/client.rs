@@ -193,7 +193,7 @@ pub async fn ask_all(
             Err(e) => errors.push(e),
         }
     }
-    let (views, more) = split(ask_each(&mut clients, group).await);
+    let (views, more) = partition_results(ask_each(&mut clients, group).await);
     errors.extend(more);
     (views, errors)
 }
@@ -211,7 +211,8 @@ pub async fn ask_each(
     futures::future::join_all(asks).await
 }
 
-fn split<T, E>(results: Vec<Result<T, E>>) -> (Vec<T>, Vec<E>) {
+/// The answers and the errors of a round of asks, each in the order asked.
+pub fn partition_results<T, E>(results: Vec<Result<T, E>>) -> (Vec<T>, Vec<E>) {
     let mut ok = Vec::new();
     let mut err = Vec::new();
     for r in results {

@@ -10,6 +10,7 @@ use redis::{
     AsyncConnectionConfig, Client, Cmd, ConnectionAddr, ConnectionInfo, FromRedisValue,
     ProtocolVersion, RedisConnectionInfo,
 };
+use redis_ha_common::redis_client::info_fields;
 
 /// How long connecting, or one reply, may take: a paused (SIGSTOPped) server never answers.
 pub const QUERY_TIMEOUT: Duration = Duration::from_secs(2);
@@ -101,12 +102,12 @@ pub async fn info(
     Ok(parse_info(&text))
 }
 
-/// Parses INFO output ("key:value" lines, "# Section" headers).
+/// Parses INFO output ("key:value" lines, "# Section" headers) by the product's rule
+/// ([`info_fields`]), into owned strings.
 pub fn parse_info(text: &str) -> HashMap<String, String> {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+    info_fields(text)
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect()
 }
 

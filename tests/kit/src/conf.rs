@@ -107,13 +107,21 @@ pub struct RedisConf<'a> {
     pub password: Option<&'a str>,
 }
 
+/// The placeholders both templates have: the node (named in the header comment), the port, the
+/// data directory.
+fn instance_values(node: &str, port: u16, data_dir: &Path) -> Vec<(&'static str, String)> {
+    vec![
+        ("NODE", node.to_owned()),
+        ("PORT", port.to_string()),
+        ("DATA_DIR", data_dir.display().to_string()),
+    ]
+}
+
 impl RedisConf<'_> {
     /// Every placeholder of the template with its value.
     pub fn values(&self) -> Vec<(&'static str, String)> {
-        vec![
-            ("NODE", self.node.to_owned()),
-            ("PORT", self.port.to_string()),
-            ("DATA_DIR", self.data_dir.display().to_string()),
+        let mut values = instance_values(self.node, self.port, self.data_dir);
+        values.extend([
             (
                 "REPLICAOF",
                 self.replica_of
@@ -126,7 +134,8 @@ impl RedisConf<'_> {
                     .map(|pw| format!("requirepass {pw}\nmasterauth {pw}"))
                     .unwrap_or_default(),
             ),
-        ]
+        ]);
+        values
     }
 
     /// The rendered file; panics (the template and the kit disagree) on any render error.
@@ -154,10 +163,8 @@ pub struct SentinelConf<'a> {
 
 impl SentinelConf<'_> {
     pub fn values(&self) -> Vec<(&'static str, String)> {
-        vec![
-            ("NODE", self.node.to_owned()),
-            ("PORT", self.port.to_string()),
-            ("DATA_DIR", self.data_dir.display().to_string()),
+        let mut values = instance_values(self.node, self.port, self.data_dir);
+        values.extend([
             ("GROUP", self.group.to_owned()),
             ("MASTER_PORT", self.master_port.to_string()),
             ("QUORUM", self.quorum.to_string()),
@@ -169,7 +176,8 @@ impl SentinelConf<'_> {
                     .map(|pw| format!("sentinel auth-pass {} {pw}", self.group))
                     .unwrap_or_default(),
             ),
-        ]
+        ]);
+        values
     }
 
     pub fn render(&self) -> String {

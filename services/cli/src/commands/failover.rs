@@ -45,22 +45,22 @@ mod tests {
 
     #[test]
     fn says_who_accepted() {
-        let resp = FailoverResponse {
-            message: "OK".into(),
-            sentinel: "127.0.0.1:19002".into(),
-        };
-        assert_eq!(
-            format_response("redis-cluster", &resp),
-            "OK (Sentinel 127.0.0.1:19002)\n"
-        );
-        let resp = FailoverResponse {
-            message: "Sentinel 127.0.0.1:19002 accepted".into(),
-            sentinel: "127.0.0.1:19002".into(),
-        };
-        assert_eq!(
-            format_response("redis-cluster", &resp),
-            "Sentinel 127.0.0.1:19002 accepted\n"
-        );
+        let cases = [
+            ("OK", "127.0.0.1:19002", "OK (Sentinel 127.0.0.1:19002)\n"),
+            // A message that already names the Sentinel is printed as it is.
+            (
+                "Sentinel 127.0.0.1:19002 accepted",
+                "127.0.0.1:19002",
+                "Sentinel 127.0.0.1:19002 accepted\n",
+            ),
+        ];
+        for (message, sentinel, want) in cases {
+            let resp = FailoverResponse {
+                message: message.into(),
+                sentinel: sentinel.into(),
+            };
+            assert_eq!(format_response("redis-cluster", &resp), want, "{message:?}");
+        }
         assert_eq!(
             format_response("g", &FailoverResponse::default()),
             "failover of g requested\n"
