@@ -259,15 +259,17 @@ impl Stack {
         Ok(stdout)
     }
 
-    /// Node `n`'s ROLE ("master" / "slave") and whether it holds `key`, asked inside its
-    /// container (see [`Stack::cli_inside`]).
-    pub async fn role_and_key_inside(&self, n: u8, key: &str) -> Result<(String, bool), String> {
+    /// Node `n`'s ROLE ("master" / "slave") inside its container (see [`Stack::cli_inside`]).
+    pub async fn role_inside(&self, n: u8) -> Result<String, String> {
         let role = self.cli_inside(n, &["ROLE"]).await?;
-        let role = role.lines().next().unwrap_or_default().to_owned();
-        let exists = self.cli_inside(n, &["EXISTS", key]).await?;
-        match exists.as_str() {
-            "0" => Ok((role, false)),
-            "1" => Ok((role, true)),
+        Ok(role.lines().next().unwrap_or_default().to_owned())
+    }
+
+    /// Whether node `n` holds `key`, asked inside its container.
+    pub async fn has_key_inside(&self, n: u8, key: &str) -> Result<bool, String> {
+        match self.cli_inside(n, &["EXISTS", key]).await?.as_str() {
+            "0" => Ok(false),
+            "1" => Ok(true),
             other => Err(format!("EXISTS {key} in redis-{n}: {other:?}")),
         }
     }

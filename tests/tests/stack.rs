@@ -63,8 +63,8 @@ async fn wait_new_task(stack: &Stack, n: u8, old_container: &str) {
 /// What the split-brain check saw of `node` on one probe.
 #[derive(Debug, PartialEq, Eq)]
 enum Probed {
-    /// It called itself master, and EXISTS of the probe's key answered (`true`: it had the
-    /// write, a split brain).
+    /// It called itself master before and after EXISTS of the probe's key answered (`true`:
+    /// it had the write, a split brain).
     Master { had_write: bool },
     /// It answered ROLE as a replica.
     Replica,
@@ -88,12 +88,7 @@ async fn assert_no_writes_on(stack: &Stack, node: u8, until_replica: bool, round
             .await
             .expect("a write through HAProxy");
         // Asked inside the node's container: an isolated node has no published port left.
-        let seen = match stack.role_and_key_inside(node, &key).await {
-            Ok((role, had_write)) if role == "master" => Probed::Master { had_write },
-            Ok((role, _)) if role == "slave" => Probed::Replica,
-            Ok((role, _)) => Probed::Unreachable(format!("role {role}")),
-            Err(e) => Probed::Unreachable(e),
-        };
+        let seen = probe_node(stack, node, &key).await;
         match &seen {
             Probed::Master { had_write } => {
                 probed += 1;
@@ -124,6 +119,32 @@ async fn assert_no_writes_on(stack: &Stack, node: u8, until_replica: bool, round
         "the split-brain check never reached redis-{node} ({i} probes, all failed: {:?})",
         &unreachable[..unreachable.len().min(5)]
     );
+}
+
+/// One probe of `node` for `key`: ROLE, EXISTS, ROLE. Only a node that was master before
+/// and after the read proves anything about the key: one demoted in between may hold it by
+/// replication from the real master.
+async fn probe_node(stack: &Stack, node: u8, key: &str) -> Probed {
+    let before = match stack.role_inside(node).await {
+        Ok(role) => role,
+        Err(e) => return Probed::Unreachable(format!("ROLE: {e}")),
+    };
+    if before == "slave" {
+        return Probed::Replica;
+    }
+    if before != "master" {
+        return Probed::Unreachable(format!("role {before}"));
+    }
+    let had_write = match stack.has_key_inside(node, key).await {
+        Ok(v) => v,
+        Err(e) => return Probed::Unreachable(e),
+    };
+    match stack.role_inside(node).await {
+        Ok(after) if after == "master" => Probed::Master { had_write },
+        Ok(after) if after == "slave" => Probed::Replica,
+        Ok(after) => Probed::Unreachable(format!("role {after}")),
+        Err(e) => Probed::Unreachable(format!("ROLE: {e}")),
+    }
 }
 
 fn rand_suffix() -> u64 {
