@@ -11,6 +11,7 @@ pub mod redis_client;
 pub mod secret;
 pub mod shutdown;
 pub mod telemetry;
+pub mod template;
 pub mod time;
 
 pub use addr::HostPort;

@@ -10,39 +10,12 @@ use redis_ha_sentinel::NamedMaster;
 
 use crate::redis_conf::quote;
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum TemplateError {
-    #[error("unfilled placeholder @{0}@ in the template")]
-    Unfilled(String),
-}
+pub use redis_ha_common::template::Unfilled as TemplateError;
 
 /// The template with every `@NAME@` of `values` replaced; fails on any `@NAME@` (upper-case
-/// letters and `_`) left unfilled.
+/// letters and `_`) left unfilled (the rule is `redis_ha_common::template`'s).
 pub fn render_template(template: &str, values: &[(&str, String)]) -> Result<String, TemplateError> {
-    let mut text = template.to_owned();
-    for (name, value) in values {
-        text = text.replace(&format!("@{name}@"), value);
-    }
-    if let Some(name) = first_placeholder(&text) {
-        return Err(TemplateError::Unfilled(name.to_owned()));
-    }
-    Ok(text)
-}
-
-/// The first `@NAME@` placeholder left in `text`.
-fn first_placeholder(text: &str) -> Option<&str> {
-    let mut rest = text;
-    while let Some(open) = rest.find('@') {
-        let after = &rest[open + 1..];
-        let close = after.find('@')?;
-        let name = &after[..close];
-        if !name.is_empty() && name.chars().all(|c| c.is_ascii_uppercase() || c == '_') {
-            return Some(name);
-        }
-        // Not a placeholder: the closing '@' may open one.
-        rest = &after[close..];
-    }
-    None
+    redis_ha_common::template::fill(template, values)
 }
 
 /// The master this Sentinel monitored when it last rewrote its file (`sentinel monitor GROUP
@@ -245,11 +218,15 @@ requirepass \"old\"
         missing.retain(|(k, _)| *k != "QUORUM");
         assert_eq!(
             render_template(SHIPPED, &missing),
-            Err(TemplateError::Unfilled("QUORUM".into()))
+            Err(TemplateError {
+                names: ["QUORUM".to_owned()].into()
+            })
         );
         assert_eq!(
             render_template("a @NEW_KEY@ b", &[]),
-            Err(TemplateError::Unfilled("NEW_KEY".into()))
+            Err(TemplateError {
+                names: ["NEW_KEY".to_owned()].into()
+            })
         );
         // An e-mail address or a lone '@' is no placeholder.
         assert!(render_template("# ops@example.org, @ x\n", &[]).is_ok());

@@ -46,24 +46,7 @@ pub enum RenderError {
     Unknown { template: PathBuf, key: String },
 }
 
-/// The `@KEY@` placeholders of a template (KEY of capitals and underscores).
-pub fn placeholders(text: &str) -> BTreeSet<String> {
-    let mut found = BTreeSet::new();
-    let mut rest = text;
-    while let Some(start) = rest.find('@') {
-        let after = &rest[start + 1..];
-        let len = after
-            .find(|c: char| !(c.is_ascii_uppercase() || c == '_'))
-            .unwrap_or(after.len());
-        if len > 0 && after[len..].starts_with('@') {
-            found.insert(after[..len].to_owned());
-            rest = &after[len + 1..];
-        } else {
-            rest = after;
-        }
-    }
-    found
-}
+pub use redis_ha_common::template::placeholders;
 
 /// Renders `template` as up.sh's `render` does: each `@KEY@` replaced by its value, the text
 /// ending in one newline. Refuses a key the template lacks and a placeholder left unfilled.
@@ -73,23 +56,19 @@ pub fn render(template: &Path, values: &[(&str, String)]) -> Result<String, Rend
         source,
     })?;
     let wanted = placeholders(&text);
-    let mut out = text;
-    for (key, value) in values {
-        if !wanted.contains(*key) {
-            return Err(RenderError::Unknown {
-                template: template.to_owned(),
-                key: (*key).to_owned(),
-            });
-        }
-        out = out.replace(&format!("@{key}@"), value);
-    }
-    let left = placeholders(&out);
-    if !left.is_empty() {
-        return Err(RenderError::Unfilled {
+    // Stricter than the product: a value the template has no place for means the kit and
+    // the template disagree.
+    if let Some((key, _)) = values.iter().find(|(key, _)| !wanted.contains(*key)) {
+        return Err(RenderError::Unknown {
             template: template.to_owned(),
-            names: left,
+            key: (*key).to_owned(),
         });
     }
+    let out =
+        redis_ha_common::template::fill(&text, values).map_err(|e| RenderError::Unfilled {
+            template: template.to_owned(),
+            names: e.names,
+        })?;
     // `$(<file)` drops trailing newlines and `printf '%s\n'` adds one.
     Ok(format!("{}\n", out.trim_end_matches('\n')))
 }
