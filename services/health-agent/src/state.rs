@@ -393,6 +393,25 @@ impl State {
         dropped
     }
 
+    /// Records that this replica was re-pointed at a promoted master as agent event `followed`.
+    pub fn followed(&mut self, master: &HostPort, epoch: u64, now_ms: i64) -> usize {
+        let payload = format!(
+            "{} re-pointed: REPLICAOF {} (promoted at config epoch {epoch})",
+            self.announce_addr, master
+        );
+        let dropped = self.agent_event("followed", payload, now_ms);
+        self.want_report(Reason::Event);
+        dropped
+    }
+
+    /// The master this node follows at its last poll, when it is a replica that says which.
+    pub fn own_master(&self) -> Option<HostPort> {
+        if self.redis.master_address.is_empty() {
+            return None;
+        }
+        self.redis.master_address.parse().ok()
+    }
+
     /// Records a restart of the hung node's container as an agent event `hung-restart`.
     pub fn hung_restarted(&mut self, container: &str, hung_for: Duration, now_ms: i64) -> usize {
         let payload = format!(
