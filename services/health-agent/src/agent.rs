@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use redis_ha_common::time::now_ms;
 use redis_ha_common::{Backoff, HostPort};
 use redis_ha_proto::v1::coordinator_client::CoordinatorClient;
-use redis_ha_proto::v1::{AgentReport, Topology, WatchTopologyRequest};
+use redis_ha_proto::v1::{AgentReport, MasterSource, Topology, WatchTopologyRequest};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Channel, Endpoint};
@@ -813,6 +813,8 @@ async fn follow_loop(
     let mut errors = ErrorLog::default();
     // Long enough for the next poll to show the REPLICAOF.
     let mut cooldown = FollowCooldown::new(s.heartbeat * 2 + s.io_timeout);
+    // The promoted master this agent last re-pointed the node at (see `follow::decide`).
+    let mut followed: Option<HostPort> = None;
     while !shutdown.is_cancelled() {
         let mut client = CoordinatorClient::new(endpoint.connect_lazy());
         let request = WatchTopologyRequest {
@@ -854,7 +856,17 @@ async fn follow_loop(
                         },
                         _ = shared.epoch_advanced.notified() => {}
                     }
-                    follow_if_due(shared, &mut probe, published.as_ref(), &mut cooldown).await;
+                    if let Some(promoted) = follow_if_due(
+                        shared,
+                        &mut probe,
+                        published.as_ref(),
+                        followed.as_ref(),
+                        &mut cooldown,
+                    )
+                    .await
+                    {
+                        followed = Some(promoted);
+                    }
                 }
             }
             Err(e) => {
@@ -872,13 +884,15 @@ async fn follow_loop(
     }
 }
 
-/// Decides on what the agent knows now and carries out a `ReplicaOf`.
+/// Decides on what the agent knows now and carries out a `ReplicaOf`; returns the master when
+/// it followed a promotion.
 async fn follow_if_due(
     shared: &Shared,
     probe: &mut RedisProbe,
     published: Option<&PublishedMaster>,
+    followed: Option<&HostPort>,
     cooldown: &mut FollowCooldown,
-) {
+) -> Option<HostPort> {
     let s = &shared.settings;
     let decision = {
         let st = shared.state();
@@ -893,13 +907,14 @@ async fn follow_if_due(
             own_master: own_master.as_ref(),
             published,
             own_sentinel_epoch: st.current_epoch,
+            followed,
         })
     };
     let FollowDecision::ReplicaOf(master, epoch) = &decision else {
-        return;
+        return None;
     };
     if cooldown.suppressed(&decision, Instant::now()) {
-        return;
+        return None;
     }
     match probe.replicaof(master).await {
         Ok(()) => {
@@ -912,9 +927,12 @@ async fn follow_if_due(
                 warn!(dropped, "event queue full: dropped the oldest events");
             }
             shared.report_now.notify_one();
+            let promoted = published.is_some_and(|p| p.source == MasterSource::Promoted);
+            promoted.then(|| master.clone())
         }
         Err(e) => {
             warn!(node = %s.node_id, master = %master, error = %e, "follow: REPLICAOF failed; Sentinel will re-point the node");
+            None
         }
     }
 }

@@ -40,6 +40,8 @@ pub struct FollowInput<'a> {
     pub published: Option<&'a PublishedMaster>,
     /// The highest epoch this agent's own Sentinel took part in (or named).
     pub own_sentinel_epoch: u64,
+    /// The promoted master this agent last re-pointed the node at (`None`: none since start).
+    pub followed: Option<&'a HostPort>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,15 +124,20 @@ mod tests {
         }
     }
 
-    /// This node (9003) is a replica of the old master 9001; its Sentinel is at epoch 5.
-    fn input<'a>(p: Option<&'a PublishedMaster>, own_master: &'a HostPort) -> FollowInput<'a> {
-        static OWN: std::sync::OnceLock<HostPort> = std::sync::OnceLock::new();
+    /// Replica 9003 (its Sentinel at epoch 5) following `own_master`.
+    fn replica<'a>(
+        own: &'a HostPort,
+        own_master: &'a HostPort,
+        p: &'a PublishedMaster,
+        followed: Option<&'a HostPort>,
+    ) -> FollowInput<'a> {
         FollowInput {
-            own_addr: OWN.get_or_init(|| hp(9003)),
+            own_addr: own,
             own_role: Role::Replica,
             own_master: Some(own_master),
-            published: p,
+            published: Some(p),
             own_sentinel_epoch: 5,
+            followed,
         }
     }
 
@@ -140,7 +147,8 @@ mod tests {
         let follow = Some((9002, 5));
         let old = Some(9001);
         // (case, published (port, epoch, source, confirmed), own role, own master, expected
-        // (port, epoch)); this node is 9003 and its Sentinel is at epoch 5.
+        // (port, epoch)); this node is 9003, its Sentinel is at epoch 5, and it followed no
+        // promotion yet (see `withdrawn_promotion_is_undone` for the quorum's master after one).
         let cases = [
             (
                 "promoted, confirmed, epoch reached",
@@ -246,6 +254,7 @@ mod tests {
                 own_master: own_master.as_ref(),
                 published: p.as_ref(),
                 own_sentinel_epoch: 5,
+                followed: None,
             });
             let want = want.map_or(FollowDecision::Keep, |(port, epoch)| {
                 FollowDecision::ReplicaOf(hp(port), epoch)
@@ -259,32 +268,64 @@ mod tests {
     #[test]
     fn withdrawn_promotion_is_undone() {
         use MasterSource::{LastKnown, Promoted, SentinelQuorum};
+        let own = hp(9003);
         let old = hp(9001);
         let promoted = hp(9002);
-        // 1. Promoted 9002 at epoch 5: follow it.
+        // 1. Promoted 9002 at epoch 5: follow it (the agent remembers it followed 9002).
         let p = published(9002, 5, Promoted, true);
         assert_eq!(
-            decide(&input(Some(&p), &old)),
+            decide(&replica(&own, &old, &p, None)),
             FollowDecision::ReplicaOf(hp(9002), 5)
         );
+        let followed = Some(&promoted);
         // 2. Withdrawn: the coordinator falls back to its last decision (9001, epoch 4) before
         //    the Sentinels confirm anything: nothing moves on a last-known master.
         let last = published(9001, 4, LastKnown, true);
-        assert_eq!(decide(&input(Some(&last), &promoted)), FollowDecision::Keep);
-        // 3. The quorum names 9001 again and its agent confirms it: back to 9001.
+        assert_eq!(
+            decide(&replica(&own, &promoted, &last, followed)),
+            FollowDecision::Keep
+        );
+        // 3. The quorum names 9001 again, its agent does not confirm it yet: wait.
+        let unconfirmed = published(9001, 4, SentinelQuorum, false);
+        assert_eq!(
+            decide(&replica(&own, &promoted, &unconfirmed, followed)),
+            FollowDecision::Keep
+        );
+        // 4. Confirmed: back to 9001.
         let quorum = published(9001, 4, SentinelQuorum, true);
         assert_eq!(
-            decide(&input(Some(&quorum), &promoted)),
+            decide(&replica(&own, &promoted, &quorum, followed)),
             FollowDecision::ReplicaOf(hp(9001), 4)
         );
-        // 4. Once following it, nothing more to do.
-        assert_eq!(decide(&input(Some(&quorum), &old)), FollowDecision::Keep);
+        // 5. Once following it, nothing more to do.
+        assert_eq!(
+            decide(&replica(&own, &old, &quorum, followed)),
+            FollowDecision::Keep
+        );
         // The withdrawn master, now demoted to a replica of 9001 by fencing, is left alone too.
-        let demoted = FollowInput {
-            own_addr: &promoted,
-            ..input(Some(&quorum), &old)
-        };
-        assert_eq!(decide(&demoted), FollowDecision::Keep);
+        assert_eq!(
+            decide(&replica(&promoted, &old, &quorum, None)),
+            FollowDecision::Keep
+        );
+    }
+
+    /// The quorum's master moves only a node that follows this agent's own choice: when Sentinel
+    /// re-pointed the node meanwhile (a later failover, or a topology lagging behind Sentinel),
+    /// the agent keeps out of its way.
+    #[test]
+    fn quorum_master_never_pulls_back_sentinels_reconfiguration() {
+        let own = hp(9003);
+        let ours = hp(9002);
+        let sentinels = hp(9004);
+        let quorum = published(9001, 4, MasterSource::SentinelQuorum, true);
+        assert_eq!(
+            decide(&replica(&own, &sentinels, &quorum, Some(&ours))),
+            FollowDecision::Keep
+        );
+        assert_eq!(
+            decide(&replica(&own, &sentinels, &quorum, None)),
+            FollowDecision::Keep
+        );
     }
 
     #[test]

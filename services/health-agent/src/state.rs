@@ -396,7 +396,7 @@ impl State {
     /// Records that this replica was re-pointed at a promoted master as agent event `followed`.
     pub fn followed(&mut self, master: &HostPort, epoch: u64, now_ms: i64) -> usize {
         let payload = format!(
-            "{} re-pointed: REPLICAOF {} (promoted at config epoch {epoch})",
+            "{} re-pointed: REPLICAOF {} (published at config epoch {epoch})",
             self.announce_addr, master
         );
         let dropped = self.agent_event("followed", payload, now_ms);
