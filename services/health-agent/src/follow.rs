@@ -51,17 +51,25 @@ pub enum FollowDecision {
     ReplicaOf(HostPort, u64),
 }
 
-/// Re-point only a replica following another node, at a confirmed master the Sentinels named or
-/// the failover leader promoted, at an epoch this node's own Sentinel has reached. A node that
-/// says `role:master` is never touched here: fencing deals with strays.
+/// Re-point only a replica following another node, at a confirmed master the failover leader
+/// promoted, at an epoch this node's own Sentinel has reached. The Sentinels' quorum master is
+/// followed only to undo this agent's own follow of a promotion the coordinator withdrew: otherwise
+/// the node is Sentinel's to re-point, and a topology that lags behind Sentinel's reconfiguration
+/// must not pull the node back. A node that says `role:master` is never touched here: fencing
+/// deals with strays.
 pub fn decide(input: &FollowInput<'_>) -> FollowDecision {
     let Some(p) = input.published else {
         return FollowDecision::Keep;
     };
-    let trusted_source = matches!(
-        p.source,
-        MasterSource::Promoted | MasterSource::SentinelQuorum
-    );
+    let follows_our_choice = match (input.own_master, input.followed) {
+        (Some(m), Some(f)) => same_node(m, f),
+        _ => false,
+    };
+    let trusted_source = match p.source {
+        MasterSource::Promoted => true,
+        MasterSource::SentinelQuorum => follows_our_choice,
+        _ => false,
+    };
     let already_following = input.own_master.is_some_and(|m| same_node(m, &p.master));
     if !trusted_source
         || !p.confirmed
@@ -158,11 +166,11 @@ mod tests {
                 follow,
             ),
             (
-                "sentinel quorum, confirmed",
+                "sentinel quorum, no follow of ours to undo: Sentinel's to re-point",
                 Some((9002, 5, SentinelQuorum, true)),
                 Role::Replica,
                 old,
-                follow,
+                None,
             ),
             (
                 "own sentinel ahead of the epoch",
