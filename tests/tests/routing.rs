@@ -445,27 +445,6 @@ async fn remaining_replica_follows_the_promotion_before_sentinel_reconfigures_it
     wait_acked_since(&writer, Instant::now(), 20).await;
     let records = writer.finish().await;
 
-    // The remaining replica's own agent re-pointed it (its `followed` event).
-    let agent = format!("node-{remaining}");
-    let followed = s
-        .cluster
-        .api()
-        .wait_events(
-            "the remaining replica's agent to follow the promotion",
-            |evs| {
-                evs.iter()
-                    .find(|e| e.node == agent && e.message.starts_with("followed "))
-                    .cloned()
-            },
-        )
-        .await;
-    assert!(
-        followed
-            .message
-            .contains(&format!("REPLICAOF {}", s.cluster.node(new).addr())),
-        "{followed:?}"
-    );
-
     let reconf = events
         .first(killed_at, &SENTINEL_RECONF)
         .unwrap_or_else(|| panic!("no Sentinel reconfiguration seen"));
@@ -489,6 +468,27 @@ async fn remaining_replica_follows_the_promotion_before_sentinel_reconfigures_it
         reconf.channel,
         reconf.payload,
         summary(&records)
+    );
+
+    // The remaining replica's own agent re-pointed it (its `followed` event).
+    let agent = format!("node-{remaining}");
+    let followed = s
+        .cluster
+        .api()
+        .wait_events(
+            "the remaining replica's agent to follow the promotion",
+            |evs| {
+                evs.iter()
+                    .find(|e| e.node == agent && e.message.starts_with("followed "))
+                    .cloned()
+            },
+        )
+        .await;
+    assert!(
+        followed
+            .message
+            .contains(&format!("REPLICAOF {}", s.cluster.node(new).addr())),
+        "{followed:?}"
     );
 
     s.cluster.wait_replica_of(remaining, new).await;
