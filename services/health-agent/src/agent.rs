@@ -158,6 +158,17 @@ impl PeerPolls {
     }
 }
 
+/// A long-lived stream broke or could not start: waits for the backoff's next attempt.
+/// Returns false on shutdown.
+async fn retry_later(backoff: &mut Backoff, shutdown: &CancellationToken) -> bool {
+    backoff.failed(Instant::now());
+    let deadline = backoff.next_attempt().unwrap_or_else(Instant::now);
+    tokio::select! {
+        _ = shutdown.cancelled() => false,
+        _ = tokio::time::sleep_until(deadline.into()) => true,
+    }
+}
+
 /// Sleeps until `deadline`, or until `wake` fires or `shutdown` is cancelled.
 /// Returns false on shutdown.
 async fn nap(deadline: Instant, wake: &Notify, shutdown: &CancellationToken) -> bool {
@@ -501,11 +512,8 @@ async fn events_loop(shared: &Shared, probe: &SentinelProbe, shutdown: &Cancella
                 }
             }
         }
-        backoff.failed(Instant::now());
-        let deadline = backoff.next_attempt().unwrap_or_else(Instant::now);
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep_until(deadline.into()) => {}
+        if !retry_later(&mut backoff, shutdown).await {
+            return;
         }
     }
 }
@@ -875,11 +883,8 @@ async fn follow_loop(
                 }
             }
         }
-        backoff.failed(Instant::now());
-        let deadline = backoff.next_attempt().unwrap_or_else(Instant::now);
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep_until(deadline.into()) => {}
+        if !retry_later(&mut backoff, shutdown).await {
+            return;
         }
     }
 }

@@ -157,99 +157,22 @@ mod tests {
         // (case, published (port, epoch, source, confirmed), own role, own master, expected
         // (port, epoch)); this node is 9003, its Sentinel is at epoch 5, and it followed no
         // promotion yet (see `withdrawn_promotion_is_undone` for the quorum's master after one).
+        #[rustfmt::skip]
         let cases = [
-            (
-                "promoted, confirmed, epoch reached",
-                Some((9002, 5, Promoted, true)),
-                Role::Replica,
-                old,
-                follow,
-            ),
-            (
-                "sentinel quorum, no follow of ours to undo: Sentinel's to re-point",
-                Some((9002, 5, SentinelQuorum, true)),
-                Role::Replica,
-                old,
-                None,
-            ),
-            (
-                "own sentinel ahead of the epoch",
-                Some((9002, 4, Promoted, true)),
-                Role::Replica,
-                old,
-                Some((9002, 4)),
-            ),
-            (
-                "replica whose master is not known",
-                Some((9002, 5, Promoted, true)),
-                Role::Replica,
-                None,
-                follow,
-            ),
+            ("promoted, confirmed, epoch reached", Some((9002, 5, Promoted, true)), Role::Replica, old, follow),
+            ("sentinel quorum, no follow of ours to undo: Sentinel's to re-point", Some((9002, 5, SentinelQuorum, true)), Role::Replica, old, None),
+            ("own sentinel ahead of the epoch", Some((9002, 4, Promoted, true)), Role::Replica, old, Some((9002, 4))),
+            ("replica whose master is not known", Some((9002, 5, Promoted, true)), Role::Replica, None, follow),
             ("no topology watch", None, Role::Replica, old, None),
-            (
-                "not confirmed by its own agent",
-                Some((9002, 5, Promoted, false)),
-                Role::Replica,
-                old,
-                None,
-            ),
-            (
-                "last-known source",
-                Some((9002, 5, LastKnown, true)),
-                Role::Replica,
-                old,
-                None,
-            ),
-            (
-                "unspecified source",
-                Some((9002, 5, Unspecified, true)),
-                Role::Replica,
-                old,
-                None,
-            ),
-            (
-                "no master",
-                Some((9002, 5, MasterSource::None, true)),
-                Role::Replica,
-                old,
-                None,
-            ),
-            (
-                "epoch beyond this agent's Sentinel (one witness only)",
-                Some((9002, 6, Promoted, true)),
-                Role::Replica,
-                old,
-                None,
-            ),
-            (
-                "the published master is this node",
-                Some((9003, 5, Promoted, true)),
-                Role::Replica,
-                old,
-                None,
-            ),
-            (
-                "already following it",
-                Some((9002, 5, Promoted, true)),
-                Role::Replica,
-                Some(9002),
-                None,
-            ),
-            (
-                "this node says master",
-                Some((9002, 5, Promoted, true)),
-                Role::Master,
-                None,
-                None,
-            ),
-            (
-                "this node unreachable",
-                Some((9002, 5, Promoted, true)),
-                Role::Unspecified,
-                old,
-                None,
-            ),
+            ("not confirmed by its own agent", Some((9002, 5, Promoted, false)), Role::Replica, old, None),
+            ("last-known source", Some((9002, 5, LastKnown, true)), Role::Replica, old, None),
+            ("unspecified source", Some((9002, 5, Unspecified, true)), Role::Replica, old, None),
+            ("no master", Some((9002, 5, MasterSource::None, true)), Role::Replica, old, None),
+            ("epoch beyond this agent's Sentinel (one witness only)", Some((9002, 6, Promoted, true)), Role::Replica, old, None),
+            ("the published master is this node", Some((9003, 5, Promoted, true)), Role::Replica, old, None),
+            ("already following it", Some((9002, 5, Promoted, true)), Role::Replica, Some(9002), None),
+            ("this node says master", Some((9002, 5, Promoted, true)), Role::Master, None, None),
+            ("this node unreachable", Some((9002, 5, Promoted, true)), Role::Unspecified, old, None),
         ];
         let own = hp(9003);
         for (case, p, own_role, own_master, want) in cases {
