@@ -340,3 +340,163 @@ async fn killed_replica_leaves_routing_untouched() {
     assert_eq!(s.haproxy.routed_port().await, Some(port));
     s.assert_not_cut(&mut held).await;
 }
+
+/// Every event of the cluster's Sentinels (`PSUBSCRIBE *`), stamped when the test received it.
+struct SentinelEvents {
+    seen: std::sync::Arc<std::sync::Mutex<Vec<SeenEvent>>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+#[derive(Clone, Debug)]
+struct SeenEvent {
+    at: Instant,
+    sentinel: usize,
+    channel: String,
+    payload: String,
+}
+
+impl SentinelEvents {
+    async fn subscribe(cluster: &Cluster) -> Self {
+        use tokio_stream::StreamExt as _;
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut tasks = Vec::new();
+        for i in 1..=3 {
+            let url = format!("redis://127.0.0.1:{}", cluster.sentinel_port(i));
+            let client = redis::Client::open(url.as_str())
+                .unwrap_or_else(|e| panic!("sentinel {i} url {url}: {e}"));
+            let mut pubsub = client
+                .get_async_pubsub()
+                .await
+                .unwrap_or_else(|e| panic!("sentinel {i} pub/sub: {e}"));
+            pubsub
+                .psubscribe("*")
+                .await
+                .unwrap_or_else(|e| panic!("sentinel {i} PSUBSCRIBE: {e}"));
+            let seen = seen.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut messages = pubsub.into_on_message();
+                while let Some(m) = messages.next().await {
+                    let event = SeenEvent {
+                        at: Instant::now(),
+                        sentinel: i,
+                        channel: m.get_channel_name().to_owned(),
+                        payload: m.get_payload().unwrap_or_default(),
+                    };
+                    seen.lock().unwrap_or_else(|e| e.into_inner()).push(event);
+                }
+            }));
+        }
+        Self { seen, tasks }
+    }
+
+    /// The first event on one of `channels` received after `since`.
+    fn first(&self, since: Instant, channels: &[&str]) -> Option<SeenEvent> {
+        self.seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|e| e.at > since && channels.contains(&e.channel.as_str()))
+            .min_by_key(|e| e.at)
+            .cloned()
+    }
+}
+
+impl Drop for SentinelEvents {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// With `min-replicas-to-write 1` (shipped) the promoted master takes writes only once a replica
+/// follows it: the remaining replica's agent re-points it at the promoted master, so a write
+/// through HAProxy is acknowledged by the new master before any Sentinel re-points a replica
+/// (`+slave-reconf-sent`) or announces the switch (`+switch-master`), and nothing acknowledged
+/// after the kill is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remaining_replica_follows_the_promotion_before_sentinel_reconfigures_it() {
+    const SENTINEL_RECONF: [&str; 2] = ["+slave-reconf-sent", "+switch-master"];
+    let mut s = stack().await;
+    let events = SentinelEvents::subscribe(&s.cluster).await;
+    let old = s.cluster.node(1).addr();
+    let writer = writing(&s.haproxy, "follow", WriteMode::NewConnectionEachWrite, 5).await;
+
+    let killed_at = Instant::now();
+    s.cluster.node_mut(1).kill();
+    let new_addr = s.cluster.wait_new_master(&old).await;
+    let new = s
+        .cluster
+        .node_index(&new_addr)
+        .unwrap_or_else(|| panic!("unknown master {new_addr}"));
+    let remaining = if new == 2 { 3 } else { 2 };
+    let new_port = s.cluster.node(new).port();
+    wait_until(
+        "a Sentinel to re-point a replica or announce the switch",
+        READY_TIMEOUT,
+        || async {
+            events
+                .first(killed_at, &SENTINEL_RECONF)
+                .ok_or_else(|| "not yet".to_owned())
+        },
+    )
+    .await;
+    wait_routed_to_sentinel_master(&s.cluster, &s.haproxy).await;
+    wait_acked_since(&writer, Instant::now(), 20).await;
+    let records = writer.finish().await;
+
+    let reconf = events
+        .first(killed_at, &SENTINEL_RECONF)
+        .unwrap_or_else(|| panic!("no Sentinel reconfiguration seen"));
+    let first_on_new = records
+        .iter()
+        .filter(|r| r.acked && r.started > killed_at && r.port == Some(new_port))
+        .min_by_key(|r| r.finished)
+        .unwrap_or_else(|| {
+            panic!(
+                "no write acknowledged by the new master: {}",
+                summary(&records)
+            )
+        });
+    assert!(
+        first_on_new.finished < reconf.at,
+        "the first write the new master acknowledged ({}, at {} ms) came after Sentinel {}'s {} {}: \
+         the remaining replica was not re-pointed before Sentinel did it; {}",
+        first_on_new.key,
+        first_on_new.finished_wall_ms,
+        reconf.sentinel,
+        reconf.channel,
+        reconf.payload,
+        summary(&records)
+    );
+
+    // The remaining replica's own agent re-pointed it (its `followed` event).
+    let agent = format!("node-{remaining}");
+    let followed = s
+        .cluster
+        .api()
+        .wait_events(
+            "the remaining replica's agent to follow the promotion",
+            |evs| {
+                evs.iter()
+                    .find(|e| e.node == agent && e.message.starts_with("followed "))
+                    .cloned()
+            },
+        )
+        .await;
+    assert!(
+        followed
+            .message
+            .contains(&format!("REPLICAOF {}", s.cluster.node(new).addr())),
+        "{followed:?}"
+    );
+
+    s.cluster.wait_replica_of(remaining, new).await;
+    let after: Vec<WriteRecord> = records
+        .iter()
+        .filter(|r| r.started > killed_at && r.acked)
+        .cloned()
+        .collect();
+    let port = wait_routed_to_sentinel_master(&s.cluster, &s.haproxy).await;
+    assert_acked_present(&s.cluster, port, &after).await;
+}

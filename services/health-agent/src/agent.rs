@@ -4,7 +4,9 @@
 //! - Sentinel poll: `SENTINEL MASTER/REPLICAS/SENTINELS` at the heartbeat and after events;
 //! - Sentinel events: `PSUBSCRIBE *`, parsed, queued, reported at once;
 //! - reporter: sends `AgentReport`s (startup, events, changes, heartbeat), never blocking the
-//!   others; failed reports keep their events queued and are retried with backoff.
+//!   others; failed reports keep their events queued and are retried with backoff;
+//! - follow (when `follow_promotions`): watches the coordinator's topology and re-points this
+//!   replica at a promoted master at once ([`crate::follow`]).
 //!
 //! The Redis poll also feeds each result to the hung-node detector ([`crate::hung`]): when
 //! enabled, a node whose polls keep timing out (not refused: a crash is the restart policy's)
@@ -16,7 +18,7 @@ use std::time::{Duration, Instant};
 use redis_ha_common::time::now_ms;
 use redis_ha_common::{Backoff, HostPort};
 use redis_ha_proto::v1::coordinator_client::CoordinatorClient;
-use redis_ha_proto::v1::AgentReport;
+use redis_ha_proto::v1::{AgentReport, MasterSource, Topology, WatchTopologyRequest};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Channel, Endpoint};
@@ -24,6 +26,7 @@ use tracing::{debug, debug_span, info, info_span, warn, Instrument};
 
 use crate::config::AgentSettings;
 use crate::fencing::{decide, stray_master, FencingDecision, FencingInput, MismatchTimer};
+use crate::follow::{FollowCooldown, FollowDecision, FollowInput, PublishedMaster};
 use crate::hung::{DockerRestarter, HungDecision, HungDetector, PollOutcome};
 use crate::metrics::AgentMetrics;
 use crate::probe::{RedisProbe, SentinelProbe};
@@ -80,6 +83,8 @@ pub(crate) struct Shared {
     failover_started: Notify,
     /// Wakes the Sentinel poll: an event arrived, its view may have changed.
     sentinel_refresh: Notify,
+    /// Wakes the follow loop: this agent's Sentinel reached a new epoch.
+    epoch_advanced: Notify,
     metrics: AgentMetrics,
 }
 
@@ -98,6 +103,7 @@ impl Shared {
             report_now: Notify::new(),
             failover_started: Notify::new(),
             sentinel_refresh: Notify::new(),
+            epoch_advanced: Notify::new(),
             metrics,
         }
     }
@@ -149,6 +155,17 @@ impl PeerPolls {
             self.backoff.failed(Instant::now());
         }
         self.errors.failed(&e.to_string())
+    }
+}
+
+/// A long-lived stream broke or could not start: waits for the backoff's next attempt.
+/// Returns false on shutdown.
+async fn retry_later(backoff: &mut Backoff, shutdown: &CancellationToken) -> bool {
+    backoff.failed(Instant::now());
+    let deadline = backoff.next_attempt().unwrap_or_else(Instant::now);
+    tokio::select! {
+        _ = shutdown.cancelled() => false,
+        _ = tokio::time::sleep_until(deadline.into()) => true,
     }
 }
 
@@ -495,11 +512,8 @@ async fn events_loop(shared: &Shared, probe: &SentinelProbe, shutdown: &Cancella
                 }
             }
         }
-        backoff.failed(Instant::now());
-        let deadline = backoff.next_attempt().unwrap_or_else(Instant::now);
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep_until(deadline.into()) => {}
+        if !retry_later(&mut backoff, shutdown).await {
+            return;
         }
     }
 }
@@ -519,6 +533,7 @@ fn on_event(shared: &Shared, channel: &str, payload: &str) {
     if !outcome.queued {
         return;
     }
+    let epoch_advanced = st.current_epoch > epoch_before;
     shared.metrics.event(channel);
     let in_progress = st.failover.in_progress(now);
     shared
@@ -573,7 +588,7 @@ fn on_event(shared: &Shared, channel: &str, payload: &str) {
                 "event queue full: dropped the oldest events"
             );
         }
-        if st.current_epoch > epoch_before {
+        if epoch_advanced {
             debug!(epoch = st.current_epoch, "new epoch");
         }
     }
@@ -582,6 +597,9 @@ fn on_event(shared: &Shared, channel: &str, payload: &str) {
     drop(st);
     if outcome.failover_changed {
         shared.failover_started.notify_one();
+    }
+    if epoch_advanced {
+        shared.epoch_advanced.notify_one();
     }
     shared.sentinel_refresh.notify_one();
     shared.report_now.notify_one();
@@ -779,6 +797,151 @@ async fn report_loop(
     }
 }
 
+/// The master a topology publishes, when it names one that parses.
+fn published_master(t: &Topology) -> Option<PublishedMaster> {
+    let master = t.master_address.parse().ok()?;
+    Some(PublishedMaster {
+        master,
+        config_epoch: t.config_epoch,
+        source: t.master_source(),
+        confirmed: t.master_confirmed,
+    })
+}
+
+/// Watches the coordinator's topology and re-points this node at a promoted master
+/// ([`crate::follow::decide`]). Without a watch nothing is followed: Sentinel does it, as before.
+async fn follow_loop(
+    shared: &Shared,
+    endpoint: Endpoint,
+    mut probe: RedisProbe,
+    shutdown: &CancellationToken,
+) {
+    let s = &shared.settings;
+    let mut backoff = backoff();
+    let mut errors = ErrorLog::default();
+    // Long enough for the next poll to show the REPLICAOF.
+    let mut cooldown = FollowCooldown::new(s.heartbeat * 2 + s.io_timeout);
+    // The promoted master this agent last re-pointed the node at (see `follow::decide`).
+    let mut followed: Option<HostPort> = None;
+    while !shutdown.is_cancelled() {
+        let mut client = CoordinatorClient::new(endpoint.connect_lazy());
+        let request = WatchTopologyRequest {
+            master_group: s.master_group.clone(),
+        };
+        let watched = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = client.watch_topology(request) => r,
+        };
+        match watched {
+            Ok(stream) => {
+                let mut stream = stream.into_inner();
+                let mut published: Option<PublishedMaster> = None;
+                loop {
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        msg = stream.message() => match msg {
+                            Ok(Some(t)) => {
+                                backoff.reset();
+                                if errors.recovered().is_some() {
+                                    info!(node = %s.node_id, "coordinator topology watch back");
+                                }
+                                if t.master_group == s.master_group {
+                                    published = published_master(&t);
+                                }
+                            }
+                            Ok(None) => {
+                                if errors.failed("stream ended") {
+                                    warn!(node = %s.node_id, "coordinator topology watch ended; promotions are left to Sentinel until it is back");
+                                }
+                                break;
+                            }
+                            Err(e) => {
+                                if errors.failed(&e.to_string()) {
+                                    warn!(node = %s.node_id, error = %e, "coordinator topology watch broken; promotions are left to Sentinel until it is back");
+                                }
+                                break;
+                            }
+                        },
+                        _ = shared.epoch_advanced.notified() => {}
+                    }
+                    if let Some(promoted) = follow_if_due(
+                        shared,
+                        &mut probe,
+                        published.as_ref(),
+                        followed.as_ref(),
+                        &mut cooldown,
+                    )
+                    .await
+                    {
+                        followed = Some(promoted);
+                    }
+                }
+            }
+            Err(e) => {
+                if errors.failed(&e.to_string()) {
+                    warn!(node = %s.node_id, error = %e, "coordinator topology watch failed; retrying");
+                }
+            }
+        }
+        if !retry_later(&mut backoff, shutdown).await {
+            return;
+        }
+    }
+}
+
+/// Decides on what the agent knows now and carries out a `ReplicaOf`; returns the master when
+/// it followed a promotion.
+async fn follow_if_due(
+    shared: &Shared,
+    probe: &mut RedisProbe,
+    published: Option<&PublishedMaster>,
+    followed: Option<&HostPort>,
+    cooldown: &mut FollowCooldown,
+) -> Option<HostPort> {
+    let s = &shared.settings;
+    let decision = {
+        let st = shared.state();
+        let own_master = st.own_master();
+        crate::follow::decide(&FollowInput {
+            own_addr: &s.announce_addr,
+            own_role: if st.redis.reachable {
+                st.redis.role()
+            } else {
+                redis_ha_proto::v1::Role::Unspecified
+            },
+            own_master: own_master.as_ref(),
+            published,
+            own_sentinel_epoch: st.current_epoch,
+            followed,
+        })
+    };
+    let FollowDecision::ReplicaOf(master, epoch) = &decision else {
+        return None;
+    };
+    if cooldown.suppressed(&decision, Instant::now()) {
+        return None;
+    }
+    match probe.replicaof(master).await {
+        Ok(()) => {
+            cooldown.acted(master, *epoch, Instant::now());
+            shared.metrics.follows.inc();
+            info!(node = %s.node_id, redis = %s.announce_addr, master = %master, epoch,
+                "follow: re-pointed this replica at the promoted master (before Sentinel)");
+            let dropped = shared.state().followed(master, *epoch, now_ms());
+            if dropped > 0 {
+                warn!(dropped, "event queue full: dropped the oldest events");
+            }
+            shared.report_now.notify_one();
+            let promoted = published.is_some_and(|p| p.source == MasterSource::Promoted);
+            promoted.then(|| master.clone())
+        }
+        Err(e) => {
+            warn!(node = %s.node_id, master = %master, error = %e, "follow: REPLICAOF failed; Sentinel will re-point the node");
+            None
+        }
+    }
+}
+
 /// Runs the agent with checked settings until `shutdown` is cancelled.
 pub async fn run_with_settings(
     settings: AgentSettings,
@@ -792,9 +955,22 @@ pub async fn run_with_settings(
                 e.to_string(),
             ))
         })?
-        .connect_timeout(settings.io_timeout)
-        .timeout(settings.io_timeout);
+        .connect_timeout(settings.io_timeout);
+    // A stream must outlive any request timeout; keep-alives find a dead coordinator instead.
+    let watch_endpoint = endpoint
+        .clone()
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(2))
+        .keep_alive_timeout(settings.io_timeout.max(Duration::from_millis(500)))
+        .keep_alive_while_idle(true);
+    let endpoint = endpoint.timeout(settings.io_timeout);
     let client = CoordinatorClient::new(endpoint.connect_lazy());
+    // Its own connection: REPLICAOF must not wait behind a slow poll.
+    let follow_probe = settings
+        .follow_promotions
+        .then(|| RedisProbe::from_settings(&settings))
+        .transpose()
+        .map_err(AgentError::Setup)?;
     let redis = RedisProbe::from_settings(&settings).map_err(AgentError::Setup)?;
     let sentinel = SentinelProbe::from_settings(&settings).map_err(AgentError::Setup)?;
     // A second client for the subscription: the poll loop owns the first.
@@ -817,6 +993,7 @@ pub async fn run_with_settings(
         sentinel = %settings.sentinel_addr,
         coordinator = %settings.coordinator_url,
         fencing = settings.fencing,
+        follow_promotions = settings.follow_promotions,
         hung_restart = settings.hung.enabled,
         "health agent starting"
     );
@@ -826,6 +1003,11 @@ pub async fn run_with_settings(
         sentinel_loop(&shared, sentinel, &shutdown),
         events_loop(&shared, &events, &shutdown),
         report_loop(&shared, client, started_at_ms, &shutdown),
+        async {
+            if let Some(probe) = follow_probe {
+                follow_loop(&shared, watch_endpoint, probe, &shutdown).await;
+            }
+        },
     );
     info!(node = %shared.settings.node_id, "health agent stopped");
     Ok(())

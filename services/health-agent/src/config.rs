@@ -49,6 +49,11 @@ pub struct AgentConfig {
     pub fencing: bool,
     /// How long that mismatch must last, outside any failover, before the node is demoted (ms).
     pub fencing_grace_ms: u64,
+    /// Re-point this node (`REPLICAOF`) at a master the coordinator publishes as promoted, as
+    /// soon as its own agent confirms `role:master` and this node's Sentinel has reached that
+    /// epoch, instead of waiting about a second for Sentinel to do it: the promoted master
+    /// accepts writes (`min-replicas-to-write`) only once a replica follows it.
+    pub follow_promotions: bool,
     /// Where Prometheus scrapes `GET /metrics` (`ip:port`); empty disables the endpoint.
     pub metrics_addr: String,
     /// Restart this node's Redis container through the Docker API when it hangs (polls time
@@ -87,6 +92,7 @@ impl Default for AgentConfig {
             sentinel_password_file: None,
             fencing: true,
             fencing_grace_ms: 3000,
+            follow_promotions: true,
             metrics_addr: "0.0.0.0:9121".into(),
             hung_restart: false,
             hung_after_ms: 10000,
@@ -116,6 +122,7 @@ pub struct AgentSettings {
     pub sentinel_password: Option<Secret>,
     pub fencing: bool,
     pub fencing_grace: Duration,
+    pub follow_promotions: bool,
     /// The metrics endpoint's address; `None`: disabled.
     pub metrics_addr: Option<SocketAddr>,
     /// Hung-node recovery (`hung_restart` and the keys after it).
@@ -221,6 +228,7 @@ impl AgentConfig {
             sentinel_password,
             fencing: self.fencing,
             fencing_grace: Duration::from_millis(self.fencing_grace_ms),
+            follow_promotions: self.follow_promotions,
             metrics_addr: redis_ha_common::metrics::parse_metrics_addr(
                 "metrics_addr",
                 &self.metrics_addr,

@@ -1,6 +1,6 @@
 //! Health agent: watches one Redis node and the Sentinel beside it, reports to the
 //! coordinator at once on every Sentinel event and role change and on a heartbeat, polls the
-//! node's `ROLE` fast while a failover is in progress, fences a stray master, and (when enabled)
+//! node's `ROLE` fast while a failover is in progress, fences a stray master, re-points its replica at a promoted master, and (when enabled)
 //! restarts a hung node's container through Docker.
 //!
 //! Entry points: [`AgentConfig::load`] / [`AgentConfig::validate`] and [`run`]. The
@@ -11,6 +11,7 @@ pub mod agent;
 pub mod config;
 pub mod failover;
 pub mod fencing;
+pub mod follow;
 pub mod hung;
 pub mod metrics;
 pub mod probe;

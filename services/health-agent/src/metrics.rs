@@ -43,6 +43,7 @@ pub struct AgentMetrics {
     pub sentinel_events: Family<KindLabels, Counter>,
     pub failovers: Counter,
     pub fencing_demotions: Counter,
+    pub follows: Counter,
     pub hung_restarts: Counter,
     pub hung_restart_failures: Counter,
     pub grpc_requests: GrpcRequests,
@@ -65,6 +66,7 @@ impl AgentMetrics {
             sentinel_events: Family::default(),
             failovers: Counter::default(),
             fencing_demotions: Counter::default(),
+            follows: Counter::default(),
             hung_restarts: Counter::default(),
             hung_restart_failures: Counter::default(),
             grpc_requests: GrpcRequests::default(),
@@ -138,6 +140,11 @@ impl AgentMetrics {
             "fencing_demotions",
             "Times this agent demoted its node (a stray master) to a replica",
             m.fencing_demotions.clone(),
+        );
+        r.register(
+            "follow",
+            "Times this agent re-pointed its replica at a promoted master before Sentinel did",
+            m.follows.clone(),
         );
         r.register(
             "hung_restarts",
@@ -255,6 +262,7 @@ mod tests {
         m.report(tonic::Code::Ok);
         m.report(tonic::Code::Unavailable);
         m.hung_restarts.inc();
+        m.follows.inc();
         let s = redis_ha_common::metrics::encode(&r);
         let l = "node=\"node-1\",group=\"redis-cluster\"";
         for line in [
@@ -267,6 +275,7 @@ mod tests {
             format!("redis_ha_agent_sentinel_events_total{{{l},kind=\"+switch-master\"}} 1"),
             format!("redis_ha_agent_failovers_total{{{l}}} 1"),
             format!("redis_ha_agent_hung_restarts_total{{{l}}} 1"),
+            format!("redis_ha_agent_follow_total{{{l}}} 1"),
             format!("redis_ha_agent_hung_restart_failures_total{{{l}}} 0"),
             format!("redis_ha_agent_grpc_requests_total{{{l},method=\"Report\",code=\"UNAVAILABLE\"}} 1"),
         ] {

@@ -384,13 +384,47 @@ impl State {
 
     /// Records a fencing demotion as an agent event `fenced`.
     pub fn fenced(&mut self, master: &HostPort, epoch: u64, now_ms: i64) -> usize {
+        self.replicaof_event(
+            "fenced",
+            "demoted",
+            master,
+            "Sentinel config epoch",
+            epoch,
+            now_ms,
+        )
+    }
+
+    /// Records that this replica was re-pointed at a promoted master as agent event `followed`.
+    pub fn followed(&mut self, master: &HostPort, epoch: u64, now_ms: i64) -> usize {
+        let why = "published at config epoch";
+        self.replicaof_event("followed", "re-pointed", master, why, epoch, now_ms)
+    }
+
+    /// A `REPLICAOF` this agent sent, as agent event `kind`, reported at once.
+    fn replicaof_event(
+        &mut self,
+        kind: &str,
+        what: &str,
+        master: &HostPort,
+        why: &str,
+        epoch: u64,
+        now_ms: i64,
+    ) -> usize {
         let payload = format!(
-            "{} demoted: REPLICAOF {} (Sentinel config epoch {epoch})",
-            self.announce_addr, master
+            "{} {what}: REPLICAOF {master} ({why} {epoch})",
+            self.announce_addr
         );
-        let dropped = self.agent_event("fenced", payload, now_ms);
+        let dropped = self.agent_event(kind, payload, now_ms);
         self.want_report(Reason::Event);
         dropped
+    }
+
+    /// The master this node follows at its last poll, when it is a replica that says which.
+    pub fn own_master(&self) -> Option<HostPort> {
+        if self.redis.master_address.is_empty() {
+            return None;
+        }
+        self.redis.master_address.parse().ok()
     }
 
     /// Records a restart of the hung node's container as an agent event `hung-restart`.
