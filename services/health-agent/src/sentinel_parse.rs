@@ -56,6 +56,7 @@ mod tests {
                 config_epoch: 3,
                 quorum: 2,
                 other_sentinels: 2,
+                known_replicas: 0,
             },
             replicas: vec![replica_view(&SentinelReplica {
                 address: HostPort::new("::1", 9002),

@@ -663,6 +663,7 @@ mod tests {
                 config_epoch: epoch,
                 quorum: 2,
                 other_sentinels: 2,
+                known_replicas: 0,
             },
             replicas: vec![],
             peers: vec![],

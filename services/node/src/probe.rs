@@ -5,18 +5,15 @@ use std::time::Duration;
 
 use redis_ha_common::redis_client::{info_fields, RedisLink};
 use redis_ha_common::{HostPort, Secret};
-use redis_ha_sentinel::reply::{number, parse_instance_map, parse_master, ReplyError};
 use redis_ha_sentinel::{partition_results, SentinelClient, SentinelError};
 
 use crate::role::{PeerState, SentinelAnswer};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProbeError {
-    #[error(transparent)]
     /// A Sentinel or a peer did not answer (the error names which).
+    #[error(transparent)]
     Link(#[from] SentinelError),
-    #[error("sentinel {addr}: SENTINEL MASTER: {source}")]
-    Reply { addr: HostPort, source: ReplyError },
     #[error("peer {addr}: INFO replication has no valid {field}")]
     PeerInfo { addr: HostPort, field: &'static str },
 }
@@ -28,23 +25,12 @@ pub async fn ask_sentinel(
     password: Option<&Secret>,
     timeout: Duration,
 ) -> Result<SentinelAnswer, ProbeError> {
-    let mut client = SentinelClient::new(addr.clone(), password, timeout)?;
-    let reply = client
-        .query(
-            redis::cmd("SENTINEL").arg("MASTER").arg(group),
-            "SENTINEL MASTER",
-        )
+    let master = SentinelClient::new(addr.clone(), password, timeout)?
+        .master(group)
         .await?;
-    let bad = |source| ProbeError::Reply {
-        addr: addr.clone(),
-        source,
-    };
-    let master = parse_master(&reply).map_err(bad)?;
-    let known_replicas =
-        number(&parse_instance_map(&reply).map_err(bad)?, "num-slaves").map_err(bad)?;
     Ok(SentinelAnswer {
         view: master.view(addr.clone()),
-        known_replicas,
+        known_replicas: master.known_replicas,
     })
 }
 

@@ -97,6 +97,8 @@ pub struct SentinelMaster {
     pub config_epoch: u64,
     pub quorum: u32,
     pub other_sentinels: u32,
+    /// `num-slaves`: the replicas this Sentinel knows (it remembers them across restarts).
+    pub known_replicas: u32,
 }
 
 /// The flag of a master whose failover this Sentinel runs right now.
@@ -198,6 +200,7 @@ pub fn parse_master(v: &Value) -> Result<SentinelMaster, ReplyError> {
         config_epoch: number(&m, "config-epoch")?,
         quorum: number(&m, "quorum")?,
         other_sentinels: number(&m, "num-other-sentinels")?,
+        known_replicas: number(&m, "num-slaves")?,
     })
 }
 
@@ -223,10 +226,19 @@ mod tests {
             ("config-epoch", "7"),
             ("quorum", "2"),
             ("num-other-sentinels", "2"),
+            ("num-slaves", "1"),
         ];
         let m = parse_master(&flat(&fields)).expect("parses");
         assert_eq!(m.address, HostPort::new("redis-2", 9002));
-        assert_eq!((m.config_epoch, m.quorum, m.other_sentinels), (7, 2, 2));
+        assert_eq!(
+            (
+                m.config_epoch,
+                m.quorum,
+                m.other_sentinels,
+                m.known_replicas
+            ),
+            (7, 2, 2, 1)
+        );
         assert!(m.failover_in_progress());
         let v = m.view(HostPort::new("sentinel-1", 19001));
         assert!(!v.settled);
@@ -256,7 +268,15 @@ mod tests {
         let m = parse_master(&v).expect("parses");
         assert_eq!(m.address, HostPort::new("10.0.0.1", 9001));
         assert_eq!(m.flags, vec!["master"]);
-        assert_eq!((m.config_epoch, m.quorum, m.other_sentinels), (3, 2, 2));
+        assert_eq!(
+            (
+                m.config_epoch,
+                m.quorum,
+                m.other_sentinels,
+                m.known_replicas
+            ),
+            (3, 2, 2, 2)
+        );
         assert!(!m.failover_in_progress());
         assert!(m.view(HostPort::new("s", 1)).settled);
         // RESP3 with integer values.
@@ -270,6 +290,7 @@ mod tests {
             (bulk("config-epoch"), Value::Int(7)),
             (bulk("quorum"), Value::Int(2)),
             (bulk("num-other-sentinels"), Value::Int(1)),
+            (bulk("num-slaves"), Value::Int(0)),
         ]);
         let m = parse_master(&v).expect("parses");
         assert_eq!(

@@ -164,7 +164,7 @@ pub fn describe(t: &Topology) -> String {
         t.master_address,
         t.master_node,
         t.config_epoch,
-        t.master_source,
+        t.master_source(),
         t.master_confirmed,
         t.failover_in_progress,
         t.split_brain
