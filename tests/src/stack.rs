@@ -11,7 +11,6 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use redis::aio::MultiplexedConnection;
 use redis_ha_chaos::chaos::docker::{ChaosAction, ChaosOutcome, DockerChaos, NodeNum};
 use tokio::process::Command;
 
@@ -177,30 +176,11 @@ impl Stack {
         self.opts.base_port + 10000 + u16::from(n)
     }
 
-    pub async fn connect(&self, port: u16) -> Result<MultiplexedConnection, String> {
-        let info = redis::ConnectionInfo {
-            addr: redis::ConnectionAddr::Tcp("127.0.0.1".into(), port),
-            redis: redis::RedisConnectionInfo {
-                password: Some(self.password.clone()),
-                ..Default::default()
-            },
-        };
-        let client = redis::Client::open(info).map_err(|e| format!(":{port}: {e}"))?;
-        let fut = client.get_multiplexed_async_connection();
-        match tokio::time::timeout(Duration::from_secs(2), fut).await {
-            Ok(Ok(c)) => Ok(c),
-            Ok(Err(e)) => Err(format!(":{port}: {e}")),
-            Err(_) => Err(format!(":{port}: connect timed out")),
-        }
-    }
-
+    /// One command on a fresh connection to 127.0.0.1:`port`, with the stack's password.
     async fn cmd<T: redis::FromRedisValue>(&self, port: u16, cmd: redis::Cmd) -> Result<T, String> {
-        let mut c = self.connect(port).await?;
-        match tokio::time::timeout(Duration::from_secs(2), cmd.query_async(&mut c)).await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(format!(":{port}: {e}")),
-            Err(_) => Err(format!(":{port}: timed out")),
-        }
+        redis_ha_testkit::client::query(port, Some(&self.password), &cmd)
+            .await
+            .map_err(|e| e.to_string())
     }
 
     /// SET through HAProxy.
