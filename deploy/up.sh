@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Start redis-ha.
 #
-#   deploy/up.sh --local [--dir DIR] [--base-port N] [--grpc-port N] [--group NAME] [--release] [--no-build]
+#   deploy/up.sh --local [--dir DIR] [--base-port N] [--grpc-port N] [--group NAME] [--down-after-ms MS]
+#                        [--release] [--no-build]
 #
 # --local runs the whole system as processes on loopback: 3 Redis nodes (node 1 starts as master),
 # a Sentinel beside each (quorum 2), a health agent per node, the coordinator, and HAProxy with its
@@ -27,6 +28,9 @@ usage: deploy/up.sh --local [options]
                    HAProxy stats N+10000, sidecar metrics N+20001..N+20011 (default 9000)
   --grpc-port N    coordinator gRPC port (default 50051)
   --group NAME     master group / Sentinel master name (default redis-cluster)
+  --down-after-ms MS  Sentinel down-after-milliseconds (default 5000); Redis's
+                   min-replicas-max-lag follows it (below 3000 a master cut off from its
+                   replicas may acknowledge writes after a new master is promoted: a warning)
   --release        build and run the release binaries (default: debug)
   --no-build       use the binaries already in target/ (no cargo build)
   --timeout S      how long to wait for a healthy cluster (default 60)
@@ -38,6 +42,7 @@ RUN_DIR=$RH_DEFAULT_RUN_DIR
 BASE_PORT=9000
 GRPC_PORT=50051
 GROUP=redis-cluster
+DOWN_AFTER_MS=5000
 PROFILE=debug
 BUILD=1
 WAIT_SECS=60
@@ -53,6 +58,7 @@ while [[ $# -gt 0 ]]; do
         --base-port) need_value "$@"; BASE_PORT=$2; shift ;;
         --grpc-port) need_value "$@"; GRPC_PORT=$2; shift ;;
         --group) need_value "$@"; GROUP=$2; shift ;;
+        --down-after-ms) need_value "$@"; DOWN_AFTER_MS=$2; shift ;;
         --timeout) need_value "$@"; WAIT_SECS=$2; shift ;;
         --release) PROFILE=release ;;
         --no-build) BUILD=0 ;;
@@ -80,6 +86,10 @@ check_options() {
         { echo "redis-ha: --group must be letters, digits, '.', '_' or '-', got '$GROUP'" >&2; exit 2; }
     [[ $WAIT_SECS =~ ^[0-9]+$ && $WAIT_SECS -gt 0 ]] ||
         { echo "redis-ha: --timeout must be a positive number of seconds" >&2; exit 2; }
+    # Which values are served is redis-ha-node's rule (min_lag below): only the form here.
+    [[ $DOWN_AFTER_MS =~ ^[0-9]{1,12}$ ]] ||
+        { echo "redis-ha: --down-after-ms must be a number of milliseconds, got '$DOWN_AFTER_MS'" >&2; exit 2; }
+    DOWN_AFTER_MS=$((10#$DOWN_AFTER_MS))
     RUN_DIR=$(rh_abs_path "$RUN_DIR")
 }
 
@@ -143,9 +153,18 @@ build() {
     fi
     BIN_DIR="${CARGO_TARGET_DIR:-$REPO_ROOT/target}/$PROFILE"
     local b
-    for b in redis-ha-agent redis-ha-coordinator redis-ha; do
+    for b in redis-ha-agent redis-ha-coordinator redis-ha redis-ha-node; do
         [[ -x $BIN_DIR/$b ]] || rh_die "$BIN_DIR/$b is missing (build failed or --no-build without a build)"
     done
+}
+
+# Redis's min-replicas-max-lag for the down-after: redis-ha-node's rule
+# (services/node/src/durability.rs). Its warning (a down-after too short for the guarantee)
+# goes to the terminal; a value it cannot serve stops here.
+min_lag() {
+    MIN_REPLICAS_MAX_LAG=$("$BIN_DIR/redis-ha-node" min-replicas-max-lag --down-after-ms "$DOWN_AFTER_MS") ||
+        rh_die "--down-after-ms $DOWN_AFTER_MS refused (above)"
+    echo "Sentinel down-after $DOWN_AFTER_MS ms: Redis min-replicas-max-lag $MIN_REPLICAS_MAX_LAG s"
 }
 
 # ------------------------------------------------------------------------------ run dir
@@ -188,11 +207,11 @@ generate_configs() {
         [[ $n -eq 1 ]] || replicaof="replicaof 127.0.0.1 ${PORTS[redis-1]}"
         render "$SCRIPT_DIR/local/redis.conf.tmpl" "$RUN_DIR/redis-$n.conf" \
             "NODE=$n" "PORT=${PORTS[redis-$n]}" "DATA_DIR=$RUN_DIR/node-$n" "REPLICAOF=$replicaof" \
-            "AUTH="
+            "MIN_REPLICAS_MAX_LAG=$MIN_REPLICAS_MAX_LAG" "AUTH="
         render "$SCRIPT_DIR/local/sentinel.conf.tmpl" "$RUN_DIR/sentinel-$n.conf" \
             "NODE=$n" "PORT=${PORTS[sentinel-$n]}" "DATA_DIR=$RUN_DIR/node-$n" \
             "GROUP=$GROUP" "MASTER_PORT=${PORTS[redis-1]}" "QUORUM=2" \
-            "DOWN_AFTER_MS=5000" "FAILOVER_TIMEOUT_MS=10000" "AUTH_PASS="
+            "DOWN_AFTER_MS=$DOWN_AFTER_MS" "FAILOVER_TIMEOUT_MS=10000" "AUTH_PASS="
         render "$SCRIPT_DIR/local/agent.toml.tmpl" "$RUN_DIR/agent-$n.toml" \
             "NODE=$n" "GROUP=$GROUP" "PORT=${PORTS[redis-$n]}" \
             "SENTINEL_PORT=${PORTS[sentinel-$n]}" "GRPC_PORT=$GRPC_PORT" \
@@ -408,6 +427,7 @@ local_up() {
     mapfile -t names < <(printf '%s\n' "${!PORTS[@]}" | sort)
     check_ports "${names[@]}"
     build
+    min_lag
     # Whether HAProxy runs is known once the reloader is (or is not) built.
     NOTES=()
     if proxy_wanted; then

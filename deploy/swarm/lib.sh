@@ -68,7 +68,9 @@ replicas are linked and HAProxy routes a write, then prints the endpoints.
   --password-file FILE  the Redis / Sentinel password (default: generated once into the state
                         directory, mode 600)
   --quorum N            Sentinel quorum (default 2)
-  --down-after-ms MS    Sentinel down-after-milliseconds (default 5000)
+  --down-after-ms MS    Sentinel down-after-milliseconds (default 5000); the Redis nodes'
+                        min-replicas-max-lag follows it (below 3000 a master cut off from its
+                        replicas may acknowledge writes after a new master is promoted: a warning)
   --failover-timeout-ms MS  Sentinel failover-timeout (default 10000)
   --haproxy-replicas N  N HAProxy replicas on distinct nodes instead of one per node
   --jaeger              add Jaeger (deploy/stack/jaeger.yml; its image must be available)
@@ -246,6 +248,17 @@ sw_images() {
     for v in REDIS_HA_IMAGE_REDIS REDIS_HA_IMAGE_SENTINEL REDIS_HA_IMAGE_HAPROXY REDIS_HA_IMAGE_SIDECARS; do
         [[ -n ${!v:-} ]] || sw_die "$env_file names no $v: run without --no-build"
     done
+}
+
+# The Redis nodes' min-replicas-max-lag follows down-after: redis-ha-node's rule
+# (services/node/src/durability.rs), asked in the image the nodes run. Its warning (a down-after
+# too short for the guarantee) goes to the terminal; a value it cannot serve stops here.
+sw_check_down_after() {
+    local lag
+    lag=$(docker run --rm --network none --entrypoint redis-ha-node "$REDIS_HA_IMAGE_REDIS" \
+        min-replicas-max-lag --down-after-ms "$DOWN_AFTER_MS") ||
+        sw_die "--down-after-ms $DOWN_AFTER_MS refused (above)"
+    echo "Sentinel down-after $DOWN_AFTER_MS ms: Redis min-replicas-max-lag $lag s"
 }
 
 # ------------------------------------------------------------------------------ deploy
@@ -574,6 +587,7 @@ swarm_up() {
     sw_export_vars
     sw_check_ports
     sw_images
+    sw_check_down_after
     sw_placement
     sw_stack_files
     if [[ $JAEGER -eq 1 ]] && ! docker image inspect "${REDIS_HA_IMAGE_JAEGER:-jaegertracing/all-in-one:1.57}" >/dev/null 2>&1; then

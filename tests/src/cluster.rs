@@ -81,6 +81,7 @@ impl Cluster {
                 port: ports.port(i as u16),
                 replica_of: (i != 1).then_some(master_port),
                 password: opts.password.clone(),
+                down_after_ms: opts.down_after_ms,
             };
             nodes.push(RedisNode::start(spec, dir.path()).await);
         }

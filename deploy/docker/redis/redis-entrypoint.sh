@@ -7,7 +7,8 @@
 # Settings (all read by redis-ha-node; `redis-ha-node redis-config --help` lists them):
 #   REDIS_HA_NODE (required), REDIS_HA_PORT, REDIS_HA_ANNOUNCE_HOST, REDIS_HA_GROUP,
 #   REDIS_HA_INITIAL_MASTER, REDIS_HA_QUORUM, REDIS_HA_SENTINELS, REDIS_HA_PEERS,
-#   REDIS_HA_CONFIG, REDIS_HA_DATA_DIR, REDIS_HA_PASSWORD_FILE, REDIS_HA_SENTINEL_WAIT
+#   REDIS_HA_CONFIG, REDIS_HA_DATA_DIR, REDIS_HA_PASSWORD_FILE, REDIS_HA_SENTINEL_WAIT,
+#   REDIS_HA_DOWN_AFTER_MS (the node's min-replicas-max-lag follows it)
 set -euo pipefail
 umask 077
 conf=$(redis-ha-node redis-config)

@@ -1,7 +1,9 @@
 //! Node start-up for redis-ha: what a Redis or Sentinel container does before its server
-//! starts. The decisions are pure functions ([`role`], [`redis_conf`], [`sentinel_conf`]);
-//! [`probe`] asks the Sentinels and the peers, [`files`] reads the secret and writes the config.
+//! starts. The decisions are pure functions ([`role`], [`redis_conf`], [`sentinel_conf`],
+//! [`durability`]); [`probe`] asks the Sentinels and the peers, [`files`] reads the secret and
+//! writes the config.
 
+pub mod durability;
 pub mod files;
 pub mod probe;
 pub mod redis_conf;

@@ -1,11 +1,12 @@
 //! `redis-ha-node`: run by the Redis and Sentinel containers before their server starts.
 //!
-//!   redis-ha-node redis-config      decide the Redis node's role, write its config
-//!   redis-ha-node sentinel-config   rebuild the Sentinel's config
+//!   redis-ha-node redis-config           decide the Redis node's role, write its config
+//!   redis-ha-node sentinel-config        rebuild the Sentinel's config
+//!   redis-ha-node min-replicas-max-lag   print the lag for a down-after (deploy/up.sh --local)
 //!
-//! Both take the entrypoints' `REDIS_HA_*` environment, write the config file (mode 600, the
-//! only place the password goes), log one line saying why on stderr, and print the file's path
-//! on stdout for the entrypoint to `exec` the server on.
+//! The first two take the entrypoints' `REDIS_HA_*` environment, write the config file (mode
+//! 600, the only place the password goes), log one line saying why on stderr, and print the
+//! file's path on stdout for the entrypoint to `exec` the server on.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -14,6 +15,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
 use redis_ha_common::{HostPort, Secret};
+use redis_ha_node::durability::{min_replicas_max_lag, MaxLag};
 use redis_ha_node::role::{decide_redis_role, settled, RoleInput, SentinelAnswer};
 use redis_ha_node::{files, probe, redis_conf, sentinel_conf, valid_group};
 use redis_ha_sentinel::{named_master, same_node};
@@ -48,6 +50,30 @@ enum Command {
     RedisConfig(RedisArgs),
     /// Rebuild the Sentinel's config from the template and its saved state.
     SentinelConfig(SentinelArgs),
+    /// Print the `min-replicas-max-lag` (seconds) for a Sentinel down-after; on stderr a
+    /// warning when a master cut off from its replicas could still acknowledge writes after
+    /// another node is promoted. Refuses a down-after the rule cannot serve.
+    MinReplicasMaxLag(DownAfter),
+}
+
+/// Sentinel's down-after: the Sentinels use it, and a Redis node's `min-replicas-max-lag`
+/// follows it (`redis_ha_node::durability`).
+#[derive(Args)]
+struct DownAfter {
+    #[arg(long, env = "REDIS_HA_DOWN_AFTER_MS", default_value_t = 5000)]
+    down_after_ms: u64,
+}
+
+impl DownAfter {
+    /// The rule's answer; its warning, if any, goes to the log.
+    fn max_lag(&self) -> anyhow::Result<MaxLag> {
+        let m = min_replicas_max_lag(self.down_after_ms)
+            .context("--down-after-ms (REDIS_HA_DOWN_AFTER_MS)")?;
+        if let Some(w) = m.warning() {
+            log(&format!("warning: {w}"));
+        }
+        Ok(m)
+    }
 }
 
 /// The settings both share.
@@ -97,6 +123,8 @@ struct RedisArgs {
     /// left out.
     #[arg(long, env = "REDIS_HA_PEERS", default_value = PEERS)]
     peers: String,
+    #[command(flatten)]
+    down_after: DownAfter,
 }
 
 #[derive(Args)]
@@ -106,8 +134,8 @@ struct SentinelArgs {
     /// The shared template (a Docker config) with @PLACEHOLDERS@.
     #[arg(long, env = "REDIS_HA_TEMPLATE", default_value = TEMPLATE)]
     template: PathBuf,
-    #[arg(long, env = "REDIS_HA_DOWN_AFTER_MS", default_value_t = 5000)]
-    down_after_ms: u64,
+    #[command(flatten)]
+    down_after: DownAfter,
     #[arg(long, env = "REDIS_HA_FAILOVER_TIMEOUT_MS", default_value_t = 10000)]
     failover_timeout_ms: u64,
 }
@@ -150,6 +178,7 @@ impl Common {
 async fn redis_config(a: RedisArgs) -> anyhow::Result<PathBuf> {
     let c = &a.common;
     let sentinels = c.check()?;
+    let max_lag = a.down_after.max_lag()?;
     let port = a.port_or_default();
     let announce = c
         .announce_host
@@ -210,6 +239,7 @@ async fn redis_config(a: RedisArgs) -> anyhow::Result<PathBuf> {
     }
     let role = decide_redis_role(&input)?;
     log(&role.to_string());
+    log(&max_lag.to_string());
     let text = redis_conf::render(&redis_conf::RedisConf {
         shared: &a.config,
         data_dir: &c.data_dir,
@@ -217,6 +247,7 @@ async fn redis_config(a: RedisArgs) -> anyhow::Result<PathBuf> {
         announce_host: &announce,
         password: password.as_ref(),
         role: &role,
+        min_replicas_max_lag: max_lag.max_lag_s,
     });
     files::write_atomic(&conf, &text)?;
     Ok(conf)
@@ -288,7 +319,7 @@ async fn sentinel_config(a: SentinelArgs) -> anyhow::Result<PathBuf> {
         group: &c.group,
         master: &master,
         quorum: c.quorum,
-        down_after_ms: a.down_after_ms,
+        down_after_ms: a.down_after.down_after_ms,
         failover_timeout_ms: a.failover_timeout_ms,
         port,
         announce_host: &announce,
@@ -309,14 +340,12 @@ fn print_path(p: &Path) {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::RedisConfig(a) => redis_config(a).await,
-        Command::SentinelConfig(a) => sentinel_config(a).await,
+        Command::RedisConfig(a) => redis_config(a).await.map(|p| print_path(&p)),
+        Command::SentinelConfig(a) => sentinel_config(a).await.map(|p| print_path(&p)),
+        Command::MinReplicasMaxLag(d) => d.max_lag().map(|m| println!("{}", m.max_lag_s)),
     };
     match result {
-        Ok(path) => {
-            print_path(&path);
-            ExitCode::SUCCESS
-        }
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             log(&format!("{e:#}"));
             ExitCode::FAILURE

@@ -47,10 +47,12 @@ pub struct RedisConf<'a> {
     pub announce_host: &'a str,
     pub password: Option<&'a Secret>,
     pub role: &'a StartRole,
+    /// From Sentinel's down-after ([`crate::durability`]); the shared settings do not set it.
+    pub min_replicas_max_lag: u32,
 }
 
-/// The config file: the shared settings (included), this node's identity, the password, and
-/// the role decided.
+/// The config file: the shared settings (included), this node's identity, the password, the
+/// `min-replicas-max-lag` that follows down-after, and the role decided.
 pub fn render(c: &RedisConf<'_>) -> String {
     let mut out = String::new();
     let mut line = |s: String| {
@@ -72,6 +74,9 @@ pub fn render(c: &RedisConf<'_>) -> String {
         line(format!("requirepass {}", quote(p.expose())));
         line(format!("masterauth {}", quote(p.expose())));
     }
+    // A master cut off from its replicas stops taking writes before the Sentinels can have
+    // promoted another node (redis_ha_node::durability).
+    line(format!("min-replicas-max-lag {}", c.min_replicas_max_lag));
     if let StartRole::Replica { of, .. } = c.role {
         line(format!("replicaof {} {}", of.host, of.port));
     }
@@ -157,6 +162,7 @@ mod tests {
             announce_host: "redis-1",
             password: Some(&pw),
             role: &role,
+            min_replicas_max_lag: 3,
         });
         for want in [
             "include \"/etc/redis-ha/redis.conf\"\n",
@@ -167,6 +173,7 @@ mod tests {
             "requirepass \"p\\\"w\\\\\"\n",
             "masterauth \"p\\\"w\\\\\"\n",
             "replicaof redis-2 9002\n",
+            "min-replicas-max-lag 3\n",
         ] {
             assert!(text.contains(want), "{want:?} missing in\n{text}");
         }
@@ -185,8 +192,10 @@ mod tests {
             data_dir: Path::new("/d"),
             port: 1,
             announce_host: "h",
+            min_replicas_max_lag: 1,
         });
         assert!(!text.contains("replicaof") && !text.contains("requirepass"));
+        assert!(text.contains("\nmin-replicas-max-lag 1\n"), "{text}");
         assert_eq!(previous_role(Some(&text)), Previous::Master);
     }
 

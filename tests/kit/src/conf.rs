@@ -84,6 +84,9 @@ pub struct RedisConf<'a> {
     pub replica_of: Option<u16>,
     /// `requirepass` and `masterauth` (every node: any may become master).
     pub password: Option<&'a str>,
+    /// The Sentinels' down-after: `min-replicas-max-lag` follows it, by the product's rule
+    /// ([`redis_ha_node::durability`]), as `deploy/up.sh --local` fills it.
+    pub down_after_ms: u64,
 }
 
 /// The placeholders both templates have: the node (named in the header comment), the port, the
@@ -97,10 +100,14 @@ fn instance_values(node: &str, port: u16, data_dir: &Path) -> Vec<(&'static str,
 }
 
 impl RedisConf<'_> {
-    /// Every placeholder of the template with its value.
+    /// Every placeholder of the template with its value; panics on a down-after the rule
+    /// refuses (a test's mistake).
     pub fn values(&self) -> Vec<(&'static str, String)> {
+        let lag = redis_ha_node::durability::min_replicas_max_lag(self.down_after_ms)
+            .unwrap_or_else(|e| panic!("{}: {e}", self.node));
         let mut values = instance_values(self.node, self.port, self.data_dir);
         values.extend([
+            ("MIN_REPLICAS_MAX_LAG", lag.max_lag_s.to_string()),
             (
                 "REPLICAOF",
                 self.replica_of
@@ -183,6 +190,7 @@ mod tests {
             data_dir: Path::new("/d/node-2"),
             replica_of: Some(20001),
             password: Some("pw"),
+            down_after_ms: 5000,
         }
     }
 
@@ -290,14 +298,18 @@ mod tests {
         assert!(c.contains("requirepass pw\nmasterauth pw\n"), "{c}");
         // What users get, which the harness's own config used to lack.
         assert!(c.contains("min-replicas-to-write 1\n"), "{c}");
+        // The lag follows down-after (5000 here).
+        assert!(c.contains("\nmin-replicas-max-lag 3\n"), "{c}");
         assert!(c.contains("repl-diskless-sync-delay 0\n"), "{c}");
         assert!(!c.contains('@'), "{c}");
         let master = RedisConf {
             replica_of: None,
             password: None,
+            down_after_ms: 1000,
             ..redis_conf()
         }
         .render();
+        assert!(master.contains("\nmin-replicas-max-lag 1\n"), "{master}");
         assert!(!master.contains("replicaof"), "{master}");
         assert!(!master.contains("requirepass"), "{master}");
     }

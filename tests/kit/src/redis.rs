@@ -23,17 +23,26 @@ pub struct RedisSpec {
     pub replica_of: Option<u16>,
     /// Sets `requirepass` and `masterauth` (every node, since any may become master).
     pub password: Option<String>,
+    /// The Sentinels' down-after, which the node's `min-replicas-max-lag` follows.
+    pub down_after_ms: u64,
 }
 
 impl RedisSpec {
-    /// A node called `name` on `port`, starting as a master, no password.
+    /// A node called `name` on `port`, starting as a master, no password, configured for the
+    /// kit's Sentinel down-after ([`crate::sentinel::DEFAULT_DOWN_AFTER_MS`]).
     pub fn new(name: &str, port: u16) -> Self {
         Self {
             name: name.to_owned(),
             port,
             replica_of: None,
             password: None,
+            down_after_ms: crate::sentinel::DEFAULT_DOWN_AFTER_MS,
         }
+    }
+
+    pub fn down_after_ms(mut self, ms: u64) -> Self {
+        self.down_after_ms = ms;
+        self
     }
 
     pub fn replica_of(mut self, master_port: u16) -> Self {
@@ -72,6 +81,7 @@ impl RedisNode {
                     data_dir: dir,
                     replica_of: spec.replica_of,
                     password: spec.password.as_deref(),
+                    down_after_ms: spec.down_after_ms,
                 }
                 .render()
             },

@@ -13,6 +13,10 @@ use crate::conf::SentinelConf;
 use crate::process::{deref_to_process, spawn_configured, ManagedProcess};
 use crate::redis::answering;
 
+/// The kit's Sentinel down-after (ms); a [`crate::RedisSpec`] derives its
+/// `min-replicas-max-lag` from the same value unless told otherwise.
+pub const DEFAULT_DOWN_AFTER_MS: u64 = 1000;
+
 /// How to configure one Sentinel: what the template leaves open.
 #[derive(Clone, Debug)]
 pub struct SentinelSpec {
@@ -40,7 +44,7 @@ impl SentinelSpec {
             group: group.to_owned(),
             master_port,
             quorum: 1,
-            down_after_ms: 1000,
+            down_after_ms: DEFAULT_DOWN_AFTER_MS,
             failover_timeout_ms: 10_000,
             redis_password: None,
         }
