@@ -32,6 +32,8 @@ command -v redis-server >/dev/null || need_pkgs+=(redis-server)
 command -v redis-sentinel >/dev/null || need_pkgs+=(redis-sentinel)
 command -v haproxy >/dev/null || need_pkgs+=(haproxy)
 command -v redis-benchmark >/dev/null || need_pkgs+=(redis-tools)
+# The partition test cuts a node off on loopback with it (tests/kit/src/partition.rs).
+{ command -v iptables || [ -x /usr/sbin/iptables ]; } >/dev/null || need_pkgs+=(iptables)
 # The lint of the shell scripts below.
 command -v shellcheck >/dev/null || need_pkgs+=(shellcheck)
 if [ "${#need_pkgs[@]}" -gt 0 ]; then

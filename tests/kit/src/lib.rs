@@ -8,7 +8,8 @@
 //! - [`client`]: RESP through the `redis` crate;
 //! - [`wait`]: the one way to wait, [`wait_until`];
 //! - [`sandbox`]: one test's port block and temp dir, starting the processes above in it;
-//! - [`coordinator`]: the coordinator's gRPC API as tests read it (the generated client only).
+//! - [`coordinator`]: the coordinator's gRPC API as tests read it (the generated client only);
+//! - [`partition`]: one port cut off on loopback (iptables), and a client that still reaches it.
 //!
 //! ```no_run
 //! # async fn demo() {
@@ -28,6 +29,7 @@ pub mod client;
 pub mod conf;
 pub mod coordinator;
 pub mod haproxy;
+pub mod partition;
 pub mod ports;
 pub mod process;
 pub mod redis;
@@ -37,6 +39,7 @@ pub mod wait;
 
 pub use client::QueryError;
 pub use haproxy::{Haproxy, HaproxySpec};
+pub use partition::{Partition, SourceBoundClient};
 pub use ports::PortBlock;
 pub use process::ManagedProcess;
 pub use redis::{RedisNode, RedisSpec};
