@@ -269,6 +269,28 @@ impl Group {
         let conf = r1.conf.as_deref().unwrap_or_default();
         assert!(!conf.contains("\nreplicaof "), "the initial master: {conf}");
         assert!(r1.stderr.contains("starting as master"), "{}", r1.stderr);
+        // min-replicas-max-lag follows down-after (the shared file does not set it), with a
+        // warning where the rule's guarantee cannot hold.
+        let lag = redis_ha_node::durability::min_replicas_max_lag(self.down_after_ms)
+            .expect("a down-after the rule serves");
+        assert!(
+            conf.contains(&format!("\nmin-replicas-max-lag {}\n", lag.max_lag_s)),
+            "{conf}"
+        );
+        assert_eq!(
+            r1.stderr.contains("warning: down-after"),
+            !lag.guarantee_holds(),
+            "{}",
+            r1.stderr
+        );
+        let (_, running): (String, String) = query(
+            self.redis_port(1),
+            Some(PASSWORD),
+            redis::cmd("CONFIG").arg("GET").arg("min-replicas-max-lag"),
+        )
+        .await
+        .expect("CONFIG GET");
+        assert_eq!(running, lag.max_lag_s.to_string());
         for n in 2..=3 {
             let r = self.start_redis(n, 10).await;
             let want = format!("\nreplicaof 127.0.0.1 {}\n", self.redis_port(1));
