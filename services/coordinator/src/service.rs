@@ -21,6 +21,7 @@ use tracing::Instrument;
 
 use crate::config::CoordinatorConfig;
 use crate::failover::{request_failover, FailoverError};
+use crate::topology::CrashRequest;
 use crate::metrics::CoordinatorMetrics;
 use crate::topology::{addr_key, GroupState, Now, ReportOutcome, Settings};
 
@@ -121,6 +122,10 @@ impl CoordinatorService {
         let settings = Settings {
             stale_after: config.stale_after(),
             event_history: config.event_history,
+            crash: crate::crash::CrashSettings {
+                enabled: config.crash_failover,
+                min_down_after: Duration::from_millis(config.crash_failover_min_down_after_ms),
+            },
         };
         let (metrics, registry) = CoordinatorMetrics::new();
         let mut groups = BTreeMap::new();
@@ -194,6 +199,48 @@ impl CoordinatorService {
         }
     }
 
+    /// Asks a Sentinel for the failover of a crashed master ([`crate::crash`]) in the
+    /// background; the outcome goes to the log, the metrics and the group's events.
+    fn spawn_crash_failover(&self, group: String, request: CrashRequest) {
+        let this = self.clone();
+        let span = tracing::info_span!("crash_failover", group = %group, master = %request.master, epoch = request.epoch);
+        tokio::spawn(
+            async move {
+                tracing::warn!(evidence = %request.evidence, "master process gone and unreachable for a majority of agents: asking a Sentinel for the failover now");
+                let sentinels = this
+                    .with_group(&group, |g, _| g.state.sentinel_addresses(Now::system()))
+                    .unwrap_or_default();
+                let result = request_failover(
+                    &sentinels,
+                    &group,
+                    this.inner.sentinel_password.as_ref(),
+                    this.inner.io_timeout,
+                )
+                .await;
+                let (outcome, text, retry) = match &result {
+                    Ok(sentinel) => {
+                        tracing::info!(%sentinel, "crash failover accepted");
+                        ("accepted", format!("accepted by Sentinel {sentinel}"), false)
+                    }
+                    Err(e @ FailoverError::Refused { .. }) => {
+                        tracing::warn!(error = %e, "crash failover refused; Sentinel's own detection follows");
+                        ("refused", format!("refused: {e}"), false)
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "crash failover: no Sentinel answered; will ask again");
+                        ("unreachable", format!("no Sentinel answered: {e}"), true)
+                    }
+                };
+                this.metrics().crash_failover(&group, outcome);
+                if let Some(g) = this.groups().get_mut(&group) {
+                    g.state
+                        .crash_failover_result(&request, &text, retry, Now::system());
+                }
+            }
+            .instrument(span),
+        );
+    }
+
     /// Re-derives every group on a timer until `stop` is cancelled.
     pub async fn tick_until(self, stop: CancellationToken) {
         let mut interval = tokio::time::interval(TICK);
@@ -203,8 +250,15 @@ impl CoordinatorService {
                 _ = stop.cancelled() => return,
                 _ = interval.tick() => {
                     let now = Now::system();
-                    for g in self.groups().values_mut() {
+                    let mut due = Vec::new();
+                    for (name, g) in self.groups().iter_mut() {
                         g.refresh(now, &self.inner.metrics);
+                        if let Some(r) = g.state.crash_failover_due(now) {
+                            due.push((name.clone(), r));
+                        }
+                    }
+                    for (group, r) in due {
+                        self.spawn_crash_failover(group, r);
                     }
                 }
             }
@@ -317,6 +371,11 @@ impl CoordinatorService {
             }
         }
         let topology = group.refresh(now, &self.inner.metrics);
+        let crash = group.state.crash_failover_due(now);
+        drop(groups);
+        if let Some(r) = crash {
+            self.spawn_crash_failover(group_name, r);
+        }
         Ok(Response::new(ReportAck {
             topology_version: topology.version,
         }))
