@@ -25,6 +25,7 @@
 use std::time::Duration;
 
 use redis_ha_proto::v1::{MasterSource, Reach};
+use redis_ha_sentinel::SentinelMaster;
 
 /// Tuning, from the coordinator's configuration.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -73,6 +74,8 @@ pub struct CrashInput {
     pub replica_up: bool,
     /// A crash failover was already requested for this master at this epoch.
     pub already_requested: bool,
+    /// A fresh Sentinel has taken part in an epoch above the master's (a failover started).
+    pub newer_epoch: bool,
 }
 
 /// Why no failover is requested.
@@ -85,10 +88,15 @@ pub enum Hold {
     SentinelsOnIt,
     NotSentinelsMaster(MasterSource),
     DownAfterUnknown,
-    DownAfterTooShort { down_after: Duration },
+    DownAfterTooShort {
+        down_after: Duration,
+    },
     /// The master's own agent does not say its process is gone.
     NotGone,
-    NoMajority { unreachable: usize, needed: usize },
+    NoMajority {
+        unreachable: usize,
+        needed: usize,
+    },
     NoReplica,
 }
 
@@ -111,7 +119,7 @@ pub fn decide(input: &CrashInput, settings: &CrashSettings) -> Verdict {
     if input.already_requested {
         return hold(Hold::AlreadyRequested);
     }
-    if input.failover_in_progress {
+    if input.failover_in_progress || input.newer_epoch {
         return hold(Hold::FailoverRunning);
     }
     if input.sentinels_see_down {
@@ -150,10 +158,83 @@ pub fn decide(input: &CrashInput, settings: &CrashSettings) -> Verdict {
     Verdict::Failover
 }
 
+/// The last check, on what the Sentinels answer right now (`SENTINEL MASTER`): every answer
+/// still names `master` at `epoch`, none runs a failover or flags it down. `Err` says why not.
+pub fn still_due(master: &str, epoch: u64, answers: &[SentinelMaster]) -> Result<(), String> {
+    if answers.is_empty() {
+        return Err("no Sentinel answered SENTINEL MASTER".into());
+    }
+    for a in answers {
+        let named = crate::topology::addr_key(&a.address.to_string());
+        if named != master || a.config_epoch != epoch {
+            return Err(format!(
+                "a Sentinel now names {named} at epoch {} (not {master} at {epoch})",
+                a.config_epoch
+            ));
+        }
+        if let Some(f) = a
+            .flags
+            .iter()
+            .find(|f| ["failover_in_progress", "s_down", "o_down"].contains(&f.as_str()))
+        {
+            return Err(format!(
+                "a Sentinel flags the master {f}: its own failover is under way"
+            ));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use redis_ha_common::HostPort;
+
+    fn answer(port: u16, epoch: u64, flags: &[&str]) -> SentinelMaster {
+        SentinelMaster {
+            address: HostPort::new("127.0.0.1", port),
+            flags: flags.iter().map(|f| (*f).to_owned()).collect(),
+            config_epoch: epoch,
+            quorum: 2,
+            other_sentinels: 2,
+            known_replicas: 2,
+            down_after_ms: 5000,
+        }
+    }
+
+    #[test]
+    fn the_last_check_asks_the_sentinels_themselves() {
+        let m = "127.0.0.1:7001";
+        assert_eq!(
+            still_due(
+                m,
+                3,
+                &[answer(7001, 3, &["master"]), answer(7001, 3, &["master"])]
+            ),
+            Ok(())
+        );
+        assert!(still_due(m, 3, &[]).is_err());
+        let e = still_due(
+            m,
+            3,
+            &[answer(7001, 3, &["master", "failover_in_progress"])],
+        )
+        .unwrap_err();
+        assert!(e.contains("failover_in_progress"), "{e}");
+        assert!(still_due(m, 3, &[answer(7001, 3, &["master", "s_down"])]).is_err());
+        assert!(still_due(m, 3, &[answer(7001, 3, &["master", "o_down"])]).is_err());
+        let e = still_due(m, 3, &[answer(7001, 3, &[]), answer(7002, 4, &["master"])]).unwrap_err();
+        assert!(e.contains("7002"), "{e}");
+        assert!(still_due(m, 3, &[answer(7001, 4, &["master"])]).is_err());
+    }
+
+    #[test]
+    fn a_newer_epoch_is_a_failover_running() {
+        let mut i = crashed();
+        i.newer_epoch = true;
+        assert_eq!(decide(&i, &s()), Verdict::Hold(Hold::FailoverRunning));
+    }
 
     fn witness(agent: &str, own: bool, reach: Reach) -> Witness {
         Witness {
@@ -181,6 +262,7 @@ mod tests {
             ],
             replica_up: true,
             already_requested: false,
+            newer_epoch: false,
         }
     }
 

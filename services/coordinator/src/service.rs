@@ -21,8 +21,8 @@ use tracing::Instrument;
 
 use crate::config::CoordinatorConfig;
 use crate::failover::{request_failover, FailoverError};
-use crate::topology::CrashRequest;
 use crate::metrics::CoordinatorMetrics;
+use crate::topology::CrashRequest;
 use crate::topology::{addr_key, GroupState, Now, ReportOutcome, Settings};
 
 /// How often every group is re-derived without a report (staleness needs no report to show).
@@ -210,25 +210,34 @@ impl CoordinatorService {
                 let sentinels = this
                     .with_group(&group, |g, _| g.state.sentinel_addresses(Now::system()))
                     .unwrap_or_default();
-                let result = request_failover(
-                    &sentinels,
-                    &group,
-                    this.inner.sentinel_password.as_ref(),
-                    this.inner.io_timeout,
-                )
-                .await;
+                let password = this.inner.sentinel_password.as_ref();
+                let answers = sentinel_masters(&sentinels, &group, password, this.inner.io_timeout).await;
+                // Err((why, retry)): retry only when no Sentinel answered at all, so asking
+                // again cannot start a second failover.
+                let result = if answers.is_empty() {
+                    Err(("no Sentinel answered SENTINEL MASTER".to_owned(), true))
+                } else if let Err(why) = crate::crash::still_due(&request.master, request.epoch, &answers) {
+                    Err((why, false))
+                } else {
+                    request_failover(&sentinels, &group, password, this.inner.io_timeout)
+                        .await
+                        .map_err(|e| {
+                            let retry = matches!(e, FailoverError::Unreachable { .. });
+                            (e.to_string(), retry)
+                        })
+                };
                 let (outcome, text, retry) = match &result {
                     Ok(sentinel) => {
                         tracing::info!(%sentinel, "crash failover accepted");
                         ("accepted", format!("accepted by Sentinel {sentinel}"), false)
                     }
-                    Err(e @ FailoverError::Refused { .. }) => {
-                        tracing::warn!(error = %e, "crash failover refused; Sentinel's own detection follows");
-                        ("refused", format!("refused: {e}"), false)
-                    }
-                    Err(e) => {
+                    Err((e, true)) => {
                         tracing::warn!(error = %e, "crash failover: no Sentinel answered; will ask again");
                         ("unreachable", format!("no Sentinel answered: {e}"), true)
+                    }
+                    Err((e, false)) => {
+                        tracing::warn!(error = %e, "crash failover not started; Sentinel's own detection follows");
+                        ("refused", format!("not started: {e}"), false)
                     }
                 };
                 this.metrics().crash_failover(&group, outcome);
@@ -264,6 +273,27 @@ impl CoordinatorService {
             }
         }
     }
+}
+
+/// `SENTINEL MASTER` of every Sentinel in `addrs`, asked at once; the answers only.
+async fn sentinel_masters(
+    addrs: &[String],
+    group: &str,
+    password: Option<&redis_ha_common::Secret>,
+    io_timeout: Duration,
+) -> Vec<redis_ha_sentinel::SentinelMaster> {
+    let asks = addrs
+        .iter()
+        .filter_map(|a| a.parse().ok())
+        .map(|hp| async move {
+            let mut c = redis_ha_sentinel::SentinelClient::new(hp, password, io_timeout).ok()?;
+            c.master(group).await.ok()
+        });
+    futures::future::join_all(asks)
+        .await
+        .into_iter()
+        .flatten()
+        .collect()
 }
 
 #[allow(clippy::result_large_err)] // as `with_group`

@@ -22,8 +22,8 @@ use std::time::{Duration, Instant};
 
 use redis_ha_common::HostPort;
 use redis_ha_proto::v1::{
-    AgentReport, Event, Health, MasterSource, NodeView, Reach, Role, SentinelEvent,
-    SentinelStatus, SentinelView, Topology,
+    AgentReport, Event, Health, MasterSource, NodeView, Reach, Role, SentinelEvent, SentinelStatus,
+    SentinelView, Topology,
 };
 
 use crate::crash::{decide as decide_crash, CrashInput, CrashSettings, Verdict, Witness};
@@ -395,9 +395,7 @@ impl GroupState {
         retry: bool,
         now: Now,
     ) {
-        if retry
-            && self.crash_requested.as_ref()
-                == Some(&(request.master.clone(), request.epoch))
+        if retry && self.crash_requested.as_ref() == Some(&(request.master.clone(), request.epoch))
         {
             self.crash_requested = None;
         }
@@ -435,7 +433,9 @@ impl GroupState {
             .collect();
         let sentinels_see_down = sentinels.iter().any(|s| {
             addr_key(&s.master_address) == master
-                && s.master_flags.iter().any(|f| f == "s_down" || f == "o_down")
+                && s.master_flags
+                    .iter()
+                    .any(|f| f == "s_down" || f == "o_down")
         });
         let down_after = sentinels
             .iter()
@@ -471,7 +471,9 @@ impl GroupState {
                 .as_ref()
                 .is_some_and(|r| r.reachable && r.role == Role::Replica as i32)
         });
+        let newer_epoch = sentinels.iter().any(|s| s.current_epoch > t.config_epoch);
         let input = CrashInput {
+            newer_epoch,
             already_requested: self
                 .crash_requested
                 .as_ref()

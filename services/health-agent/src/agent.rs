@@ -130,8 +130,12 @@ impl Shared {
         if let Some(w) = changed {
             let s = &self.settings;
             match w.reach() {
-                Reach::Up => info!(node = %s.node_id, master = ?w.address(), "master watch: the master answers"),
-                reach => warn!(node = %s.node_id, master = ?w.address(), ?reach, seen = ?seen, "master watch: the master does not answer"),
+                Reach::Up => {
+                    info!(node = %s.node_id, master = ?w.address(), "master watch: the master answers")
+                }
+                reach => {
+                    warn!(node = %s.node_id, master = ?w.address(), ?reach, seen = ?seen, "master watch: the master does not answer")
+                }
             }
             self.report_now.notify_one();
         }

@@ -193,7 +193,11 @@ impl AgentConfig {
     }
 
     /// This node's Redis container, for `key` (a setting that needs it) when `enabled`.
-    fn docker_target(&self, key: &str, enabled: bool) -> Result<Option<RestartTarget>, ConfigError> {
+    fn docker_target(
+        &self,
+        key: &str,
+        enabled: bool,
+    ) -> Result<Option<RestartTarget>, ConfigError> {
         let container = self.docker_container.trim();
         let service = self.docker_service.trim();
         if !enabled {

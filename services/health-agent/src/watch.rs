@@ -127,7 +127,12 @@ impl Held {
     pub async fn open(addr: &HostPort, io_timeout: Duration) -> Result<Self, Seen> {
         let target = addr.to_string();
         let stream = match tokio::time::timeout(io_timeout, TcpStream::connect(&target)).await {
-            Err(_) => return Err(Seen::Failed(format!("connect timed out after {} ms", io_timeout.as_millis()))),
+            Err(_) => {
+                return Err(Seen::Failed(format!(
+                    "connect timed out after {} ms",
+                    io_timeout.as_millis()
+                )))
+            }
             Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
                 return Err(Seen::Refused)
             }
@@ -227,11 +232,19 @@ mod tests {
         let mut w = WatchState::default();
         w.retarget(Some(&hp("redis-1:9001")), 0);
         w.apply(&Seen::Answered, 1);
-        assert!(w.apply(&Seen::ContainerDied { exit_code: Some(137) }, 5));
+        assert!(w.apply(
+            &Seen::ContainerDied {
+                exit_code: Some(137)
+            },
+            5
+        ));
         assert!(!w.apply(&Seen::Failed("name not found".into()), 6));
         assert!(!w.apply(&Seen::Closed, 7));
         let p = w.to_proto().unwrap();
-        assert_eq!((p.reach(), p.evidence.as_str(), p.since_ms), (Reach::Gone, "container died (exit code 137)", 5));
+        assert_eq!(
+            (p.reach(), p.evidence.as_str(), p.since_ms),
+            (Reach::Gone, "container died (exit code 137)", 5)
+        );
         assert!(w.apply(&Seen::Answered, 9));
         assert_eq!(w.reach(), Reach::Up);
     }
@@ -267,7 +280,9 @@ mod tests {
             let mut buf = [0u8; 64];
             let n = s.read(&mut buf).await.unwrap();
             assert_eq!(&buf[..n], b"PING\r\n");
-            s.write_all(b"-NOAUTH Authentication required.\r\n").await.unwrap();
+            s.write_all(b"-NOAUTH Authentication required.\r\n")
+                .await
+                .unwrap();
             // Dropping the socket and the listener: like a process that died.
         });
         let mut held = Held::open(&addr, Duration::from_secs(5)).await.unwrap();

@@ -1023,7 +1023,11 @@ fn a_version_keeps_its_trace_parent_and_carries_the_promotion_time() {
 fn crashed(c: &Clock, others: [Reach; 2]) -> GroupState {
     let mut s = healthy_state(c);
     s.refresh(c.at(0));
-    apply(&mut s, &Obs::new(1).seq(2).down().watches(1, Reach::Gone), c.at(1000));
+    apply(
+        &mut s,
+        &Obs::new(1).seq(2).down().watches(1, Reach::Gone),
+        c.at(1000),
+    );
     for (i, reach) in others.into_iter().enumerate() {
         let n = u8::try_from(i).unwrap() + 2;
         apply(&mut s, &Obs::new(n).seq(2).watches(1, reach), c.at(1000));
@@ -1038,7 +1042,11 @@ fn crash_seen_by_its_own_agent_and_a_majority_is_failed_over_once() {
     let mut s = crashed(&c, [Reach::Unreachable, Reach::Up]);
     let r = s.crash_failover_due(c.at(1000)).expect("due");
     assert_eq!((r.master.as_str(), r.epoch), ("127.0.0.1:9001", 0));
-    assert!(r.evidence.contains("node-1: connection refused"), "{}", r.evidence);
+    assert!(
+        r.evidence.contains("node-1: connection refused"),
+        "{}",
+        r.evidence
+    );
     assert_eq!(events_of(&s, "crash-failover").len(), 1);
     // Asked once for this master and epoch, whatever comes next.
     assert_eq!(s.crash_failover_due(c.at(1001)), None);
@@ -1067,12 +1075,23 @@ fn crash_rule_holds_for_a_minority_a_pause_a_running_failover() {
     assert_eq!(s.crash_failover_due(c.at(1000)), None);
     // A Sentinel already flags it down: Sentinel's own failover is coming.
     let mut s = crashed(&c, [Reach::Unreachable, Reach::Unreachable]);
-    apply(&mut s, &Obs::new(3).seq(3).watches(1, Reach::Unreachable).flag("s_down"), c.at(1100));
+    apply(
+        &mut s,
+        &Obs::new(3)
+            .seq(3)
+            .watches(1, Reach::Unreachable)
+            .flag("s_down"),
+        c.at(1100),
+    );
     s.refresh(c.at(1100));
     assert_eq!(s.crash_failover_due(c.at(1100)), None);
     // A failover runs.
     let mut s = crashed(&c, [Reach::Unreachable, Reach::Unreachable]);
-    apply(&mut s, &leader_selects_2().seq(3).watches(1, Reach::Unreachable), c.at(1100));
+    apply(
+        &mut s,
+        &leader_selects_2().seq(3).watches(1, Reach::Unreachable),
+        c.at(1100),
+    );
     s.refresh(c.at(1100));
     assert_eq!(s.crash_failover_due(c.at(1100)), None);
 }
@@ -1082,10 +1101,29 @@ fn crash_rule_needs_a_long_enough_down_after_and_fresh_witnesses() {
     let c = Clock::new();
     let mut s = healthy_state(&c);
     s.refresh(c.at(0));
-    apply(&mut s, &Obs::new(1).seq(2).down().watches(1, Reach::Gone).down_after(1000), c.at(1000));
-    apply(&mut s, &Obs::new(2).seq(2).watches(1, Reach::Unreachable).down_after(1000), c.at(1000));
+    apply(
+        &mut s,
+        &Obs::new(1)
+            .seq(2)
+            .down()
+            .watches(1, Reach::Gone)
+            .down_after(1000),
+        c.at(1000),
+    );
+    apply(
+        &mut s,
+        &Obs::new(2)
+            .seq(2)
+            .watches(1, Reach::Unreachable)
+            .down_after(1000),
+        c.at(1000),
+    );
     s.refresh(c.at(1000));
-    assert_eq!(s.crash_failover_due(c.at(1000)), None, "down-after 1000: Sentinel's own path");
+    assert_eq!(
+        s.crash_failover_due(c.at(1000)),
+        None,
+        "down-after 1000: Sentinel's own path"
+    );
     // The witnesses went stale: no word of theirs counts.
     let mut s = crashed(&c, [Reach::Unreachable, Reach::Unreachable]);
     s.refresh(c.at(10_000));
