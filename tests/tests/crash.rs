@@ -260,3 +260,85 @@ async fn crash_during_a_running_failover_makes_no_second_epoch() {
     );
     let _ = (new, &s.haproxy);
 }
+
+/// An agent configured for Docker's `die` events whose Docker socket is gone keeps watching:
+/// the refused port is still the evidence, and the crash is failed over at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_without_their_docker_socket_still_see_the_crash() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("temp dir: {e}"));
+    // This test's own process (nextest runs each test in one): no other test sees it.
+    std::env::set_var(
+        "DOCKER_HOST",
+        format!("unix://{}", dir.path().join("no-docker.sock").display()),
+    );
+    let mut cluster = Cluster::start(ClusterOptions {
+        down_after_ms: 5000,
+        ..ClusterOptions::default()
+    })
+    .await;
+    cluster.start_coordinator().await;
+    for i in 1..=3 {
+        let mut config = cluster.agent_config(i);
+        config.docker_events = true;
+        config.docker_container = format!("redis-ha-test-node-{i}");
+        cluster.start_agent_with(i, config).await;
+    }
+    cluster.wait_steady_topology(1).await;
+    let events = SentinelEvents::subscribe(&cluster).await;
+    let old = cluster.node(1).addr();
+    let killed_at = Instant::now();
+    cluster.node_mut(1).kill();
+    cluster.wait_new_master(&old).await;
+    let evs = cluster
+        .api()
+        .wait_events("the crash failover to be accepted", |evs| {
+            crash_events(evs)
+                .iter()
+                .any(|e| e.message.contains("accepted by Sentinel"))
+                .then(|| evs.to_vec())
+        })
+        .await;
+    assert!(
+        crash_events(&evs)
+            .iter()
+            .any(|e| e.message.contains("connection refused")),
+        "{}",
+        dump(&evs)
+    );
+    assert_one_epoch(&events, killed_at, 1);
+    for i in 2..=3 {
+        cluster.assert_agent_running(i).await;
+    }
+}
+
+/// The master's own agent alone cannot cause a crash failover: with the other two agents
+/// stopped, the crash goes through Sentinel's down-after (`+odown` before the new epoch).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_master_s_own_agent_alone_is_no_majority() {
+    let mut s = stack(3000).await;
+    s.cluster.stop_agent(2).await;
+    s.cluster.stop_agent(3).await;
+    let events = SentinelEvents::subscribe(&s.cluster).await;
+    let old = s.cluster.node(1).addr();
+    let old_port = s.cluster.node(1).port();
+    let killed_at = Instant::now();
+    s.cluster.node_mut(1).kill();
+    s.cluster.wait_new_master(&old).await;
+    let odown = events
+        .all(killed_at, &["+odown"])
+        .into_iter()
+        .find(|e| about_master(&e.payload, old_port))
+        .unwrap_or_else(|| {
+            panic!("without a majority of agents the failover must be Sentinel's own")
+        });
+    let new_epoch = events
+        .first(killed_at, &["+new-epoch"])
+        .unwrap_or_else(|| panic!("no +new-epoch"));
+    assert!(
+        odown.at <= new_epoch.at,
+        "a new epoch began before Sentinel's +odown"
+    );
+    let evs = s.cluster.api().events().await;
+    assert!(crash_events(&evs).is_empty(), "{}", dump(&evs));
+    assert_one_epoch(&events, killed_at, 1);
+}
