@@ -75,7 +75,9 @@ replicas are linked and HAProxy routes a write, then prints the endpoints.
   --haproxy-replicas N  N HAProxy replicas on distinct nodes instead of one per node
   --jaeger              add Jaeger (deploy/stack/jaeger.yml; its image must be available)
   --hung-restart        agents restart a hung Redis (PING timing out) through the Docker API
-                        (deploy/stack/hung-restart.yml: mounts the Docker socket into the agents)
+                        (deploy/stack/hung-restart.yml; needs the Docker socket)
+  --no-docker-socket    do not mount the Docker socket into the agents (deploy/stack/docker-socket.yml):
+                        a crashed master is then failed over by Sentinel after down-after only
   --debug               build the debug binaries (default: release)
   --no-build            do not build; use the images of the last build for this stack
   --no-cargo            build the images from the binaries already in the target directory
@@ -108,6 +110,7 @@ swarm_parse_up() {
     HAPROXY_REPLICAS=""
     JAEGER=0
     HUNG_RESTART=0
+    DOCKER_SOCKET=1
     PROFILE=release
     BUILD=1
     CARGO=1
@@ -129,6 +132,7 @@ swarm_parse_up() {
             --haproxy-replicas) sw_need_value "$@"; HAPROXY_REPLICAS=$2; shift ;;
             --jaeger) JAEGER=1 ;;
             --hung-restart) HUNG_RESTART=1 ;;
+            --no-docker-socket) DOCKER_SOCKET=0 ;;
             --debug) PROFILE=debug ;;
             --release) PROFILE=release ;;
             --no-build) BUILD=0 ;;
@@ -160,6 +164,8 @@ swarm_parse_up() {
     sw_uint_in --failover-timeout-ms "$FAILOVER_TIMEOUT_MS" 1000 86400000
     [[ -z $HAPROXY_REPLICAS ]] || sw_uint_in --haproxy-replicas "$HAPROXY_REPLICAS" 1 1000
     sw_uint_in --timeout "$WAIT_SECS" 1 86400
+    [[ $HUNG_RESTART -eq 0 || $DOCKER_SOCKET -eq 1 ]] ||
+        sw_usage_error "--hung-restart restarts containers through the Docker socket: it cannot go with --no-docker-socket"
     [[ -n $STATE_DIR ]] || STATE_DIR=$SW_STACK_DIR/run/$STACK
 }
 
@@ -353,12 +359,13 @@ sw_stack_files() {
     [[ -z $GRPC_PORT ]] || SW_FILES+=(-c "$SW_STACK_DIR/publish-grpc.yml")
     [[ -z $HAPROXY_REPLICAS ]] || SW_FILES+=(-c "$SW_STACK_DIR/haproxy-replicated.yml")
     [[ $JAEGER -eq 0 ]] || SW_FILES+=(-c "$SW_STACK_DIR/jaeger.yml")
-    if [[ $HUNG_RESTART -eq 1 ]]; then
-        SW_FILES+=(-c "$SW_STACK_DIR/hung-restart.yml")
+    if [[ $DOCKER_SOCKET -eq 1 ]]; then
+        SW_FILES+=(-c "$SW_STACK_DIR/docker-socket.yml")
         REDIS_HA_DOCKER_GID=$(stat -c %g /var/run/docker.sock) ||
-            sw_die "--hung-restart: cannot read the group of /var/run/docker.sock"
+            sw_die "cannot read the group of /var/run/docker.sock (the agents' Docker events; --no-docker-socket deploys without)"
         export REDIS_HA_DOCKER_GID REDIS_HA_STACK=$STACK
     fi
+    [[ $HUNG_RESTART -eq 0 ]] || SW_FILES+=(-c "$SW_STACK_DIR/hung-restart.yml")
 }
 
 # The swarm cannot switch a service between global and replicated mode: say what to do.

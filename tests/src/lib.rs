@@ -18,6 +18,7 @@ pub mod cluster;
 pub mod figures;
 pub mod haproxy;
 pub mod otlp;
+pub mod sentinel_events;
 pub mod sidecars;
 pub mod simulate;
 pub mod stack;

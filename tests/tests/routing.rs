@@ -10,6 +10,7 @@ use redis_ha_proto::v1::Health;
 use redis_ha_reloader::decision::Source;
 use redis_ha_tests::haproxy::{Haproxy, ReloaderTask, WriteMode, WriteRecord, Writer};
 use redis_ha_tests::kit::client;
+use redis_ha_tests::sentinel_events::SentinelEvents;
 use redis_ha_tests::{wait_until, Cluster, ClusterOptions, READY_TIMEOUT};
 
 /// Dropped in field order: the reloader stops before HAProxy, both before the cluster.
@@ -339,74 +340,6 @@ async fn killed_replica_leaves_routing_untouched() {
     );
     assert_eq!(s.haproxy.routed_port().await, Some(port));
     s.assert_not_cut(&mut held).await;
-}
-
-/// Every event of the cluster's Sentinels (`PSUBSCRIBE *`), stamped when the test received it.
-struct SentinelEvents {
-    seen: std::sync::Arc<std::sync::Mutex<Vec<SeenEvent>>>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-}
-
-#[derive(Clone, Debug)]
-struct SeenEvent {
-    at: Instant,
-    sentinel: usize,
-    channel: String,
-    payload: String,
-}
-
-impl SentinelEvents {
-    async fn subscribe(cluster: &Cluster) -> Self {
-        use tokio_stream::StreamExt as _;
-        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let mut tasks = Vec::new();
-        for i in 1..=3 {
-            let url = format!("redis://127.0.0.1:{}", cluster.sentinel_port(i));
-            let client = redis::Client::open(url.as_str())
-                .unwrap_or_else(|e| panic!("sentinel {i} url {url}: {e}"));
-            let mut pubsub = client
-                .get_async_pubsub()
-                .await
-                .unwrap_or_else(|e| panic!("sentinel {i} pub/sub: {e}"));
-            pubsub
-                .psubscribe("*")
-                .await
-                .unwrap_or_else(|e| panic!("sentinel {i} PSUBSCRIBE: {e}"));
-            let seen = seen.clone();
-            tasks.push(tokio::spawn(async move {
-                let mut messages = pubsub.into_on_message();
-                while let Some(m) = messages.next().await {
-                    let event = SeenEvent {
-                        at: Instant::now(),
-                        sentinel: i,
-                        channel: m.get_channel_name().to_owned(),
-                        payload: m.get_payload().unwrap_or_default(),
-                    };
-                    seen.lock().unwrap_or_else(|e| e.into_inner()).push(event);
-                }
-            }));
-        }
-        Self { seen, tasks }
-    }
-
-    /// The first event on one of `channels` received after `since`.
-    fn first(&self, since: Instant, channels: &[&str]) -> Option<SeenEvent> {
-        self.seen
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .filter(|e| e.at > since && channels.contains(&e.channel.as_str()))
-            .min_by_key(|e| e.at)
-            .cloned()
-    }
-}
-
-impl Drop for SentinelEvents {
-    fn drop(&mut self) {
-        for t in &self.tasks {
-            t.abort();
-        }
-    }
 }
 
 /// With `min-replicas-to-write 1` (shipped) the promoted master takes writes only once a replica

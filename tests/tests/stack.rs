@@ -215,3 +215,100 @@ async fn stack_survives_kill_pause_isolate_and_tears_down() {
     stack.teardown().await.unwrap_or_else(|e| panic!("{e}"));
     eprintln!("[{:?}] torn down", t0.elapsed());
 }
+
+/// Crash failover on the swarm (down-after 5000, the default): the killed master container's
+/// `die` event (the agents have the Docker socket) and the agents' watches make the coordinator
+/// ask a Sentinel at once, before any Sentinel flags the master down; a paused master is left to
+/// Sentinel's down-after (no crash failover).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Docker: tests/run.sh runs it (--run-ignored ignored-only)"]
+async fn stack_crash_is_failed_over_without_waiting_for_down_after() {
+    refuse_skip_under_ci();
+    let t0 = std::time::Instant::now();
+    let stack = Stack::deploy(StackOptions {
+        down_after_ms: 5000,
+        ..StackOptions::default()
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    eprintln!("[{:?}] deployed at down-after 5000", t0.elapsed());
+    let crash_events = |evs: &[serde_json::Value]| -> Vec<String> {
+        evs.iter()
+            .filter(|e| e["kind"] == "crash-failover")
+            .map(|e| e["message"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    };
+
+    // ---- kill: the crash failover, accepted, with the container's death as the evidence.
+    let m = stack.agreed_master(T).await.expect("an agreed master");
+    stack.write("before-crash", "1").await.expect("write");
+    let old = stack.running_container(m).await.expect("master container");
+    stack.chaos(ChaosAction::Kill, m).await.expect("kill");
+    let new = wait_failover_from(&stack, m).await;
+    let evs = poll(T, || async {
+        let evs = stack.events_json().await?;
+        if crash_events(&evs)
+            .iter()
+            .any(|m| m.contains("accepted by Sentinel"))
+        {
+            Ok(evs)
+        } else {
+            Err(format!(
+                "no accepted crash failover yet: {:?}",
+                crash_events(&evs)
+            ))
+        }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("the crash failover: {e}"));
+    assert!(
+        crash_events(&evs)
+            .iter()
+            .any(|m| m.contains("container died")),
+        "the evidence is the container's death: {:?}",
+        crash_events(&evs)
+    );
+    // Failed over before any Sentinel's down-after: no +odown of the old master at all.
+    let old_addr = format!("redis-{m} 900{m}");
+    let odown: Vec<&str> = evs
+        .iter()
+        .filter(|e| e["kind"] == "sentinel")
+        .filter_map(|e| e["message"].as_str())
+        .filter(|msg| msg.starts_with("+odown master") && msg.contains(&old_addr))
+        .collect();
+    assert!(
+        odown.is_empty(),
+        "a Sentinel saw the old master down: {odown:?}"
+    );
+    wait_new_task(&stack, m, &old).await;
+    wait_replica(&stack, m).await;
+    assert_eq!(stack.agreed_master(T).await.expect("agreement"), new);
+    assert_eq!(
+        stack.read_node(new, "before-crash").await.expect("read"),
+        Some("1".to_owned())
+    );
+    eprintln!(
+        "[{:?}] crash: redis-{m} -> redis-{new} (crash failover)",
+        t0.elapsed()
+    );
+
+    // ---- pause: no crash failover; Sentinel's down-after does it.
+    let crashes_before = crash_events(&stack.events_json().await.expect("events")).len();
+    let m = new;
+    stack.chaos(ChaosAction::Pause, m).await.expect("pause");
+    let new = wait_failover_from(&stack, m).await;
+    stack.chaos(ChaosAction::Unpause, m).await.expect("unpause");
+    assert_eq!(
+        crash_events(&stack.events_json().await.expect("events")).len(),
+        crashes_before,
+        "a paused master is no crash"
+    );
+    assert_no_writes_on(&stack, m, true, 0).await;
+    eprintln!(
+        "[{:?}] pause: redis-{m} -> redis-{new} (Sentinel)",
+        t0.elapsed()
+    );
+
+    stack.teardown().await.unwrap_or_else(|e| panic!("{e}"));
+    eprintln!("[{:?}] torn down", t0.elapsed());
+}

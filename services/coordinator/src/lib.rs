@@ -4,6 +4,7 @@
 //! `/metrics` on `metrics_addr`.
 
 pub mod config;
+pub mod crash;
 mod failover;
 mod metrics;
 mod service;

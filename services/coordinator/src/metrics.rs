@@ -65,6 +65,14 @@ pub struct CoordinatorMetrics {
     pub node_lag_bytes: Family<NodeLabels, Gauge>,
     pub node_link_up: Family<NodeLabels, Gauge>,
     pub sentinel_events: Family<EventLabels, Counter>,
+    pub crash_failovers: Family<OutcomeLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub group: String,
+    /// `accepted`, `refused` (a Sentinel said no) or `unreachable` (no Sentinel answered).
+    pub outcome: &'static str,
 }
 
 impl CoordinatorMetrics {
@@ -148,6 +156,12 @@ impl CoordinatorMetrics {
                 "Sentinel events received in agents' reports, by event type",
                 Family::default(),
             ),
+            crash_failovers: registered(
+                &mut r,
+                "crash_failovers",
+                "Crash failovers requested from a Sentinel (master process gone, majority of agents cannot reach it), by outcome",
+                Family::default(),
+            ),
         };
         (m, r)
     }
@@ -219,6 +233,15 @@ impl CoordinatorMetrics {
                 .get_or_create(&group)
                 .observe(lag_ms as f64 / 1000.0);
         }
+    }
+
+    pub fn crash_failover(&self, group: &str, outcome: &'static str) {
+        self.crash_failovers
+            .get_or_create(&OutcomeLabels {
+                group: group.to_owned(),
+                outcome,
+            })
+            .inc();
     }
 
     pub fn sentinel_event(&self, group: &str, kind: &str) {

@@ -22,6 +22,7 @@ use tracing::Instrument;
 use crate::config::CoordinatorConfig;
 use crate::failover::{request_failover, FailoverError};
 use crate::metrics::CoordinatorMetrics;
+use crate::topology::CrashRequest;
 use crate::topology::{addr_key, GroupState, Now, ReportOutcome, Settings};
 
 /// How often every group is re-derived without a report (staleness needs no report to show).
@@ -121,6 +122,10 @@ impl CoordinatorService {
         let settings = Settings {
             stale_after: config.stale_after(),
             event_history: config.event_history,
+            crash: crate::crash::CrashSettings {
+                enabled: config.crash_failover,
+                min_down_after: Duration::from_millis(config.crash_failover_min_down_after_ms),
+            },
         };
         let (metrics, registry) = CoordinatorMetrics::new();
         let mut groups = BTreeMap::new();
@@ -194,6 +199,57 @@ impl CoordinatorService {
         }
     }
 
+    /// Asks a Sentinel for the failover of a crashed master ([`crate::crash`]) in the
+    /// background; the outcome goes to the log, the metrics and the group's events.
+    fn spawn_crash_failover(&self, group: String, request: CrashRequest) {
+        let this = self.clone();
+        let span = tracing::info_span!("crash_failover", group = %group, master = %request.master, epoch = request.epoch);
+        tokio::spawn(
+            async move {
+                tracing::warn!(evidence = %request.evidence, "master process gone and unreachable for a majority of agents: asking a Sentinel for the failover now");
+                let sentinels = this
+                    .with_group(&group, |g, _| g.state.sentinel_addresses(Now::system()))
+                    .unwrap_or_default();
+                let password = this.inner.sentinel_password.as_ref();
+                let answers = sentinel_masters(&sentinels, &group, password, this.inner.io_timeout).await;
+                // Err((why, retry)): retry only when no Sentinel answered at all, so asking
+                // again cannot start a second failover.
+                let result = if answers.is_empty() {
+                    Err(("no Sentinel answered SENTINEL MASTER".to_owned(), true))
+                } else if let Err(why) = crate::crash::still_due(&request.master, request.epoch, &answers) {
+                    Err((why, false))
+                } else {
+                    request_failover(&sentinels, &group, password, this.inner.io_timeout)
+                        .await
+                        .map_err(|e| {
+                            let retry = matches!(e, FailoverError::Unreachable { .. });
+                            (e.to_string(), retry)
+                        })
+                };
+                let (outcome, text, retry) = match &result {
+                    Ok(sentinel) => {
+                        tracing::info!(%sentinel, "crash failover accepted");
+                        ("accepted", format!("accepted by Sentinel {sentinel}"), false)
+                    }
+                    Err((e, true)) => {
+                        tracing::warn!(error = %e, "crash failover: no Sentinel answered; will ask again");
+                        ("unreachable", format!("no Sentinel answered: {e}"), true)
+                    }
+                    Err((e, false)) => {
+                        tracing::warn!(error = %e, "crash failover not started; Sentinel's own detection follows");
+                        ("refused", format!("not started: {e}"), false)
+                    }
+                };
+                this.metrics().crash_failover(&group, outcome);
+                if let Some(g) = this.groups().get_mut(&group) {
+                    g.state
+                        .crash_failover_result(&request, &text, retry, Now::system());
+                }
+            }
+            .instrument(span),
+        );
+    }
+
     /// Re-derives every group on a timer until `stop` is cancelled.
     pub async fn tick_until(self, stop: CancellationToken) {
         let mut interval = tokio::time::interval(TICK);
@@ -203,13 +259,41 @@ impl CoordinatorService {
                 _ = stop.cancelled() => return,
                 _ = interval.tick() => {
                     let now = Now::system();
-                    for g in self.groups().values_mut() {
+                    let mut due = Vec::new();
+                    for (name, g) in self.groups().iter_mut() {
                         g.refresh(now, &self.inner.metrics);
+                        if let Some(r) = g.state.crash_failover_due(now) {
+                            due.push((name.clone(), r));
+                        }
+                    }
+                    for (group, r) in due {
+                        self.spawn_crash_failover(group, r);
                     }
                 }
             }
         }
     }
+}
+
+/// `SENTINEL MASTER` of every Sentinel in `addrs`, asked at once; the answers only.
+async fn sentinel_masters(
+    addrs: &[String],
+    group: &str,
+    password: Option<&redis_ha_common::Secret>,
+    io_timeout: Duration,
+) -> Vec<redis_ha_sentinel::SentinelMaster> {
+    let asks = addrs
+        .iter()
+        .filter_map(|a| a.parse().ok())
+        .map(|hp| async move {
+            let mut c = redis_ha_sentinel::SentinelClient::new(hp, password, io_timeout).ok()?;
+            c.master(group).await.ok()
+        });
+    futures::future::join_all(asks)
+        .await
+        .into_iter()
+        .flatten()
+        .collect()
 }
 
 #[allow(clippy::result_large_err)] // as `with_group`
@@ -317,6 +401,11 @@ impl CoordinatorService {
             }
         }
         let topology = group.refresh(now, &self.inner.metrics);
+        let crash = group.state.crash_failover_due(now);
+        drop(groups);
+        if let Some(r) = crash {
+            self.spawn_crash_failover(group_name, r);
+        }
         Ok(Response::new(ReportAck {
             topology_version: topology.version,
         }))

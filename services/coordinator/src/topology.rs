@@ -22,9 +22,11 @@ use std::time::{Duration, Instant};
 
 use redis_ha_common::HostPort;
 use redis_ha_proto::v1::{
-    AgentReport, Event, Health, MasterSource, NodeView, Role, SentinelEvent, SentinelStatus,
+    AgentReport, Event, Health, MasterSource, NodeView, Reach, Role, SentinelEvent, SentinelStatus,
     SentinelView, Topology,
 };
+
+use crate::crash::{decide as decide_crash, CrashInput, CrashSettings, Verdict, Witness};
 use redis_ha_sentinel::events::{InstanceType, Payload};
 use redis_ha_sentinel::reply::FLAG_FAILOVER_IN_PROGRESS;
 use redis_ha_sentinel::{named_master, parse_event, MasterView};
@@ -72,6 +74,7 @@ pub struct Settings {
     pub stale_after: Duration,
     /// Events kept in the ring.
     pub event_history: usize,
+    pub crash: CrashSettings,
 }
 
 impl Default for Settings {
@@ -79,8 +82,18 @@ impl Default for Settings {
         Self {
             stale_after: Duration::from_millis(3000),
             event_history: 256,
+            crash: CrashSettings::default(),
         }
     }
+}
+
+/// A crash failover to ask a Sentinel for ([`GroupState::crash_failover_due`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CrashRequest {
+    pub master: String,
+    pub epoch: u64,
+    /// Why, for the log and the event.
+    pub evidence: String,
 }
 
 /// A master decision: which node, at which config epoch, and why.
@@ -140,6 +153,8 @@ pub struct GroupState {
     version: u64,
     /// The last derived topology (its version is `version`).
     published: Option<Arc<Topology>>,
+    /// The master and epoch of the last crash failover requested: never twice for one.
+    crash_requested: Option<(String, u64)>,
 }
 
 /// What one derivation found, beyond the topology itself.
@@ -169,6 +184,7 @@ impl GroupState {
             events: VecDeque::new(),
             version: 0,
             published: None,
+            crash_requested: None,
         }
     }
 
@@ -330,6 +346,149 @@ impl GroupState {
 
     fn is_fresh(&self, entry: &AgentEntry, now: Now) -> bool {
         now.at.saturating_duration_since(entry.received) < self.settings.stale_after
+    }
+
+    /// The crash-failover rule ([`crate::crash::decide`]) on the published topology and the
+    /// fresh reports: `Some` when a Sentinel must be asked for the failover now. Recorded, so
+    /// the same master at the same epoch is never asked for twice.
+    pub fn crash_failover_due(&mut self, now: Now) -> Option<CrashRequest> {
+        let (input, evidence) = self.crash_input(now)?;
+        match decide_crash(&input, &self.settings.crash) {
+            Verdict::Failover => {
+                self.crash_requested = Some((input.master.clone(), input.epoch));
+                let unreachable = input
+                    .witnesses
+                    .iter()
+                    .filter(|w| w.watches_master && w.reach != Reach::Up)
+                    .count();
+                let message = format!(
+                    "crash failover: master {} is gone ({evidence}), {unreachable} of {} agents cannot reach it; asking a Sentinel for the failover now",
+                    input.master, input.agents
+                );
+                self.push_event(Event {
+                    at_ms: now.wall_ms,
+                    kind: "crash-failover".into(),
+                    node: self
+                        .entry_for(&input.master, now)
+                        .map(|e| e.report.agent_id.clone())
+                        .unwrap_or_default(),
+                    message,
+                    topology_version: self.version,
+                    switch_lag_ms: 0,
+                });
+                Some(CrashRequest {
+                    master: input.master,
+                    epoch: input.epoch,
+                    evidence,
+                })
+            }
+            Verdict::Hold(_) => None,
+        }
+    }
+
+    /// Records how a crash-failover request ended, in the event ring. `retry`: no Sentinel
+    /// answered at all, so asking again cannot start a second failover.
+    pub fn crash_failover_result(
+        &mut self,
+        request: &CrashRequest,
+        outcome: &str,
+        retry: bool,
+        now: Now,
+    ) {
+        if retry && self.crash_requested.as_ref() == Some(&(request.master.clone(), request.epoch))
+        {
+            self.crash_requested = None;
+        }
+        self.push_event(Event {
+            at_ms: now.wall_ms,
+            kind: "crash-failover".into(),
+            node: String::new(),
+            message: format!(
+                "crash failover of master {} (epoch {}): {outcome}",
+                request.master, request.epoch
+            ),
+            topology_version: self.version,
+            switch_lag_ms: 0,
+        });
+    }
+
+    /// The facts of the crash rule, and the master's own agent's evidence; `None` before the
+    /// first derivation.
+    fn crash_input(&self, now: Now) -> Option<(CrashInput, String)> {
+        let t = self.published.as_deref()?;
+        let master = if t.master_address.trim().is_empty() {
+            String::new()
+        } else {
+            addr_key(&t.master_address)
+        };
+        let fresh: Vec<&AgentEntry> = self
+            .agents
+            .values()
+            .filter(|e| self.is_fresh(e, now))
+            .collect();
+        let sentinels: Vec<&SentinelStatus> = fresh
+            .iter()
+            .filter_map(|e| e.report.sentinel.as_ref())
+            .filter(|s| s.reachable)
+            .collect();
+        let sentinels_see_down = sentinels.iter().any(|s| {
+            addr_key(&s.master_address) == master
+                && s.master_flags
+                    .iter()
+                    .any(|f| f == "s_down" || f == "o_down")
+        });
+        let down_after = sentinels
+            .iter()
+            .map(|s| s.down_after_ms)
+            .filter(|&ms| ms > 0)
+            .min()
+            .map(Duration::from_millis);
+        let mut evidence = String::new();
+        let witnesses = fresh
+            .iter()
+            .filter_map(|e| {
+                let w = e.report.master_watch.as_ref()?;
+                let own_node = e
+                    .report
+                    .redis
+                    .as_ref()
+                    .is_some_and(|r| addr_key(&r.address) == master);
+                let watches_master = !master.is_empty() && addr_key(&w.address) == master;
+                if own_node && watches_master && w.reach() == Reach::Gone {
+                    evidence = format!("{}: {}", e.report.agent_id, w.evidence);
+                }
+                Some(Witness {
+                    agent: e.report.agent_id.clone(),
+                    own_node,
+                    watches_master,
+                    reach: w.reach(),
+                })
+            })
+            .collect();
+        let replica_up = fresh.iter().any(|e| {
+            e.report
+                .redis
+                .as_ref()
+                .is_some_and(|r| r.reachable && r.role == Role::Replica as i32)
+        });
+        let newer_epoch = sentinels.iter().any(|s| s.current_epoch > t.config_epoch);
+        let input = CrashInput {
+            newer_epoch,
+            already_requested: self
+                .crash_requested
+                .as_ref()
+                .is_some_and(|(m, ep)| *m == master && *ep == t.config_epoch),
+            master,
+            epoch: t.config_epoch,
+            source: t.master_source(),
+            failover_in_progress: t.failover_in_progress,
+            sentinels_see_down,
+            down_after,
+            agents: self.agents.len(),
+            witnesses,
+            replica_up,
+        };
+        Some((input, evidence))
     }
 
     /// Re-derives the topology at `now`, moves the floor, bumps the version when anything but

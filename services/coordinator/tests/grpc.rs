@@ -83,6 +83,7 @@ fn report(node: u32, seq: u64, role: Role) -> AgentReport {
         }),
         events: Vec::new(),
         failover_in_progress: false,
+        master_watch: None,
     }
 }
 

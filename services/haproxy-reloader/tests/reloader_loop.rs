@@ -339,6 +339,7 @@ impl Fleet {
             }),
             events: Vec::new(),
             failover_in_progress: a.failover,
+            master_watch: None,
         }
     }
 

@@ -5,8 +5,12 @@
 //! - Sentinel events: `PSUBSCRIBE *`, parsed, queued, reported at once;
 //! - reporter: sends `AgentReport`s (startup, events, changes, heartbeat), never blocking the
 //!   others; failed reports keep their events queued and are retried with backoff;
-//! - follow (when `follow_promotions`): watches the coordinator's topology and re-points this
-//!   replica at a promoted master at once ([`crate::follow`]).
+//! - topology (when `follow_promotions` or `crash_watch`): watches the coordinator's topology,
+//!   re-points this replica at a promoted master at once ([`crate::follow`]) and tells the
+//!   master watch which master to hold a connection to;
+//! - master watch (when `crash_watch`): a held connection to the published master, so its
+//!   crash is reported at once ([`crate::watch`]); with `docker_events`, also Docker's `die`
+//!   events of this node's Redis container ([`crate::docker_events`]).
 //!
 //! The Redis poll also feeds each result to the hung-node detector ([`crate::hung`]): when
 //! enabled, a node whose polls keep timing out (not refused: a crash is the restart policy's)
@@ -31,7 +35,9 @@ use crate::hung::{DockerRestarter, HungDecision, HungDetector, PollOutcome};
 use crate::metrics::AgentMetrics;
 use crate::probe::{RedisProbe, SentinelProbe};
 use crate::state::{Reason, State};
+use crate::watch::{Held, Seen};
 use crate::AgentError;
+use redis_ha_proto::v1::Reach;
 use redis_ha_sentinel::{
     named_master, parse_event, same_node, MasterView, ParsedEvent, Payload, SentinelClient,
 };
@@ -85,6 +91,8 @@ pub(crate) struct Shared {
     sentinel_refresh: Notify,
     /// Wakes the follow loop: this agent's Sentinel reached a new epoch.
     epoch_advanced: Notify,
+    /// The master the coordinator publishes: what the master watch holds a connection to.
+    watch_target: tokio::sync::watch::Sender<Option<HostPort>>,
     metrics: AgentMetrics,
 }
 
@@ -104,7 +112,32 @@ impl Shared {
             failover_started: Notify::new(),
             sentinel_refresh: Notify::new(),
             epoch_advanced: Notify::new(),
+            watch_target: tokio::sync::watch::Sender::new(None),
             metrics,
+        }
+    }
+
+    /// Applies what the master watch saw; reports at once when the reach changed.
+    fn watch_seen(&self, seen: &Seen) {
+        let changed = {
+            let mut st = self.state();
+            let changed = st.master_watch.apply(seen, now_ms());
+            if changed {
+                st.want_report(Reason::MasterWatch);
+            }
+            changed.then(|| st.master_watch.clone())
+        };
+        if let Some(w) = changed {
+            let s = &self.settings;
+            match w.reach() {
+                Reach::Up => {
+                    info!(node = %s.node_id, master = ?w.address(), "master watch: the master answers")
+                }
+                reach => {
+                    warn!(node = %s.node_id, master = ?w.address(), ?reach, seen = ?seen, "master watch: the master does not answer")
+                }
+            }
+            self.report_now.notify_one();
         }
     }
 
@@ -660,6 +693,7 @@ fn build_report(
         sentinel: Some(sentinel),
         events,
         failover_in_progress,
+        master_watch: st.master_watch.to_proto(),
     };
     (report, span)
 }
@@ -808,12 +842,14 @@ fn published_master(t: &Topology) -> Option<PublishedMaster> {
     })
 }
 
-/// Watches the coordinator's topology and re-points this node at a promoted master
-/// ([`crate::follow::decide`]). Without a watch nothing is followed: Sentinel does it, as before.
-async fn follow_loop(
+/// Watches the coordinator's topology: re-points this node at a promoted master
+/// ([`crate::follow::decide`]) when `probe` is given, and tells the master watch which master
+/// to hold. Without a watch nothing is followed (Sentinel does it, as before) and the master
+/// watch keeps its last target.
+async fn topology_loop(
     shared: &Shared,
     endpoint: Endpoint,
-    mut probe: RedisProbe,
+    mut probe: Option<RedisProbe>,
     shutdown: &CancellationToken,
 ) {
     let s = &shared.settings;
@@ -847,6 +883,14 @@ async fn follow_loop(
                                 }
                                 if t.master_group == s.master_group {
                                     published = published_master(&t);
+                                    let target = published.as_ref().map(|p| p.master.clone());
+                                    shared.watch_target.send_if_modified(|held| {
+                                        let changed = *held != target;
+                                        if changed {
+                                            held.clone_from(&target);
+                                        }
+                                        changed
+                                    });
                                 }
                             }
                             Ok(None) => {
@@ -864,9 +908,12 @@ async fn follow_loop(
                         },
                         _ = shared.epoch_advanced.notified() => {}
                     }
+                    let Some(probe) = probe.as_mut() else {
+                        continue;
+                    };
                     if let Some(promoted) = follow_if_due(
                         shared,
-                        &mut probe,
+                        probe,
                         published.as_ref(),
                         followed.as_ref(),
                         &mut cooldown,
@@ -942,6 +989,121 @@ async fn follow_if_due(
     }
 }
 
+/// Holds a connection to the published master (this node's own Redis, through `redis_addr`,
+/// when it is the master) and reports every change of its reach at once.
+async fn master_watch_loop(shared: &Shared, retry: Duration, shutdown: &CancellationToken) {
+    let s = &shared.settings;
+    let mut target_rx = shared.watch_target.subscribe();
+    loop {
+        let target = target_rx.borrow_and_update().clone();
+        let retargeted = shared
+            .state()
+            .master_watch
+            .retarget(target.as_ref(), now_ms());
+        if retargeted {
+            debug!(node = %s.node_id, master = ?target, "master watch: new target");
+        }
+        let Some(target) = target else {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                r = target_rx.changed() => if r.is_err() { return },
+            }
+            continue;
+        };
+        // This node's own Redis is reached the way the agent always reaches it.
+        let dial = if same_node(&target, &s.announce_addr) {
+            s.redis_addr.clone()
+        } else {
+            target.clone()
+        };
+        let opened = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = target_rx.changed() => continue,
+            o = Held::open(&dial, s.io_timeout) => o,
+        };
+        match opened {
+            Ok(mut held) => {
+                shared.watch_seen(&Seen::Answered);
+                loop {
+                    let seen = tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        r = target_rx.changed() => if r.is_err() { return } else { None },
+                        seen = held.closed() => Some(seen),
+                        // A PING now and then: a connection that dies without a FIN (host lost)
+                        // would otherwise look open until TCP keepalive.
+                        _ = tokio::time::sleep(s.heartbeat) => match held.ping(s.io_timeout).await {
+                            Ok(()) => continue,
+                            Err(seen) => Some(seen),
+                        },
+                    };
+                    match seen {
+                        // Reconnect at once: the refusal right after the close is the evidence.
+                        Some(seen) => {
+                            shared.watch_seen(&seen);
+                            break;
+                        }
+                        None => break,
+                    }
+                }
+            }
+            Err(seen) => {
+                shared.watch_seen(&seen);
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = target_rx.changed() => {}
+                    _ = tokio::time::sleep(retry) => {}
+                }
+            }
+        }
+    }
+}
+
+/// Feeds Docker's `die` events of this node's Redis container to the master watch while this
+/// node is the watched master; reconnects with backoff when the daemon goes away.
+async fn docker_events_loop(
+    shared: &Shared,
+    target: &crate::hung::RestartTarget,
+    shutdown: &CancellationToken,
+) {
+    let s = &shared.settings;
+    let mut backoff = backoff();
+    let mut errors = ErrorLog::default();
+    while !shutdown.is_cancelled() {
+        let followed = crate::docker_events::follow_deaths(
+            target,
+            |exit_code| {
+                let own = {
+                    let st = shared.state();
+                    st.master_watch
+                        .address()
+                        .is_some_and(|a| same_node(a, &s.announce_addr))
+                };
+                info!(node = %s.node_id, %target, ?exit_code, own_node_is_master = own, "docker: this node's Redis container died");
+                if own {
+                    shared.watch_seen(&Seen::ContainerDied { exit_code });
+                }
+            },
+            || {
+                if errors.recovered().is_some() {
+                    info!(node = %s.node_id, "docker event stream back");
+                }
+            },
+        );
+        let result = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = followed => r,
+        };
+        if let Err(e) = result {
+            if errors.failed(&e.to_string()) {
+                warn!(node = %s.node_id, error = %e, "docker events unavailable; a crash of this node is left to the connection watch and Sentinel");
+            }
+        }
+        if !retry_later(&mut backoff, shutdown).await {
+            return;
+        }
+    }
+}
+
 /// Runs the agent with checked settings until `shutdown` is cancelled.
 pub async fn run_with_settings(
     settings: AgentSettings,
@@ -994,6 +1156,8 @@ pub async fn run_with_settings(
         coordinator = %settings.coordinator_url,
         fencing = settings.fencing,
         follow_promotions = settings.follow_promotions,
+        crash_watch = settings.crash_watch.is_some(),
+        docker_events = settings.docker_events.is_some(),
         hung_restart = settings.hung.enabled,
         "health agent starting"
     );
@@ -1004,8 +1168,18 @@ pub async fn run_with_settings(
         events_loop(&shared, &events, &shutdown),
         report_loop(&shared, client, started_at_ms, &shutdown),
         async {
-            if let Some(probe) = follow_probe {
-                follow_loop(&shared, watch_endpoint, probe, &shutdown).await;
+            if shared.settings.follow_promotions || shared.settings.crash_watch.is_some() {
+                topology_loop(&shared, watch_endpoint, follow_probe, &shutdown).await;
+            }
+        },
+        async {
+            if let Some(retry) = shared.settings.crash_watch {
+                master_watch_loop(&shared, retry, &shutdown).await;
+            }
+        },
+        async {
+            if let Some(target) = shared.settings.docker_events.clone() {
+                docker_events_loop(&shared, &target, &shutdown).await;
             }
         },
     );

@@ -72,6 +72,17 @@ pub struct AgentConfig {
     pub docker_service: String,
     /// No second restart attempt within this long of the last one (ms).
     pub hung_restart_cooldown_ms: u64,
+    /// Hold a connection to the master the coordinator publishes (this node's own Redis when
+    /// it is the master) and report at once when it closes, refuses or stops answering: the
+    /// coordinator's crash failover counts these reports.
+    pub crash_watch: bool,
+    /// While the watched master does not answer, how often it is tried again (ms).
+    pub crash_watch_retry_ms: u64,
+    /// Follow this node's Redis container's `die` events through the Docker API (the same
+    /// `docker_container` / `docker_service` as `hung_restart`): on a swarm a dead container
+    /// refuses nothing (its address is simply gone), so its death is the crash evidence. Needs
+    /// the Docker socket in the agent's container.
+    pub docker_events: bool,
 }
 
 impl Default for AgentConfig {
@@ -99,6 +110,9 @@ impl Default for AgentConfig {
             docker_container: String::new(),
             docker_service: String::new(),
             hung_restart_cooldown_ms: 60000,
+            crash_watch: true,
+            crash_watch_retry_ms: 100,
+            docker_events: false,
         }
     }
 }
@@ -127,6 +141,10 @@ pub struct AgentSettings {
     pub metrics_addr: Option<SocketAddr>,
     /// Hung-node recovery (`hung_restart` and the keys after it).
     pub hung: HungSettings,
+    /// The master watch; `None`: off.
+    pub crash_watch: Option<Duration>,
+    /// Whose Docker `die` events count as this node's crash; `None`: off.
+    pub docker_events: Option<RestartTarget>,
 }
 
 impl AgentConfig {
@@ -161,6 +179,7 @@ impl AgentConfig {
             ("failover_timeout_ms", self.failover_timeout_ms),
             ("fencing_grace_ms", self.fencing_grace_ms),
             ("hung_after_ms", self.hung_after_ms),
+            ("crash_watch_retry_ms", self.crash_watch_retry_ms),
         ] {
             if value == 0 {
                 return Err(ConfigError::invalid(key, "0", "must be greater than 0"));
@@ -169,25 +188,35 @@ impl AgentConfig {
         check_url(&self.coordinator_url)?;
         redis_ha_common::metrics::parse_metrics_addr("metrics_addr", &self.metrics_addr)?;
         self.hung_settings()?;
+        self.docker_target("docker_events", self.docker_events)?;
         Ok(())
     }
 
-    fn hung_settings(&self) -> Result<HungSettings, ConfigError> {
+    /// This node's Redis container, for `key` (a setting that needs it) when `enabled`.
+    fn docker_target(
+        &self,
+        key: &str,
+        enabled: bool,
+    ) -> Result<Option<RestartTarget>, ConfigError> {
         let container = self.docker_container.trim();
         let service = self.docker_service.trim();
-        let target = if !self.hung_restart {
-            None
+        if !enabled {
+            Ok(None)
         } else if !container.is_empty() {
-            Some(RestartTarget::Container(container.to_owned()))
+            Ok(Some(RestartTarget::Container(container.to_owned())))
         } else if !service.is_empty() {
-            Some(RestartTarget::Service(service.to_owned()))
+            Ok(Some(RestartTarget::Service(service.to_owned())))
         } else {
-            return Err(ConfigError::invalid(
+            Err(ConfigError::invalid(
                 "docker_service",
                 service,
-                "is required when hung_restart is on and docker_container is empty (the swarm service of this node's Redis, e.g. redis-ha_redis-1)",
-            ));
-        };
+                format!("is required when {key} is on and docker_container is empty (the swarm service of this node's Redis, e.g. redis-ha_redis-1)"),
+            ))
+        }
+    }
+
+    fn hung_settings(&self) -> Result<HungSettings, ConfigError> {
+        let target = self.docker_target("hung_restart", self.hung_restart)?;
         Ok(HungSettings {
             enabled: self.hung_restart,
             after: Duration::from_millis(self.hung_after_ms),
@@ -234,6 +263,10 @@ impl AgentConfig {
                 &self.metrics_addr,
             )?,
             hung: self.hung_settings()?,
+            crash_watch: self
+                .crash_watch
+                .then(|| Duration::from_millis(self.crash_watch_retry_ms)),
+            docker_events: self.docker_target("docker_events", self.docker_events)?,
         })
     }
 }

@@ -9,6 +9,7 @@
 
 pub mod agent;
 pub mod config;
+pub mod docker_events;
 pub mod failover;
 pub mod fencing;
 pub mod follow;
@@ -18,6 +19,7 @@ pub mod probe;
 pub mod redis_parse;
 pub mod sentinel_parse;
 pub mod state;
+pub mod watch;
 
 pub use agent::run_with_settings;
 pub use config::{AgentConfig, AgentSettings};

@@ -39,6 +39,7 @@ impl SentinelObservation {
             replicas: self.replicas.clone(),
             peers: self.peers.clone(),
             current_epoch: self.master.config_epoch,
+            down_after_ms: self.master.down_after_ms,
         }
     }
 }
@@ -57,6 +58,7 @@ mod tests {
                 quorum: 2,
                 other_sentinels: 2,
                 known_replicas: 0,
+                down_after_ms: 0,
             },
             replicas: vec![replica_view(&SentinelReplica {
                 address: HostPort::new("::1", 9002),

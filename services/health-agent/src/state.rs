@@ -29,6 +29,8 @@ pub enum Reason {
     Event,
     /// The node became reachable or unreachable.
     ReachabilityChange,
+    /// The master watch saw the published master go (or come back).
+    MasterWatch,
     RoleChange,
     Startup,
 }
@@ -40,6 +42,7 @@ impl Reason {
             Reason::SentinelChange => "sentinel-change",
             Reason::Event => "event",
             Reason::ReachabilityChange => "reachability-change",
+            Reason::MasterWatch => "master-watch",
             Reason::RoleChange => "role-change",
             Reason::Startup => "startup",
         }
@@ -142,6 +145,8 @@ pub struct State {
     /// While a failover is in progress: its span, the parent of its Sentinel events, so the
     /// whole failover as this agent saw it is one trace.
     pub failover_span: Option<tracing::Span>,
+    /// What the master watch sees of the published master.
+    pub master_watch: crate::watch::WatchState,
 }
 
 impl State {
@@ -179,6 +184,7 @@ impl State {
             named_at: None,
             event_span: None,
             failover_span: None,
+            master_watch: crate::watch::WatchState::default(),
         }
     }
 
@@ -664,6 +670,7 @@ mod tests {
                 quorum: 2,
                 other_sentinels: 2,
                 known_replicas: 0,
+                down_after_ms: 0,
             },
             replicas: vec![],
             peers: vec![],

@@ -99,6 +99,8 @@ pub struct SentinelMaster {
     pub other_sentinels: u32,
     /// `num-slaves`: the replicas this Sentinel knows (it remembers them across restarts).
     pub known_replicas: u32,
+    /// `down-after-milliseconds`; 0 when the reply leaves it out.
+    pub down_after_ms: u64,
 }
 
 /// The flag of a master whose failover this Sentinel runs right now.
@@ -201,6 +203,10 @@ pub fn parse_master(v: &Value) -> Result<SentinelMaster, ReplyError> {
         quorum: number(&m, "quorum")?,
         other_sentinels: number(&m, "num-other-sentinels")?,
         known_replicas: number(&m, "num-slaves")?,
+        down_after_ms: match m.get("down-after-milliseconds") {
+            Some(_) => number(&m, "down-after-milliseconds")?,
+            None => 0,
+        },
     })
 }
 

@@ -3,7 +3,8 @@
 use std::time::{Duration, Instant};
 
 use redis_ha_proto::v1::{
-    AgentReport, Health, LinkState, RedisStatus, Role, SentinelEvent, SentinelStatus,
+    AgentReport, Health, LinkState, MasterWatch, Reach, RedisStatus, Role, SentinelEvent,
+    SentinelStatus,
 };
 
 use super::*;
@@ -53,6 +54,9 @@ struct Obs {
     flags: Vec<String>,
     failover: bool,
     events: Vec<SentinelEvent>,
+    down_after_ms: u64,
+    /// (watched node, what the master watch sees)
+    watch: Option<(u8, Reach)>,
 }
 
 impl Obs {
@@ -75,7 +79,21 @@ impl Obs {
             flags: vec!["master".into()],
             failover: false,
             events: Vec::new(),
+            down_after_ms: 5000,
+            watch: Some((1, Reach::Up)),
         }
+    }
+    fn watches(mut self, n: u8, reach: Reach) -> Self {
+        self.watch = Some((n, reach));
+        self
+    }
+    fn down_after(mut self, ms: u64) -> Self {
+        self.down_after_ms = ms;
+        self
+    }
+    fn flag(mut self, f: &str) -> Self {
+        self.flags.push(f.into());
+        self
     }
     fn seq(mut self, seq: u64) -> Self {
         self.seq = seq;
@@ -167,9 +185,19 @@ impl Obs {
                 replicas: Vec::new(),
                 peers: Vec::new(),
                 current_epoch: self.current_epoch,
+                down_after_ms: self.down_after_ms,
             }),
             events: self.events.clone(),
             failover_in_progress: self.failover,
+            master_watch: self.watch.map(|(n, reach)| MasterWatch {
+                address: addr(n),
+                reach: reach as i32,
+                evidence: match reach {
+                    Reach::Gone => "connection refused".into(),
+                    _ => String::new(),
+                },
+                since_ms: 0,
+            }),
         }
     }
 }
@@ -988,4 +1016,116 @@ fn a_version_keeps_its_trace_parent_and_carries_the_promotion_time() {
     a.trace_parent = tp;
     a.master_role_changed_at_ms = 0;
     assert!(same_apart_from_measurements(&a, &b));
+}
+
+/// node-1 crashed at 1000 ms: its agent sees the port refuse, `others` is what node-2 and
+/// node-3's watches see.
+fn crashed(c: &Clock, others: [Reach; 2]) -> GroupState {
+    let mut s = healthy_state(c);
+    s.refresh(c.at(0));
+    apply(
+        &mut s,
+        &Obs::new(1).seq(2).down().watches(1, Reach::Gone),
+        c.at(1000),
+    );
+    for (i, reach) in others.into_iter().enumerate() {
+        let n = u8::try_from(i).unwrap() + 2;
+        apply(&mut s, &Obs::new(n).seq(2).watches(1, reach), c.at(1000));
+    }
+    s.refresh(c.at(1000));
+    s
+}
+
+#[test]
+fn crash_seen_by_its_own_agent_and_a_majority_is_failed_over_once() {
+    let c = Clock::new();
+    let mut s = crashed(&c, [Reach::Unreachable, Reach::Up]);
+    let r = s.crash_failover_due(c.at(1000)).expect("due");
+    assert_eq!((r.master.as_str(), r.epoch), ("127.0.0.1:9001", 0));
+    assert!(
+        r.evidence.contains("node-1: connection refused"),
+        "{}",
+        r.evidence
+    );
+    assert_eq!(events_of(&s, "crash-failover").len(), 1);
+    // Asked once for this master and epoch, whatever comes next.
+    assert_eq!(s.crash_failover_due(c.at(1001)), None);
+    s.crash_failover_result(&r, "refused: INPROG", false, c.at(1002));
+    assert_eq!(s.crash_failover_due(c.at(1003)), None);
+    // No Sentinel answered at all: asking again cannot make a second failover.
+    s.crash_failover_result(&r, "no Sentinel answered", true, c.at(1004));
+    assert!(s.crash_failover_due(c.at(1005)).is_some());
+}
+
+#[test]
+fn crash_rule_holds_for_a_minority_a_pause_a_running_failover() {
+    let c = Clock::new();
+    // Only the master's own agent.
+    let mut s = crashed(&c, [Reach::Up, Reach::Up]);
+    assert_eq!(s.crash_failover_due(c.at(1000)), None);
+    // Paused: unreachable for everyone, gone for no one.
+    let mut s = healthy_state(&c);
+    s.refresh(c.at(0));
+    for n in 1..=3 {
+        let o = Obs::new(n).seq(2).watches(1, Reach::Unreachable);
+        let o = if n == 1 { o.down() } else { o };
+        apply(&mut s, &o, c.at(1000));
+    }
+    s.refresh(c.at(1000));
+    assert_eq!(s.crash_failover_due(c.at(1000)), None);
+    // A Sentinel already flags it down: Sentinel's own failover is coming.
+    let mut s = crashed(&c, [Reach::Unreachable, Reach::Unreachable]);
+    apply(
+        &mut s,
+        &Obs::new(3)
+            .seq(3)
+            .watches(1, Reach::Unreachable)
+            .flag("s_down"),
+        c.at(1100),
+    );
+    s.refresh(c.at(1100));
+    assert_eq!(s.crash_failover_due(c.at(1100)), None);
+    // A failover runs.
+    let mut s = crashed(&c, [Reach::Unreachable, Reach::Unreachable]);
+    apply(
+        &mut s,
+        &leader_selects_2().seq(3).watches(1, Reach::Unreachable),
+        c.at(1100),
+    );
+    s.refresh(c.at(1100));
+    assert_eq!(s.crash_failover_due(c.at(1100)), None);
+}
+
+#[test]
+fn crash_rule_needs_a_long_enough_down_after_and_fresh_witnesses() {
+    let c = Clock::new();
+    let mut s = healthy_state(&c);
+    s.refresh(c.at(0));
+    apply(
+        &mut s,
+        &Obs::new(1)
+            .seq(2)
+            .down()
+            .watches(1, Reach::Gone)
+            .down_after(1000),
+        c.at(1000),
+    );
+    apply(
+        &mut s,
+        &Obs::new(2)
+            .seq(2)
+            .watches(1, Reach::Unreachable)
+            .down_after(1000),
+        c.at(1000),
+    );
+    s.refresh(c.at(1000));
+    assert_eq!(
+        s.crash_failover_due(c.at(1000)),
+        None,
+        "down-after 1000: Sentinel's own path"
+    );
+    // The witnesses went stale: no word of theirs counts.
+    let mut s = crashed(&c, [Reach::Unreachable, Reach::Unreachable]);
+    s.refresh(c.at(10_000));
+    assert_eq!(s.crash_failover_due(c.at(10_000)), None);
 }
