@@ -111,6 +111,46 @@ fn assert_one_epoch(events: &SentinelEvents, since: Instant, epoch: u64) {
     );
 }
 
+/// The failover after `since` was Sentinel's own: its `+odown` of the master at `old_port` came
+/// before (or with) the new epoch, the coordinator asked for no crash failover, one epoch.
+async fn assert_sentinels_own_failover(
+    cluster: &Cluster,
+    events: &SentinelEvents,
+    since: Instant,
+    old_port: u16,
+    why: &str,
+) {
+    let odown = events
+        .all(since, &["+odown"])
+        .into_iter()
+        .find(|e| about_master(&e.payload, old_port))
+        .unwrap_or_else(|| panic!("{why}: the failover must come from Sentinel's +odown"));
+    let new_epoch = events
+        .first(since, &["+new-epoch"])
+        .unwrap_or_else(|| panic!("no +new-epoch"));
+    assert!(
+        odown.at <= new_epoch.at,
+        "{why}: a new epoch ({}) began before Sentinel's +odown",
+        new_epoch.payload
+    );
+    let evs = cluster.api().events().await;
+    assert!(crash_events(&evs).is_empty(), "{why}: {}", dump(&evs));
+    assert_one_epoch(events, since, 1);
+}
+
+/// Waits until the coordinator's events show a crash failover a Sentinel accepted; all events.
+async fn wait_crash_accepted(cluster: &Cluster) -> Vec<Event> {
+    cluster
+        .api()
+        .wait_events("the crash failover to be accepted", |evs| {
+            crash_events(evs)
+                .iter()
+                .any(|e| e.message.contains("accepted by Sentinel"))
+                .then(|| evs.to_vec())
+        })
+        .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crashed_master_is_failed_over_before_any_sentinel_sees_it_down() {
     let mut s = stack(5000).await;
@@ -136,17 +176,7 @@ async fn crashed_master_is_failed_over_before_any_sentinel_sees_it_down() {
     let records = writer.finish().await;
 
     // The coordinator asked, and a Sentinel accepted.
-    let accepted = s
-        .cluster
-        .api()
-        .wait_events("the crash failover to be accepted", |evs| {
-            let crash = crash_events(evs);
-            crash
-                .iter()
-                .any(|e| e.message.contains("accepted by Sentinel"))
-                .then(|| evs.to_vec())
-        })
-        .await;
+    let accepted = wait_crash_accepted(&s.cluster).await;
     let crash = crash_events(&accepted);
     assert!(
         crash
@@ -197,28 +227,14 @@ async fn paused_master_is_left_to_sentinel_down_after() {
     s.cluster.node_mut(1).pause();
     let new_addr = s.cluster.wait_new_master(&old).await;
     assert_ne!(new_addr, old);
-    let odown = events
-        .all(paused_at, &["+odown"])
-        .into_iter()
-        .find(|e| about_master(&e.payload, old_port))
-        .unwrap_or_else(|| {
-            panic!("the failover of a paused master must come from Sentinel's +odown")
-        });
-    let new_epoch = events
-        .first(paused_at, &["+new-epoch"])
-        .unwrap_or_else(|| panic!("no +new-epoch"));
-    assert!(
-        odown.at <= new_epoch.at,
-        "a new epoch ({}) began before Sentinel's +odown: something forced the failover of a live (paused) master",
-        new_epoch.payload
-    );
-    let evs = s.cluster.api().events().await;
-    assert!(
-        crash_events(&evs).is_empty(),
-        "a paused master is no crash: {}",
-        dump(&evs)
-    );
-    assert_one_epoch(&events, paused_at, 1);
+    assert_sentinels_own_failover(
+        &s.cluster,
+        &events,
+        paused_at,
+        old_port,
+        "a paused master is no crash",
+    )
+    .await;
     s.cluster.node_mut(1).resume();
     s.cluster.wait_rejoined_as_replica(1).await;
 }
@@ -289,15 +305,7 @@ async fn agents_without_their_docker_socket_still_see_the_crash() {
     let killed_at = Instant::now();
     cluster.node_mut(1).kill();
     cluster.wait_new_master(&old).await;
-    let evs = cluster
-        .api()
-        .wait_events("the crash failover to be accepted", |evs| {
-            crash_events(evs)
-                .iter()
-                .any(|e| e.message.contains("accepted by Sentinel"))
-                .then(|| evs.to_vec())
-        })
-        .await;
+    let evs = wait_crash_accepted(&cluster).await;
     assert!(
         crash_events(&evs)
             .iter()
@@ -324,21 +332,12 @@ async fn the_master_s_own_agent_alone_is_no_majority() {
     let killed_at = Instant::now();
     s.cluster.node_mut(1).kill();
     s.cluster.wait_new_master(&old).await;
-    let odown = events
-        .all(killed_at, &["+odown"])
-        .into_iter()
-        .find(|e| about_master(&e.payload, old_port))
-        .unwrap_or_else(|| {
-            panic!("without a majority of agents the failover must be Sentinel's own")
-        });
-    let new_epoch = events
-        .first(killed_at, &["+new-epoch"])
-        .unwrap_or_else(|| panic!("no +new-epoch"));
-    assert!(
-        odown.at <= new_epoch.at,
-        "a new epoch began before Sentinel's +odown"
-    );
-    let evs = s.cluster.api().events().await;
-    assert!(crash_events(&evs).is_empty(), "{}", dump(&evs));
-    assert_one_epoch(&events, killed_at, 1);
+    assert_sentinels_own_failover(
+        &s.cluster,
+        &events,
+        killed_at,
+        old_port,
+        "the own agent alone",
+    )
+    .await;
 }
