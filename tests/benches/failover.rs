@@ -17,6 +17,8 @@
 //!   proxy acknowledged by another node (a client writing on a fresh connection every 2 ms);
 //! - promotion → first acknowledged write: the node that acknowledged it first answering
 //!   `ROLE` = master (polled every 2 ms) → that write;
+//! - promotion → first write routed to the promoted node (acknowledged or refused, e.g.
+//!   `NOREPLICAS`): when the proxy switched, as against when the node took writes;
 //! - which node acknowledged it (it must be the one the Sentinels promoted);
 //! - throughput of `redis-benchmark` SET/GET at -P 1 and -P 16, direct and through each proxy;
 //! - CPU and RSS at rest: the sidecars (coordinator, 3 agents, reloader: all in this process,
@@ -358,12 +360,14 @@ async fn run(args: Args) {
             let (o, c) = tokio::join!(ours.measure(p_o, k_o), classic.measure(p_c, k_c));
             eprintln!(
                 "   rep {rep}/{}: kill → ack ours {:?} classic {:?}; promotion → ack ours {:?} \
-                 classic {:?}; acked by the promoted node: ours {} classic {}; kills {:?} apart",
+                 classic {:?}; promotion → routed ours {:?} classic {:?}; acked by the promoted node: ours {} classic {}; kills {:?} apart",
                 args.reps,
                 o.figures.outage,
                 c.figures.outage,
                 o.figures.switch_lag,
                 c.figures.switch_lag,
+                o.figures.routed_lag,
+                c.figures.routed_lag,
                 o.acked_by_promoted(),
                 c.acked_by_promoted(),
                 gap,
@@ -690,20 +694,23 @@ fn report(
             out,
             "\n#### down-after {da} ms\n\n\
              | arm | kill → first acknowledged write | promotion (`ROLE` = master) → first \
-             acknowledged write | acknowledged by the promoted node |\n|---|---:|---:|---:|"
+             acknowledged write | promotion → first write routed to it | acknowledged by the \
+             promoted node |\n|---|---:|---:|---:|---:|"
         );
         let mut figs = BTreeMap::new();
         for stack in [Stack::Ours, Stack::Classic] {
             let s = get(stack);
             let outage = pick(s, |f| f.outage);
             let lag = pick(s, |f| f.switch_lag);
+            let routed = pick(s, |f| f.routed_lag);
             let by_promoted = s.iter().filter(|x| x.acked_by_promoted()).count();
             let _ = writeln!(
                 out,
-                "| {} | {} | {} | {by_promoted}/{} |",
+                "| {} | {} | {} | {} | {by_promoted}/{} |",
                 stack.label(),
                 triple(&outage, Unit::Secs),
                 triple(&lag, Unit::Millis),
+                triple(&routed, Unit::Millis),
                 s.len()
             );
             figs.insert(stack, (outage, lag));
@@ -713,7 +720,7 @@ fn report(
         {
             let _ = writeln!(
                 out,
-                "| **redis-ha / classic** | {} | {} | |",
+                "| **redis-ha / classic** | {} | {} | | |",
                 ratios(oo, co),
                 ratios(ol, cl)
             );

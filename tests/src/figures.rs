@@ -51,6 +51,10 @@ pub struct FailoverSample {
     pub switch_lag: Option<Duration>,
     /// The Redis port that acknowledged that write.
     pub acked_by: Option<u16>,
+    /// That node first answering `ROLE` = master → the first write after the kill that
+    /// reached it through the proxy, acknowledged or not (a `NOREPLICAS` refusal too): when
+    /// the proxy had switched, as against when the node took writes.
+    pub routed_lag: Option<Duration>,
 }
 
 /// The sample of one kill: `records` the writer's attempts (any order), `killed` when the
@@ -70,7 +74,15 @@ pub fn failover_sample(
     let Some(first) = first else {
         return FailoverSample::default();
     };
+    let promoted = first.port;
+    let routed = records
+        .iter()
+        .filter(|r| r.finished > killed && r.port == promoted)
+        .min_by_key(|r| r.finished);
     FailoverSample {
+        routed_lag: routed
+            .zip(promoted.and_then(|p| became_master.get(&p)))
+            .map(|(r, &became)| r.finished.saturating_duration_since(became)),
         outage: Some(first.finished - killed),
         switch_lag: first
             .port
@@ -119,6 +131,8 @@ mod tests {
                 outage: Some(ms(1200)),
                 switch_lag: Some(ms(50)),
                 acked_by: Some(2),
+                // The refused write at 1200 reached node 2 first: 50 ms before its promotion.
+                routed_lag: Some(Duration::ZERO),
             }
         );
         // Acknowledged before the poll saw the role: zero, not negative; unknown role: none.
@@ -127,6 +141,9 @@ mod tests {
             failover_sample(&records, killed, 1, &early).switch_lag,
             Some(Duration::ZERO)
         );
+        let before_refusal = BTreeMap::from([(2, t0 + ms(1150))]);
+        let s = failover_sample(&records, killed, 1, &before_refusal);
+        assert_eq!((s.routed_lag, s.switch_lag), (Some(ms(50)), Some(ms(150))));
         assert_eq!(
             failover_sample(&records, killed, 1, &BTreeMap::new()).switch_lag,
             None
