@@ -66,7 +66,9 @@ pub struct Cluster {
 impl Cluster {
     /// Starts the nodes, waits until both replicas finished their first sync, starts the
     /// Sentinels and waits until each sees the master, 2 replicas and 2 other Sentinels
-    /// (otherwise a failover could not be elected).
+    /// (otherwise a failover could not be elected). No sidecar runs until one is started
+    /// (`start_all_sidecars`, ...): left so, it is plain Redis + Sentinel, the classic set-up
+    /// the failover benchmark compares against.
     pub async fn start(opts: ClusterOptions) -> Self {
         let ports = PortBlock::allocate(BLOCK_SIZE);
         let dir = tempfile::Builder::new()
@@ -289,6 +291,44 @@ impl Cluster {
             },
         )
         .await;
+    }
+
+    /// Waits until the cluster is at rest by what the Sentinels and the nodes themselves say,
+    /// so it needs no sidecar: every Sentinel names the same master, every other node is a
+    /// synced replica of it, and every Sentinel sees that master up, both replicas up (flags
+    /// exactly `slave`: a replica still `s_down` could not be promoted) and the 2 other
+    /// Sentinels. Returns the master (1-based).
+    pub async fn wait_at_rest_by_sentinels(&self) -> usize {
+        wait_until(
+            "the Sentinels and nodes to be at rest around one master",
+            READY_TIMEOUT,
+            || async move {
+                let m = self.sentinel_master_node().await?;
+                let master_addr = self.node(m).addr();
+                for i in (1..=NODES).filter(|&i| i != m) {
+                    self.node(i)
+                        .replica_synced_state(self.node(m).port())
+                        .await?;
+                }
+                for s in &self.sentinels {
+                    match s.master_addr().await {
+                        Ok(Some(a)) if a == master_addr => {}
+                        other => return Err(format!("{} names {other:?}", s.name())),
+                    }
+                    s.ready_state(NODES - 1, NODES - 1).await?;
+                    let replicas = s.replicas().await.map_err(|e| e.to_string())?;
+                    for r in &replicas {
+                        let flags = r.get("flags").map_or("?", String::as_str);
+                        if flags != "slave" {
+                            let name = r.get("name").map_or("?", String::as_str);
+                            return Err(format!("{} sees replica {name} as {flags}", s.name()));
+                        }
+                    }
+                }
+                Ok(m)
+            },
+        )
+        .await
     }
 
     /// Log tails of every process, for failure messages.
