@@ -71,6 +71,9 @@ replicas are linked and HAProxy routes a write, then prints the endpoints.
   --down-after-ms MS    Sentinel down-after-milliseconds (default 5000)
   --failover-timeout-ms MS  Sentinel failover-timeout (default 10000)
   --haproxy-replicas N  N HAProxy replicas on distinct nodes instead of one per node
+  --dns IP              upstream DNS server of the Redis and Sentinel containers: Docker's
+                        embedded DNS forwards the names it does not know there (default: the
+                        engine's; deploy/stack/dns.yml)
   --jaeger              add Jaeger (deploy/stack/jaeger.yml; its image must be available)
   --hung-restart        agents restart a hung Redis (PING timing out) through the Docker API
                         (deploy/stack/hung-restart.yml: mounts the Docker socket into the agents)
@@ -104,6 +107,7 @@ swarm_parse_up() {
     DOWN_AFTER_MS=5000
     FAILOVER_TIMEOUT_MS=10000
     HAPROXY_REPLICAS=""
+    DNS=""
     JAEGER=0
     HUNG_RESTART=0
     PROFILE=release
@@ -125,6 +129,7 @@ swarm_parse_up() {
             --down-after-ms) sw_need_value "$@"; DOWN_AFTER_MS=$2; shift ;;
             --failover-timeout-ms) sw_need_value "$@"; FAILOVER_TIMEOUT_MS=$2; shift ;;
             --haproxy-replicas) sw_need_value "$@"; HAPROXY_REPLICAS=$2; shift ;;
+            --dns) sw_need_value "$@"; DNS=$2; shift ;;
             --jaeger) JAEGER=1 ;;
             --hung-restart) HUNG_RESTART=1 ;;
             --debug) PROFILE=debug ;;
@@ -158,7 +163,14 @@ swarm_parse_up() {
     sw_uint_in --failover-timeout-ms "$FAILOVER_TIMEOUT_MS" 1000 86400000
     [[ -z $HAPROXY_REPLICAS ]] || sw_uint_in --haproxy-replicas "$HAPROXY_REPLICAS" 1 1000
     sw_uint_in --timeout "$WAIT_SECS" 1 86400
+    sw_check_dns
     [[ -n $STATE_DIR ]] || STATE_DIR=$SW_STACK_DIR/run/$STACK
+}
+
+# --dns: one IPv4 or IPv6 address (the engine checks it again).
+sw_check_dns() {
+    [[ -z $DNS || $DNS =~ ^[0-9]{1,3}(\.[0-9]{1,3}){3}$ || $DNS =~ ^[0-9A-Fa-f:]*:[0-9A-Fa-f:]*$ ]] ||
+        sw_usage_error "--dns must be an IP address, got '$DNS'"
 }
 
 # ------------------------------------------------------------------------------ swarm
@@ -340,6 +352,10 @@ sw_stack_files() {
     [[ -z $GRPC_PORT ]] || SW_FILES+=(-c "$SW_STACK_DIR/publish-grpc.yml")
     [[ -z $HAPROXY_REPLICAS ]] || SW_FILES+=(-c "$SW_STACK_DIR/haproxy-replicated.yml")
     [[ $JAEGER -eq 0 ]] || SW_FILES+=(-c "$SW_STACK_DIR/jaeger.yml")
+    if [[ -n $DNS ]]; then
+        SW_FILES+=(-c "$SW_STACK_DIR/dns.yml")
+        export REDIS_HA_DNS=$DNS
+    fi
     if [[ $HUNG_RESTART -eq 1 ]]; then
         SW_FILES+=(-c "$SW_STACK_DIR/hung-restart.yml")
         REDIS_HA_DOCKER_GID=$(stat -c %g /var/run/docker.sock) ||
