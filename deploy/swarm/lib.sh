@@ -477,7 +477,8 @@ sw_show_failures() {
     done
 }
 
-# True when every Sentinel running on this host knows the two other Sentinels and both replicas:
+# True when every Sentinel running on this host knows the two other Sentinels and both replicas,
+# and is not in TILT mode:
 # before that a failover cannot be elected (a kill right after deploy would wait for Sentinel's
 # retry, 2 x failover-timeout). Sentinels on other swarm nodes are not checked from here.
 sw_sentinels_ready() {
@@ -491,6 +492,11 @@ sw_sentinels_ready() {
         others=$(sed -n '/^num-other-sentinels$/{n;p;}' <<<"$out")
         replicas=$(sed -n '/^num-slaves$/{n;p;}' <<<"$out")
         [[ ${others:-0} -ge 2 && ${replicas:-0} -ge 2 ]] || return 1
+        # A Sentinel in TILT mode (its event loop was stalled, e.g. by a slow name lookup at
+        # start) takes no action for 30 s: a kill in that time would not be failed over.
+        out=$(docker exec "$c" sh -c 'REDISCLI_AUTH=$(cat /run/secrets/redis_password 2>/dev/null) exec timeout 3 redis-cli --no-auth-warning -p "$0" info sentinel' \
+            "$((19000 + n))" 2>/dev/null) || return 1
+        grep -q '^sentinel_tilt:0' <<<"${out//$'\r'/}" || return 1
     done
 }
 
