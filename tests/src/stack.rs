@@ -181,6 +181,11 @@ impl Stack {
         self.opts.base_port
     }
 
+    /// The stack's Redis / Sentinel password.
+    pub fn password(&self) -> &str {
+        &self.password
+    }
+
     pub fn redis_port(&self, n: u8) -> u16 {
         self.opts.base_port + u16::from(n)
     }
