@@ -658,7 +658,11 @@ impl Bench {
         .ok();
         // Every acknowledged write must be on the master the Sentinels name now.
         let master = self.settle().await?;
-        let acked: Vec<&WriteRecord> = r_ours.iter().chain(&r_classic).filter(|r| r.acked).collect();
+        let acked: Vec<&WriteRecord> = r_ours
+            .iter()
+            .chain(&r_classic)
+            .filter(|r| r.acked)
+            .collect();
         let keys: Vec<String> = acked.iter().map(|r| r.key.clone()).collect();
         let missing: std::collections::HashSet<String> =
             missing_keys(self.redis_port(master), &self.password, &keys)
