@@ -73,6 +73,9 @@ replicas are linked and HAProxy routes a write, then prints the endpoints.
                         replicas may acknowledge writes after a new master is promoted: a warning)
   --failover-timeout-ms MS  Sentinel failover-timeout (default 10000)
   --haproxy-replicas N  N HAProxy replicas on distinct nodes instead of one per node
+  --dns IP              upstream DNS server of the Redis and Sentinel containers: Docker's
+                        embedded DNS forwards the names it does not know there (default: the
+                        engine's; deploy/stack/dns.yml)
   --jaeger              add Jaeger (deploy/stack/jaeger.yml; its image must be available)
   --hung-restart        agents restart a hung Redis (PING timing out) through the Docker API
                         (deploy/stack/hung-restart.yml; needs the Docker socket)
@@ -108,6 +111,7 @@ swarm_parse_up() {
     DOWN_AFTER_MS=5000
     FAILOVER_TIMEOUT_MS=10000
     HAPROXY_REPLICAS=""
+    DNS=""
     JAEGER=0
     HUNG_RESTART=0
     DOCKER_SOCKET=1
@@ -130,6 +134,7 @@ swarm_parse_up() {
             --down-after-ms) sw_need_value "$@"; DOWN_AFTER_MS=$2; shift ;;
             --failover-timeout-ms) sw_need_value "$@"; FAILOVER_TIMEOUT_MS=$2; shift ;;
             --haproxy-replicas) sw_need_value "$@"; HAPROXY_REPLICAS=$2; shift ;;
+            --dns) sw_need_value "$@"; DNS=$2; shift ;;
             --jaeger) JAEGER=1 ;;
             --hung-restart) HUNG_RESTART=1 ;;
             --no-docker-socket) DOCKER_SOCKET=0 ;;
@@ -166,7 +171,14 @@ swarm_parse_up() {
     sw_uint_in --timeout "$WAIT_SECS" 1 86400
     [[ $HUNG_RESTART -eq 0 || $DOCKER_SOCKET -eq 1 ]] ||
         sw_usage_error "--hung-restart restarts containers through the Docker socket: it cannot go with --no-docker-socket"
+    sw_check_dns
     [[ -n $STATE_DIR ]] || STATE_DIR=$SW_STACK_DIR/run/$STACK
+}
+
+# --dns: one IPv4 or IPv6 address (the engine checks it again).
+sw_check_dns() {
+    [[ -z $DNS || $DNS =~ ^[0-9]{1,3}(\.[0-9]{1,3}){3}$ || $DNS =~ ^[0-9A-Fa-f:]*:[0-9A-Fa-f:]*$ ]] ||
+        sw_usage_error "--dns must be an IP address, got '$DNS'"
 }
 
 # ------------------------------------------------------------------------------ swarm
@@ -359,6 +371,10 @@ sw_stack_files() {
     [[ -z $GRPC_PORT ]] || SW_FILES+=(-c "$SW_STACK_DIR/publish-grpc.yml")
     [[ -z $HAPROXY_REPLICAS ]] || SW_FILES+=(-c "$SW_STACK_DIR/haproxy-replicated.yml")
     [[ $JAEGER -eq 0 ]] || SW_FILES+=(-c "$SW_STACK_DIR/jaeger.yml")
+    if [[ -n $DNS ]]; then
+        SW_FILES+=(-c "$SW_STACK_DIR/dns.yml")
+        export REDIS_HA_DNS=$DNS
+    fi
     if [[ $DOCKER_SOCKET -eq 1 ]]; then
         SW_FILES+=(-c "$SW_STACK_DIR/docker-socket.yml")
         REDIS_HA_DOCKER_GID=$(stat -c %g /var/run/docker.sock) ||
@@ -481,7 +497,8 @@ sw_show_failures() {
     done
 }
 
-# True when every Sentinel running on this host knows the two other Sentinels and both replicas:
+# True when every Sentinel running on this host knows the two other Sentinels and both replicas,
+# and is not in TILT mode:
 # before that a failover cannot be elected (a kill right after deploy would wait for Sentinel's
 # retry, 2 x failover-timeout). Sentinels on other swarm nodes are not checked from here.
 sw_sentinels_ready() {
@@ -495,6 +512,11 @@ sw_sentinels_ready() {
         others=$(sed -n '/^num-other-sentinels$/{n;p;}' <<<"$out")
         replicas=$(sed -n '/^num-slaves$/{n;p;}' <<<"$out")
         [[ ${others:-0} -ge 2 && ${replicas:-0} -ge 2 ]] || return 1
+        # A Sentinel in TILT mode (its event loop was stalled, e.g. by a slow name lookup at
+        # start) takes no action for 30 s: a kill in that time would not be failed over.
+        out=$(docker exec "$c" sh -c 'REDISCLI_AUTH=$(cat /run/secrets/redis_password 2>/dev/null) exec timeout 3 redis-cli --no-auth-warning -p "$0" info sentinel' \
+            "$((19000 + n))" 2>/dev/null) || return 1
+        grep -q '^sentinel_tilt:0' <<<"${out//$'\r'/}" || return 1
     done
 }
 

@@ -5,7 +5,7 @@
 //!
 //!   cargo bench -p redis-ha-tests --bench stack_failover -- [--reps N] [--down-after 1000,5000]
 //!       [--stack NAME] [--base-port N] [--classic-port N] [--grpc-port N] [--release]
-//!       [--no-cargo] [--keep]
+//!       [--no-cargo] [--keep] [--fresh-deploys N] [--dns IP | --silent-dns]
 //!
 //! Per down-after value: `deploy/down.sh --purge` of leftovers, `deploy/up.sh` (debug sidecars
 //! unless --release), the classic HAProxy deployed into the same stack, then N times: find the
@@ -16,6 +16,15 @@
 //! task of the killed node must be a linked replica, the coordinator must confirm the master,
 //! and both proxies must route to it. Prints markdown tables on stdout (progress on stderr);
 //! the stack is removed at the end (`deploy/down.sh --purge`) unless --keep.
+//!
+//! `--fresh-deploys N`: per down-after value, N fresh deploys (`down.sh --purge`, `up.sh`,
+//! the classic HAProxy), each measured for its first `--reps` kills (default 1 in this mode)
+//! and removed again: the first kill after a fresh deploy is the one that once stalled 22 s
+//! (README, "Failover on the swarm stack"). `--dns IP` is passed to up.sh (the Redis and
+//! Sentinel containers' upstream resolver); `--silent-dns` uses one that never answers
+//! (`stack::SILENT_DNS`), the worst case for names Docker's DNS does not know.
+//! Every repetition also checks the acknowledged writes: each must be on the new master at the
+//! end ("lost" counts those that are not, split into acknowledged before / after the kill).
 //!
 //! Needs Docker in swarm mode (up.sh initialises a single-node swarm) and the host ports
 //! BASE..BASE+3, BASE+10001..BASE+10003, the classic port and the gRPC port.
@@ -31,7 +40,9 @@ use redis_ha_chaos::chaos::docker::{DockerChaos, NodeNum};
 use redis_ha_tests::figures;
 use redis_ha_tests::haproxy::{self, ClassicSetup, WriteMode, WriteRecord, Writer};
 use redis_ha_tests::kit::client;
-use redis_ha_tests::stack::{cli_status_json, poll, remove, repo_root, up_args, StackOptions};
+use redis_ha_tests::stack::{
+    cli_status_json, missing_keys, poll, remove, repo_root, up_args, StackOptions, SILENT_DNS,
+};
 use tokio::process::Command;
 
 /// Sentinel master name (up.sh's default).
@@ -52,6 +63,9 @@ struct Args {
     release: bool,
     cargo: bool,
     keep: bool,
+    /// Fresh deploys per down-after value (None: one deploy, `reps` kills).
+    fresh_deploys: Option<usize>,
+    dns: Option<String>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -65,7 +79,10 @@ fn parse_args() -> Result<Args, String> {
         release: false,
         cargo: true,
         keep: false,
+        fresh_deploys: None,
+        dns: None,
     };
+    let mut reps_given = false;
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         let mut value = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value"));
@@ -79,6 +96,7 @@ fn parse_args() -> Result<Args, String> {
             "--reps" => {
                 let v = value("--reps")?;
                 a.reps = usize::try_from(num("--reps", v)?).map_err(|e| e.to_string())?;
+                reps_given = true;
             }
             "--down-after" => {
                 a.down_after = value("--down-after")?
@@ -94,12 +112,22 @@ fn parse_args() -> Result<Args, String> {
             "--debug" => a.release = false,
             "--no-cargo" => a.cargo = false,
             "--keep" => a.keep = true,
+            "--fresh-deploys" => {
+                let v = value("--fresh-deploys")?;
+                let n = usize::try_from(num("--fresh-deploys", v)?).map_err(|e| e.to_string())?;
+                a.fresh_deploys = Some(n);
+            }
+            "--dns" => a.dns = Some(value("--dns")?),
+            "--silent-dns" => a.dns = Some(SILENT_DNS.to_owned()),
             // `cargo bench` passes --bench; filters and the like are not used here.
             _ => {}
         }
     }
-    if a.reps == 0 || a.down_after.is_empty() {
-        return Err("--reps and --down-after need at least one".into());
+    if a.fresh_deploys.is_some() && !reps_given {
+        a.reps = 1;
+    }
+    if a.reps == 0 || a.down_after.is_empty() || a.fresh_deploys == Some(0) {
+        return Err("--reps, --down-after and --fresh-deploys need at least one".into());
     }
     Ok(a)
 }
@@ -164,26 +192,43 @@ struct Rep {
     rejoined: Option<Duration>,
     /// How long the Docker API's kill call took (the kill lands inside it).
     kill_call: Duration,
+    /// Acknowledged writes (both writers) missing on the final master: acknowledged before
+    /// the kill / after it.
+    lost_before: usize,
+    lost_after: usize,
+    /// Which deploy (1-based; fresh-deploy mode) and which kill in it.
+    deploy: usize,
+    kill_in_deploy: usize,
 }
 
 async fn run(args: Args) -> Result<(), String> {
     let mut results: BTreeMap<u64, Vec<Rep>> = BTreeMap::new();
+    let deploys = args.fresh_deploys.unwrap_or(1);
     for &down_after in &args.down_after {
-        eprintln!(
-            "== down-after {down_after} ms: deploying stack {}",
-            args.stack
-        );
-        let bench = Bench::deploy(&args, down_after).await?;
-        let outcome = bench.run_reps(&args, down_after).await;
-        if args.keep {
-            eprintln!("== --keep: stack {} left running", args.stack);
-        } else {
-            eprintln!("== removing stack {}", args.stack);
-            if let Err(e) = remove(&bench.repo, &args.stack).await {
-                eprintln!("   teardown: {e}");
+        let mut all = Vec::new();
+        for d in 1..=deploys {
+            eprintln!(
+                "== down-after {down_after} ms: deploying stack {} ({d}/{deploys})",
+                args.stack
+            );
+            let bench = Bench::deploy(&args, down_after).await?;
+            let outcome = bench.run_reps(&args, down_after).await;
+            if args.keep && d == deploys {
+                eprintln!("== --keep: stack {} left running", args.stack);
+            } else {
+                eprintln!("== removing stack {}", args.stack);
+                if let Err(e) = remove(&bench.repo, &args.stack).await {
+                    eprintln!("   teardown: {e}");
+                }
             }
+            let mut reps = outcome?;
+            for (i, r) in reps.iter_mut().enumerate() {
+                r.deploy = d;
+                r.kill_in_deploy = i + 1;
+            }
+            all.extend(reps);
         }
-        results.insert(down_after, outcome?);
+        results.insert(down_after, all);
     }
     println!("{}", report(&args, &results));
     Ok(())
@@ -271,6 +316,7 @@ impl Bench {
             grpc_port: args.grpc_port,
             down_after_ms: down_after,
             group: GROUP.into(),
+            dns: args.dns.clone(),
         });
         if !args.release {
             up.push("--debug".into());
@@ -338,12 +384,12 @@ impl Bench {
         let mut reps = Vec::new();
         for rep in 1..=args.reps {
             let r = self.one_failover().await?;
-            let [other, any, gap, reply, acks, rejoined, kill] = r.cells();
+            let [other, any, gap, reply, acks, rejoined, kill, lost] = r.cells();
             eprintln!(
                 "   [{down_after} ms] rep {rep}/{}: another node {other}, any node {any}, write \
                  gap {gap}, first reply {reply}, acks by the killed node's new task {acks} \
                  (ours / classic); killed node a linked replica after {rejoined} (kill call \
-                 {kill})",
+                 {kill}); acknowledged writes lost (before / after the kill) {lost}",
                 args.reps,
             );
             reps.push(r);
@@ -610,6 +656,26 @@ impl Bench {
         })
         .await
         .ok();
+        // Every acknowledged write must be on the master the Sentinels name now.
+        let master = self.settle().await?;
+        let acked: Vec<&WriteRecord> = r_ours
+            .iter()
+            .chain(&r_classic)
+            .filter(|r| r.acked)
+            .collect();
+        let keys: Vec<String> = acked.iter().map(|r| r.key.clone()).collect();
+        let missing: std::collections::HashSet<String> =
+            missing_keys(self.redis_port(master), &self.password, &keys)
+                .await?
+                .into_iter()
+                .collect();
+        let lost = |before: bool| {
+            acked
+                .iter()
+                .filter(|r| (r.finished <= killed) == before && missing.contains(&r.key))
+                .count()
+        };
+        let (lost_before, lost_after) = (lost(true), lost(false));
         Ok(Rep {
             ours,
             classic,
@@ -623,6 +689,10 @@ impl Bench {
             old_acks_classic,
             rejoined,
             kill_call,
+            lost_before,
+            lost_after,
+            deploy: 1,
+            kill_in_deploy: 1,
         })
     }
 }
@@ -630,8 +700,8 @@ impl Bench {
 impl Rep {
     /// The figures of one repetition, as the report's cells: another node, any node, write
     /// gap, first reply (each "ours / classic"), acks by the killed node's new task, killed node
-    /// a linked replica, kill call.
-    fn cells(&self) -> [String; 7] {
+    /// a linked replica, kill call, acknowledged writes lost (before / after the kill).
+    fn cells(&self) -> [String; 8] {
         [
             pair(self.ours, self.classic),
             pair(self.any_ours, self.any_classic),
@@ -640,6 +710,7 @@ impl Rep {
             format!("{} / {}", self.old_acks_ours, self.old_acks_classic),
             secs(self.rejoined),
             format!("{} ms", self.kill_call.as_millis()),
+            format!("{} / {}", self.lost_before, self.lost_after),
         ]
     }
 }
@@ -699,20 +770,64 @@ fn report(args: &Args, results: &BTreeMap<u64, Vec<Rep>>) -> String {
          the kill landed inside the Docker API call). First reply: the first answer of any kind \
          from another node (NOREPLICAS too: the stack's Redis has `min-replicas-to-write 1`), \
          i.e. when the proxy had switched.\n\n\
-         | down-after | rep | another node | any node | write gap | first reply from another \
-         node | writes acked by the killed node's new task | killed node a linked replica \
-         again | kill API call |\n\
-         |---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+         | down-after | deploy | kill | another node | any node | write gap | first reply from \
+         another node | writes acked by the killed node's new task | killed node a linked \
+         replica again | kill API call | acked writes lost (before / after the kill) |\n\
+         |---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     );
     for (da, reps) in results {
-        for (i, r) in reps.iter().enumerate() {
-            let _ = writeln!(out, "| {da} ms | {} | {} |", i + 1, r.cells().join(" | "));
+        for r in reps {
+            let _ = writeln!(
+                out,
+                "| {da} ms | {} | {} | {} |",
+                r.deploy,
+                r.kill_in_deploy,
+                r.cells().join(" | ")
+            );
+        }
+    }
+    if let Some(n) = args.fresh_deploys {
+        let _ = writeln!(
+            out,
+            "\n### First kill after a fresh deploy\n\n\
+             {n} fresh deploys per row (`down.sh --purge`, `up.sh`), the first kill of each: kill → \
+             first write acknowledged by another node, min / median / max; lost: acknowledged \
+             writes (both writers, all kills) missing on the final master.\n\n\
+             | down-after | proxy | min | median | max | measured | lost (before / after the kill) |\n\
+             |---:|---|---:|---:|---:|---:|---:|"
+        );
+        for (da, reps) in results {
+            let firsts: Vec<&Rep> = reps.iter().filter(|r| r.kill_in_deploy == 1).collect();
+            let lost_b: usize = reps.iter().map(|r| r.lost_before).sum();
+            let lost_a: usize = reps.iter().map(|r| r.lost_after).sum();
+            for proxy in [Proxy::Ours, Proxy::Classic] {
+                let v: Vec<Duration> = firsts
+                    .iter()
+                    .filter_map(|r| match proxy {
+                        Proxy::Ours => r.ours,
+                        Proxy::Classic => r.classic,
+                    })
+                    .collect();
+                let _ = writeln!(
+                    out,
+                    "| {da} ms | {} | {} | {}/{} | {lost_b} / {lost_a} |",
+                    proxy.label(),
+                    stat_cells(&v),
+                    v.len(),
+                    firsts.len()
+                );
+            }
         }
     }
     let _ = writeln!(
         out,
-        "\nsidecars: {} build; the kill instant is taken just before the Docker API call, which \
+        "\nupstream DNS of the Redis and Sentinel containers: {}; sidecars: {} build; the kill instant is taken just before the Docker API call, which \
          returns once the container is gone (the SIGKILL lands early in it).",
+        match args.dns.as_deref() {
+            Some(SILENT_DNS) => format!("{SILENT_DNS} (never answers)"),
+            Some(ip) => ip.to_owned(),
+            None => "the engine's".to_owned(),
+        },
         if args.release { "release" } else { "debug" }
     );
     out

@@ -17,6 +17,12 @@ use tokio::process::Command;
 /// tests/run.sh's opt-out for machines without Docker (refused under CI).
 pub const SKIP_ENV: &str = "REDIS_HA_SKIP_STACK_TESTS";
 
+/// An upstream resolver that never answers, for `StackOptions::dns`: TEST-NET-1 (RFC 5737) is
+/// never routed. Docker's embedded DNS (Engine 20.10) then sends no answer at all for a name
+/// it does not know, and a lookup waits out the client's timeouts (10 s with glibc's
+/// defaults): the worst upstream a node can have.
+pub const SILENT_DNS: &str = "192.0.2.1";
+
 /// Every label the swarm puts on a stack's objects.
 const NAMESPACE_LABEL: &str = "com.docker.stack.namespace";
 
@@ -51,6 +57,8 @@ pub struct StackOptions {
     pub grpc_port: u16,
     pub down_after_ms: u64,
     pub group: String,
+    /// `deploy/up.sh --dns`: the Redis and Sentinel containers' upstream resolver.
+    pub dns: Option<String>,
 }
 
 impl Default for StackOptions {
@@ -61,13 +69,14 @@ impl Default for StackOptions {
             grpc_port: 9350,
             down_after_ms: 1000,
             group: "redis-cluster".into(),
+            dns: None,
         }
     }
 }
 
 /// `deploy/up.sh` arguments deploying `opts` (the build options are the caller's).
 pub fn up_args(opts: &StackOptions) -> Vec<String> {
-    vec![
+    let mut args = vec![
         "--stack".into(),
         opts.name.clone(),
         "--base-port".into(),
@@ -78,7 +87,11 @@ pub fn up_args(opts: &StackOptions) -> Vec<String> {
         opts.down_after_ms.to_string(),
         "--group".into(),
         opts.group.clone(),
-    ]
+    ];
+    if let Some(dns) = &opts.dns {
+        args.extend(["--dns".into(), dns.clone()]);
+    }
+    args
 }
 
 /// A deployed stack. Not removed on drop (a failed run is left for inspection and removed by
@@ -166,6 +179,11 @@ impl Stack {
 
     pub fn proxy_port(&self) -> u16 {
         self.opts.base_port
+    }
+
+    /// The stack's Redis / Sentinel password.
+    pub fn password(&self) -> &str {
+        &self.password
     }
 
     pub fn redis_port(&self, n: u8) -> u16 {
@@ -413,6 +431,36 @@ pub async fn remove(repo: &Path, name: &str) -> Result<(), String> {
     } else {
         Err(format!("left behind by {name}: {}", left.join("; ")))
     }
+}
+
+/// The keys of `keys` that the Redis on 127.0.0.1:`port` does not hold (MGET in batches, on
+/// one connection): the acknowledged writes a failover lost.
+pub async fn missing_keys(
+    port: u16,
+    password: &str,
+    keys: &[String],
+) -> Result<Vec<String>, String> {
+    let mut con = redis_ha_testkit::client::connect(port, Some(password))
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut missing = Vec::new();
+    for batch in keys.chunks(500) {
+        let mut c = redis::cmd("MGET");
+        for k in batch {
+            c.arg(k);
+        }
+        let values: Vec<Option<String>> = redis_ha_testkit::client::run(&mut con, port, &c)
+            .await
+            .map_err(|e| e.to_string())?;
+        missing.extend(
+            batch
+                .iter()
+                .zip(values)
+                .filter(|(_, v)| v.is_none())
+                .map(|(k, _)| k.clone()),
+        );
+    }
+    Ok(missing)
 }
 
 /// target/<profile>: where the test build put the binaries.

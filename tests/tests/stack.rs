@@ -1,7 +1,10 @@
 //! Stack tests: the real swarm stack (deploy/up.sh), faulted through the Docker API.
 //!
 //! One deploy serves every scenario, in order: kill the master, pause it, isolate it, then tear
-//! down. Run serially (nextest group `stack` in .config/nextest.toml). Docker is required, so
+//! down. The Redis and Sentinel containers get an upstream resolver that never answers
+//! (`SILENT_DNS`), so the first kill after the fresh deploy proves that a dead task's name never
+//! waits for the upstream (it once froze every Sentinel into TILT: no failover, and the killed
+//! node's restarted task took writes as the master they still named). Run serially (nextest group `stack` in .config/nextest.toml). Docker is required, so
 //! the test is `#[ignore]`d: a plain `cargo nextest run` lists it as skipped, and tests/run.sh
 //! runs it explicitly (`--run-ignored ignored-only`). A developer without Docker sets
 //! REDIS_HA_SKIP_STACK_TESTS=1 for tests/run.sh, which refuses it under CI; run by hand, the
@@ -10,7 +13,10 @@
 use std::time::Duration;
 
 use redis_ha_chaos::chaos::docker::ChaosAction;
-use redis_ha_tests::stack::{poll, refuse_skip_under_ci, Stack, StackOptions};
+use redis_ha_tests::haproxy::{WriteMode, Writer};
+use redis_ha_tests::stack::{
+    missing_keys, poll, refuse_skip_under_ci, Stack, StackOptions, SILENT_DNS,
+};
 
 const T: Duration = Duration::from_secs(90);
 
@@ -159,27 +165,72 @@ fn rand_suffix() -> u64 {
 async fn stack_survives_kill_pause_isolate_and_tears_down() {
     refuse_skip_under_ci();
     let t0 = std::time::Instant::now();
-    let stack = Stack::deploy(StackOptions::default())
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let stack = Stack::deploy(StackOptions {
+        dns: Some(SILENT_DNS.to_owned()),
+        ..StackOptions::default()
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
     eprintln!("[{:?}] deployed", t0.elapsed());
 
-    // ---- kill the master container: failover, the swarm restarts the task as a replica.
+    // ---- the first kill after the fresh deploy, with a client writing through HAProxy: the
+    // Sentinels fail over before the swarm restarts the task (down-after + 5 s later), the
+    // task comes back as a replica, and every write acknowledged after the kill is on the new
+    // master (none taken by the restarted task as a master the Sentinels still named).
     let m = stack.agreed_master(T).await.expect("an agreed master");
     stack.write("before-kill", "1").await.expect("write");
     let old = stack.running_container(m).await.expect("master container");
+    let writer = Writer::start_with_password(
+        stack.proxy_port(),
+        Some(stack.password().to_owned()),
+        "kill-writer",
+        WriteMode::Persistent,
+        Duration::from_millis(5),
+    );
+    poll(T, || async {
+        match writer.count(|r| r.acked) {
+            n if n >= 20 => Ok(()),
+            n => Err(format!("the writer has {n} acknowledged writes")),
+        }
+    })
+    .await
+    .expect("the writer writes through HAProxy");
     stack.chaos(ChaosAction::Kill, m).await.expect("kill");
+    let killed = std::time::Instant::now();
     let new = wait_failover_from(&stack, m).await;
     wait_new_task(&stack, m, &old).await;
     wait_replica(&stack, m).await;
     assert_eq!(stack.agreed_master(T).await.expect("agreement"), new);
+    let records = writer.finish().await;
+    let after: Vec<String> = records
+        .iter()
+        .filter(|r| r.acked && r.started > killed)
+        .map(|r| r.key.clone())
+        .collect();
+    assert!(
+        !after.is_empty(),
+        "no write was acknowledged after the kill"
+    );
+    let lost = missing_keys(stack.redis_port(new), stack.password(), &after)
+        .await
+        .expect("MGET on the new master");
+    assert!(
+        lost.is_empty(),
+        "{} of {} writes acknowledged after the kill are not on the new master redis-{new} \
+         (first: {:?}): acknowledged by the killed node's restarted task, then discarded",
+        lost.len(),
+        after.len(),
+        lost.first()
+    );
     assert_eq!(
         stack.read_node(new, "before-kill").await.expect("read"),
         Some("1".to_owned())
     );
     eprintln!(
-        "[{:?}] kill: redis-{m} -> redis-{new}, redis-{m} back as replica",
-        t0.elapsed()
+        "[{:?}] kill: redis-{m} -> redis-{new}, redis-{m} back as replica, {} writes \
+         acknowledged after the kill, none lost",
+        t0.elapsed(),
+        after.len()
     );
 
     // ---- pause the master: failover; unpaused, it rejoins as a replica and gets no writes.

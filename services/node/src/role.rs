@@ -9,6 +9,11 @@
 //!    config): a rescheduled task on a fresh volume would otherwise become an empty master and
 //!    wipe its replicas by full resync. It then starts as a replica of the best peer (below), and
 //!    the Sentinels, seeing their master report `role:slave`, fail over to a replica with data.
+//!    Nor does it start as master while a Sentinel that answered is failing it over
+//!    ([`failover_under_way`]): a master that came back (the swarm restarted its task) while its
+//!    failover still ran would acknowledge writes that the promotion then discards. The node
+//!    waits for that failover to end (promoted: it follows the new master; aborted: it is the
+//!    master again); if the wait runs out first it starts as a replica of the best peer.
 //! 2. **The cluster has never started** ([`never_started`]): every configured Sentinel answered
 //!    with config epoch 0 and no known replicas, this node has no previous config and an empty
 //!    data directory, and no peer that answered reports a replication offset > 0. The initial
@@ -117,6 +122,9 @@ pub enum Reason {
     BestPeer,
     /// No quorum within the wait, no last master, no peer: the initial master.
     InitialMaster,
+    /// The Sentinels name this node but `sentinel` is failing it over: not a master until
+    /// that ends (the wait ran out first).
+    FailoverUnderWay { sentinel: HostPort },
 }
 
 /// The decision.
@@ -254,6 +262,9 @@ pub fn decide_redis_role(input: &RoleInput) -> Result<StartRole, NoSafeRole> {
                 return replica_of_a_peer(input, Some(Reason::EmptyDataDir { evidence }));
             }
         }
+        if let Some(sentinel) = failover_under_way(input) {
+            return replica_of_a_peer(input, Some(Reason::FailoverUnderWay { sentinel }));
+        }
         return Ok(StartRole::Master { reason });
     }
     // 2. a cluster that has never started.
@@ -281,10 +292,24 @@ pub fn decide_redis_role(input: &RoleInput) -> Result<StartRole, NoSafeRole> {
     replica_of_a_peer(input, None)
 }
 
-/// True when waiting longer cannot change the decision: a quorum names a master.
+/// The first Sentinel that answered with a failover of the group under way
+/// (`failover_in_progress`), if any.
+pub fn failover_under_way(input: &RoleInput) -> Option<HostPort> {
+    input
+        .answers
+        .iter()
+        .find(|a| !a.view.settled)
+        .map(|a| a.view.sentinel.clone())
+}
+
+/// True when waiting longer cannot change the decision: a quorum names a master, and, when
+/// that is this node, no Sentinel that answered is failing it over.
 pub fn settled(input: &RoleInput) -> bool {
     let views: Vec<MasterView> = input.answers.iter().map(|a| a.view.clone()).collect();
-    named_master(&views, input.quorum).is_some()
+    match named_master(&views, input.quorum) {
+        None => false,
+        Some(n) => !input.is_me(&n.master) || failover_under_way(input).is_none(),
+    }
 }
 
 impl fmt::Display for StartRole {
@@ -320,6 +345,12 @@ impl fmt::Display for StartRole {
             ),
             Reason::InitialMaster => f.write_str(
                 "no quorum of Sentinels answered within the wait, no last master, no peer: the initial master",
+            ),
+            Reason::FailoverUnderWay { sentinel } => write!(
+                f,
+                "the Sentinels name this node master, but {sentinel} was still failing it over \
+                 when the wait ran out: as master it could acknowledge writes the promotion \
+                 discards"
             ),
         }
     }
@@ -396,6 +427,54 @@ mod tests {
 
     fn of(host: &str, port: u16) -> Option<(String, u16)> {
         Some((host.to_owned(), port))
+    }
+
+    #[test]
+    fn never_master_while_a_sentinel_fails_it_over() {
+        // The swarm restarted redis-1's task while sentinel 2 still runs its failover: the
+        // quorum (still) names redis-1, which must not take writes the promotion discards.
+        let mut i = node(1);
+        i.answers = all_name("redis-1", 9001, 0, 2);
+        i.answers[1].view.settled = false;
+        i.peers = vec![
+            peer("redis-2", 9002, false, 900),
+            peer("redis-3", 9003, false, 1000),
+        ];
+        assert!(!settled(&i), "keeps asking while the failover runs");
+        assert_eq!(failover_under_way(&i), Some(hp("sentinel", 2)));
+        assert_eq!(
+            decided(&i),
+            (
+                of("redis-3", 9003),
+                Reason::FailoverUnderWay {
+                    sentinel: hp("sentinel", 2)
+                }
+            )
+        );
+        // The failover aborted (no promotion): master again, settled.
+        i.answers[1].view.settled = true;
+        assert!(settled(&i));
+        assert!(matches!(decided(&i), (None, Reason::Quorum { .. })));
+        // Promoted: the quorum names redis-3 at a new epoch; a replica of it even while one
+        // Sentinel has not finished (its failover concerns another master now).
+        i.answers = all_name("redis-3", 9003, 1, 2);
+        i.answers[0].view.settled = false;
+        assert!(settled(&i));
+        assert_eq!(
+            decided(&i),
+            (
+                of("redis-3", 9003),
+                Reason::Quorum {
+                    config_epoch: 1,
+                    votes: 3
+                }
+            )
+        );
+        // No peer to follow and still failed over when the wait ran out: no safe role.
+        let mut i = node(1);
+        i.answers = all_name("redis-1", 9001, 0, 2);
+        i.answers[0].view.settled = false;
+        assert!(decide_redis_role(&i).is_err());
     }
 
     #[test]

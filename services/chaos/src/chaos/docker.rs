@@ -227,6 +227,13 @@ impl DockerChaos {
         format!("{}_internal", self.stack)
     }
 
+    /// `<stack>_names`: the network on which Redis and the Sentinels resolve the names of dead
+    /// tasks (deploy/stack/redis-ha.yml). A node cut off from internal but left on it would
+    /// still be reachable there under its own name.
+    pub fn names_network(&self) -> String {
+        format!("{}_names", self.stack)
+    }
+
     async fn ensure_service(&self, service: &str) -> Result<(), DockerError> {
         match self
             .docker
@@ -387,10 +394,25 @@ impl DockerChaos {
                     )
                     .await
                     .map_err(|e| docker_err("network disconnect", &c.name, e))?;
+                let names = self.names_network();
+                let mut from = net.clone();
+                if c.networks.iter().any(|n| n == &names) {
+                    self.docker
+                        .disconnect_network(
+                            &names,
+                            NetworkDisconnectRequest {
+                                container: Some(c.id.clone()),
+                                force: Some(true),
+                            },
+                        )
+                        .await
+                        .map_err(|e| docker_err("network disconnect", &c.name, e))?;
+                    from = format!("{net} and {names}");
+                }
                 Ok(outcome(
                     &c,
                     format!(
-                        "disconnected {} ({}) from {net}: it runs on, cut off from the \
+                        "disconnected {} ({}) from {from}: it runs on, cut off from the \
                          Sentinels, the agents and HAProxy; `redis-ha chaos heal {}` reconnects it",
                         c.name,
                         short(&c.id),
@@ -600,5 +622,6 @@ mod tests {
         };
         assert_eq!(c.service_name(NodeNum(1)), "t1_redis-1");
         assert_eq!(c.internal_network(), "t1_internal");
+        assert_eq!(c.names_network(), "t1_names");
     }
 }
