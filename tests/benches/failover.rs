@@ -29,17 +29,14 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::process::Command;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{self, Signal};
 use nix::unistd::Pid;
 use redis_ha_reloader::runtime::OpState;
 use redis_ha_tests::figures::{self, failover_sample, FailoverSample};
-use redis_ha_tests::haproxy::{Haproxy, ReloaderTask, WriteMode, WriteRecord, Writer};
-use redis_ha_tests::kit::client;
+use redis_ha_tests::haproxy::{Haproxy, ReloaderTask, RoleProber, WriteMode, WriteRecord, Writer};
 use redis_ha_tests::{wait_until, Cluster, ClusterOptions, NODES, READY_TIMEOUT};
-use tokio_util::sync::CancellationToken;
 
 struct Args {
     reps: usize,
@@ -233,8 +230,8 @@ impl Arm {
             WriteMode::NewConnectionEachWrite,
             WRITE_INTERVAL,
         );
-        let stop = CancellationToken::new();
-        let (roles, probers) = start_role_prober(replicas, stop.clone());
+        let targets: Vec<(u16, u16)> = replicas.iter().map(|&p| (p, p)).collect();
+        let roles = RoleProber::start(&targets, None, Duration::from_millis(2));
         wait_acked(&writer, self.stack, "before the kill", |r| {
             r.port == Some(old_port)
         })
@@ -243,9 +240,7 @@ impl Arm {
             old,
             old_port,
             writer,
-            stop,
             roles,
-            probers,
         }
     }
 
@@ -280,11 +275,7 @@ impl Arm {
         })
         .await;
         let records = p.writer.finish().await;
-        p.stop.cancel();
-        for t in p.probers {
-            let _ = t.await;
-        }
-        let roles = p.roles.lock().map(|t| t.clone()).unwrap_or_default();
+        let roles = p.roles.finish().await;
         Sample {
             figures: failover_sample(&records, killed, p.old_port, &roles),
             promoted,
@@ -305,9 +296,7 @@ struct Pending {
     old: usize,
     old_port: u16,
     writer: Writer,
-    stop: CancellationToken,
-    roles: RoleTimes,
-    probers: Vec<tokio::task::JoinHandle<()>>,
+    roles: RoleProber,
 }
 
 /// The client: a fresh connection for every write, one every 2 ms (as the issue measured it).
@@ -422,44 +411,6 @@ async fn wait_acked(
         },
     )
     .await;
-}
-
-/// When each node first answered `ROLE` = master.
-type RoleTimes = Arc<Mutex<BTreeMap<u16, Instant>>>;
-
-/// Polls `ROLE` on `ports` every 2 ms (one connection each, renewed on failure).
-fn start_role_prober(
-    ports: Vec<u16>,
-    stop: CancellationToken,
-) -> (RoleTimes, Vec<tokio::task::JoinHandle<()>>) {
-    let times: RoleTimes = Arc::default();
-    let mut tasks = Vec::new();
-    for port in ports {
-        let times = times.clone();
-        let stop = stop.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut conn = None;
-            while !stop.is_cancelled() {
-                if conn.is_none() {
-                    conn = client::connect(port, None).await.ok();
-                }
-                if let Some(c) = conn.as_mut() {
-                    match client::run::<Vec<redis::Value>>(c, port, &redis::cmd("ROLE")).await {
-                        Ok(v) if matches!(v.first(), Some(redis::Value::BulkString(b)) if b == b"master") => {
-                            let now = Instant::now();
-                            if let Ok(mut t) = times.lock() {
-                                t.entry(port).or_insert(now);
-                            }
-                        }
-                        Ok(_) => {}
-                        Err(_) => conn = None,
-                    }
-                }
-                tokio::time::sleep(Duration::from_millis(2)).await;
-            }
-        }));
-    }
-    (times, tasks)
 }
 
 /// `redis-benchmark` SET/GET at -P 1 and -P 16: direct to each arm's master and through each
@@ -653,16 +604,13 @@ enum Unit {
 
 /// "median 0.57, max 0.58": ours / classic of the medians and of the maxes.
 fn ratios(ours: &[Duration], classic: &[Duration]) -> String {
-    match (
-        figures::min_median_max(ours),
-        figures::min_median_max(classic),
-    ) {
-        (Some((_, om, ox)), Some((_, cm, cx))) => format!(
+    match figures::median_max_ratios(ours, classic) {
+        (None, None) => "-".into(),
+        (median, max) => format!(
             "median **{}**, max **{}**",
-            figures::ratio_cell(figures::ratio(om, cm)),
-            figures::ratio_cell(figures::ratio(ox, cx))
+            figures::ratio_cell(median),
+            figures::ratio_cell(max)
         ),
-        _ => "-".into(),
     }
 }
 

@@ -14,7 +14,13 @@
 //! once after any failure), SIGKILL the master's container through the Docker API, and take
 //! kill → first write acknowledged by another node. Before the next repetition the swarm's new
 //! task of the killed node must be a linked replica, the coordinator must confirm the master,
-//! and both proxies must route to it. Prints markdown tables on stdout (progress on stderr);
+//! and both proxies must route to it. Meanwhile `ROLE` is polled on the replicas' published
+//! ports every 2 ms (`haproxy::RoleProber`, AUTH with the stack password), so each kill also
+//! gives promotion (the promoted node first answering `role:master`) → first write acknowledged
+//! through each proxy, and which node acknowledged it (it must be the one the Sentinels
+//! promoted); the per-down-after tables give both, min / median / max, with the ratio
+//! redis-ha / classic of the medians and the maxes (`figures`). Default: 20 kills.
+//! Prints markdown tables on stdout (progress on stderr);
 //! the stack is removed at the end (`deploy/down.sh --purge`) unless --keep.
 //!
 //! `--fresh-deploys N`: per down-after value, N fresh deploys (`down.sh --purge`, `up.sh`,
@@ -37,8 +43,8 @@ use std::time::{Duration, Instant};
 
 use bollard::query_parameters::KillContainerOptions;
 use redis_ha_chaos::chaos::docker::{DockerChaos, NodeNum};
-use redis_ha_tests::figures;
-use redis_ha_tests::haproxy::{self, ClassicSetup, WriteMode, WriteRecord, Writer};
+use redis_ha_tests::figures::{self, failover_sample, FailoverSample};
+use redis_ha_tests::haproxy::{self, ClassicSetup, RoleProber, WriteMode, WriteRecord, Writer};
 use redis_ha_tests::kit::client;
 use redis_ha_tests::stack::{
     cli_status_json, missing_keys, poll, remove, repo_root, up_args, StackOptions, SILENT_DNS,
@@ -49,8 +55,10 @@ use tokio::process::Command;
 const GROUP: &str = "redis-cluster";
 /// How long any one wait of a repetition may take (a task restart included).
 const WAIT: Duration = Duration::from_secs(180);
-/// Writes per second per writer: one every millisecond, as in tests/benches/failover.rs.
+/// Writes per second per writer: one every millisecond.
 const WRITE_INTERVAL: Duration = Duration::from_millis(1);
+/// `ROLE` on the replicas every 2 ms, as in tests/benches/failover.rs.
+const ROLE_INTERVAL: Duration = Duration::from_millis(2);
 
 #[derive(Clone, Debug)]
 struct Args {
@@ -70,7 +78,7 @@ struct Args {
 
 fn parse_args() -> Result<Args, String> {
     let mut a = Args {
-        reps: 5,
+        reps: 20,
         down_after: vec![1000],
         stack: "redis-ha-bench".into(),
         base_port: 9400,
@@ -170,8 +178,12 @@ impl Proxy {
 /// One repetition.
 #[derive(Clone, Debug, Default)]
 struct Rep {
-    ours: Option<Duration>,
-    classic: Option<Duration>,
+    /// Per writer: kill → first write acknowledged by another node, the promoted node's first
+    /// `ROLE` = master → that write, and which node acknowledged it.
+    fig_ours: FailoverSample,
+    fig_classic: FailoverSample,
+    /// The node the Sentinels promoted (its Redis port, as the writers' records name it).
+    promoted: u16,
     /// The writer's gap: last write acknowledged by the old master → first by another node
     /// (independent of when in the Docker API call the kill landed).
     gap_ours: Option<Duration>,
@@ -384,9 +396,10 @@ impl Bench {
         let mut reps = Vec::new();
         for rep in 1..=args.reps {
             let r = self.one_failover().await?;
-            let [other, any, gap, reply, acks, rejoined, kill, lost] = r.cells();
+            let [other, promo, by, any, gap, reply, acks, rejoined, kill, lost] = r.cells();
             eprintln!(
-                "   [{down_after} ms] rep {rep}/{}: another node {other}, any node {any}, write \
+                "   [{down_after} ms] rep {rep}/{}: another node {other}, promotion → ack {promo}, \
+                 acked by {by}, any node {any}, write \
                  gap {gap}, first reply {reply}, acks by the killed node's new task {acks} \
                  (ours / classic); killed node a linked replica after {rejoined} (kill call \
                  {kill}); acknowledged writes lost (before / after the kill) {lost}",
@@ -532,6 +545,13 @@ impl Bench {
             .map_err(|e| e.to_string())?
             .id;
         let old_port = 9000 + u16::from(old);
+        // The replicas' published ports, recorded under their own port (the writers' records
+        // name a node by `CONFIG GET port`).
+        let replicas: Vec<(u16, u16)> = (1..=3u8)
+            .filter(|&n| n != old)
+            .map(|n| (self.redis_port(n), 9000 + u16::from(n)))
+            .collect();
+        let prober = RoleProber::start(&replicas, Some(self.password.clone()), ROLE_INTERVAL);
 
         let writer = |port, prefix| {
             Writer::start_with_password(
@@ -593,13 +613,9 @@ impl Bench {
         .await?;
         let r_ours = w_ours.finish().await;
         let r_classic = w_classic.finish().await;
-        let outage = |records: &[WriteRecord]| {
-            records
-                .iter()
-                .find(|r| r.acked && r.finished > killed && r.port.is_some_and(|p| p != old_port))
-                .map(|r| r.finished - killed)
-        };
-        let (ours, classic) = (outage(&r_ours), outage(&r_classic));
+        let roles = prober.finish().await;
+        let fig_ours = failover_sample(&r_ours, killed, old_port, &roles);
+        let fig_classic = failover_sample(&r_classic, killed, old_port, &roles);
         let gap = |records: &[WriteRecord]| {
             let first = records.iter().find(|r| {
                 r.acked && r.finished > killed && r.port.is_some_and(|p| p != old_port)
@@ -677,8 +693,9 @@ impl Bench {
         };
         let (lost_before, lost_after) = (lost(true), lost(false));
         Ok(Rep {
-            ours,
-            classic,
+            fig_ours,
+            fig_classic,
+            promoted: new_port,
             gap_ours,
             gap_classic,
             reply_ours,
@@ -698,12 +715,49 @@ impl Bench {
 }
 
 impl Rep {
-    /// The figures of one repetition, as the report's cells: another node, any node, write
-    /// gap, first reply (each "ours / classic"), acks by the killed node's new task, killed node
-    /// a linked replica, kill call, acknowledged writes lost (before / after the kill).
-    fn cells(&self) -> [String; 8] {
+    fn fig(&self, p: Proxy) -> &FailoverSample {
+        match p {
+            Proxy::Ours => &self.fig_ours,
+            Proxy::Classic => &self.fig_classic,
+        }
+    }
+
+    fn any(&self, p: Proxy) -> Option<Duration> {
+        match p {
+            Proxy::Ours => self.any_ours,
+            Proxy::Classic => self.any_classic,
+        }
+    }
+
+    /// The first write after the kill through `p` was acknowledged by the promoted node.
+    fn acked_by_promoted(&self, p: Proxy) -> bool {
+        self.fig(p).acked_by == Some(self.promoted)
+    }
+
+    /// The figures of one repetition, as the report's cells: another node, promotion → that
+    /// write, which node acknowledged it, any node, write gap, first reply (each "ours /
+    /// classic"), acks by the killed node's new task, killed node a linked replica, kill call,
+    /// acknowledged writes lost (before / after the kill).
+    fn cells(&self) -> [String; 10] {
+        let node = |f: &FailoverSample| {
+            f.acked_by.map_or_else(
+                || "-".to_owned(),
+                |p| format!("redis-{}", p.saturating_sub(9000)),
+            )
+        };
         [
-            pair(self.ours, self.classic),
+            pair(self.fig_ours.outage, self.fig_classic.outage),
+            format!(
+                "{} / {}",
+                ms(self.fig_ours.switch_lag),
+                ms(self.fig_classic.switch_lag)
+            ),
+            format!(
+                "{} / {} (promoted redis-{})",
+                node(&self.fig_ours),
+                node(&self.fig_classic),
+                self.promoted.saturating_sub(9000)
+            ),
             pair(self.any_ours, self.any_classic),
             pair(self.gap_ours, self.gap_classic),
             pair(self.reply_ours, self.reply_classic),
@@ -719,6 +773,10 @@ fn secs(d: Option<Duration>) -> String {
     d.map_or_else(|| "-".into(), figures::secs)
 }
 
+fn ms(d: Option<Duration>) -> String {
+    d.map_or_else(|| "-".into(), figures::millis)
+}
+
 /// "min | median | max" in seconds, or dashes.
 fn stat_cells(v: &[Duration]) -> String {
     figures::cells(v, figures::secs)
@@ -728,11 +786,75 @@ fn pair(a: Option<Duration>, b: Option<Duration>) -> String {
     format!("{} / {}", secs(a), secs(b))
 }
 
+/// Per down-after: kill → first acknowledged write and promotion → first acknowledged write
+/// through each proxy, min / median / max, and ours / classic of the medians and maxes.
+fn failover_tables(results: &BTreeMap<u64, Vec<Rep>>) -> String {
+    let mut out = String::new();
+    for (da, reps) in results {
+        let _ = writeln!(
+            out,
+            "\n#### down-after {da} ms\n\n\
+             | proxy | kill → first acknowledged write: min | median | max | promotion (`ROLE` \
+             = master) → first acknowledged write: min | median | max | promotion → first \
+             write routed to it: min | median | max | acknowledged by the promoted node |\n\
+             |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        );
+        let pick = |p: Proxy, f: fn(&FailoverSample) -> Option<Duration>| -> Vec<Duration> {
+            reps.iter().filter_map(|r| f(r.fig(p))).collect()
+        };
+        for proxy in [Proxy::Ours, Proxy::Classic] {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {}/{} |",
+                proxy.label(),
+                figures::cells(&pick(proxy, |f| f.outage), figures::secs),
+                figures::cells(&pick(proxy, |f| f.switch_lag), figures::millis),
+                figures::cells(&pick(proxy, |f| f.routed_lag), figures::millis),
+                reps.iter().filter(|r| r.acked_by_promoted(proxy)).count(),
+                reps.len()
+            );
+        }
+        let ratio = |f: fn(&FailoverSample) -> Option<Duration>| {
+            let (median, max) =
+                figures::median_max_ratios(&pick(Proxy::Ours, f), &pick(Proxy::Classic, f));
+            format!(
+                "| **{}** | **{}**",
+                figures::ratio_cell(median),
+                figures::ratio_cell(max)
+            )
+        };
+        let _ = writeln!(
+            out,
+            "| **redis-ha / classic** (medians, maxes) | {} | {} | {} | |",
+            ratio(|f| f.outage),
+            ratio(|f| f.switch_lag),
+            ratio(|f| f.routed_lag)
+        );
+    }
+    out
+}
+
 fn report(args: &Args, results: &BTreeMap<u64, Vec<Rep>>) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "### Write outage on the swarm stack: master container killed\n\n\
+        "### Failover on the swarm stack: master container killed\n\n\
+         `docker kill` (SIGKILL) of the master's container, {} kills per row; a writer through \
+         each proxy's published port (SET every {} ms on one connection, AUTH first, \
+         reconnecting at once), both proxies in the same stack, so every kill is measured \
+         through both; `ROLE` polled on the replicas' published ports every {} ms (held \
+         connection, AUTH). Kill → the first write acknowledged by another node; promotion → \
+         the promoted node first answering `ROLE` = master → that write (0 when it came first); \
+         routed: → the first write of any outcome that reached it (`NOREPLICAS` too).",
+        args.reps,
+        WRITE_INTERVAL.as_millis(),
+        ROLE_INTERVAL.as_millis()
+    );
+    out.push_str(&failover_tables(results));
+    out.push('\n');
+    let _ = writeln!(
+        out,
+        "#### Another node against any node\n\n\
          `docker kill` (SIGKILL) of the master's container → first write acknowledged through \
          the proxy's published port (a client writing every 1 ms, AUTH then SET on one \
          connection, reconnecting at once), {} repetitions per row, min / median / max. Both \
@@ -746,10 +868,7 @@ fn report(args: &Args, results: &BTreeMap<u64, Vec<Rep>>) -> String {
     );
     for (da, reps) in results {
         for proxy in [Proxy::Ours, Proxy::Classic] {
-            let pick = |r: &Rep| match proxy {
-                Proxy::Ours => (r.ours, r.any_ours),
-                Proxy::Classic => (r.classic, r.any_classic),
-            };
+            let pick = |r: &Rep| (r.fig(proxy).outage, r.any(proxy));
             let other: Vec<Duration> = reps.iter().filter_map(|r| pick(r).0).collect();
             let any: Vec<Duration> = reps.iter().filter_map(|r| pick(r).1).collect();
             let _ = writeln!(
@@ -770,10 +889,11 @@ fn report(args: &Args, results: &BTreeMap<u64, Vec<Rep>>) -> String {
          the kill landed inside the Docker API call). First reply: the first answer of any kind \
          from another node (NOREPLICAS too: the stack's Redis has `min-replicas-to-write 1`), \
          i.e. when the proxy had switched.\n\n\
-         | down-after | deploy | kill | another node | any node | write gap | first reply from \
+         | down-after | deploy | kill | another node | promotion → that write | acknowledged by \
+         | any node | write gap | first reply from \
          another node | writes acked by the killed node's new task | killed node a linked \
          replica again | kill API call | acked writes lost (before / after the kill) |\n\
-         |---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+         |---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|"
     );
     for (da, reps) in results {
         for r in reps {
@@ -801,13 +921,7 @@ fn report(args: &Args, results: &BTreeMap<u64, Vec<Rep>>) -> String {
             let lost_b: usize = reps.iter().map(|r| r.lost_before).sum();
             let lost_a: usize = reps.iter().map(|r| r.lost_after).sum();
             for proxy in [Proxy::Ours, Proxy::Classic] {
-                let v: Vec<Duration> = firsts
-                    .iter()
-                    .filter_map(|r| match proxy {
-                        Proxy::Ours => r.ours,
-                        Proxy::Classic => r.classic,
-                    })
-                    .collect();
+                let v: Vec<Duration> = firsts.iter().filter_map(|r| r.fig(proxy).outage).collect();
                 let _ = writeln!(
                     out,
                     "| {da} ms | {} | {} | {}/{} | {lost_b} / {lost_a} |",

@@ -41,6 +41,15 @@ pub fn ratio_cell(r: Option<f64>) -> String {
     r.map_or_else(|| "-".to_owned(), |r| format!("{r:.2}"))
 }
 
+/// ours / classic of the medians and of the maxes of two sets of figures measured in the same
+/// run; `None` where either side measured nothing (or the classic figure is zero).
+pub fn median_max_ratios(ours: &[Duration], classic: &[Duration]) -> (Option<f64>, Option<f64>) {
+    match (min_median_max(ours), min_median_max(classic)) {
+        (Some((_, om, ox)), Some((_, cm, cx))) => (ratio(om, cm), ratio(ox, cx)),
+        _ => (None, None),
+    }
+}
+
 /// What one SIGKILL of the master cost a client, read from its write records.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct FailoverSample {
@@ -162,6 +171,16 @@ mod tests {
         assert_eq!(ratio(ms(5), Duration::ZERO), None);
         assert_eq!(ratio_cell(Some(0.254)), "0.25");
         assert_eq!(ratio_cell(None), "-");
+    }
+
+    #[test]
+    fn ratios_of_the_medians_and_of_the_maxes() {
+        let ms = Duration::from_millis;
+        let ours = [ms(30), ms(10), ms(20)];
+        let classic = [ms(40), ms(120), ms(40)];
+        assert_eq!(median_max_ratios(&ours, &classic), (Some(0.5), Some(0.25)));
+        assert_eq!(median_max_ratios(&ours, &[]), (None, None));
+        assert_eq!(median_max_ratios(&[], &classic), (None, None));
     }
 
     #[test]

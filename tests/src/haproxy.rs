@@ -9,11 +9,12 @@
 //! Ports inside the cluster's block: ours at `HAPROXY_PORT_OFFSET` (frontend) and +1 (stats),
 //! the classic one at +2 (frontend) and +3 (stats). Runtime sockets live in the cluster dir.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::ops::{Deref, DerefMut};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use redis::aio::MultiplexedConnection;
 use redis_ha_common::HostPort;
@@ -425,6 +426,75 @@ impl WriteLoop {
                 () = tokio::time::sleep(self.interval) => {}
             }
         }
+    }
+}
+
+/// When each node first answered `ROLE` = master, keyed by the node's own port.
+pub type RoleTimes = BTreeMap<u16, Instant>;
+
+/// Polls `ROLE` on some Redis nodes every `interval` (one held connection each, renewed on
+/// failure) and records when each first answered `master`: the promotion as a client sees it.
+pub struct RoleProber {
+    stop: CancellationToken,
+    times: Arc<Mutex<RoleTimes>>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl RoleProber {
+    /// `targets`: (port to connect to on 127.0.0.1, the node's own port to record it under:
+    /// the one [`WriteRecord::port`] names; they differ where ports are published).
+    pub fn start(targets: &[(u16, u16)], password: Option<String>, interval: Duration) -> Self {
+        let stop = CancellationToken::new();
+        let times: Arc<Mutex<RoleTimes>> = Arc::default();
+        let tasks = targets
+            .iter()
+            .map(|&(port, node)| {
+                let (stop, times, password) = (stop.clone(), times.clone(), password.clone());
+                tokio::spawn(async move {
+                    let mut conn = None;
+                    while !stop.is_cancelled() {
+                        if conn.is_none() {
+                            conn = client::connect(port, password.as_deref()).await.ok();
+                        }
+                        if let Some(c) = conn.as_mut() {
+                            match client::run::<Vec<redis::Value>>(c, port, &redis::cmd("ROLE"))
+                                .await
+                            {
+                                Ok(v) if is_master(v.first()) => {
+                                    let now = Instant::now();
+                                    lock(&times).entry(node).or_insert(now);
+                                }
+                                Ok(_) => {}
+                                Err(_) => conn = None,
+                            }
+                        }
+                        tokio::select! {
+                            () = stop.cancelled() => break,
+                            () = tokio::time::sleep(interval) => {}
+                        }
+                    }
+                })
+            })
+            .collect();
+        Self { stop, times, tasks }
+    }
+
+    /// Stops probing and returns what was seen.
+    pub async fn finish(self) -> RoleTimes {
+        self.stop.cancel();
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        std::mem::take(&mut *lock(&self.times))
+    }
+}
+
+/// `ROLE`'s first element is `master` (RESP2 bulk string, RESP3 may give a simple string).
+fn is_master(v: Option<&redis::Value>) -> bool {
+    match v {
+        Some(redis::Value::BulkString(b)) => b == b"master",
+        Some(redis::Value::SimpleString(s)) => s == "master",
+        _ => false,
     }
 }
 
