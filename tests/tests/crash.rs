@@ -208,18 +208,7 @@ async fn crashed_master_is_failed_over_before_any_sentinel_sees_it_down() {
     // forced failover), and the new master took a write before any Sentinel re-pointed a
     // replica or announced the switch.
     let remaining = if new == 2 { 3 } else { 2 };
-    let agent = format!("node-{remaining}");
-    s.cluster
-        .api()
-        .wait_events(
-            "the remaining replica's agent to follow the promotion",
-            |evs| {
-                evs.iter()
-                    .find(|e| e.node == agent && e.message.starts_with("followed "))
-                    .cloned()
-            },
-        )
-        .await;
+    s.cluster.wait_followed(remaining).await;
     if let Some(reconf) = events.first(killed_at, &["+slave-reconf-sent", "+switch-master"]) {
         assert!(
             first_ack.finished < reconf.at,
