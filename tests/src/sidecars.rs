@@ -327,6 +327,22 @@ impl Cluster {
         self.api().events().await
     }
 
+    /// Waits for node `i`'s agent to re-point its node at a promoted master (its `followed ...`
+    /// event) and returns that event.
+    pub async fn wait_followed(&self, i: usize) -> Event {
+        let agent = format!("node-{i}");
+        self.api()
+            .wait_events(
+                "the remaining replica's agent to follow the promotion",
+                |evs| {
+                    evs.iter()
+                        .find(|e| e.node == agent && e.message.starts_with("followed "))
+                        .cloned()
+                },
+            )
+            .await
+    }
+
     /// Which sidecars run, and how the ones that ended did.
     async fn sidecar_states(&mut self) -> String {
         let mut out = String::new();

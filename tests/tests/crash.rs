@@ -204,6 +204,19 @@ async fn crashed_master_is_failed_over_before_any_sentinel_sees_it_down() {
             sdown.payload
         );
     }
+    // The remaining replica was re-pointed by its agent (its Sentinel is not the leader of the
+    // forced failover), and the new master took a write before any Sentinel re-pointed a
+    // replica or announced the switch.
+    let remaining = if new == 2 { 3 } else { 2 };
+    s.cluster.wait_followed(remaining).await;
+    if let Some(reconf) = events.first(killed_at, &["+slave-reconf-sent", "+switch-master"]) {
+        assert!(
+            first_ack.finished < reconf.at,
+            "the new master's first acknowledged write came after Sentinel's {} {}",
+            reconf.channel,
+            reconf.payload
+        );
+    }
     assert_one_epoch(&events, killed_at, 1);
     // Nothing is written by anyone else once the new master acknowledged.
     let late_on_old = records

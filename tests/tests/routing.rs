@@ -404,19 +404,7 @@ async fn remaining_replica_follows_the_promotion_before_sentinel_reconfigures_it
     );
 
     // The remaining replica's own agent re-pointed it (its `followed` event).
-    let agent = format!("node-{remaining}");
-    let followed = s
-        .cluster
-        .api()
-        .wait_events(
-            "the remaining replica's agent to follow the promotion",
-            |evs| {
-                evs.iter()
-                    .find(|e| e.node == agent && e.message.starts_with("followed "))
-                    .cloned()
-            },
-        )
-        .await;
+    let followed = s.cluster.wait_followed(remaining).await;
     assert!(
         followed
             .message

@@ -124,6 +124,8 @@ impl Shared {
             let changed = st.master_watch.apply(seen, now_ms());
             if changed {
                 st.want_report(Reason::MasterWatch);
+                st.master_lost_until = (st.master_watch.reach() != Reach::Up)
+                    .then(|| Instant::now() + self.settings.failover_timeout);
             }
             changed.then(|| st.master_watch.clone())
         };
@@ -138,6 +140,8 @@ impl Shared {
                 }
             }
             self.report_now.notify_one();
+            // Switch the Redis poll to the fast ROLE poll now (or back).
+            self.failover_started.notify_one();
         }
     }
 
@@ -149,6 +153,13 @@ impl Shared {
 
     fn failover_in_progress(&self, now: Instant) -> bool {
         self.state().failover.in_progress(now)
+    }
+
+    /// Poll `ROLE` fast: a failover is in progress, or the watched master was just lost (a
+    /// crash failover's leader may not be this agent's Sentinel, which then tells it nothing).
+    fn fast_polling(&self, now: Instant) -> bool {
+        let mut st = self.state();
+        st.failover.in_progress(now) || st.master_lost_until.is_some_and(|t| now < t)
     }
 
     /// Applies a Redis poll's result to the state (`apply`) and the metrics; returns the
@@ -225,7 +236,7 @@ async fn redis_loop(shared: &Shared, mut probe: RedisProbe, shutdown: &Cancellat
 
     while !shutdown.is_cancelled() {
         let now = Instant::now();
-        let fast = shared.failover_in_progress(now);
+        let fast = shared.fast_polling(now);
         let reachable = shared.state().redis.reachable;
         let connected = probe.is_connected();
 
@@ -306,7 +317,7 @@ async fn redis_loop(shared: &Shared, mut probe: RedisProbe, shutdown: &Cancellat
         let now = Instant::now();
         let deadline = if !probe.is_connected() {
             polls.backoff.next_attempt().unwrap_or(now).max(now)
-        } else if shared.failover_in_progress(now) {
+        } else if shared.fast_polling(now) {
             now + s.failover_poll
         } else {
             next_full
@@ -946,22 +957,34 @@ async fn follow_if_due(
     cooldown: &mut FollowCooldown,
 ) -> Option<HostPort> {
     let s = &shared.settings;
-    let decision = {
+    let (own_role, own_master, own_sentinel_epoch) = {
         let st = shared.state();
-        let own_master = st.own_master();
-        crate::follow::decide(&FollowInput {
-            own_addr: &s.announce_addr,
-            own_role: if st.redis.reachable {
-                st.redis.role()
-            } else {
-                redis_ha_proto::v1::Role::Unspecified
-            },
-            own_master: own_master.as_ref(),
-            published,
-            own_sentinel_epoch: st.current_epoch,
-            followed,
-        })
+        let role = if st.redis.reachable {
+            st.redis.role()
+        } else {
+            redis_ha_proto::v1::Role::Unspecified
+        };
+        (role, st.own_master(), st.current_epoch)
     };
+    let input = |sibling_promoted| FollowInput {
+        own_addr: &s.announce_addr,
+        own_role,
+        own_master: own_master.as_ref(),
+        published,
+        own_sentinel_epoch,
+        followed,
+        sibling_promoted,
+    };
+    let mut decision = crate::follow::decide(&input(false));
+    if crate::follow::awaits_witness(&input(false)) {
+        // This agent's Sentinel is not at the epoch yet (a forced failover's leader is the
+        // only one for a second or two): read the promoted node itself.
+        if let Some(p) = published {
+            if promoted_sibling(shared, probe, &p.master).await {
+                decision = crate::follow::decide(&input(true));
+            }
+        }
+    }
     let FollowDecision::ReplicaOf(master, epoch) = &decision else {
         return None;
     };
@@ -1100,6 +1123,42 @@ async fn docker_events_loop(
         }
         if !retry_later(&mut backoff, shutdown).await {
             return;
+        }
+    }
+}
+
+/// True when `master` answers `role:master` and continues the replication history this node
+/// follows (`master_replid2` = this node's `master_replid`): the follow's second witness.
+async fn promoted_sibling(shared: &Shared, probe: &mut RedisProbe, master: &HostPort) -> bool {
+    let s = &shared.settings;
+    let own = match probe.replication().await {
+        Ok(r) => r,
+        Err(e) => {
+            debug!(node = %s.node_id, error = %e, "follow: cannot read this node's replication");
+            return false;
+        }
+    };
+    let mut target = match RedisProbe::new(
+        master.clone(),
+        master.clone(),
+        s.redis_password.as_ref(),
+        s.io_timeout,
+    ) {
+        Ok(p) => p,
+        Err(e) => {
+            debug!(node = %s.node_id, error = %e, "follow: cannot reach the promoted node");
+            return false;
+        }
+    };
+    match target.replication().await {
+        Ok(t) => {
+            let continued = own.continued_by(&t);
+            debug!(node = %s.node_id, master = %master, continued, "follow: read the promoted node");
+            continued
+        }
+        Err(e) => {
+            debug!(node = %s.node_id, master = %master, error = %e, "follow: cannot read the promoted node");
+            false
         }
     }
 }

@@ -7,9 +7,13 @@
 //! master is a no-op, so the two never fight.
 //!
 //! The decision is a pure function of the coordinator's topology and what this agent saw
-//! itself; it needs two independent witnesses for a new master (the promoted node's own agent,
-//! through `master_confirmed`, and this agent's own Sentinel, which must have reached the
-//! topology's epoch), so one wrong report cannot move replicas.
+//! itself; it needs two independent witnesses for a new master: the promoted node's own agent
+//! (through `master_confirmed`), and either this agent's own Sentinel, which must have reached
+//! the topology's epoch, or the promoted node itself as this agent reads it: a master whose
+//! `master_replid2` is the replication history this replica follows, i.e. a sibling promoted
+//! from the same stream (a forced failover's leader is the only Sentinel at the new epoch for a
+//! second or two; a stray or restarted old master never continues the replica's history). One
+//! wrong report cannot move replicas.
 
 use std::time::{Duration, Instant};
 
@@ -42,6 +46,9 @@ pub struct FollowInput<'a> {
     pub own_sentinel_epoch: u64,
     /// The promoted master this agent last re-pointed the node at (`None`: none since start).
     pub followed: Option<&'a HostPort>,
+    /// This agent read the published master itself: `role:master`, continuing this replica's
+    /// replication history ([`crate::redis_parse::ReplicationInfo::continued_by`]).
+    pub sibling_promoted: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,9 +65,23 @@ pub enum FollowDecision {
 /// must not pull the node back. A node that says `role:master` is never touched here: fencing
 /// deals with strays.
 pub fn decide(input: &FollowInput<'_>) -> FollowDecision {
-    let Some(p) = input.published else {
-        return FollowDecision::Keep;
-    };
+    match candidate(input) {
+        Some(p) if p.config_epoch <= input.own_sentinel_epoch || input.sibling_promoted => {
+            FollowDecision::ReplicaOf(p.master.clone(), p.config_epoch)
+        }
+        _ => FollowDecision::Keep,
+    }
+}
+
+/// Everything but the second witness holds: the caller may read the published master itself
+/// (`sibling_promoted`) and decide again.
+pub fn awaits_witness(input: &FollowInput<'_>) -> bool {
+    candidate(input).is_some() && decide(input) == FollowDecision::Keep
+}
+
+/// The published master, when every condition but the second witness holds.
+fn candidate<'a>(input: &FollowInput<'a>) -> Option<&'a PublishedMaster> {
+    let p = input.published?;
     let follows_our_choice = match (input.own_master, input.followed) {
         (Some(m), Some(f)) => same_node(m, f),
         _ => false,
@@ -76,11 +97,10 @@ pub fn decide(input: &FollowInput<'_>) -> FollowDecision {
         || same_node(&p.master, input.own_addr)
         || input.own_role != Role::Replica
         || already_following
-        || p.config_epoch > input.own_sentinel_epoch
     {
-        return FollowDecision::Keep;
+        return None;
     }
-    FollowDecision::ReplicaOf(p.master.clone(), p.config_epoch)
+    Some(p)
 }
 
 /// No second `REPLICAOF` for the same (master, epoch) within `cooldown`: the poll that shows
@@ -146,6 +166,7 @@ mod tests {
             published: Some(p),
             own_sentinel_epoch: 5,
             followed,
+            sibling_promoted: false,
         }
     }
 
@@ -186,6 +207,7 @@ mod tests {
                 published: p.as_ref(),
                 own_sentinel_epoch: 5,
                 followed: None,
+                sibling_promoted: false,
             });
             let want = want.map_or(FollowDecision::Keep, |(port, epoch)| {
                 FollowDecision::ReplicaOf(hp(port), epoch)
@@ -257,6 +279,28 @@ mod tests {
             decide(&replica(&own, &sentinels, &quorum, None)),
             FollowDecision::Keep
         );
+    }
+
+    /// A forced failover: only its leader Sentinel is at the new epoch. The promoted node read
+    /// by this agent, continuing this replica's history, is the second witness.
+    #[test]
+    fn a_promoted_sibling_is_the_second_witness_when_the_own_sentinel_lags() {
+        let own = hp(9003);
+        let old = hp(9001);
+        let p = published(9002, 6, MasterSource::Promoted, true);
+        let mut input = replica(&own, &old, &p, None);
+        assert_eq!(decide(&input), FollowDecision::Keep, "one witness only");
+        assert!(awaits_witness(&input));
+        input.sibling_promoted = true;
+        assert_eq!(decide(&input), FollowDecision::ReplicaOf(hp(9002), 6));
+        assert!(!awaits_witness(&input));
+        // No witness is looked for when something else is missing.
+        let unconfirmed = published(9002, 6, MasterSource::Promoted, false);
+        let input = replica(&own, &old, &unconfirmed, None);
+        assert!(!awaits_witness(&input));
+        let mut input = replica(&own, &old, &unconfirmed, None);
+        input.sibling_promoted = true;
+        assert_eq!(decide(&input), FollowDecision::Keep);
     }
 
     #[test]

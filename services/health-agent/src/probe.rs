@@ -121,13 +121,7 @@ impl RedisProbe {
             }
         };
 
-        let v = self
-            .link
-            .query(redis::cmd("INFO").arg("replication"), "INFO replication")
-            .await?;
-        let text = self.link.text_reply("INFO replication", &v)?;
-        let replication = parse_info_replication(&text)
-            .map_err(|e| self.link.reply_error("INFO replication", e))?;
+        let replication = self.replication().await?;
         let role = self.role().await?;
         Ok(RedisObservation {
             ping_micros,
@@ -135,6 +129,16 @@ impl RedisProbe {
             role,
             run_id,
         })
+    }
+
+    /// `INFO replication` alone.
+    pub async fn replication(&mut self) -> Result<ReplicationInfo, ObserveError> {
+        let v = self
+            .link
+            .query(redis::cmd("INFO").arg("replication"), "INFO replication")
+            .await?;
+        let text = self.link.text_reply("INFO replication", &v)?;
+        parse_info_replication(&text).map_err(|e| self.link.reply_error("INFO replication", e))
     }
 
     /// `ROLE` alone: the fast poll during a failover.

@@ -214,9 +214,27 @@ pub struct ReplicationInfo {
     pub replicas: Vec<ReplicaLink>,
     /// Replica only: `master_sync_in_progress:1`.
     pub sync_in_progress: bool,
+    /// `master_replid`: the replication history this node is in (a replica: its master's).
+    pub replid: String,
+    /// `master_replid2`: the history it continued from (a promoted replica: its old master's);
+    /// all zeros when none.
+    pub replid2: String,
 }
 
+/// `master_replid2` when a node has no earlier history.
+const NO_REPLID: &str = "0000000000000000000000000000000000000000";
+
 impl ReplicationInfo {
+    /// True when `promoted` is a master that continues this node's replication history: it was
+    /// promoted from the stream this node follows (its `master_replid2` is this node's
+    /// `master_replid`), so following it is a partial resync of the same data.
+    pub fn continued_by(&self, promoted: &ReplicationInfo) -> bool {
+        promoted.role == Role::Master
+            && !self.replid.is_empty()
+            && self.replid != NO_REPLID
+            && promoted.replid2 == self.replid
+    }
+
     /// Writes these fields into `status`.
     pub fn apply_to(&self, status: &mut RedisStatus) {
         status.set_role(self.role);
@@ -226,6 +244,13 @@ impl ReplicationInfo {
         status.replicas.clone_from(&self.replicas);
         status.sync_in_progress = self.sync_in_progress;
     }
+}
+
+fn text_field(fields: &HashMap<&str, &str>, key: &str) -> String {
+    fields
+        .get(key)
+        .map(|v| v.trim().to_owned())
+        .unwrap_or_default()
 }
 
 fn num_field(fields: &HashMap<&str, &str>, key: &str) -> Result<u64, ReplyError> {
@@ -295,6 +320,8 @@ pub fn parse_info_replication(info: &str) -> Result<ReplicationInfo, ReplyError>
                 repl_offset: num_field(&fields, "master_repl_offset")?,
                 replicas,
                 sync_in_progress: false,
+                replid: text_field(&fields, "master_replid"),
+                replid2: text_field(&fields, "master_replid2"),
             })
         }
         "slave" => {
@@ -329,6 +356,8 @@ pub fn parse_info_replication(info: &str) -> Result<ReplicationInfo, ReplyError>
                 repl_offset: num_field(&fields, "slave_repl_offset")?,
                 replicas: Vec::new(),
                 sync_in_progress,
+                replid: text_field(&fields, "master_replid"),
+                replid2: text_field(&fields, "master_replid2"),
             })
         }
         other => Err(ReplyError::invalid("role", other)),
@@ -617,5 +646,32 @@ mod tests {
         assert_eq!(r.master_address, "");
         assert_eq!(r.link(), LinkState::Unspecified);
         assert_eq!(r.replicas.len(), 2);
+    }
+
+    #[test]
+    fn a_promoted_sibling_continues_the_replica_s_history() {
+        let replica = parse_info_replication(
+            "role:slave\r\nmaster_host:127.0.0.1\r\nmaster_port:9001\r\nmaster_link_status:down\r\n\
+             slave_repl_offset:100\r\nmaster_replid:aaaa\r\nmaster_replid2:0000000000000000000000000000000000000000\r\n",
+        )
+        .unwrap();
+        let promoted = parse_info_replication(
+            "role:master\r\nmaster_repl_offset:100\r\nmaster_replid:bbbb\r\nmaster_replid2:aaaa\r\n",
+        )
+        .unwrap();
+        assert!(replica.continued_by(&promoted));
+        // A master with a history of its own (a restarted old master, a stray) does not.
+        let stray = parse_info_replication(
+            "role:master\r\nmaster_repl_offset:5\r\nmaster_replid:cccc\r\nmaster_replid2:0000000000000000000000000000000000000000\r\n",
+        )
+        .unwrap();
+        assert!(!replica.continued_by(&stray));
+        // Nor does a replica, nor anything for a node with no history.
+        assert!(!replica.continued_by(&replica));
+        let fresh = ReplicationInfo {
+            replid: String::new(),
+            ..replica.clone()
+        };
+        assert!(!fresh.continued_by(&promoted));
     }
 }

@@ -147,6 +147,8 @@ pub struct State {
     pub failover_span: Option<tracing::Span>,
     /// What the master watch sees of the published master.
     pub master_watch: crate::watch::WatchState,
+    /// Until when the watched master counts as just lost (fast `ROLE` polling).
+    pub master_lost_until: Option<Instant>,
 }
 
 impl State {
@@ -185,6 +187,7 @@ impl State {
             event_span: None,
             failover_span: None,
             master_watch: crate::watch::WatchState::default(),
+            master_lost_until: None,
         }
     }
 
