@@ -5,13 +5,13 @@
 //!
 //!   cargo bench -p redis-ha-tests --bench stack_failover -- [--reps N] [--down-after 1000,5000]
 //!       [--stack NAME] [--base-port N] [--classic-port N] [--grpc-port N] [--release]
-//!       [--no-cargo] [--keep] [--fresh-deploys N] [--dns IP | --silent-dns]
+//!       [--no-cargo] [--keep] [--fresh-deploys N] [--dns IP | --silent-dns] [--held-connection]
 //!
 //! Per down-after value: `deploy/down.sh --purge` of leftovers, `deploy/up.sh` (debug sidecars
 //! unless --release), the classic HAProxy deployed into the same stack, then N times: find the
 //! master (the Sentinels' majority, checked against every node's ROLE), start a writer through
-//! each proxy's published port (SET every 1 ms on one connection, AUTH first, reconnecting at
-//! once after any failure), SIGKILL the master's container through the Docker API, and take
+//! each proxy's published port (SET every 2 ms on a fresh connection, AUTH first; with
+//! --held-connection every 1 ms on one connection, reconnecting at once after any failure), SIGKILL the master's container through the Docker API, and take
 //! kill → first write acknowledged by another node. Before the next repetition the swarm's new
 //! task of the killed node must be a linked replica, the coordinator must confirm the master,
 //! and both proxies must route to it. Meanwhile `ROLE` is polled on the replicas' published
@@ -55,8 +55,12 @@ use tokio::process::Command;
 const GROUP: &str = "redis-cluster";
 /// How long any one wait of a repetition may take (a task restart included).
 const WAIT: Duration = Duration::from_secs(180);
-/// Writes per second per writer: one every millisecond.
-const WRITE_INTERVAL: Duration = Duration::from_millis(1);
+/// The writers: a fresh connection for every write, one every 2 ms (the issue's client and
+/// tests/benches/failover.rs's); with --held-connection one connection, a write every 1 ms,
+/// which after a kill waits for the client's response timeout (2 s) on the dead master's
+/// connection unless the proxy closes it first.
+const WRITE_INTERVAL: Duration = Duration::from_millis(2);
+const HELD_WRITE_INTERVAL: Duration = Duration::from_millis(1);
 /// `ROLE` on the replicas every 2 ms, as in tests/benches/failover.rs.
 const ROLE_INTERVAL: Duration = Duration::from_millis(2);
 
@@ -71,6 +75,8 @@ struct Args {
     release: bool,
     cargo: bool,
     keep: bool,
+    /// One held connection per writer instead of a fresh one per write.
+    held: bool,
     /// Fresh deploys per down-after value (None: one deploy, `reps` kills).
     fresh_deploys: Option<usize>,
     dns: Option<String>,
@@ -87,6 +93,7 @@ fn parse_args() -> Result<Args, String> {
         release: false,
         cargo: true,
         keep: false,
+        held: false,
         fresh_deploys: None,
         dns: None,
     };
@@ -120,6 +127,7 @@ fn parse_args() -> Result<Args, String> {
             "--debug" => a.release = false,
             "--no-cargo" => a.cargo = false,
             "--keep" => a.keep = true,
+            "--held-connection" => a.held = true,
             "--fresh-deploys" => {
                 let v = value("--fresh-deploys")?;
                 let n = usize::try_from(num("--fresh-deploys", v)?).map_err(|e| e.to_string())?;
@@ -395,7 +403,7 @@ impl Bench {
     async fn run_reps(&self, args: &Args, down_after: u64) -> Result<Vec<Rep>, String> {
         let mut reps = Vec::new();
         for rep in 1..=args.reps {
-            let r = self.one_failover().await?;
+            let r = self.one_failover(args.held).await?;
             let [other, promo, by, any, gap, reply, acks, rejoined, kill, lost] = r.cells();
             eprintln!(
                 "   [{down_after} ms] rep {rep}/{}: another node {other}, promotion → ack {promo}, \
@@ -535,7 +543,7 @@ impl Bench {
         .await
     }
 
-    async fn one_failover(&self) -> Result<Rep, String> {
+    async fn one_failover(&self, held: bool) -> Result<Rep, String> {
         let old = self.settle().await?;
         let node = NodeNum::new(old).map_err(|e| e.to_string())?;
         let container = self
@@ -553,14 +561,13 @@ impl Bench {
             .collect();
         let prober = RoleProber::start(&replicas, Some(self.password.clone()), ROLE_INTERVAL);
 
+        let (mode, interval) = if held {
+            (WriteMode::Persistent, HELD_WRITE_INTERVAL)
+        } else {
+            (WriteMode::NewConnectionEachWrite, WRITE_INTERVAL)
+        };
         let writer = |port, prefix| {
-            Writer::start_with_password(
-                port,
-                Some(self.password.clone()),
-                prefix,
-                WriteMode::Persistent,
-                WRITE_INTERVAL,
-            )
+            Writer::start_with_password(port, Some(self.password.clone()), prefix, mode, interval)
         };
         let w_ours = writer(self.base_port, "b-ours");
         let w_classic = writer(self.classic_port, "b-classic");
@@ -840,14 +847,23 @@ fn report(args: &Args, results: &BTreeMap<u64, Vec<Rep>>) -> String {
         out,
         "### Failover on the swarm stack: master container killed\n\n\
          `docker kill` (SIGKILL) of the master's container, {} kills per row; a writer through \
-         each proxy's published port (SET every {} ms on one connection, AUTH first, \
-         reconnecting at once), both proxies in the same stack, so every kill is measured \
+         each proxy's published port (SET every {} ms, AUTH first, {}), both proxies in the same stack, so every kill is measured \
          through both; `ROLE` polled on the replicas' published ports every {} ms (held \
          connection, AUTH). Kill → the first write acknowledged by another node; promotion → \
          the promoted node first answering `ROLE` = master → that write (0 when it came first); \
          routed: → the first write of any outcome that reached it (`NOREPLICAS` too).",
         args.reps,
-        WRITE_INTERVAL.as_millis(),
+        if args.held {
+            HELD_WRITE_INTERVAL
+        } else {
+            WRITE_INTERVAL
+        }
+        .as_millis(),
+        if args.held {
+            "on one held connection, reconnecting at once after a failure"
+        } else {
+            "each on a fresh connection"
+        },
         ROLE_INTERVAL.as_millis()
     );
     out.push_str(&failover_tables(results));
@@ -855,10 +871,8 @@ fn report(args: &Args, results: &BTreeMap<u64, Vec<Rep>>) -> String {
     let _ = writeln!(
         out,
         "#### Another node against any node\n\n\
-         `docker kill` (SIGKILL) of the master's container → first write acknowledged through \
-         the proxy's published port (a client writing every 1 ms, AUTH then SET on one \
-         connection, reconnecting at once), {} repetitions per row, min / median / max. Both \
-         proxies in the same stack: every kill is measured through both. \"Another node\": \
+         Kill → first write acknowledged through the proxy's published port (the writers \
+         above), {} repetitions per row, min / median / max. \"Another node\": \
          acknowledged by a node other than the killed one (the new master); \"any node\": the \
          swarm restarts the killed container within seconds, and its new task may take writes \
          before Sentinel fails over.\n\n\
