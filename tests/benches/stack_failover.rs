@@ -5,13 +5,14 @@
 //!
 //!   cargo bench -p redis-ha-tests --bench stack_failover -- [--reps N] [--down-after 1000,5000]
 //!       [--stack NAME] [--base-port N] [--classic-port N] [--grpc-port N] [--release]
-//!       [--no-cargo] [--keep] [--fresh-deploys N] [--dns IP | --silent-dns] [--held-connection]
+//!       [--no-cargo] [--keep] [--fresh-deploys N] [--dns IP | --silent-dns]
+//!       [--sequential | --held-connection]
 //!
 //! Per down-after value: `deploy/down.sh --purge` of leftovers, `deploy/up.sh` (debug sidecars
 //! unless --release), the classic HAProxy deployed into the same stack, then N times: find the
 //! master (the Sentinels' majority, checked against every node's ROLE), start a writer through
-//! each proxy's published port (SET every 2 ms on a fresh connection, AUTH first; with
-//! --held-connection every 1 ms on one connection, reconnecting at once after any failure), SIGKILL the master's container through the Docker API, and take
+//! each proxy's published port (SET every 2 ms on a fresh connection, AUTH first, each write
+//! sent on schedule; see `WRITE_INTERVAL` for --sequential and --held-connection), SIGKILL the master's container through the Docker API, and take
 //! kill → first write acknowledged by another node. Before the next repetition the swarm's new
 //! task of the killed node must be a linked replica, the coordinator must confirm the master,
 //! and both proxies must route to it. Meanwhile `ROLE` is polled on the replicas' published
@@ -55,10 +56,12 @@ use tokio::process::Command;
 const GROUP: &str = "redis-cluster";
 /// How long any one wait of a repetition may take (a task restart included).
 const WAIT: Duration = Duration::from_secs(180);
-/// The writers: a fresh connection for every write, one every 2 ms (the issue's client and
-/// tests/benches/failover.rs's); with --held-connection one connection, a write every 1 ms,
-/// which after a kill waits for the client's response timeout (2 s) on the dead master's
-/// connection unless the proxy closes it first.
+/// The writers: a write every 2 ms, each on a fresh connection and started on schedule
+/// (`WriteMode::Concurrent`): a killed container's address drops packets, so a write sent
+/// towards it hangs until a timeout (HAProxy's `timeout connect`, the client's 2 s), and a
+/// client that waited for it would measure that timeout, not the failover. `--sequential`:
+/// the same, one write after the other (the process bench's client, where a kill refuses at
+/// once); `--held-connection`: one connection, a write every 1 ms, reconnecting after a failure.
 const WRITE_INTERVAL: Duration = Duration::from_millis(2);
 const HELD_WRITE_INTERVAL: Duration = Duration::from_millis(1);
 /// `ROLE` on the replicas every 2 ms, as in tests/benches/failover.rs.
@@ -75,8 +78,8 @@ struct Args {
     release: bool,
     cargo: bool,
     keep: bool,
-    /// One held connection per writer instead of a fresh one per write.
-    held: bool,
+    /// How the writers use connections (see `WRITE_INTERVAL`).
+    mode: WriteMode,
     /// Fresh deploys per down-after value (None: one deploy, `reps` kills).
     fresh_deploys: Option<usize>,
     dns: Option<String>,
@@ -93,7 +96,7 @@ fn parse_args() -> Result<Args, String> {
         release: false,
         cargo: true,
         keep: false,
-        held: false,
+        mode: WriteMode::Concurrent,
         fresh_deploys: None,
         dns: None,
     };
@@ -127,7 +130,8 @@ fn parse_args() -> Result<Args, String> {
             "--debug" => a.release = false,
             "--no-cargo" => a.cargo = false,
             "--keep" => a.keep = true,
-            "--held-connection" => a.held = true,
+            "--held-connection" => a.mode = WriteMode::Persistent,
+            "--sequential" => a.mode = WriteMode::NewConnectionEachWrite,
             "--fresh-deploys" => {
                 let v = value("--fresh-deploys")?;
                 let n = usize::try_from(num("--fresh-deploys", v)?).map_err(|e| e.to_string())?;
@@ -403,7 +407,7 @@ impl Bench {
     async fn run_reps(&self, args: &Args, down_after: u64) -> Result<Vec<Rep>, String> {
         let mut reps = Vec::new();
         for rep in 1..=args.reps {
-            let r = self.one_failover(args.held).await?;
+            let r = self.one_failover(args.mode).await?;
             let [other, promo, by, any, gap, reply, acks, rejoined, kill, lost] = r.cells();
             eprintln!(
                 "   [{down_after} ms] rep {rep}/{}: another node {other}, promotion → ack {promo}, \
@@ -543,7 +547,7 @@ impl Bench {
         .await
     }
 
-    async fn one_failover(&self, held: bool) -> Result<Rep, String> {
+    async fn one_failover(&self, mode: WriteMode) -> Result<Rep, String> {
         let old = self.settle().await?;
         let node = NodeNum::new(old).map_err(|e| e.to_string())?;
         let container = self
@@ -561,10 +565,10 @@ impl Bench {
             .collect();
         let prober = RoleProber::start(&replicas, Some(self.password.clone()), ROLE_INTERVAL);
 
-        let (mode, interval) = if held {
-            (WriteMode::Persistent, HELD_WRITE_INTERVAL)
+        let interval = if mode == WriteMode::Persistent {
+            HELD_WRITE_INTERVAL
         } else {
-            (WriteMode::NewConnectionEachWrite, WRITE_INTERVAL)
+            WRITE_INTERVAL
         };
         let writer = |port, prefix| {
             Writer::start_with_password(port, Some(self.password.clone()), prefix, mode, interval)
@@ -853,16 +857,17 @@ fn report(args: &Args, results: &BTreeMap<u64, Vec<Rep>>) -> String {
          the promoted node first answering `ROLE` = master → that write (0 when it came first); \
          routed: → the first write of any outcome that reached it (`NOREPLICAS` too).",
         args.reps,
-        if args.held {
+        if args.mode == WriteMode::Persistent {
             HELD_WRITE_INTERVAL
         } else {
             WRITE_INTERVAL
         }
         .as_millis(),
-        if args.held {
-            "on one held connection, reconnecting at once after a failure"
-        } else {
-            "each on a fresh connection"
+        match args.mode {
+            WriteMode::Persistent => "on one held connection, reconnecting at once after a failure",
+            WriteMode::NewConnectionEachWrite => "each on a fresh connection, one after the other",
+            WriteMode::Concurrent =>
+                "each on a fresh connection and sent on schedule, not after the previous one answered",
         },
         ROLE_INTERVAL.as_millis()
     );

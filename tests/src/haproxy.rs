@@ -279,6 +279,11 @@ pub enum WriteMode {
     Persistent,
     /// A new connection for every write (a client that never keeps a stale connection).
     NewConnectionEachWrite,
+    /// A new connection for every write, each started on schedule whether or not the previous
+    /// ones have finished (many clients): a write that hangs on a dead master (on the stack a
+    /// killed container's address drops packets until a timeout) holds none of the later ones
+    /// back. Records are kept in the order the writes finished.
+    Concurrent,
 }
 
 /// One write attempt through the proxy.
@@ -380,52 +385,88 @@ impl WriteLoop {
         Some((con, port))
     }
 
+    /// One attempt: `SET <prefix>:<n> <n>` on `conn` (opened first if there is none); the
+    /// connection is kept only when it worked and the mode keeps connections.
+    async fn write_once(
+        &self,
+        conn: &mut Option<(MultiplexedConnection, u16)>,
+        n: u64,
+    ) -> WriteRecord {
+        let key = format!("{}:{n}", self.prefix);
+        let started = std::time::Instant::now();
+        if conn.is_none() {
+            *conn = self.open().await;
+        }
+        let (acked, replied, port, error) = match conn.as_mut() {
+            None => (
+                false,
+                false,
+                None,
+                Some("connect failed or closed at once".to_owned()),
+            ),
+            Some((con, port)) => {
+                let set = redis::cmd("SET").arg(&key).arg(n).clone();
+                match client::run::<String>(con, self.port, &set).await {
+                    Ok(_) => (true, true, Some(*port), None),
+                    Err(e) => {
+                        let replied = e.code().is_some();
+                        (false, replied, Some(*port), Some(e.to_string()))
+                    }
+                }
+            }
+        };
+        if !acked || self.mode != WriteMode::Persistent {
+            *conn = None;
+        }
+        WriteRecord {
+            key,
+            started,
+            finished: std::time::Instant::now(),
+            acked,
+            replied,
+            port,
+            error,
+            finished_wall_ms: redis_ha_common::time::now_ms(),
+        }
+    }
+
     async fn run(self) {
+        if self.mode == WriteMode::Concurrent {
+            return Arc::new(self).run_concurrent().await;
+        }
         let mut conn: Option<(MultiplexedConnection, u16)> = None;
         let mut n: u64 = 0;
         while !self.stop.is_cancelled() {
             n += 1;
-            let key = format!("{}:{n}", self.prefix);
-            let started = std::time::Instant::now();
-            if conn.is_none() {
-                conn = self.open().await;
-            }
-            let (acked, replied, port, error) = match conn.as_mut() {
-                None => (
-                    false,
-                    false,
-                    None,
-                    Some("connect failed or closed at once".to_owned()),
-                ),
-                Some((con, port)) => {
-                    let set = redis::cmd("SET").arg(&key).arg(n).clone();
-                    match client::run::<String>(con, self.port, &set).await {
-                        Ok(_) => (true, true, Some(*port), None),
-                        Err(e) => {
-                            let replied = e.code().is_some();
-                            (false, replied, Some(*port), Some(e.to_string()))
-                        }
-                    }
-                }
-            };
-            if !acked || self.mode == WriteMode::NewConnectionEachWrite {
-                conn = None;
-            }
-            lock(&self.records).push(WriteRecord {
-                key,
-                started,
-                finished: std::time::Instant::now(),
-                acked,
-                replied,
-                port,
-                error,
-                finished_wall_ms: redis_ha_common::time::now_ms(),
-            });
+            let record = self.write_once(&mut conn, n).await;
+            lock(&self.records).push(record);
             tokio::select! {
                 () = self.stop.cancelled() => break,
                 () = tokio::time::sleep(self.interval) => {}
             }
         }
+    }
+
+    /// [`WriteMode::Concurrent`]: a task per write; on stop, the writes in flight are awaited
+    /// (each bounded by the client's timeouts), so every acknowledged write is recorded.
+    async fn run_concurrent(self: Arc<Self>) {
+        let mut tasks = tokio::task::JoinSet::new();
+        let mut n: u64 = 0;
+        while !self.stop.is_cancelled() {
+            n += 1;
+            let this = self.clone();
+            tasks.spawn(async move {
+                let record = this.write_once(&mut None, n).await;
+                lock(&this.records).push(record);
+            });
+            // Reap finished tasks as we go so the set stays small.
+            while tasks.try_join_next().is_some() {}
+            tokio::select! {
+                () = self.stop.cancelled() => break,
+                () = tokio::time::sleep(self.interval) => {}
+            }
+        }
+        while tasks.join_next().await.is_some() {}
     }
 }
 
