@@ -158,6 +158,10 @@ pub fn decide(input: &CrashInput, settings: &CrashSettings) -> Verdict {
     Verdict::Failover
 }
 
+/// Added to a Sentinel's flags by the caller of [`still_due`] when `INFO sentinel` says it is in
+/// TILT mode.
+pub const FLAG_TILT: &str = "tilt";
+
 /// The last check, on what the Sentinels answer right now (`SENTINEL MASTER`): every answer
 /// still names `master` at `epoch`, none runs a failover or flags it down. `Err` says why not.
 pub fn still_due(master: &str, epoch: u64, answers: &[SentinelMaster]) -> Result<(), String> {
@@ -175,7 +179,7 @@ pub fn still_due(master: &str, epoch: u64, answers: &[SentinelMaster]) -> Result
         if let Some(f) = a
             .flags
             .iter()
-            .find(|f| ["failover_in_progress", "s_down", "o_down"].contains(&f.as_str()))
+            .find(|f| ["failover_in_progress", "s_down", "o_down", FLAG_TILT].contains(&f.as_str()))
         {
             return Err(format!(
                 "a Sentinel flags the master {f}: its own failover is under way"
@@ -224,6 +228,15 @@ mod tests {
         assert!(e.contains("failover_in_progress"), "{e}");
         assert!(still_due(m, 3, &[answer(7001, 3, &["master", "s_down"])]).is_err());
         assert!(still_due(m, 3, &[answer(7001, 3, &["master", "o_down"])]).is_err());
+        assert!(still_due(
+            m,
+            3,
+            &[
+                answer(7001, 3, &["master"]),
+                answer(7001, 3, &["master", FLAG_TILT])
+            ]
+        )
+        .is_err());
         let e = still_due(m, 3, &[answer(7001, 3, &[]), answer(7002, 4, &["master"])]).unwrap_err();
         assert!(e.contains("7002"), "{e}");
         assert!(still_due(m, 3, &[answer(7001, 4, &["master"])]).is_err());

@@ -275,7 +275,8 @@ impl CoordinatorService {
     }
 }
 
-/// `SENTINEL MASTER` of every Sentinel in `addrs`, asked at once; the answers only.
+/// `SENTINEL MASTER` (and whether it is in TILT) of every Sentinel in `addrs`, asked at once;
+/// the answers only.
 async fn sentinel_masters(
     addrs: &[String],
     group: &str,
@@ -287,7 +288,20 @@ async fn sentinel_masters(
         .filter_map(|a| a.parse().ok())
         .map(|hp| async move {
             let mut c = redis_ha_sentinel::SentinelClient::new(hp, password, io_timeout).ok()?;
-            c.master(group).await.ok()
+            let mut m = c.master(group).await.ok()?;
+            // A Sentinel in TILT accepts SENTINEL FAILOVER but acts on nothing until TILT ends
+            // (~30 s), while the others' own failover goes on: shown as a flag for `still_due`.
+            let info = c
+                .query(redis::cmd("INFO").arg("sentinel"), "INFO sentinel")
+                .await
+                .ok()?;
+            let tilt = redis_ha_common::redis_client::text(&info).is_some_and(|t| {
+                redis_ha_common::redis_client::info_fields(&t).get("sentinel_tilt") == Some(&"1")
+            });
+            if tilt {
+                m.flags.push(crate::crash::FLAG_TILT.to_owned());
+            }
+            Some(m)
         });
     futures::future::join_all(asks)
         .await
