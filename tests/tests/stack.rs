@@ -323,7 +323,7 @@ async fn stack_crash_is_failed_over_without_waiting_for_down_after() {
         crash_events(&evs)
     );
     // Whether the forced failover beat Sentinel's own detection is reported, not asserted: in
-    // 2 of 5 fresh-clone runs on this 2-core machine the Sentinels still reached +odown of the
+    // 2 of 4 runs (both fresh-clone CI runs) on this 2-core machine the Sentinels reached +odown of the
     // killed master (cause open, see the README); the process tests assert the order.
     let old_addr = format!("redis-{m} 900{m}");
     let odown: Vec<String> = evs
