@@ -194,6 +194,11 @@ impl Cluster {
     /// Waits until every answering Sentinel (at least 2) names the same master, other than
     /// `old` ("127.0.0.1:port"), and that node answers `role:master`. Returns its address.
     pub async fn wait_new_master(&self, old: &str) -> String {
+        self.wait_new_master_node(old).await.1
+    }
+
+    /// [`Cluster::wait_new_master`], with the new master's node number.
+    pub async fn wait_new_master_node(&self, old: &str) -> (usize, String) {
         wait_until(
             &format!("the Sentinels to elect a master other than {old}"),
             READY_TIMEOUT,
@@ -212,7 +217,7 @@ impl Cluster {
                     .node_index(&first)
                     .ok_or_else(|| format!("Sentinels name an unknown node {first}"))?;
                 match self.node(i).role().await {
-                    Ok(r) if r == "master" => Ok(first),
+                    Ok(r) if r == "master" => Ok((i, first)),
                     other => Err(format!("Sentinels name {first}, whose role is {other:?}")),
                 }
             },

@@ -75,7 +75,7 @@ fn sentinel_payloads_about_the_master() {
     assert!(!about_master("master redis-cluster 127.0.0.1 20002", 20001));
 }
 
-async fn writes_until_new_master_acks(s: &Stack, new_port: u16, since: Instant, writer: &Writer) {
+async fn writes_until_new_master_acks(new_port: u16, since: Instant, writer: &Writer) {
     wait_until(
         "a write acknowledged by the new master through HAProxy",
         READY_TIMEOUT,
@@ -87,7 +87,6 @@ async fn writes_until_new_master_acks(s: &Stack, new_port: u16, since: Instant, 
         },
     )
     .await;
-    let _ = s;
 }
 
 fn first_ack_on(records: &[WriteRecord], port: u16, since: Instant) -> Option<&WriteRecord> {
@@ -166,13 +165,9 @@ async fn crashed_master_is_failed_over_before_any_sentinel_sees_it_down() {
 
     let killed_at = Instant::now();
     s.cluster.node_mut(1).kill();
-    let new_addr = s.cluster.wait_new_master(&old).await;
-    let new = s
-        .cluster
-        .node_index(&new_addr)
-        .unwrap_or_else(|| panic!("unknown master {new_addr}"));
+    let (new, _) = s.cluster.wait_new_master_node(&old).await;
     let new_port = s.cluster.node(new).port();
-    writes_until_new_master_acks(&s, new_port, killed_at, &writer).await;
+    writes_until_new_master_acks(new_port, killed_at, &writer).await;
     let records = writer.finish().await;
 
     // The coordinator asked, and a Sentinel accepted.
@@ -266,10 +261,6 @@ async fn crash_during_a_running_failover_makes_no_second_epoch() {
         .unwrap_or_else(|e| panic!("SENTINEL FAILOVER: {e}"));
     s.cluster.node_mut(1).kill();
     let new_addr = s.cluster.wait_new_master(&old).await;
-    let new = s
-        .cluster
-        .node_index(&new_addr)
-        .unwrap_or_else(|| panic!("unknown master {new_addr}"));
     let t = s
         .cluster
         .api()
@@ -287,7 +278,6 @@ async fn crash_during_a_running_failover_makes_no_second_epoch() {
         "a crash failover was started beside the running one: {}",
         dump(&evs)
     );
-    let _ = (new, &s.haproxy);
 }
 
 /// An agent configured for Docker's `die` events whose Docker socket is gone keeps watching:

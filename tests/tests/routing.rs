@@ -357,11 +357,7 @@ async fn remaining_replica_follows_the_promotion_before_sentinel_reconfigures_it
 
     let killed_at = Instant::now();
     s.cluster.node_mut(1).kill();
-    let new_addr = s.cluster.wait_new_master(&old).await;
-    let new = s
-        .cluster
-        .node_index(&new_addr)
-        .unwrap_or_else(|| panic!("unknown master {new_addr}"));
+    let (new, _) = s.cluster.wait_new_master_node(&old).await;
     let remaining = if new == 2 { 3 } else { 2 };
     let new_port = s.cluster.node(new).port();
     wait_until(
