@@ -38,10 +38,6 @@ pub struct CoordinatorConfig {
     /// container died) and a majority of agents cannot reach it, ask a Sentinel for the
     /// failover at once instead of waiting for its down-after (see the README).
     pub crash_failover: bool,
-    /// Crash failover only when the Sentinels' down-after is at least this (milliseconds):
-    /// below it Sentinel's own failover of the same crash could start before a forced one has
-    /// reached the other Sentinels.
-    pub crash_failover_min_down_after_ms: u64,
 }
 
 impl Default for CoordinatorConfig {
@@ -56,7 +52,6 @@ impl Default for CoordinatorConfig {
             io_timeout_ms: 2000,
             metrics_addr: "0.0.0.0:9122".into(),
             crash_failover: true,
-            crash_failover_min_down_after_ms: 3000,
         }
     }
 }
@@ -64,9 +59,6 @@ impl Default for CoordinatorConfig {
 /// Bounds that keep a typo from turning into a coordinator that cannot work.
 const MIN_MESSAGE_BYTES: usize = 4096;
 const MAX_EVENT_HISTORY: usize = 1_000_000;
-/// Below this a forced failover cannot reach the other Sentinels (the leader's 1 s INFO poll
-/// of the promoted node, then its hello) before their own down-after ends.
-const MIN_CRASH_DOWN_AFTER_MS: u64 = 2000;
 
 impl CoordinatorConfig {
     /// Loads defaults, then the optional TOML file, then `REDIS_HA_COORDINATOR_*` variables,
@@ -106,13 +98,6 @@ impl CoordinatorConfig {
         }
         if self.io_timeout_ms == 0 {
             return Err(ConfigError::invalid("io_timeout_ms", "0", "must be > 0"));
-        }
-        if self.crash_failover_min_down_after_ms < MIN_CRASH_DOWN_AFTER_MS {
-            return Err(ConfigError::invalid(
-                "crash_failover_min_down_after_ms",
-                self.crash_failover_min_down_after_ms.to_string(),
-                format!("must be at least {MIN_CRASH_DOWN_AFTER_MS}: a forced failover needs about 1.3 s to reach the other Sentinels"),
-            ));
         }
         self.sentinel_password()?;
         self.metrics_socket_addr()?;

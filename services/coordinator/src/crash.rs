@@ -9,38 +9,29 @@
 //!   container died) — a paused, hung, slow or cut-off master is at most *unreachable*;
 //! - a **majority of the group's agents** (the master's own included) cannot reach it, so one
 //!   agent's broken view cannot trigger it;
-//! - the Sentinels agree on that master (source: Sentinel quorum), **no failover is running**
-//!   and **no Sentinel flags it down yet** (then Sentinel's own failover is under way or about
-//!   to be: a forced one beside it could make two);
-//! - the Sentinels' down-after is at least `min_down_after`: a forced failover reaches the other
-//!   Sentinels (the leader's next INFO of the promoted node, then its hello) about 1.3 s after
-//!   the request at worst; with a shorter down-after their own failover of the same crash could
-//!   start meanwhile;
+//! - the Sentinels agree on that master (source: Sentinel quorum) and **no failover is running**;
 //! - a replica answers (else Sentinel has no one to promote);
 //! - at most **one request per master and config epoch**: a refusal is not retried, Sentinel's
 //!   own detection still follows.
 //!
+//! Whether a Sentinel has begun a failover of its own meanwhile (it may flag the master down
+//! well before down-after ends, and at a short down-after fail over within a second) is not
+//! guessed from its flags: the ballot held right before the request ([`crate::ballot`]) finds
+//! out, and keeps the others from starting one.
+//!
 //! [`decide`] is that rule on plain facts; [`crate::topology::GroupState`] gathers them.
 
-use std::time::Duration;
-
 use redis_ha_proto::v1::{MasterSource, Reach};
-use redis_ha_sentinel::SentinelMaster;
 
 /// Tuning, from the coordinator's configuration.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CrashSettings {
     pub enabled: bool,
-    /// The shortest Sentinel down-after at which a forced failover cannot race Sentinel's own.
-    pub min_down_after: Duration,
 }
 
 impl Default for CrashSettings {
     fn default() -> Self {
-        Self {
-            enabled: true,
-            min_down_after: Duration::from_millis(3000),
-        }
+        Self { enabled: true }
     }
 }
 
@@ -63,10 +54,6 @@ pub struct CrashInput {
     pub epoch: u64,
     pub source: MasterSource,
     pub failover_in_progress: bool,
-    /// A fresh Sentinel flags the master `s_down` or `o_down`.
-    pub sentinels_see_down: bool,
-    /// The smallest down-after the fresh Sentinels report; `None` when none reports one.
-    pub down_after: Option<Duration>,
     /// Agents the group has (fresh or not): the majority is counted against it.
     pub agents: usize,
     pub witnesses: Vec<Witness>,
@@ -85,12 +72,7 @@ pub enum Hold {
     NoMaster,
     AlreadyRequested,
     FailoverRunning,
-    SentinelsOnIt,
     NotSentinelsMaster(MasterSource),
-    DownAfterUnknown,
-    DownAfterTooShort {
-        down_after: Duration,
-    },
     /// The master's own agent does not say its process is gone.
     NotGone,
     NoMajority {
@@ -122,18 +104,8 @@ pub fn decide(input: &CrashInput, settings: &CrashSettings) -> Verdict {
     if input.failover_in_progress || input.newer_epoch {
         return hold(Hold::FailoverRunning);
     }
-    if input.sentinels_see_down {
-        return hold(Hold::SentinelsOnIt);
-    }
     if input.source != MasterSource::SentinelQuorum {
         return hold(Hold::NotSentinelsMaster(input.source));
-    }
-    match input.down_after {
-        None => return hold(Hold::DownAfterUnknown),
-        Some(d) if d < settings.min_down_after => {
-            return hold(Hold::DownAfterTooShort { down_after: d })
-        }
-        Some(_) => {}
     }
     let about_master = || input.witnesses.iter().filter(|w| w.watches_master);
     if !about_master().any(|w| w.own_node && w.reach == Reach::Gone) {
@@ -158,89 +130,10 @@ pub fn decide(input: &CrashInput, settings: &CrashSettings) -> Verdict {
     Verdict::Failover
 }
 
-/// Added to a Sentinel's flags by the caller of [`still_due`] when `INFO sentinel` says it is in
-/// TILT mode.
-pub const FLAG_TILT: &str = "tilt";
-
-/// The last check, on what the Sentinels answer right now (`SENTINEL MASTER`): every answer
-/// still names `master` at `epoch`, none runs a failover or flags it down. `Err` says why not.
-pub fn still_due(master: &str, epoch: u64, answers: &[SentinelMaster]) -> Result<(), String> {
-    if answers.is_empty() {
-        return Err("no Sentinel answered SENTINEL MASTER".into());
-    }
-    for a in answers {
-        let named = crate::topology::addr_key(&a.address.to_string());
-        if named != master || a.config_epoch != epoch {
-            return Err(format!(
-                "a Sentinel now names {named} at epoch {} (not {master} at {epoch})",
-                a.config_epoch
-            ));
-        }
-        if let Some(f) = a
-            .flags
-            .iter()
-            .find(|f| ["failover_in_progress", "s_down", "o_down", FLAG_TILT].contains(&f.as_str()))
-        {
-            return Err(format!(
-                "a Sentinel flags the master {f}: its own failover is under way"
-            ));
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
-    use redis_ha_common::HostPort;
-
-    fn answer(port: u16, epoch: u64, flags: &[&str]) -> SentinelMaster {
-        SentinelMaster {
-            address: HostPort::new("127.0.0.1", port),
-            flags: flags.iter().map(|f| (*f).to_owned()).collect(),
-            config_epoch: epoch,
-            quorum: 2,
-            other_sentinels: 2,
-            known_replicas: 2,
-            down_after_ms: 5000,
-        }
-    }
-
-    #[test]
-    fn the_last_check_asks_the_sentinels_themselves() {
-        let m = "127.0.0.1:7001";
-        assert_eq!(
-            still_due(
-                m,
-                3,
-                &[answer(7001, 3, &["master"]), answer(7001, 3, &["master"])]
-            ),
-            Ok(())
-        );
-        assert!(still_due(m, 3, &[]).is_err());
-        let e = still_due(
-            m,
-            3,
-            &[answer(7001, 3, &["master", "failover_in_progress"])],
-        )
-        .unwrap_err();
-        assert!(e.contains("failover_in_progress"), "{e}");
-        assert!(still_due(m, 3, &[answer(7001, 3, &["master", "s_down"])]).is_err());
-        assert!(still_due(m, 3, &[answer(7001, 3, &["master", "o_down"])]).is_err());
-        assert!(still_due(
-            m,
-            3,
-            &[
-                answer(7001, 3, &["master"]),
-                answer(7001, 3, &["master", FLAG_TILT])
-            ]
-        )
-        .is_err());
-        let e = still_due(m, 3, &[answer(7001, 3, &[]), answer(7002, 4, &["master"])]).unwrap_err();
-        assert!(e.contains("7002"), "{e}");
-        assert!(still_due(m, 3, &[answer(7001, 4, &["master"])]).is_err());
-    }
 
     #[test]
     fn a_newer_epoch_is_a_failover_running() {
@@ -265,8 +158,6 @@ mod tests {
             epoch: 0,
             source: MasterSource::SentinelQuorum,
             failover_in_progress: false,
-            sentinels_see_down: false,
-            down_after: Some(Duration::from_millis(5000)),
             agents: 3,
             witnesses: vec![
                 witness("node-1", true, Reach::Gone),
@@ -350,13 +241,10 @@ mod tests {
     }
 
     #[test]
-    fn never_beside_a_failover_or_a_sentinel_that_saw_it_down() {
+    fn never_beside_a_failover_or_another_master() {
         let mut i = crashed();
         i.failover_in_progress = true;
         assert_eq!(decide(&i, &s()), Verdict::Hold(Hold::FailoverRunning));
-        let mut i = crashed();
-        i.sentinels_see_down = true;
-        assert_eq!(decide(&i, &s()), Verdict::Hold(Hold::SentinelsOnIt));
         let mut i = crashed();
         i.source = MasterSource::Promoted;
         assert_eq!(
@@ -373,22 +261,6 @@ mod tests {
     }
 
     #[test]
-    fn down_after_must_leave_room_for_the_forced_failover() {
-        let mut i = crashed();
-        i.down_after = Some(Duration::from_millis(1000));
-        assert_eq!(
-            decide(&i, &s()),
-            Verdict::Hold(Hold::DownAfterTooShort {
-                down_after: Duration::from_millis(1000)
-            })
-        );
-        i.down_after = None;
-        assert_eq!(decide(&i, &s()), Verdict::Hold(Hold::DownAfterUnknown));
-        i.down_after = Some(Duration::from_millis(3000));
-        assert_eq!(decide(&i, &s()), Verdict::Failover);
-    }
-
-    #[test]
     fn no_replica_no_master_disabled() {
         let mut i = crashed();
         i.replica_up = false;
@@ -396,10 +268,7 @@ mod tests {
         let mut i = crashed();
         i.master.clear();
         assert_eq!(decide(&i, &s()), Verdict::Hold(Hold::NoMaster));
-        let off = CrashSettings {
-            enabled: false,
-            ..s()
-        };
+        let off = CrashSettings { enabled: false };
         assert_eq!(decide(&crashed(), &off), Verdict::Hold(Hold::Disabled));
     }
 

@@ -1,5 +1,7 @@
-//! The operator's manual failover: `SENTINEL FAILOVER <group>` sent to the first Sentinel that
-//! answers.
+//! Asking Sentinels for a failover: the operator's ([`request_failover`]: `SENTINEL FAILOVER
+//! <group>` sent to the first Sentinel that answers) and the crash failover's
+//! ([`forced_after_ballot`]: the election of [`crate::ballot`] first, then the failover forced on
+//! the Sentinel elected).
 
 use std::fmt;
 use std::time::Duration;
@@ -116,6 +118,120 @@ fn classify(e: &SentinelError) -> Outcome {
         },
         None => Outcome::Unreachable(e.cause()),
     }
+}
+
+/// Why a crash failover was not forced.
+#[derive(Debug, thiserror::Error)]
+pub enum CrashFailoverError {
+    /// No Sentinel answered the poll: nothing was changed anywhere, asking again is safe.
+    #[error("no Sentinel answered: {}", join(.failures))]
+    Unreachable { failures: Vec<Attempt> },
+    #[error("no ballot: {0}")]
+    NotHeld(#[from] crate::ballot::NotHeld),
+    #[error("ballot lost: {0}")]
+    Lost(#[from] crate::ballot::Lost),
+    /// The elected Sentinel refused or did not answer `SENTINEL FAILOVER`.
+    #[error("the elected Sentinel {sentinel} did not fail over: {error}")]
+    Refused { sentinel: String, error: String },
+}
+
+/// The crash failover of `master` at `epoch` ([`crate::ballot`]): poll every Sentinel, hold the
+/// ballot, force the failover on the Sentinel elected. Returns that Sentinel and the ballot's
+/// epoch.
+pub async fn forced_after_ballot(
+    sentinels: &[String],
+    group: &str,
+    master: &str,
+    epoch: u64,
+    password: Option<&Secret>,
+    io_timeout: Duration,
+) -> Result<(String, u64), CrashFailoverError> {
+    let mut clients = Vec::new();
+    let mut failures = Vec::new();
+    for s in sentinels {
+        match s
+            .parse::<HostPort>()
+            .map_err(|e| format!("bad address: {e}"))
+            .and_then(|hp| SentinelClient::new(hp, password, io_timeout).map_err(|e| e.cause()))
+        {
+            Ok(c) => clients.push((s.clone(), c)),
+            Err(error) => failures.push(Attempt {
+                sentinel: s.clone(),
+                error,
+            }),
+        }
+    }
+    let polls = futures::future::join_all(
+        clients
+            .iter_mut()
+            .map(|(addr, c)| async move { poll(addr, c, group).await }),
+    )
+    .await;
+    let mut answered = Vec::new();
+    let mut polled = Vec::new();
+    for ((addr, client), result) in clients.into_iter().zip(polls) {
+        match result {
+            Ok(p) => {
+                polled.push(p);
+                answered.push(client);
+            }
+            Err(e) => failures.push(Attempt {
+                sentinel: addr,
+                error: e.cause(),
+            }),
+        }
+    }
+    if polled.is_empty() {
+        return Err(CrashFailoverError::Unreachable { failures });
+    }
+    let plan = crate::ballot::plan(master, epoch, &polled)?;
+    let candidate = polled[plan.candidate].run_id.clone();
+    let votes = futures::future::join_all(answered.iter_mut().zip(&polled).map(|(c, p)| {
+        let candidate = candidate.as_str();
+        async move {
+            let vote = c
+                .vote(&p.master.address, plan.epoch, candidate)
+                .await
+                .map_err(|e| e.cause());
+            (p.sentinel.clone(), vote)
+        }
+    }))
+    .await;
+    crate::ballot::tally(&candidate, plan.epoch, &votes)?;
+    let elected = polled[plan.candidate].sentinel.clone();
+    answered[plan.candidate]
+        .failover(group)
+        .await
+        .map_err(|e| CrashFailoverError::Refused {
+            sentinel: elected.clone(),
+            error: e.cause(),
+        })?;
+    Ok((elected, plan.epoch))
+}
+
+/// Step 1 of the ballot on one Sentinel.
+async fn poll(
+    addr: &str,
+    c: &mut SentinelClient,
+    group: &str,
+) -> Result<crate::ballot::Polled, SentinelError> {
+    let master = c.master(group).await?;
+    let info = c
+        .query(redis::cmd("INFO").arg("sentinel"), "INFO sentinel")
+        .await?;
+    let tilt = redis_ha_common::redis_client::text(&info).is_some_and(|t| {
+        redis_ha_common::redis_client::info_fields(&t).get("sentinel_tilt") == Some(&"1")
+    });
+    let run_id = c.myid().await?;
+    // Epoch 0: reads the last vote, votes nothing.
+    let last_vote = c.vote(&master.address, 0, &run_id).await?;
+    Ok(crate::ballot::Polled {
+        sentinel: addr.to_owned(),
+        master,
+        tilt,
+        run_id,
+        last_vote,
+    })
 }
 
 #[cfg(test)]

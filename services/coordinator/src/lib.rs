@@ -3,6 +3,7 @@
 //! plus `grpc.health.v1` and server reflection v1 / v1alpha). Prometheus metrics are served at
 //! `/metrics` on `metrics_addr`.
 
+pub mod ballot;
 pub mod config;
 pub mod crash;
 mod failover;

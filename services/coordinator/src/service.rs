@@ -20,7 +20,7 @@ use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
 use crate::config::CoordinatorConfig;
-use crate::failover::{request_failover, FailoverError};
+use crate::failover::{forced_after_ballot, request_failover, CrashFailoverError, FailoverError};
 use crate::metrics::CoordinatorMetrics;
 use crate::topology::CrashRequest;
 use crate::topology::{addr_key, GroupState, Now, ReportOutcome, Settings};
@@ -124,7 +124,6 @@ impl CoordinatorService {
             event_history: config.event_history,
             crash: crate::crash::CrashSettings {
                 enabled: config.crash_failover,
-                min_down_after: Duration::from_millis(config.crash_failover_min_down_after_ms),
             },
         };
         let (metrics, registry) = CoordinatorMetrics::new();
@@ -211,31 +210,35 @@ impl CoordinatorService {
                     .with_group(&group, |g, _| g.state.sentinel_addresses(Now::system()))
                     .unwrap_or_default();
                 let password = this.inner.sentinel_password.as_ref();
-                let answers = sentinel_masters(&sentinels, &group, password, this.inner.io_timeout).await;
-                // Err((why, retry)): retry only when no Sentinel answered at all, so asking
-                // again cannot start a second failover.
-                let result = if answers.is_empty() {
-                    Err(("no Sentinel answered SENTINEL MASTER".to_owned(), true))
-                } else if let Err(why) = crate::crash::still_due(&request.master, request.epoch, &answers) {
-                    Err((why, false))
-                } else {
-                    request_failover(&sentinels, &group, password, this.inner.io_timeout)
-                        .await
-                        .map_err(|e| {
-                            let retry = matches!(e, FailoverError::Unreachable { .. });
-                            (e.to_string(), retry)
-                        })
-                };
+                let result = forced_after_ballot(
+                    &sentinels,
+                    &group,
+                    &request.master,
+                    request.epoch,
+                    password,
+                    this.inner.io_timeout,
+                )
+                .await;
+                // Asked again only when no Sentinel answered the poll: nothing was changed then,
+                // so asking again cannot start a second failover.
                 let (outcome, text, retry) = match &result {
-                    Ok(sentinel) => {
-                        tracing::info!(%sentinel, "crash failover accepted");
-                        ("accepted", format!("accepted by Sentinel {sentinel}"), false)
+                    Ok((sentinel, ballot)) => {
+                        tracing::info!(%sentinel, ballot, "crash failover accepted");
+                        (
+                            "accepted",
+                            format!("accepted by Sentinel {sentinel}, elected at epoch {ballot}"),
+                            false,
+                        )
                     }
-                    Err((e, true)) => {
+                    Err(e @ CrashFailoverError::Unreachable { .. }) => {
                         tracing::warn!(error = %e, "crash failover: no Sentinel answered; will ask again");
-                        ("unreachable", format!("no Sentinel answered: {e}"), true)
+                        ("unreachable", e.to_string(), true)
                     }
-                    Err((e, false)) => {
+                    Err(e @ CrashFailoverError::Lost(_)) => {
+                        tracing::warn!(error = %e, "crash failover not started; Sentinel's own detection follows");
+                        ("lost", format!("not started: {e}"), false)
+                    }
+                    Err(e) => {
                         tracing::warn!(error = %e, "crash failover not started; Sentinel's own detection follows");
                         ("refused", format!("not started: {e}"), false)
                     }
@@ -273,41 +276,6 @@ impl CoordinatorService {
             }
         }
     }
-}
-
-/// `SENTINEL MASTER` (and whether it is in TILT) of every Sentinel in `addrs`, asked at once;
-/// the answers only.
-async fn sentinel_masters(
-    addrs: &[String],
-    group: &str,
-    password: Option<&redis_ha_common::Secret>,
-    io_timeout: Duration,
-) -> Vec<redis_ha_sentinel::SentinelMaster> {
-    let asks = addrs
-        .iter()
-        .filter_map(|a| a.parse().ok())
-        .map(|hp| async move {
-            let mut c = redis_ha_sentinel::SentinelClient::new(hp, password, io_timeout).ok()?;
-            let mut m = c.master(group).await.ok()?;
-            // A Sentinel in TILT accepts SENTINEL FAILOVER but acts on nothing until TILT ends
-            // (~30 s), while the others' own failover goes on: shown as a flag for `still_due`.
-            let info = c
-                .query(redis::cmd("INFO").arg("sentinel"), "INFO sentinel")
-                .await
-                .ok()?;
-            let tilt = redis_ha_common::redis_client::text(&info).is_some_and(|t| {
-                redis_ha_common::redis_client::info_fields(&t).get("sentinel_tilt") == Some(&"1")
-            });
-            if tilt {
-                m.flags.push(crate::crash::FLAG_TILT.to_owned());
-            }
-            Some(m)
-        });
-    futures::future::join_all(asks)
-        .await
-        .into_iter()
-        .flatten()
-        .collect()
 }
 
 #[allow(clippy::result_large_err)] // as `with_group`

@@ -431,18 +431,6 @@ impl GroupState {
             .filter_map(|e| e.report.sentinel.as_ref())
             .filter(|s| s.reachable)
             .collect();
-        let sentinels_see_down = sentinels.iter().any(|s| {
-            addr_key(&s.master_address) == master
-                && s.master_flags
-                    .iter()
-                    .any(|f| f == "s_down" || f == "o_down")
-        });
-        let down_after = sentinels
-            .iter()
-            .map(|s| s.down_after_ms)
-            .filter(|&ms| ms > 0)
-            .min()
-            .map(Duration::from_millis);
         let mut evidence = String::new();
         let witnesses = fresh
             .iter()
@@ -482,8 +470,6 @@ impl GroupState {
             epoch: t.config_epoch,
             source: t.master_source(),
             failover_in_progress: t.failover_in_progress,
-            sentinels_see_down,
-            down_after,
             agents: self.agents.len(),
             witnesses,
             replica_up,

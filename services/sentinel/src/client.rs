@@ -11,8 +11,8 @@ use redis_ha_common::{HostPort, Secret};
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 
 use crate::reply::{
-    parse_master, parse_master_addr, parse_replicas, parse_sentinels, ReplyError, SentinelMaster,
-    SentinelReplica,
+    parse_master, parse_master_addr, parse_replicas, parse_sentinels, parse_vote, ReplyError,
+    SentinelMaster, SentinelReplica, Vote,
 };
 
 /// Why a call to a Sentinel failed: names the Sentinel, the command and the cause.
@@ -94,6 +94,49 @@ impl SentinelClient {
     /// [`LinkError::server_code`] says why (`INPROG`, `NOGOODSLAVE`, ...).
     pub async fn failover(&mut self, group: &str) -> Result<(), SentinelError> {
         self.group_command("FAILOVER", group, |_| Ok(())).await
+    }
+
+    /// `SENTINEL MYID`: the run id it votes and is voted for with.
+    pub async fn myid(&mut self) -> Result<String, SentinelError> {
+        let label = "SENTINEL MYID";
+        let v = self
+            .link
+            .query(redis::cmd("SENTINEL").arg("MYID"), label)
+            .await?;
+        let id = self.link.text_reply(label, &v)?;
+        if id.trim().is_empty() {
+            return Err(self
+                .link
+                .reply_error(label, ReplyError::invalid("myid", id)));
+        }
+        Ok(id.trim().to_owned())
+    }
+
+    /// `SENTINEL IS-MASTER-DOWN-BY-ADDR <master> <epoch> <candidate>`: asks this Sentinel to
+    /// vote for `candidate` (a run id) in `epoch`, as a Sentinel starting a failover does. It
+    /// votes when it has not voted in `epoch` or later and its own epoch is not above it; a
+    /// Sentinel that voted for someone else does not start a failover of its own for twice the
+    /// failover-timeout. With `epoch` 0 nothing is voted: the reply is the last vote.
+    pub async fn vote(
+        &mut self,
+        master: &HostPort,
+        epoch: u64,
+        candidate: &str,
+    ) -> Result<Vote, SentinelError> {
+        let label = format!("SENTINEL IS-MASTER-DOWN-BY-ADDR {master} {epoch}");
+        let v = self
+            .link
+            .query(
+                redis::cmd("SENTINEL")
+                    .arg("IS-MASTER-DOWN-BY-ADDR")
+                    .arg(&master.host)
+                    .arg(master.port)
+                    .arg(epoch)
+                    .arg(candidate),
+                &label,
+            )
+            .await?;
+        parse_vote(&v).map_err(|e| self.link.reply_error(&label, e))
     }
 
     /// A separate connection subscribed to the channels matching `pattern` (`*` for every

@@ -14,4 +14,4 @@ pub use client::{
 };
 pub use events::{parse_event, EventKind, EventParseError, FailoverEffect, ParsedEvent, Payload};
 pub use quorum::{named_master, same_node, MasterView, NamedMaster};
-pub use reply::{parse_master, ReplyError, SentinelMaster, SentinelReplica};
+pub use reply::{parse_master, ReplyError, SentinelMaster, SentinelReplica, Vote};

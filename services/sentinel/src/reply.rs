@@ -210,6 +210,56 @@ pub fn parse_master(v: &Value) -> Result<SentinelMaster, ReplyError> {
     })
 }
 
+/// A Sentinel's vote in a failover election, as `SENTINEL IS-MASTER-DOWN-BY-ADDR` answers it:
+/// `[down, leader, leader_epoch]`. Asked with epoch 0 it only reads the last vote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Vote {
+    /// The Sentinel flags the master `s_down` (and is not in TILT).
+    pub down: bool,
+    /// The run id it last voted for; `None` for `*` (never voted, or the master is unknown).
+    pub leader: Option<String>,
+    /// The epoch of that vote.
+    pub leader_epoch: u64,
+}
+
+/// Parses the `SENTINEL IS-MASTER-DOWN-BY-ADDR` reply.
+pub fn parse_vote(v: &Value) -> Result<Vote, ReplyError> {
+    let Value::Array(items) = v else {
+        return Err(ReplyError::Shape(format!(
+            "expected [down, leader, epoch], got {v:?}"
+        )));
+    };
+    let [down, leader, epoch] = items.as_slice() else {
+        return Err(ReplyError::Shape(format!(
+            "expected [down, leader, epoch], got {} items",
+            items.len()
+        )));
+    };
+    let int = |field: &str, v: &Value| -> Result<i64, ReplyError> {
+        match v {
+            Value::Int(i) => Ok(*i),
+            other => text(other)
+                .and_then(|t| t.trim().parse().ok())
+                .ok_or_else(|| ReplyError::invalid(field, format!("{other:?}"))),
+        }
+    };
+    let down = match int("down", down)? {
+        0 => false,
+        1 => true,
+        other => return Err(ReplyError::invalid("down", other.to_string())),
+    };
+    let leader =
+        text(leader).ok_or_else(|| ReplyError::invalid("leader", format!("{leader:?}")))?;
+    let raw_epoch = int("leader_epoch", epoch)?;
+    let leader_epoch = u64::try_from(raw_epoch)
+        .map_err(|_| ReplyError::invalid("leader_epoch", raw_epoch.to_string()))?;
+    Ok(Vote {
+        down,
+        leader: (!leader.is_empty() && leader != "*").then_some(leader),
+        leader_epoch,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -405,5 +455,28 @@ mod tests {
             parse_master(&Value::Nil),
             Err(ReplyError::Shape(_))
         ));
+    }
+    #[test]
+    fn vote_replies() {
+        let v = Value::Array(vec![Value::Int(1), bulk("abc123"), Value::Int(7)]);
+        assert_eq!(
+            parse_vote(&v).expect("parses"),
+            Vote {
+                down: true,
+                leader: Some("abc123".into()),
+                leader_epoch: 7
+            }
+        );
+        let none = Value::Array(vec![Value::Int(0), bulk("*"), Value::Int(0)]);
+        assert_eq!(parse_vote(&none).expect("parses").leader, None);
+        for bad in [
+            Value::Array(vec![Value::Int(0), bulk("*")]),
+            Value::Array(vec![Value::Int(2), bulk("*"), Value::Int(0)]),
+            Value::Array(vec![Value::Int(0), bulk("*"), Value::Int(-1)]),
+            Value::Array(vec![Value::Int(0), Value::Nil, Value::Int(0)]),
+            Value::Nil,
+        ] {
+            assert!(parse_vote(&bad).is_err(), "{bad:?}");
+        }
     }
 }
