@@ -19,6 +19,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
 
 use nix::fcntl::{Flock, FlockArg};
+use redis_ha_agent::AgentConfig;
 use redis_ha_testkit::{wait_until, ManagedProcess};
 use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -199,6 +200,19 @@ impl SidecarProcess {
     /// inherited `REDIS_HA_*` and `OTEL_*` variable removed, so the machine's own settings
     /// never leak into a test).
     pub fn spawn(name: &str, program: &Path, config: &Path, env: &SidecarEnv, log: &Path) -> Self {
+        Self::spawn_in_group(name, program, config, env, None, log)
+    }
+
+    /// Like `spawn`, running with group id `gid` when given (see
+    /// [`redis_ha_testkit::partition::GroupCut`]).
+    pub fn spawn_in_group(
+        name: &str,
+        program: &Path,
+        config: &Path,
+        env: &SidecarEnv,
+        gid: Option<u32>,
+        log: &Path,
+    ) -> Self {
         let remove: Vec<String> = std::env::vars_os()
             .map(|(k, _)| k.to_string_lossy().into_owned())
             .filter(|k| k.starts_with("REDIS_HA_") || k.starts_with("OTEL_") || k == "RUST_LOG")
@@ -213,12 +227,13 @@ impl SidecarProcess {
             set.push(("OTEL_BSP_SCHEDULE_DELAY".into(), "100".into()));
         }
         let args = ["--config".to_owned(), config.display().to_string()];
-        Self(ManagedProcess::spawn_with_env(
+        Self(ManagedProcess::spawn_with_env_in_group(
             name,
             &program.display().to_string(),
             &args,
             &set,
             &remove,
+            gid,
             log,
         ))
     }
@@ -311,15 +326,28 @@ impl Cluster {
     /// Starts `redis-ha-agent` for node `i` (the harness's `agent_config(i)`, metrics on its port
     /// of the block, the password file when the cluster has a password).
     pub fn start_agent_binary(&self, i: usize, env: &SidecarEnv) -> SidecarProcess {
-        let mut config = self.agent_config(i);
+        self.start_agent_binary_with(i, self.agent_config(i), env, None)
+    }
+
+    /// Starts `redis-ha-agent` for node `i` with `config` (its metrics on its port of the
+    /// block), with group id `gid` when given: the one agent a
+    /// [`redis_ha_testkit::partition::GroupCut`] of that group cuts off.
+    pub fn start_agent_binary_with(
+        &self,
+        i: usize,
+        mut config: AgentConfig,
+        env: &SidecarEnv,
+        gid: Option<u32>,
+    ) -> SidecarProcess {
         config.metrics_addr = format!("127.0.0.1:{}", self.agent_metrics_port(i));
         let path = self.dir().join(format!("agent-{i}.toml"));
         write_config(&path, &config);
-        SidecarProcess::spawn(
+        SidecarProcess::spawn_in_group(
             &format!("agent-{i}"),
             &binary(AGENT_BIN),
             &path,
             env,
+            gid,
             &self.dir().join(format!("agent-{i}.out")),
         )
     }

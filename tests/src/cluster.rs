@@ -3,7 +3,8 @@
 //! by the test kit from the shipped configuration templates.
 //!
 //! Port layout inside the block (base + offset): node i at `i` (1-3), Sentinel i at `10 + i`
-//! (11-13), the coordinator at 20, 21-29 for HAProxy (see `haproxy.rs`), 30-31 spare.
+//! (11-13), the coordinator at 20, 21-29 for HAProxy (see `haproxy.rs`), the report relay at
+//! 30 (see `relay.rs`), 31 spare.
 
 use std::path::Path;
 use std::time::Duration;

@@ -1,7 +1,8 @@
 //! The cross-service harness of redis-ha, on the test kit (`redis-ha-testkit`: ports, real
 //! `redis-server` / `redis-sentinel` / `haproxy` from the shipped configuration, waits, RESP):
 //! a 3-node cluster per test, the one way to run each sidecar in-process ([`sidecars`]) and
-//! as its binary ([`binaries`]), and the swarm stack ([`stack`]).
+//! as its binary ([`binaries`]), a recording relay of the agents' reports ([`relay`]), and the
+//! swarm stack ([`stack`]).
 //!
 //! ```no_run
 //! # async fn demo() {
@@ -18,6 +19,7 @@ pub mod cluster;
 pub mod figures;
 pub mod haproxy;
 pub mod otlp;
+pub mod relay;
 pub mod sentinel_events;
 pub mod sidecars;
 pub mod simulate;

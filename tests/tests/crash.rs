@@ -1,7 +1,9 @@
 //! Crash failover on real processes (shipped configuration): a SIGKILLed master is failed over
 //! at once (the coordinator asks a Sentinel as soon as the master's own agent sees its port
 //! refuse and a majority of agents cannot reach it), while a paused master and a crash during a
-//! running failover are left to Sentinel and never make a second epoch.
+//! running failover are left to Sentinel and never make a second epoch, and a master cut off
+//! from one agent only (its connections reset or dropped, the others still reaching it) is no
+//! crash at all.
 //!
 //! The tests assert order and state, never durations: the failover comes before any Sentinel
 //! sees the old master down, the first write the new master acknowledges comes before that
@@ -9,11 +11,14 @@
 
 use std::time::{Duration, Instant};
 
-use redis_ha_proto::v1::Event;
+use redis_ha_proto::v1::{Event, Reach};
+use redis_ha_tests::binaries::SidecarEnv;
 use redis_ha_tests::haproxy::{Haproxy, ReloaderTask, WriteMode, WriteRecord, Writer};
-use redis_ha_tests::kit::coordinator::dump;
+use redis_ha_tests::kit::coordinator::{describe, dump};
+use redis_ha_tests::kit::partition::{cut_group, CutMode, GroupCut};
+use redis_ha_tests::relay::Relayed;
 use redis_ha_tests::sentinel_events::SentinelEvents;
-use redis_ha_tests::{wait_until, Cluster, ClusterOptions, READY_TIMEOUT};
+use redis_ha_tests::{wait_until, Cluster, ClusterOptions, NODES, READY_TIMEOUT};
 
 /// Dropped in field order: the reloader stops before HAProxy, both before the cluster.
 struct Stack {
@@ -76,11 +81,17 @@ fn sentinel_payloads_about_the_master() {
 }
 
 async fn writes_until_new_master_acks(new_port: u16, since: Instant, writer: &Writer) {
+    writes_until_acked_on(new_port, since, writer, "the new master").await;
+}
+
+/// Waits until a write started after `since` was acknowledged through HAProxy by the node on
+/// `port` (`who`, for the failure message).
+async fn writes_until_acked_on(port: u16, since: Instant, writer: &Writer, who: &str) {
     wait_until(
-        "a write acknowledged by the new master through HAProxy",
+        &format!("a write acknowledged by {who} through HAProxy"),
         READY_TIMEOUT,
         || async move {
-            match writer.count(|r| r.acked && r.started > since && r.port == Some(new_port)) {
+            match writer.count(|r| r.acked && r.started > since && r.port == Some(port)) {
                 0 => Err("none yet".to_owned()),
                 n => Ok(n),
             }
@@ -434,4 +445,251 @@ async fn the_master_s_own_agent_alone_is_no_majority() {
         "the own agent alone",
     )
     .await;
+}
+
+/// Reports every agent has acknowledged after the coordinator saw the cut agent's word, before
+/// the test concludes that no failover follows: each is one evaluation of the crash rule with
+/// the cut in force (the timer's evaluations come on top).
+const EVALUATIONS_AFTER_THE_CUT: usize = 3;
+
+/// Every Sentinel's `SENTINEL MASTER`: the master it names ("ip:port"), its config epoch and
+/// flags.
+async fn sentinel_views(cluster: &Cluster) -> Vec<(String, String, String)> {
+    let mut views = Vec::new();
+    for i in 1..=NODES {
+        let m = cluster
+            .sentinel(i)
+            .master_state()
+            .await
+            .unwrap_or_else(|e| panic!("SENTINEL MASTER on sentinel {i}: {e}"));
+        let get = |k: &str| m.get(k).cloned().unwrap_or_default();
+        views.push((
+            format!("{}:{}", get("ip"), get("port")),
+            get("config-epoch"),
+            get("flags"),
+        ));
+    }
+    views
+}
+
+/// Nothing failed over: no crash-failover event at all (not even a request), no Sentinel
+/// started an election or saw the master down since `since`, every Sentinel names `master` at
+/// epoch 0 with no failover running, the coordinator publishes it at epoch 0.
+async fn assert_no_failover(
+    cluster: &Cluster,
+    events: &SentinelEvents,
+    since: Instant,
+    master: &str,
+    why: &str,
+) {
+    let evs = cluster.api().events().await;
+    assert!(
+        crash_events(&evs).is_empty(),
+        "{why}: the coordinator asked for a crash failover:\n{}",
+        dump(&evs)
+    );
+    let elections: Vec<String> = events
+        .all(
+            since,
+            &[
+                "+new-epoch",
+                "+try-failover",
+                "+elected-leader",
+                "+switch-master",
+            ],
+        )
+        .into_iter()
+        .map(|e| format!("sentinel {} {} {}", e.sentinel, e.channel, e.payload))
+        .collect();
+    assert!(
+        elections.is_empty(),
+        "{why}: the Sentinels failed over: {elections:?}"
+    );
+    let port = master
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    let down: Vec<String> = events
+        .all(since, &["+sdown", "+odown"])
+        .into_iter()
+        .filter(|e| about_master(&e.payload, port))
+        .map(|e| format!("sentinel {} {} {}", e.sentinel, e.channel, e.payload))
+        .collect();
+    assert!(
+        down.is_empty(),
+        "{why}: a Sentinel lost the master: {down:?}"
+    );
+    for (i, (named, epoch, flags)) in sentinel_views(cluster).await.into_iter().enumerate() {
+        assert_eq!(
+            (named.as_str(), epoch.as_str()),
+            (master, "0"),
+            "{why}: sentinel {} names another master or epoch (flags {flags})",
+            i + 1
+        );
+        assert!(
+            !flags.contains("failover_in_progress"),
+            "{why}: sentinel {} runs a failover: {flags}",
+            i + 1
+        );
+    }
+    let t = cluster
+        .topology()
+        .await
+        .unwrap_or_else(|s| panic!("GetTopology: {s}"));
+    assert!(
+        t.master_address == master && t.config_epoch == 0,
+        "{why}: the coordinator publishes another master: {}",
+        describe(&t)
+    );
+}
+
+/// Node 1 is the master of a cluster with every sidecar, HAProxy and a writer through it; the
+/// agent of node `cut` runs as its binary in the test's cut group, so that `mode` cuts its
+/// connections to the master's port and nobody else's. The crash rule would allow a failover
+/// (down-after 5000 ms, no Sentinel sees the master down): only the agents' word holds it.
+///
+/// Asserts that the coordinator acknowledged the cut agent's report of the master as `seen`
+/// (the cut works) while the other two still reach it, then that through
+/// [`EVALUATIONS_AFTER_THE_CUT`] more reports of every agent nothing failed over and writes
+/// through HAProxy kept landing on node 1; healed, the cut agent reaches the master again and
+/// the topology is at rest around node 1, still at epoch 0.
+async fn cut_one_agent_off_the_master(cut: usize, mode: CutMode, seen: Reach) {
+    let why = format!("node {}'s agent alone cut off the master ({mode:?})", cut);
+    let mut cluster = Cluster::start(ClusterOptions {
+        down_after_ms: 5000,
+        ..ClusterOptions::default()
+    })
+    .await;
+    cluster.start_coordinator().await;
+    let relay = cluster.start_report_relay().await;
+    let gid = cut_group();
+    let mut cut_agent = None;
+    for i in 1..=NODES {
+        let mut config = cluster.agent_config(i);
+        config.coordinator_url = relay.url().to_owned();
+        if i == cut {
+            cut_agent =
+                Some(cluster.start_agent_binary_with(i, config, &SidecarEnv::default(), Some(gid)));
+        } else {
+            cluster.start_agent_with(i, config).await;
+        }
+    }
+    let mut cut_agent = cut_agent.unwrap_or_else(|| panic!("no node {cut}"));
+    cluster.wait_steady_topology(1).await;
+    let haproxy = cluster.start_haproxy().await;
+    let _reloader = ReloaderTask::start(cluster.reloader_config(&haproxy));
+    let master = cluster.node(1).addr();
+    let master_port = cluster.node(1).port();
+    haproxy.wait_routed_to(master_port).await;
+    let agents: Vec<String> = (1..=NODES).map(|i| format!("node-{i}")).collect();
+    let cut_id = format!("node-{cut}");
+    // Every agent watches node 1 and reaches it, as the coordinator acknowledged.
+    for a in &agents {
+        relay
+            .wait_report(&format!("{a} to report node 1 reachable"), 0, |r| {
+                r.report.agent_id == *a && r.watch() == Some((master.as_str(), Reach::Up))
+            })
+            .await;
+    }
+    let events = SentinelEvents::subscribe(&cluster).await;
+    let writer = Writer::start(
+        haproxy.frontend_port(),
+        "cutoff",
+        WriteMode::NewConnectionEachWrite,
+        Duration::from_millis(20),
+    );
+    writes_until_acked_on(master_port, Instant::now(), &writer, "node 1").await;
+
+    let from = relay.len();
+    let cut_at = Instant::now();
+    let rule = GroupCut::cut(gid, master_port, mode)
+        .unwrap_or_else(|e| panic!("cut node {cut}'s agent off the master with iptables: {e}"));
+    // The cut is real: the coordinator has the cut agent's word on it.
+    let first = relay
+        .wait_report(
+            &format!("the coordinator to acknowledge {cut_id}'s report of the master as {seen:?}"),
+            from,
+            |r| r.report.agent_id == cut_id && r.watch() == Some((master.as_str(), seen)),
+        )
+        .await;
+    let seen_at = Instant::now();
+    let upto = relay
+        .wait_reports_from_each(first + 1, &agents, EVALUATIONS_AFTER_THE_CUT)
+        .await;
+    assert_no_failover(&cluster, &events, cut_at, &master, &why).await;
+    // All along, the cut agent kept its word and the other two reached the master: each of
+    // these reports was an evaluation of exactly the situation under test.
+    let during: Vec<Relayed> = relay.between(first, upto);
+    for r in &during {
+        let expected = if r.report.agent_id == cut_id {
+            seen
+        } else {
+            Reach::Up
+        };
+        assert_eq!(
+            r.watch(),
+            Some((master.as_str(), expected)),
+            "{why}: {} reported {:?} (evidence {:?})",
+            r.report.agent_id,
+            r.watch(),
+            r.report.master_watch.as_ref().map(|w| w.evidence.clone())
+        );
+    }
+    // Writes through HAProxy still land on node 1, after the coordinator saw the cut.
+    writes_until_acked_on(master_port, seen_at, &writer, "node 1, the cut in force").await;
+
+    let healed = relay.len();
+    rule.heal()
+        .unwrap_or_else(|e| panic!("remove the iptables rule: {e}"));
+    relay
+        .wait_report(
+            &format!("{cut_id} to reach the master again"),
+            healed,
+            |r| r.report.agent_id == cut_id && r.watch() == Some((master.as_str(), Reach::Up)),
+        )
+        .await;
+    cluster.wait_steady_topology(1).await;
+    let records = writer.finish().await;
+    assert_no_failover(&cluster, &events, cut_at, &master, &why).await;
+    let elsewhere: Vec<&WriteRecord> = records
+        .iter()
+        .filter(|r| r.acked && r.port != Some(master_port))
+        .collect();
+    assert!(
+        elsewhere.is_empty(),
+        "{why}: writes acknowledged off node 1: {elsewhere:?}"
+    );
+    assert!(
+        cut_agent.is_running(),
+        "{why}: the cut agent exited:\n{}",
+        cut_agent.output_tail(30)
+    );
+}
+
+/// The master's own agent sees its master's port reset and refuse (as after a crash: *gone*)
+/// while the two other agents reach it: no majority, no failover.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_master_gone_only_to_its_own_agent_is_not_failed_over() {
+    cut_one_agent_off_the_master(1, CutMode::Reset, Reach::Gone).await;
+}
+
+/// The master's own agent hears nothing from it (*unreachable*, as from a hung master): no
+/// failover.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_master_silent_only_to_its_own_agent_is_not_failed_over() {
+    cut_one_agent_off_the_master(1, CutMode::Drop, Reach::Unreachable).await;
+}
+
+/// A replica's agent sees the master's port refuse (*gone*): it is not the master's own agent,
+/// no failover.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_master_gone_only_to_a_replica_s_agent_is_not_failed_over() {
+    cut_one_agent_off_the_master(2, CutMode::Reset, Reach::Gone).await;
+}
+
+/// A replica's agent hears nothing from the master (*unreachable*): no failover.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_master_silent_only_to_a_replica_s_agent_is_not_failed_over() {
+    cut_one_agent_off_the_master(2, CutMode::Drop, Reach::Unreachable).await;
 }

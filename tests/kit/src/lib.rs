@@ -9,7 +9,8 @@
 //! - [`wait`]: the one way to wait, [`wait_until`];
 //! - [`sandbox`]: one test's port block and temp dir, starting the processes above in it;
 //! - [`coordinator`]: the coordinator's gRPC API as tests read it (the generated client only);
-//! - [`partition`]: one port cut off on loopback (iptables), and a client that still reaches it.
+//! - [`partition`]: one port cut off on loopback (iptables), and a client that still reaches it;
+//!   or one process group's connections to a port reset or dropped.
 //!
 //! ```no_run
 //! # async fn demo() {
@@ -39,7 +40,7 @@ pub mod wait;
 
 pub use client::QueryError;
 pub use haproxy::{Haproxy, HaproxySpec};
-pub use partition::{Partition, SourceBoundClient};
+pub use partition::{GroupCut, Partition, SourceBoundClient};
 pub use ports::PortBlock;
 pub use process::ManagedProcess;
 pub use redis::{RedisNode, RedisSpec};

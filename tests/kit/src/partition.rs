@@ -1,14 +1,21 @@
-//! A network partition on loopback: every TCP packet to or from one port is dropped
-//! (iptables, `INPUT` on `lo`) except those of one source address, [`ALLOWED_SOURCE`]; and a
-//! RESP client bound to that address, [`SourceBoundClient`], so a test still talks to the node
-//! it cut off from everything else (its replicas, its Sentinels).
+//! Network cuts on loopback, with iptables:
+//!
+//! - [`Partition`]: every TCP packet to or from one port is dropped (`INPUT` on `lo`) except
+//!   those of one source address, [`ALLOWED_SOURCE`]; and a RESP client bound to that address,
+//!   [`SourceBoundClient`], so a test still talks to the node it cut off from everything else
+//!   (its replicas, its Sentinels);
+//! - [`GroupCut`]: only the connections that the processes of one group id open to one port are
+//!   cut (`OUTPUT` on `lo`, `-m owner --gid-owner`): reset (refused, as when nothing listens)
+//!   or dropped (silence, as from a hung host). The process to cut off runs with that group as
+//!   its group id ([`cut_group`]; its user stays the test's, so it reads and writes what the
+//!   test can), every other process still reaches the port.
 //!
 //! The rules carry a comment naming the test process and the port; they are removed when the
-//! [`Partition`] drops (also when the test panics), and rules left by a test process that died
-//! without dropping (killed by a timeout) are removed by the next partition made anywhere. The
-//! port belongs to the test's own port block, so tests running at once never share a rule.
-//! Needs `iptables` and the right to use it (root): a test that cannot cut fails, it never
-//! passes without the partition.
+//! [`Partition`] or [`GroupCut`] drops (also when the test panics), and rules left by a test
+//! process that died without dropping (killed by a timeout) are removed by the next partition
+//! or cut made anywhere. The port belongs to the test's own port block, so tests running at
+//! once never share a rule. Needs `iptables` and the right to use it (root): a test that cannot
+//! cut fails, it never passes without the cut.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::process::Command;
@@ -74,9 +81,10 @@ fn rule_owner(line: &str) -> Option<u32> {
     rest.split(':').next()?.parse().ok()
 }
 
-/// Removes the partition rules whose test process is gone.
+/// Removes the partition and cut rules whose test process is gone.
 fn remove_orphans() -> Result<(), PartitionError> {
-    let listing = iptables(&["-S".into(), "INPUT".into()])?;
+    let mut listing = iptables(&["-S".into(), "INPUT".into()])?;
+    listing.push_str(&iptables(&["-S".into(), "OUTPUT".into()])?);
     for line in listing.lines() {
         let Some(pid) = rule_owner(line) else {
             continue;
@@ -84,15 +92,29 @@ fn remove_orphans() -> Result<(), PartitionError> {
         if std::path::Path::new(&format!("/proc/{pid}")).exists() {
             continue;
         }
-        // `-S` prints the rule as it was added: `-A INPUT ...` deletes as `-D INPUT ...`.
-        let Some(spec) = line.strip_prefix("-A ") else {
+        let Some(args) = delete_args(line) else {
             continue;
         };
-        let mut args = vec!["-D".to_owned()];
-        args.extend(spec.split_whitespace().map(str::to_owned));
-        iptables(&args)?;
+        // Another test process may be removing the same orphan right now: a rule already gone
+        // is no failure (a test that cannot use iptables at all fails at its own rule).
+        if let Err(e) = iptables(&args) {
+            eprintln!("leftover rule of test process {pid}: {e}");
+        }
     }
     Ok(())
+}
+
+/// The arguments deleting the rule of one `iptables -S` line. `-S` prints the rule as it was
+/// added (`-A INPUT ...` deletes as `-D INPUT ...`), with the comment in double quotes, which
+/// are no part of it (our comments hold no spaces).
+fn delete_args(line: &str) -> Option<Vec<String>> {
+    let spec = line.strip_prefix("-A ")?;
+    let mut args = vec!["-D".to_owned()];
+    args.extend(
+        spec.split_whitespace()
+            .map(|w| w.trim_matches('"').to_owned()),
+    );
+    Some(args)
 }
 
 impl Partition {
@@ -168,6 +190,121 @@ impl Drop for Partition {
     fn drop(&mut self) {
         if let Err(e) = self.remove() {
             eprintln!("partition of port {}: {e}", self.port);
+        }
+    }
+}
+
+/// The first group id [`cut_group`] hands out; far above any group a system defines.
+const CUT_GROUP_BASE: u32 = 0x6000_0000;
+
+/// The group id this test process runs the processes it cuts off with (see [`GroupCut`]): no
+/// other process has it, and no other test process uses it (it holds the pid).
+pub fn cut_group() -> u32 {
+    CUT_GROUP_BASE + std::process::id()
+}
+
+/// How a [`GroupCut`] treats the cut connections.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CutMode {
+    /// Every packet answered with a TCP reset: a held connection is reset at its next packet,
+    /// a new one is refused. To the cut process the port's owner looks gone (crashed).
+    Reset,
+    /// Every packet dropped: a held connection stalls, a new one never completes. To the cut
+    /// process the port's owner looks hung, or its host lost.
+    Drop,
+}
+
+/// The rule cutting the connections that processes of group `gid` open to 127.0.0.1:`port`;
+/// removed on drop. Only that direction is filtered (`OUTPUT` on `lo`, owner match): every
+/// other process reaches the port, the cut process reaches every other port.
+#[derive(Debug)]
+pub struct GroupCut {
+    port: u16,
+    gid: u32,
+    mode: CutMode,
+    rule: Option<Vec<String>>,
+}
+
+impl GroupCut {
+    /// Cuts the connections of group `gid`'s processes to 127.0.0.1:`port` (existing ones at
+    /// their next packet).
+    pub fn cut(gid: u32, port: u16, mode: CutMode) -> Result<Self, PartitionError> {
+        remove_orphans()?;
+        let comment = format!(
+            "{COMMENT_PREFIX}{}:port={port}:gid={gid}",
+            std::process::id()
+        );
+        let target: &[&str] = match mode {
+            CutMode::Reset => &["REJECT", "--reject-with", "tcp-reset"],
+            CutMode::Drop => &["DROP"],
+        };
+        let (port_s, gid_s) = (port.to_string(), gid.to_string());
+        let mut rule: Vec<String> = [
+            "OUTPUT",
+            "-o",
+            "lo",
+            "-p",
+            "tcp",
+            "--dport",
+            &port_s,
+            "-m",
+            "owner",
+            "--gid-owner",
+            &gid_s,
+            "-m",
+            "comment",
+            "--comment",
+            &comment,
+            "-j",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        rule.extend(target.iter().map(|s| (*s).to_owned()));
+        let mut args = vec!["-I".to_owned()];
+        args.extend(rule.iter().cloned());
+        // Inserted first in the chain, ahead of anything accepting loopback traffic.
+        args.insert(2, "1".to_owned());
+        iptables(&args)?;
+        Ok(Self {
+            port,
+            gid,
+            mode,
+            rule: Some(rule),
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn gid(&self) -> u32 {
+        self.gid
+    }
+
+    pub fn mode(&self) -> CutMode {
+        self.mode
+    }
+
+    /// Ends the cut now (as dropping it does), reporting a failure to remove the rule.
+    pub fn heal(mut self) -> Result<(), PartitionError> {
+        self.remove()
+    }
+
+    fn remove(&mut self) -> Result<(), PartitionError> {
+        let Some(rule) = self.rule.take() else {
+            return Ok(());
+        };
+        let mut args = vec!["-D".to_owned()];
+        args.extend(rule);
+        iptables(&args).map(drop)
+    }
+}
+
+impl Drop for GroupCut {
+    fn drop(&mut self) {
+        if let Err(e) = self.remove() {
+            eprintln!("cut of group {} from port {}: {e}", self.gid, self.port);
         }
     }
 }
@@ -274,6 +411,19 @@ mod tests {
         let line = "-A INPUT ! -s 127.0.0.2/32 -i lo -p tcp -m tcp --dport 20001 -m comment \
                     --comment redis-ha-partition:pid=4242:port=20001 -j DROP";
         assert_eq!(rule_owner(line), Some(4242));
+        let cut = "-A OUTPUT -o lo -p tcp -m tcp --dport 20001 -m owner --gid-owner 1610616978 \
+                   -m comment --comment redis-ha-partition:pid=4242:port=20001:gid=1610616978 \
+                   -j REJECT --reject-with tcp-reset";
+        assert_eq!(rule_owner(cut), Some(4242));
+        // As `iptables -S` prints it (comment quoted), as `-D` needs it (unquoted).
+        let listed = "-A INPUT -i lo -p tcp -m tcp --dport 1 -m comment --comment \
+                      \"redis-ha-partition:pid=42:port=1\" -j DROP";
+        assert_eq!(
+            delete_args(listed).unwrap().join(" "),
+            "-D INPUT -i lo -p tcp -m tcp --dport 1 -m comment --comment \
+             redis-ha-partition:pid=42:port=1 -j DROP"
+        );
+        assert_eq!(delete_args("-P INPUT ACCEPT"), None);
         assert_eq!(rule_owner("-A INPUT -j ACCEPT"), None);
         assert_eq!(
             rule_owner("-A INPUT -m comment --comment redis-ha-partition:pid=x -j DROP"),

@@ -19,6 +19,9 @@ pub struct ManagedProcess {
     /// Environment set on top of the inherited one, and inherited variables removed.
     env: Vec<(String, String)>,
     env_remove: Vec<String>,
+    /// The group id it runs with (real, effective and saved; supplementary groups and the
+    /// user kept); `None`: the test's.
+    gid: Option<u32>,
     /// Receives stdout and stderr (appended across restarts), so early start-up errors
     /// that happen before a program opens its own log file are kept.
     output_path: PathBuf,
@@ -41,12 +44,27 @@ impl ManagedProcess {
         env_remove: &[String],
         output_path: &Path,
     ) -> Self {
+        Self::spawn_with_env_in_group(name, program, args, env, env_remove, None, output_path)
+    }
+
+    /// Like `spawn_with_env`, running with group id `gid` when given (every start): how a test
+    /// cuts one process off a port ([`crate::partition::GroupCut`]).
+    pub fn spawn_with_env_in_group(
+        name: &str,
+        program: &str,
+        args: &[String],
+        env: &[(String, String)],
+        env_remove: &[String],
+        gid: Option<u32>,
+        output_path: &Path,
+    ) -> Self {
         let mut p = Self {
             name: name.to_owned(),
             program: program.to_owned(),
             args: args.to_vec(),
             env: env.to_vec(),
             env_remove: env_remove.to_vec(),
+            gid,
             output_path: output_path.to_owned(),
             child: None,
             paused: false,
@@ -69,6 +87,10 @@ impl ManagedProcess {
         let mut cmd = Command::new(&self.program);
         for k in &self.env_remove {
             cmd.env_remove(k);
+        }
+        if let Some(gid) = self.gid {
+            // setgid only (no uid): the user, hence every file permission, stays the test's.
+            std::os::unix::process::CommandExt::gid(&mut cmd, gid);
         }
         let child = cmd
             .args(&self.args)
