@@ -12,16 +12,17 @@
 //! 2. **Plan** ([`plan`]): every Sentinel the candidate knows answered, all name the crashed
 //!    master at its epoch, none runs a failover or is in TILT; the ballot's epoch is one above
 //!    every config epoch and every vote seen.
-//! 3. **Vote** at that epoch for the candidate, on every Sentinel (the candidate included).
-//!    A Sentinel votes only if it has not voted in that epoch or later and its own epoch is not
-//!    higher; one that voted for another Sentinel does not start a failover of its own for
-//!    twice the failover-timeout (Sentinel's rule for an election it lost). [`tally`]: all
-//!    votes must be the candidate's. A Sentinel already in an election of its own has voted in
-//!    that epoch or later and refuses: then nothing is forced and Sentinel's failover goes on.
-//! 4. **Force** on the candidate: its failover epoch is the ballot's + 1.
+//! 3. **Vote** at that epoch for the candidate, on every other Sentinel. A Sentinel votes only
+//!    if it has not voted in that epoch or later and its own epoch is not higher; one that voted
+//!    for another Sentinel does not start a failover of its own for twice the failover-timeout
+//!    (Sentinel's rule for an election it lost). [`tally`]: all votes must be the candidate's.
+//!    A Sentinel already in an election of its own has voted in that epoch or later and
+//!    refuses: then nothing is forced and that Sentinel's failover is the one.
+//! 4. **Force** on the candidate: it starts its failover at its own epoch + 1, which is the
+//!    ballot's epoch (it had seen no later one): the state a won election leaves, its own vote
+//!    requests during the failover answered with the votes already cast for it.
 //!
-//! The config epoch thus moves by two for one crash failover (the ballot's epoch is never a
-//! config epoch), and only one failover runs.
+//! So one crash failover is one epoch, and only one failover runs.
 
 use redis_ha_sentinel::{SentinelMaster, Vote};
 
@@ -147,8 +148,8 @@ pub enum Lost {
     },
 }
 
-/// Step 3 (module docs): the ballot is won only with every Sentinel's vote for `candidate` in
-/// `epoch`; the first vote that is not says why.
+/// Step 3 (module docs): the ballot is won only with every other Sentinel's vote for
+/// `candidate` in `epoch`; the first vote that is not says why.
 pub fn tally(
     candidate: &str,
     epoch: u64,

@@ -186,16 +186,24 @@ pub async fn forced_after_ballot(
     }
     let plan = crate::ballot::plan(master, epoch, &polled)?;
     let candidate = polled[plan.candidate].run_id.clone();
-    let votes = futures::future::join_all(answered.iter_mut().zip(&polled).map(|(c, p)| {
-        let candidate = candidate.as_str();
-        async move {
-            let vote = c
-                .vote(&p.master.address, plan.epoch, candidate)
-                .await
-                .map_err(|e| e.cause());
-            (p.sentinel.clone(), vote)
-        }
-    }))
+    // The candidate does not vote: its failover takes the ballot's epoch as its own.
+    let votes = futures::future::join_all(
+        answered
+            .iter_mut()
+            .zip(&polled)
+            .enumerate()
+            .filter(|(i, _)| *i != plan.candidate)
+            .map(|(_, (c, p))| {
+                let candidate = candidate.as_str();
+                async move {
+                    let vote = c
+                        .vote(&p.master.address, plan.epoch, candidate)
+                        .await
+                        .map_err(|e| e.cause());
+                    (p.sentinel.clone(), vote)
+                }
+            }),
+    )
     .await;
     crate::ballot::tally(&candidate, plan.epoch, &votes)?;
     let elected = polled[plan.candidate].sentinel.clone();
