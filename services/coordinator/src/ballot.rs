@@ -197,6 +197,7 @@ mod tests {
                 other_sentinels: 2,
                 known_replicas: 2,
                 down_after_ms: 5000,
+                failover_timeout_ms: 10000,
             },
             tilt: false,
             run_id: format!("id-{n}"),

@@ -136,8 +136,7 @@ pub enum CrashFailoverError {
 }
 
 /// The crash failover of `master` at `epoch` ([`crate::ballot`]): poll every Sentinel, hold the
-/// ballot, force the failover on the Sentinel elected. Returns that Sentinel and the ballot's
-/// epoch.
+/// ballot, force the failover on the Sentinel elected.
 pub async fn forced_after_ballot(
     sentinels: &[String],
     group: &str,
@@ -145,7 +144,7 @@ pub async fn forced_after_ballot(
     epoch: u64,
     password: Option<&Secret>,
     io_timeout: Duration,
-) -> Result<(String, u64), CrashFailoverError> {
+) -> Result<Forced, CrashFailoverError> {
     let mut clients = Vec::new();
     let mut failures = Vec::new();
     for s in sentinels {
@@ -214,7 +213,102 @@ pub async fn forced_after_ballot(
             sentinel: elected.clone(),
             error: e.cause(),
         })?;
-    Ok((elected, plan.epoch))
+    Ok(Forced {
+        sentinel: elected,
+        ballot: plan.epoch,
+        failover_timeout: Duration::from_millis(polled[plan.candidate].master.failover_timeout_ms),
+    })
+}
+
+/// A forced crash failover, accepted.
+#[derive(Debug, Clone)]
+pub struct Forced {
+    /// The elected Sentinel.
+    pub sentinel: String,
+    /// The ballot's epoch.
+    pub ballot: u64,
+    /// Its failover-timeout (0 when it did not say).
+    pub failover_timeout: Duration,
+}
+
+/// What became of a forced crash failover ([`see_through`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SeenThrough {
+    /// The elected Sentinel names another master now.
+    Promoted { master: String, retries: u32 },
+    /// It kept aborting (or could not be asked) until the window closed: Sentinel's own
+    /// detection takes over once the votes' hold ends.
+    GaveUp { retries: u32, last: String },
+}
+
+/// How often the elected Sentinel is asked how its failover goes.
+const SEE_THROUGH_POLL: Duration = Duration::from_millis(100);
+/// The least time between two requests after an abort.
+const RETRY_PACE: Duration = Duration::from_secs(1);
+
+/// Follows the forced failover on the elected Sentinel until it names another master, and asks
+/// again when it aborted (`failover_in_progress` gone, still the crashed master): right after a
+/// crash a Sentinel may abort with no good replica (on the swarm the dead master's name resolves
+/// elsewhere at once, the Sentinel "fixes" the replicas' configuration and its own links to them
+/// drop with it), and the Sentinels that voted for it start no failover of their own for twice
+/// the failover-timeout. Asked again within one failover-timeout of the ballot (they stay held
+/// for two); each new request is a new epoch of the same Sentinel, and none promoted before.
+/// `retried` is told of each new request.
+pub async fn see_through(
+    elected: &str,
+    group: &str,
+    master: &str,
+    password: Option<&Secret>,
+    io_timeout: Duration,
+    window: Duration,
+    mut retried: impl FnMut(u32, &str),
+) -> SeenThrough {
+    let started = tokio::time::Instant::now();
+    let mut client = match elected
+        .parse::<HostPort>()
+        .map_err(|e| format!("bad address: {e}"))
+        .and_then(|hp| SentinelClient::new(hp, password, io_timeout).map_err(|e| e.cause()))
+    {
+        Ok(c) => c,
+        Err(last) => return SeenThrough::GaveUp { retries: 0, last },
+    };
+    let mut retries = 0;
+    let mut last_request = started;
+    let mut last = String::from("no answer yet");
+    loop {
+        tokio::time::sleep(SEE_THROUGH_POLL).await;
+        match client.master(group).await {
+            Err(e) => last = e.cause(),
+            Ok(m) => {
+                let named = crate::topology::addr_key(&m.address.to_string());
+                if named != master {
+                    return SeenThrough::Promoted {
+                        master: named,
+                        retries,
+                    };
+                }
+                if !m.failover_in_progress() && last_request.elapsed() >= RETRY_PACE {
+                    if started.elapsed() >= window {
+                        return SeenThrough::GaveUp {
+                            retries,
+                            last: "aborted, and the ballot's hold is running out".into(),
+                        };
+                    }
+                    last_request = tokio::time::Instant::now();
+                    match client.failover(group).await {
+                        Ok(()) => {
+                            retries += 1;
+                            retried(retries, "aborted; asked again");
+                        }
+                        Err(e) => last = e.cause(),
+                    }
+                }
+            }
+        }
+        if started.elapsed() >= window.saturating_mul(2) {
+            return SeenThrough::GaveUp { retries, last };
+        }
+    }
 }
 
 /// Step 1 of the ballot on one Sentinel.

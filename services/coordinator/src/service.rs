@@ -20,7 +20,10 @@ use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
 use crate::config::CoordinatorConfig;
-use crate::failover::{forced_after_ballot, request_failover, CrashFailoverError, FailoverError};
+use crate::failover::{
+    forced_after_ballot, request_failover, see_through, CrashFailoverError, FailoverError, Forced,
+    SeenThrough,
+};
 use crate::metrics::CoordinatorMetrics;
 use crate::topology::CrashRequest;
 use crate::topology::{addr_key, GroupState, Now, ReportOutcome, Settings};
@@ -222,11 +225,11 @@ impl CoordinatorService {
                 // Asked again only when no Sentinel answered the poll: nothing was changed then,
                 // so asking again cannot start a second failover.
                 let (outcome, text, retry) = match &result {
-                    Ok((sentinel, ballot)) => {
-                        tracing::info!(%sentinel, ballot, "crash failover accepted");
+                    Ok(f) => {
+                        tracing::info!(sentinel = %f.sentinel, ballot = f.ballot, "crash failover accepted");
                         (
                             "accepted",
-                            format!("accepted by Sentinel {sentinel}, elected at epoch {ballot}"),
+                            format!("accepted by Sentinel {}, elected at epoch {}", f.sentinel, f.ballot),
                             false,
                         )
                     }
@@ -248,9 +251,61 @@ impl CoordinatorService {
                     g.state
                         .crash_failover_result(&request, &text, retry, Now::system());
                 }
+                if let Ok(forced) = result {
+                    this.see_crash_failover_through(&group, &request, &forced).await;
+                }
             }
             .instrument(span),
         );
+    }
+
+    /// Follows an accepted crash failover to its promotion, asking again after an abort
+    /// ([`see_through`]); retries and a give-up are events, log lines and metrics too.
+    async fn see_crash_failover_through(
+        &self,
+        group: &str,
+        request: &CrashRequest,
+        forced: &Forced,
+    ) {
+        // The voters hold back for twice their failover-timeout: ask again within one.
+        let window = forced.failover_timeout.max(Duration::from_secs(1));
+        let note = |text: String| {
+            if let Some(g) = self.groups().get_mut(group) {
+                g.state
+                    .crash_failover_result(request, &text, false, Now::system());
+            }
+        };
+        let outcome = see_through(
+            &forced.sentinel,
+            group,
+            &request.master,
+            self.inner.sentinel_password.as_ref(),
+            self.inner.io_timeout,
+            window,
+            |n, why| {
+                tracing::warn!(sentinel = %forced.sentinel, attempt = n, why, "crash failover: asking the elected Sentinel again");
+                self.metrics().crash_failover(group, "retried");
+                note(format!("Sentinel {} {why} (request {})", forced.sentinel, n + 1));
+            },
+        )
+        .await;
+        match outcome {
+            SeenThrough::Promoted { master, retries } => {
+                tracing::info!(%master, retries, "crash failover: promoted");
+                if retries > 0 {
+                    note(format!(
+                        "promoted {master} after {retries} repeated request(s)"
+                    ));
+                }
+            }
+            SeenThrough::GaveUp { retries, last } => {
+                tracing::warn!(retries, %last, "crash failover: no promotion; Sentinel's own detection follows");
+                self.metrics().crash_failover(group, "gave-up");
+                note(format!(
+                    "no promotion after {retries} repeated request(s): {last}"
+                ));
+            }
+        }
     }
 
     /// Re-derives every group on a timer until `stop` is cancelled.

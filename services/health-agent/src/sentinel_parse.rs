@@ -59,6 +59,7 @@ mod tests {
                 other_sentinels: 2,
                 known_replicas: 0,
                 down_after_ms: 0,
+                failover_timeout_ms: 0,
             },
             replicas: vec![replica_view(&SentinelReplica {
                 address: HostPort::new("::1", 9002),

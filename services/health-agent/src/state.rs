@@ -674,6 +674,7 @@ mod tests {
                 other_sentinels: 2,
                 known_replicas: 0,
                 down_after_ms: 0,
+                failover_timeout_ms: 0,
             },
             replicas: vec![],
             peers: vec![],

@@ -101,6 +101,8 @@ pub struct SentinelMaster {
     pub known_replicas: u32,
     /// `down-after-milliseconds`; 0 when the reply leaves it out.
     pub down_after_ms: u64,
+    /// `failover-timeout`; 0 when the reply leaves it out.
+    pub failover_timeout_ms: u64,
 }
 
 /// The flag of a master whose failover this Sentinel runs right now.
@@ -205,6 +207,10 @@ pub fn parse_master(v: &Value) -> Result<SentinelMaster, ReplyError> {
         known_replicas: number(&m, "num-slaves")?,
         down_after_ms: match m.get("down-after-milliseconds") {
             Some(_) => number(&m, "down-after-milliseconds")?,
+            None => 0,
+        },
+        failover_timeout_ms: match m.get("failover-timeout") {
+            Some(_) => number(&m, "failover-timeout")?,
             None => 0,
         },
     })
