@@ -279,6 +279,44 @@ impl RedisLink {
         }
     }
 
+    /// Runs `pipe` (its commands sent at once, one round trip) with the same timeout, error and
+    /// reconnect rules as [`RedisLink::query`]; one reply per command.
+    pub async fn query_pipeline(
+        &mut self,
+        pipe: &redis::Pipeline,
+        label: &str,
+    ) -> Result<Vec<Value>, LinkError> {
+        let reused = self.conn.is_some();
+        match self.pipeline_once(pipe, label).await {
+            Err(e) if reused && self.conn.is_none() && !e.is_timeout() => {
+                tracing::debug!(error = %e, "connection lost; reconnecting once at once");
+                self.pipeline_once(pipe, label).await
+            }
+            other => other,
+        }
+    }
+
+    async fn pipeline_once(
+        &mut self,
+        pipe: &redis::Pipeline,
+        label: &str,
+    ) -> Result<Vec<Value>, LinkError> {
+        let mut conn = self.connection().await?;
+        match tokio::time::timeout(self.timeout, pipe.query_async::<Vec<Value>>(&mut conn)).await {
+            Err(_) => {
+                self.conn = None;
+                Err(self.timeout_error(label))
+            }
+            Ok(Err(e)) => {
+                if !is_server_reply(&e) {
+                    self.conn = None;
+                }
+                Err(self.command_error(label, &e))
+            }
+            Ok(Ok(v)) => Ok(v),
+        }
+    }
+
     async fn query_once(&mut self, cmd: &Cmd, label: &str) -> Result<Value, LinkError> {
         let mut conn = self.connection().await?;
         match tokio::time::timeout(self.timeout, cmd.query_async::<Value>(&mut conn)).await {

@@ -120,6 +120,53 @@ fn classify(e: &SentinelError) -> Outcome {
     }
 }
 
+/// Connections to the Sentinels the crash failover asks, kept open between crashes (and
+/// pinged by the coordinator's timer) so that a crash costs no connect and no AUTH.
+#[derive(Default)]
+pub struct SentinelLinks {
+    clients: std::collections::BTreeMap<String, SentinelClient>,
+}
+
+impl SentinelLinks {
+    /// A client for `addr` in the set (made when missing; nothing is sent).
+    fn ensure(
+        &mut self,
+        addr: &str,
+        password: Option<&Secret>,
+        io_timeout: Duration,
+    ) -> Result<(), String> {
+        if self.clients.contains_key(addr) {
+            return Ok(());
+        }
+        let hp: HostPort = addr.parse().map_err(|e| format!("bad address: {e}"))?;
+        let c = SentinelClient::new(hp, password, io_timeout).map_err(|e| e.cause())?;
+        self.clients.insert(addr.to_owned(), c);
+        Ok(())
+    }
+
+    /// Keeps exactly `addrs` and pings each (connecting when needed); errors are the next
+    /// crash's concern, not this call's.
+    pub async fn keep_warm(
+        &mut self,
+        addrs: &[String],
+        password: Option<&Secret>,
+        io_timeout: Duration,
+    ) {
+        self.clients.retain(|a, _| addrs.contains(a));
+        for a in addrs {
+            if let Err(error) = self.ensure(a, password, io_timeout) {
+                tracing::debug!(sentinel = %a, %error, "crash failover: no link to this Sentinel");
+            }
+        }
+        let pings = self.clients.iter_mut().map(|(a, c)| async move {
+            if let Err(e) = c.query(&redis::cmd("PING"), "PING").await {
+                tracing::debug!(sentinel = %a, error = %e.cause(), "crash failover: Sentinel link not answering");
+            }
+        });
+        futures::future::join_all(pings).await;
+    }
+}
+
 /// Why a crash failover was not forced.
 #[derive(Debug, thiserror::Error)]
 pub enum CrashFailoverError {
@@ -130,6 +177,9 @@ pub enum CrashFailoverError {
     NotHeld(#[from] crate::ballot::NotHeld),
     #[error("ballot lost: {0}")]
     Lost(#[from] crate::ballot::Lost),
+    /// The published master is not a `host:port`.
+    #[error("the crashed master's address {0} cannot be asked about")]
+    BadMaster(String),
     /// The elected Sentinel refused or did not answer `SENTINEL FAILOVER`.
     #[error("the elected Sentinel {sentinel} did not fail over: {error}")]
     Refused { sentinel: String, error: String },
@@ -138,6 +188,7 @@ pub enum CrashFailoverError {
 /// The crash failover of `master` at `epoch` ([`crate::ballot`]): poll every Sentinel, hold the
 /// ballot, force the failover on the Sentinel elected.
 pub async fn forced_after_ballot(
+    links: &mut SentinelLinks,
     sentinels: &[String],
     group: &str,
     master: &str,
@@ -145,25 +196,27 @@ pub async fn forced_after_ballot(
     password: Option<&Secret>,
     io_timeout: Duration,
 ) -> Result<Forced, CrashFailoverError> {
-    let mut clients = Vec::new();
+    let master_hp: HostPort = master
+        .parse()
+        .map_err(|e| CrashFailoverError::BadMaster(format!("{master:?}: {e}")))?;
     let mut failures = Vec::new();
     for s in sentinels {
-        match s
-            .parse::<HostPort>()
-            .map_err(|e| format!("bad address: {e}"))
-            .and_then(|hp| SentinelClient::new(hp, password, io_timeout).map_err(|e| e.cause()))
-        {
-            Ok(c) => clients.push((s.clone(), c)),
-            Err(error) => failures.push(Attempt {
+        if let Err(error) = links.ensure(s, password, io_timeout) {
+            failures.push(Attempt {
                 sentinel: s.clone(),
                 error,
-            }),
+            });
         }
     }
+    let mut clients: Vec<(&String, &mut SentinelClient)> = links
+        .clients
+        .iter_mut()
+        .filter(|(addr, _)| sentinels.contains(addr))
+        .collect();
     let polls = futures::future::join_all(
         clients
             .iter_mut()
-            .map(|(addr, c)| async move { poll(addr, c, group).await }),
+            .map(|(_, c)| async { c.ballot_poll(group, &master_hp).await }),
     )
     .await;
     let mut answered = Vec::new();
@@ -171,11 +224,17 @@ pub async fn forced_after_ballot(
     for ((addr, client), result) in clients.into_iter().zip(polls) {
         match result {
             Ok(p) => {
-                polled.push(p);
+                polled.push(crate::ballot::Polled {
+                    sentinel: addr.clone(),
+                    master: p.master,
+                    tilt: p.tilt,
+                    run_id: p.run_id,
+                    last_vote: p.last_vote,
+                });
                 answered.push(client);
             }
             Err(e) => failures.push(Attempt {
-                sentinel: addr,
+                sentinel: addr.clone(),
                 error: e.cause(),
             }),
         }
@@ -309,31 +368,6 @@ pub async fn see_through(
             return SeenThrough::GaveUp { retries, last };
         }
     }
-}
-
-/// Step 1 of the ballot on one Sentinel.
-async fn poll(
-    addr: &str,
-    c: &mut SentinelClient,
-    group: &str,
-) -> Result<crate::ballot::Polled, SentinelError> {
-    let master = c.master(group).await?;
-    let info = c
-        .query(redis::cmd("INFO").arg("sentinel"), "INFO sentinel")
-        .await?;
-    let tilt = redis_ha_common::redis_client::text(&info).is_some_and(|t| {
-        redis_ha_common::redis_client::info_fields(&t).get("sentinel_tilt") == Some(&"1")
-    });
-    let run_id = c.myid().await?;
-    // Epoch 0: reads the last vote, votes nothing.
-    let last_vote = c.vote(&master.address, 0, &run_id).await?;
-    Ok(crate::ballot::Polled {
-        sentinel: addr.to_owned(),
-        master,
-        tilt,
-        run_id,
-        last_vote,
-    })
 }
 
 #[cfg(test)]

@@ -22,7 +22,7 @@ use tracing::Instrument;
 use crate::config::CoordinatorConfig;
 use crate::failover::{
     forced_after_ballot, request_failover, see_through, CrashFailoverError, FailoverError, Forced,
-    SeenThrough,
+    SeenThrough, SentinelLinks,
 };
 use crate::metrics::CoordinatorMetrics;
 use crate::topology::CrashRequest;
@@ -30,6 +30,8 @@ use crate::topology::{addr_key, GroupState, Now, ReportOutcome, Settings};
 
 /// How often every group is re-derived without a report (staleness needs no report to show).
 const TICK: Duration = Duration::from_millis(250);
+/// Every this many ticks (5 s) the crash failover's Sentinel links are pinged.
+const WARM_LINKS_EVERY: u64 = 20;
 /// Groups created by agents' reports, at most: a misconfigured fleet must not grow memory
 /// without bound.
 const MAX_GROUPS: usize = 64;
@@ -47,6 +49,8 @@ struct Inner {
     settings: Settings,
     sentinel_password: Option<Secret>,
     io_timeout: Duration,
+    /// The crash failover's open links to the Sentinels (kept warm by [`Self::tick_until`]).
+    sentinel_links: tokio::sync::Mutex<SentinelLinks>,
     /// Ends open watch streams, so a graceful shutdown does not wait for clients.
     shutdown: CancellationToken,
     metrics: CoordinatorMetrics,
@@ -140,6 +144,7 @@ impl CoordinatorService {
                 groups: Mutex::new(groups),
                 settings,
                 sentinel_password: config.sentinel_password()?,
+                sentinel_links: tokio::sync::Mutex::new(SentinelLinks::default()),
                 io_timeout: config.io_timeout(),
                 shutdown,
                 metrics,
@@ -214,6 +219,7 @@ impl CoordinatorService {
                     .unwrap_or_default();
                 let password = this.inner.sentinel_password.as_ref();
                 let result = forced_after_ballot(
+                    &mut *this.inner.sentinel_links.lock().await,
                     &sentinels,
                     &group,
                     &request.master,
@@ -308,14 +314,47 @@ impl CoordinatorService {
         }
     }
 
+    /// Pings the Sentinels the crash failover would ask (in the background, skipped while a
+    /// crash failover holds the links), so their connections are open when a crash comes.
+    fn keep_sentinel_links_warm(&self) {
+        if !self.inner.settings.crash.enabled {
+            return;
+        }
+        let this = self.clone();
+        tokio::spawn(async move {
+            let now = Now::system();
+            let mut addrs: Vec<String> = this
+                .groups()
+                .values()
+                .flat_map(|g| g.state.sentinel_addresses(now))
+                .collect();
+            addrs.sort_unstable();
+            addrs.dedup();
+            if let Ok(mut links) = this.inner.sentinel_links.try_lock() {
+                links
+                    .keep_warm(
+                        &addrs,
+                        this.inner.sentinel_password.as_ref(),
+                        this.inner.io_timeout,
+                    )
+                    .await;
+            }
+        });
+    }
+
     /// Re-derives every group on a timer until `stop` is cancelled.
     pub async fn tick_until(self, stop: CancellationToken) {
         let mut interval = tokio::time::interval(TICK);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut ticks: u64 = 0;
         loop {
             tokio::select! {
                 _ = stop.cancelled() => return,
                 _ = interval.tick() => {
+                    ticks = ticks.wrapping_add(1);
+                    if ticks % WARM_LINKS_EVERY == 1 {
+                        self.keep_sentinel_links_warm();
+                    }
                     let now = Now::system();
                     let mut due = Vec::new();
                     for (name, g) in self.groups().iter_mut() {

@@ -15,6 +15,18 @@ use crate::reply::{
     SentinelMaster, SentinelReplica, Vote,
 };
 
+/// One Sentinel's answers to [`SentinelClient::ballot_poll`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BallotPoll {
+    pub master: SentinelMaster,
+    /// `INFO sentinel` says `sentinel_tilt:1`.
+    pub tilt: bool,
+    /// `SENTINEL MYID`.
+    pub run_id: String,
+    /// Its last vote about the master asked for.
+    pub last_vote: Vote,
+}
+
 /// Why a call to a Sentinel failed: names the Sentinel, the command and the cause.
 pub type SentinelError = LinkError;
 
@@ -137,6 +149,52 @@ impl SentinelClient {
             )
             .await?;
         parse_vote(&v).map_err(|e| self.link.reply_error(&label, e))
+    }
+
+    /// What a crash failover's ballot needs of this Sentinel, in one round trip: `SENTINEL
+    /// MASTER <group>`, whether `INFO sentinel` says TILT, `SENTINEL MYID`, and its last vote
+    /// on `master` (the vote request at epoch 0, which votes nothing).
+    pub async fn ballot_poll(
+        &mut self,
+        group: &str,
+        master: &HostPort,
+    ) -> Result<BallotPoll, SentinelError> {
+        let label = format!("SENTINEL MASTER/MYID/IS-MASTER-DOWN-BY-ADDR {group} + INFO sentinel");
+        let mut pipe = redis::pipe();
+        pipe.cmd("SENTINEL").arg("MASTER").arg(group);
+        pipe.cmd("INFO").arg("sentinel");
+        pipe.cmd("SENTINEL").arg("MYID");
+        pipe.cmd("SENTINEL")
+            .arg("IS-MASTER-DOWN-BY-ADDR")
+            .arg(&master.host)
+            .arg(master.port)
+            .arg(0)
+            .arg("redis-ha-read-vote");
+        let replies = self.link.query_pipeline(&pipe, &label).await?;
+        let [m, info, id, vote] = replies.as_slice() else {
+            return Err(self.link.reply_error(
+                &label,
+                ReplyError::Shape(format!("{} replies to 4 commands", replies.len())),
+            ));
+        };
+        let parsed = (|| {
+            let master = parse_master(m)?;
+            let tilt = crate::reply::text(info).is_some_and(|t| {
+                redis_ha_common::redis_client::info_fields(&t).get("sentinel_tilt") == Some(&"1")
+            });
+            let run_id = crate::reply::text(id)
+                .map(|t| t.trim().to_owned())
+                .filter(|t| !t.is_empty())
+                .ok_or_else(|| ReplyError::invalid("myid", format!("{id:?}")))?;
+            let last_vote = parse_vote(vote)?;
+            Ok(BallotPoll {
+                master,
+                tilt,
+                run_id,
+                last_vote,
+            })
+        })();
+        parsed.map_err(|e| self.link.reply_error(&label, e))
     }
 
     /// A separate connection subscribed to the channels matching `pattern` (`*` for every

@@ -9,8 +9,8 @@ pub mod quorum;
 pub mod reply;
 
 pub use client::{
-    ask_all, ask_each, partition_results, EventSubscription, SentinelClient, SentinelError,
-    SentinelMessage,
+    ask_all, ask_each, partition_results, BallotPoll, EventSubscription, SentinelClient,
+    SentinelError, SentinelMessage,
 };
 pub use events::{parse_event, EventKind, EventParseError, FailoverEffect, ParsedEvent, Payload};
 pub use quorum::{named_master, same_node, MasterView, NamedMaster};
