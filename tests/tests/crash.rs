@@ -172,6 +172,42 @@ async fn assert_sentinels_own_failover(
     assert_one_failover(events, since);
 }
 
+/// What [`kill_master_under_writes`] saw.
+struct Killed {
+    killed_at: Instant,
+    old_port: u16,
+    new: usize,
+    new_addr: String,
+    new_port: u16,
+    records: Vec<WriteRecord>,
+}
+
+/// SIGKILLs node 1 (the master) under a writer through HAProxy (a fresh connection every
+/// 5 ms) and waits for the Sentinels' new master to acknowledge one.
+async fn kill_master_under_writes(s: &mut Stack, name: &str) -> Killed {
+    let old = s.cluster.node(1).addr();
+    let old_port = s.cluster.node(1).port();
+    let writer = Writer::start(
+        s.haproxy.frontend_port(),
+        name,
+        WriteMode::NewConnectionEachWrite,
+        Duration::from_millis(5),
+    );
+    let killed_at = Instant::now();
+    s.cluster.node_mut(1).kill();
+    let (new, new_addr) = s.cluster.wait_new_master_node(&old).await;
+    let new_port = s.cluster.node(new).port();
+    writes_until_new_master_acks(new_port, killed_at, &writer).await;
+    Killed {
+        killed_at,
+        old_port,
+        new,
+        new_addr,
+        new_port,
+        records: writer.finish().await,
+    }
+}
+
 /// Waits until the coordinator's events show a crash failover a Sentinel accepted; all events.
 async fn wait_crash_accepted(cluster: &Cluster) -> Vec<Event> {
     cluster
@@ -189,21 +225,14 @@ async fn wait_crash_accepted(cluster: &Cluster) -> Vec<Event> {
 async fn crashed_master_is_failed_over_before_any_sentinel_sees_it_down() {
     let mut s = stack(5000).await;
     let events = SentinelEvents::subscribe(&s.cluster).await;
-    let old = s.cluster.node(1).addr();
-    let old_port = s.cluster.node(1).port();
-    let writer = Writer::start(
-        s.haproxy.frontend_port(),
-        "crash",
-        WriteMode::NewConnectionEachWrite,
-        Duration::from_millis(5),
-    );
-
-    let killed_at = Instant::now();
-    s.cluster.node_mut(1).kill();
-    let (new, _) = s.cluster.wait_new_master_node(&old).await;
-    let new_port = s.cluster.node(new).port();
-    writes_until_new_master_acks(new_port, killed_at, &writer).await;
-    let records = writer.finish().await;
+    let Killed {
+        killed_at,
+        old_port,
+        new,
+        new_port,
+        records,
+        ..
+    } = kill_master_under_writes(&mut s, "crash").await;
 
     // The coordinator asked, and a Sentinel accepted.
     let accepted = wait_crash_accepted(&s.cluster).await;
@@ -267,20 +296,14 @@ async fn crashed_master_is_failed_over_before_any_sentinel_sees_it_down() {
 async fn crash_at_a_short_down_after_is_failed_over_once() {
     let mut s = stack(1000).await;
     let events = SentinelEvents::subscribe(&s.cluster).await;
-    let old = s.cluster.node(1).addr();
-    let old_port = s.cluster.node(1).port();
-    let writer = Writer::start(
-        s.haproxy.frontend_port(),
-        "crash-1000",
-        WriteMode::NewConnectionEachWrite,
-        Duration::from_millis(5),
-    );
-    let killed_at = Instant::now();
-    s.cluster.node_mut(1).kill();
-    let (new, new_addr) = s.cluster.wait_new_master_node(&old).await;
-    let new_port = s.cluster.node(new).port();
-    writes_until_new_master_acks(new_port, killed_at, &writer).await;
-    let records = writer.finish().await;
+    let Killed {
+        killed_at,
+        old_port,
+        new_addr,
+        new_port,
+        records,
+        ..
+    } = kill_master_under_writes(&mut s, "crash-1000").await;
 
     let evs = s
         .cluster

@@ -302,24 +302,24 @@ impl RedisLink {
         label: &str,
     ) -> Result<Vec<Value>, LinkError> {
         let mut conn = self.connection().await?;
-        match tokio::time::timeout(self.timeout, pipe.query_async::<Vec<Value>>(&mut conn)).await {
-            Err(_) => {
-                self.conn = None;
-                Err(self.timeout_error(label))
-            }
-            Ok(Err(e)) => {
-                if !is_server_reply(&e) {
-                    self.conn = None;
-                }
-                Err(self.command_error(label, &e))
-            }
-            Ok(Ok(v)) => Ok(v),
-        }
+        let r = tokio::time::timeout(self.timeout, pipe.query_async::<Vec<Value>>(&mut conn)).await;
+        self.settle(r, label)
     }
 
     async fn query_once(&mut self, cmd: &Cmd, label: &str) -> Result<Value, LinkError> {
         let mut conn = self.connection().await?;
-        match tokio::time::timeout(self.timeout, cmd.query_async::<Value>(&mut conn)).await {
+        let r = tokio::time::timeout(self.timeout, cmd.query_async::<Value>(&mut conn)).await;
+        self.settle(r, label)
+    }
+
+    /// A call's outcome under the timeout: a timeout or a broken connection drops it, a
+    /// server's error reply keeps it.
+    fn settle<T>(
+        &mut self,
+        r: Result<Result<T, RedisError>, tokio::time::error::Elapsed>,
+        label: &str,
+    ) -> Result<T, LinkError> {
+        match r {
             Err(_) => {
                 self.conn = None;
                 Err(self.timeout_error(label))
