@@ -200,7 +200,10 @@ render() {
 generate_configs() {
     local n replicaof
     render "$SCRIPT_DIR/local/coordinator.toml.tmpl" "$RUN_DIR/coordinator.toml" \
-        "GRPC_PORT=$GRPC_PORT" "GROUP=$GROUP" "METRICS_PORT=${PORTS[coordinator-metrics]}"
+        "GRPC_PORT=$GRPC_PORT" "GROUP=$GROUP" "METRICS_PORT=${PORTS[coordinator-metrics]}" \
+        "REDIS_1=${PORTS[redis-1]}" "REDIS_2=${PORTS[redis-2]}" "REDIS_3=${PORTS[redis-3]}" \
+        "SENTINEL_1=${PORTS[sentinel-1]}" "SENTINEL_2=${PORTS[sentinel-2]}" \
+        "SENTINEL_3=${PORTS[sentinel-3]}"
     for n in 1 2 3; do
         mkdir -p "$RUN_DIR/node-$n"
         replicaof=""
@@ -323,6 +326,7 @@ start_proxy() {
     render "$SCRIPT_DIR/local/reloader.toml.tmpl" "$RUN_DIR/reloader.toml" \
         "GRPC_PORT=$GRPC_PORT" "GROUP=$GROUP" "RUN_DIR=$RUN_DIR" "SENTINEL_1=${PORTS[sentinel-1]}" \
         "SENTINEL_2=${PORTS[sentinel-2]}" "SENTINEL_3=${PORTS[sentinel-3]}" \
+        "REDIS_1=${PORTS[redis-1]}" "REDIS_2=${PORTS[redis-2]}" "REDIS_3=${PORTS[redis-3]}" \
         "METRICS_PORT=${PORTS[reloader-metrics]}"
     REDIS_HA_PROXY_BIND="127.0.0.1:${PORTS[haproxy]}" \
         REDIS_HA_RUNTIME_API="$RUN_DIR/haproxy.sock" \

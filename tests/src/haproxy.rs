@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use redis::aio::MultiplexedConnection;
 use redis_ha_common::HostPort;
 use redis_ha_reloader::runtime::{Observation, RuntimeAddr, RuntimeClient, RuntimeError};
-use redis_ha_reloader::{Reloader, ReloaderConfig, ReloaderStatus};
+use redis_ha_reloader::{NodeConfig, Reloader, ReloaderConfig, ReloaderStatus};
 use redis_ha_testkit as kit;
 use redis_ha_testkit::client::{self, config_port};
 use redis_ha_testkit::haproxy::{HaproxySpec, BACKEND};
@@ -117,6 +117,13 @@ impl Cluster {
                 .collect(),
             sentinel_quorum: 2,
             metrics_addr: String::new(),
+            // The restricted mode every shipped configuration runs.
+            nodes: (1..=NODES)
+                .map(|i| NodeConfig {
+                    id: format!("node-{i}"),
+                    redis: HostPort::new("127.0.0.1", self.node(i).port()),
+                })
+                .collect(),
             ..ReloaderConfig::default()
         }
     }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use redis_ha_agent::AgentConfig;
 use redis_ha_common::HostPort;
-use redis_ha_coordinator::{CoordinatorConfig, InProcess};
+use redis_ha_coordinator::{CoordinatorConfig, InProcess, NodeConfig};
 use redis_ha_proto::v1::coordinator_client::CoordinatorClient;
 use redis_ha_proto::v1::{Event, Topology};
 use redis_ha_testkit::coordinator::Api;
@@ -130,6 +130,14 @@ impl Cluster {
             stale_after_ms: self.options().stale_after_ms,
             // In-process sidecars serve no metrics (the binaries in `binaries.rs` do).
             metrics_addr: String::new(),
+            // The restricted mode every shipped configuration runs.
+            nodes: (1..=NODES)
+                .map(|i| NodeConfig {
+                    id: format!("node-{i}"),
+                    redis: HostPort::new("127.0.0.1", self.node(i).port()),
+                    sentinel: HostPort::new("127.0.0.1", self.sentinel_port(i)),
+                })
+                .collect(),
             ..CoordinatorConfig::default()
         }
     }

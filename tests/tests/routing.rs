@@ -6,7 +6,8 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use redis::aio::MultiplexedConnection;
-use redis_ha_proto::v1::Health;
+use redis_ha_common::time::now_ms;
+use redis_ha_proto::v1::{AgentReport, Health, RedisStatus, Role, SentinelEvent, SentinelStatus};
 use redis_ha_reloader::decision::Source;
 use redis_ha_tests::haproxy::{Haproxy, ReloaderTask, WriteMode, WriteRecord, Writer};
 use redis_ha_tests::kit::client;
@@ -416,4 +417,119 @@ async fn remaining_replica_follows_the_promotion_before_sentinel_reconfigures_it
         .collect();
     let port = wait_routed_to_sentinel_master(&s.cluster, &s.haproxy).await;
     assert_acked_present(&s.cluster, port, &after).await;
+}
+
+/// Issue #11: a forged report whose Sentinel (at a configured Sentinel's address) names a
+/// made-up master at epoch +1000, and whose `+selected-slave` selects it, moves neither the
+/// coordinator's master nor its epoch nor HAProxy: a master is only ever a configured node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_made_up_master_is_never_published_nor_routed_to() {
+    let s = stack().await;
+    let api = s.cluster.api();
+    let group = s.cluster.group().to_owned();
+    let before = api
+        .topology()
+        .await
+        .unwrap_or_else(|e| panic!("GetTopology: {e}"));
+    let master = s.cluster.node(1).port();
+    // Port 1: nothing listens there, and it is no node of the cluster.
+    let foreign = "127.0.0.1:1".to_owned();
+    let epoch = before.config_epoch + 1000;
+    let report = AgentReport {
+        agent_id: "rogue".into(),
+        master_group: group.clone(),
+        sequence: 1,
+        agent_started_at_ms: now_ms(),
+        reason: "forged".into(),
+        redis: Some(RedisStatus {
+            address: foreign.clone(),
+            reachable: true,
+            role: Role::Master as i32,
+            ..Default::default()
+        }),
+        sentinel: Some(SentinelStatus {
+            address: format!("127.0.0.1:{}", s.cluster.sentinel_port(1)),
+            reachable: true,
+            master_address: foreign.clone(),
+            config_epoch: epoch,
+            current_epoch: epoch,
+            master_flags: vec!["master".into()],
+            ..Default::default()
+        }),
+        events: vec![SentinelEvent {
+            kind: "+selected-slave".into(),
+            payload: format!("slave {foreign} 127.0.0.1 1 @ {group} 127.0.0.1 {master}"),
+            epoch,
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let ack = api
+        .client()
+        .report(report)
+        .await
+        .unwrap_or_else(|e| panic!("Report: {e}"))
+        .into_inner();
+
+    // The report was applied and derived before the answer: the master and epoch stand.
+    let t = api
+        .topology()
+        .await
+        .unwrap_or_else(|e| panic!("GetTopology: {e}"));
+    assert!(t.version >= ack.topology_version);
+    assert_eq!(t.master_address, before.master_address, "{t:?}");
+    assert_eq!(t.config_epoch, before.config_epoch, "{t:?}");
+    let rogue = t
+        .nodes
+        .iter()
+        .find(|n| n.node == "rogue")
+        .unwrap_or_else(|| panic!("the forged node is not shown: {t:?}"));
+    assert!(!rogue.is_master);
+    assert!(rogue.error.contains("not a configured node"), "{rogue:?}");
+
+    // The reloader took that version (or a later one) and still routes to node 1; no HAProxy
+    // server was moved to the made-up address.
+    let rx = s.reloader().status_receiver();
+    wait_until(
+        "the reloader to take the topology after the forged report",
+        READY_TIMEOUT,
+        || {
+            let d = rx.borrow().decision.clone();
+            async move {
+                match d.as_ref().map(|d| &d.source) {
+                    Some(Source::Coordinator { version, .. })
+                        if *version >= ack.topology_version =>
+                    {
+                        Ok(())
+                    }
+                    _ => Err(format!("{d:?}")),
+                }
+            }
+        },
+    )
+    .await;
+    let d = s
+        .reloader()
+        .status()
+        .decision
+        .unwrap_or_else(|| panic!("no decision"));
+    assert_eq!(
+        d.master_address().map(ToString::to_string),
+        Some(before.master_address.clone())
+    );
+    assert!(
+        d.nodes.iter().all(|n| n.address.port != 1),
+        "the forged node is in the reloader's decision: {d:?}"
+    );
+    let observed = s
+        .haproxy
+        .observe()
+        .await
+        .unwrap_or_else(|e| panic!("show servers state: {e}"));
+    assert!(
+        observed.servers.iter().all(|srv| srv.srv_port != 1),
+        "a HAProxy server points at the made-up address: {:?}",
+        observed.servers
+    );
+    assert_eq!(s.haproxy.routed_port().await, Some(master));
 }

@@ -5,8 +5,11 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use redis_ha_common::{load_config, ConfigError, Secret};
+use redis_ha_common::{load_config, ConfigError, HostPort, Secret};
+use redis_ha_sentinel::same_node;
 use serde::{Deserialize, Serialize};
+
+use crate::topology::NodeList;
 
 /// Prefix of the environment variables that override the file, e.g. `REDIS_HA_COORDINATOR_LISTEN_ADDR`.
 pub const ENV_PREFIX: &str = "REDIS_HA_COORDINATOR_";
@@ -38,6 +41,24 @@ pub struct CoordinatorConfig {
     /// container died) and a majority of agents cannot reach it, ask a Sentinel for the
     /// failover at once instead of waiting for its down-after (see the README).
     pub crash_failover: bool,
+    /// The group's nodes (`[[nodes]]` tables): a master is only ever one of these, and the
+    /// coordinator only asks (and sends the password to) the Sentinels listed here. Addresses
+    /// are compared as written (case-insensitive host, IPv6 with or without brackets), not
+    /// resolved: spell them as the agents and the Sentinels do. Empty: every reported
+    /// address is accepted (the behaviour before the list; a warning at start).
+    pub nodes: Vec<NodeConfig>,
+}
+
+/// One configured node (`[[nodes]]`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// The node's id (its agent's `node_id`), for the log.
+    pub id: String,
+    /// Its Redis address (`host:port`), as its agent and the Sentinels name it.
+    pub redis: HostPort,
+    /// Its Sentinel's address (`host:port`), as its agent reports it.
+    pub sentinel: HostPort,
 }
 
 impl Default for CoordinatorConfig {
@@ -52,6 +73,7 @@ impl Default for CoordinatorConfig {
             io_timeout_ms: 2000,
             metrics_addr: "0.0.0.0:9122".into(),
             crash_failover: true,
+            nodes: Vec::new(),
         }
     }
 }
@@ -101,7 +123,46 @@ impl CoordinatorConfig {
         }
         self.sentinel_password()?;
         self.metrics_socket_addr()?;
+        self.validate_nodes()?;
         Ok(())
+    }
+
+    /// Ids and addresses of `nodes` non-empty and distinct (two nodes at one address would
+    /// make the list mean less than it says).
+    fn validate_nodes(&self) -> Result<(), ConfigError> {
+        for (i, n) in self.nodes.iter().enumerate() {
+            if n.id.trim().is_empty() {
+                return Err(ConfigError::invalid(
+                    &format!("nodes[{i}].id"),
+                    &n.id,
+                    "must not be empty",
+                ));
+            }
+            for (j, m) in self.nodes.iter().enumerate().take(i) {
+                let same = if n.id == m.id {
+                    Some(("id", n.id.clone()))
+                } else if same_node(&n.redis, &m.redis) {
+                    Some(("redis", n.redis.to_string()))
+                } else if same_node(&n.sentinel, &m.sentinel) {
+                    Some(("sentinel", n.sentinel.to_string()))
+                } else {
+                    None
+                };
+                if let Some((field, value)) = same {
+                    return Err(ConfigError::invalid(
+                        &format!("nodes[{i}].{field}"),
+                        value,
+                        format!("the same as nodes[{j}].{field}: every node must be distinct"),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The configured nodes, as the decision uses them (empty: no restriction).
+    pub fn node_list(&self) -> NodeList {
+        NodeList::new(self.nodes.iter().map(|n| (&n.redis, &n.sentinel)))
     }
 
     /// The metrics endpoint's address, `None` when disabled.
@@ -217,5 +278,147 @@ mod tests {
             assert!(e.contains("stale_after"), "{e}");
             Ok(())
         });
+    }
+
+    fn node(id: &str, redis: &str, sentinel: &str) -> NodeConfig {
+        NodeConfig {
+            id: id.into(),
+            redis: redis.parse().unwrap(),
+            sentinel: sentinel.parse().unwrap(),
+        }
+    }
+
+    #[test]
+    fn nodes_from_the_file_and_the_environment() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "c.toml",
+                r#"
+                master_group = "g"
+                [[nodes]]
+                id = "node-1"
+                redis = "redis-1:9001"
+                sentinel = "sentinel-1:19001"
+                [[nodes]]
+                id = "node-2"
+                redis = "[::1]:9002"
+                sentinel = "[::1]:19002"
+                "#,
+            )?;
+            let c = CoordinatorConfig::load(Some(Path::new("c.toml"))).unwrap();
+            assert_eq!(
+                c.nodes,
+                [
+                    node("node-1", "redis-1:9001", "sentinel-1:19001"),
+                    node("node-2", "[::1]:9002", "[::1]:19002"),
+                ]
+            );
+            let list = c.node_list();
+            assert!(list.allows_redis("Redis-1:9001") && list.allows_redis("::1:9002"));
+            assert!(list.allows_sentinel("sentinel-1:19001"));
+            assert!(!list.allows_redis("127.0.0.1:9001"));
+
+            jail.set_env(
+                "REDIS_HA_COORDINATOR_NODES",
+                r#"[{id="a", redis="10.0.0.1:9001", sentinel="10.0.0.1:19001"}]"#,
+            );
+            let c = CoordinatorConfig::load(Some(Path::new("c.toml"))).unwrap();
+            assert_eq!(c.nodes, [node("a", "10.0.0.1:9001", "10.0.0.1:19001")]);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn no_nodes_means_no_restriction() {
+        let c = CoordinatorConfig::default();
+        assert!(c.nodes.is_empty());
+        assert!(!c.node_list().is_restricted());
+    }
+
+    #[test]
+    fn node_refusals_name_the_key() {
+        let ok = || {
+            vec![
+                node("node-1", "redis-1:9001", "sentinel-1:19001"),
+                node("node-2", "redis-2:9002", "sentinel-2:19002"),
+            ]
+        };
+        type Change = fn(&mut Vec<NodeConfig>);
+        let cases: [(&str, &str, Change); 4] = [
+            ("nodes[1].id", " ", |n| n[1].id = " ".into()),
+            ("nodes[1].id", "node-1", |n| n[1].id = "node-1".into()),
+            // The same node spelled differently is still the same node.
+            ("nodes[1].redis", "REDIS-1:9001", |n| {
+                n[1].redis = "REDIS-1:9001".parse().unwrap();
+            }),
+            ("nodes[1].sentinel", "sentinel-1:19001", |n| {
+                n[1].sentinel = "sentinel-1:19001".parse().unwrap();
+            }),
+        ];
+        for (key, value, change) in cases {
+            let mut c = CoordinatorConfig {
+                nodes: ok(),
+                ..Default::default()
+            };
+            c.validate().unwrap();
+            change(&mut c.nodes);
+            let e = c.validate().unwrap_err().to_string();
+            assert!(e.contains(key) && e.contains(value), "{key} = {value}: {e}");
+        }
+        // A bad address is refused when read, naming the key.
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "c.toml",
+                "[[nodes]]\nid = \"n\"\nredis = \"redis-1\"\nsentinel = \"s:1\"\n",
+            )?;
+            let e = CoordinatorConfig::load(Some(Path::new("c.toml")))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("nodes") && e.contains("redis-1"), "{e}");
+            Ok(())
+        });
+    }
+
+    /// Every shipped configuration runs the restricted mode: the swarm stack's file and the
+    /// template `deploy/up.sh --local` renders list the three nodes.
+    #[test]
+    fn shipped_configurations_list_the_nodes() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        // The stack's file reads the password from a Docker secret: its nodes are checked
+        // alone.
+        let stack: CoordinatorConfig = load_config(
+            Some(&root.join("deploy/stack/config/coordinator.toml")),
+            "REDIS_HA_COORDINATOR_TEST_UNUSED_",
+        )
+        .unwrap();
+        stack.validate_nodes().unwrap();
+        assert_eq!(stack.nodes.len(), 3);
+        assert!(stack.node_list().allows_redis("redis-2:9002"));
+        assert!(stack.node_list().allows_sentinel("sentinel-3:19003"));
+
+        let template =
+            std::fs::read_to_string(root.join("deploy/local/coordinator.toml.tmpl")).unwrap();
+        let values: Vec<(&str, String)> = vec![
+            ("GRPC_PORT", "7000".into()),
+            ("GROUP", "g".into()),
+            ("METRICS_PORT", "7001".into()),
+            ("REDIS_1", "7011".into()),
+            ("REDIS_2", "7012".into()),
+            ("REDIS_3", "7013".into()),
+            ("SENTINEL_1", "7021".into()),
+            ("SENTINEL_2", "7022".into()),
+            ("SENTINEL_3", "7023".into()),
+        ];
+        let text = redis_ha_common::template::fill(&template, &values).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("coordinator.toml");
+        std::fs::write(&path, text).unwrap();
+        let local: CoordinatorConfig =
+            load_config(Some(&path), "REDIS_HA_COORDINATOR_TEST_UNUSED_").unwrap();
+        local.validate().unwrap();
+        assert_eq!(
+            local.nodes[2],
+            node("node-3", "127.0.0.1:7013", "127.0.0.1:7023")
+        );
     }
 }

@@ -17,7 +17,7 @@ use std::time::Duration;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 
-pub use config::CoordinatorConfig;
+pub use config::{CoordinatorConfig, NodeConfig};
 pub use redis_ha_common::ConfigError;
 pub use service::CoordinatorService;
 
@@ -115,6 +115,16 @@ pub async fn serve(
         stale_after_ms = config.stale_after_ms,
         "coordinator serving"
     );
+    if config.nodes.is_empty() {
+        tracing::warn!(
+            "no node list configured (`nodes`): any address an agent or a Sentinel reports may become master, and the Sentinel password goes to any reported Sentinel; list the group's nodes"
+        );
+    } else {
+        tracing::info!(
+            nodes = ?config.nodes.iter().map(|n| format!("{} redis={} sentinel={}", n.id, n.redis, n.sentinel)).collect::<Vec<_>>(),
+            "a master is only ever one of the configured nodes"
+        );
+    }
     let coordinator = service
         .clone()
         .into_server()

@@ -66,6 +66,15 @@ pub struct CoordinatorMetrics {
     pub node_link_up: Family<NodeLabels, Gauge>,
     pub sentinel_events: Family<EventLabels, Counter>,
     pub crash_failovers: Family<OutcomeLabels, Counter>,
+    pub foreign_addresses: Family<ForeignLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ForeignLabels {
+    pub group: String,
+    /// What named it: `node` (an agent's own Redis), `sentinel` (an agent's Sentinel),
+    /// `sentinel-master` (the master a Sentinel names), `promotion` (a `+selected-slave`).
+    pub kind: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -162,6 +171,12 @@ impl CoordinatorMetrics {
                 "Crash failovers requested from a Sentinel (master process gone, majority of agents cannot reach it), by outcome",
                 Family::default(),
             ),
+            foreign_addresses: registered(
+                &mut r,
+                "foreign_addresses",
+                "Addresses outside the configured node list named in agents' reports (ignored for deciding the master), by what named them",
+                Family::default(),
+            ),
         };
         (m, r)
     }
@@ -244,6 +259,15 @@ impl CoordinatorMetrics {
             .inc();
     }
 
+    pub fn foreign_address(&self, group: &str, kind: &'static str) {
+        self.foreign_addresses
+            .get_or_create(&ForeignLabels {
+                group: group.to_owned(),
+                kind,
+            })
+            .inc();
+    }
+
     pub fn sentinel_event(&self, group: &str, kind: &str) {
         self.sentinel_events
             .get_or_create(&EventLabels {
@@ -299,6 +323,7 @@ mod tests {
         m.master_changed(&t);
         m.request("Report", tonic::Code::Ok);
         m.sentinel_event("g", "+switch-master");
+        m.foreign_address("g", "sentinel-master");
         let s = text(&r);
         for line in [
             "redis_ha_coordinator_topology_version{group=\"g\"} 5",
@@ -313,6 +338,7 @@ mod tests {
             "redis_ha_coordinator_node_master_link_up{group=\"g\",node=\"node-2\"} 0",
             "redis_ha_coordinator_grpc_requests_total{method=\"Report\",code=\"OK\"} 1",
             "redis_ha_coordinator_sentinel_events_total{group=\"g\",kind=\"+switch-master\"} 1",
+            "redis_ha_coordinator_foreign_addresses_total{group=\"g\",kind=\"sentinel-master\"} 1",
         ] {
             assert!(s.lines().any(|l| l == line), "missing {line:?} in\n{s}");
         }

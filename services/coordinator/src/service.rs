@@ -132,6 +132,7 @@ impl CoordinatorService {
             crash: crate::crash::CrashSettings {
                 enabled: config.crash_failover,
             },
+            nodes: config.node_list(),
         };
         let (metrics, registry) = CoordinatorMetrics::new();
         let mut groups = BTreeMap::new();
@@ -473,6 +474,19 @@ impl CoordinatorService {
                     held_started_at_ms,
                     held_sequence,
                     "report not newer than the one held: ignored"
+                );
+            }
+        }
+        for f in group.state.take_foreign() {
+            self.inner
+                .metrics
+                .foreign_address(&group_name, f.kind.as_str());
+            if f.first {
+                tracing::warn!(
+                    agent = %f.agent,
+                    kind = f.kind.as_str(),
+                    address = %f.address,
+                    "report names an address outside the configured node list: ignored for deciding the master (logged once per agent and address)"
                 );
             }
         }

@@ -15,6 +15,11 @@
 //!    the proxy switch before `+switch-master`;
 //! 4. with no view at all the last decision is kept ("last-known");
 //! 5. a floor: the published epoch never goes back while the process lives.
+//!
+//! A master is only ever a configured node ([`NodeList`]): a Sentinel view naming another
+//! address (or coming from a Sentinel not in the list) and a promotion selecting another
+//! address are left out of steps 2 and 3, so they can neither be published nor move the
+//! floor. Each such sighting is reported once per report ([`GroupState::take_foreign`]).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
@@ -67,6 +72,81 @@ impl Now {
     }
 }
 
+/// The configured nodes: their Redis and Sentinel addresses, compared by [`addr_key`]
+/// (case-insensitive host, IPv6 with or without brackets; names are not resolved). Empty:
+/// unrestricted, every reported address is accepted.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NodeList {
+    redis: BTreeSet<String>,
+    sentinels: BTreeSet<String>,
+}
+
+impl NodeList {
+    /// The list of these (Redis, Sentinel) address pairs.
+    pub fn new<'a>(nodes: impl IntoIterator<Item = (&'a HostPort, &'a HostPort)>) -> Self {
+        let mut list = Self::default();
+        for (redis, sentinel) in nodes {
+            list.redis.insert(addr_key(&redis.to_string()));
+            list.sentinels.insert(addr_key(&sentinel.to_string()));
+        }
+        list
+    }
+
+    /// False when no node is configured (every address is accepted).
+    pub fn is_restricted(&self) -> bool {
+        !self.redis.is_empty()
+    }
+
+    /// May the node at `addr` be master?
+    pub fn allows_redis(&self, addr: &str) -> bool {
+        !self.is_restricted() || self.redis.contains(&addr_key(addr))
+    }
+
+    /// Is `addr` a configured Sentinel (one whose view counts, one the coordinator may ask)?
+    pub fn allows_sentinel(&self, addr: &str) -> bool {
+        !self.is_restricted() || self.sentinels.contains(&addr_key(addr))
+    }
+}
+
+/// What names an address outside the node list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ForeignKind {
+    /// The agent's own Redis address.
+    Node,
+    /// The agent's Sentinel's address.
+    Sentinel,
+    /// The master the agent's Sentinel names.
+    SentinelMaster,
+    /// The replica a `+selected-slave` (or `+failover-state-send-slaveof-noone`) selects.
+    Promotion,
+}
+
+impl ForeignKind {
+    /// The metric label and log field.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Node => "node",
+            Self::Sentinel => "sentinel",
+            Self::SentinelMaster => "sentinel-master",
+            Self::Promotion => "promotion",
+        }
+    }
+}
+
+/// An applied report named an address outside the node list (ignored for deciding the master).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Foreign {
+    pub agent: String,
+    pub kind: ForeignKind,
+    /// As the report spelled it.
+    pub address: String,
+    /// The first time this agent named this address so: to be logged (later ones only counted).
+    pub first: bool,
+}
+
+/// (agent, kind, address) sightings remembered for "log once"; beyond, sightings are only counted.
+const MAX_FOREIGN_LOGGED: usize = 1024;
+
 /// Per-group tuning, from the configuration.
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -75,6 +155,8 @@ pub struct Settings {
     /// Events kept in the ring.
     pub event_history: usize,
     pub crash: CrashSettings,
+    /// The configured nodes: the only possible masters and the only Sentinels that count.
+    pub nodes: NodeList,
 }
 
 impl Default for Settings {
@@ -83,6 +165,7 @@ impl Default for Settings {
             stale_after: Duration::from_millis(3000),
             event_history: 256,
             crash: CrashSettings::default(),
+            nodes: NodeList::default(),
         }
     }
 }
@@ -155,6 +238,10 @@ pub struct GroupState {
     published: Option<Arc<Topology>>,
     /// The master and epoch of the last crash failover requested: never twice for one.
     crash_requested: Option<(String, u64)>,
+    /// Foreign addresses found in reports since the last [`GroupState::take_foreign`].
+    foreign: Vec<Foreign>,
+    /// (agent, kind, normalized address) already reported as `first`.
+    foreign_logged: BTreeSet<(String, ForeignKind, String)>,
 }
 
 /// What one derivation found, beyond the topology itself.
@@ -185,6 +272,8 @@ impl GroupState {
             version: 0,
             published: None,
             crash_requested: None,
+            foreign: Vec::new(),
+            foreign_logged: BTreeSet::new(),
         }
     }
 
@@ -202,7 +291,9 @@ impl GroupState {
         self.decided.as_ref()
     }
 
-    /// Sentinel addresses the agents reported, fresh and reachable ones first.
+    /// Sentinel addresses the agents reported, fresh and reachable ones first; only
+    /// configured ones (see [`NodeList`]): the coordinator never asks, nor sends the password
+    /// to, another address.
     pub fn sentinel_addresses(&self, now: Now) -> Vec<String> {
         let mut good = Vec::new();
         let mut other = Vec::new();
@@ -210,7 +301,7 @@ impl GroupState {
             let Some(s) = entry.report.sentinel.as_ref() else {
                 continue;
             };
-            if s.address.trim().is_empty() {
+            if s.address.trim().is_empty() || !self.settings.nodes.allows_sentinel(&s.address) {
                 continue;
             }
             if self.is_fresh(entry, now) && s.reachable {
@@ -224,6 +315,49 @@ impl GroupState {
             .chain(other)
             .filter(|a| seen.insert(addr_key(a)))
             .collect()
+    }
+
+    /// The addresses outside the node list found in the reports applied since the last call
+    /// (one entry per report and address), for the metrics and the log.
+    pub fn take_foreign(&mut self) -> Vec<Foreign> {
+        std::mem::take(&mut self.foreign)
+    }
+
+    /// Records that `agent` named `address` (outside the node list) as `kind`.
+    fn note_foreign(&mut self, agent: &str, kind: ForeignKind, address: &str) {
+        let key = (agent.to_owned(), kind, addr_key(address));
+        let first = !self.foreign_logged.contains(&key)
+            && self.foreign_logged.len() < MAX_FOREIGN_LOGGED
+            && self.foreign_logged.insert(key);
+        self.foreign.push(Foreign {
+            agent: agent.to_owned(),
+            kind,
+            address: address.to_owned(),
+            first,
+        });
+    }
+
+    /// Notes every address of `report` outside the node list (its events' are noted as they
+    /// are taken).
+    fn note_foreign_addresses(&mut self, report: &AgentReport) {
+        let nodes = &self.settings.nodes;
+        let mut found = Vec::new();
+        if let Some(r) = &report.redis {
+            if !r.address.trim().is_empty() && !nodes.allows_redis(&r.address) {
+                found.push((ForeignKind::Node, r.address.clone()));
+            }
+        }
+        if let Some(s) = &report.sentinel {
+            if !s.address.trim().is_empty() && !nodes.allows_sentinel(&s.address) {
+                found.push((ForeignKind::Sentinel, s.address.clone()));
+            }
+            if !s.master_address.trim().is_empty() && !nodes.allows_redis(&s.master_address) {
+                found.push((ForeignKind::SentinelMaster, s.master_address.clone()));
+            }
+        }
+        for (kind, address) in found {
+            self.note_foreign(&report.agent_id, kind, &address);
+        }
     }
 
     /// The last `limit` events (0 = all kept), oldest first.
@@ -258,6 +392,7 @@ impl GroupState {
             .as_ref()
             .map(|s| s.current_epoch)
             .unwrap_or(0);
+        self.note_foreign_addresses(&report);
         for ev in &report.events {
             self.take_sentinel_event(&report.agent_id, ev, current_epoch, now);
         }
@@ -312,6 +447,11 @@ impl GroupState {
         // the agent missed the first.
         if ev.kind == "+selected-slave" || ev.kind == "+failover-state-send-slaveof-noone" {
             if let Some(address) = selected_replica(&ev.payload, &self.name) {
+                if !self.settings.nodes.allows_redis(&address) {
+                    // Not a configured node: never a promotion.
+                    self.note_foreign(agent, ForeignKind::Promotion, &address);
+                    return;
+                }
                 let settled = self.decided.as_ref().is_some_and(|d| epoch < d.epoch);
                 if !settled {
                     self.promotions
@@ -426,10 +566,11 @@ impl GroupState {
             .values()
             .filter(|e| self.is_fresh(e, now))
             .collect();
+        // Only the configured Sentinels' epochs count (see [`NodeList`]).
         let sentinels: Vec<&SentinelStatus> = fresh
             .iter()
             .filter_map(|e| e.report.sentinel.as_ref())
-            .filter(|s| s.reachable)
+            .filter(|s| s.reachable && self.settings.nodes.allows_sentinel(&s.address))
             .collect();
         let mut evidence = String::new();
         let witnesses = fresh
@@ -708,7 +849,7 @@ impl GroupState {
             .collect();
 
         // 2. The Sentinels' view.
-        let sentinel_view = sentinels_view(&fresh);
+        let sentinel_view = sentinels_view(&fresh, &self.settings.nodes);
         let sentinel_epoch = sentinel_view.as_ref().map(|(e, _)| *e);
         let sentinel_master = sentinel_view
             .as_ref()
@@ -884,6 +1025,17 @@ impl GroupState {
             if is_split {
                 split_brain.push(redis.address.clone());
             }
+            // Shown, so the operator sees why it is never master.
+            let error = if key.is_empty() || self.settings.nodes.allows_redis(&redis.address) {
+                redis.error
+            } else {
+                let note = format!("{} is not a configured node: never master", redis.address);
+                if redis.error.is_empty() {
+                    note
+                } else {
+                    format!("{}; {note}", redis.error)
+                }
+            };
             let lag_bytes = match master.offset {
                 Some(mo) if is_fresh && redis.reachable && redis.role == Role::Replica as i32 => {
                     mo.saturating_sub(redis.repl_offset)
@@ -908,7 +1060,7 @@ impl GroupState {
                 } else {
                     Health::Unknown
                 }) as i32,
-                error: redis.error,
+                error,
             });
         }
         (nodes, split_brain)
@@ -1028,12 +1180,17 @@ fn runs_failover(s: &SentinelStatus) -> bool {
 /// [`named_master`] with quorum 1 (highest config epoch; at one epoch more votes, more
 /// settled votes, the smallest address). A Sentinel running a failover is not settled: the
 /// leader's config epoch moves at +promoted-slave while its SENTINEL MASTER still names the
-/// old master until +failover-end. Returns the epoch and the master's address.
-fn sentinels_view(fresh: &[&AgentEntry]) -> Option<(u64, String)> {
+/// old master until +failover-end. Only configured Sentinels naming a configured node count
+/// (`nodes`). Returns the epoch and the master's address.
+fn sentinels_view(fresh: &[&AgentEntry], nodes: &NodeList) -> Option<(u64, String)> {
     let views: Vec<MasterView> = fresh
         .iter()
         .filter_map(|e| {
-            let s = e.report.sentinel.as_ref().filter(|s| s.reachable)?;
+            let s = e.report.sentinel.as_ref().filter(|s| {
+                s.reachable
+                    && nodes.allows_sentinel(&s.address)
+                    && nodes.allows_redis(&s.master_address)
+            })?;
             let master: HostPort = s.master_address.parse().ok()?;
             // One vote per Sentinel; a report without a readable Sentinel address votes as
             // its agent.

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use redis_ha_common::{load_config, ConfigError, HostPort, Secret};
+use redis_ha_sentinel::same_node;
 use serde::{Deserialize, Serialize};
 
 use crate::runtime::RuntimeEndpoint;
@@ -48,6 +49,23 @@ pub struct ReloaderConfig {
     pub reconnect_max_backoff_ms: u64,
     /// Where Prometheus scrapes `GET /metrics` (`ip:port`); empty disables the endpoint.
     pub metrics_addr: String,
+    /// The group's nodes (`[[nodes]]` tables): no HAProxy server is ever readied on, or set
+    /// to, an address outside this list, whatever the coordinator or the Sentinels say.
+    /// Addresses are compared as written (case-insensitive host, IPv6 with or without
+    /// brackets), not resolved: spell them as the coordinator's topology and the Sentinels
+    /// do. Empty: every address is followed (the behaviour before the list; a warning at
+    /// start).
+    pub nodes: Vec<NodeConfig>,
+}
+
+/// One configured node (`[[nodes]]`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// The node's id (its agent's `node_id`), for the log.
+    pub id: String,
+    /// Its Redis address (`host:port`), as the coordinator and the Sentinels name it.
+    pub redis: HostPort,
 }
 
 impl Default for ReloaderConfig {
@@ -66,6 +84,7 @@ impl Default for ReloaderConfig {
             pipeline: true,
             reconnect_max_backoff_ms: 5000,
             metrics_addr: "0.0.0.0:9123".into(),
+            nodes: Vec::new(),
         }
     }
 }
@@ -174,7 +193,43 @@ impl ReloaderConfig {
         }
         self.sentinel_password()?;
         self.metrics_socket_addr()?;
+        self.validate_nodes()?;
         Ok(())
+    }
+
+    /// Ids and addresses of `nodes` non-empty and distinct.
+    fn validate_nodes(&self) -> Result<(), ConfigError> {
+        for (i, n) in self.nodes.iter().enumerate() {
+            if n.id.trim().is_empty() {
+                return Err(ConfigError::invalid(
+                    &format!("nodes[{i}].id"),
+                    &n.id,
+                    "must not be empty",
+                ));
+            }
+            for (j, m) in self.nodes.iter().enumerate().take(i) {
+                let same = if n.id == m.id {
+                    Some(("id", n.id.clone()))
+                } else if same_node(&n.redis, &m.redis) {
+                    Some(("redis", n.redis.to_string()))
+                } else {
+                    None
+                };
+                if let Some((field, value)) = same {
+                    return Err(ConfigError::invalid(
+                        &format!("nodes[{i}].{field}"),
+                        value,
+                        format!("the same as nodes[{j}].{field}: every node must be distinct"),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The configured nodes' Redis addresses (empty: no restriction).
+    pub fn node_addresses(&self) -> Vec<HostPort> {
+        self.nodes.iter().map(|n| n.redis.clone()).collect()
     }
 
     /// The metrics endpoint's address, `None` when disabled.
@@ -329,5 +384,111 @@ mod tests {
             assert!(e.contains("haproxy_runtimes"), "{e}");
             Ok(())
         });
+    }
+
+    #[test]
+    fn nodes_from_the_file_and_the_environment() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "r.toml",
+                r#"
+                [[nodes]]
+                id = "node-1"
+                redis = "redis-1:9001"
+                [[nodes]]
+                id = "node-2"
+                redis = "redis-2:9002"
+                "#,
+            )?;
+            let c = ReloaderConfig::load(Some(Path::new("r.toml"))).unwrap();
+            assert_eq!(
+                c.node_addresses(),
+                [
+                    HostPort::new("redis-1", 9001),
+                    HostPort::new("redis-2", 9002)
+                ]
+            );
+            jail.set_env(
+                "REDIS_HA_RELOADER_NODES",
+                r#"[{id="a", redis="10.0.0.1:9001"}]"#,
+            );
+            let c = ReloaderConfig::load(Some(Path::new("r.toml"))).unwrap();
+            assert_eq!(c.node_addresses(), [HostPort::new("10.0.0.1", 9001)]);
+            Ok(())
+        });
+        assert!(ReloaderConfig::default().nodes.is_empty());
+    }
+
+    #[test]
+    fn node_refusals_name_the_key() {
+        let node = |id: &str, redis: &str| NodeConfig {
+            id: id.into(),
+            redis: redis.parse().unwrap(),
+        };
+        for (key, value, nodes) in [
+            ("nodes[0].id", "", vec![node("", "a:1")]),
+            ("nodes[1].id", "n", vec![node("n", "a:1"), node("n", "b:1")]),
+            (
+                "nodes[1].redis",
+                "A:1",
+                vec![node("n", "a:1"), node("m", "A:1")],
+            ),
+        ] {
+            let c = ReloaderConfig {
+                nodes,
+                ..ReloaderConfig::default()
+            };
+            let e = c.validate().unwrap_err().to_string();
+            assert!(e.contains(key) && e.contains(value), "{key} = {value}: {e}");
+        }
+    }
+
+    /// Every shipped configuration runs the restricted mode: the swarm stack's file, the
+    /// example and the template `deploy/up.sh --local` renders list the three nodes.
+    #[test]
+    fn shipped_configurations_list_the_nodes() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        for file in [
+            "deploy/stack/config/reloader.toml",
+            "deploy/haproxy/redis-ha-reloader.example.toml",
+        ] {
+            // The stack's file reads the password from a Docker secret: its nodes are
+            // checked alone.
+            let c: ReloaderConfig =
+                load_config(Some(&root.join(file)), "REDIS_HA_RELOADER_TEST_UNUSED_").unwrap();
+            c.validate_nodes().unwrap();
+            assert_eq!(
+                c.node_addresses(),
+                [
+                    HostPort::new("redis-1", 9001),
+                    HostPort::new("redis-2", 9002),
+                    HostPort::new("redis-3", 9003)
+                ],
+                "{file}"
+            );
+        }
+
+        let template =
+            std::fs::read_to_string(root.join("deploy/local/reloader.toml.tmpl")).unwrap();
+        let values: Vec<(&str, String)> = vec![
+            ("GRPC_PORT", "7000".into()),
+            ("GROUP", "g".into()),
+            ("RUN_DIR", "/tmp/run".into()),
+            ("SENTINEL_1", "7021".into()),
+            ("SENTINEL_2", "7022".into()),
+            ("SENTINEL_3", "7023".into()),
+            ("REDIS_1", "7011".into()),
+            ("REDIS_2", "7012".into()),
+            ("REDIS_3", "7013".into()),
+            ("METRICS_PORT", "7002".into()),
+        ];
+        let text = redis_ha_common::template::fill(&template, &values).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("reloader.toml");
+        std::fs::write(&path, text).unwrap();
+        let local: ReloaderConfig =
+            load_config(Some(&path), "REDIS_HA_RELOADER_TEST_UNUSED_").unwrap();
+        local.validate().unwrap();
+        assert_eq!(local.node_addresses()[1], HostPort::new("127.0.0.1", 7012));
     }
 }

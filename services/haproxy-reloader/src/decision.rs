@@ -16,6 +16,10 @@
 //! revocation: it is taken. A lower epoch from any other stream (a reconnection, a restarted
 //! coordinator whose versions start over) or after the Sentinels confirmed the promotion is
 //! still ignored.
+//!
+//! Before all of that, the node list ([`Arbiter::new`]): a decision whose master is not a
+//! configured node is ignored whatever its epoch, and nodes at other addresses are left out
+//! of every decision, so no HAProxy server is ever readied on, or moved to, such an address.
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -187,6 +191,21 @@ struct Tentative {
     version: u64,
 }
 
+/// An address outside the node list that an offered decision named.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Foreign {
+    /// `coordinator` or `sentinel`.
+    pub source: &'static str,
+    /// `master` (the decision was ignored) or `node` (the node was left out).
+    pub kind: &'static str,
+    pub address: HostPort,
+    /// The first time this address was named so: to be logged (later ones only counted).
+    pub first: bool,
+}
+
+/// (kind, host lower-cased, port) sightings remembered for "log once".
+const MAX_FOREIGN_LOGGED: usize = 1024;
+
 /// Keeps the decision in force.
 #[derive(Debug, Default)]
 pub struct Arbiter {
@@ -195,9 +214,78 @@ pub struct Arbiter {
     /// lets them be placed on the right server and keeps the other servers' addresses.
     known_nodes: Vec<Target>,
     tentative: Option<Tentative>,
+    /// The configured nodes' addresses; empty: every address is followed.
+    allowed: Vec<HostPort>,
+    /// What the last offer named outside `allowed`.
+    foreign: Vec<Foreign>,
+    foreign_logged: std::collections::BTreeSet<(&'static str, String, u16)>,
 }
 
 impl Arbiter {
+    /// An arbiter that follows only masters at these addresses (compared by
+    /// [`redis_ha_sentinel::same_node`]) and leaves other nodes out; empty: no restriction.
+    pub fn new(allowed: Vec<HostPort>) -> Self {
+        Self {
+            allowed,
+            ..Self::default()
+        }
+    }
+
+    /// Is `address` a configured node (or is there no list)?
+    pub fn allows(&self, address: &HostPort) -> bool {
+        self.allowed.is_empty()
+            || self
+                .allowed
+                .iter()
+                .any(|a| redis_ha_sentinel::same_node(a, address))
+    }
+
+    /// The addresses outside the node list the last [`Arbiter::offer`] named.
+    pub fn foreign(&self) -> &[Foreign] {
+        &self.foreign
+    }
+
+    fn note_foreign(&mut self, source: &Source, kind: &'static str, address: &HostPort) {
+        let key = (kind, address.host.to_ascii_lowercase(), address.port);
+        let first = !self.foreign_logged.contains(&key)
+            && self.foreign_logged.len() < MAX_FOREIGN_LOGGED
+            && self.foreign_logged.insert(key);
+        self.foreign.push(Foreign {
+            source: match source {
+                Source::Coordinator { .. } => "coordinator",
+                Source::Sentinel { .. } => "sentinel",
+            },
+            kind,
+            address: address.clone(),
+            first,
+        });
+    }
+
+    /// Leaves the nodes outside the list out of `d`; `Err` with the reason when its master is
+    /// outside it.
+    fn restrict(&mut self, d: &mut Decision) -> Result<(), String> {
+        if self.allowed.is_empty() {
+            return Ok(());
+        }
+        if let Some(m) = d.master.clone() {
+            if !self.allows(&m.address) {
+                self.note_foreign(&d.source, "master", &m.address);
+                return Err(format!(
+                    "master {} (epoch {}) is not a configured node",
+                    m.address, d.config_epoch
+                ));
+            }
+        }
+        let (kept, left): (Vec<Target>, Vec<Target>) = std::mem::take(&mut d.nodes)
+            .into_iter()
+            .partition(|n| self.allows(&n.address));
+        for n in &left {
+            self.note_foreign(&d.source, "node", &n.address);
+        }
+        d.nodes = kept;
+        Ok(())
+    }
+
     pub fn current(&self) -> Option<&Decision> {
         self.current.as_ref()
     }
@@ -208,6 +296,10 @@ impl Arbiter {
     }
 
     pub fn offer(&mut self, mut d: Decision) -> Verdict {
+        self.foreign.clear();
+        if let Err(reason) = self.restrict(&mut d) {
+            return Verdict::Ignored(reason);
+        }
         if matches!(d.source, Source::Coordinator { .. }) && !d.nodes.is_empty() {
             self.known_nodes = d.nodes.clone();
         }
@@ -614,5 +706,107 @@ mod tests {
         let mut c = promoted(M2, 2);
         step(&mut c, sentinel(1, M1), Ignored);
         assert!(c.is_tentative());
+    }
+
+    /// An address no node is configured at.
+    const FOREIGN: &str = "10.9.9.9:6666";
+
+    /// An arbiter restricted to `M1`..`M3`.
+    fn restricted() -> Arbiter {
+        Arbiter::new([M1, M2, M3].iter().map(|a| a.parse().unwrap()).collect())
+    }
+
+    fn foreign_of(a: &Arbiter) -> Vec<(&'static str, &'static str, String, bool)> {
+        a.foreign()
+            .iter()
+            .map(|f| (f.source, f.kind, f.address.to_string(), f.first))
+            .collect()
+    }
+
+    #[test]
+    fn a_foreign_master_is_ignored_whatever_its_epoch_and_source() {
+        // Without a list it is followed (the behaviour before the list).
+        let mut open = Arbiter::default();
+        step(&mut open, coord(1, 0, M1), Changed);
+        step(&mut open, coord(2, 1000, FOREIGN), Changed);
+        assert!(open.foreign().is_empty());
+
+        let mut a = restricted();
+        step(&mut a, coord(1, 0, M1), Changed);
+        assert!(a.foreign().is_empty());
+        step(&mut a, coord(2, 1000, FOREIGN), Ignored);
+        assert_eq!(master_of(&a), (0, hp(M1)));
+        assert_eq!(
+            foreign_of(&a),
+            [("coordinator", "master", FOREIGN.to_owned(), true)]
+        );
+        // Counted again, logged once.
+        step(&mut a, coord(3, 1000, FOREIGN), Ignored);
+        assert_eq!(
+            foreign_of(&a),
+            [("coordinator", "master", FOREIGN.to_owned(), false)]
+        );
+        step(&mut a, sentinel(1000, FOREIGN), Ignored);
+        assert_eq!(
+            foreign_of(&a),
+            [("sentinel", "master", FOREIGN.to_owned(), false)]
+        );
+        assert_eq!(master_of(&a), (0, hp(M1)));
+        // The epoch never rose: a real failover at epoch 1 is followed from either source.
+        step(&mut a, sentinel(1, M2), Changed);
+        assert_eq!(master_of(&a), (1, hp(M2)));
+        step(&mut a, coord(4, 2, M3), Changed);
+        assert_eq!(master_of(&a), (2, hp(M3)));
+        assert!(a.foreign().is_empty());
+    }
+
+    #[test]
+    fn foreign_nodes_are_left_out_of_every_decision() {
+        let mut a = restricted();
+        let mut t = topo(1, 0, M2);
+        // A fourth node at an address not in the list, and node-3 moved to one.
+        t.nodes.push(NodeView {
+            node: "node-4".into(),
+            address: FOREIGN.into(),
+            ..Default::default()
+        });
+        t.nodes[2].address = "10.9.9.9:9003".into();
+        step(&mut a, from_topology(&t, 1).unwrap().0, Changed);
+        let cur = a.current().unwrap();
+        let kept: Vec<String> = cur.nodes.iter().map(|n| n.address.to_string()).collect();
+        assert_eq!(kept, [M1, M2]);
+        assert_eq!(
+            foreign_of(&a),
+            [
+                ("coordinator", "node", "10.9.9.9:9003".to_owned(), true),
+                ("coordinator", "node", FOREIGN.to_owned(), true),
+            ]
+        );
+        // A Sentinel decision is completed from the (restricted) node list only.
+        step(&mut a, sentinel(1, M1), Changed);
+        let cur = a.current().unwrap();
+        assert_eq!(cur.nodes.len(), 2);
+        assert_eq!(cur.master.as_ref().unwrap().node.as_deref(), Some("node-1"));
+    }
+
+    #[test]
+    fn configured_addresses_compare_as_the_project_normalizes() {
+        let a = Arbiter::new(vec![
+            "redis-1:9001".parse().unwrap(),
+            "[::1]:9002".parse().unwrap(),
+        ]);
+        for ok in ["REDIS-1:9001", "redis-1:9001", "[::1]:9002"] {
+            assert!(a.allows(&ok.parse().unwrap()), "{ok}");
+        }
+        // Names are not resolved: an IP is another address than a name.
+        for refused in [
+            "redis-1:9002",
+            "redis-2:9001",
+            "127.0.0.1:9001",
+            "[::2]:9002",
+        ] {
+            assert!(!a.allows(&refused.parse().unwrap()), "{refused}");
+        }
+        assert!(Arbiter::default().allows(&FOREIGN.parse().unwrap()));
     }
 }

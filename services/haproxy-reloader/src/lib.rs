@@ -16,5 +16,5 @@ pub mod runtime;
 pub mod sentinel;
 pub mod supervise;
 
-pub use config::ReloaderConfig;
+pub use config::{NodeConfig, ReloaderConfig};
 pub use reloader::{run, Reloader, ReloaderError, ReloaderStatus};

@@ -32,6 +32,14 @@ pub struct SourceLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ForeignLabels {
+    /// `coordinator` or `sentinel`.
+    pub source: &'static str,
+    /// `master` (the decision was ignored) or `node` (the node was left out).
+    pub kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct HaproxyLabels {
     pub haproxy: String,
 }
@@ -53,6 +61,7 @@ pub struct ReloaderMetrics {
     pub instance_panics: Family<HaproxyLabels, Counter>,
     pub coordinator_connected: Gauge,
     pub grpc_requests: GrpcRequests,
+    pub foreign_addresses: Family<ForeignLabels, Counter>,
 }
 
 impl ReloaderMetrics {
@@ -130,6 +139,12 @@ impl ReloaderMetrics {
             grpc_requests: GrpcRequests::registered(
                 &mut r,
                 "Calls to the coordinator, by method and gRPC status code",
+            ),
+            foreign_addresses: registered(
+                &mut r,
+                "foreign_addresses",
+                "Addresses outside the configured node list named by a decision (a master: the decision ignored; a node: left out), by source and kind",
+                Family::default(),
             ),
         };
         (m, r)

@@ -194,7 +194,15 @@ impl Reloader {
             )));
         }
 
-        let mut arbiter = Arbiter::default();
+        let mut arbiter = Arbiter::new(c.node_addresses());
+        if c.nodes.is_empty() {
+            warn!("no node list configured (`nodes`): HAProxy follows any address the coordinator or the Sentinels name; list the group's nodes");
+        } else {
+            info!(
+                nodes = ?c.nodes.iter().map(|n| format!("{}={}", n.id, n.redis)).collect::<Vec<_>>(),
+                "HAProxy is only ever routed to the configured nodes"
+            );
+        }
         loop {
             let d = tokio::select! {
                 () = cancel.cancelled() => break,
@@ -208,7 +216,21 @@ impl Reloader {
                 },
             };
             let offered = d.source.clone();
-            match arbiter.offer(d) {
+            let verdict = arbiter.offer(d);
+            for f in arbiter.foreign() {
+                self.metrics
+                    .foreign_addresses
+                    .get_or_create(&crate::metrics::ForeignLabels {
+                        source: f.source,
+                        kind: f.kind,
+                    })
+                    .inc();
+                if f.first {
+                    warn!(source = f.source, kind = f.kind, address = %f.address,
+                        "a decision names an address outside the configured node list: never routed to (logged once per address)");
+                }
+            }
+            match verdict {
                 Verdict::Changed => {
                     let Some(cur) = arbiter.current() else {
                         continue;

@@ -229,6 +229,16 @@ mod tests {
         for (tmpl, path) in [
             ("redis.conf.tmpl", redis_template()),
             ("sentinel.conf.tmpl", sentinel_template()),
+            // Not rendered by the kit (the harness configures the sidecars as structs), but
+            // up.sh must fill them too (their node lists included).
+            (
+                "coordinator.toml.tmpl",
+                repo_root().join("deploy/local/coordinator.toml.tmpl"),
+            ),
+            (
+                "reloader.toml.tmpl",
+                repo_root().join("deploy/local/reloader.toml.tmpl"),
+            ),
         ] {
             let call_start = up
                 .find(&format!("local/{tmpl}\""))

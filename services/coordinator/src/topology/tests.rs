@@ -1128,3 +1128,308 @@ fn crash_rule_holds_at_any_down_after_but_needs_fresh_witnesses() {
     s.refresh(c.at(10_000));
     assert_eq!(s.crash_failover_due(c.at(10_000)), None);
 }
+
+// ---------------------------------------------------------------- the configured node list
+
+/// An address no node is configured at.
+const FOREIGN: &str = "127.0.0.1:6666";
+
+/// Nodes 1 to 3 at `addr(n)` with their Sentinels at `saddr(n)`, spelled as given.
+fn node_list(redis: &[String], sentinels: &[String]) -> NodeList {
+    let redis: Vec<HostPort> = redis.iter().map(|a| a.parse().unwrap()).collect();
+    let sentinels: Vec<HostPort> = sentinels.iter().map(|a| a.parse().unwrap()).collect();
+    NodeList::new(redis.iter().zip(&sentinels))
+}
+
+/// A group restricted to nodes 1 to 3 (as every shipped configuration is).
+fn restricted() -> GroupState {
+    let n: Vec<u8> = (1..=3).collect();
+    GroupState::new(
+        G,
+        Settings {
+            nodes: node_list(
+                &n.iter().map(|&i| addr(i)).collect::<Vec<_>>(),
+                &n.iter().map(|&i| saddr(i)).collect::<Vec<_>>(),
+            ),
+            ..Settings::default()
+        },
+    )
+}
+
+/// `o`'s report, its Sentinel naming `master` (any address) at `epoch`.
+fn sentinel_naming(o: &Obs, master: &str, epoch: u64) -> AgentReport {
+    let mut r = o.report();
+    let s = r.sentinel.as_mut().unwrap();
+    s.master_address = master.into();
+    s.config_epoch = epoch;
+    s.current_epoch = epoch;
+    r
+}
+
+fn kinds(found: &[Foreign]) -> Vec<(String, ForeignKind, String, bool)> {
+    found
+        .iter()
+        .map(|f| (f.agent.clone(), f.kind, f.address.clone(), f.first))
+        .collect()
+}
+
+#[test]
+fn node_list_compares_as_the_project_normalizes() {
+    let list = node_list(
+        &["redis-1:9001".into(), "[::1]:9002".into()],
+        &["sentinel-1:19001".into(), "[::1]:19002".into()],
+    );
+    assert!(list.is_restricted());
+    // Case-insensitive host, IPv6 with or without brackets.
+    for ok in [
+        "redis-1:9001",
+        "REDIS-1:9001",
+        " redis-1:9001 ",
+        "[::1]:9002",
+        "::1:9002",
+    ] {
+        assert!(list.allows_redis(ok), "{ok}");
+    }
+    // Another port, another name, an IP for the name (names are not resolved), a Sentinel's
+    // address as a node's, nothing.
+    for refused in [
+        "redis-1:9002",
+        "redis-2:9001",
+        "127.0.0.1:9001",
+        "sentinel-1:19001",
+        "",
+    ] {
+        assert!(!list.allows_redis(refused), "{refused}");
+    }
+    assert!(list.allows_sentinel("Sentinel-1:19001"));
+    assert!(list.allows_sentinel("[::1]:19002"));
+    assert!(!list.allows_sentinel("redis-1:9001"));
+    // No list: everything goes (the behaviour before the list).
+    let open = NodeList::default();
+    assert!(!open.is_restricted());
+    assert!(open.allows_redis(FOREIGN) && open.allows_sentinel(FOREIGN));
+}
+
+#[test]
+fn a_foreign_master_named_by_a_sentinel_is_never_published() {
+    let c = Clock::new();
+    // Without a list the attack works: one report moves the master and the floor.
+    let mut open = healthy_state(&c);
+    open.refresh(c.at(0));
+    open.apply_report(
+        sentinel_naming(&Obs::new(2).seq(2), FOREIGN, 1000),
+        c.at(100),
+    );
+    assert_eq!(open.refresh(c.at(100)).topology.master_address, FOREIGN);
+    assert!(
+        open.take_foreign().is_empty(),
+        "no list, nothing is foreign"
+    );
+
+    let mut s = restricted();
+    healthy(&mut s, c.at(0));
+    assert_eq!(s.refresh(c.at(0)).topology.master_address, addr(1));
+    assert!(
+        s.take_foreign().is_empty(),
+        "the configured nodes are not foreign"
+    );
+    // node-2's Sentinel names a made-up master at epoch +1000.
+    s.apply_report(
+        sentinel_naming(&Obs::new(2).seq(2), FOREIGN, 1000),
+        c.at(100),
+    );
+    let t = s.refresh(c.at(100)).topology;
+    assert_eq!(t.master_address, addr(1));
+    assert_eq!(t.config_epoch, 0);
+    assert_eq!(t.master_source(), SOURCE_SENTINEL);
+    assert_eq!(
+        s.decided().map(|d| d.epoch),
+        Some(0),
+        "the floor did not move"
+    );
+    assert_eq!(
+        kinds(&s.take_foreign()),
+        [(
+            "node-2".to_owned(),
+            ForeignKind::SentinelMaster,
+            FOREIGN.to_owned(),
+            true
+        )]
+    );
+    // Every Sentinel says so: no configured view is left, the last decision stays.
+    for n in 1..=3 {
+        s.apply_report(
+            sentinel_naming(&Obs::new(n).seq(3), FOREIGN, 1000),
+            c.at(200),
+        );
+    }
+    let t = s.refresh(c.at(200)).topology;
+    assert_eq!(
+        (t.master_address.as_str(), t.config_epoch),
+        (addr(1).as_str(), 0)
+    );
+    assert_eq!(t.master_source(), SOURCE_LAST_KNOWN);
+    assert_eq!(s.decided().map(|d| d.epoch), Some(0));
+    // Counted every time, logged once per agent and address: node-2's is not new.
+    let found = s.take_foreign();
+    assert_eq!(found.len(), 3);
+    assert_eq!(
+        found
+            .iter()
+            .filter(|f| f.first)
+            .map(|f| f.agent.as_str())
+            .collect::<Vec<_>>(),
+        ["node-1", "node-3"]
+    );
+    // Back to a configured master: followed again.
+    all_follow(&mut s, 2, 1, 4, c.at(300));
+    let t = s.refresh(c.at(300)).topology;
+    assert_eq!(
+        (t.master_address.as_str(), t.config_epoch),
+        (addr(2).as_str(), 1)
+    );
+    assert!(s.take_foreign().is_empty());
+}
+
+#[test]
+fn a_view_from_an_unconfigured_sentinel_does_not_count() {
+    let c = Clock::new();
+    let mut s = restricted();
+    healthy(&mut s, c.at(0));
+    s.refresh(c.at(0));
+    // node-3's agent reports a Sentinel at an address not in the list, naming node 2 (a
+    // configured node) at a higher epoch.
+    let mut r = Obs::new(3).seq(2).sentinel_names(2, 7).report();
+    r.sentinel.as_mut().unwrap().address = FOREIGN.into();
+    s.apply_report(r, c.at(100));
+    let t = s.refresh(c.at(100)).topology;
+    assert_eq!(
+        (t.master_address.as_str(), t.config_epoch),
+        (addr(1).as_str(), 0)
+    );
+    assert_eq!(
+        kinds(&s.take_foreign()),
+        [(
+            "node-3".to_owned(),
+            ForeignKind::Sentinel,
+            FOREIGN.to_owned(),
+            true
+        )]
+    );
+    // Nor is it ever asked for a failover (nor sent the password).
+    assert_eq!(s.sentinel_addresses(c.at(100)), vec![saddr(1), saddr(2)]);
+}
+
+#[test]
+fn a_foreign_promotion_is_ignored() {
+    let c = Clock::new();
+    // A made-up node reports role:master at the foreign address, and a leader's
+    // +selected-slave selects it at epoch 1.
+    let foreign_master = || {
+        let mut o = Obs::new(4).master();
+        o.sentinel = false;
+        let mut r = o.report();
+        r.redis.as_mut().unwrap().address = FOREIGN.into();
+        r
+    };
+    let selects_foreign = format!("slave {FOREIGN} 127.0.0.1 6666 @ {G} 127.0.0.1 9001");
+    let leader = Obs::new(3)
+        .seq(2)
+        .event("+selected-slave", &selects_foreign, 1);
+
+    // Without a list it is published as promoted.
+    let mut open = healthy_state(&c);
+    open.refresh(c.at(0));
+    open.apply_report(foreign_master(), c.at(100));
+    apply(&mut open, &leader, c.at(100));
+    let t = open.refresh(c.at(100)).topology;
+    assert_eq!((t.master_address.as_str(), t.config_epoch), (FOREIGN, 1));
+
+    let mut s = restricted();
+    healthy(&mut s, c.at(0));
+    s.refresh(c.at(0));
+    s.apply_report(foreign_master(), c.at(100));
+    apply(&mut s, &leader, c.at(100));
+    let t = s.refresh(c.at(100)).topology;
+    assert_eq!(t.master_address, addr(1));
+    assert_eq!(t.config_epoch, 0);
+    assert_eq!(t.master_source(), SOURCE_SENTINEL);
+    assert!(!t.failover_in_progress, "no promotion is pending");
+    assert_eq!(s.decided().map(|d| d.epoch), Some(0));
+    assert_eq!(
+        kinds(&s.take_foreign()),
+        [
+            (
+                "node-4".to_owned(),
+                ForeignKind::Node,
+                FOREIGN.to_owned(),
+                true
+            ),
+            (
+                "node-3".to_owned(),
+                ForeignKind::Promotion,
+                FOREIGN.to_owned(),
+                true
+            ),
+        ]
+    );
+    // The made-up node shows, with why it is never master; claiming role:master, it is in
+    // split brain.
+    let n4 = node(&t, "node-4");
+    assert!(!n4.is_master);
+    assert!(n4.error.contains("not a configured node"), "{}", n4.error);
+    assert_eq!(t.split_brain, [FOREIGN.to_owned()]);
+    assert!(node(&t, "node-2").error.is_empty());
+}
+
+#[test]
+fn configured_nodes_still_fail_over_early_and_by_the_sentinels() {
+    let c = Clock::new();
+    let mut s = restricted();
+    healthy(&mut s, c.at(0));
+    s.refresh(c.at(0));
+    apply(&mut s, &Obs::new(1).seq(2).down(), c.at(1000));
+    apply(&mut s, &leader_selects_2(), c.at(1100));
+    apply(&mut s, &Obs::new(2).seq(2).master(), c.at(1200));
+    let t = s.refresh(c.at(1200)).topology;
+    assert_eq!(
+        (t.master_address.as_str(), t.config_epoch),
+        (addr(2).as_str(), 1)
+    );
+    assert_eq!(t.master_source(), SOURCE_PROMOTED);
+    all_follow(&mut s, 2, 1, 3, c.at(1300));
+    let t = s.refresh(c.at(1300)).topology;
+    assert_eq!(t.master_source(), SOURCE_SENTINEL);
+    assert_eq!(t.master_address, addr(2));
+    assert!(s.take_foreign().is_empty());
+}
+
+#[test]
+fn configured_host_names_match_in_any_case() {
+    let c = Clock::new();
+    let mut s = GroupState::new(
+        G,
+        Settings {
+            nodes: node_list(
+                &(1..=3)
+                    .map(|n| format!("redis-{n}:900{n}"))
+                    .collect::<Vec<_>>(),
+                &(1..=3)
+                    .map(|n| format!("sentinel-{n}:1900{n}"))
+                    .collect::<Vec<_>>(),
+            ),
+            ..Settings::default()
+        },
+    );
+    for n in 1..=3u8 {
+        let mut r = sentinel_naming(&Obs::new(n), "REDIS-1:9001", 0);
+        r.redis.as_mut().unwrap().address = format!("Redis-{n}:900{n}");
+        r.sentinel.as_mut().unwrap().address = format!("SENTINEL-{n}:1900{n}");
+        s.apply_report(r, c.at(0));
+    }
+    let t = s.refresh(c.at(0)).topology;
+    assert_eq!(addr_key(&t.master_address), "redis-1:9001");
+    assert_eq!(t.master_node, "node-1");
+    assert!(s.take_foreign().is_empty());
+    assert_eq!(s.sentinel_addresses(c.at(0)).len(), 3);
+}
