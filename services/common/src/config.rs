@@ -67,6 +67,51 @@ fn describe(e: figment::Error, env_prefix: &str) -> String {
     }
 }
 
+/// One entry of a configured `nodes` list as [`check_nodes`] sees it: its id and its
+/// addresses, each under its key (`redis`, `sentinel`, ...).
+pub struct NodeEntry<'a> {
+    pub id: &'a str,
+    pub addresses: Vec<(&'static str, &'a crate::HostPort)>,
+}
+
+/// The rule of every `nodes` list: each id non-empty, and no two nodes sharing an id or an
+/// address under the same key (`same` compares addresses, as the caller's decisions do); two
+/// nodes at one address would make the list mean less than it says. Errors name
+/// `nodes[i].<key>` and the node it repeats.
+pub fn check_nodes(
+    nodes: &[NodeEntry<'_>],
+    same: impl Fn(&crate::HostPort, &crate::HostPort) -> bool,
+) -> Result<(), ConfigError> {
+    for (i, n) in nodes.iter().enumerate() {
+        if n.id.trim().is_empty() {
+            return Err(ConfigError::invalid(
+                &format!("nodes[{i}].id"),
+                n.id,
+                "must not be empty",
+            ));
+        }
+        for (j, m) in nodes.iter().enumerate().take(i) {
+            let repeated = if n.id == m.id {
+                Some(("id", n.id.to_owned()))
+            } else {
+                n.addresses
+                    .iter()
+                    .zip(&m.addresses)
+                    .find(|((_, a), (_, b))| same(a, b))
+                    .map(|((key, a), _)| (*key, a.to_string()))
+            };
+            if let Some((field, value)) = repeated {
+                return Err(ConfigError::invalid(
+                    &format!("nodes[{i}].{field}"),
+                    value,
+                    format!("the same as nodes[{j}].{field}: every node must be distinct"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Loads `T` from its defaults, then the optional TOML file, then environment variables
 /// starting with `env_prefix` (the rest of the name, lower-cased, is the key; `__`
 /// separates nested tables).

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use redis_ha_common::config::{check_nodes, NodeEntry};
 use redis_ha_common::{load_config, ConfigError, HostPort, Secret};
 use redis_ha_sentinel::same_node;
 use serde::{Deserialize, Serialize};
@@ -197,34 +198,17 @@ impl ReloaderConfig {
         Ok(())
     }
 
-    /// Ids and addresses of `nodes` non-empty and distinct.
+    /// The `nodes` rule ([`check_nodes`]): ids and Redis addresses distinct.
     fn validate_nodes(&self) -> Result<(), ConfigError> {
-        for (i, n) in self.nodes.iter().enumerate() {
-            if n.id.trim().is_empty() {
-                return Err(ConfigError::invalid(
-                    &format!("nodes[{i}].id"),
-                    &n.id,
-                    "must not be empty",
-                ));
-            }
-            for (j, m) in self.nodes.iter().enumerate().take(i) {
-                let same = if n.id == m.id {
-                    Some(("id", n.id.clone()))
-                } else if same_node(&n.redis, &m.redis) {
-                    Some(("redis", n.redis.to_string()))
-                } else {
-                    None
-                };
-                if let Some((field, value)) = same {
-                    return Err(ConfigError::invalid(
-                        &format!("nodes[{i}].{field}"),
-                        value,
-                        format!("the same as nodes[{j}].{field}: every node must be distinct"),
-                    ));
-                }
-            }
-        }
-        Ok(())
+        let entries: Vec<NodeEntry<'_>> = self
+            .nodes
+            .iter()
+            .map(|n| NodeEntry {
+                id: &n.id,
+                addresses: vec![("redis", &n.redis)],
+            })
+            .collect();
+        check_nodes(&entries, same_node)
     }
 
     /// The configured nodes' Redis addresses (empty: no restriction).
