@@ -24,7 +24,7 @@
 //!
 //! So one crash failover is one epoch, and only one failover runs.
 
-use redis_ha_sentinel::{SentinelMaster, Vote};
+use redis_ha_sentinel::{BallotPoll, Vote};
 
 use crate::topology::addr_key;
 
@@ -33,14 +33,9 @@ use crate::topology::addr_key;
 pub struct Polled {
     /// The address the coordinator reached it at.
     pub sentinel: String,
-    pub master: SentinelMaster,
-    /// `INFO sentinel` says `sentinel_tilt:1`: it would accept `SENTINEL FAILOVER` and act on
-    /// nothing until TILT ends (~30 s).
-    pub tilt: bool,
-    /// `SENTINEL MYID`.
-    pub run_id: String,
-    /// Its last vote.
-    pub last_vote: Vote,
+    /// What it said (`tilt`: it would accept `SENTINEL FAILOVER` and act on nothing until TILT
+    /// ends, ~30 s).
+    pub answers: BallotPoll,
 }
 
 /// Who is asked, and the epoch of the ballot.
@@ -81,29 +76,29 @@ pub fn plan(master: &str, epoch: u64, polled: &[Polled]) -> Result<Plan, NotHeld
         return Err(NotHeld::NoAnswer);
     }
     for p in polled {
-        let named = addr_key(&p.master.address.to_string());
-        if named != master || p.master.config_epoch != epoch {
+        let named = addr_key(&p.answers.master.address.to_string());
+        if named != master || p.answers.master.config_epoch != epoch {
             return Err(NotHeld::MasterChanged {
                 sentinel: p.sentinel.clone(),
                 named,
-                epoch: p.master.config_epoch,
+                epoch: p.answers.master.config_epoch,
                 master: master.to_owned(),
                 expected: epoch,
             });
         }
-        if p.master.failover_in_progress() {
+        if p.answers.master.failover_in_progress() {
             return Err(NotHeld::FailoverRunning {
                 sentinel: p.sentinel.clone(),
                 flag: redis_ha_sentinel::reply::FLAG_FAILOVER_IN_PROGRESS.to_owned(),
             });
         }
-        if p.tilt {
+        if p.answers.tilt {
             return Err(NotHeld::Tilt {
                 sentinel: p.sentinel.clone(),
             });
         }
     }
-    let mut ids: Vec<&str> = polled.iter().map(|p| p.run_id.as_str()).collect();
+    let mut ids: Vec<&str> = polled.iter().map(|p| p.answers.run_id.as_str()).collect();
     ids.sort_unstable();
     if let Some(w) = ids.windows(2).find(|w| w[0] == w[1]) {
         return Err(NotHeld::DuplicateRunId {
@@ -113,7 +108,7 @@ pub fn plan(master: &str, epoch: u64, polled: &[Polled]) -> Result<Plan, NotHeld
     // Every Sentinel that could run an election must vote: the candidate's peers and itself.
     let known = polled
         .iter()
-        .map(|p| p.master.other_sentinels as usize + 1)
+        .map(|p| p.answers.master.other_sentinels as usize + 1)
         .max()
         .unwrap_or(1);
     if polled.len() < known {
@@ -124,7 +119,12 @@ pub fn plan(master: &str, epoch: u64, polled: &[Polled]) -> Result<Plan, NotHeld
     }
     let highest = polled
         .iter()
-        .map(|p| p.master.config_epoch.max(p.last_vote.leader_epoch))
+        .map(|p| {
+            p.answers
+                .master
+                .config_epoch
+                .max(p.answers.last_vote.leader_epoch)
+        })
         .max()
         .unwrap_or(epoch);
     Ok(Plan {
@@ -183,28 +183,31 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
     use redis_ha_common::HostPort;
+    use redis_ha_sentinel::SentinelMaster;
 
     const MASTER: &str = "127.0.0.1:7001";
 
     fn polled(n: u16, epoch: u64, vote_epoch: u64) -> Polled {
         Polled {
             sentinel: format!("127.0.0.1:{}", 26000 + n),
-            master: SentinelMaster {
-                address: HostPort::new("127.0.0.1", 7001),
-                flags: vec!["master".into()],
-                config_epoch: epoch,
-                quorum: 2,
-                other_sentinels: 2,
-                known_replicas: 2,
-                down_after_ms: 5000,
-                failover_timeout_ms: 10000,
-            },
-            tilt: false,
-            run_id: format!("id-{n}"),
-            last_vote: Vote {
-                down: false,
-                leader: Some("id-1".into()),
-                leader_epoch: vote_epoch,
+            answers: BallotPoll {
+                master: SentinelMaster {
+                    address: HostPort::new("127.0.0.1", 7001),
+                    flags: vec!["master".into()],
+                    config_epoch: epoch,
+                    quorum: 2,
+                    other_sentinels: 2,
+                    known_replicas: 2,
+                    down_after_ms: 5000,
+                    failover_timeout_ms: 10000,
+                },
+                tilt: false,
+                run_id: format!("id-{n}"),
+                last_vote: Vote {
+                    down: false,
+                    leader: Some("id-1".into()),
+                    leader_epoch: vote_epoch,
+                },
             },
         }
     }
@@ -224,7 +227,7 @@ mod tests {
         );
         // A vote in an election that came to nothing (epoch 6) still counts.
         let mut p = three();
-        p[2].last_vote.leader_epoch = 6;
+        p[2].answers.last_vote.leader_epoch = 6;
         assert_eq!(plan(MASTER, 4, &p).map(|p| p.epoch), Ok(7));
     }
 
@@ -232,25 +235,28 @@ mod tests {
     fn no_ballot_when_a_sentinel_is_elsewhere_or_busy() {
         assert_eq!(plan(MASTER, 4, &[]), Err(NotHeld::NoAnswer));
         let mut p = three();
-        p[1].master.config_epoch = 5;
+        p[1].answers.master.config_epoch = 5;
         assert!(matches!(
             plan(MASTER, 4, &p),
             Err(NotHeld::MasterChanged { epoch: 5, .. })
         ));
         let mut p = three();
-        p[2].master.address = HostPort::new("127.0.0.1", 7002);
+        p[2].answers.master.address = HostPort::new("127.0.0.1", 7002);
         assert!(matches!(
             plan(MASTER, 4, &p),
             Err(NotHeld::MasterChanged { .. })
         ));
         let mut p = three();
-        p[1].master.flags.push("failover_in_progress".into());
+        p[1].answers
+            .master
+            .flags
+            .push("failover_in_progress".into());
         assert!(matches!(
             plan(MASTER, 4, &p),
             Err(NotHeld::FailoverRunning { .. })
         ));
         let mut p = three();
-        p[0].tilt = true;
+        p[0].answers.tilt = true;
         assert!(matches!(plan(MASTER, 4, &p), Err(NotHeld::Tilt { .. })));
     }
 
@@ -258,8 +264,11 @@ mod tests {
     fn down_flags_do_not_stop_the_ballot() {
         // s_down / o_down are detection, not an election: the ballot finds out whether one began.
         let mut p = three();
-        p[1].master.flags.extend(["s_down".into(), "o_down".into()]);
-        p[1].last_vote.down = true;
+        p[1].answers
+            .master
+            .flags
+            .extend(["s_down".into(), "o_down".into()]);
+        p[1].answers.last_vote.down = true;
         assert!(plan(MASTER, 4, &p).is_ok());
     }
 
@@ -274,7 +283,7 @@ mod tests {
             })
         );
         let mut p = three();
-        p[2].run_id = "id-1".into();
+        p[2].answers.run_id = "id-1".into();
         assert!(matches!(
             plan(MASTER, 4, &p),
             Err(NotHeld::DuplicateRunId { .. })
@@ -338,13 +347,13 @@ mod tests {
             let base = epochs[0].0;
             let p: Vec<Polled> = epochs.iter().enumerate().map(|(n, (_, v))| {
                 let mut p = polled(n as u16, base, *v);
-                p.master.other_sentinels = (epochs.len() - 1) as u32;
+                p.answers.master.other_sentinels = (epochs.len() - 1) as u32;
                 p
             }).collect();
             let plan = plan(MASTER, base, &p).expect("a ballot");
             for q in &p {
-                prop_assert!(plan.epoch > q.master.config_epoch);
-                prop_assert!(plan.epoch > q.last_vote.leader_epoch);
+                prop_assert!(plan.epoch > q.answers.master.config_epoch);
+                prop_assert!(plan.epoch > q.answers.last_vote.leader_epoch);
             }
         }
     }

@@ -226,10 +226,7 @@ pub async fn forced_after_ballot(
             Ok(p) => {
                 polled.push(crate::ballot::Polled {
                     sentinel: addr.clone(),
-                    master: p.master,
-                    tilt: p.tilt,
-                    run_id: p.run_id,
-                    last_vote: p.last_vote,
+                    answers: p,
                 });
                 answered.push(client);
             }
@@ -243,7 +240,7 @@ pub async fn forced_after_ballot(
         return Err(CrashFailoverError::Unreachable { failures });
     }
     let plan = crate::ballot::plan(master, epoch, &polled)?;
-    let candidate = polled[plan.candidate].run_id.clone();
+    let candidate = polled[plan.candidate].answers.run_id.clone();
     // The candidate does not vote: its failover takes the ballot's epoch as its own.
     let votes = futures::future::join_all(
         answered
@@ -255,7 +252,7 @@ pub async fn forced_after_ballot(
                 let candidate = candidate.as_str();
                 async move {
                     let vote = c
-                        .vote(&p.master.address, plan.epoch, candidate)
+                        .vote(&p.answers.master.address, plan.epoch, candidate)
                         .await
                         .map_err(|e| e.cause());
                     (p.sentinel.clone(), vote)
@@ -275,7 +272,9 @@ pub async fn forced_after_ballot(
     Ok(Forced {
         sentinel: elected,
         ballot: plan.epoch,
-        failover_timeout: Duration::from_millis(polled[plan.candidate].master.failover_timeout_ms),
+        failover_timeout: Duration::from_millis(
+            polled[plan.candidate].answers.master.failover_timeout_ms,
+        ),
     })
 }
 
