@@ -108,22 +108,6 @@ impl SentinelClient {
         self.group_command("FAILOVER", group, |_| Ok(())).await
     }
 
-    /// `SENTINEL MYID`: the run id it votes and is voted for with.
-    pub async fn myid(&mut self) -> Result<String, SentinelError> {
-        let label = "SENTINEL MYID";
-        let v = self
-            .link
-            .query(redis::cmd("SENTINEL").arg("MYID"), label)
-            .await?;
-        let id = self.link.text_reply(label, &v)?;
-        if id.trim().is_empty() {
-            return Err(self
-                .link
-                .reply_error(label, ReplyError::invalid("myid", id)));
-        }
-        Ok(id.trim().to_owned())
-    }
-
     /// `SENTINEL IS-MASTER-DOWN-BY-ADDR <master> <epoch> <candidate>`: asks this Sentinel to
     /// vote for `candidate` (a run id) in `epoch`, as a Sentinel starting a failover does. It
     /// votes when it has not voted in `epoch` or later and its own epoch is not above it; a
