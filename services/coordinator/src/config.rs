@@ -42,6 +42,10 @@ pub struct CoordinatorConfig {
     /// container died) and a majority of agents cannot reach it, ask a Sentinel for the
     /// failover at once instead of waiting for its down-after (see the README).
     pub crash_failover: bool,
+    /// The Sentinels' `failover-timeout` (milliseconds): a master or epoch the coordinator
+    /// published that a quorum of Sentinels contradicts (names a lower epoch) for this long is
+    /// withdrawn, down to theirs. Set it to the Sentinels' value.
+    pub failover_timeout_ms: u64,
     /// The group's nodes (`[[nodes]]` tables): a master is only ever one of these, and the
     /// coordinator only asks (and sends the password to) the Sentinels listed here. Addresses
     /// are compared as written (case-insensitive host, IPv6 with or without brackets), not
@@ -74,6 +78,7 @@ impl Default for CoordinatorConfig {
             io_timeout_ms: 2000,
             metrics_addr: "0.0.0.0:9122".into(),
             crash_failover: true,
+            failover_timeout_ms: 10_000,
             nodes: Vec::new(),
         }
     }
@@ -104,6 +109,13 @@ impl CoordinatorConfig {
         }
         if self.stale_after_ms == 0 {
             return Err(ConfigError::invalid("stale_after_ms", "0", "must be > 0"));
+        }
+        if self.failover_timeout_ms == 0 {
+            return Err(ConfigError::invalid(
+                "failover_timeout_ms",
+                "0",
+                "must be > 0 (the Sentinels' failover-timeout)",
+            ));
         }
         if self.event_history == 0 || self.event_history > MAX_EVENT_HISTORY {
             return Err(ConfigError::invalid(
@@ -143,7 +155,11 @@ impl CoordinatorConfig {
 
     /// The configured nodes, as the decision uses them (empty: no restriction).
     pub fn node_list(&self) -> NodeList {
-        NodeList::new(self.nodes.iter().map(|n| (&n.redis, &n.sentinel)))
+        NodeList::with_owners(
+            self.nodes
+                .iter()
+                .map(|n| (n.id.as_str(), &n.redis, &n.sentinel)),
+        )
     }
 
     /// The metrics endpoint's address, `None` when disabled.
@@ -176,6 +192,10 @@ impl CoordinatorConfig {
 
     pub fn io_timeout(&self) -> Duration {
         Duration::from_millis(self.io_timeout_ms)
+    }
+
+    pub fn failover_timeout(&self) -> Duration {
+        Duration::from_millis(self.failover_timeout_ms)
     }
 }
 

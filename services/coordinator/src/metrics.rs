@@ -67,6 +67,7 @@ pub struct CoordinatorMetrics {
     pub sentinel_events: Family<EventLabels, Counter>,
     pub crash_failovers: Family<OutcomeLabels, Counter>,
     pub foreign_addresses: Family<ForeignLabels, Counter>,
+    pub uncorroborated_claims: Family<ForeignLabels, Counter>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -177,6 +178,12 @@ impl CoordinatorMetrics {
                 "Addresses outside the configured node list named in agents' reports (ignored for deciding the master), by what named them",
                 Family::default(),
             ),
+            uncorroborated_claims: registered(
+                &mut r,
+                "uncorroborated_claims",
+                "Reports claiming a new epoch that no other agent's Sentinel has reached (ignored for deciding the master), by kind: sentinel-view or promotion",
+                Family::default(),
+            ),
         };
         (m, r)
     }
@@ -255,6 +262,15 @@ impl CoordinatorMetrics {
             .get_or_create(&OutcomeLabels {
                 group: group.to_owned(),
                 outcome,
+            })
+            .inc();
+    }
+
+    pub fn uncorroborated_claim(&self, group: &str, kind: &'static str) {
+        self.uncorroborated_claims
+            .get_or_create(&ForeignLabels {
+                group: group.to_owned(),
+                kind,
             })
             .inc();
     }

@@ -133,6 +133,7 @@ impl CoordinatorService {
                 enabled: config.crash_failover,
             },
             nodes: config.node_list(),
+            failover_timeout: config.failover_timeout(),
         };
         let (metrics, registry) = CoordinatorMetrics::new();
         let mut groups = BTreeMap::new();
@@ -487,6 +488,20 @@ impl CoordinatorService {
                     kind = f.kind.as_str(),
                     address = %f.address,
                     "report names an address outside the configured node list: ignored for deciding the master (logged once per agent and address)"
+                );
+            }
+        }
+        for u in group.state.take_uncorroborated() {
+            self.inner
+                .metrics
+                .uncorroborated_claim(&group_name, u.kind.as_str());
+            if u.first {
+                tracing::warn!(
+                    agent = %u.agent,
+                    kind = u.kind.as_str(),
+                    epoch = u.epoch,
+                    address = %u.address,
+                    "report claims an epoch no other agent's Sentinel has reached: not corroborated, ignored for deciding the master (logged once per agent, epoch and address)"
                 );
             }
         }

@@ -14,7 +14,19 @@
 //!    already reports `role:master` wins over the Sentinels' (older) view — this is what lets
 //!    the proxy switch before `+switch-master`;
 //! 4. with no view at all the last decision is kept ("last-known");
-//! 5. a floor: the published epoch never goes back while the process lives.
+//! 5. a floor: the published epoch never goes back, except to the master a quorum of Sentinels
+//!    has named for longer than `failover_timeout` (an unconfirmed promotion, or an epoch the
+//!    Sentinels never reached, is withdrawn then: nothing sticks).
+//!
+//! Corroboration: reports are evidence, not orders. In step 2 a (config epoch, master) pair
+//! counts only when the Sentinels of two different agents name it (one vote per agent); in
+//! step 3 a promotion counts only when the selected node's *own* agent (its configured owner)
+//! says `role:master` and the Sentinel of an agent other than the one that reported the
+//! `+selected-slave` has reached the promotion's epoch (voters move their current epoch when
+//! they vote for the leader, before it selects a replica). So one agent, whatever it reports,
+//! can neither name a master nor raise the floor ([`corroborated_promotion`],
+//! [`epoch_witnessed`]); claims of an epoch nobody else has reached are counted per report and
+//! logged once ([`GroupState::take_uncorroborated`]).
 //!
 //! A master is only ever a configured node ([`NodeList`]): a Sentinel view naming another
 //! address (or coming from a Sentinel not in the list) and a promotion selecting another
@@ -53,6 +65,10 @@ const FLAG_FAILOVER: &str = FLAG_FAILOVER_IN_PROGRESS;
 const PROMOTION_PENDING_LIMIT: Duration = Duration::from_secs(60);
 /// Promotions remembered at most (one per failover epoch; old ones are useless).
 const MAX_PROMOTIONS: usize = 32;
+/// Independent agents needed to accept a new master or epoch (see the module documentation).
+pub const CORROBORATION: usize = 2;
+/// Selections remembered per failover epoch (one per reporting agent).
+const MAX_SELECTIONS: usize = 16;
 
 /// The time of a derivation: a monotonic instant for ages and staleness (immune to wall-clock
 /// jumps) and the wall clock for the timestamps that go on the wire.
@@ -79,6 +95,8 @@ impl Now {
 pub struct NodeList {
     redis: BTreeSet<String>,
     sentinels: BTreeSet<String>,
+    /// Redis address → the id of the agent that owns the node, when configured.
+    owners: BTreeMap<String, String>,
 }
 
 impl NodeList {
@@ -90,6 +108,39 @@ impl NodeList {
             list.sentinels.insert(addr_key(&sentinel.to_string()));
         }
         list
+    }
+
+    /// The list of these (agent id, Redis address, Sentinel address) nodes: as [`NodeList::new`],
+    /// and only the node's own agent (its id) speaks for its role.
+    pub fn with_owners<'a>(
+        nodes: impl IntoIterator<Item = (&'a str, &'a HostPort, &'a HostPort)>,
+    ) -> Self {
+        let mut list = Self::default();
+        for (id, redis, sentinel) in nodes {
+            let key = addr_key(&redis.to_string());
+            list.redis.insert(key.clone());
+            list.sentinels.insert(addr_key(&sentinel.to_string()));
+            if !id.trim().is_empty() {
+                list.owners.insert(key, id.to_owned());
+            }
+        }
+        list
+    }
+
+    /// May `agent` speak for the role of the node at (normalized) `key`? Its configured owner
+    /// only; anyone when no owner is configured for it.
+    pub fn owns(&self, agent: &str, key: &str) -> bool {
+        self.owners.get(key).is_none_or(|owner| owner == agent)
+    }
+
+    /// How many independent agents must agree before a master or an epoch is accepted: two,
+    /// or one in a group of a single configured node (nobody to corroborate it).
+    pub fn corroboration(&self) -> usize {
+        if self.redis.len() == 1 {
+            1
+        } else {
+            CORROBORATION
+        }
     }
 
     /// False when no node is configured (every address is accepted).
@@ -157,6 +208,9 @@ pub struct Settings {
     pub crash: CrashSettings,
     /// The configured nodes: the only possible masters and the only Sentinels that count.
     pub nodes: NodeList,
+    /// Sentinel's `failover-timeout`: a floor the quorum of Sentinels contradicts (names a
+    /// lower epoch) for this long is withdrawn.
+    pub failover_timeout: Duration,
 }
 
 impl Default for Settings {
@@ -166,6 +220,7 @@ impl Default for Settings {
             event_history: 256,
             crash: CrashSettings::default(),
             nodes: NodeList::default(),
+            failover_timeout: Duration::from_millis(10_000),
         }
     }
 }
@@ -214,9 +269,101 @@ struct AgentEntry {
 
 #[derive(Clone, Debug)]
 struct Promotion {
-    /// The selected replica (normalized address).
-    address: String,
+    /// Reporting agent → the replica its Sentinel's `+selected-slave` selected (normalized).
+    by: BTreeMap<String, String>,
     learned: Instant,
+}
+
+impl Promotion {
+    /// The selected replica, unless the reports disagree (a contested epoch promotes no one
+    /// early: the Sentinels' quorum decides it).
+    fn address(&self) -> Option<&str> {
+        let mut it = self.by.values();
+        let first = it.next()?;
+        it.all(|a| a == first).then_some(first.as_str())
+    }
+}
+
+/// One fresh agent's evidence for the corroboration rule.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Testimony {
+    pub agent: String,
+    /// Its node's normalized address.
+    pub node: String,
+    /// Its node is reachable and says role:master, and the agent is the node's configured
+    /// owner (another agent cannot speak for a node's role).
+    pub node_is_master: bool,
+    /// The highest epoch its configured, reachable Sentinel has reached (current or config
+    /// epoch); `None` without one.
+    pub sentinel_epoch: Option<u64>,
+}
+
+/// Has the Sentinel of an agent other than `claimant` reached `epoch`? A Sentinel's epoch
+/// moves only when it takes part in an election (its vote) or learns a newer configuration,
+/// so this is a second, independent witness that a failover at `epoch` exists.
+pub fn epoch_witnessed(epoch: u64, claimant: &str, testimony: &[Testimony]) -> bool {
+    testimony
+        .iter()
+        .any(|t| t.agent != claimant && t.sentinel_epoch.is_some_and(|e| e >= epoch))
+}
+
+/// The corroboration rule of an early promotion: `selected` (normalized), selected for `epoch`
+/// by the Sentinels of the `claimants` (the agents that reported the `+selected-slave`), is
+/// accepted only when its own agent says role:master and the epoch is witnessed by an agent
+/// other than a claimant ([`epoch_witnessed`]). Two different agents either way: the leader's
+/// and the promoted node's, or, when the leader sits beside the promoted node, the leader's
+/// and a voter's.
+pub fn corroborated_promotion<'a>(
+    epoch: u64,
+    selected: &str,
+    claimants: impl IntoIterator<Item = &'a str>,
+    testimony: &[Testimony],
+) -> bool {
+    testimony
+        .iter()
+        .any(|t| t.node == selected && t.node_is_master)
+        && claimants
+            .into_iter()
+            .any(|c| epoch_witnessed(epoch, c, testimony))
+}
+
+/// What a claim that nobody corroborates said.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ClaimKind {
+    /// The agent's Sentinel names a master at an epoch no other agent's Sentinel reached.
+    SentinelView,
+    /// A `+selected-slave` for such an epoch.
+    Promotion,
+}
+
+impl ClaimKind {
+    /// The metric label and log field.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::SentinelView => "sentinel-view",
+            Self::Promotion => "promotion",
+        }
+    }
+}
+
+/// A report claimed a new epoch (above the floor) that no other agent's Sentinel has reached:
+/// ignored for deciding the master, counted and logged once.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Uncorroborated {
+    pub agent: String,
+    pub kind: ClaimKind,
+    pub epoch: u64,
+    pub address: String,
+    /// The first time this agent claimed this (kind, epoch, address): to be logged.
+    pub first: bool,
+}
+
+/// The floor is above what the quorum of Sentinels names: since when, and what they name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct BelowFloor {
+    epoch: u64,
+    master: String,
+    since: Instant,
 }
 
 /// Everything the coordinator knows about one master group.
@@ -242,6 +389,26 @@ pub struct GroupState {
     foreign: Vec<Foreign>,
     /// (agent, kind, normalized address) already reported as `first`.
     foreign_logged: BTreeSet<(String, ForeignKind, String)>,
+    /// Uncorroborated claims since the last [`GroupState::take_uncorroborated`].
+    uncorroborated: Vec<Uncorroborated>,
+    /// (agent, kind, epoch, normalized address) already reported as `first`.
+    uncorroborated_logged: BTreeSet<(String, ClaimKind, u64, String)>,
+    /// Since when the quorum of Sentinels names a lower epoch than the floor.
+    below_floor: Option<BelowFloor>,
+    /// Promotions at or below this epoch were withdrawn (never confirmed within
+    /// failover-timeout): they are not learned again.
+    withdrawn: u64,
+}
+
+/// Why the floor is dropped.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Revoke {
+    /// A promotion the promoted node itself now denies (reports role:replica) and the
+    /// Sentinels never confirmed: back to the Sentinels' last decision.
+    Denied(Decision),
+    /// The quorum of Sentinels has named `to`, below the floor, for longer than
+    /// failover-timeout: the floor comes down to it.
+    Expired { floor: Decision, to: Decision },
 }
 
 /// What one derivation found, beyond the topology itself.
@@ -250,9 +417,8 @@ struct Derivation {
     topology: Topology,
     /// A decision newer than (or as new as) the floor: becomes the floor.
     adopt: Option<Decision>,
-    /// The floor was a promotion the promoted node itself now denies (reports role:replica)
-    /// and the Sentinels never confirmed: fall back to the Sentinels' last decision.
-    revoke: Option<Decision>,
+    /// The floor is dropped: see [`Revoke`].
+    revoke: Option<Revoke>,
     /// The Sentinels' view (E_s and the master they name there): promotions below it, or
     /// at it naming the same node, are settled.
     sentinel_epoch: Option<u64>,
@@ -274,6 +440,10 @@ impl GroupState {
             crash_requested: None,
             foreign: Vec::new(),
             foreign_logged: BTreeSet::new(),
+            uncorroborated: Vec::new(),
+            uncorroborated_logged: BTreeSet::new(),
+            below_floor: None,
+            withdrawn: 0,
         }
     }
 
@@ -321,6 +491,67 @@ impl GroupState {
     /// (one entry per report and address), for the metrics and the log.
     pub fn take_foreign(&mut self) -> Vec<Foreign> {
         std::mem::take(&mut self.foreign)
+    }
+
+    /// The claims of a new epoch no other agent corroborated, found in the reports applied
+    /// since the last call (one entry per report and claim), for the metrics and the log.
+    pub fn take_uncorroborated(&mut self) -> Vec<Uncorroborated> {
+        std::mem::take(&mut self.uncorroborated)
+    }
+
+    /// Records that `agent` claimed `epoch` (above the floor) for `address` and no other
+    /// agent's Sentinel has reached it.
+    fn note_uncorroborated(&mut self, agent: &str, kind: ClaimKind, epoch: u64, address: &str) {
+        let key = (agent.to_owned(), kind, epoch, addr_key(address));
+        let first = !self.uncorroborated_logged.contains(&key)
+            && self.uncorroborated_logged.len() < MAX_FOREIGN_LOGGED
+            && self.uncorroborated_logged.insert(key);
+        self.uncorroborated.push(Uncorroborated {
+            agent: agent.to_owned(),
+            kind,
+            epoch,
+            address: address.to_owned(),
+            first,
+        });
+    }
+
+    /// The evidence of the fresh agents other than `except` (the one whose report is being
+    /// applied), for [`epoch_witnessed`].
+    fn others_testimony(&self, except: &str, now: Now) -> Vec<Testimony> {
+        let fresh: Vec<&AgentEntry> = self
+            .agents
+            .values()
+            .filter(|e| e.report.agent_id != except && self.is_fresh(e, now))
+            .collect();
+        self.testimony(&fresh)
+    }
+
+    /// Each fresh agent's evidence for the corroboration rule.
+    fn testimony(&self, fresh: &[&AgentEntry]) -> Vec<Testimony> {
+        let nodes = &self.settings.nodes;
+        fresh
+            .iter()
+            .map(|e| {
+                let agent = e.report.agent_id.clone();
+                let redis = e.report.redis.as_ref();
+                let node = redis.map(|r| addr_key(&r.address)).unwrap_or_default();
+                let node_is_master = !node.is_empty()
+                    && nodes.owns(&agent, &node)
+                    && redis.is_some_and(|r| r.reachable && r.role == Role::Master as i32);
+                let sentinel_epoch = e
+                    .report
+                    .sentinel
+                    .as_ref()
+                    .filter(|s| s.reachable && nodes.allows_sentinel(&s.address))
+                    .map(|s| s.current_epoch.max(s.config_epoch));
+                Testimony {
+                    agent,
+                    node,
+                    node_is_master,
+                    sentinel_epoch,
+                }
+            })
+            .collect()
     }
 
     /// Records that `agent` named `address` (outside the node list) as `kind`.
@@ -393,8 +624,27 @@ impl GroupState {
             .map(|s| s.current_epoch)
             .unwrap_or(0);
         self.note_foreign_addresses(&report);
+        // Claims of a new epoch nobody else has reached (only once a floor exists: right
+        // after a start every first report would look so).
+        let floor = self.decided.as_ref().map(|d| d.epoch);
+        let others = self.others_testimony(&report.agent_id, now);
+        if let (Some(floor), Some(s)) = (floor, report.sentinel.as_ref()) {
+            if s.reachable
+                && s.config_epoch > floor
+                && self.settings.nodes.allows_sentinel(&s.address)
+                && self.settings.nodes.allows_redis(&s.master_address)
+                && !epoch_witnessed(s.config_epoch, &report.agent_id, &others)
+            {
+                let (agent, epoch, address) = (
+                    report.agent_id.clone(),
+                    s.config_epoch,
+                    s.master_address.clone(),
+                );
+                self.note_uncorroborated(&agent, ClaimKind::SentinelView, epoch, &address);
+            }
+        }
         for ev in &report.events {
-            self.take_sentinel_event(&report.agent_id, ev, current_epoch, now);
+            self.take_sentinel_event(&report.agent_id, ev, current_epoch, &others, now);
         }
         let mut report = report;
         // The events are in the ring now; holding them again in the report only costs memory.
@@ -414,6 +664,7 @@ impl GroupState {
         agent: &str,
         ev: &SentinelEvent,
         current_epoch: u64,
+        others: &[Testimony],
         now: Now,
     ) {
         let at_ms = if ev.received_at_ms > 0 {
@@ -452,15 +703,19 @@ impl GroupState {
                     self.note_foreign(agent, ForeignKind::Promotion, &address);
                     return;
                 }
-                let settled = self.decided.as_ref().is_some_and(|d| epoch < d.epoch);
+                let floor = self.decided.as_ref().map(|d| d.epoch);
+                let settled = floor.is_some_and(|f| epoch < f) || epoch <= self.withdrawn;
+                if floor.is_some_and(|f| epoch > f) && !epoch_witnessed(epoch, agent, others) {
+                    self.note_uncorroborated(agent, ClaimKind::Promotion, epoch, &address);
+                }
                 if !settled {
-                    self.promotions
-                        .entry(epoch)
-                        .and_modify(|p| p.address = address.clone())
-                        .or_insert(Promotion {
-                            address,
-                            learned: now.at,
-                        });
+                    let p = self.promotions.entry(epoch).or_insert(Promotion {
+                        by: BTreeMap::new(),
+                        learned: now.at,
+                    });
+                    if p.by.len() < MAX_SELECTIONS || p.by.contains_key(agent) {
+                        p.by.insert(agent.to_owned(), address);
+                    }
                     while self.promotions.len() > MAX_PROMOTIONS {
                         self.promotions.pop_first();
                     }
@@ -469,10 +724,16 @@ impl GroupState {
         } else if ev.kind.starts_with("-failover-abort")
             && event_group_matches(&ev.kind, &ev.payload, &self.name)
         {
-            // That failover will not promote anyone: stop waiting for it.
+            // That failover will not promote anyone: stop waiting for it (only for the
+            // selection this agent reported: one agent cannot cancel another's).
             let is_floor = self.decided.as_ref().is_some_and(|d| d.epoch == epoch);
             if !is_floor {
-                self.promotions.remove(&epoch);
+                if let Some(p) = self.promotions.get_mut(&epoch) {
+                    p.by.remove(agent);
+                    if p.by.is_empty() {
+                        self.promotions.remove(&epoch);
+                    }
+                }
             }
         }
     }
@@ -623,13 +884,41 @@ impl GroupState {
     pub fn refresh(&mut self, now: Now) -> Refresh {
         let mut d = self.decide(now);
 
-        if let Some(revoked) = d.revoke.take() {
-            self.promotions.remove(&revoked.epoch);
-            self.decided = self.sentinel_decided.clone();
-            let message = format!(
-                "promotion of {} at epoch {} revoked: it reports role:replica and the Sentinels never confirmed it",
-                revoked.master_address, revoked.epoch
-            );
+        if let Some(revoke) = d.revoke.take() {
+            let message = match revoke {
+                Revoke::Denied(revoked) => {
+                    self.promotions.remove(&revoked.epoch);
+                    self.decided = self.sentinel_decided.clone();
+                    format!(
+                        "promotion of {} at epoch {} revoked: it reports role:replica and the Sentinels never confirmed it",
+                        revoked.master_address, revoked.epoch
+                    )
+                }
+                Revoke::Expired { floor, to } => {
+                    // Whatever was promoted above the quorum's epoch was never confirmed:
+                    // withdrawn, and not learned again.
+                    let above = self
+                        .promotions
+                        .keys()
+                        .copied()
+                        .filter(|&e| e > to.epoch)
+                        .max()
+                        .unwrap_or(0);
+                    self.withdrawn = self.withdrawn.max(floor.epoch).max(above);
+                    self.promotions.retain(|&e, _| e <= to.epoch);
+                    self.decided = Some(to.clone());
+                    self.sentinel_decided = Some(to.clone());
+                    self.below_floor = None;
+                    format!(
+                        "{} at epoch {} withdrawn: a quorum of Sentinels has named {} at epoch {} for longer than the failover-timeout ({} ms)",
+                        floor.master_address,
+                        floor.epoch,
+                        to.master_address,
+                        to.epoch,
+                        self.settings.failover_timeout.as_millis()
+                    )
+                }
+            };
             self.push_event(Event {
                 at_ms: now.wall_ms,
                 kind: "topology".into(),
@@ -652,6 +941,7 @@ impl GroupState {
             }
             self.decided = Some(adopt);
         }
+        self.track_below_floor(d.sentinel_epoch, &d.sentinel_master, now);
         self.prune_promotions(d.sentinel_epoch, &d.sentinel_master, now);
 
         let mut topology = d.topology;
@@ -689,6 +979,29 @@ impl GroupState {
         Some(t)
     }
 
+    /// Starts (or keeps, or ends) the clock of a quorum of Sentinels naming a lower epoch than
+    /// the floor; without a quorum view it is left as it is.
+    fn track_below_floor(&mut self, sentinel_epoch: Option<u64>, sentinel_master: &str, now: Now) {
+        let (Some(es), Some(floor)) = (sentinel_epoch, self.decided.as_ref()) else {
+            return;
+        };
+        if es >= floor.epoch {
+            self.below_floor = None;
+            return;
+        }
+        let same = self
+            .below_floor
+            .as_ref()
+            .is_some_and(|b| b.epoch == es && b.master == sentinel_master);
+        if !same {
+            self.below_floor = Some(BelowFloor {
+                epoch: es,
+                master: sentinel_master.to_owned(),
+                since: now.at,
+            });
+        }
+    }
+
     /// Drops promotions that can no longer matter: settled by the Sentinels, below the
     /// floor, or pending for too long. The one the floor stands on is kept, so the decision
     /// keeps its source until the Sentinels catch up.
@@ -696,7 +1009,11 @@ impl GroupState {
         let floor = self.decided.as_ref().map(|d| d.epoch).unwrap_or(0);
         let es = sentinel_epoch.unwrap_or(0);
         self.promotions.retain(|&epoch, p| {
-            if !unsettled_promotion(epoch, &p.address, es, sentinel_master) || epoch < floor {
+            let unsettled = match p.address() {
+                Some(a) => unsettled_promotion(epoch, a, es, sentinel_master),
+                None => epoch > es,
+            };
+            if !unsettled || epoch < floor {
                 return false;
             }
             epoch == floor || now.at.saturating_duration_since(p.learned) < PROMOTION_PENDING_LIMIT
@@ -848,8 +1165,14 @@ impl GroupState {
             .filter(|e| self.is_fresh(e, now))
             .collect();
 
+        let testimony = self.testimony(&fresh);
+
         // 2. The Sentinels' view.
-        let sentinel_view = sentinels_view(&fresh, &self.settings.nodes);
+        let sentinel_view = sentinels_view(
+            &fresh,
+            &self.settings.nodes,
+            self.settings.nodes.corroboration(),
+        );
         let sentinel_epoch = sentinel_view.as_ref().map(|(e, _)| *e);
         let sentinel_master = sentinel_view
             .as_ref()
@@ -858,18 +1181,18 @@ impl GroupState {
         let es = sentinel_epoch.unwrap_or(0);
 
         // 3. Early promotion, 4. otherwise the Sentinels.
+        let quorum_decision = sentinel_view.map(|(epoch, master_address)| Decision {
+            epoch,
+            master_address,
+            source: SOURCE_SENTINEL,
+        });
         let candidate = self
-            .early_promotion(&fresh, es, &sentinel_master)
-            .or_else(|| {
-                sentinel_view.map(|(epoch, master_address)| Decision {
-                    epoch,
-                    master_address,
-                    source: SOURCE_SENTINEL,
-                })
-            });
+            .early_promotion(&testimony, es, &sentinel_master)
+            .or_else(|| quorum_decision.clone());
 
         // 5. The floor.
-        let (decision, adopt, revoke) = self.against_the_floor(candidate, es, &fresh);
+        let (decision, adopt, revoke) =
+            self.against_the_floor(candidate, quorum_decision.as_ref(), &fresh, now);
         let (master_address, config_epoch, master_source) = match &decision {
             Some(d) => (d.master_address.clone(), d.epoch, d.source),
             None => (String::new(), 0, SOURCE_NONE),
@@ -883,7 +1206,8 @@ impl GroupState {
 
         // 9. Failover in progress.
         let final_epoch = decision.as_ref().map(|d| d.epoch).unwrap_or(0);
-        let failover_in_progress = self.failover_in_progress(&fresh, es, final_epoch, now);
+        let failover_in_progress =
+            self.failover_in_progress(&fresh, &testimony, es, final_epoch, now);
 
         // 10. Sentinels and what each believes.
         let sentinels = self.sentinel_views(now);
@@ -917,43 +1241,75 @@ impl GroupState {
     /// `sentinel_master`) whose selected replica already answers role:master. The same epoch
     /// counts too when the Sentinels name another node there: that is the leader between
     /// +promoted-slave and +failover-end (new epoch, old address).
+    ///
+    /// Only corroborated promotions ([`corroborated_promotion`]) above the floor (or the floor
+    /// itself): a new master needs a new epoch.
     fn early_promotion(
         &self,
-        fresh: &[&AgentEntry],
+        testimony: &[Testimony],
         es: u64,
         sentinel_master: &str,
     ) -> Option<Decision> {
+        let floor = self.decided.as_ref();
         self.promotions
             .iter()
             .rev()
-            .filter(|(&epoch, p)| unsettled_promotion(epoch, &p.address, es, sentinel_master))
-            .find(|(_, p)| reports_role(fresh, &p.address, Role::Master))
-            .map(|(&epoch, p)| Decision {
+            .filter_map(|(&epoch, p)| p.address().map(|a| (epoch, p, a)))
+            .filter(|&(epoch, _, a)| unsettled_promotion(epoch, a, es, sentinel_master))
+            .filter(|&(epoch, _, a)| {
+                floor.is_none_or(|f| {
+                    epoch > f.epoch || (epoch == f.epoch && addr_key(&f.master_address) == a)
+                })
+            })
+            .find(|&(epoch, p, a)| {
+                corroborated_promotion(epoch, a, p.by.keys().map(String::as_str), testimony)
+            })
+            .map(|(epoch, _, a)| Decision {
                 epoch,
-                master_address: self
-                    .address_as_reported(&p.address)
-                    .unwrap_or_else(|| p.address.clone()),
+                master_address: self.address_as_reported(a).unwrap_or_else(|| a.to_owned()),
                 source: SOURCE_PROMOTED,
             })
     }
 
     /// Step 5, the floor: a candidate older than the floor gives way to it ("last-known"); the floor
-    /// is dropped (revoked, back to the Sentinels' last decision) when it is an unconfirmed
-    /// promotion its own node now denies. Returns the decision, the decision to adopt as the
-    /// new floor, and the revoked one.
+    /// is dropped when it is an unconfirmed promotion its own node now denies (back to the
+    /// Sentinels' last decision), or when the quorum of Sentinels (`quorum`) has named a lower
+    /// epoch for longer than failover-timeout (down to theirs). Returns the decision, the
+    /// decision to adopt as the new floor, and why the floor was dropped.
     fn against_the_floor(
         &self,
         candidate: Option<Decision>,
-        es: u64,
+        quorum: Option<&Decision>,
         fresh: &[&AgentEntry],
-    ) -> (Option<Decision>, Option<Decision>, Option<Decision>) {
+        now: Now,
+    ) -> (Option<Decision>, Option<Decision>, Option<Revoke>) {
+        let es = quorum.map_or(0, |q| q.epoch);
         let mut revoke = None;
         let mut floor = self.decided.clone();
         if let Some(f) = &self.decided {
             let unconfirmed = f.source == SOURCE_PROMOTED && es < f.epoch;
-            if unconfirmed && reports_role(fresh, &addr_key(&f.master_address), Role::Replica) {
-                revoke = Some(f.clone());
+            if unconfirmed
+                && reports_role(
+                    fresh,
+                    &self.settings.nodes,
+                    &addr_key(&f.master_address),
+                    Role::Replica,
+                )
+            {
+                revoke = Some(Revoke::Denied(f.clone()));
                 floor = self.sentinel_decided.clone();
+            } else if let (Some(q), Some(b)) = (quorum, &self.below_floor) {
+                let expired = q.epoch < f.epoch
+                    && b.epoch == q.epoch
+                    && b.master == addr_key(&q.master_address)
+                    && now.at.saturating_duration_since(b.since) >= self.settings.failover_timeout;
+                if expired {
+                    revoke = Some(Revoke::Expired {
+                        floor: f.clone(),
+                        to: q.clone(),
+                    });
+                    floor = Some(q.clone());
+                }
             }
         }
         let (decision, adopt) = match (candidate, floor) {
@@ -986,7 +1342,7 @@ impl GroupState {
         let entry = self.entry_for(&key, now);
         MasterFacts {
             node: entry.map(|e| e.report.agent_id.clone()).unwrap_or_default(),
-            confirmed: reports_role(fresh, &key, Role::Master),
+            confirmed: reports_role(fresh, &self.settings.nodes, &key, Role::Master),
             // When the master's agent saw it turn master: watchers measure their switch lag
             // from it.
             role_changed_at_ms: entry
@@ -1068,9 +1424,11 @@ impl GroupState {
 
     /// Step 9, failover in progress: an agent or a Sentinel says so, or a promotion above both the
     /// Sentinels' epoch `es` and the decision's is pending.
+    /// A promotion counts only when another agent's Sentinel has reached its epoch.
     fn failover_in_progress(
         &self,
         fresh: &[&AgentEntry],
+        testimony: &[Testimony],
         es: u64,
         final_epoch: u64,
         now: Now,
@@ -1079,6 +1437,7 @@ impl GroupState {
             epoch > es
                 && epoch > final_epoch
                 && now.at.saturating_duration_since(p.learned) < PROMOTION_PENDING_LIMIT
+                && p.by.keys().any(|c| epoch_witnessed(epoch, c, testimony))
         });
         pending_promotion
             || fresh.iter().any(|e| {
@@ -1161,13 +1520,14 @@ struct MasterFacts {
     offset: Option<u64>,
 }
 
-/// Is the node at (normalized) `key` fresh, reachable and saying `role`?
-fn reports_role(fresh: &[&AgentEntry], key: &str, role: Role) -> bool {
+/// Is the node at (normalized) `key` fresh, reachable and saying `role`, by its own agent (its
+/// configured owner, see [`NodeList::owns`])?
+fn reports_role(fresh: &[&AgentEntry], nodes: &NodeList, key: &str, role: Role) -> bool {
     fresh.iter().any(|e| {
-        e.report
-            .redis
-            .as_ref()
-            .is_some_and(|r| r.reachable && r.role == role as i32 && addr_key(&r.address) == key)
+        nodes.owns(&e.report.agent_id, key)
+            && e.report.redis.as_ref().is_some_and(|r| {
+                r.reachable && r.role == role as i32 && addr_key(&r.address) == key
+            })
     })
 }
 
@@ -1177,12 +1537,14 @@ fn runs_failover(s: &SentinelStatus) -> bool {
 }
 
 /// Step 2, the Sentinels' view: the master the fresh, reachable Sentinels name, by the one rule of
-/// [`named_master`] with quorum 1 (highest config epoch; at one epoch more votes, more
-/// settled votes, the smallest address). A Sentinel running a failover is not settled: the
-/// leader's config epoch moves at +promoted-slave while its SENTINEL MASTER still names the
-/// old master until +failover-end. Only configured Sentinels naming a configured node count
-/// (`nodes`). Returns the epoch and the master's address.
-fn sentinels_view(fresh: &[&AgentEntry], nodes: &NodeList) -> Option<(u64, String)> {
+/// [`named_master`] with `quorum` (two: a pair named by one agent's Sentinel alone does not
+/// count; highest config epoch; at one epoch more votes, more settled votes, the smallest
+/// address). One vote per agent, so no agent votes twice whatever Sentinel address it
+/// reports. A Sentinel running a failover is not settled: the leader's config epoch moves at
+/// +promoted-slave while its SENTINEL MASTER still names the old master until +failover-end.
+/// Only configured Sentinels naming a configured node count (`nodes`). Returns the epoch and
+/// the master's address.
+fn sentinels_view(fresh: &[&AgentEntry], nodes: &NodeList, quorum: usize) -> Option<(u64, String)> {
     let views: Vec<MasterView> = fresh
         .iter()
         .filter_map(|e| {
@@ -1192,12 +1554,8 @@ fn sentinels_view(fresh: &[&AgentEntry], nodes: &NodeList) -> Option<(u64, Strin
                     && nodes.allows_redis(&s.master_address)
             })?;
             let master: HostPort = s.master_address.parse().ok()?;
-            // One vote per Sentinel; a report without a readable Sentinel address votes as
-            // its agent.
-            let sentinel = s
-                .address
-                .parse()
-                .unwrap_or_else(|_| HostPort::new(format!("agent/{}", e.report.agent_id), 0));
+            // One vote per agent (independence is a different agent).
+            let sentinel = HostPort::new(format!("agent/{}", e.report.agent_id), 0);
             Some(MasterView {
                 sentinel,
                 master,
@@ -1206,7 +1564,7 @@ fn sentinels_view(fresh: &[&AgentEntry], nodes: &NodeList) -> Option<(u64, Strin
             })
         })
         .collect();
-    named_master(&views, 1).map(|n| (n.config_epoch, n.master.to_string()))
+    named_master(&views, quorum.max(1)).map(|n| (n.config_epoch, n.master.to_string()))
 }
 
 /// The topology of `state` at `now`, without a version (the caller assigns versions; see

@@ -36,8 +36,13 @@ pub struct ReloaderConfig {
     pub sentinels: Vec<HostPort>,
     /// File holding the Sentinels' password (`requirepass` of the Sentinels), if any.
     pub sentinel_password_file: Option<PathBuf>,
-    /// How many Sentinels must name the same master at the same config epoch.
+    /// How many Sentinels must name the same master at the same config epoch: a majority of
+    /// `sentinels` at least, so that one Sentinel alone never moves the routing.
     pub sentinel_quorum: usize,
+    /// The Sentinels' `failover-timeout` (milliseconds): a routing decision above the epoch a
+    /// quorum of Sentinels names (an unconfirmed promotion, an epoch they never reached) is
+    /// withdrawn once they have named their master for this long.
+    pub failover_timeout_ms: u64,
     /// Read-back period: every HAProxy is checked this often and re-converged on drift; the
     /// Sentinels are polled this often too.
     pub resync_interval_ms: u64,
@@ -80,6 +85,7 @@ impl Default for ReloaderConfig {
             sentinels: Vec::new(),
             sentinel_password_file: None,
             sentinel_quorum: 2,
+            failover_timeout_ms: 10_000,
             resync_interval_ms: 1000,
             io_timeout_ms: 1000,
             pipeline: true,
@@ -159,16 +165,24 @@ impl ReloaderConfig {
                 "with no coordinator_url, the Sentinels are the only source: list them",
             ));
         }
+        let majority = self.sentinels.len() / 2 + 1;
         if !self.sentinels.is_empty()
-            && (self.sentinel_quorum == 0 || self.sentinel_quorum > self.sentinels.len())
+            && (self.sentinel_quorum < majority || self.sentinel_quorum > self.sentinels.len())
         {
             return Err(ConfigError::invalid(
                 "sentinel_quorum",
                 self.sentinel_quorum.to_string(),
                 format!(
-                    "must be between 1 and the {} sentinels listed",
+                    "must be between a majority ({majority}) and the {} sentinels listed",
                     self.sentinels.len()
                 ),
+            ));
+        }
+        if self.failover_timeout_ms == 0 {
+            return Err(ConfigError::invalid(
+                "failover_timeout_ms",
+                "0",
+                "must be > 0 (the Sentinels' failover-timeout)",
             ));
         }
         if self.resync_interval_ms < 50 {
@@ -237,6 +251,10 @@ impl ReloaderConfig {
             "sentinel_password_file",
             self.sentinel_password_file.as_deref(),
         )
+    }
+
+    pub fn failover_timeout(&self) -> Duration {
+        Duration::from_millis(self.failover_timeout_ms)
     }
 
     pub fn resync_interval(&self) -> Duration {

@@ -17,12 +17,20 @@
 //! coordinator whose versions start over) or after the Sentinels confirmed the promotion is
 //! still ignored.
 //!
+//! Nothing sticks: when a quorum of Sentinels keeps naming a lower epoch than the decision in
+//! force (an unconfirmed promotion, an epoch the Sentinels never reached, whatever the
+//! coordinator said) for longer than the Sentinels' `failover-timeout`, their decision is
+//! taken: the floor comes down to it ([`Arbiter::offer_at`]). The Sentinels' decisions are
+//! themselves a quorum's (`sentinel_quorum`, a majority of the listed Sentinels), never one
+//! Sentinel's.
+//!
 //! Before all of that, the node list ([`Arbiter::new`]): a decision whose master is not a
 //! configured node is ignored whatever its epoch, and nodes at other addresses are left out
 //! of every decision, so no HAProxy server is ever readied on, or moved to, such an address.
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use redis_ha_common::HostPort;
 use redis_ha_proto::v1::{MasterSource, Topology};
@@ -206,6 +214,17 @@ pub struct Foreign {
 /// (kind, host lower-cased, port) sightings remembered for "log once".
 const MAX_FOREIGN_LOGGED: usize = 1024;
 
+/// The Sentinels' `failover-timeout` when none is configured.
+pub const DEFAULT_FAILOVER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A quorum of Sentinels names a lower epoch than the decision in force: what, since when.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct BelowFloor {
+    epoch: u64,
+    master: Option<HostPort>,
+    since: Instant,
+}
+
 /// Keeps the decision in force.
 #[derive(Debug, Default)]
 pub struct Arbiter {
@@ -219,6 +238,10 @@ pub struct Arbiter {
     /// What the last offer named outside `allowed`.
     foreign: Vec<Foreign>,
     foreign_logged: std::collections::BTreeSet<(&'static str, String, u16)>,
+    /// Since when the Sentinels' quorum names a lower epoch than the decision in force.
+    below: Option<BelowFloor>,
+    /// `None`: [`DEFAULT_FAILOVER_TIMEOUT`].
+    failover_timeout: Option<Duration>,
 }
 
 impl Arbiter {
@@ -229,6 +252,16 @@ impl Arbiter {
             allowed,
             ..Self::default()
         }
+    }
+
+    /// The same, with the Sentinels' `failover-timeout` (see the module documentation).
+    pub fn with_failover_timeout(mut self, failover_timeout: Duration) -> Self {
+        self.failover_timeout = Some(failover_timeout);
+        self
+    }
+
+    fn failover_timeout(&self) -> Duration {
+        self.failover_timeout.unwrap_or(DEFAULT_FAILOVER_TIMEOUT)
     }
 
     /// Is `address` a configured node (or is there no list)?
@@ -295,7 +328,13 @@ impl Arbiter {
         self.tentative.is_some()
     }
 
-    pub fn offer(&mut self, mut d: Decision) -> Verdict {
+    /// [`Arbiter::offer_at`] now.
+    pub fn offer(&mut self, d: Decision) -> Verdict {
+        self.offer_at(d, Instant::now())
+    }
+
+    /// Offers `d`, received at `now` (the clock of the failover-timeout).
+    pub fn offer_at(&mut self, mut d: Decision, now: Instant) -> Verdict {
         self.foreign.clear();
         if let Err(reason) = self.restrict(&mut d) {
             return Verdict::Ignored(reason);
@@ -315,6 +354,33 @@ impl Arbiter {
                         .and_then(|n| n.node.clone());
                 }
             }
+        }
+        let Some(cur_epoch) = self.current.as_ref().map(|c| c.config_epoch) else {
+            self.take(d);
+            return Verdict::Changed;
+        };
+        if matches!(d.source, Source::Sentinel { .. }) && d.config_epoch >= cur_epoch {
+            self.below = None;
+        }
+        if d.config_epoch < cur_epoch && self.withdraws(&d, now) {
+            let changed = self.current.as_ref().is_none_or(|cur| {
+                tracing::warn!(
+                    withdrawn_epoch = cur.config_epoch,
+                    withdrawn_master = %cur.master_address().map_or_else(|| "none".to_owned(), ToString::to_string),
+                    epoch = d.config_epoch,
+                    master = %d.master_address().map_or_else(|| "none".to_owned(), ToString::to_string),
+                    failover_timeout_ms = self.failover_timeout().as_millis(),
+                    "a quorum of Sentinels has named a lower epoch for longer than the failover-timeout: the decision in force is withdrawn"
+                );
+                !cur.same_routing(&d)
+            });
+            self.below = None;
+            self.take(d);
+            return if changed {
+                Verdict::Changed
+            } else {
+                Verdict::Unchanged
+            };
         }
         let Some(cur) = &self.current else {
             self.take(d);
@@ -361,6 +427,28 @@ impl Arbiter {
             Verdict::Changed
         } else {
             Verdict::Unchanged
+        }
+    }
+
+    /// Is `d` (a lower epoch than the decision in force) the Sentinels' quorum naming it for
+    /// longer than the failover-timeout? Starts or keeps the clock otherwise.
+    fn withdraws(&mut self, d: &Decision, now: Instant) -> bool {
+        if !matches!(d.source, Source::Sentinel { .. }) || d.master.is_none() {
+            return false;
+        }
+        let master = d.master_address().cloned();
+        match &self.below {
+            Some(b) if b.epoch == d.config_epoch && b.master == master => {
+                now.saturating_duration_since(b.since) >= self.failover_timeout()
+            }
+            _ => {
+                self.below = Some(BelowFloor {
+                    epoch: d.config_epoch,
+                    master,
+                    since: now,
+                });
+                false
+            }
         }
     }
 
@@ -808,5 +896,67 @@ mod tests {
             assert!(!a.allows(&refused.parse().unwrap()), "{refused}");
         }
         assert!(Arbiter::default().allows(&FOREIGN.parse().unwrap()));
+    }
+
+    /// Offers `d` at `ms` after `t0` and returns what the arbiter did.
+    fn at(a: &mut Arbiter, t0: Instant, ms: u64, d: Decision) -> Then {
+        match a.offer_at(d, t0 + Duration::from_millis(ms)) {
+            Verdict::Changed => Changed,
+            Verdict::Unchanged => Unchanged,
+            Verdict::Ignored(_) => Ignored,
+        }
+    }
+
+    /// Issue #11 item 3: whatever the coordinator said (here epoch 1000 naming node 2, as a
+    /// forged topology did), a quorum of Sentinels naming node 1 at epoch 2 for longer than the
+    /// failover-timeout brings the decision back down to theirs.
+    #[test]
+    fn a_decision_the_sentinels_contradict_for_the_failover_timeout_is_withdrawn() {
+        let t0 = Instant::now();
+        let mut a = Arbiter::default().with_failover_timeout(Duration::from_millis(5000));
+        assert_eq!(at(&mut a, t0, 0, on(1, 1, 2, M1, QUORUM)), Changed);
+        assert_eq!(at(&mut a, t0, 10, on(1, 2, 1000, M2, QUORUM)), Changed);
+        // The Sentinels' lower epoch is ignored within the failover-timeout...
+        for ms in [1000, 2000, 4999] {
+            assert_eq!(at(&mut a, t0, ms, sentinel(2, M1)), Ignored, "at {ms} ms");
+        }
+        assert_eq!(master_of(&a), (1000, hp(M2)));
+        // ...and taken once they have named it for that long.
+        assert_eq!(at(&mut a, t0, 6000, sentinel(2, M1)), Changed);
+        assert_eq!(master_of(&a), (2, hp(M1)));
+        assert!(!a.is_tentative());
+        // The coordinator, once it withdrew its own floor, agrees at that epoch.
+        assert_eq!(at(&mut a, t0, 6100, on(1, 3, 2, M1, QUORUM)), Unchanged);
+    }
+
+    #[test]
+    fn the_withdrawal_clock_restarts_when_the_sentinels_change_their_answer() {
+        let t0 = Instant::now();
+        let mut a = Arbiter::default().with_failover_timeout(Duration::from_millis(5000));
+        assert_eq!(at(&mut a, t0, 0, on(1, 1, 1000, M2, QUORUM)), Changed);
+        assert_eq!(at(&mut a, t0, 1000, sentinel(2, M1)), Ignored);
+        // Another answer: a new clock.
+        assert_eq!(at(&mut a, t0, 4000, sentinel(3, M3)), Ignored);
+        assert_eq!(at(&mut a, t0, 8000, sentinel(3, M3)), Ignored);
+        // The Sentinels reached the decision's epoch meanwhile: no clock at all.
+        assert_eq!(at(&mut a, t0, 8500, sentinel(1000, M2)), Unchanged);
+        assert_eq!(at(&mut a, t0, 9500, sentinel(3, M3)), Ignored);
+        assert_eq!(at(&mut a, t0, 14_000, sentinel(3, M3)), Ignored);
+        assert_eq!(at(&mut a, t0, 14_500, sentinel(3, M3)), Changed);
+        assert_eq!(master_of(&a), (3, hp(M3)));
+    }
+
+    /// A promotion the coordinator published is confirmed by the Sentinels in a second or two;
+    /// their older view meanwhile changes nothing.
+    #[test]
+    fn a_confirmed_promotion_is_not_withdrawn() {
+        let t0 = Instant::now();
+        let mut a = Arbiter::default().with_failover_timeout(Duration::from_millis(5000));
+        assert_eq!(at(&mut a, t0, 0, on(1, 1, 0, M1, QUORUM)), Changed);
+        assert_eq!(at(&mut a, t0, 100, on(1, 2, 1, M2, PROMOTED)), Changed);
+        assert_eq!(at(&mut a, t0, 1000, sentinel(0, M1)), Ignored);
+        assert_eq!(at(&mut a, t0, 2000, sentinel(1, M2)), Unchanged);
+        assert_eq!(at(&mut a, t0, 9000, sentinel(0, M1)), Ignored);
+        assert_eq!(master_of(&a), (1, hp(M2)));
     }
 }

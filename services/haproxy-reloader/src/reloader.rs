@@ -194,7 +194,8 @@ impl Reloader {
             )));
         }
 
-        let mut arbiter = Arbiter::new(c.node_addresses());
+        let mut arbiter =
+            Arbiter::new(c.node_addresses()).with_failover_timeout(c.failover_timeout());
         if c.nodes.is_empty() {
             warn!("no node list configured (`nodes`): HAProxy follows any address the coordinator or the Sentinels name; list the group's nodes");
         } else {

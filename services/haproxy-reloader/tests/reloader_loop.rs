@@ -526,6 +526,17 @@ async fn promote(
             leader,
         ),
     ];
+    // A Sentinel that voted for the leader reached the epoch too: its agent's report is the
+    // promotion's second, independent witness (the coordinator's corroboration rule).
+    let voter = if old == leader { promoted } else { old };
+    fleet.update(voter, |a| a.current_epoch = epoch).await;
+    fleet
+        .report_taken(
+            voter,
+            "event",
+            vec![event("+new-epoch", epoch.to_string(), epoch, voter)],
+        )
+        .await;
     fleet.report_taken(leader, "event", events).await;
     nodes[promoted - 1].set_replica_of(None).await.unwrap();
     fleet.role_changed(promoted, Role::Master, None).await;

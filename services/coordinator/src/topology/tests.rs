@@ -123,6 +123,11 @@ impl Obs {
         self.current_epoch = self.current_epoch.max(epoch);
         self
     }
+    /// Its Sentinel took part in the election of `epoch` (voted or leads): its current epoch.
+    fn voted(mut self, epoch: u64) -> Self {
+        self.current_epoch = self.current_epoch.max(epoch);
+        self
+    }
     fn sentinel_down(mut self) -> Self {
         self.sentinel_reachable = false;
         self
@@ -239,18 +244,24 @@ fn healthy_state(c: &Clock) -> GroupState {
     s
 }
 
-/// The starting layout published at 0 ms, then node-1's Redis down at 1000 ms.
+/// The starting layout published at 0 ms, then node-1's Redis down at 1000 ms; its Sentinel
+/// (alive) votes in the election of epoch 1.
 fn master_down(c: &Clock) -> GroupState {
     let mut s = healthy_state(c);
     s.refresh(c.at(0));
-    apply(&mut s, &Obs::new(1).seq(2).down(), c.at(1000));
+    apply(&mut s, &Obs::new(1).seq(2).down().voted(1), c.at(1000));
     s
 }
 
-/// The starting layout, then node-3's Sentinel selects node-2 at epoch 1 (at 100 ms).
+/// The starting layout, then node-3's Sentinel selects node-2 at epoch 1 (at 100 ms), node-1's
+/// Sentinel having voted for it.
 fn node_2_selected(c: &Clock) -> GroupState {
     let mut s = healthy_state(c);
-    let leader = Obs::new(3).seq(2).event("+selected-slave", &selected(2), 1);
+    apply(&mut s, &Obs::new(1).seq(2).voted(1), c.at(100));
+    let leader = Obs::new(3)
+        .seq(2)
+        .voted(1)
+        .event("+selected-slave", &selected(2), 1);
     apply(&mut s, &leader, c.at(100));
     s
 }
@@ -259,6 +270,7 @@ fn node_2_selected(c: &Clock) -> GroupState {
 fn leader_selects_2() -> Obs {
     Obs::new(3)
         .seq(2)
+        .voted(1)
         .event("+new-epoch", "1", 1)
         .event("+selected-slave", &selected(2), 1)
 }
@@ -468,6 +480,7 @@ fn promotion_epoch_from_current_epoch_when_event_has_none() {
     let mut leader = Obs::new(3).seq(2).event("+selected-slave", &selected(2), 0);
     leader.current_epoch = 4;
     apply(&mut s, &leader, c.at(100));
+    apply(&mut s, &Obs::new(1).seq(2).voted(4), c.at(100));
     apply(&mut s, &Obs::new(2).seq(2).master(), c.at(100));
     let t = s.refresh(c.at(100)).topology;
     assert_eq!(t.master_address, addr(2));
@@ -551,8 +564,8 @@ fn leader_between_promoted_slave_and_failover_end() {
     assert_eq!(t.master_source(), SOURCE_PROMOTED);
     assert!(t.split_brain.is_empty());
 
-    // One other Sentinel switched (+switch-master), the third is silent: one vote each at
-    // epoch 1; the settled Sentinel's wins over the leader still in its failover.
+    // One other Sentinel switched (+switch-master): one vote each at epoch 1, no quorum; the
+    // promotion stands.
     apply(
         &mut s,
         &Obs::new(2).seq(3).master().sentinel_names(2, 1),
@@ -560,9 +573,15 @@ fn leader_between_promoted_slave_and_failover_end() {
     );
     let t = s.refresh(c.at(1200)).topology;
     assert_eq!(t.master_address, addr(2));
+    // node-1's Sentinel switched too; node-3's report is stale now: two settled votes.
     apply(
         &mut s,
         &Obs::new(2).seq(4).master().sentinel_names(2, 1),
+        c.at(4100),
+    );
+    apply(
+        &mut s,
+        &Obs::new(1).seq(3).down().sentinel_names(2, 1),
         c.at(4100),
     );
     let t = s.refresh(c.at(4150)).topology;
@@ -738,7 +757,17 @@ fn floor_never_goes_back() {
     assert_eq!(t.master_source(), SOURCE_LAST_KNOWN);
     assert_eq!(s.decided().unwrap().epoch, 2);
 
-    // A promoted master stays when its node goes silent before the Sentinels announce it.
+    // A promoted master stays when its node goes silent before the Sentinels announce it
+    // (node-3's Sentinel leads epoch 5 and selects its own node; Sentinel 1 voted).
+    apply(
+        &mut s,
+        &Obs::new(1)
+            .seq(3)
+            .sentinel_names(1, 0)
+            .replica_of(2)
+            .voted(5),
+        c.at(200),
+    );
     apply(
         &mut s,
         &Obs::new(3).seq(3).replica_of(2).sentinel_names(2, 2).event(
@@ -999,7 +1028,7 @@ fn a_version_keeps_its_trace_parent_and_carries_the_promotion_time() {
     assert_eq!(r.topology.trace_parent, tp);
 
     // A new version starts without one (the server sets it from its publish span).
-    apply(&mut s, &Obs::new(1).seq(2).down(), c.at(1000));
+    apply(&mut s, &Obs::new(1).seq(2).down().voted(1), c.at(1000));
     apply(&mut s, &leader_selects_2(), c.at(1100));
     let mut o2 = Obs::new(2).seq(2).master();
     o2.role_changed_at = WALL0 + 1150;
@@ -1138,7 +1167,12 @@ const FOREIGN: &str = "127.0.0.1:6666";
 fn node_list(redis: &[String], sentinels: &[String]) -> NodeList {
     let redis: Vec<HostPort> = redis.iter().map(|a| a.parse().unwrap()).collect();
     let sentinels: Vec<HostPort> = sentinels.iter().map(|a| a.parse().unwrap()).collect();
-    NodeList::new(redis.iter().zip(&sentinels))
+    let ids: Vec<String> = (1..=redis.len()).map(|i| format!("node-{i}")).collect();
+    NodeList::with_owners(
+        ids.iter()
+            .zip(redis.iter().zip(&sentinels))
+            .map(|(id, (r, s))| (id.as_str(), r, s)),
+    )
 }
 
 /// A group restricted to nodes 1 to 3 (as every shipped configuration is).
@@ -1213,11 +1247,17 @@ fn node_list_compares_as_the_project_normalizes() {
 #[test]
 fn a_foreign_master_named_by_a_sentinel_is_never_published() {
     let c = Clock::new();
-    // Without a list the attack works: one report moves the master and the floor.
+    // Without a list the attack works once two agents agree: the master and the floor move
+    // (one agent alone is not corroborated, list or not).
     let mut open = healthy_state(&c);
     open.refresh(c.at(0));
     open.apply_report(
         sentinel_naming(&Obs::new(2).seq(2), FOREIGN, 1000),
+        c.at(100),
+    );
+    assert_eq!(open.refresh(c.at(100)).topology.master_address, addr(1));
+    open.apply_report(
+        sentinel_naming(&Obs::new(3).seq(2), FOREIGN, 1000),
         c.at(100),
     );
     assert_eq!(open.refresh(c.at(100)).topology.master_address, FOREIGN);
@@ -1338,9 +1378,11 @@ fn a_foreign_promotion_is_ignored() {
         .event("+selected-slave", &selects_foreign, 1);
 
     // Without a list it is published as promoted.
+    let voter = Obs::new(1).seq(2).voted(1);
     let mut open = healthy_state(&c);
     open.refresh(c.at(0));
     open.apply_report(foreign_master(), c.at(100));
+    apply(&mut open, &voter, c.at(100));
     apply(&mut open, &leader, c.at(100));
     let t = open.refresh(c.at(100)).topology;
     assert_eq!((t.master_address.as_str(), t.config_epoch), (FOREIGN, 1));
@@ -1349,6 +1391,7 @@ fn a_foreign_promotion_is_ignored() {
     healthy(&mut s, c.at(0));
     s.refresh(c.at(0));
     s.apply_report(foreign_master(), c.at(100));
+    apply(&mut s, &voter, c.at(100));
     apply(&mut s, &leader, c.at(100));
     let t = s.refresh(c.at(100)).topology;
     assert_eq!(t.master_address, addr(1));
@@ -1390,7 +1433,8 @@ fn configured_nodes_still_fail_over_early_and_by_the_sentinels() {
     s.refresh(c.at(0));
     apply(&mut s, &Obs::new(1).seq(2).down(), c.at(1000));
     apply(&mut s, &leader_selects_2(), c.at(1100));
-    apply(&mut s, &Obs::new(2).seq(2).master(), c.at(1200));
+    // node-2's own Sentinel voted for node-3's: the epoch's second witness.
+    apply(&mut s, &Obs::new(2).seq(2).master().voted(1), c.at(1200));
     let t = s.refresh(c.at(1200)).topology;
     assert_eq!(
         (t.master_address.as_str(), t.config_epoch),
@@ -1432,4 +1476,437 @@ fn configured_host_names_match_in_any_case() {
     assert_eq!(t.master_node, "node-1");
     assert!(s.take_foreign().is_empty());
     assert_eq!(s.sentinel_addresses(c.at(0)).len(), 3);
+}
+
+// ---- Corroboration (issue #11 item 2) and nothing sticks (item 3).
+
+fn witness(agent: &str, node: u8, master: bool, epoch: Option<u64>) -> Testimony {
+    Testimony {
+        agent: agent.into(),
+        node: addr(node),
+        node_is_master: master,
+        sentinel_epoch: epoch,
+    }
+}
+
+#[test]
+fn the_rule_needs_the_promoted_node_itself_and_another_agents_epoch() {
+    let leader = witness("node-3", 3, false, Some(5));
+    let promoted = witness("node-2", 2, true, Some(5));
+    let old_voter = witness("node-1", 1, false, Some(4));
+    // The leader's selection, the promoted node's role, the promoted node's Sentinel voted.
+    assert!(corroborated_promotion(
+        5,
+        &addr(2),
+        ["node-3"],
+        &[leader.clone(), promoted.clone()]
+    ));
+    // The promoted node does not say master: no.
+    let not_yet = witness("node-2", 2, false, Some(5));
+    assert!(!corroborated_promotion(
+        5,
+        &addr(2),
+        ["node-3"],
+        &[leader.clone(), not_yet]
+    ));
+    // The leader beside the promoted node: its own epoch is no second source...
+    let leader_and_promoted = witness("node-2", 2, true, Some(5));
+    assert!(!corroborated_promotion(
+        5,
+        &addr(2),
+        ["node-2"],
+        &[leader_and_promoted.clone(), old_voter.clone()]
+    ));
+    // ...a voter at that epoch is.
+    assert!(corroborated_promotion(
+        5,
+        &addr(2),
+        ["node-2"],
+        &[leader_and_promoted, witness("node-1", 1, false, Some(5))]
+    ));
+    // Nobody else has reached the epoch: no, whoever says master.
+    assert!(!corroborated_promotion(
+        5,
+        &addr(2),
+        ["node-3"],
+        &[
+            witness("node-3", 3, false, Some(5)),
+            witness("node-2", 2, true, Some(4))
+        ]
+    ));
+    assert!(epoch_witnessed(5, "node-3", &[promoted]));
+    assert!(!epoch_witnessed(5, "node-3", &[leader]));
+    assert!(!epoch_witnessed(
+        5,
+        "node-3",
+        &[witness("node-1", 1, false, None)]
+    ));
+}
+
+/// The first three of the issue: a lone Sentinel view at epoch + 1000 naming a configured
+/// replica, its node claiming master, and forged `+selected-slave`s, from one agent.
+#[test]
+fn one_agent_alone_names_no_master_and_raises_no_floor() {
+    let c = Clock::new();
+    let mut s = restricted();
+    all_follow(&mut s, 1, 2, 1, c.at(0));
+    let before = s.refresh(c.at(0)).topology;
+    assert_eq!(before.config_epoch, 2);
+
+    for round in 0..3u64 {
+        let seq = 10 + round;
+        let liar = Obs::new(2)
+            .seq(seq)
+            .master()
+            .sentinel_names(2, 1002)
+            .event("+selected-slave", &selected(2), 1002)
+            .event("+selected-slave", &selected(3), 1003);
+        apply(&mut s, &liar, c.at(100 + round));
+        let t = s.refresh(c.at(100 + round)).topology;
+        assert_eq!(
+            (t.master_address.as_str(), t.config_epoch, t.master_source()),
+            (addr(1).as_str(), 2, SOURCE_SENTINEL)
+        );
+        assert!(
+            !t.failover_in_progress,
+            "an unwitnessed promotion is no failover"
+        );
+        assert_eq!(
+            t.split_brain,
+            vec![addr(2)],
+            "its own node looks wrong, nothing else"
+        );
+        assert_eq!(s.decided().unwrap().epoch, 2);
+
+        let found: Vec<(ClaimKind, u64, bool)> = s
+            .take_uncorroborated()
+            .into_iter()
+            .map(|u| (u.kind, u.epoch, u.first))
+            .collect();
+        let first = round == 0;
+        assert_eq!(
+            found,
+            vec![
+                (ClaimKind::SentinelView, 1002, first),
+                (ClaimKind::Promotion, 1002, first),
+                (ClaimKind::Promotion, 1003, first),
+            ],
+            "counted every time, logged the first time"
+        );
+    }
+    // Node-3 (honest) says replica: a selection of it never promotes it either.
+    let t = s.refresh(c.at(6000)).topology;
+    assert_eq!(t.config_epoch, 2);
+}
+
+#[test]
+fn an_agent_cannot_speak_for_another_nodes_role() {
+    let c = Clock::new();
+    let mut s = restricted();
+    healthy(&mut s, c.at(0));
+    s.refresh(c.at(0));
+    apply(&mut s, &Obs::new(1).seq(2).down(), c.at(1000));
+    // node-3's Sentinel leads and selects node-2, and node-3's agent also claims to be
+    // node-2, a master. Node-2's own agent says replica.
+    apply(&mut s, &leader_selects_2(), c.at(1100));
+    let mut impostor = Obs::new(2).seq(2).master().voted(1).report();
+    impostor.agent_id = "node-3".into();
+    impostor.sequence = 3;
+    s.apply_report(impostor, c.at(1150));
+    apply(&mut s, &Obs::new(2).seq(2).voted(1), c.at(1150));
+    let t = s.refresh(c.at(1150)).topology;
+    assert_eq!(
+        (t.master_address.as_str(), t.config_epoch),
+        (addr(1).as_str(), 0)
+    );
+}
+
+#[test]
+fn the_leader_beside_the_promoted_node_needs_a_voter() {
+    let c = Clock::new();
+    let mut s = restricted();
+    healthy(&mut s, c.at(0));
+    s.refresh(c.at(0));
+    apply(&mut s, &Obs::new(1).seq(2).down(), c.at(1000));
+    // node-2's own Sentinel leads epoch 1 and selects node-2, which turns master.
+    let leader = Obs::new(2)
+        .seq(2)
+        .voted(1)
+        .event("+new-epoch", "1", 1)
+        .event("+selected-slave", &selected(2), 1)
+        .master();
+    apply(&mut s, &leader, c.at(1100));
+    let t = s.refresh(c.at(1100)).topology;
+    assert_eq!(t.master_address, addr(1), "one agent's word only");
+    assert!(!t.failover_in_progress);
+    // node-3's Sentinel voted for it (its current epoch is 1): corroborated, published.
+    apply(&mut s, &Obs::new(3).seq(2).voted(1), c.at(1110));
+    let t = s.refresh(c.at(1110)).topology;
+    assert_eq!(
+        (t.master_address.as_str(), t.config_epoch, t.master_source()),
+        (addr(2).as_str(), 1, SOURCE_PROMOTED)
+    );
+}
+
+/// After a crash failover only the leader knows the new config epoch, but the ballot's voters
+/// reached it (they voted): their agents corroborate the epoch, the promoted node its role.
+#[test]
+fn a_crash_failover_is_corroborated_by_the_ballots_voters() {
+    let c = Clock::new();
+    let mut s = restricted();
+    healthy(&mut s, c.at(0));
+    s.refresh(c.at(0));
+    apply(&mut s, &Obs::new(1).seq(2).down().voted(1), c.at(100));
+    let leader = Obs::new(3)
+        .seq(2)
+        .voted(1)
+        .event("+selected-slave", &selected(2), 1);
+    apply(&mut s, &leader, c.at(150));
+    apply(&mut s, &Obs::new(2).seq(2).master(), c.at(200));
+    let t = s.refresh(c.at(200)).topology;
+    assert_eq!(
+        (t.master_address.as_str(), t.config_epoch),
+        (addr(2).as_str(), 1)
+    );
+    assert!(
+        s.take_uncorroborated().is_empty(),
+        "a real failover is no claim to count"
+    );
+}
+
+#[test]
+fn a_contested_epoch_promotes_no_one_early() {
+    let c = Clock::new();
+    let mut s = restricted();
+    healthy(&mut s, c.at(0));
+    s.refresh(c.at(0));
+    apply(&mut s, &Obs::new(1).seq(2).down().voted(1), c.at(1000));
+    apply(&mut s, &leader_selects_2(), c.at(1100));
+    // node-2 claims node-2 is selected, node-3 that node-3 is; both say master.
+    apply(
+        &mut s,
+        &Obs::new(2)
+            .seq(2)
+            .voted(1)
+            .master()
+            .event("+selected-slave", &selected(3), 1),
+        c.at(1150),
+    );
+    apply(&mut s, &Obs::new(3).seq(3).voted(1).master(), c.at(1150));
+    let t = s.refresh(c.at(1150)).topology;
+    assert_eq!(t.master_address, addr(1), "{t:?}");
+    // The Sentinels' quorum settles it.
+    all_follow(&mut s, 2, 1, 4, c.at(2000));
+    let t = s.refresh(c.at(2000)).topology;
+    assert_eq!(
+        (t.master_address.as_str(), t.config_epoch, t.master_source()),
+        (addr(2).as_str(), 1, SOURCE_SENTINEL)
+    );
+}
+
+/// Two agents lied together (beyond what corroboration guards against): the floor went to
+/// epoch 1000. Once the quorum of Sentinels names the real master at epoch 2 for the
+/// failover-timeout, the floor comes down to it.
+#[test]
+fn a_floor_the_sentinels_contradict_for_the_failover_timeout_comes_down() {
+    let c = Clock::new();
+    let mut s = restricted();
+    all_follow(&mut s, 1, 2, 1, c.at(0));
+    s.refresh(c.at(0));
+    for n in 2..=3 {
+        apply(
+            &mut s,
+            &Obs::new(n).seq(2).sentinel_names(2, 1000),
+            c.at(100),
+        );
+    }
+    let t = s.refresh(c.at(100)).topology;
+    assert_eq!(
+        (t.master_address.as_str(), t.config_epoch),
+        (addr(2).as_str(), 1000)
+    );
+
+    // The truth again, from every agent.
+    all_follow(&mut s, 1, 2, 3, c.at(200));
+    let t = s.refresh(c.at(200)).topology;
+    assert_eq!(
+        (t.master_address.as_str(), t.config_epoch, t.master_source()),
+        (addr(2).as_str(), 1000, SOURCE_LAST_KNOWN),
+        "the floor holds within the failover-timeout"
+    );
+    all_follow(&mut s, 1, 2, 4, c.at(9_000));
+    let t = s.refresh(c.at(10_199)).topology;
+    assert_eq!(t.config_epoch, 1000, "not yet");
+    let t = s.refresh(c.at(10_200)).topology;
+    assert_eq!(
+        (t.master_address.as_str(), t.config_epoch, t.master_source()),
+        (addr(1).as_str(), 2, SOURCE_SENTINEL)
+    );
+    assert_eq!(s.decided().unwrap().epoch, 2);
+    let withdrawn: Vec<Event> = events_of(&s, "topology")
+        .into_iter()
+        .filter(|e| e.message.contains("withdrawn"))
+        .collect();
+    assert_eq!(withdrawn.len(), 1, "{withdrawn:?}");
+    assert!(withdrawn[0].message.contains("epoch 1000"), "{withdrawn:?}");
+}
+
+/// A corroborated promotion the Sentinels never confirm (the failover stalled after the
+/// promotion) is withdrawn after the failover-timeout and not learned again.
+#[test]
+fn an_unconfirmed_promotion_is_withdrawn_after_the_failover_timeout() {
+    let c = Clock::new();
+    let mut s = restricted();
+    healthy(&mut s, c.at(0));
+    s.refresh(c.at(0));
+    apply(&mut s, &leader_selects_2(), c.at(100));
+    apply(&mut s, &Obs::new(2).seq(2).master().voted(1), c.at(150));
+    let t = s.refresh(c.at(150)).topology;
+    assert_eq!(
+        (t.master_address.as_str(), t.config_epoch),
+        (addr(2).as_str(), 1)
+    );
+    // The Sentinels keep naming node-1 at epoch 0; node-2 stays master.
+    for at in [2000u64, 4000, 6000, 8000, 10_000] {
+        apply(&mut s, &Obs::new(1).seq(at), c.at(at));
+        apply(&mut s, &Obs::new(2).seq(at).master().voted(1), c.at(at));
+        apply(&mut s, &Obs::new(3).seq(at).voted(1), c.at(at));
+        let t = s.refresh(c.at(at)).topology;
+        assert_eq!(t.master_address, addr(2), "at {at} ms");
+    }
+    let at = 10_150;
+    apply(&mut s, &Obs::new(2).seq(at).master().voted(1), c.at(at));
+    // The same selection again changes nothing: withdrawn.
+    apply(&mut s, &leader_selects_2().seq(at), c.at(at));
+    let t = s.refresh(c.at(at)).topology;
+    assert_eq!(
+        (t.master_address.as_str(), t.config_epoch, t.master_source()),
+        (addr(1).as_str(), 0, SOURCE_SENTINEL)
+    );
+    assert_eq!(t.split_brain, vec![addr(2)]);
+    // A new failover (a new epoch) is followed as usual.
+    apply(
+        &mut s,
+        &Obs::new(3)
+            .seq(at + 1)
+            .voted(2)
+            .event("+selected-slave", &selected(2), 2),
+        c.at(at + 10),
+    );
+    apply(&mut s, &Obs::new(1).seq(at + 1).voted(2), c.at(at + 10));
+    let t = s.refresh(c.at(at + 10)).topology;
+    assert_eq!(
+        (t.master_address.as_str(), t.config_epoch),
+        (addr(2).as_str(), 2)
+    );
+}
+
+mod single_agent {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Anything one agent may report.
+    #[derive(Clone, Debug)]
+    struct Lie {
+        reachable: bool,
+        role: Role,
+        sentinel_reachable: bool,
+        sentinel_master: u8,
+        config_epoch: u64,
+        current_epoch: u64,
+        failover_flag: bool,
+        /// (kind, selected node, epoch)
+        events: Vec<(u8, u8, u64)>,
+    }
+
+    fn lie() -> impl Strategy<Value = Lie> {
+        (
+            any::<bool>(),
+            prop_oneof![
+                Just(Role::Master),
+                Just(Role::Replica),
+                Just(Role::Unspecified)
+            ],
+            any::<bool>(),
+            1u8..=4,
+            prop_oneof![0u64..6, 0u64..2000],
+            prop_oneof![0u64..6, 0u64..2000],
+            any::<bool>(),
+            proptest::collection::vec((0u8..4, 1u8..=4, prop_oneof![0u64..6, 0u64..2000]), 0..4),
+        )
+            .prop_map(
+                |(
+                    reachable,
+                    role,
+                    sentinel_reachable,
+                    sentinel_master,
+                    config_epoch,
+                    current_epoch,
+                    failover_flag,
+                    events,
+                )| Lie {
+                    reachable,
+                    role,
+                    sentinel_reachable,
+                    sentinel_master,
+                    config_epoch,
+                    current_epoch,
+                    failover_flag,
+                    events,
+                },
+            )
+    }
+
+    fn report(liar: u8, seq: u64, l: &Lie) -> AgentReport {
+        let mut o = Obs::new(liar).seq(seq);
+        o.reachable = l.reachable;
+        o.role = l.role;
+        o.sentinel_reachable = l.sentinel_reachable;
+        o.sentinel_master = l.sentinel_master;
+        o.sentinel_epoch = l.config_epoch;
+        o.current_epoch = l.current_epoch;
+        if l.failover_flag {
+            o.flags.push(FLAG_FAILOVER.into());
+        }
+        for &(kind, n, epoch) in &l.events {
+            let kind = [
+                "+selected-slave",
+                "+failover-state-send-slaveof-noone",
+                "-failover-abort-no-good-slave",
+                "+switch-master",
+            ][usize::from(kind)];
+            o = o.event(kind, &selected(n), epoch);
+        }
+        o.report()
+    }
+
+    proptest! {
+        /// The issue's rule: one agent, whatever it reports, can at most make its own node
+        /// look down (or in split brain); it never changes the published master or raises
+        /// the floor. node-1 is master at epoch 2, the two other agents keep reporting so.
+        #[test]
+        fn no_single_agents_reports_change_the_master_or_raise_the_floor(
+            liar in 1u8..=3,
+            lies in proptest::collection::vec(lie(), 1..12),
+        ) {
+            let c = Clock::new();
+            let mut s = restricted();
+            all_follow(&mut s, 1, 2, 1, c.at(0));
+            s.refresh(c.at(0));
+            for (i, l) in lies.iter().enumerate() {
+                let at = 500 * (i as u64 + 1);
+                let seq = 10 + i as u64;
+                for n in (1..=3u8).filter(|&n| n != liar) {
+                    let o = Obs::new(n).seq(seq).sentinel_names(1, 2);
+                    let o = if n == 1 { o.master() } else { o.replica_of(1) };
+                    apply(&mut s, &o, c.at(at));
+                }
+                s.apply_report(report(liar, seq, l), c.at(at));
+                let t = s.refresh(c.at(at)).topology;
+                prop_assert_eq!(&t.master_address, &addr(1));
+                prop_assert_eq!(t.config_epoch, 2);
+                prop_assert_eq!(s.decided().map(|d| d.epoch), Some(2));
+            }
+        }
+    }
 }
