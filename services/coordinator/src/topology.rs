@@ -8,11 +8,11 @@
 //! Who is master, in order:
 //! 1. only fresh reports count (younger than `stale_after`);
 //! 2. the Sentinels' view: the master the fresh reachable Sentinels name, by the one rule of
-//!    [`redis_ha_sentinel::named_master`] with quorum 1 (highest `config_epoch`; at one epoch
-//!    more votes, more settled votes, the smallest address);
+//!    [`redis_ha_sentinel::named_master`] with quorum 2, one vote per agent (highest
+//!    `config_epoch`; at one epoch more votes, more settled votes, the smallest address);
 //! 3. early promotion: a failover leader's `+selected-slave` for a higher epoch whose node
-//!    already reports `role:master` wins over the Sentinels' (older) view — this is what lets
-//!    the proxy switch before `+switch-master`;
+//!    already reports `role:master`, corroborated by a second agent, wins over the Sentinels'
+//!    (older) view — this is what lets the proxy switch before `+switch-master`;
 //! 4. with no view at all the last decision is kept ("last-known");
 //! 5. a floor: the published epoch never goes back, except to the master a quorum of Sentinels
 //!    has named for longer than `failover_timeout` (an unconfirmed promotion, or an epoch the
@@ -133,10 +133,11 @@ impl NodeList {
         self.owners.get(key).is_none_or(|owner| owner == agent)
     }
 
-    /// How many independent agents must agree before a master or an epoch is accepted: two,
-    /// or one in a group of a single configured node (nobody to corroborate it).
+    /// How many independent agents must agree before a master or an epoch is accepted: two;
+    /// one in a group of a single configured node (nobody to corroborate it) and without a
+    /// list (the old, unrestricted behaviour: no node identities to hold reports against).
     pub fn corroboration(&self) -> usize {
-        if self.redis.len() == 1 {
+        if self.redis.len() <= 1 {
             1
         } else {
             CORROBORATION
@@ -626,7 +627,11 @@ impl GroupState {
         self.note_foreign_addresses(&report);
         // Claims of a new epoch nobody else has reached (only once a floor exists: right
         // after a start every first report would look so).
-        let floor = self.decided.as_ref().map(|d| d.epoch);
+        let floor = self
+            .decided
+            .as_ref()
+            .map(|d| d.epoch)
+            .filter(|_| self.settings.nodes.corroboration() >= 2);
         let others = self.others_testimony(&report.agent_id, now);
         if let (Some(floor), Some(s)) = (floor, report.sentinel.as_ref()) {
             if s.reachable
@@ -705,7 +710,11 @@ impl GroupState {
                 }
                 let floor = self.decided.as_ref().map(|d| d.epoch);
                 let settled = floor.is_some_and(|f| epoch < f) || epoch <= self.withdrawn;
-                if floor.is_some_and(|f| epoch > f) && !epoch_witnessed(epoch, agent, others) {
+                let counted = self.settings.nodes.corroboration() >= 2;
+                if counted
+                    && floor.is_some_and(|f| epoch > f)
+                    && !epoch_witnessed(epoch, agent, others)
+                {
                     self.note_uncorroborated(agent, ClaimKind::Promotion, epoch, &address);
                 }
                 if !settled {
@@ -1251,18 +1260,26 @@ impl GroupState {
         sentinel_master: &str,
     ) -> Option<Decision> {
         let floor = self.decided.as_ref();
+        let alone = self.settings.nodes.corroboration() < 2;
         self.promotions
             .iter()
             .rev()
             .filter_map(|(&epoch, p)| p.address().map(|a| (epoch, p, a)))
             .filter(|&(epoch, _, a)| unsettled_promotion(epoch, a, es, sentinel_master))
             .filter(|&(epoch, _, a)| {
-                floor.is_none_or(|f| {
-                    epoch > f.epoch || (epoch == f.epoch && addr_key(&f.master_address) == a)
-                })
+                // Without corroboration (one node, no list), as before: the leader alone may
+                // have put its (new epoch, old master) view in the floor.
+                alone
+                    || floor.is_none_or(|f| {
+                        epoch > f.epoch || (epoch == f.epoch && addr_key(&f.master_address) == a)
+                    })
             })
             .find(|&(epoch, p, a)| {
-                corroborated_promotion(epoch, a, p.by.keys().map(String::as_str), testimony)
+                if alone {
+                    testimony.iter().any(|t| t.node == a && t.node_is_master)
+                } else {
+                    corroborated_promotion(epoch, a, p.by.keys().map(String::as_str), testimony)
+                }
             })
             .map(|(epoch, _, a)| Decision {
                 epoch,
@@ -1433,11 +1450,12 @@ impl GroupState {
         final_epoch: u64,
         now: Now,
     ) -> bool {
+        let alone = self.settings.nodes.corroboration() < 2;
         let pending_promotion = self.promotions.iter().any(|(&epoch, p)| {
             epoch > es
                 && epoch > final_epoch
                 && now.at.saturating_duration_since(p.learned) < PROMOTION_PENDING_LIMIT
-                && p.by.keys().any(|c| epoch_witnessed(epoch, c, testimony))
+                && (alone || p.by.keys().any(|c| epoch_witnessed(epoch, c, testimony)))
         });
         pending_promotion
             || fresh.iter().any(|e| {

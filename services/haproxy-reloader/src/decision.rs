@@ -11,9 +11,9 @@
 //! One exception, the revocation: the coordinator publishes a "promoted" master at a new epoch
 //! before the Sentinels announce it, and takes it back (publishing the Sentinels' older epoch)
 //! when the promoted node turns into a replica again and the Sentinels never confirmed that
-//! epoch. Its floor never goes back otherwise while the process lives, so a lower epoch on the
-//! *same* stream, later in version order, after an unconfirmed promotion, can only be that
-//! revocation: it is taken. A lower epoch from any other stream (a reconnection, a restarted
+//! epoch. Its floor never goes back otherwise (but for the failover-timeout rule below), so a
+//! lower epoch on the *same* stream, later in version order, after an unconfirmed promotion,
+//! can only be that revocation: it is taken. A lower epoch from any other stream (a reconnection, a restarted
 //! coordinator whose versions start over) or after the Sentinels confirmed the promotion is
 //! still ignored.
 //!
