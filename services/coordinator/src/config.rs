@@ -216,12 +216,13 @@ mod tests {
         // Each case: the key and the value the refusal must name, and the change to the
         // defaults.
         type Change = fn(&mut CoordinatorConfig);
-        let cases: [(&str, &str, Change); 6] = [
+        let cases: [(&str, &str, Change); 7] = [
             ("listen_addr", "nowhere", |c| {
                 c.listen_addr = "nowhere".into()
             }),
             ("master_group", " ", |c| c.master_group = " ".into()),
             ("stale_after_ms", "0", |c| c.stale_after_ms = 0),
+            ("failover_timeout_ms", "0", |c| c.failover_timeout_ms = 0),
             ("max_message_bytes", "10", |c| c.max_message_bytes = 10),
             ("metrics_addr", "metrics:9122", |c| {
                 c.metrics_addr = "metrics:9122".into();

@@ -340,6 +340,7 @@ mod tests {
         m.request("Report", tonic::Code::Ok);
         m.sentinel_event("g", "+switch-master");
         m.foreign_address("g", "sentinel-master");
+        m.uncorroborated_claim("g", "promotion");
         let s = text(&r);
         for line in [
             "redis_ha_coordinator_topology_version{group=\"g\"} 5",
@@ -355,6 +356,7 @@ mod tests {
             "redis_ha_coordinator_grpc_requests_total{method=\"Report\",code=\"OK\"} 1",
             "redis_ha_coordinator_sentinel_events_total{group=\"g\",kind=\"+switch-master\"} 1",
             "redis_ha_coordinator_foreign_addresses_total{group=\"g\",kind=\"sentinel-master\"} 1",
+            "redis_ha_coordinator_uncorroborated_claims_total{group=\"g\",kind=\"promotion\"} 1",
         ] {
             assert!(s.lines().any(|l| l == line), "missing {line:?} in\n{s}");
         }

@@ -346,7 +346,7 @@ mod tests {
         // Each case: the key and the value the refusal must name, and the change to the
         // defaults.
         type Change = fn(&mut ReloaderConfig);
-        let cases: [(&str, &str, Change); 9] = [
+        let cases: [(&str, &str, Change); 11] = [
             ("haproxy_runtime", "haproxy:9999", |c| {
                 c.haproxy_runtime = vec!["haproxy:9999".into()];
             }),
@@ -357,6 +357,12 @@ mod tests {
                 c.sentinels = vec![HostPort::new("a", 1)];
                 c.sentinel_quorum = 2;
             }),
+            // One Sentinel of three must never move the routing alone.
+            ("sentinel_quorum", "majority (2)", |c| {
+                c.sentinels = (1..=3).map(|i| HostPort::new("a", i)).collect();
+                c.sentinel_quorum = 1;
+            }),
+            ("failover_timeout_ms", "0", |c| c.failover_timeout_ms = 0),
             ("coordinator_url", "coordinator:50051", |c| {
                 c.coordinator_url = "coordinator:50051".into();
             }),
