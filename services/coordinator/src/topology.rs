@@ -396,9 +396,10 @@ pub struct GroupState {
     uncorroborated_logged: BTreeSet<(String, ClaimKind, u64, String)>,
     /// Since when the quorum of Sentinels names a lower epoch than the floor.
     below_floor: Option<BelowFloor>,
-    /// Promotions at or below this epoch were withdrawn (never confirmed within
-    /// failover-timeout): they are not learned again.
-    withdrawn: u64,
+    /// Epochs whose promotions were withdrawn (never confirmed within failover-timeout): they
+    /// are not learned again. Only those epochs: a forged epoch must not disable the early
+    /// switch of the real ones below it.
+    withdrawn: BTreeSet<u64>,
 }
 
 /// Why the floor is dropped.
@@ -444,7 +445,7 @@ impl GroupState {
             uncorroborated: Vec::new(),
             uncorroborated_logged: BTreeSet::new(),
             below_floor: None,
-            withdrawn: 0,
+            withdrawn: BTreeSet::new(),
         }
     }
 
@@ -709,7 +710,7 @@ impl GroupState {
                     return;
                 }
                 let floor = self.decided.as_ref().map(|d| d.epoch);
-                let settled = floor.is_some_and(|f| epoch < f) || epoch <= self.withdrawn;
+                let settled = floor.is_some_and(|f| epoch < f) || self.withdrawn.contains(&epoch);
                 let counted = self.settings.nodes.corroboration() >= 2;
                 if counted
                     && floor.is_some_and(|f| epoch > f)
@@ -906,14 +907,16 @@ impl GroupState {
                 Revoke::Expired { floor, to } => {
                     // Whatever was promoted above the quorum's epoch was never confirmed:
                     // withdrawn, and not learned again.
-                    let above = self
+                    let above: Vec<u64> = self
                         .promotions
                         .keys()
                         .copied()
                         .filter(|&e| e > to.epoch)
-                        .max()
-                        .unwrap_or(0);
-                    self.withdrawn = self.withdrawn.max(floor.epoch).max(above);
+                        .collect();
+                    self.withdrawn.extend(above);
+                    while self.withdrawn.len() > MAX_PROMOTIONS {
+                        self.withdrawn.pop_first();
+                    }
                     self.promotions.retain(|&e, _| e <= to.epoch);
                     self.decided = Some(to.clone());
                     self.sentinel_decided = Some(to.clone());

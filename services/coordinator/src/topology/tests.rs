@@ -1744,6 +1744,32 @@ fn a_floor_the_sentinels_contradict_for_the_failover_timeout_comes_down() {
         .collect();
     assert_eq!(withdrawn.len(), 1, "{withdrawn:?}");
     assert!(withdrawn[0].message.contains("epoch 1000"), "{withdrawn:?}");
+
+    // The real failovers below the forged epoch still switch early.
+    apply(
+        &mut s,
+        &Obs::new(1).seq(5).down().sentinel_names(1, 2).voted(3),
+        c.at(10_300),
+    );
+    apply(
+        &mut s,
+        &Obs::new(3)
+            .seq(5)
+            .sentinel_names(1, 2)
+            .voted(3)
+            .event("+selected-slave", &selected(2), 3),
+        c.at(10_300),
+    );
+    apply(
+        &mut s,
+        &Obs::new(2).seq(5).master().sentinel_names(1, 2),
+        c.at(10_350),
+    );
+    let t = s.refresh(c.at(10_350)).topology;
+    assert_eq!(
+        (t.master_address.as_str(), t.config_epoch, t.master_source()),
+        (addr(2).as_str(), 3, SOURCE_PROMOTED)
+    );
 }
 
 /// A corroborated promotion the Sentinels never confirm (the failover stalled after the
