@@ -191,15 +191,45 @@ render() {
     for kv in "$@"; do
         key=${kv%%=*}
         value=${kv#*=}
-        text=${text//@$key@/$value}
+        # Quoted: bash 5.2 would otherwise put the match in place of each & of the value.
+        text=${text//"@$key@"/"$value"}
     done
     [[ $text != *@[A-Z_]*@* ]] || rh_die "unfilled placeholder in $out (from $tmpl)"
     printf '%s\n' "$text" >"$out"
 }
 
+# ------------------------------------------------------------------------------ secrets (ACL)
+
+# The passwords, one mode-600 file each in RUN_DIR/secrets (generated once, 32 characters of
+# [A-Za-z0-9]); the users and their rules: services/node/src/acl.rs, README "Redis and Sentinel
+# access". Sets SECRETS_DIR, REDIS_AUTH and SENTINEL_AUTH (the config lines redis-ha-node
+# renders from them; they go into the mode-600 configs only, never onto a command line).
+local_secrets() {
+    local name f random
+    SECRETS_DIR=$RUN_DIR/secrets
+    mkdir -p "$SECRETS_DIR"
+    chmod 700 "$SECRETS_DIR"
+    for name in redis_admin_password redis_app_password redis_replication_password \
+        redis_sentinel_password redis_agent_password redis_simulator_password sentinel_password; do
+        f=$SECRETS_DIR/$name
+        [[ -s $f ]] && continue
+        random=$(head -c 512 /dev/urandom | LC_ALL=C tr -dc 'A-Za-z0-9')
+        ((${#random} >= 32)) || rh_die "could not generate a password"
+        (umask 077 && printf '%s\n' "${random:0:32}" >"$f")
+    done
+    REDIS_AUTH=$("$BIN_DIR/redis-ha-node" auth-lines --kind redis --secrets-dir "$SECRETS_DIR") ||
+        rh_die "redis-ha-node auth-lines failed"
+    SENTINEL_AUTH=$("$BIN_DIR/redis-ha-node" auth-lines --kind sentinel --group "$GROUP" \
+        --secrets-dir "$SECRETS_DIR") || rh_die "redis-ha-node auth-lines failed"
+}
+
 generate_configs() {
     local n replicaof
+    local_secrets
+    # The Redis and Sentinel configs hold passwords.
+    umask 077
     render "$SCRIPT_DIR/local/coordinator.toml.tmpl" "$RUN_DIR/coordinator.toml" \
+        "SECRETS_DIR=$SECRETS_DIR" \
         "GRPC_PORT=$GRPC_PORT" "GROUP=$GROUP" "METRICS_PORT=${PORTS[coordinator-metrics]}" \
         "REDIS_1=${PORTS[redis-1]}" "REDIS_2=${PORTS[redis-2]}" "REDIS_3=${PORTS[redis-3]}" \
         "SENTINEL_1=${PORTS[sentinel-1]}" "SENTINEL_2=${PORTS[sentinel-2]}" \
@@ -210,15 +240,15 @@ generate_configs() {
         [[ $n -eq 1 ]] || replicaof="replicaof 127.0.0.1 ${PORTS[redis-1]}"
         render "$SCRIPT_DIR/local/redis.conf.tmpl" "$RUN_DIR/redis-$n.conf" \
             "NODE=$n" "PORT=${PORTS[redis-$n]}" "DATA_DIR=$RUN_DIR/node-$n" "REPLICAOF=$replicaof" \
-            "MIN_REPLICAS_MAX_LAG=$MIN_REPLICAS_MAX_LAG" "AUTH="
+            "MIN_REPLICAS_MAX_LAG=$MIN_REPLICAS_MAX_LAG" "AUTH=$REDIS_AUTH"
         render "$SCRIPT_DIR/local/sentinel.conf.tmpl" "$RUN_DIR/sentinel-$n.conf" \
             "NODE=$n" "PORT=${PORTS[sentinel-$n]}" "DATA_DIR=$RUN_DIR/node-$n" \
             "GROUP=$GROUP" "MASTER_PORT=${PORTS[redis-1]}" "QUORUM=2" \
-            "DOWN_AFTER_MS=$DOWN_AFTER_MS" "FAILOVER_TIMEOUT_MS=10000" "AUTH_PASS="
+            "DOWN_AFTER_MS=$DOWN_AFTER_MS" "FAILOVER_TIMEOUT_MS=10000" "AUTH_PASS=$SENTINEL_AUTH"
         render "$SCRIPT_DIR/local/agent.toml.tmpl" "$RUN_DIR/agent-$n.toml" \
             "NODE=$n" "GROUP=$GROUP" "PORT=${PORTS[redis-$n]}" \
             "SENTINEL_PORT=${PORTS[sentinel-$n]}" "GRPC_PORT=$GRPC_PORT" \
-            "METRICS_PORT=${PORTS[agent-$n-metrics]}"
+            "METRICS_PORT=${PORTS[agent-$n-metrics]}" "SECRETS_DIR=$SECRETS_DIR"
     done
 }
 
@@ -327,7 +357,7 @@ start_proxy() {
         "GRPC_PORT=$GRPC_PORT" "GROUP=$GROUP" "RUN_DIR=$RUN_DIR" "SENTINEL_1=${PORTS[sentinel-1]}" \
         "SENTINEL_2=${PORTS[sentinel-2]}" "SENTINEL_3=${PORTS[sentinel-3]}" \
         "REDIS_1=${PORTS[redis-1]}" "REDIS_2=${PORTS[redis-2]}" "REDIS_3=${PORTS[redis-3]}" \
-        "METRICS_PORT=${PORTS[reloader-metrics]}"
+        "METRICS_PORT=${PORTS[reloader-metrics]}" "SECRETS_DIR=$SECRETS_DIR"
     REDIS_HA_PROXY_BIND="127.0.0.1:${PORTS[haproxy]}" \
         REDIS_HA_RUNTIME_API="$RUN_DIR/haproxy.sock" \
         REDIS_HA_STATS_BIND="127.0.0.1:${PORTS[haproxy-stats]}" \
@@ -342,7 +372,9 @@ start_proxy() {
 # True when a client connecting to the HAProxy port reaches a Redis that says role:master.
 proxy_routes_to_master() {
     local role
-    role=$(timeout 2 redis-cli -h 127.0.0.1 -p "${PORTS[haproxy]}" role 2>/dev/null | head -n1) || return 1
+    # As the operator (ROLE is no data command); the password through the environment.
+    role=$(REDISCLI_AUTH=$(<"$SECRETS_DIR/redis_admin_password") timeout 2 redis-cli --no-auth-warning \
+        -h 127.0.0.1 -p "${PORTS[haproxy]}" role 2>/dev/null | head -n1) || return 1
     [[ $role == master ]]
 }
 
@@ -401,7 +433,9 @@ print_endpoints() {
     echo "  coordinator (gRPC)           http://127.0.0.1:$GRPC_PORT"
     echo
     echo "  $CLI_HINT status | watch | master | events | failover"
-    echo "  redis-cli -p ${PORTS[sentinel-1]} sentinel get-master-addr-by-name $GROUP"
+    echo "  REDISCLI_AUTH=\$(cat $SECRETS_DIR/redis_app_password) redis-cli --user app -p ${PORTS[haproxy]}"
+    echo "  REDISCLI_AUTH=\$(cat $SECRETS_DIR/sentinel_password) redis-cli -p ${PORTS[sentinel-1]} sentinel get-master-addr-by-name $GROUP"
+    echo "  passwords: $SECRETS_DIR (README \"Redis and Sentinel access\")"
     echo "  deploy/down.sh --local${DIR_ARG}"
     local note
     for note in "${NOTES[@]}"; do

@@ -59,14 +59,21 @@ Initialises a single-node swarm when this engine is in none, builds the images t
 replicas are linked and HAProxy routes a write, then prints the endpoints.
 
   --stack NAME          stack name (default redis-ha); several stacks can run side by side
-  --base-port N         host ports: HAProxy N, Redis N+1..N+3, Sentinels N+10001..N+10003
-                        (default 9000)
+  --base-port N         host ports: HAProxy N; with --node-ports Redis N+1..N+3 and
+                        Sentinels N+10001..N+10003 (default 9000)
   --group NAME          Sentinel master name (default redis-cluster)
-  --no-node-ports       publish only HAProxy's port, not the Redis and Sentinel ports
+  --node-ports          also publish the Redis and Sentinel ports on the host
+                        (deploy/stack/publish-nodes.yml; default: only HAProxy's)
+  --no-node-ports       only HAProxy's port (the default)
   --grpc-port N         also publish the coordinator's gRPC port on N (default: not published;
                         use docker exec ... redis-ha status)
-  --password-file FILE  the Redis / Sentinel password (default: generated once into the state
-                        directory, mode 600)
+  --secrets-dir DIR     the passwords, one file each (redis_admin_password, redis_app_password,
+                        redis_replication_password, redis_sentinel_password,
+                        redis_agent_password, redis_simulator_password, sentinel_password;
+                        default: generated once into the state directory, mode 600)
+  --maxmemory SIZE      each Redis node's maxmemory (default 256mb; policy noeviction)
+  --no-encrypt-overlay  do not encrypt the overlay networks (default: encrypted when this
+                        kernel can; deploy/stack/encrypted.yml)
   --quorum N            Sentinel quorum (default 2)
   --down-after-ms MS    Sentinel down-after-milliseconds (default 5000); the Redis nodes'
                         min-replicas-max-lag follows it (below 3000 a master cut off from its
@@ -88,7 +95,7 @@ replicas are linked and HAProxy routes a write, then prints the endpoints.
   --registry REG        push the images to REG (deploy/build.sh --push) for multi-node swarms
   --advertise-addr A    address for 'docker swarm init' (default: the default route's source
                         address, else 127.0.0.1)
-  --state-dir DIR       password and image list of this stack (default deploy/stack/run/STACK)
+  --state-dir DIR       passwords and image list of this stack (default deploy/stack/run/STACK)
   --timeout S           how long to wait for a healthy stack (default 300)
   -h, --help            this text
 
@@ -104,9 +111,11 @@ swarm_parse_up() {
     STACK=redis-ha
     BASE_PORT=9000
     GROUP=redis-cluster
-    NODE_PORTS=1
+    NODE_PORTS=0
     GRPC_PORT=""
-    PASSWORD_FILE=""
+    SECRETS_DIR=""
+    MAXMEMORY=256mb
+    ENCRYPT_OVERLAY=1
     QUORUM=2
     DOWN_AFTER_MS=5000
     FAILOVER_TIMEOUT_MS=10000
@@ -127,9 +136,13 @@ swarm_parse_up() {
             --stack) sw_need_value "$@"; STACK=$2; shift ;;
             --base-port) sw_need_value "$@"; BASE_PORT=$2; shift ;;
             --group) sw_need_value "$@"; GROUP=$2; shift ;;
+            --node-ports) NODE_PORTS=1 ;;
             --no-node-ports) NODE_PORTS=0 ;;
             --grpc-port) sw_need_value "$@"; GRPC_PORT=$2; shift ;;
-            --password-file) sw_need_value "$@"; PASSWORD_FILE=$2; shift ;;
+            --secrets-dir) sw_need_value "$@"; SECRETS_DIR=$2; shift ;;
+            --password-file) sw_usage_error "--password-file is gone: one password per user now, see --secrets-dir" ;;
+            --maxmemory) sw_need_value "$@"; MAXMEMORY=$2; shift ;;
+            --no-encrypt-overlay) ENCRYPT_OVERLAY=0 ;;
             --quorum) sw_need_value "$@"; QUORUM=$2; shift ;;
             --down-after-ms) sw_need_value "$@"; DOWN_AFTER_MS=$2; shift ;;
             --failover-timeout-ms) sw_need_value "$@"; FAILOVER_TIMEOUT_MS=$2; shift ;;
@@ -172,6 +185,9 @@ swarm_parse_up() {
     [[ $HUNG_RESTART -eq 0 || $DOCKER_SOCKET -eq 1 ]] ||
         sw_usage_error "--hung-restart restarts containers through the Docker socket: it cannot go with --no-docker-socket"
     sw_check_dns
+    # The form only; redis-ha-node checks the value at each node's start.
+    [[ $MAXMEMORY =~ ^[0-9]+([kKmMgG][bB]?)?$ ]] ||
+        sw_usage_error "--maxmemory must be bytes or a size like 512mb or 2gb, got '$MAXMEMORY'"
     [[ -n $STATE_DIR ]] || STATE_DIR=$SW_STACK_DIR/run/$STACK
 }
 
@@ -217,27 +233,60 @@ sw_prepare_state() {
     mkdir -p "$STATE_DIR"
     chmod 700 "$STATE_DIR"
     STATE_DIR=$(cd "$STATE_DIR" && pwd)
-    if [[ -n $PASSWORD_FILE ]]; then
-        [[ -r $PASSWORD_FILE && -s $PASSWORD_FILE ]] || sw_die "cannot read the password file $PASSWORD_FILE (or it is empty)"
-        PASSWORD_FILE=$(cd "$(dirname "$PASSWORD_FILE")" && pwd)/$(basename "$PASSWORD_FILE")
-        local mode
-        mode=$(stat -c '%a' "$PASSWORD_FILE")
-        [[ $mode =~ [0-7]00$ ]] || echo "note: $PASSWORD_FILE is readable by others (mode $mode); chmod 600 it"
+    sw_prepare_secrets
+}
+
+# ------------------------------------------------------------------------------ secrets (ACL)
+
+# The secret files, one password each (who reads which: deploy/stack/redis-ha.yml, "secrets";
+# the users' rules: services/node/src/acl.rs).
+SW_SECRETS=(redis_admin_password redis_app_password redis_replication_password
+    redis_sentinel_password redis_agent_password redis_simulator_password sentinel_password)
+
+# --secrets-dir: every file must be there. Otherwise the state directory, where each missing one
+# is generated once (32 characters of [A-Za-z0-9]: no quoting issue anywhere), mode 600.
+sw_prepare_secrets() {
+    local name f random
+    if [[ -n $SECRETS_DIR ]]; then
+        [[ -d $SECRETS_DIR ]] || sw_die "--secrets-dir $SECRETS_DIR is no directory"
+        SECRETS_DIR=$(cd "$SECRETS_DIR" && pwd)
     else
-        PASSWORD_FILE=$STATE_DIR/redis_password
-        if [[ ! -s $PASSWORD_FILE ]]; then
-            # 32 characters from [A-Za-z0-9] (no quoting issue anywhere); 512 random bytes keep
-            # about 120 of them.
-            local random
+        SECRETS_DIR=$STATE_DIR
+    fi
+    for name in "${SW_SECRETS[@]}"; do
+        f=$SECRETS_DIR/$name
+        if [[ ! -s $f ]]; then
+            [[ $SECRETS_DIR == "$STATE_DIR" ]] || sw_die "missing secret file $f (or it is empty)"
+            # 512 random bytes keep about 120 of those characters.
             random=$(head -c 512 /dev/urandom | LC_ALL=C tr -dc 'A-Za-z0-9')
             ((${#random} >= 32)) || sw_die "could not generate a password"
-            (umask 077 && printf '%s' "${random:0:32}" >"$PASSWORD_FILE")
-            echo "generated a password into $PASSWORD_FILE (mode 600)"
+            (umask 077 && printf '%s' "${random:0:32}" >"$f")
+            echo "generated $f (mode 600)"
         fi
+        [[ -r $f ]] || sw_die "cannot read the secret file $f"
+        [[ $(stat -c '%a' "$f") =~ [0-7]00$ ]] || echo "note: $f is readable by others; chmod 600 it"
+        [[ $(wc -l <"$f") -le 1 && $(<"$f") != *$'\n'* ]] || sw_die "$f must hold its password on one line"
+    done
+}
+
+# Whether to encrypt the overlay networks: redis-ha-node's rule (services/node/src/kernel.rs)
+# over this kernel's configuration, asked in the image the nodes run; says why when not.
+sw_overlay_encryption() {
+    SW_ENCRYPT=0
+    if [[ $ENCRYPT_OVERLAY -eq 0 ]]; then
+        echo "overlay networks: not encrypted (--no-encrypt-overlay)"
+        return
     fi
-    local pw
-    pw=$(<"$PASSWORD_FILE")
-    [[ $pw != *$'\n'* ]] || sw_die "$PASSWORD_FILE must hold the password on one line"
+    local answer
+    if answer=$({ zcat /proc/config.gz 2>/dev/null || cat "/boot/config-$(uname -r)" 2>/dev/null || true; } |
+        docker run --rm -i --network none --entrypoint redis-ha-node "$REDIS_HA_IMAGE_REDIS" overlay-encryption); then
+        SW_ENCRYPT=1
+        echo "overlay networks: encrypted (IPsec; $answer)"
+    else
+        echo "overlay networks: NOT encrypted: ${answer:-redis-ha-node overlay-encryption failed}."
+        echo "  Traffic between swarm nodes (replication, Sentinel, gRPC) then crosses the network in clear;"
+        echo "  on a single node it never leaves the host."
+    fi
 }
 
 # ------------------------------------------------------------------------------ images
@@ -324,7 +373,8 @@ sw_file_hash() {
 }
 
 sw_export_vars() {
-    export REDIS_HA_STACK=$STACK REDIS_HA_GROUP=$GROUP REDIS_HA_PASSWORD_FILE=$PASSWORD_FILE
+    export REDIS_HA_STACK=$STACK REDIS_HA_GROUP=$GROUP REDIS_HA_SECRETS_DIR=$SECRETS_DIR
+    export REDIS_HA_MAXMEMORY=$MAXMEMORY
     export REDIS_HA_QUORUM=$QUORUM REDIS_HA_DOWN_AFTER_MS=$DOWN_AFTER_MS
     export REDIS_HA_FAILOVER_TIMEOUT_MS=$FAILOVER_TIMEOUT_MS
     # A dead Redis returns only after the Sentinels have had time to name its successor.
@@ -351,23 +401,11 @@ sw_export_vars() {
     REDIS_HA_CONF_RELOADER=$(sw_file_hash "$SW_STACK_DIR/config/reloader.toml")
 }
 
-# The stack without the Redis and Sentinel ports: a generated copy of the main file with those
-# port blocks removed (compose overlays can add ports, not remove them).
+# The stack files: the main one, then the overlays the options ask for.
 sw_stack_files() {
-    SW_FILES=()
-    local main=$SW_STACK_DIR/redis-ha.yml
-    if [[ $NODE_PORTS -eq 0 ]]; then
-        # Beside the original: its config paths are relative to its directory.
-        local gen=$SW_STACK_DIR/.$STACK.no-node-ports.generated.yml
-        awk '
-            /^  (redis|sentinel)-[123]:$/ { in_node = 1 }
-            /^  [a-z]/ && !/^  (redis|sentinel)-[123]:$/ { in_node = 0 }
-            in_node && /^    ports:$/ { skip = 1; next }
-            skip && /^      / { next }
-            { skip = 0; print }' "$main" >"$gen"
-        main=$gen
-    fi
-    SW_FILES+=(-c "$main")
+    SW_FILES=(-c "$SW_STACK_DIR/redis-ha.yml")
+    [[ $NODE_PORTS -eq 0 ]] || SW_FILES+=(-c "$SW_STACK_DIR/publish-nodes.yml")
+    [[ $SW_ENCRYPT -eq 0 ]] || SW_FILES+=(-c "$SW_STACK_DIR/encrypted.yml")
     [[ -z $GRPC_PORT ]] || SW_FILES+=(-c "$SW_STACK_DIR/publish-grpc.yml")
     [[ -z $HAPROXY_REPLICAS ]] || SW_FILES+=(-c "$SW_STACK_DIR/haproxy-replicated.yml")
     [[ $JAEGER -eq 0 ]] || SW_FILES+=(-c "$SW_STACK_DIR/jaeger.yml")
@@ -465,8 +503,9 @@ sw_write_through_proxy() {
     local key="redis-ha:up" value reply c
     value=$(date +%s)
     if command -v redis-cli >/dev/null 2>&1; then
-        reply=$(REDISCLI_AUTH=$(<"$PASSWORD_FILE") timeout 3 redis-cli --no-auth-warning \
-            -h 127.0.0.1 -p "$BASE_PORT" set "$key" "$value" 2>&1) || return 1
+        # As the application user: the write a client makes.
+        reply=$(REDISCLI_AUTH=$(<"$SECRETS_DIR/redis_app_password") timeout 3 redis-cli --no-auth-warning \
+            --user app -h 127.0.0.1 -p "$BASE_PORT" set "$key" "$value" 2>&1) || return 1
         SW_WRITE_VIA="redis-cli -p $BASE_PORT on this host"
     else
         c=$(sw_local_container redis-1)
@@ -474,7 +513,7 @@ sw_write_through_proxy() {
         [[ -n $c ]] || c=$(sw_local_container redis-3)
         [[ -n $c ]] || return 1
         # The password reaches redis-cli through the container's secret file, not argv.
-        reply=$(docker exec "$c" sh -c 'REDISCLI_AUTH=$(cat /run/secrets/redis_password) exec timeout 3 redis-cli --no-auth-warning -h haproxy -p 9000 set "$0" "$1"' "$key" "$value" 2>&1) || return 1
+        reply=$(docker exec "$c" sh -c 'REDISCLI_AUTH=$(cat /run/secrets/redis_app_password) exec timeout 3 redis-cli --no-auth-warning --user app -h haproxy -p 9000 set "$0" "$1"' "$key" "$value" 2>&1) || return 1
         SW_WRITE_VIA="redis-cli in a Redis container -> haproxy:9000"
     fi
     [[ $reply == OK ]]
@@ -507,14 +546,14 @@ sw_sentinels_ready() {
         c=$(sw_local_container "sentinel-$n")
         [[ -n $c ]] || continue
         # The password reaches redis-cli through the container's secret file, not argv.
-        out=$(docker exec "$c" sh -c 'REDISCLI_AUTH=$(cat /run/secrets/redis_password 2>/dev/null) exec timeout 3 redis-cli --no-auth-warning -p "$0" sentinel master "$1"' \
+        out=$(docker exec "$c" sh -c 'REDISCLI_AUTH=$(cat /run/secrets/sentinel_password 2>/dev/null) exec timeout 3 redis-cli --no-auth-warning -p "$0" sentinel master "$1"' \
             "$((19000 + n))" "$GROUP" 2>/dev/null) || return 1
         others=$(sed -n '/^num-other-sentinels$/{n;p;}' <<<"$out")
         replicas=$(sed -n '/^num-slaves$/{n;p;}' <<<"$out")
         [[ ${others:-0} -ge 2 && ${replicas:-0} -ge 2 ]] || return 1
         # A Sentinel in TILT mode (its event loop was stalled, e.g. by a slow name lookup at
         # start) takes no action for 30 s: a kill in that time would not be failed over.
-        out=$(docker exec "$c" sh -c 'REDISCLI_AUTH=$(cat /run/secrets/redis_password 2>/dev/null) exec timeout 3 redis-cli --no-auth-warning -p "$0" info sentinel' \
+        out=$(docker exec "$c" sh -c 'REDISCLI_AUTH=$(cat /run/secrets/sentinel_password 2>/dev/null) exec timeout 3 redis-cli --no-auth-warning -p "$0" info sentinel' \
             "$((19000 + n))" 2>/dev/null) || return 1
         grep -q '^sentinel_tilt:0' <<<"${out//$'\r'/}" || return 1
     done
@@ -589,13 +628,15 @@ sw_print_endpoints() {
     fi
     [[ -z $GRPC_PORT ]] || echo "  coordinator (gRPC)           127.0.0.1:$GRPC_PORT"
     [[ $JAEGER -eq 0 ]] || echo "  Jaeger UI                    http://127.0.0.1:${REDIS_HA_PORT_JAEGER_UI:-16686}"
-    echo "  password                     $PASSWORD_FILE  (REDISCLI_AUTH=\$(cat $PASSWORD_FILE) redis-cli -p $BASE_PORT)"
+    echo "  application user             app, password in $SECRETS_DIR/redis_app_password"
+    echo "                               (REDISCLI_AUTH=\$(cat $SECRETS_DIR/redis_app_password) redis-cli --user app -p $BASE_PORT)"
+    echo "  other secrets                $SECRETS_DIR (README \"Redis and Sentinel access\")"
     echo
     host_cli="docker exec \$(docker ps -q -f label=com.docker.swarm.service.name=${STACK}_coordinator) redis-ha"
     [[ -z $GRPC_PORT ]] || host_cli="redis-ha --coordinator http://127.0.0.1:$GRPC_PORT --group $GROUP"
     echo "  $host_cli status | watch | master | events | failover"
     echo "  docker stack services $STACK; docker service logs ${STACK}_coordinator"
-    echo "  deploy/down.sh --stack $STACK   (--purge also removes the data volumes and the password)"
+    echo "  deploy/down.sh --stack $STACK   (--purge also removes the data volumes and the generated passwords)"
     echo
     sw_cli status || true
 }
@@ -617,6 +658,7 @@ swarm_up() {
     sw_check_ports
     sw_images
     sw_check_down_after
+    sw_overlay_encryption
     sw_placement
     sw_stack_files
     if [[ $JAEGER -eq 1 ]] && ! docker image inspect "${REDIS_HA_IMAGE_JAEGER:-jaegertracing/all-in-one:1.57}" >/dev/null 2>&1; then
@@ -639,7 +681,7 @@ usage: deploy/down.sh [options]            remove the Docker Swarm stack
 
   --stack NAME      stack name (default redis-ha)
   --purge           also remove the stack's volumes (Redis data, Sentinel state) and its state
-                    directory (generated password, image list)
+                    directory (generated passwords, image list)
   --state-dir DIR   as given to up.sh (default deploy/stack/run/STACK)
   --timeout S       how long to wait for the stack's containers and networks to go (default 120)
   -h, --help        this text
@@ -703,6 +745,7 @@ swarm_down() {
             rm -rf -- "$state_dir"
             echo "removed $state_dir"
         fi
+        # Left by earlier versions of up.sh.
         rm -f "$SW_STACK_DIR/.$STACK.no-node-ports.generated.yml"
     else
         local n

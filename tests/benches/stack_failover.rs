@@ -262,6 +262,7 @@ struct Bench {
     base_port: u16,
     classic_port: u16,
     password: String,
+    sentinel_password: String,
     chaos: DockerChaos,
     repo: PathBuf,
     /// `redis-ha` on the host, for `status --json` through the published gRPC port.
@@ -351,13 +352,17 @@ impl Bench {
         script(&repo, "up.sh", &up).await?;
 
         let state = repo.join("deploy/stack/run").join(&args.stack);
-        let pw_path = state.join("redis_password");
-        let password = std::fs::read_to_string(&pw_path)
-            .map_err(|e| format!("cannot read {}: {e}", pw_path.display()))?
-            .trim()
-            .to_owned();
+        let read = |name: &str| {
+            let p = state.join(name);
+            std::fs::read_to_string(&p)
+                .map(|s| s.trim().to_owned())
+                .map_err(|e| format!("cannot read {}: {e}", p.display()))
+        };
+        // The operator's password for the bench's own probes and writes; the classic
+        // HAProxy's check logs in as the agent user.
+        let password = read("redis_admin_password")?;
         let cfg = state.join("classic-haproxy.cfg");
-        write_private(&cfg, &classic_config(&password))?;
+        write_private(&cfg, &classic_config(&read("redis_agent_password")?))?;
         let image = haproxy_image(&state)?;
         eprintln!(
             "   docker stack deploy -c deploy/stack/classic-haproxy.yml {} (port {})",
@@ -394,6 +399,7 @@ impl Bench {
             base_port: args.base_port,
             classic_port: args.classic_port,
             password,
+            sentinel_password: read("sentinel_password")?,
             chaos,
             repo,
             cli: cli.is_file().then_some(cli),
@@ -450,10 +456,14 @@ impl Bench {
         for s in 1..=3u8 {
             let mut c = redis::cmd("SENTINEL");
             c.arg("GET-MASTER-ADDR-BY-NAME").arg(GROUP);
-            match self
-                .cmd::<Option<(String, String)>>(self.sentinel_port(s), c)
-                .await
-            {
+            let answer = client::query::<Option<(String, String)>>(
+                self.sentinel_port(s),
+                Some(&self.sentinel_password),
+                &c,
+            )
+            .await
+            .map_err(|e| e.to_string());
+            match answer {
                 Ok(Some((host, _))) => {
                     if let Ok(n) = host.parse::<NodeNum>() {
                         votes[usize::from(n.get())] += 1;

@@ -116,6 +116,7 @@ impl Cluster {
                 .map(|i| HostPort::new("127.0.0.1", self.sentinel_port(i)))
                 .collect(),
             sentinel_quorum: 2,
+            sentinel_password_file: self.sentinel_password_file(),
             metrics_addr: String::new(),
             // The restricted mode every shipped configuration runs.
             nodes: (1..=NODES)
@@ -140,7 +141,8 @@ pub struct ClassicSetup<'a> {
     pub socket: Option<&'a Path>,
     /// Server `redis-N` = `servers[N-1]` ("host:port").
     pub servers: Vec<String>,
-    /// The Redis password: the check AUTHs first.
+    /// The Redis `agent` user's password: the check AUTHs as that user first (PING, INFO:
+    /// the least a check needs, never the application's or the operator's password).
     pub password: Option<&'a str>,
     /// Servers by name through Docker's DNS (the swarm stack), re-resolved every second.
     pub docker_dns: bool,
@@ -210,7 +212,12 @@ pub fn classic_config(setup: &ClassicSetup<'_>) -> String {
         setup.frontend
     );
     if let Some(pw) = setup.password {
-        let _ = writeln!(c, "    tcp-check send AUTH\\ {}\\r\\n", haproxy_escape(pw));
+        let _ = writeln!(
+            c,
+            "    tcp-check send AUTH\\ {}\\ {}\\r\\n",
+            redis_ha_node::acl::User::Agent.name(),
+            haproxy_escape(pw)
+        );
         c.push_str("    tcp-check expect string +OK\n");
     }
     c.push_str(
@@ -642,8 +649,8 @@ mod tests {
             password: Some("p w"),
             docker_dns: true,
         });
-        let auth =
-            stack.find("tcp-check send AUTH\\ p\\ w\\r\\n\n    tcp-check expect string +OK\n");
+        let auth = stack
+            .find("tcp-check send AUTH\\ agent\\ p\\ w\\r\\n\n    tcp-check expect string +OK\n");
         let ping = stack.find("tcp-check send PING");
         assert!(auth.is_some() && auth < ping, "AUTH first: {stack}");
         assert!(stack.contains("shutdown-sessions resolvers docker resolve-prefer ipv4"));

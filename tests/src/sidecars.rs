@@ -20,6 +20,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 
+use redis_ha_node::acl::User;
+use redis_ha_testkit::conf::{sentinel_password, user_password};
 pub use redis_ha_testkit::coordinator::describe;
 
 use crate::cluster::{Cluster, NODES, READY_TIMEOUT};
@@ -128,6 +130,7 @@ impl Cluster {
             listen_addr: format!("127.0.0.1:{}", self.coordinator_port()),
             master_group: self.group().to_owned(),
             stale_after_ms: self.options().stale_after_ms,
+            sentinel_password_file: self.sentinel_password_file(),
             // In-process sidecars serve no metrics (the binaries in `binaries.rs` do).
             metrics_addr: String::new(),
             // The restricted mode every shipped configuration runs.
@@ -153,24 +156,60 @@ impl Cluster {
             sentinel_addr: HostPort::new("127.0.0.1", self.sentinel_port(i)),
             coordinator_url: self.coordinator_url(),
             heartbeat_ms: self.options().heartbeat_ms,
-            redis_password_file: self.password_file(),
+            redis_user: self.agent_user(),
+            redis_password_file: self.user_password_file(User::Agent),
+            sentinel_password_file: self.sentinel_password_file(),
             metrics_addr: String::new(),
             ..AgentConfig::default()
         }
     }
 
-    /// The Redis password written to `<dir>/redis.password` (passwords only come from files).
+    /// The operator's (`default` user's) Redis password written to `<dir>/redis.password`
+    /// (passwords only come from files).
     pub fn password_file(&self) -> Option<PathBuf> {
         let pw = self.options().password.as_ref()?;
-        let path = self.dir().join("redis.password");
+        Some(self.secret_file("redis.password", pw))
+    }
+
+    /// The agents' ACL user when the cluster has passwords.
+    pub fn agent_user(&self) -> Option<String> {
+        self.options()
+            .password
+            .as_ref()
+            .map(|_| User::Agent.name().to_owned())
+    }
+
+    /// The password file of the ACL user `user` (the kit's [`user_password`]).
+    pub fn user_password_file(&self, user: User) -> Option<PathBuf> {
+        let pw = self.options().password.as_ref()?;
+        Some(self.secret_file(user.secret_file(), &user_password(pw, user)))
+    }
+
+    /// The Sentinels' own password file (the kit's [`sentinel_password`]).
+    pub fn sentinel_password_file(&self) -> Option<PathBuf> {
+        let pw = self.options().password.as_ref()?;
+        Some(self.secret_file("sentinel_password", &sentinel_password(pw)))
+    }
+
+    /// `value` in `<dir>/<name>`, mode 600, written once, atomically: an agent may be reading
+    /// it while another starts.
+    fn secret_file(&self, name: &str, value: &str) -> PathBuf {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let path = self.dir().join(name);
         if !path.exists() {
-            // Written once, atomically: an agent may be reading it while another starts.
-            let tmp = self.dir().join("redis.password.tmp");
-            std::fs::write(&tmp, format!("{pw}\n"))
+            let tmp = self.dir().join(format!("{name}.tmp"));
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&tmp)
+                .and_then(|mut f| f.write_all(format!("{value}\n").as_bytes()))
                 .and_then(|()| std::fs::rename(&tmp, &path))
                 .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
         }
-        Some(path)
+        path
     }
 
     /// Starts the coordinator with `coordinator_config()`.

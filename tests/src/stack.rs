@@ -59,6 +59,9 @@ pub struct StackOptions {
     pub group: String,
     /// `deploy/up.sh --dns`: the Redis and Sentinel containers' upstream resolver.
     pub dns: Option<String>,
+    /// `deploy/up.sh --node-ports`: the Redis and Sentinel ports on the host (the scenarios
+    /// read the nodes on them; the exposure test deploys the default, without).
+    pub node_ports: bool,
 }
 
 impl Default for StackOptions {
@@ -70,6 +73,7 @@ impl Default for StackOptions {
             down_after_ms: 1000,
             group: "redis-cluster".into(),
             dns: None,
+            node_ports: true,
         }
     }
 }
@@ -91,6 +95,9 @@ pub fn up_args(opts: &StackOptions) -> Vec<String> {
     if let Some(dns) = &opts.dns {
         args.extend(["--dns".into(), dns.clone()]);
     }
+    if opts.node_ports {
+        args.push("--node-ports".into());
+    }
     args
 }
 
@@ -99,8 +106,209 @@ pub fn up_args(opts: &StackOptions) -> Vec<String> {
 pub struct Stack {
     pub opts: StackOptions,
     pub chaos: DockerChaos,
+    /// The operator's (`default` user's) Redis password.
     password: String,
+    /// The Sentinels' own password.
+    sentinel_password: String,
     repo: PathBuf,
+}
+
+/// The secret files up.sh generates for a stack (deploy/swarm/lib.sh `SW_SECRETS`).
+pub const SECRET_FILES: [&str; 7] = [
+    "redis_admin_password",
+    "redis_app_password",
+    "redis_replication_password",
+    "redis_sentinel_password",
+    "redis_agent_password",
+    "redis_simulator_password",
+    "sentinel_password",
+];
+
+/// What a probe from a container found at one `host:port`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Probe {
+    pub target: String,
+    pub open: bool,
+}
+
+impl Stack {
+    /// Every address of the stack's running containers on each of its networks, by network
+    /// (`<stack>_internal` ...), from `docker inspect`.
+    pub async fn container_addresses(&self) -> Result<Vec<(String, String)>, String> {
+        let label = format!("label=com.docker.stack.namespace={}", self.opts.name);
+        let ids = docker(&["ps", "-q", "--filter", &label]).await?;
+        let mut out = Vec::new();
+        for id in ids.split_whitespace() {
+            let nets = docker(&[
+                "inspect",
+                "-f",
+                "{{range $k, $v := .NetworkSettings.Networks}}{{$k}}={{$v.IPAddress}} {{end}}",
+                id,
+            ])
+            .await?;
+            for pair in nets.split_whitespace() {
+                if let Some((net, ip)) = pair.split_once('=') {
+                    if !ip.is_empty() {
+                        out.push((net.to_owned(), ip.to_owned()));
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Tries a TCP connection to each `host:port` from a throw-away container attached to the
+    /// `network` of the stack only (the Redis image: bash's /dev/tcp, 2 s each). A name that
+    /// does not resolve there counts as closed.
+    pub async fn probe_from(
+        &self,
+        network: &str,
+        targets: &[String],
+    ) -> Result<Vec<Probe>, String> {
+        let image = std::env::var("REDIS_HA_IMAGE_REDIS")
+            .ok()
+            .or_else(|| self.image("REDIS_HA_IMAGE_REDIS"))
+            .ok_or("no Redis image name in the stack's images.env")?;
+        // All at once (one line each, written whole), then wait for every one.
+        let script = "for t in \"$@\"; do { h=${t%:*}; p=${t##*:}; \
+             if timeout 2 bash -c \"exec 3<>/dev/tcp/$h/$p\" 2>/dev/null; then echo \"$t open\"; \
+             else echo \"$t closed\"; fi; } & done; wait";
+        let net = format!("{}_{network}", self.opts.name);
+        let mut args = vec![
+            "run",
+            "--rm",
+            "--network",
+            net.as_str(),
+            "--entrypoint",
+            "bash",
+            image.as_str(),
+            "-c",
+            script,
+            "probe",
+        ];
+        args.extend(targets.iter().map(String::as_str));
+        let out = docker(&args).await?;
+        let probes: Vec<Probe> = out
+            .lines()
+            .filter_map(|l| l.rsplit_once(' '))
+            .map(|(t, state)| Probe {
+                target: t.to_owned(),
+                open: state == "open",
+            })
+            .collect();
+        if probes.len() != targets.len() {
+            return Err(format!(
+                "the probe answered {} of {} targets: {out}",
+                probes.len(),
+                targets.len()
+            ));
+        }
+        Ok(probes)
+    }
+
+    /// A value of the stack's images.env (what up.sh deployed).
+    fn image(&self, key: &str) -> Option<String> {
+        let env = std::fs::read_to_string(
+            self.repo
+                .join("deploy/stack/run")
+                .join(&self.opts.name)
+                .join("images.env"),
+        )
+        .ok()?;
+        env.lines()
+            .find_map(|l| l.strip_prefix(&format!("{key}=")))
+            .map(str::to_owned)
+    }
+
+    /// The content of every Docker config object of the stack.
+    pub async fn config_objects(&self) -> Result<Vec<(String, String)>, String> {
+        let label = format!("label=com.docker.stack.namespace={}", self.opts.name);
+        let names = docker(&["config", "ls", "-q", "--filter", &label]).await?;
+        let mut out = Vec::new();
+        for id in names.split_whitespace() {
+            let data = docker(&["config", "inspect", "-f", "{{json .Spec.Data}}", id]).await?;
+            // JSON of a byte slice: a base64 string.
+            let b64: String = serde_json::from_str(data.trim()).map_err(|e| e.to_string())?;
+            let text = base64_decode(&b64).ok_or("a config that is no base64")?;
+            out.push((id.to_owned(), String::from_utf8_lossy(&text).into_owned()));
+        }
+        Ok(out)
+    }
+
+    /// Every service's logs and its spec (environment, command), as text.
+    pub async fn service_logs_and_specs(&self) -> Result<String, String> {
+        let mut all = String::new();
+        let label = format!("label=com.docker.stack.namespace={}", self.opts.name);
+        let services = docker(&["service", "ls", "-q", "--filter", &label]).await?;
+        for id in services.split_whitespace() {
+            all.push_str(&docker(&["service", "inspect", id]).await?);
+            let logs = Command::new("docker")
+                .args(["service", "logs", "--raw", id])
+                .output()
+                .await
+                .map_err(|e| e.to_string())?;
+            all.push_str(&String::from_utf8_lossy(&logs.stdout));
+            all.push_str(&String::from_utf8_lossy(&logs.stderr));
+        }
+        Ok(all)
+    }
+}
+
+/// `docker ARGS`' stdout; an error with its stderr when it fails.
+pub async fn docker(args: &[&str]) -> Result<String, String> {
+    let out = Command::new("docker")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .map_err(|e| format!("docker: {e}"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(format!(
+            "docker {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+/// Standard base64 (what Docker's JSON gives a byte slice as).
+fn base64_decode(s: &str) -> Option<Vec<u8>> {
+    let val = |c: u8| -> Option<u32> {
+        Some(match c {
+            b'A'..=b'Z' => u32::from(c - b'A'),
+            b'a'..=b'z' => u32::from(c - b'a') + 26,
+            b'0'..=b'9' => u32::from(c - b'0') + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        })
+    };
+    let bytes: Vec<u8> = s
+        .bytes()
+        .filter(|c| *c != b'=' && !c.is_ascii_whitespace())
+        .collect();
+    let mut out = Vec::with_capacity(bytes.len() * 3 / 4);
+    for chunk in bytes.chunks(4) {
+        let mut acc = 0u32;
+        for (i, c) in chunk.iter().enumerate() {
+            acc |= val(*c)? << (18 - 6 * i);
+        }
+        let n = chunk.len().saturating_sub(1);
+        for i in 0..n {
+            out.push((acc >> (16 - 8 * i)) as u8);
+        }
+    }
+    Some(out)
+}
+
+/// A secret up.sh generated for the stack `stack`.
+fn read_secret(repo: &Path, stack: &str, name: &str) -> Result<String, String> {
+    let p = repo.join("deploy/stack/run").join(stack).join(name);
+    std::fs::read_to_string(&p)
+        .map(|s| s.trim().to_owned())
+        .map_err(|e| format!("cannot read {}: {e}", p.display()))
 }
 
 pub fn repo_root() -> PathBuf {
@@ -161,18 +369,13 @@ impl Stack {
         }
         let up = script(&repo, "up.sh", &args).await?;
         eprintln!("{up}");
-        let pw_path = repo
-            .join("deploy/stack/run")
-            .join(&opts.name)
-            .join("redis_password");
-        let password = std::fs::read_to_string(&pw_path)
-            .map_err(|e| format!("cannot read {}: {e}", pw_path.display()))?
-            .trim()
-            .to_owned();
+        let password = read_secret(&repo, &opts.name, "redis_admin_password")?;
+        let sentinel_password = read_secret(&repo, &opts.name, "sentinel_password")?;
         Ok(Self {
             opts,
             chaos,
             password,
+            sentinel_password,
             repo,
         })
     }
@@ -181,9 +384,14 @@ impl Stack {
         self.opts.base_port
     }
 
-    /// The stack's Redis / Sentinel password.
+    /// The operator's Redis password (the `default` user: every command).
     pub fn password(&self) -> &str {
         &self.password
+    }
+
+    /// One of the secrets up.sh generated for this stack (`deploy/stack/run/<stack>/<name>`).
+    pub fn secret(&self, name: &str) -> Result<String, String> {
+        read_secret(&self.repo, &self.opts.name, name)
     }
 
     pub fn redis_port(&self, n: u8) -> u16 {
@@ -232,7 +440,7 @@ impl Stack {
     pub async fn cli_inside(&self, n: u8, args: &[&str]) -> Result<String, String> {
         let id = self.running_container(n).await?;
         // The password from the container's own secret file, never the command line.
-        let script = "REDISCLI_AUTH=$(cat \"${REDIS_HA_PASSWORD_FILE:-/run/secrets/redis_password}\") \
+        let script = "REDISCLI_AUTH=$(cat /run/secrets/redis_admin_password) \
              exec timeout 3 redis-cli --no-auth-warning --raw -p \"$((9000 + REDIS_HA_NODE))\" \"$@\"";
         let out = Command::new("docker")
             .args(["exec", id.as_str(), "bash", "-c", script, "redis-cli"])
@@ -279,10 +487,14 @@ impl Stack {
         for s in 1..=3u8 {
             let mut c = redis::cmd("SENTINEL");
             c.arg("GET-MASTER-ADDR-BY-NAME").arg(&self.opts.group);
-            match self
-                .cmd::<Option<(String, String)>>(self.sentinel_port(s), c)
-                .await
-            {
+            let answer = redis_ha_testkit::client::query::<Option<(String, String)>>(
+                self.sentinel_port(s),
+                Some(&self.sentinel_password),
+                &c,
+            )
+            .await
+            .map_err(|e| e.to_string());
+            match answer {
                 Ok(Some((host, _))) => {
                     seen.push(format!("s{s}:{host}"));
                     if let Ok(n) = host.parse::<NodeNum>() {

@@ -494,7 +494,7 @@ async fn a_failover_is_one_trace_and_shows_in_every_sidecars_metrics() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn no_password_in_debug_logs_or_spans_and_no_exporter_no_complaint() {
+async fn no_password_in_debug_logs_spans_metrics_or_command_lines_and_no_exporter_no_complaint() {
     const PASSWORD: &str = "Obs3rvability-s3cret-7f2a9c";
     let otlp = OtlpReceiver::start().await.unwrap();
     let mut cluster = Cluster::start(ClusterOptions {
@@ -546,6 +546,29 @@ async fn no_password_in_debug_logs_or_spans_and_no_exporter_no_complaint() {
         }
     })
     .await;
+
+    // Every secret of the cluster (the kit derives each ACL user's and the Sentinels' password
+    // from PASSWORD, so each holds it): on no process's command line (Redis, Sentinel, the
+    // agent, the coordinator, anything else on this machine), in no metric.
+    for pid in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        if let Ok(cmdline) = std::fs::read(pid.path().join("cmdline")) {
+            assert!(
+                !String::from_utf8_lossy(&cmdline).contains(PASSWORD),
+                "a password on the command line of pid {:?}",
+                pid.file_name()
+            );
+        }
+    }
+    for port in [
+        cluster.agent_metrics_port(2),
+        cluster.coordinator_metrics_port(),
+    ] {
+        let text = wait_scrape(port).await;
+        assert!(
+            !text.contains(PASSWORD),
+            "a password in the metrics on {port}"
+        );
+    }
 
     let status = agent.terminate();
     assert!(status.is_some_and(|s| s.success()), "{status:?}");

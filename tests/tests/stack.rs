@@ -15,7 +15,7 @@ use std::time::Duration;
 use redis_ha_chaos::chaos::docker::ChaosAction;
 use redis_ha_tests::haproxy::{WriteMode, Writer};
 use redis_ha_tests::stack::{
-    missing_keys, poll, refuse_skip_under_ci, Stack, StackOptions, SILENT_DNS,
+    missing_keys, poll, refuse_skip_under_ci, Stack, StackOptions, SECRET_FILES, SILENT_DNS,
 };
 
 const T: Duration = Duration::from_secs(90);
@@ -384,4 +384,165 @@ async fn stack_crash_is_failed_over_without_waiting_for_down_after() {
 
     stack.teardown().await.unwrap_or_else(|e| panic!("{e}"));
     eprintln!("[{:?}] torn down", t0.elapsed());
+}
+
+/// Exposure (issue #11 item 6) and secrets on the real stack, deployed as `deploy/up.sh` does
+/// by default (no Redis or Sentinel port on the host): from a container attached to the client
+/// network only, HAProxy's 9000 answers and nothing else does (no Redis, Sentinel,
+/// coordinator, metrics endpoint, HAProxy runtime API or stats), by name or by any address of
+/// the stack's containers; on the host only HAProxy's port (and the gRPC port the test asks
+/// for) is published; the application user writes through 9000 and may not reconfigure; no
+/// secret is in a Docker config object, a service's spec or logs, or a process's command line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Docker: tests/run.sh runs it (--run-ignored ignored-only)"]
+async fn stack_exposes_only_haproxy_and_leaks_no_secret() {
+    refuse_skip_under_ci();
+    let stack = Stack::deploy(StackOptions {
+        node_ports: false,
+        ..StackOptions::default()
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+
+    // ---- the client network: by name.
+    let internal_ports: [u16; 12] = [
+        9001, 9002, 9003, 19001, 19002, 19003, 50051, 9121, 9122, 9123, 9999, 8404,
+    ];
+    let mut targets = vec!["haproxy:9000".to_owned()];
+    for name in [
+        "redis-1",
+        "redis-2",
+        "redis-3",
+        "sentinel-1",
+        "sentinel-2",
+        "sentinel-3",
+        "coordinator",
+        "agent-1",
+        "haproxy-reloader",
+        "haproxy",
+        "haproxy-runtime",
+    ] {
+        targets.extend(internal_ports.iter().map(|p| format!("{name}:{p}")));
+    }
+    // ---- and by address: every address of every container of the stack, on every network.
+    let addrs = stack.container_addresses().await.expect("addresses");
+    assert!(
+        addrs.iter().any(|(n, _)| n.ends_with("_internal")),
+        "no container on the internal network: {addrs:?}"
+    );
+    for (net, ip) in &addrs {
+        // On the client network (HAProxy's address) only its frontend may answer; on the
+        // others nothing is reachable from the client network at all.
+        let _ = net;
+        targets.extend(
+            internal_ports
+                .iter()
+                .chain(&[9000])
+                .map(|p| format!("{ip}:{p}")),
+        );
+    }
+    let probes = stack
+        .probe_from("client", &targets)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let client_haproxy: Vec<String> = addrs
+        .iter()
+        .filter(|(n, _)| n.ends_with("_client"))
+        .map(|(_, ip)| format!("{ip}:9000"))
+        .collect();
+    assert!(
+        !client_haproxy.is_empty(),
+        "HAProxy has no client address: {addrs:?}"
+    );
+    let open: Vec<&str> = probes
+        .iter()
+        .filter(|p| p.open)
+        .map(|p| p.target.as_str())
+        .collect();
+    let mut expected: Vec<&str> = vec!["haproxy:9000"];
+    expected.extend(client_haproxy.iter().map(String::as_str));
+    let mut open_sorted = open.clone();
+    open_sorted.sort_unstable();
+    expected.sort_unstable();
+    assert_eq!(
+        open_sorted,
+        expected,
+        "from the client network only HAProxy's 9000 may answer ({} probed)",
+        probes.len()
+    );
+
+    // ---- the host: HAProxy's port (and the gRPC port the tests publish), no node port.
+    for port in (1..=3u16)
+        .map(|n| stack.opts.base_port + n)
+        .chain((1..=3u16).map(|n| stack.opts.base_port + 10000 + n))
+    {
+        assert!(
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_err(),
+            "port {port} is published on the host"
+        );
+    }
+
+    // ---- the application user through 9000: data, no reconfiguration.
+    let app = stack.secret("redis_app_password").expect("app password");
+    let set = {
+        let mut c = redis::cmd("SET");
+        c.arg("exposure").arg("1");
+        c
+    };
+    let _: String = redis_ha_testkit::client::query_as(stack.proxy_port(), "app", &app, &set)
+        .await
+        .expect("the application writes through 9000");
+    let config = redis_ha_testkit::client::query_as::<redis::Value>(
+        stack.proxy_port(),
+        "app",
+        &app,
+        redis::cmd("CONFIG").arg("GET").arg("maxmemory"),
+    )
+    .await;
+    assert_eq!(
+        config
+            .err()
+            .and_then(|e| e.code().map(str::to_owned))
+            .as_deref(),
+        Some("NOPERM"),
+        "the application user may run CONFIG"
+    );
+
+    // ---- no secret leaks.
+    let secrets: Vec<String> = SECRET_FILES
+        .iter()
+        .map(|f| stack.secret(f).unwrap_or_else(|e| panic!("{e}")))
+        .collect();
+    assert_eq!(secrets.len(), 7);
+    let configs = stack.config_objects().await.expect("configs");
+    assert!(configs.len() >= 5, "{} config objects", configs.len());
+    let services = stack.service_logs_and_specs().await.expect("services");
+    let mut cmdlines = String::new();
+    for pid in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        if let Ok(c) = std::fs::read(pid.path().join("cmdline")) {
+            cmdlines.push_str(&String::from_utf8_lossy(&c));
+            cmdlines.push('\n');
+        }
+    }
+    for (i, secret) in secrets.iter().enumerate() {
+        let name = SECRET_FILES[i];
+        for (id, text) in &configs {
+            assert!(
+                !text.contains(secret.as_str()),
+                "{name} in the config object {id}"
+            );
+        }
+        assert!(
+            !services.contains(secret.as_str()),
+            "{name} in a service's spec or logs"
+        );
+        assert!(
+            !cmdlines.contains(secret.as_str()),
+            "{name} on a command line"
+        );
+    }
+
+    stack.teardown().await.unwrap_or_else(|e| panic!("{e}"));
 }

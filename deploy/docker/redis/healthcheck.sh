@@ -8,12 +8,17 @@ case ${REDIS_HA_ROLE:-redis} in
     sentinel) port=${REDIS_HA_PORT:-$((19000 + node))} ;;
     *) port=${REDIS_HA_PORT:-$((9000 + node))} ;;
 esac
-pwfile=${REDIS_HA_PASSWORD_FILE:-/run/secrets/redis_password}
-if [[ -r $pwfile ]]; then
-    REDISCLI_AUTH=$(<"$pwfile")
-    export REDISCLI_AUTH
-fi
-reply=$(timeout 2 redis-cli --no-auth-warning -h 127.0.0.1 -p "$port" ping 2>&1) || true
+# A Redis node is asked as the agent user (PING is all a check needs), a Sentinel with its own
+# password; from the container's secret files, never argv.
+secrets=${REDIS_HA_SECRETS_DIR:-/run/secrets}
+user=()
+case ${REDIS_HA_ROLE:-redis} in
+    sentinel) pwfile=$secrets/sentinel_password ;;
+    *) pwfile=$secrets/redis_agent_password; user=(--user agent) ;;
+esac
+REDISCLI_AUTH=$(<"$pwfile")
+export REDISCLI_AUTH
+reply=$(timeout 2 redis-cli --no-auth-warning "${user[@]}" -h 127.0.0.1 -p "$port" ping 2>&1) || true
 case $reply in
     PONG | LOADING* | BUSY*) exit 0 ;;
     *) echo "ping on $port: ${reply:-no answer}"; exit 1 ;;

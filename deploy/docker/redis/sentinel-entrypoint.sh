@@ -8,7 +8,8 @@
 #   REDIS_HA_NODE (required), REDIS_HA_PORT, REDIS_HA_ANNOUNCE_HOST, REDIS_HA_GROUP,
 #   REDIS_HA_INITIAL_MASTER, REDIS_HA_QUORUM, REDIS_HA_DOWN_AFTER_MS,
 #   REDIS_HA_FAILOVER_TIMEOUT_MS, REDIS_HA_SENTINELS, REDIS_HA_TEMPLATE, REDIS_HA_DATA_DIR,
-#   REDIS_HA_PASSWORD_FILE, REDIS_HA_SENTINEL_WAIT
+#   REDIS_HA_SECRETS_DIR (sentinel_password, redis_sentinel_password: a missing one makes it
+#   refuse to start, naming the file), REDIS_HA_SENTINEL_WAIT
 #
 # No wait for the names to resolve: a swarm task's name exists only once the task is healthy,
 # and Sentinel 7 starts with names that do not resolve yet (it retries them, and with

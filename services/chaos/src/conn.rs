@@ -21,6 +21,8 @@ use redis_ha_common::{HostPort, Secret};
 #[derive(Clone, Debug)]
 pub struct RedisEndpoint {
     pub addr: HostPort,
+    /// The ACL user (`None`: `default`).
+    pub user: Option<String>,
     pub password: Option<Secret>,
     /// Connect timeout, and the reply timeout on top of a command's own blocking time.
     pub io_timeout: Duration,
@@ -58,6 +60,7 @@ impl RedisEndpoint {
     pub fn new(addr: HostPort, password: Option<Secret>, io_timeout: Duration) -> Self {
         Self {
             addr,
+            user: None,
             password,
             io_timeout,
         }
@@ -68,7 +71,7 @@ impl RedisEndpoint {
             addr: ConnectionAddr::Tcp(self.addr.host.clone(), self.addr.port),
             redis: RedisConnectionInfo {
                 db: 0,
-                username: None,
+                username: self.user.clone(),
                 password: self.password.as_ref().map(|s| s.expose().to_owned()),
                 protocol: ProtocolVersion::RESP2,
             },

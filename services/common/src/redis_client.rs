@@ -178,9 +178,21 @@ impl RedisLink {
         password: Option<&Secret>,
         timeout: Duration,
     ) -> Result<Self, LinkError> {
+        Self::new_as(peer, addr, None, password, timeout)
+    }
+
+    /// Like [`RedisLink::new`], authenticating as the ACL user `user` (`None`: `default`).
+    pub fn new_as(
+        peer: &'static str,
+        addr: HostPort,
+        user: Option<&str>,
+        password: Option<&Secret>,
+        timeout: Duration,
+    ) -> Result<Self, LinkError> {
         let info = ConnectionInfo {
             addr: ConnectionAddr::Tcp(addr.host.clone(), addr.port),
             redis: RedisConnectionInfo {
+                username: user.map(str::to_owned),
                 password: password.map(|p| p.expose().to_owned()),
                 ..RedisConnectionInfo::default()
             },

@@ -27,6 +27,11 @@ impl Secret {
         Ok(Self(value))
     }
 
+    /// A secret already in memory (generated, or read by a caller that checked its file).
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
     /// Reads the secret when a path is configured.
     pub fn from_optional_file(key: &str, path: Option<&Path>) -> Result<Option<Self>, ConfigError> {
         path.map(|p| Self::from_file(key, p)).transpose()

@@ -1138,9 +1138,10 @@ async fn promoted_sibling(shared: &Shared, probe: &mut RedisProbe, master: &Host
             return false;
         }
     };
-    let mut target = match RedisProbe::new(
+    let mut target = match RedisProbe::with_user(
         master.clone(),
         master.clone(),
+        s.redis_user.as_deref(),
         s.redis_password.as_ref(),
         s.io_timeout,
     ) {

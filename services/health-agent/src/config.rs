@@ -40,7 +40,10 @@ pub struct AgentConfig {
     pub resolve_wait_ms: u64,
     /// A failover in progress that sees no end event is considered over after this long (ms).
     pub failover_timeout_ms: u64,
-    /// File holding the Redis password (`requirepass`). Unset: no AUTH.
+    /// The Redis ACL user the agent logs in as (`agent` on the stack: PING, ROLE, INFO,
+    /// REPLICAOF). Unset: `default`.
+    pub redis_user: Option<String>,
+    /// File holding that user's Redis password. Unset: no AUTH.
     pub redis_password_file: Option<PathBuf>,
     /// File holding the Sentinel password (Sentinel's `requirepass`). Unset: no AUTH.
     pub sentinel_password_file: Option<PathBuf>,
@@ -99,6 +102,7 @@ impl Default for AgentConfig {
             io_timeout_ms: 1000,
             resolve_wait_ms: 5000,
             failover_timeout_ms: 20000,
+            redis_user: None,
             redis_password_file: None,
             sentinel_password_file: None,
             fencing: true,
@@ -132,6 +136,7 @@ pub struct AgentSettings {
     pub failover_poll: Duration,
     pub io_timeout: Duration,
     pub failover_timeout: Duration,
+    pub redis_user: Option<String>,
     pub redis_password: Option<Secret>,
     pub sentinel_password: Option<Secret>,
     pub fencing: bool,
@@ -253,6 +258,12 @@ impl AgentConfig {
             failover_poll: Duration::from_millis(self.failover_poll_ms),
             io_timeout: Duration::from_millis(self.io_timeout_ms),
             failover_timeout: Duration::from_millis(self.failover_timeout_ms),
+            redis_user: self
+                .redis_user
+                .as_deref()
+                .map(str::trim)
+                .filter(|u| !u.is_empty())
+                .map(str::to_owned),
             redis_password,
             sentinel_password,
             fencing: self.fencing,

@@ -71,17 +71,29 @@ impl RedisProbe {
         password: Option<&Secret>,
         io_timeout: Duration,
     ) -> Result<Self, ObserveError> {
+        Self::with_user(addr, announce, None, password, io_timeout)
+    }
+
+    /// Like [`RedisProbe::new`], authenticating as the ACL user `user` (`None`: `default`).
+    pub fn with_user(
+        addr: HostPort,
+        announce: HostPort,
+        user: Option<&str>,
+        password: Option<&Secret>,
+        io_timeout: Duration,
+    ) -> Result<Self, ObserveError> {
         Ok(Self {
-            link: RedisLink::new("redis", addr, password, io_timeout)?,
+            link: RedisLink::new_as("redis", addr, user, password, io_timeout)?,
             announce,
             run_id: None,
         })
     }
 
     pub fn from_settings(s: &AgentSettings) -> Result<Self, ObserveError> {
-        Self::new(
+        Self::with_user(
             s.redis_addr.clone(),
             s.announce_addr.clone(),
+            s.redis_user.as_deref(),
             s.redis_password.as_ref(),
             s.io_timeout,
         )

@@ -48,7 +48,7 @@ pub fn read_password(path: &Path) -> Result<Option<Secret>, FileError> {
     if !path.exists() {
         return Ok(None);
     }
-    let secret = Secret::from_file("REDIS_HA_PASSWORD_FILE", path)
+    let secret = Secret::from_file("secret file", path)
         .map_err(|e| FileError::Secret(path.to_owned(), e.to_string()))?;
     if secret.expose().contains(['\n', '\r']) {
         return Err(FileError::Secret(
@@ -57,6 +57,18 @@ pub fn read_password(path: &Path) -> Result<Option<Secret>, FileError> {
         ));
     }
     Ok(Some(secret))
+}
+
+/// The secret in `path` (one line); a missing file is an error naming it: a node never starts
+/// without its passwords.
+pub fn read_secret(path: &Path) -> Result<Secret, FileError> {
+    if !path.exists() {
+        return Err(FileError::Secret(
+            path.to_owned(),
+            "missing (refusing to start without it)".into(),
+        ));
+    }
+    read_password(path)?.ok_or_else(|| FileError::Secret(path.to_owned(), "missing".into()))
 }
 
 /// Writes `text` to `path` atomically (a mode-600 temporary file in the same directory, synced,
@@ -129,5 +141,9 @@ mod tests {
         assert!(read_password(&p).is_err());
         fs::write(&p, "\n").expect("write");
         assert!(read_password(&p).is_err());
+        let e = read_secret(&d.path().join("redis_app_password")).expect_err("missing");
+        assert!(e.to_string().contains("redis_app_password"), "{e}");
+        fs::write(&p, "x\n").expect("write");
+        assert_eq!(read_secret(&p).expect("reads").expose(), "x");
     }
 }

@@ -3,11 +3,14 @@
 //! [`durability`]); [`probe`] asks the Sentinels and the peers, [`files`] reads the secret and
 //! writes the config.
 
+pub mod acl;
 pub mod durability;
 pub mod files;
+pub mod kernel;
 pub mod probe;
 pub mod redis_conf;
 pub mod role;
+pub mod rotate;
 pub mod sentinel_conf;
 
 /// A Sentinel master name Sentinel and the config files accept as one word.

@@ -17,7 +17,7 @@ use clap::{Args, Parser, Subcommand};
 use redis_ha_common::{HostPort, Secret};
 use redis_ha_node::durability::{min_replicas_max_lag, MaxLag};
 use redis_ha_node::role::{decide_redis_role, settled, RoleInput, SentinelAnswer};
-use redis_ha_node::{files, probe, redis_conf, sentinel_conf, valid_group};
+use redis_ha_node::{acl, files, probe, redis_conf, sentinel_conf, valid_group};
 use redis_ha_sentinel::{named_master, same_node};
 use tokio::time::Instant;
 
@@ -28,7 +28,7 @@ const ROUND_PAUSE: Duration = Duration::from_secs(1);
 
 // The defaults of the stack (deploy/stack/redis-ha.yml).
 const SENTINELS: &str = "sentinel-1:19001 sentinel-2:19002 sentinel-3:19003";
-const PASSWORD_FILE: &str = "/run/secrets/redis_password";
+const SECRETS_DIR: &str = "/run/secrets";
 const SHARED_CONFIG: &str = "/etc/redis-ha/redis.conf";
 const PEERS: &str = "redis-1:9001 redis-2:9002 redis-3:9003";
 const TEMPLATE: &str = "/etc/redis-ha/sentinel.conf";
@@ -54,6 +54,148 @@ enum Command {
     /// warning when a master cut off from its replicas could still acknowledge writes after
     /// another node is promoted. Refuses a down-after the rule cannot serve.
     MinReplicasMaxLag(DownAfter),
+    /// One phase of rotating a Redis ACL user's password on every node and Sentinel
+    /// (add the new one, switch our own clients of it, remove the old one; see
+    /// `redis_ha_node::rotate`). Passwords come from files only.
+    RotateSecret(RotateArgs),
+    /// Whether this kernel can encrypt Docker's overlay networks: reads the kernel
+    /// configuration on stdin (`zcat /proc/config.gz`); prints the answer, exits 0 for yes,
+    /// 3 for no or unknown.
+    OverlayEncryption,
+    /// Print the password lines of a Redis node's (the ACL users) or a Sentinel's config from
+    /// the secret files, for `deploy/up.sh --local`, which writes them into its mode-600
+    /// configs (stdout is a pipe to it; never an argument).
+    AuthLines(AuthLinesArgs),
+}
+
+#[derive(Args)]
+struct AuthLinesArgs {
+    /// redis or sentinel.
+    #[arg(long)]
+    kind: String,
+    #[arg(long, default_value = "redis-cluster")]
+    group: String,
+    #[arg(long, value_name = "DIR")]
+    secrets_dir: PathBuf,
+}
+
+fn auth_lines(a: &AuthLinesArgs) -> anyhow::Result<()> {
+    if !valid_group(&a.group) {
+        bail!("--group must be letters, digits, . _ -, got {:?}", a.group);
+    }
+    let secret = |name: &str| files::read_secret(&a.secrets_dir.join(name));
+    let text = match a.kind.as_str() {
+        "redis" => {
+            let mut users = Vec::new();
+            for user in acl::User::ALL {
+                users.push(acl::UserPasswords {
+                    user,
+                    passwords: vec![secret(user.secret_file())?],
+                });
+            }
+            acl::render(&acl::Credentials {
+                admin: secret(acl::ADMIN_SECRET)?,
+                users,
+            })?
+        }
+        "sentinel" => acl::render_sentinel(
+            &a.group,
+            &secret(acl::SENTINEL_SERVER_SECRET)?,
+            &secret(acl::User::Sentinel.secret_file())?,
+        ),
+        other => bail!("--kind must be redis or sentinel, got {other:?}"),
+    };
+    print!("{text}");
+    Ok(())
+}
+
+#[derive(Args)]
+struct RotateArgs {
+    /// The ACL user: app, replication, sentinel, agent, simulator.
+    #[arg(long)]
+    user: String,
+    /// add, switch or remove.
+    #[arg(long)]
+    phase: redis_ha_node::rotate::Phase,
+    /// The new password (add, switch) or the old one (remove).
+    #[arg(long, value_name = "FILE")]
+    password_file: PathBuf,
+    /// Every Redis node (host:port, comma or space separated).
+    #[arg(long, env = "REDIS_HA_PEERS", default_value = PEERS)]
+    redis: String,
+    /// Every Sentinel.
+    #[arg(long, env = "REDIS_HA_SENTINELS", default_value = SENTINELS)]
+    sentinels: String,
+    #[arg(long, env = "REDIS_HA_GROUP", default_value = "redis-cluster")]
+    group: String,
+    /// The operator's (`default` user's) Redis password.
+    #[arg(
+        long,
+        value_name = "FILE",
+        default_value = "/run/secrets/redis_admin_password"
+    )]
+    admin_password_file: PathBuf,
+    /// The Sentinels' password.
+    #[arg(
+        long,
+        value_name = "FILE",
+        default_value = "/run/secrets/sentinel_password"
+    )]
+    sentinel_password_file: PathBuf,
+}
+
+/// Carries out one phase on every instance; fails naming each instance that refused.
+async fn rotate_secret(a: RotateArgs) -> anyhow::Result<()> {
+    use redis_ha_common::redis_client::RedisLink;
+    use redis_ha_node::rotate::{plan, Target};
+    let user = acl::User::from_name(&a.user).with_context(|| {
+        format!(
+            "--user {:?}: one of app, replication, sentinel, agent, simulator",
+            a.user
+        )
+    })?;
+    if !valid_group(&a.group) {
+        bail!("--group must be letters, digits, . _ -, got {:?}", a.group);
+    }
+    let password = files::read_secret(&a.password_file)?;
+    let redis = probe::parse_addr_list(&a.redis).context("--redis")?;
+    let sentinels = probe::parse_addr_list(&a.sentinels).context("--sentinels")?;
+    let steps = plan(user, a.phase, &a.group);
+    if steps.is_empty() {
+        log(&format!(
+            "switch {user}: nothing for us to do; point its clients at the new password file"
+        ));
+        return Ok(());
+    }
+    let admin = files::read_secret(&a.admin_password_file)?;
+    let sentinel_pw = if steps.iter().any(|s| s.target == Target::Sentinel) {
+        Some(files::read_secret(&a.sentinel_password_file)?)
+    } else {
+        None
+    };
+    let mut failed = Vec::new();
+    for step in &steps {
+        let (peer, addrs, pw) = match step.target {
+            Target::Redis => ("redis", &redis, Some(&admin)),
+            Target::Sentinel => ("sentinel", &sentinels, sentinel_pw.as_ref()),
+        };
+        for addr in addrs {
+            let label = step.label();
+            let result = async {
+                let mut link = RedisLink::new(peer, addr.clone(), pw, ASK_TIMEOUT)?;
+                link.query(&step.command(&password), &label).await
+            }
+            .await;
+            match result {
+                Ok(_) => log(&format!("{addr}: {label}: ok")),
+                Err(e) => failed.push(e.to_string()),
+            }
+        }
+    }
+    if !failed.is_empty() {
+        bail!("{}", failed.join("; "));
+    }
+    Ok(())
 }
 
 /// Sentinel's down-after: the Sentinels use it, and a Redis node's `min-replicas-max-lag`
@@ -103,9 +245,10 @@ struct Common {
     /// The data directory (the config file is written there).
     #[arg(long, env = "REDIS_HA_DATA_DIR", default_value = "/data")]
     data_dir: PathBuf,
-    /// The password (a Docker secret); no file there: no AUTH.
-    #[arg(long, env = "REDIS_HA_PASSWORD_FILE", default_value = PASSWORD_FILE)]
-    password_file: PathBuf,
+    /// The directory of the secret files (Docker secrets), named as in
+    /// `redis_ha_node::acl`: a missing one is refused, naming it.
+    #[arg(long, env = "REDIS_HA_SECRETS_DIR", default_value = SECRETS_DIR)]
+    secrets_dir: PathBuf,
     /// Seconds to wait for a quorum: of the Sentinels for a Redis node (default 60), of its
     /// peers for a new Sentinel (default 5).
     #[arg(long, env = "REDIS_HA_SENTINEL_WAIT")]
@@ -125,6 +268,10 @@ struct RedisArgs {
     peers: String,
     #[command(flatten)]
     down_after: DownAfter,
+    /// Redis `maxmemory` (bytes, or with a unit: 512mb, 2gb; 0: no bound). The policy is the
+    /// shared config's (noeviction: a full node refuses writes instead of dropping data).
+    #[arg(long, env = "REDIS_HA_MAXMEMORY", default_value = "256mb")]
+    maxmemory: String,
 }
 
 #[derive(Args)]
@@ -163,15 +310,29 @@ impl Common {
         Ok(sentinels)
     }
 
-    fn password(&self) -> anyhow::Result<Option<Secret>> {
-        let p = files::read_password(&self.password_file)?;
-        if p.is_none() {
-            log(&format!(
-                "no password file at {}: running without AUTH",
-                self.password_file.display()
-            ));
+    /// The secret file `name` of the secrets directory; it must exist.
+    fn secret(&self, name: &str) -> anyhow::Result<Secret> {
+        Ok(files::read_secret(&self.secrets_dir.join(name))?)
+    }
+
+    /// The Sentinels' password (every question a start-up asks them).
+    fn sentinel_password(&self) -> anyhow::Result<Secret> {
+        self.secret(acl::SENTINEL_SERVER_SECRET)
+    }
+
+    /// The operator's password and every ACL user's.
+    fn credentials(&self) -> anyhow::Result<acl::Credentials> {
+        let mut users = Vec::new();
+        for user in acl::User::ALL {
+            users.push(acl::UserPasswords {
+                user,
+                passwords: vec![self.secret(user.secret_file())?],
+            });
         }
-        Ok(p)
+        Ok(acl::Credentials {
+            admin: self.secret(acl::ADMIN_SECRET)?,
+            users,
+        })
     }
 }
 
@@ -190,8 +351,17 @@ async fn redis_config(a: RedisArgs) -> anyhow::Result<PathBuf> {
         .into_iter()
         .filter(|p| !same_node(p, &me))
         .collect();
+    if redis_conf::memory_size(&a.maxmemory).is_none() {
+        bail!(
+            "REDIS_HA_MAXMEMORY must be bytes or a size like 512mb or 2gb, got {:?}",
+            a.maxmemory
+        );
+    }
     let shared = files::read(&a.config)?;
-    let password = c.password()?;
+    let credentials = c.credentials()?;
+    let sentinel_password = c.sentinel_password()?;
+    // Peers are asked as the agent user (INFO replication).
+    let peer_password = credentials.of(acl::User::Agent)?[0].clone();
     let conf = c.data_dir.join("redis.conf");
     let previous = redis_conf::previous_role(files::read_optional(&conf)?.as_deref());
     let (rdb, aof_dir) = redis_conf::data_file_names(&shared);
@@ -218,8 +388,8 @@ async fn redis_config(a: RedisArgs) -> anyhow::Result<PathBuf> {
     let deadline = Instant::now() + Duration::from_secs(wait_s);
     let errors = loop {
         let ((answers, mut errors), (peer_states, peer_errors)) = tokio::join!(
-            probe::ask_sentinels(&sentinels, &c.group, password.as_ref(), ASK_TIMEOUT),
-            probe::ask_peers(&peers, password.as_ref(), ASK_TIMEOUT),
+            probe::ask_sentinels(&sentinels, &c.group, Some(&sentinel_password), ASK_TIMEOUT),
+            probe::ask_peers(&peers, Some(&peer_password), ASK_TIMEOUT),
         );
         errors.extend(peer_errors);
         input.answers = answers;
@@ -245,10 +415,11 @@ async fn redis_config(a: RedisArgs) -> anyhow::Result<PathBuf> {
         data_dir: &c.data_dir,
         port,
         announce_host: &announce,
-        password: password.as_ref(),
+        credentials: &credentials,
+        maxmemory: a.maxmemory.trim(),
         role: &role,
         min_replicas_max_lag: max_lag.max_lag_s,
-    });
+    })?;
     files::write_atomic(&conf, &text)?;
     Ok(conf)
 }
@@ -286,7 +457,9 @@ async fn sentinel_config(a: SentinelArgs) -> anyhow::Result<PathBuf> {
         .unwrap_or(format!("sentinel-{}", c.node));
     let me = HostPort::new(announce.clone(), port);
     let template = files::read(&a.template)?;
-    let password = c.password()?;
+    let server = c.sentinel_password()?;
+    let redis_user = c.secret(acl::User::Sentinel.secret_file())?;
+    let password = Some(server.clone());
     let conf = c.data_dir.join("sentinel.conf");
     let saved = files::read_optional(&conf)?.filter(|s| !s.trim().is_empty());
     let saved_master = saved
@@ -327,7 +500,11 @@ async fn sentinel_config(a: SentinelArgs) -> anyhow::Result<PathBuf> {
     };
     let rendered = sentinel_conf::render_template(&template, &values.pairs())
         .with_context(|| a.template.display().to_string())?;
-    let text = sentinel_conf::build(&rendered, &c.group, password.as_ref(), saved.as_deref());
+    let auth = sentinel_conf::SentinelAuth {
+        server: &server,
+        redis_user: &redis_user,
+    };
+    let text = sentinel_conf::build(&rendered, &c.group, Some(&auth), saved.as_deref());
     files::write_atomic(&conf, &text)?;
     Ok(conf)
 }
@@ -343,6 +520,20 @@ async fn main() -> ExitCode {
         Command::RedisConfig(a) => redis_config(a).await.map(|p| print_path(&p)),
         Command::SentinelConfig(a) => sentinel_config(a).await.map(|p| print_path(&p)),
         Command::MinReplicasMaxLag(d) => d.max_lag().map(|m| println!("{}", m.max_lag_s)),
+        Command::RotateSecret(a) => rotate_secret(a).await,
+        Command::AuthLines(a) => auth_lines(&a),
+        Command::OverlayEncryption => {
+            let mut text = String::new();
+            let read = std::io::Read::read_to_string(&mut std::io::stdin(), &mut text);
+            let answer =
+                redis_ha_node::kernel::overlay_encryption(read.ok().map(|_| text.as_str()));
+            println!("{answer}");
+            return if answer == redis_ha_node::kernel::Encryption::Supported {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(3)
+            };
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

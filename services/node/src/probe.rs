@@ -47,13 +47,15 @@ pub async fn ask_sentinels(
     partition_results(futures::future::join_all(asks).await)
 }
 
-/// One peer's `INFO replication`, through the bounded link every sidecar uses.
+/// One peer's `INFO replication`, through the bounded link every sidecar uses; with a
+/// password it logs in as the `agent` user (whose rules allow INFO), the one it is given.
 pub async fn ask_peer(
     addr: &HostPort,
     password: Option<&Secret>,
     timeout: Duration,
 ) -> Result<PeerState, ProbeError> {
-    let mut link = RedisLink::new("redis", addr.clone(), password, timeout)?;
+    let user = password.map(|_| crate::acl::User::Agent.name());
+    let mut link = RedisLink::new_as("redis", addr.clone(), user, password, timeout)?;
     let reply = link
         .query(redis::cmd("INFO").arg("replication"), "INFO replication")
         .await?;

@@ -2,8 +2,9 @@
 
 use std::path::Path;
 
-use redis_ha_common::{HostPort, Secret};
+use redis_ha_common::HostPort;
 
+use crate::acl::{self, AclError, Credentials};
 use crate::role::{Previous, StartRole};
 
 /// A value as a double-quoted Redis config argument (`\` and `"` escaped).
@@ -45,15 +46,39 @@ pub struct RedisConf<'a> {
     pub data_dir: &'a Path,
     pub port: u16,
     pub announce_host: &'a str,
-    pub password: Option<&'a Secret>,
+    /// The ACL users and their passwords ([`crate::acl`]).
+    pub credentials: &'a Credentials,
+    /// `maxmemory` ([`memory_size`] checked it).
+    pub maxmemory: &'a str,
     pub role: &'a StartRole,
     /// From Sentinel's down-after ([`crate::durability`]); the shared settings do not set it.
     pub min_replicas_max_lag: u32,
 }
 
-/// The config file: the shared settings (included), this node's identity, the password, the
-/// `min-replicas-max-lag` that follows down-after, and the role decided.
-pub fn render(c: &RedisConf<'_>) -> String {
+/// A `maxmemory` value Redis accepts: a number of bytes, optionally with a unit (`k`, `kb`,
+/// `m`, `mb`, `g`, `gb`, any case); 0 means no limit. Returns the bytes.
+pub fn memory_size(s: &str) -> Option<u64> {
+    let s = s.trim().to_ascii_lowercase();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(split);
+    let n: u64 = digits.parse().ok()?;
+    let factor: u64 = match unit {
+        "" | "b" => 1,
+        "k" => 1000,
+        "kb" => 1024,
+        "m" => 1000 * 1000,
+        "mb" => 1024 * 1024,
+        "g" => 1000 * 1000 * 1000,
+        "gb" => 1024 * 1024 * 1024,
+        _ => return None,
+    };
+    n.checked_mul(factor)
+}
+
+/// The config file: the shared settings (included), this node's identity, the ACL users, the
+/// memory bound, the `min-replicas-max-lag` that follows down-after, and the role decided.
+pub fn render(c: &RedisConf<'_>) -> Result<String, AclError> {
+    let users = acl::render(c.credentials)?;
     let mut out = String::new();
     let mut line = |s: String| {
         out.push_str(&s);
@@ -70,17 +95,22 @@ pub fn render(c: &RedisConf<'_>) -> String {
     // Replicas and Sentinels know this node by its stable name, not its task IP.
     line(format!("replica-announce-ip {}", quote(c.announce_host)));
     line(format!("replica-announce-port {}", c.port));
-    if let Some(p) = c.password {
-        line(format!("requirepass {}", quote(p.expose())));
-        line(format!("masterauth {}", quote(p.expose())));
-    }
+    out_users(&mut line, &users);
+    // The shared settings set the policy (noeviction); the bound is per deployment.
+    line(format!("maxmemory {}", c.maxmemory));
     // A master cut off from its replicas stops taking writes before the Sentinels can have
     // promoted another node (redis_ha_node::durability).
     line(format!("min-replicas-max-lag {}", c.min_replicas_max_lag));
     if let StartRole::Replica { of, .. } = c.role {
         line(format!("replicaof {} {}", of.host, of.port));
     }
-    out
+    Ok(out)
+}
+
+fn out_users(line: &mut impl FnMut(String), users: &str) {
+    for l in users.lines() {
+        line(l.to_owned());
+    }
 }
 
 /// The names of the data files in the shared config (`dbfilename`, `appenddirname`), with
@@ -148,9 +178,33 @@ mod tests {
         assert_eq!(previous_role(Some("replicaof no one\n")), Previous::Master);
     }
 
+    fn credentials(admin: &str) -> Credentials {
+        Credentials {
+            admin: secret(admin),
+            users: acl::User::ALL
+                .into_iter()
+                .map(|user| acl::UserPasswords {
+                    user,
+                    passwords: vec![secret(&format!("{user}-pw"))],
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn memory_sizes() {
+        assert_eq!(memory_size("0"), Some(0));
+        assert_eq!(memory_size("512mb"), Some(512 * 1024 * 1024));
+        assert_eq!(memory_size("1G"), Some(1_000_000_000));
+        assert_eq!(memory_size("100"), Some(100));
+        for bad in ["", "mb", "1 tb", "-1", "1.5gb", "99999999999999999999gb"] {
+            assert_eq!(memory_size(bad), None, "{bad}");
+        }
+    }
+
     #[test]
     fn renders_identity_password_and_role() {
-        let pw = secret("p\"w\\");
+        let pw = credentials("p\"w\\");
         let role = StartRole::Replica {
             of: HostPort::new("redis-2", 9002),
             reason: Reason::LastKnownMaster,
@@ -160,10 +214,12 @@ mod tests {
             data_dir: Path::new("/data"),
             port: 9001,
             announce_host: "redis-1",
-            password: Some(&pw),
+            credentials: &pw,
+            maxmemory: "512mb",
             role: &role,
             min_replicas_max_lag: 3,
-        });
+        })
+        .expect("renders");
         for want in [
             "include \"/etc/redis-ha/redis.conf\"\n",
             "port 9001\n",
@@ -171,7 +227,11 @@ mod tests {
             "replica-announce-ip \"redis-1\"\n",
             "replica-announce-port 9001\n",
             "requirepass \"p\\\"w\\\\\"\n",
-            "masterauth \"p\\\"w\\\\\"\n",
+            "masteruser replication\n",
+            "masterauth \"replication-pw\"\n",
+            "\nuser app reset on \">app-pw\" ~* +@all -@admin -@dangerous ",
+            "\nuser agent reset on \">agent-pw\" -@all +ping +role +info +replicaof\n",
+            "maxmemory 512mb\n",
             "replicaof redis-2 9002\n",
             "min-replicas-max-lag 3\n",
         ] {
@@ -185,16 +245,19 @@ mod tests {
         let master = StartRole::Master {
             reason: Reason::NeverStarted,
         };
+        let creds = credentials("a");
         let text = render(&RedisConf {
-            password: None,
+            credentials: &creds,
+            maxmemory: "0",
             role: &master,
             shared: Path::new("/s"),
             data_dir: Path::new("/d"),
             port: 1,
             announce_host: "h",
             min_replicas_max_lag: 1,
-        });
-        assert!(!text.contains("replicaof") && !text.contains("requirepass"));
+        })
+        .expect("renders");
+        assert!(!text.contains("\nreplicaof"), "{text}");
         assert!(text.contains("\nmin-replicas-max-lag 1\n"), "{text}");
         assert_eq!(previous_role(Some(&text)), Previous::Master);
     }

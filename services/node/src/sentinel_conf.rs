@@ -8,8 +8,6 @@ use std::fmt;
 use redis_ha_common::{HostPort, Secret};
 use redis_ha_sentinel::NamedMaster;
 
-use crate::redis_conf::quote;
-
 pub use redis_ha_common::template::Unfilled as TemplateError;
 
 /// The template with every `@NAME@` of `values` replaced; fails on any `@NAME@` (upper-case
@@ -103,20 +101,24 @@ pub fn choose_monitor(
     (initial.clone(), MonitorReason::Initial)
 }
 
-/// The whole file: the rendered template, the password lines, the saved state.
+/// A Sentinel's two secrets: its own password, and the Redis `sentinel` user's.
+pub struct SentinelAuth<'a> {
+    pub server: &'a Secret,
+    pub redis_user: &'a Secret,
+}
+
+/// The whole file: the rendered template, the password lines ([`crate::acl::render_sentinel`]),
+/// the saved state.
 pub fn build(
     rendered: &str,
     group: &str,
-    password: Option<&Secret>,
+    auth: Option<&SentinelAuth<'_>>,
     saved: Option<&str>,
 ) -> String {
     let mut out = rendered.trim_end_matches('\n').to_owned();
     out.push('\n');
-    if let Some(p) = password {
-        let q = quote(p.expose());
-        out.push_str(&format!(
-            "sentinel auth-pass {group} {q}\nrequirepass {q}\nsentinel sentinel-pass {q}\n"
-        ));
+    if let Some(a) = auth {
+        out.push_str(&crate::acl::render_sentinel(group, a.server, a.redis_user));
     }
     if let Some(saved) = saved.filter(|s| !s.trim().is_empty()) {
         out.push_str("# State saved by this Sentinel before its restart.\n");
@@ -297,13 +299,20 @@ requirepass \"old\"
         let p = dir.path().join("pw");
         std::fs::write(&p, "s3cret\n").expect("write");
         let pw = Secret::from_file("pw", &p).expect("secret");
+        std::fs::write(&p, "us3r\n").expect("write");
+        let user = Secret::from_file("pw", &p).expect("secret");
         let m = saved_monitor(SAVED, "redis-cluster").expect("saved");
         let rendered = render_template(SHIPPED, &values(&m)).expect("renders");
-        let text = build(&rendered, "redis-cluster", Some(&pw), Some(SAVED));
+        let auth = SentinelAuth {
+            server: &pw,
+            redis_user: &user,
+        };
+        let text = build(&rendered, "redis-cluster", Some(&auth), Some(SAVED));
         assert!(text.starts_with(&rendered));
         for want in [
             "sentinel monitor redis-cluster redis-2 9002 2\n",
-            "sentinel auth-pass redis-cluster \"s3cret\"\n",
+            "sentinel auth-user redis-cluster sentinel\n",
+            "sentinel auth-pass redis-cluster \"us3r\"\n",
             "requirepass \"s3cret\"\n",
             "sentinel sentinel-pass \"s3cret\"\n",
             "sentinel current-epoch 3\n",

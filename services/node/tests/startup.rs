@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use redis_ha_node::acl;
 use redis_ha_testkit::client::{info, query};
 
 use redis_ha_testkit::{wait_until, ManagedProcess, PortBlock};
@@ -31,6 +32,20 @@ struct Group {
     down_after_ms: u64,
 }
 
+/// The secret files and their passwords.
+fn secret_files() -> Vec<(&'static str, String)> {
+    let mut files = vec![
+        (acl::ADMIN_SECRET, PASSWORD.to_owned()),
+        (acl::SENTINEL_SERVER_SECRET, PASSWORD.to_owned()),
+    ];
+    files.extend(
+        acl::User::ALL
+            .into_iter()
+            .map(|u| (u.secret_file(), format!("{PASSWORD}-{u}"))),
+    );
+    files
+}
+
 /// A shipped config file, bound to loopback only (the tests send nothing elsewhere).
 fn shipped(name: &str, dir: &Path) -> PathBuf {
     let src = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -52,7 +67,13 @@ impl Group {
         let dir = tempfile::tempdir().expect("tempdir");
         let shared = shipped("redis.conf", dir.path());
         let template = shipped("sentinel.conf", dir.path());
-        std::fs::write(dir.path().join("password"), format!("{PASSWORD}\n")).expect("write");
+        // Every secret the containers get; the operator's and the Sentinels' are PASSWORD
+        // (what the test asks with), each ACL user's its own.
+        let secrets = dir.path().join("secrets");
+        std::fs::create_dir_all(&secrets).expect("mkdir");
+        for (name, value) in secret_files() {
+            std::fs::write(secrets.join(name), format!("{value}\n")).expect("write");
+        }
         for n in 1..=3 {
             for kind in ["redis", "sentinel"] {
                 std::fs::create_dir_all(dir.path().join(format!("{kind}-{n}"))).expect("mkdir");
@@ -117,7 +138,7 @@ impl Group {
             .env("REDIS_HA_CONFIG", &self.shared)
             .env("REDIS_HA_TEMPLATE", &self.template)
             .env("REDIS_HA_DATA_DIR", self.data_dir(kind, n))
-            .env("REDIS_HA_PASSWORD_FILE", self.dir.path().join("password"))
+            .env("REDIS_HA_SECRETS_DIR", self.dir.path().join("secrets"))
             .env("REDIS_HA_SENTINEL_WAIT", wait_s.to_string())
             .env("REDIS_HA_DOWN_AFTER_MS", self.down_after_ms.to_string())
             .env("REDIS_HA_FAILOVER_TIMEOUT_MS", "5000")
@@ -482,4 +503,31 @@ async fn an_empty_data_dir_never_starts_as_master_once_the_group_held_data() {
         "{}",
         run.stderr
     );
+}
+
+/// An entrypoint whose secret file is missing refuses to start, naming the file: a node never
+/// runs without its ACL users, a Sentinel never without its password.
+#[tokio::test]
+async fn a_missing_secret_file_is_refused_naming_it() {
+    let g = Group::new(5000);
+    for (sub, name) in [
+        ("redis-config", "redis_replication_password"),
+        ("redis-config", acl::ADMIN_SECRET),
+        ("sentinel-config", acl::SENTINEL_SERVER_SECRET),
+        ("sentinel-config", "redis_sentinel_password"),
+    ] {
+        let path = g.dir.path().join("secrets").join(name);
+        let kept = std::fs::read_to_string(&path).expect("read");
+        std::fs::remove_file(&path).expect("rm");
+        let run = g.run(sub, 1, 1).await;
+        assert!(!run.ok, "{sub} ran without {name}: {}", run.stderr);
+        assert!(
+            run.stderr.contains(&path.display().to_string()) && run.stderr.contains("missing"),
+            "{sub} without {name}: {}",
+            run.stderr
+        );
+        std::fs::write(&path, kept).expect("write");
+    }
+    assert!(!g.data_dir("redis", 1).join("redis.conf").exists());
+    assert!(!g.data_dir("sentinel", 1).join("sentinel.conf").exists());
 }

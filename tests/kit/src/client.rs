@@ -43,11 +43,20 @@ pub async fn connect(
     port: u16,
     password: Option<&str>,
 ) -> Result<MultiplexedConnection, QueryError> {
+    connect_as(port, None, password).await
+}
+
+/// [`connect`] as the ACL user `user` (`None`: `default`).
+pub async fn connect_as(
+    port: u16,
+    user: Option<&str>,
+    password: Option<&str>,
+) -> Result<MultiplexedConnection, QueryError> {
     let info = ConnectionInfo {
         addr: ConnectionAddr::Tcp("127.0.0.1".into(), port),
         redis: RedisConnectionInfo {
             db: 0,
-            username: None,
+            username: user.map(str::to_owned),
             password: password.map(str::to_owned),
             protocol: ProtocolVersion::RESP2,
         },
@@ -89,6 +98,17 @@ pub async fn query<T: FromRedisValue>(
     cmd: &Cmd,
 ) -> Result<T, QueryError> {
     let mut con = connect(port, password).await?;
+    run(&mut con, port, cmd).await
+}
+
+/// [`query`] as the ACL user `user`.
+pub async fn query_as<T: FromRedisValue>(
+    port: u16,
+    user: &str,
+    password: &str,
+    cmd: &Cmd,
+) -> Result<T, QueryError> {
+    let mut con = connect_as(port, Some(user), Some(password)).await?;
     run(&mut con, port, cmd).await
 }
 

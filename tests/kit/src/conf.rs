@@ -9,6 +9,9 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
+use redis_ha_common::Secret;
+use redis_ha_node::acl::{Credentials, User, UserPasswords};
+
 /// The repository root (this crate lives in `tests/kit`).
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -82,11 +85,37 @@ pub struct RedisConf<'a> {
     pub data_dir: &'a Path,
     /// The master's port on 127.0.0.1, for a node that starts as a replica.
     pub replica_of: Option<u16>,
-    /// `requirepass` and `masterauth` (every node: any may become master).
+    /// The test's base password: ACL users on, rendered by the product's one rule
+    /// ([`redis_ha_node::acl::render`]) with [`credentials`] (the `default` user's password is
+    /// this one, each user's [`user_password`]).
     pub password: Option<&'a str>,
     /// The Sentinels' down-after: `min-replicas-max-lag` follows it, by the product's rule
     /// ([`redis_ha_node::durability`]), as `deploy/up.sh --local` fills it.
     pub down_after_ms: u64,
+}
+
+/// The password a test cluster with base password `base` gives the ACL user `user`.
+pub fn user_password(base: &str, user: User) -> String {
+    format!("{base}-{}", user.name())
+}
+
+/// The Sentinels' own password in a test cluster with base password `base`.
+pub fn sentinel_password(base: &str) -> String {
+    format!("{base}-sentinel-server")
+}
+
+/// Every ACL user's password for the base password `base` (the operator's is `base`).
+pub fn credentials(base: &str) -> Credentials {
+    Credentials {
+        admin: Secret::new(base),
+        users: User::ALL
+            .into_iter()
+            .map(|user| UserPasswords {
+                user,
+                passwords: vec![Secret::new(user_password(base, user))],
+            })
+            .collect(),
+    }
 }
 
 /// The placeholders both templates have: the node (named in the header comment), the port, the
@@ -117,7 +146,10 @@ impl RedisConf<'_> {
             (
                 "AUTH",
                 self.password
-                    .map(|pw| format!("requirepass {pw}\nmasterauth {pw}"))
+                    .map(|pw| {
+                        redis_ha_node::acl::render(&credentials(pw))
+                            .unwrap_or_else(|e| panic!("{}: {e}", self.node))
+                    })
                     .unwrap_or_default(),
             ),
         ]);
@@ -143,7 +175,8 @@ pub struct SentinelConf<'a> {
     pub quorum: u32,
     pub down_after_ms: u64,
     pub failover_timeout_ms: u64,
-    /// The Redis password (`sentinel auth-pass`).
+    /// The test's base password: the Sentinel's own password ([`sentinel_password`]) and
+    /// its login to the nodes (the `sentinel` user), by [`redis_ha_node::acl::render_sentinel`].
     pub redis_password: Option<&'a str>,
 }
 
@@ -159,7 +192,13 @@ impl SentinelConf<'_> {
             (
                 "AUTH_PASS",
                 self.redis_password
-                    .map(|pw| format!("sentinel auth-pass {} {pw}", self.group))
+                    .map(|pw| {
+                        redis_ha_node::acl::render_sentinel(
+                            self.group,
+                            &Secret::new(sentinel_password(pw)),
+                            &Secret::new(user_password(pw, User::Sentinel)),
+                        )
+                    })
                     .unwrap_or_default(),
             ),
         ]);
@@ -305,7 +344,13 @@ mod tests {
         assert!(c.contains("port 20002\n"), "{c}");
         assert!(c.contains("dir \"/d/node-2\"\n"), "{c}");
         assert!(c.contains("replicaof 127.0.0.1 20001\n"), "{c}");
-        assert!(c.contains("requirepass pw\nmasterauth pw\n"), "{c}");
+        assert!(
+            c.contains(
+                "requirepass \"pw\"\nmasteruser replication\nmasterauth \"pw-replication\"\n"
+            ),
+            "{c}"
+        );
+        assert!(c.contains("\nuser app reset on \">pw-app\" "), "{c}");
         // What users get, which the harness's own config used to lack.
         assert!(c.contains("min-replicas-to-write 1\n"), "{c}");
         // The lag follows down-after (5000 here).
@@ -335,7 +380,9 @@ mod tests {
             .unwrap_or_else(|| panic!("{c}"));
         assert!(monitor < down, "{c}");
         assert!(c.contains("sentinel failover-timeout g1 10000\n"), "{c}");
-        assert!(c.contains("sentinel auth-pass g1 pw\n"), "{c}");
+        assert!(c.contains("sentinel auth-user g1 sentinel\n"), "{c}");
+        assert!(c.contains("sentinel auth-pass g1 \"pw-sentinel\"\n"), "{c}");
+        assert!(c.contains("requirepass \"pw-sentinel-server\"\n"), "{c}");
         let auth = c.find("sentinel auth-pass").unwrap_or_default();
         assert!(monitor < auth, "auth-pass names a monitored group: {c}");
     }

@@ -30,7 +30,8 @@ pub struct SentinelSpec {
     pub quorum: u32,
     pub down_after_ms: u64,
     pub failover_timeout_ms: u64,
-    /// The Redis password (`sentinel auth-pass`).
+    /// The test's base password: the Sentinel's own password and its login to the nodes
+    /// follow from it ([`crate::conf::SentinelConf::redis_password`]).
     pub redis_password: Option<String>,
 }
 
@@ -92,8 +93,17 @@ impl Sentinel {
             conf_path,
             process,
         };
-        answering(&s.process, s.spec.port, None).await;
+        answering(&s.process, s.spec.port, s.password().as_deref()).await;
         s
+    }
+
+    /// Its own password (`requirepass`, set with the test's base password), as
+    /// [`crate::conf::sentinel_password`] derives it.
+    pub fn password(&self) -> Option<String> {
+        self.spec
+            .redis_password
+            .as_deref()
+            .map(crate::conf::sentinel_password)
     }
 
     pub fn port(&self) -> u16 {
@@ -116,11 +126,11 @@ impl Sentinel {
     pub async fn restart(&mut self) {
         self.process.kill();
         self.process.start();
-        answering(&self.process, self.spec.port, None).await;
+        answering(&self.process, self.spec.port, self.password().as_deref()).await;
     }
 
     pub async fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T, QueryError> {
-        client::query(self.spec.port, None, cmd).await
+        client::query(self.spec.port, self.password().as_deref(), cmd).await
     }
 
     /// `SENTINEL GET-MASTER-ADDR-BY-NAME <group>` as "ip:port" (None when unknown).

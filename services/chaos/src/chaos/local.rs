@@ -9,7 +9,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use redis_ha_cli::Target;
 use redis_ha_common::redis_client::{info_fields, LinkError, RedisLink};
-use redis_ha_common::HostPort;
+use redis_ha_common::{HostPort, Secret};
 use redis_ha_proto::v1::Topology;
 
 use super::{
@@ -41,6 +41,10 @@ pub struct LocalProcesses {
     io_timeout: Duration,
     /// Nodes this process restarted: ours to reap after a later kill.
     children: HashMap<u32, std::process::Child>,
+    /// The run directory's `secrets/redis_agent_password` (INFO, as the agent user) and
+    /// `secrets/sentinel_password`, when `deploy/up.sh --local` made them.
+    agent_password: Option<Secret>,
+    sentinel_password: Option<Secret>,
 }
 
 impl LocalProcesses {
@@ -78,7 +82,19 @@ impl LocalProcesses {
                 run_dir.display()
             )));
         }
+        let secret = |name: &str| {
+            let p = run_dir.join("secrets").join(name);
+            if p.exists() {
+                Secret::from_file(name, &p)
+                    .map(Some)
+                    .map_err(|e| ChaosError::Setup(e.to_string()))
+            } else {
+                Ok(None)
+            }
+        };
         Ok(Self {
+            agent_password: secret("redis_agent_password")?,
+            sentinel_password: secret("sentinel_password")?,
             run_dir,
             io_timeout: coordinator.timeout,
             coordinator,
@@ -114,10 +130,11 @@ impl LocalProcesses {
 
     /// `INFO replication` of the node on `port`, on a connection of its own.
     async fn replication_info(&self, port: u16) -> Result<String, LinkError> {
-        let mut link = RedisLink::new(
+        let mut link = RedisLink::new_as(
             "redis",
             HostPort::new("127.0.0.1", port),
-            None,
+            self.agent_password.as_ref().map(|_| "agent"),
+            self.agent_password.as_ref(),
             self.io_timeout,
         )?;
         let label = "INFO replication";
@@ -140,7 +157,7 @@ impl LocalProcesses {
                 .filter_map(|n| n.sentinel_port)
                 .map(|port| HostPort::new("127.0.0.1", port))
                 .collect(),
-            password: None,
+            password: self.sentinel_password.clone(),
             timeout: self.io_timeout,
         }
     }

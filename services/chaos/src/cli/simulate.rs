@@ -90,9 +90,18 @@ pub struct SimulateArgs {
     #[arg(long)]
     pub key: Option<String>,
     /// File holding the Redis password (never on the command line). With --chaos docker the
-    /// default is the one deploy/up.sh generated, deploy/stack/run/<stack>/redis_password.
+    /// default is the simulator user's that deploy/up.sh generated,
+    /// deploy/stack/run/<stack>/redis_simulator_password (and --user simulator).
     #[arg(long, value_name = "FILE")]
     pub password_file: Option<PathBuf>,
+    /// The Redis ACL user to log in as (default: `default`; `simulator` with the stack's
+    /// generated password file).
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
+    /// File holding the Sentinels' password (--chaos docker asks them for the master). With
+    /// --chaos docker the default is deploy/stack/run/<stack>/sentinel_password.
+    #[arg(long, value_name = "FILE")]
+    pub sentinel_password_file: Option<PathBuf>,
     /// Write the full report as JSON.
     #[arg(long, value_name = "FILE")]
     pub json_out: Option<PathBuf>,
@@ -123,6 +132,7 @@ pub fn options(args: &SimulateArgs) -> Result<Options, Error> {
         .map_err(|e| Error::Simulate(simulate::SimError::Invalid(e.to_string())))?;
     Ok(Options {
         proxy: args.proxy.clone(),
+        user: user(args),
         password,
         mode: args.mode,
         subscribers: args.subscribers as usize,
@@ -155,10 +165,29 @@ fn password_file(args: &SimulateArgs) -> Option<PathBuf> {
     if args.password_file.is_some() || args.chaos != ChaosKind::Docker {
         return args.password_file.clone();
     }
-    let generated = Path::new("deploy/stack/run")
-        .join(&args.stack)
-        .join("redis_password");
+    generated(args, "redis_simulator_password")
+}
+
+/// A secret file deploy/up.sh generated for the stack, when it exists.
+fn generated(args: &SimulateArgs, name: &str) -> Option<PathBuf> {
+    let generated = Path::new("deploy/stack/run").join(&args.stack).join(name);
     generated.exists().then_some(generated)
+}
+
+/// --user, or `simulator` with the stack's generated password file.
+fn user(args: &SimulateArgs) -> Option<String> {
+    if args.user.is_some() || args.password_file.is_some() || args.chaos != ChaosKind::Docker {
+        return args.user.clone();
+    }
+    generated(args, "redis_simulator_password").map(|_| "simulator".to_owned())
+}
+
+/// --sentinel-password-file, or with --chaos docker the stack's generated one.
+fn sentinel_password_file(args: &SimulateArgs) -> Option<PathBuf> {
+    if args.sentinel_password_file.is_some() || args.chaos != ChaosKind::Docker {
+        return args.sentinel_password_file.clone();
+    }
+    generated(args, "sentinel_password")
 }
 
 /// Resolves on Ctrl-C; never, if the handler cannot be installed.
@@ -173,14 +202,15 @@ pub async fn run(target: &Target, args: &SimulateArgs) -> Result<(), Error> {
     let report = if opts.chaos.kills == 0 {
         simulate::run_until(opts, NoChaos, ctrl_c()).await?
     } else if args.chaos == ChaosKind::Docker {
-        let chaos = DockerStack::connect(
-            &args.stack,
-            target.clone(),
-            &opts.proxy,
-            opts.password.clone(),
+        let sentinel_password = Secret::from_optional_file(
+            "--sentinel-password-file",
+            sentinel_password_file(args).as_deref(),
         )
-        .await
-        .map_err(|e| Error::Chaos(e.to_string()))?;
+        .map_err(|e| Error::Simulate(simulate::SimError::Invalid(e.to_string())))?;
+        let chaos =
+            DockerStack::connect(&args.stack, target.clone(), &opts.proxy, sentinel_password)
+                .await
+                .map_err(|e| Error::Chaos(e.to_string()))?;
         simulate::run_until(opts, chaos, ctrl_c()).await?
     } else {
         let chaos = LocalProcesses::open(&args.run_dir, target.clone())

@@ -81,6 +81,8 @@ impl Mode {
 pub struct Options {
     /// The proxy's client endpoint (HAProxy's frontend).
     pub proxy: HostPort,
+    /// The Redis ACL user (`simulator` on the stack; `None`: `default`).
+    pub user: Option<String>,
     pub password: Option<Secret>,
     pub mode: Mode,
     pub subscribers: usize,
@@ -109,6 +111,7 @@ impl Default for Options {
     fn default() -> Self {
         Self {
             proxy: HostPort::new("127.0.0.1", 9000),
+            user: None,
             password: None,
             mode: Mode::Durable,
             subscribers: 3,
@@ -293,7 +296,9 @@ where
     S: Future<Output = ()>,
 {
     opts.validate()?;
-    let endpoint = RedisEndpoint::new(opts.proxy.clone(), opts.password.clone(), opts.io_timeout);
+    let mut endpoint =
+        RedisEndpoint::new(opts.proxy.clone(), opts.password.clone(), opts.io_timeout);
+    endpoint.user = opts.user.clone();
     preflight(&opts, &endpoint).await?;
     let settings = Settings::from_options(&opts, chaos.describe());
     tracing::info!(
