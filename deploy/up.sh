@@ -31,6 +31,7 @@ usage: deploy/up.sh --local [options]
   --down-after-ms MS  Sentinel down-after-milliseconds (default 5000); Redis's
                    min-replicas-max-lag follows it (below 3000 a master cut off from its
                    replicas may acknowledge writes after a new master is promoted: a warning)
+  --maxmemory SIZE each Redis node's maxmemory (default 256mb; policy noeviction)
   --release        build and run the release binaries (default: debug)
   --no-build       use the binaries already in target/ (no cargo build)
   --timeout S      how long to wait for a healthy cluster (default 60)
@@ -43,6 +44,7 @@ BASE_PORT=9000
 GRPC_PORT=50051
 GROUP=redis-cluster
 DOWN_AFTER_MS=5000
+MAXMEMORY=256mb
 PROFILE=debug
 BUILD=1
 WAIT_SECS=60
@@ -59,6 +61,7 @@ while [[ $# -gt 0 ]]; do
         --grpc-port) need_value "$@"; GRPC_PORT=$2; shift ;;
         --group) need_value "$@"; GROUP=$2; shift ;;
         --down-after-ms) need_value "$@"; DOWN_AFTER_MS=$2; shift ;;
+        --maxmemory) need_value "$@"; MAXMEMORY=$2; shift ;;
         --timeout) need_value "$@"; WAIT_SECS=$2; shift ;;
         --release) PROFILE=release ;;
         --no-build) BUILD=0 ;;
@@ -90,6 +93,8 @@ check_options() {
     [[ $DOWN_AFTER_MS =~ ^[0-9]{1,12}$ ]] ||
         { echo "redis-ha: --down-after-ms must be a number of milliseconds, got '$DOWN_AFTER_MS'" >&2; exit 2; }
     DOWN_AFTER_MS=$((10#$DOWN_AFTER_MS))
+    [[ $MAXMEMORY =~ ^[0-9]+([kKmMgG][bB]?)?$ ]] ||
+        { echo "redis-ha: --maxmemory must be bytes or a size like 512mb or 2gb, got '$MAXMEMORY'" >&2; exit 2; }
     RUN_DIR=$(rh_abs_path "$RUN_DIR")
 }
 
@@ -240,7 +245,7 @@ generate_configs() {
         [[ $n -eq 1 ]] || replicaof="replicaof 127.0.0.1 ${PORTS[redis-1]}"
         render "$SCRIPT_DIR/local/redis.conf.tmpl" "$RUN_DIR/redis-$n.conf" \
             "NODE=$n" "PORT=${PORTS[redis-$n]}" "DATA_DIR=$RUN_DIR/node-$n" "REPLICAOF=$replicaof" \
-            "MIN_REPLICAS_MAX_LAG=$MIN_REPLICAS_MAX_LAG" "AUTH=$REDIS_AUTH"
+            "MIN_REPLICAS_MAX_LAG=$MIN_REPLICAS_MAX_LAG" "AUTH=$REDIS_AUTH" "MAXMEMORY=$MAXMEMORY"
         render "$SCRIPT_DIR/local/sentinel.conf.tmpl" "$RUN_DIR/sentinel-$n.conf" \
             "NODE=$n" "PORT=${PORTS[sentinel-$n]}" "DATA_DIR=$RUN_DIR/node-$n" \
             "GROUP=$GROUP" "MASTER_PORT=${PORTS[redis-1]}" "QUORUM=2" \

@@ -342,6 +342,8 @@ impl Bench {
             down_after_ms: down_after,
             group: GROUP.into(),
             dns: args.dns.clone(),
+            // The benchmark reads the nodes and Sentinels on their published ports.
+            node_ports: true,
         });
         if !args.release {
             up.push("--debug".into());

@@ -49,6 +49,9 @@ async fn as_user(port: u16, user: User, words: &[&str]) -> Result<redis::Value, 
 
 async fn refused(port: u16, user: User, words: &[&str]) {
     match as_user(port, user, words).await {
+        // DEBUG is also off for everyone (Redis 7's enable-debug-command no), which Redis
+        // checks first.
+        Err(code) if words[0] == "DEBUG" => assert!(code == "NOPERM" || code == "ERR", "{code}"),
         Err(code) => assert_eq!(code, "NOPERM", "{user} {words:?}"),
         Ok(v) => panic!("{user} may run {words:?}: {v:?}"),
     }
@@ -321,15 +324,14 @@ async fn rotating_the_app_and_replication_passwords_fails_no_write() {
         .unwrap_or_else(std::sync::PoisonError::into_inner) = new_app.clone();
     rotate(&cluster, User::App, "remove", &old_file).await;
     for i in 1..=3 {
-        let old =
-            query_as::<String>(cluster.node(i).port(), "app", &old_app, &cmd(&["PING"])).await;
-        assert_eq!(
-            old.err()
-                .and_then(|e| e.code().map(str::to_owned))
-                .as_deref(),
-            Some("WRONGPASS"),
-            "node {i} still takes the old application password"
-        );
+        match query_as::<String>(cluster.node(i).port(), "app", &old_app, &cmd(&["PING"])).await {
+            Ok(_) => panic!("node {i} still takes the old application password"),
+            // The client reports the refused AUTH (WRONGPASS) as an authentication failure.
+            Err(e) => assert!(
+                e.to_string().to_lowercase().contains("auth"),
+                "node {i}, the old password: {e}"
+            ),
+        }
     }
 
     // ---- the replication password: add, every node's masterauth, remove; the links re-made

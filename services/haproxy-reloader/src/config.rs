@@ -478,7 +478,11 @@ mod tests {
 
         let template =
             std::fs::read_to_string(root.join("deploy/local/reloader.toml.tmpl")).unwrap();
+        // The Sentinels' password file up.sh --local generates.
+        let secrets = tempfile::tempdir().unwrap();
+        std::fs::write(secrets.path().join("sentinel_password"), "pw\n").unwrap();
         let values: Vec<(&str, String)> = vec![
+            ("SECRETS_DIR", secrets.path().display().to_string()),
             ("GRPC_PORT", "7000".into()),
             ("GROUP", "g".into()),
             ("RUN_DIR", "/tmp/run".into()),

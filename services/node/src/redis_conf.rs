@@ -160,6 +160,7 @@ pub fn data_dir_is_empty(data_dir: &Path, rdb: &str, aof_dir: &str) -> std::io::
 mod tests {
     use super::*;
     use crate::role::Reason;
+    use redis_ha_common::Secret;
 
     #[test]
     fn previous_role_from_the_last_replicaof() {

@@ -137,6 +137,8 @@ impl RedisConf<'_> {
         let mut values = instance_values(self.node, self.port, self.data_dir);
         values.extend([
             ("MIN_REPLICAS_MAX_LAG", lag.max_lag_s.to_string()),
+            // What deploy/up.sh --local sets by default.
+            ("MAXMEMORY", "256mb".to_owned()),
             (
                 "REPLICAOF",
                 self.replica_of
@@ -147,8 +149,11 @@ impl RedisConf<'_> {
                 "AUTH",
                 self.password
                     .map(|pw| {
+                        // Without its last newline, as up.sh's `$(...)` captures it.
                         redis_ha_node::acl::render(&credentials(pw))
                             .unwrap_or_else(|e| panic!("{}: {e}", self.node))
+                            .trim_end()
+                            .to_owned()
                     })
                     .unwrap_or_default(),
             ),
@@ -198,6 +203,8 @@ impl SentinelConf<'_> {
                             &Secret::new(sentinel_password(pw)),
                             &Secret::new(user_password(pw, User::Sentinel)),
                         )
+                        .trim_end()
+                        .to_owned()
                     })
                     .unwrap_or_default(),
             ),
@@ -356,7 +363,8 @@ mod tests {
         // The lag follows down-after (5000 here).
         assert!(c.contains("\nmin-replicas-max-lag 3\n"), "{c}");
         assert!(c.contains("repl-diskless-sync-delay 0\n"), "{c}");
-        assert!(!c.contains('@'), "{c}");
+        // Every placeholder filled (the ACL rules' own `@` are categories: `+@all`).
+        assert!(placeholders(&c).is_empty(), "{c}");
         let master = RedisConf {
             replica_of: None,
             password: None,
@@ -366,7 +374,7 @@ mod tests {
         .render();
         assert!(master.contains("\nmin-replicas-max-lag 1\n"), "{master}");
         assert!(!master.contains("replicaof"), "{master}");
-        assert!(!master.contains("requirepass"), "{master}");
+        assert!(!master.contains("\nrequirepass"), "{master}");
     }
 
     #[test]

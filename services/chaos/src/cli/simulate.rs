@@ -160,23 +160,29 @@ pub fn options(args: &SimulateArgs) -> Result<Options, Error> {
     })
 }
 
-/// --password-file, or with --chaos docker the stack's generated one when it exists.
+/// --password-file, or the simulator's password deploy/up.sh generated (the stack's with
+/// --chaos docker, the run directory's with --chaos local) when it exists.
 fn password_file(args: &SimulateArgs) -> Option<PathBuf> {
-    if args.password_file.is_some() || args.chaos != ChaosKind::Docker {
+    if args.password_file.is_some() {
         return args.password_file.clone();
     }
     generated(args, "redis_simulator_password")
 }
 
-/// A secret file deploy/up.sh generated for the stack, when it exists.
+/// A secret file deploy/up.sh generated for the stack (--chaos docker) or the local run
+/// (--chaos local), when it exists.
 fn generated(args: &SimulateArgs, name: &str) -> Option<PathBuf> {
-    let generated = Path::new("deploy/stack/run").join(&args.stack).join(name);
+    let generated = match args.chaos {
+        ChaosKind::Docker => Path::new("deploy/stack/run").join(&args.stack).join(name),
+        ChaosKind::Local => args.run_dir.join("secrets").join(name),
+        ChaosKind::None => return None,
+    };
     generated.exists().then_some(generated)
 }
 
-/// --user, or `simulator` with the stack's generated password file.
+/// --user, or `simulator` with its generated password file.
 fn user(args: &SimulateArgs) -> Option<String> {
-    if args.user.is_some() || args.password_file.is_some() || args.chaos != ChaosKind::Docker {
+    if args.user.is_some() || args.password_file.is_some() {
         return args.user.clone();
     }
     generated(args, "redis_simulator_password").map(|_| "simulator".to_owned())
