@@ -124,11 +124,73 @@ pub const SECRET_FILES: [&str; 7] = [
     "sentinel_password",
 ];
 
+/// What a probe sends to a target, by what may listen there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProbeKind {
+    /// `PING` (Redis, Sentinel, HAProxy's frontend to Redis).
+    Resp,
+    /// `GET /metrics` (the sidecars' metrics, HAProxy's stats).
+    Http,
+    /// `show info` (HAProxy's runtime API).
+    Runtime,
+    /// The HTTP/2 preface (the coordinator's gRPC).
+    Grpc,
+}
+
+impl ProbeKind {
+    /// What listens on `port` in the stack (its fixed in-network ports).
+    pub fn of_port(port: u16) -> Self {
+        match port {
+            9121..=9123 | 8404 => ProbeKind::Http,
+            9999 => ProbeKind::Runtime,
+            50051 => ProbeKind::Grpc,
+            _ => ProbeKind::Resp,
+        }
+    }
+
+    fn request(self) -> &'static str {
+        match self {
+            ProbeKind::Resp => "PING\\r\\n",
+            ProbeKind::Http => "GET /metrics HTTP/1.0\\r\\n\\r\\n",
+            ProbeKind::Runtime => "show info\\n",
+            ProbeKind::Grpc => "PRI * HTTP/2.0\\r\\n\\r\\nSM\\r\\n\\r\\n",
+        }
+    }
+
+    /// Whether `reply` is one of ours answering: a RESP reply, our metrics, HAProxy's runtime
+    /// API, an HTTP/2 SETTINGS frame. Anything else (nothing, a refused connection, or an
+    /// answer of the network's own, like an egress proxy's `HTTP/1.1 400` to any address it
+    /// does not know) is no exposure of ours.
+    pub fn answered(self, reply: &[u8]) -> bool {
+        let text = String::from_utf8_lossy(reply);
+        match self {
+            ProbeKind::Resp => reply.first().is_some_and(|b| b"+-:$*".contains(b)),
+            ProbeKind::Http => {
+                text.contains("redis_ha_") || text.contains("haproxy_") || text.contains("# TYPE")
+            }
+            ProbeKind::Runtime => {
+                text.contains("Name: HAProxy") || text.contains("Unknown command")
+            }
+            // A frame header: 3 bytes length, type 4 (SETTINGS).
+            ProbeKind::Grpc => reply.len() >= 9 && reply[3] == 0x04,
+        }
+    }
+}
+
 /// What a probe from a container found at one `host:port`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Probe {
     pub target: String,
-    pub open: bool,
+    /// The first bytes of the answer (empty: refused, silent, or no such name).
+    pub reply: Vec<u8>,
+    /// One of ours answered ([`ProbeKind::answered`]).
+    pub ours: bool,
+}
+
+fn hex_decode(s: &str) -> Vec<u8> {
+    (0..s.len() / 2)
+        .filter_map(|i| u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok())
+        .collect()
 }
 
 impl Stack {
@@ -157,23 +219,39 @@ impl Stack {
         Ok(out)
     }
 
-    /// Tries a TCP connection to each `host:port` from a throw-away container attached to the
-    /// `network` of the stack only (the Redis image: bash's /dev/tcp, 2 s each). A name that
-    /// does not resolve there counts as closed.
+    /// Sends each `host:port` the request of its [`ProbeKind`] from a throw-away container
+    /// attached to the stack's `network` only (the Redis image: bash's /dev/tcp, at most 2 s
+    /// for an answer), and keeps the first bytes of each answer. All targets at once.
     pub async fn probe_from(
         &self,
         network: &str,
         targets: &[String],
     ) -> Result<Vec<Probe>, String> {
-        let image = std::env::var("REDIS_HA_IMAGE_REDIS")
-            .ok()
-            .or_else(|| self.image("REDIS_HA_IMAGE_REDIS"))
+        let image = self
+            .image("REDIS_HA_IMAGE_REDIS")
             .ok_or("no Redis image name in the stack's images.env")?;
-        // All at once (one line each, written whole), then wait for every one.
-        let script = "for t in \"$@\"; do { h=${t%:*}; p=${t##*:}; \
-             if timeout 2 bash -c \"exec 3<>/dev/tcp/$h/$p\" 2>/dev/null; then echo \"$t open\"; \
-             else echo \"$t closed\"; fi; } & done; wait";
+        // Each argument is `host:port|request` (a printf format); each answer one line
+        // `host:port HEX` (empty: refused, silent or no such name).
+        let script = r#"for a in "$@"; do
+  {
+    t=${a%%|*}; req=${a#*|}; h=${t%:*}; p=${t##*:}
+    r=$(timeout 4 bash -c 'exec 3<>"/dev/tcp/$1/$2" || exit; printf "$3" >&3; timeout 2 dd bs=256 count=1 status=none <&3 | od -An -tx1 | tr -d " \n"' _ "$h" "$p" "$req" 2>/dev/null)
+    echo "$t $r"
+  } &
+done
+wait"#;
         let net = format!("{}_{network}", self.opts.name);
+        let args_owned: Vec<String> = targets
+            .iter()
+            .map(|t| {
+                let port = t
+                    .rsplit(':')
+                    .next()
+                    .and_then(|p| p.parse().ok())
+                    .unwrap_or(0);
+                format!("{t}|{}", ProbeKind::of_port(port).request())
+            })
+            .collect();
         let mut args = vec![
             "run",
             "--rm",
@@ -186,14 +264,21 @@ impl Stack {
             script,
             "probe",
         ];
-        args.extend(targets.iter().map(String::as_str));
+        args.extend(args_owned.iter().map(String::as_str));
         let out = docker(&args).await?;
         let probes: Vec<Probe> = out
             .lines()
-            .filter_map(|l| l.rsplit_once(' '))
-            .map(|(t, state)| Probe {
-                target: t.to_owned(),
-                open: state == "open",
+            .filter_map(|l| {
+                let mut w = l.split_whitespace();
+                let target = w.next()?.to_owned();
+                let reply = hex_decode(w.next().unwrap_or(""));
+                let port = target.rsplit(':').next()?.parse().ok()?;
+                let ours = ProbeKind::of_port(port).answered(&reply);
+                Some(Probe {
+                    target,
+                    reply,
+                    ours,
+                })
             })
             .collect();
         if probes.len() != targets.len() {
@@ -731,6 +816,33 @@ pub async fn cli_status_json(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_our_answers_count_as_exposure() {
+        let egress = b"HTTP/1.1 400 Bad Request\r\nconnection: close\r\n";
+        for kind in [
+            ProbeKind::Resp,
+            ProbeKind::Http,
+            ProbeKind::Runtime,
+            ProbeKind::Grpc,
+        ] {
+            assert!(!kind.answered(b""), "{kind:?}");
+            assert!(!kind.answered(egress), "{kind:?}");
+        }
+        assert!(ProbeKind::Resp.answered(b"-NOAUTH Authentication required.\r\n"));
+        assert!(ProbeKind::Resp.answered(b"+PONG\r\n"));
+        assert!(ProbeKind::Http
+            .answered(b"HTTP/1.0 200 OK\r\n\r\n# TYPE redis_ha_agent_redis_up gauge"));
+        assert!(ProbeKind::Runtime.answered(b"Name: HAProxy\nVersion: 2.6"));
+        assert!(ProbeKind::Grpc.answered(&[0, 0, 6, 4, 0, 0, 0, 0, 0, 0, 3]));
+        assert_eq!(ProbeKind::of_port(9122), ProbeKind::Http);
+        assert_eq!(ProbeKind::of_port(50051), ProbeKind::Grpc);
+        assert_eq!(ProbeKind::of_port(9999), ProbeKind::Runtime);
+        assert_eq!(ProbeKind::of_port(19002), ProbeKind::Resp);
+        assert_eq!(hex_decode("2d4e4f"), b"-NO");
+        assert_eq!(base64_decode("cGFzcw=="), Some(b"pass".to_vec()));
+        assert_eq!(base64_decode("YWJj"), Some(b"abc".to_vec()));
+    }
 
     #[test]
     fn a_skip_is_refused_under_ci() {

@@ -456,7 +456,7 @@ async fn stack_exposes_only_haproxy_and_leaks_no_secret() {
     );
     let open: Vec<&str> = probes
         .iter()
-        .filter(|p| p.open)
+        .filter(|p| p.ours)
         .map(|p| p.target.as_str())
         .collect();
     let mut expected: Vec<&str> = vec!["haproxy:9000"];
@@ -467,8 +467,13 @@ async fn stack_exposes_only_haproxy_and_leaks_no_secret() {
     assert_eq!(
         open_sorted,
         expected,
-        "from the client network only HAProxy's 9000 may answer ({} probed)",
-        probes.len()
+        "from the client network only HAProxy's 9000 may answer ({} probed: {:?})",
+        probes.len(),
+        probes
+            .iter()
+            .filter(|p| p.ours)
+            .map(|p| format!("{} {:?}", p.target, String::from_utf8_lossy(&p.reply)))
+            .collect::<Vec<_>>()
     );
 
     // ---- the host: HAProxy's port (and the gRPC port the tests publish), no node port.
