@@ -18,10 +18,12 @@ use std::time::{Duration, Instant};
 
 use redis::aio::MultiplexedConnection;
 use redis_ha_common::HostPort;
+use redis_ha_node::acl::User;
 use redis_ha_reloader::runtime::{Observation, RuntimeAddr, RuntimeClient, RuntimeError};
 use redis_ha_reloader::{NodeConfig, Reloader, ReloaderConfig, ReloaderStatus};
 use redis_ha_testkit as kit;
 use redis_ha_testkit::client::{self, config_port};
+use redis_ha_testkit::conf::user_password;
 use redis_ha_testkit::haproxy::{HaproxySpec, BACKEND};
 use redis_ha_testkit::wait_until;
 use tokio::sync::watch;
@@ -67,9 +69,11 @@ impl Cluster {
             // The tcp-check cannot read a password file.
             no_check: self.options().password.is_some(),
         };
+        let mut inner = kit::Haproxy::start_shipped(&spec, self.dir()).await;
+        inner.set_client_password(self.options().password.clone());
         Haproxy {
             kind: HaproxyKind::Shipped,
-            inner: kit::Haproxy::start_shipped(&spec, self.dir()).await,
+            inner,
         }
     }
 
@@ -80,12 +84,18 @@ impl Cluster {
         let socket = self.dir().join("haproxy-classic.sock");
         let cfg = self.dir().join("haproxy-classic.cfg");
         let servers: Vec<String> = (1..=NODES).map(|i| self.node(i).addr()).collect();
+        // With ACLs on, its check logs in as the agent user.
+        let check_password = self
+            .options()
+            .password
+            .as_deref()
+            .map(|base| user_password(base, User::Agent));
         let setup = ClassicSetup {
             frontend: format!("127.0.0.1:{frontend}"),
             stats: format!("127.0.0.1:{stats}"),
             socket: Some(&socket),
             servers,
-            password: None,
+            password: check_password.as_deref(),
             docker_dns: false,
         };
         std::fs::write(&cfg, classic_config(&setup))
@@ -99,6 +109,8 @@ impl Cluster {
             self.dir(),
         )
         .await;
+        let mut inner = inner;
+        inner.set_client_password(self.options().password.clone());
         Haproxy {
             kind: HaproxyKind::Classic,
             inner,
@@ -215,7 +227,7 @@ pub fn classic_config(setup: &ClassicSetup<'_>) -> String {
         let _ = writeln!(
             c,
             "    tcp-check send AUTH\\ {}\\ {}\\r\\n",
-            redis_ha_node::acl::User::Agent.name(),
+            User::Agent.name(),
             haproxy_escape(pw)
         );
         c.push_str("    tcp-check expect string +OK\n");

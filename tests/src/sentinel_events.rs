@@ -25,9 +25,17 @@ impl SentinelEvents {
         let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let mut tasks = Vec::new();
         for i in 1..=3 {
-            let url = format!("redis://127.0.0.1:{}", cluster.sentinel_port(i));
-            let client = redis::Client::open(url.as_str())
-                .unwrap_or_else(|e| panic!("sentinel {i} url {url}: {e}"));
+            let url = format!("127.0.0.1:{}", cluster.sentinel_port(i));
+            // The Sentinel's own password when the cluster has ACLs on.
+            let info = redis::ConnectionInfo {
+                addr: redis::ConnectionAddr::Tcp("127.0.0.1".into(), cluster.sentinel_port(i)),
+                redis: redis::RedisConnectionInfo {
+                    password: cluster.sentinel(i).password(),
+                    ..redis::RedisConnectionInfo::default()
+                },
+            };
+            let client =
+                redis::Client::open(info).unwrap_or_else(|e| panic!("sentinel {i} {url}: {e}"));
             let mut pubsub = client
                 .get_async_pubsub()
                 .await

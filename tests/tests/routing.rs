@@ -46,7 +46,12 @@ impl Stack {
 
 /// Cluster + coordinator + agents at rest with node 1 as master, HAProxy, reloader, routed.
 async fn stack() -> Stack {
-    let mut cluster = Cluster::start(ClusterOptions::default()).await;
+    // With the ACL users on, as every deployment runs.
+    let mut cluster = Cluster::start(ClusterOptions {
+        password: Some("routing-acl-pw".into()),
+        ..ClusterOptions::default()
+    })
+    .await;
     cluster.start_all_sidecars().await;
     cluster.wait_steady_topology(1).await;
     let haproxy = cluster.start_haproxy().await;
@@ -146,7 +151,13 @@ async fn wait_acked_since(writer: &Writer, since: Instant, n: usize) {
 async fn writing(haproxy: &Haproxy, prefix: &str, mode: WriteMode, every_ms: u64) -> Writer {
     let started = Instant::now();
     let interval = Duration::from_millis(every_ms);
-    let writer = Writer::start(haproxy.frontend_port(), prefix, mode, interval);
+    let writer = Writer::start_with_password(
+        haproxy.frontend_port(),
+        haproxy.client_password().map(str::to_owned),
+        prefix,
+        mode,
+        interval,
+    );
     wait_acked_since(&writer, started, 20).await;
     writer
 }

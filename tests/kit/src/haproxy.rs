@@ -44,6 +44,9 @@ pub struct Haproxy {
     socket: PathBuf,
     backend: String,
     process: ManagedProcess,
+    /// The password the test's own connections through the frontend log in with (the
+    /// operator's: `CONFIG GET port` tells where they landed); `None`: no AUTH.
+    client_password: Option<String>,
 }
 
 impl Haproxy {
@@ -106,6 +109,7 @@ impl Haproxy {
             socket,
             backend: backend.to_owned(),
             process,
+            client_password: None,
         };
         h.wait_answering().await;
         h
@@ -113,6 +117,16 @@ impl Haproxy {
 
     pub fn frontend_port(&self) -> u16 {
         self.frontend
+    }
+
+    /// The password of the test's own connections through the frontend.
+    pub fn client_password(&self) -> Option<&str> {
+        self.client_password.as_deref()
+    }
+
+    /// Sets the password of the test's own connections through the frontend.
+    pub fn set_client_password(&mut self, password: Option<String>) {
+        self.client_password = password;
     }
 
     /// "127.0.0.1:<frontend port>".
@@ -160,7 +174,7 @@ impl Haproxy {
     /// The port of the Redis a new connection through the frontend reaches (`CONFIG GET
     /// port`); `None` when HAProxy closes the connection (nothing routed) or it fails.
     pub async fn routed_port(&self) -> Option<u16> {
-        client::routed_port(self.frontend, None).await
+        client::routed_port(self.frontend, self.client_password.as_deref()).await
     }
 
     /// Waits until new connections through the frontend reach the Redis on `port`.
@@ -201,7 +215,7 @@ impl Haproxy {
     /// A client connection through the frontend, held by the test (it never reconnects:
     /// once HAProxy cuts it, every command fails).
     pub async fn hold_connection(&self) -> MultiplexedConnection {
-        client::connect(self.frontend, None)
+        client::connect(self.frontend, self.client_password.as_deref())
             .await
             .unwrap_or_else(|e| panic!("cannot connect through HAProxy: {e}"))
     }
