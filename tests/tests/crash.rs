@@ -29,8 +29,10 @@ struct Stack {
 
 /// Cluster (at `down_after_ms`) + every sidecar + our HAProxy, routed to node 1.
 async fn stack(down_after_ms: u64) -> Stack {
+    // With the ACL users on, as every deployment runs.
     let mut cluster = Cluster::start(ClusterOptions {
         down_after_ms,
+        password: Some("crash-acl-pw".into()),
         ..ClusterOptions::default()
     })
     .await;
@@ -187,8 +189,9 @@ struct Killed {
 async fn kill_master_under_writes(s: &mut Stack, name: &str) -> Killed {
     let old = s.cluster.node(1).addr();
     let old_port = s.cluster.node(1).port();
-    let writer = Writer::start(
+    let writer = Writer::start_with_password(
         s.haproxy.frontend_port(),
+        s.haproxy.client_password().map(str::to_owned),
         name,
         WriteMode::NewConnectionEachWrite,
         Duration::from_millis(5),
