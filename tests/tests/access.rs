@@ -6,7 +6,7 @@
 //!   channels); replication and the Sentinels work with their own users; the Sentinels want
 //!   their own password;
 //! - a password rotation (`redis-ha-node rotate-secret`: add, switch, remove) of the
-//!   application user and of the replication user, with a client writing through HAProxy all
+//!   application user, the replication user and the Sentinels' user, with a client writing through HAProxy all
 //!   along on a new connection per write (each one logs in again): no write fails, and the
 //!   replicas stay linked and re-link with the new password.
 
@@ -282,7 +282,7 @@ async fn replicas_linked(cluster: &Cluster, master: u16) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rotating_the_app_and_replication_passwords_fails_no_write() {
+async fn rotating_the_app_replication_and_sentinel_passwords_fails_no_write() {
     let mut cluster = Cluster::start(opts()).await;
     cluster.start_all_sidecars().await;
     cluster.wait_steady_topology(1).await;
@@ -352,6 +352,51 @@ async fn rotating_the_app_and_replication_passwords_fails_no_write() {
     .await
     .unwrap_or_else(|e| panic!("CLIENT KILL TYPE replica: {e}"));
     replicas_linked(&cluster, master).await;
+
+    // ---- the Sentinels' login to the nodes: add, every Sentinel's auth-pass, remove; a
+    // restarted Sentinel (its rewritten config) logs in with the new one.
+    let old_sent = user_password(BASE, User::Sentinel);
+    let new_sent = format!("{old_sent}-rotated");
+    let new_file = write_secret(&dir, "new_sentinel_user_password", &new_sent);
+    let old_file = write_secret(&dir, "old_sentinel_user_password", &old_sent);
+    rotate(&cluster, User::Sentinel, "add", &new_file).await;
+    rotate(&cluster, User::Sentinel, "switch", &new_file).await;
+    rotate(&cluster, User::Sentinel, "remove", &old_file).await;
+    let _: String = client::query(master, Some(BASE), &cmd(&["ACL", "LOG", "RESET"]))
+        .await
+        .unwrap_or_else(|e| panic!("ACL LOG RESET: {e}"));
+    cluster.sentinel_mut(1).restart().await;
+    cluster.wait_sentinels_ready().await;
+    // Every Sentinel (the restarted one too) holds its two links to the master as the
+    // sentinel user, and none was refused.
+    wait_until(
+        "three Sentinels' links to the master as the sentinel user",
+        READY_TIMEOUT,
+        || async move {
+            let clients: String = client::query(master, Some(BASE), &cmd(&["CLIENT", "LIST"]))
+                .await
+                .map_err(|e| e.to_string())?;
+            let links = clients
+                .lines()
+                .filter(|l| l.contains(" user=sentinel "))
+                .count();
+            if links == 6 {
+                Ok(())
+            } else {
+                Err(format!("{links} links as sentinel"))
+            }
+        },
+    )
+    .await;
+    let log: Vec<std::collections::HashMap<String, String>> =
+        client::query(master, Some(BASE), &cmd(&["ACL", "LOG"]))
+            .await
+            .unwrap_or_else(|e| panic!("ACL LOG: {e}"));
+    assert!(
+        !log.iter()
+            .any(|e| e.get("username").map(String::as_str) == Some("sentinel")),
+        "a Sentinel was refused: {log:?}"
+    );
 
     let (acked, failed) = writer.finish().await;
     assert!(
