@@ -433,6 +433,8 @@ async fn remaining_replica_follows_the_promotion_before_sentinel_reconfigures_it
 /// Issue #11: a forged report whose Sentinel (at a configured Sentinel's address) names a
 /// made-up master at epoch +1000, and whose `+selected-slave` selects it, moves neither the
 /// coordinator's master nor its epoch nor HAProxy: a master is only ever a configured node.
+/// From an agent id outside the node list it is refused outright (NOT_FOUND); sent as a
+/// configured replica's agent, it is taken as evidence and outvoted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_made_up_master_is_never_published_nor_routed_to() {
     let s = stack().await;
@@ -446,7 +448,7 @@ async fn a_made_up_master_is_never_published_nor_routed_to() {
     // Port 1: nothing listens there, and it is no node of the cluster.
     let foreign = "127.0.0.1:1".to_owned();
     let epoch = before.config_epoch + 1000;
-    let report = AgentReport {
+    let mut report = AgentReport {
         agent_id: "rogue".into(),
         master_group: group.clone(),
         sequence: 1,
@@ -475,6 +477,15 @@ async fn a_made_up_master_is_never_published_nor_routed_to() {
         }],
         ..Default::default()
     };
+    let refused = api
+        .client()
+        .report(report.clone())
+        .await
+        .expect_err("a report from an agent outside the node list is refused");
+    assert_eq!(refused.code(), tonic::Code::NotFound, "{refused:?}");
+    assert!(refused.message().contains("rogue"), "{refused:?}");
+    // Node 3 is a replica: the forged report takes its agent's place until it goes stale.
+    report.agent_id = "node-3".into();
     let ack = api
         .client()
         .report(report)
@@ -493,7 +504,7 @@ async fn a_made_up_master_is_never_published_nor_routed_to() {
     let rogue = t
         .nodes
         .iter()
-        .find(|n| n.node == "rogue")
+        .find(|n| n.node == "node-3")
         .unwrap_or_else(|| panic!("the forged node is not shown: {t:?}"));
     assert!(!rogue.is_master);
     assert!(rogue.error.contains("not a configured node"), "{rogue:?}");

@@ -78,6 +78,11 @@ impl FromStr for HostPort {
         if host.is_empty() {
             return Err(AddrError::EmptyHost(s.to_owned()));
         }
+        // No name or IP address has them, and the printed form could not be read back
+        // (found by the host_port fuzz target: "[[\r\0*0;:1").
+        if host.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(AddrError::Shape(s.to_owned()));
+        }
         if host.contains(':') && !s.trim().starts_with('[') {
             // An IPv6 literal must be bracketed, or the port is ambiguous.
             return Err(AddrError::Shape(s.to_owned()));
@@ -136,12 +141,18 @@ mod tests {
     fn refuses_bad_shapes() {
         // The error names the input as it was given.
         type Refusal = fn(String) -> AddrError;
-        let cases: [(&str, Refusal); 5] = [
+        let cases: [(&str, Refusal); 9] = [
             ("redis-1", AddrError::Shape),
             (":9001", AddrError::EmptyHost),
             ("h:0", AddrError::Port),
             ("h:70000", AddrError::Port),
             ("::1:80", AddrError::Shape),
+            // Whitespace or control characters in the host (fuzz finding: the printed form
+            // did not parse back to the same address).
+            ("[[\r\0\0\0\0*0;:1", AddrError::Shape),
+            ("[ ]:1", AddrError::Shape),
+            ("a b:1", AddrError::Shape),
+            ("[a\tb]:1", AddrError::Shape),
         ];
         for (input, error) in cases {
             assert_eq!(
@@ -149,6 +160,20 @@ mod tests {
                 Err(error(input.into())),
                 "{input:?}"
             );
+        }
+    }
+
+    #[test]
+    fn what_parses_prints_as_text_that_parses_to_the_same() {
+        for input in [
+            "redis-1:9001",
+            "[::1]:1",
+            "[[x]]:2",
+            "[a:b:3",
+            "10.0.0.1:65535",
+        ] {
+            let hp: HostPort = input.parse().unwrap();
+            assert_eq!(hp.to_string().parse::<HostPort>(), Ok(hp), "{input:?}");
         }
     }
 

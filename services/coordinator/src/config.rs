@@ -10,6 +10,7 @@ use redis_ha_common::{load_config, ConfigError, HostPort, Secret};
 use redis_ha_sentinel::same_node;
 use serde::{Deserialize, Serialize};
 
+use crate::limits::{history_len, Limits, EVENT_MAX_BYTES};
 use crate::topology::NodeList;
 
 /// Prefix of the environment variables that override the file, e.g. `REDIS_HA_COORDINATOR_LISTEN_ADDR`.
@@ -29,8 +30,27 @@ pub struct CoordinatorConfig {
     pub stale_after_ms: u64,
     /// How many events (Sentinel events, master changes, health changes ...) are kept per group.
     pub event_history: usize,
+    /// The most each group's event history may take, in bytes: it keeps at most
+    /// `event_history_bytes / 4096` events (every event is cut to fit 4 KiB).
+    pub event_history_bytes: usize,
     /// Largest gRPC message accepted, in bytes; a bigger one is refused with OUT_OF_RANGE.
     pub max_message_bytes: usize,
+    /// Largest report held per agent (encoded, without its events), in bytes; a bigger one is
+    /// refused with OUT_OF_RANGE.
+    pub max_report_bytes: usize,
+    /// Master groups at most (the configured one included); reports creating more are
+    /// refused with RESOURCE_EXHAUSTED. With a node list only `master_group` is served.
+    pub max_groups: usize,
+    /// Distinct agent ids per group at most when no node list is configured (with one, only
+    /// its ids may report); more are refused with RESOURCE_EXHAUSTED.
+    pub max_agents_per_group: usize,
+    /// Open `WatchTopology` streams at most (all clients together); more are refused with
+    /// RESOURCE_EXHAUSTED. Each holds only the newest topology, never a queue.
+    pub max_watchers: usize,
+    /// HTTP/2 streams (calls) at once per client connection.
+    pub max_concurrent_streams: u32,
+    /// Requests served at once per client connection; more wait.
+    pub concurrency_limit_per_connection: usize,
     /// File holding the Sentinels' password (`requirepass` of the Sentinels), used by the
     /// `Failover` command. None: the Sentinels need no password.
     pub sentinel_password_file: Option<PathBuf>,
@@ -73,7 +93,14 @@ impl Default for CoordinatorConfig {
             master_group: "redis-cluster".into(),
             stale_after_ms: 3000,
             event_history: 256,
-            max_message_bytes: 4 * 1024 * 1024,
+            event_history_bytes: 1024 * 1024,
+            max_message_bytes: 256 * 1024,
+            max_report_bytes: 16 * 1024,
+            max_groups: 16,
+            max_agents_per_group: 32,
+            max_watchers: 256,
+            max_concurrent_streams: 128,
+            concurrency_limit_per_connection: 64,
             sentinel_password_file: None,
             io_timeout_ms: 2000,
             metrics_addr: "0.0.0.0:9122".into(),
@@ -87,6 +114,8 @@ impl Default for CoordinatorConfig {
 /// Bounds that keep a typo from turning into a coordinator that cannot work.
 const MIN_MESSAGE_BYTES: usize = 4096;
 const MAX_EVENT_HISTORY: usize = 1_000_000;
+/// A report of three nodes is about 1 KiB.
+const MIN_REPORT_BYTES: usize = 1024;
 
 impl CoordinatorConfig {
     /// Loads defaults, then the optional TOML file, then `REDIS_HA_COORDINATOR_*` variables,
@@ -131,6 +160,7 @@ impl CoordinatorConfig {
                 format!("must be at least {MIN_MESSAGE_BYTES}"),
             ));
         }
+        self.validate_bounds()?;
         if self.io_timeout_ms == 0 {
             return Err(ConfigError::invalid("io_timeout_ms", "0", "must be > 0"));
         }
@@ -138,6 +168,68 @@ impl CoordinatorConfig {
         self.metrics_socket_addr()?;
         self.validate_nodes()?;
         Ok(())
+    }
+
+    /// The bounds on memory and work (issue #11 item 8): each at least what one real
+    /// cluster needs.
+    fn validate_bounds(&self) -> Result<(), ConfigError> {
+        let at_least = |key: &str, value: usize, min: usize| {
+            if value < min {
+                Err(ConfigError::invalid(
+                    key,
+                    value.to_string(),
+                    format!("must be at least {min}"),
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        at_least(
+            "event_history_bytes",
+            self.event_history_bytes,
+            EVENT_MAX_BYTES,
+        )?;
+        at_least("max_report_bytes", self.max_report_bytes, MIN_REPORT_BYTES)?;
+        if self.max_report_bytes > self.max_message_bytes {
+            return Err(ConfigError::invalid(
+                "max_report_bytes",
+                self.max_report_bytes.to_string(),
+                format!(
+                    "must not exceed max_message_bytes ({})",
+                    self.max_message_bytes
+                ),
+            ));
+        }
+        at_least("max_groups", self.max_groups, 1)?;
+        at_least("max_agents_per_group", self.max_agents_per_group, 1)?;
+        at_least("max_watchers", self.max_watchers, 1)?;
+        at_least(
+            "max_concurrent_streams",
+            usize::try_from(self.max_concurrent_streams).unwrap_or(usize::MAX),
+            1,
+        )?;
+        at_least(
+            "concurrency_limit_per_connection",
+            self.concurrency_limit_per_connection,
+            1,
+        )?;
+        Ok(())
+    }
+
+    /// The service's bounds on reports, groups and agents.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_groups: self.max_groups,
+            max_agents_per_group: self.max_agents_per_group,
+            max_report_bytes: self.max_report_bytes,
+            node_ids: self.nodes.iter().map(|n| n.id.clone()).collect(),
+            master_group: self.master_group.clone(),
+        }
+    }
+
+    /// Events kept per group: `event_history`, within `event_history_bytes`.
+    pub fn history_len(&self) -> usize {
+        history_len(self.event_history, self.event_history_bytes)
     }
 
     /// The `nodes` rule ([`check_nodes`]): ids and Redis and Sentinel addresses distinct.
@@ -237,6 +329,64 @@ mod tests {
             let e = c.validate().unwrap_err().to_string();
             assert!(e.contains(key) && e.contains(value), "{key} = {value}: {e}");
         }
+    }
+
+    #[test]
+    fn bound_refusals_name_the_key() {
+        type Change = fn(&mut CoordinatorConfig);
+        let cases: [(&str, &str, Change); 8] = [
+            ("event_history_bytes", "4095", |c| {
+                c.event_history_bytes = 4095;
+            }),
+            ("max_report_bytes", "1000", |c| c.max_report_bytes = 1000),
+            ("max_report_bytes", "300000", |c| {
+                c.max_report_bytes = 300_000
+            }),
+            ("max_groups", "0", |c| c.max_groups = 0),
+            ("max_agents_per_group", "0", |c| c.max_agents_per_group = 0),
+            ("max_watchers", "0", |c| c.max_watchers = 0),
+            ("max_concurrent_streams", "0", |c| {
+                c.max_concurrent_streams = 0;
+            }),
+            ("concurrency_limit_per_connection", "0", |c| {
+                c.concurrency_limit_per_connection = 0;
+            }),
+        ];
+        for (key, value, change) in cases {
+            let mut c = CoordinatorConfig::default();
+            change(&mut c);
+            let e = c.validate().unwrap_err().to_string();
+            assert!(e.contains(key) && e.contains(value), "{key} = {value}: {e}");
+        }
+    }
+
+    #[test]
+    fn bounds_from_the_file_and_the_limits_they_give() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "c.toml",
+                "master_group = \"g\"\nevent_history = 1000\nevent_history_bytes = 65536\nmax_groups = 3\nmax_agents_per_group = 5\nmax_report_bytes = 2048\nmax_watchers = 7\n[[nodes]]\nid = \"n1\"\nredis = \"r:1\"\nsentinel = \"s:1\"\n",
+            )?;
+            jail.set_env("REDIS_HA_COORDINATOR_MAX_CONCURRENT_STREAMS", "9");
+            let c = CoordinatorConfig::load(Some(Path::new("c.toml"))).unwrap();
+            // The bytes bound wins: 65536 / 4096.
+            assert_eq!(c.history_len(), 16);
+            assert_eq!(c.max_watchers, 7);
+            assert_eq!(c.max_concurrent_streams, 9);
+            assert_eq!(
+                c.limits(),
+                Limits {
+                    max_groups: 3,
+                    max_agents_per_group: 5,
+                    max_report_bytes: 2048,
+                    node_ids: vec!["n1".into()],
+                    master_group: "g".into(),
+                }
+            );
+            Ok(())
+        });
+        // The defaults keep the whole count.
+        assert_eq!(CoordinatorConfig::default().history_len(), 256);
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod ballot;
 pub mod config;
 pub mod crash;
 mod failover;
+pub mod limits;
 mod metrics;
 mod service;
 pub mod topology;
@@ -129,7 +130,10 @@ pub async fn serve(
         .clone()
         .into_server()
         .max_decoding_message_size(config.max_message_bytes);
+    // Bounds on work per client connection (issue #11 item 8): calls in flight, streams.
     let server = tonic::transport::Server::builder()
+        .concurrency_limit_per_connection(config.concurrency_limit_per_connection)
+        .max_concurrent_streams(config.max_concurrent_streams)
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

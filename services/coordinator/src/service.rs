@@ -1,7 +1,7 @@
 //! The gRPC service: shared state behind one mutex (short critical sections, never held
 //! across an await), one `watch` channel per group for the topology stream.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -24,6 +24,7 @@ use crate::failover::{
     forced_after_ballot, request_failover, see_through, CrashFailoverError, FailoverError, Forced,
     SeenThrough, SentinelLinks,
 };
+use crate::limits::{self, Limits};
 use crate::metrics::CoordinatorMetrics;
 use crate::topology::CrashRequest;
 use crate::topology::{addr_key, GroupState, Now, ReportOutcome, Settings};
@@ -32,11 +33,6 @@ use crate::topology::{addr_key, GroupState, Now, ReportOutcome, Settings};
 const TICK: Duration = Duration::from_millis(250);
 /// Every this many ticks (5 s) the crash failover's Sentinel links are pinged.
 const WARM_LINKS_EVERY: u64 = 20;
-/// Groups created by agents' reports, at most: a misconfigured fleet must not grow memory
-/// without bound.
-const MAX_GROUPS: usize = 64;
-/// Longest accepted group name or agent id.
-const MAX_NAME_LEN: usize = 256;
 
 /// The `redisha.v1.Coordinator` implementation. Cheap to clone (shared state).
 #[derive(Clone)]
@@ -55,11 +51,18 @@ struct Inner {
     shutdown: CancellationToken,
     metrics: CoordinatorMetrics,
     registry: Arc<prometheus_client::registry::Registry>,
+    /// Bounds on reports, groups and agents ([`crate::limits`]).
+    limits: Limits,
+    /// One permit per open `WatchTopology` stream (`max_watchers`).
+    watchers: Arc<tokio::sync::Semaphore>,
+    max_watchers: usize,
 }
 
 struct Group {
     state: GroupState,
     tx: watch::Sender<Arc<Topology>>,
+    /// The agent ids that reported (`max_agents_per_group`); the topology keeps every one.
+    agents: BTreeSet<String>,
 }
 
 impl Group {
@@ -68,7 +71,11 @@ impl Group {
         let first = state.refresh(now).topology;
         metrics.topology(&first);
         let (tx, _) = watch::channel(first);
-        Self { state, tx }
+        Self {
+            state,
+            tx,
+            agents: BTreeSet::new(),
+        }
     }
 
     /// Re-derives; on a version change, publishes to the watchers. The publication is a span,
@@ -128,7 +135,7 @@ impl CoordinatorService {
     ) -> Result<Self, ConfigError> {
         let settings = Settings {
             stale_after: config.stale_after(),
-            event_history: config.event_history,
+            event_history: config.history_len(),
             crash: crate::crash::CrashSettings {
                 enabled: config.crash_failover,
             },
@@ -151,6 +158,9 @@ impl CoordinatorService {
                 shutdown,
                 metrics,
                 registry: Arc::new(registry),
+                limits: config.limits(),
+                watchers: Arc::new(tokio::sync::Semaphore::new(config.max_watchers)),
+                max_watchers: config.max_watchers,
             }),
         })
     }
@@ -376,15 +386,7 @@ impl CoordinatorService {
 
 #[allow(clippy::result_large_err)] // as `with_group`
 fn check_name(field: &str, value: &str) -> Result<(), Status> {
-    if value.trim().is_empty() {
-        return Err(Status::invalid_argument(format!("{field} is required")));
-    }
-    if value.len() > MAX_NAME_LEN {
-        return Err(Status::invalid_argument(format!(
-            "{field} is longer than {MAX_NAME_LEN} bytes"
-        )));
-    }
-    Ok(())
+    limits::check_name(field, value, true).map_err(|r| r.status())
 }
 
 /// An RPC's span (`span` of the request), child of the caller's trace when it sent one, and
@@ -402,6 +404,8 @@ struct WatchState {
     rx: watch::Receiver<Arc<Topology>>,
     stop: CancellationToken,
     span: tracing::Span,
+    /// Released when the stream is dropped (the client went away or the server stops).
+    _permit: tokio::sync::OwnedSemaphorePermit,
 }
 
 type TopologyStream = Pin<Box<dyn Stream<Item = Result<Topology, Status>> + Send + 'static>>;
@@ -412,7 +416,7 @@ impl CoordinatorService {
     fn do_report(&self, request: Request<AgentReport>) -> Result<Response<ReportAck>, Status> {
         // Heartbeats are debug spans (as on the agent's side): a trace per heartbeat would
         // bury the failovers. A change a heartbeat causes still gets its publish span.
-        let (span, report) = rpc_span(request, |r| {
+        let (span, mut report) = rpc_span(request, |r| {
             // A span's level is fixed where it is written: one field list for both levels.
             macro_rules! report_span {
                 ($level:expr) => {
@@ -433,18 +437,21 @@ impl CoordinatorService {
             }
         });
         let _entered = span.enter();
-        check_name("master_group", &report.master_group)?;
-        check_name("agent_id", &report.agent_id)?;
+        let limits = &self.inner.limits;
+        // Refusals are counted by code in the request metric; logged at debug only, since a
+        // flood of them must not flood the log.
+        let refused = |r: limits::Refusal| {
+            tracing::debug!(refusal = %r, "report refused");
+            r.status()
+        };
+        limits.admit(&mut report).map_err(refused)?;
 
         let now = Now::system();
         let mut groups = self.groups();
         if !groups.contains_key(&report.master_group) {
-            if groups.len() >= MAX_GROUPS {
-                return Err(Status::resource_exhausted(format!(
-                    "too many master groups ({MAX_GROUPS}); refusing new group {:?}",
-                    report.master_group
-                )));
-            }
+            limits
+                .new_group(&report.master_group, groups.len())
+                .map_err(refused)?;
             tracing::info!(group = %report.master_group, "new master group reported");
             groups.insert(
                 report.master_group.clone(),
@@ -459,6 +466,12 @@ impl CoordinatorService {
         let Some(group) = groups.get_mut(&report.master_group) else {
             return Err(Status::internal("master group vanished"));
         };
+        if !group.agents.contains(&report.agent_id) {
+            limits
+                .new_agent(&report.master_group, &report.agent_id, group.agents.len())
+                .map_err(refused)?;
+            group.agents.insert(report.agent_id.clone());
+        }
         let group_name = report.master_group.clone();
         let kinds: Vec<String> = report.events.iter().map(|e| e.kind.clone()).collect();
         match group.state.apply_report(report, now) {
@@ -538,6 +551,14 @@ impl CoordinatorService {
             request,
             |r| tracing::info_span!("WatchTopology", group = %r.master_group),
         );
+        let permit = Arc::clone(&self.inner.watchers)
+            .try_acquire_owned()
+            .map_err(|_| {
+                Status::resource_exhausted(format!(
+                    "too many open WatchTopology streams (max_watchers = {})",
+                    self.inner.max_watchers
+                ))
+            })?;
         let (first, rx) = self.with_group(&req.master_group, |g, m| {
             let first = g.refresh(Now::system(), m);
             // Subscribed under the lock: every later version is seen as a change.
@@ -553,6 +574,7 @@ impl CoordinatorService {
             rx,
             stop: self.inner.shutdown.clone(),
             span,
+            _permit: permit,
         };
         let stream = futures::stream::unfold(state, |mut st| {
             let span = st.span.clone();

@@ -600,15 +600,28 @@ fn record_converge(
     let switched = routed_to.as_ref().is_some_and(|r| r != master) && !o.commands.is_empty();
     if switched {
         m.master_switches.inc();
-        let at = d.master_role_changed_at_ms;
-        let lag_ms = redis_ha_common::time::now_ms() - at;
-        if at > 0 && lag_ms >= 0 {
+        // The timestamp comes from the wire (the coordinator, from an agent): any i64.
+        if let Some(lag_ms) =
+            switch_lag_ms(redis_ha_common::time::now_ms(), d.master_role_changed_at_ms)
+        {
             m.switch_lag.observe(lag_ms as f64 / 1000.0);
             info!(haproxy = %key, master = %master, switch_lag_ms = lag_ms,
                 "switched to the new master (lag measured from its role:master)");
         }
     }
     *routed_to = Some(master.clone());
+}
+
+/// Milliseconds from `role_changed_at_ms` (when the new master turned master, 0 = unknown)
+/// to `now_ms`; `None` when unknown, in the future or not representable (a timestamp from
+/// the wire may be anything, `i64::MIN` included).
+pub fn switch_lag_ms(now_ms: i64, role_changed_at_ms: i64) -> Option<i64> {
+    if role_changed_at_ms <= 0 {
+        return None;
+    }
+    now_ms
+        .checked_sub(role_changed_at_ms)
+        .filter(|lag| *lag >= 0)
 }
 
 /// Reads HAProxy, plans, applies (fence and addresses first, ready last, only if the first
@@ -770,4 +783,25 @@ fn single_ready(o: &Observation) -> Option<String> {
 /// Loads nothing, validates, and runs until `cancel` fires.
 pub async fn run(config: ReloaderConfig, cancel: CancellationToken) -> Result<(), ReloaderError> {
     Reloader::new(config)?.run(cancel).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::switch_lag_ms;
+
+    #[test]
+    fn switch_lag_of_any_wire_timestamp_never_overflows() {
+        // i64::MIN used to overflow `now - at` (a panic in a debug build).
+        for now in [0, 1, 1_700_000_000_000, i64::MAX, i64::MIN] {
+            assert_eq!(switch_lag_ms(now, i64::MIN), None, "now {now}");
+            assert_eq!(switch_lag_ms(now, 0), None, "unknown, now {now}");
+            assert_eq!(switch_lag_ms(now, -5), None, "negative, now {now}");
+        }
+        assert_eq!(switch_lag_ms(i64::MIN, i64::MAX), None);
+        assert_eq!(switch_lag_ms(1_000, i64::MAX), None, "in the future");
+        assert_eq!(switch_lag_ms(1_000, 1_001), None, "in the future");
+        assert_eq!(switch_lag_ms(1_000, 1_000), Some(0));
+        assert_eq!(switch_lag_ms(1_250, 1_000), Some(250));
+        assert_eq!(switch_lag_ms(i64::MAX, 1), Some(i64::MAX - 1));
+    }
 }

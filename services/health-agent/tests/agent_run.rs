@@ -101,6 +101,7 @@ impl Coordinator {
             master_group: GROUP.into(),
             // Every event of the test kept, so positions in ListEvents are comparable.
             event_history: 100_000,
+            event_history_bytes: 100_000 * redis_ha_coordinator::limits::EVENT_MAX_BYTES,
             metrics_addr: String::new(),
             ..CoordinatorConfig::default()
         };

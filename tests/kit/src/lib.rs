@@ -9,6 +9,8 @@
 //! - [`wait`]: the one way to wait, [`wait_until`];
 //! - [`sandbox`]: one test's port block and temp dir, starting the processes above in it;
 //! - [`coordinator`]: the coordinator's gRPC API as tests read it (the generated client only);
+//! - [`fake`]: TCP servers that answer garbage, half a reply, nothing, or close mid-reply, for
+//!   the hostile-input tests;
 //! - [`partition`]: one port cut off on loopback (iptables), and a client that still reaches it;
 //!   or one process group's connections to a port reset or dropped.
 //!
@@ -29,6 +31,7 @@
 pub mod client;
 pub mod conf;
 pub mod coordinator;
+pub mod fake;
 pub mod haproxy;
 pub mod partition;
 pub mod ports;
