@@ -69,6 +69,10 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Ok(e) = text.parse::<RuntimeEndpoint>() {
         let printed = e.to_string();
-        assert_eq!(printed.parse::<RuntimeEndpoint>().as_ref(), Ok(&e), "{text:?} -> {printed:?}");
+        assert_eq!(
+            printed.parse::<RuntimeEndpoint>().as_ref(),
+            Ok(&e),
+            "{text:?} -> {printed:?}"
+        );
     }
 });

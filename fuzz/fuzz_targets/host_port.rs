@@ -11,8 +11,8 @@ fuzz_target!(|s: &str| {
     };
     assert!(!hp.host.trim().is_empty(), "{s:?} parsed to a blank host");
     let text = hp.to_string();
-    let again: HostPort = text
-        .parse()
-        .unwrap_or_else(|e| panic!("{s:?} -> {hp:?} prints as {text:?}, which does not parse: {e}"));
+    let again: HostPort = text.parse().unwrap_or_else(|e| {
+        panic!("{s:?} -> {hp:?} prints as {text:?}, which does not parse: {e}")
+    });
     assert_eq!(again, hp, "{s:?}");
 });

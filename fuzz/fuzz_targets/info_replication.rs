@@ -15,7 +15,10 @@ fn split(addr: &str) -> (String, u16) {
     let hp: HostPort = addr
         .parse()
         .unwrap_or_else(|e| panic!("parsed address {addr:?} is no host:port: {e}"));
-    assert!(!hp.host.trim().is_empty(), "address {addr:?} without a host");
+    assert!(
+        !hp.host.trim().is_empty(),
+        "address {addr:?} without a host"
+    );
     (hp.host, hp.port)
 }
 
@@ -35,7 +38,11 @@ fn render(info: &ReplicationInfo) -> String {
         }
         _ => {
             let (host, port) = split(&info.master_address);
-            let link = if info.link == LinkState::Up { "up" } else { "down" };
+            let link = if info.link == LinkState::Up {
+                "up"
+            } else {
+                "down"
+            };
             s.push_str(&format!(
                 "role:slave\r\nmaster_host:{host}\r\nmaster_port:{port}\r\nmaster_link_status:{link}\r\nmaster_sync_in_progress:{}\r\nslave_repl_offset:{}\r\n",
                 u8::from(info.sync_in_progress),

@@ -31,11 +31,40 @@ pub enum Token {
 
 /// Field names and values the Sentinel and Redis replies carry.
 const KNOWN: &[&str] = &[
-    "master", "slave", "replica", "sentinel", "name", "ip", "port", "flags", "runid",
-    "config-epoch", "num-other-sentinels", "quorum", "down-after-milliseconds",
-    "failover-timeout", "master-link-status", "slave-repl-offset", "leader", "leader-epoch",
-    "s_down", "o_down", "failover_in_progress", "connected", "connect", "sync", "ok", "err",
-    "127.0.0.1", "::1", "redis-cluster", "*", "0", "1", "-1", "",
+    "master",
+    "slave",
+    "replica",
+    "sentinel",
+    "name",
+    "ip",
+    "port",
+    "flags",
+    "runid",
+    "config-epoch",
+    "num-other-sentinels",
+    "quorum",
+    "down-after-milliseconds",
+    "failover-timeout",
+    "master-link-status",
+    "slave-repl-offset",
+    "leader",
+    "leader-epoch",
+    "s_down",
+    "o_down",
+    "failover_in_progress",
+    "connected",
+    "connect",
+    "sync",
+    "ok",
+    "err",
+    "127.0.0.1",
+    "::1",
+    "redis-cluster",
+    "*",
+    "0",
+    "1",
+    "-1",
+    "",
 ];
 
 impl Token {
@@ -55,7 +84,9 @@ impl FuzzValue {
             FuzzValue::Nil => Value::Nil,
             FuzzValue::Int(i) => Value::Int(*i),
             FuzzValue::Bulk(t) => Value::BulkString(t.bytes()),
-            FuzzValue::Simple(t) => Value::SimpleString(String::from_utf8_lossy(&t.bytes()).into_owned()),
+            FuzzValue::Simple(t) => {
+                Value::SimpleString(String::from_utf8_lossy(&t.bytes()).into_owned())
+            }
             FuzzValue::Okay => Value::Okay,
             FuzzValue::Array(items) => Value::Array(items.iter().map(Self::to_value).collect()),
             FuzzValue::Map(pairs) => Value::Map(

@@ -697,9 +697,10 @@ async fn the_coordinator_refuses_strangers_and_oversized_requests_beside_real_ag
 }
 
 /// Without a node list: at most `max_agents_per_group` agents and `max_groups` groups are
-/// held (the first agents keep reporting), a flood of 50 000 ids is refused with
+/// held (the first agents keep reporting), a flood of ids is refused with
 /// RESOURCE_EXHAUSTED, at most `max_watchers` streams are open, and a watcher that does not
-/// read is sent only the newest topology once it does, not every version it missed.
+/// read gets the newest topology once it does: what waits for it is bounded by HTTP/2 flow
+/// control, not by the number of versions it missed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_node_list_agents_groups_and_watchers_are_bounded() {
     let ports = PortBlock::allocate(1);
@@ -720,11 +721,15 @@ async fn without_a_node_list_agents_groups_and_watchers_are_bounded() {
     let url = server.url();
     let mut client = redis_ha_tests::kit::coordinator::client(&url);
 
-    let codes = flood(&url, 50_000, |i| stranger(i, G)).await;
-    assert_eq!(
-        codes,
-        HashMap::from([(Code::Ok, 8), (Code::ResourceExhausted, 49_992)])
-    );
+    // The first eight agents join; every later id is refused.
+    for i in 0..8 {
+        client
+            .report(stranger(i, G))
+            .await
+            .unwrap_or_else(|e| panic!("agent {i} of 8: {e}"));
+    }
+    let codes = flood(&url, 5_000, |i| stranger(i + 8, G)).await;
+    assert_eq!(codes, HashMap::from([(Code::ResourceExhausted, 5_000)]));
     let t = topology(&mut client).await;
     assert_eq!(t.nodes.len(), 8, "{t:?}");
     // The first eight are held and keep reporting.
@@ -769,8 +774,18 @@ async fn without_a_node_list_agents_groups_and_watchers_are_bounded() {
     let e = watch(&mut client).await.expect_err("a fifth watcher");
     assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}");
     drop(open.pop());
+    // The slow watcher's own connection, with small HTTP/2 windows: what the coordinator may
+    // send ahead of its reading is 16 KiB.
+    let channel = tonic::transport::Endpoint::from_shared(url.clone())
+        .unwrap_or_else(|e| panic!("{e}"))
+        .initial_stream_window_size(16 * 1024)
+        .initial_connection_window_size(16 * 1024)
+        .connect()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut slow_client = CoordinatorClient::new(channel);
     let mut slow = wait_until("a watcher slot to free up", READY_TIMEOUT, || {
-        let w = watch(&mut client);
+        let w = watch(&mut slow_client);
         async move { w.await.map(tonic::Response::into_inner) }
     })
     .await;
@@ -781,6 +796,9 @@ async fn without_a_node_list_agents_groups_and_watchers_are_bounded() {
         .and_then(Result::ok)
         .unwrap_or_else(|| panic!("the first topology"));
 
+    // The other watchers share the reports' connection: unread, they would fill its HTTP/2
+    // window and stall it (the client's own doing). Closed; the slow one has its own.
+    drop(open);
     // That watcher does not read while 3000 versions are published (one role flip each).
     const CHANGES: u64 = 3000;
     for seq in 0..CHANGES {
@@ -791,7 +809,11 @@ async fn without_a_node_list_agents_groups_and_watchers_are_bounded() {
         } else {
             Role::Master
         };
-        r.redis.as_mut().map(|s| s.role = role as i32);
+        if let Some(s) = r.redis.as_mut() {
+            s.role = role as i32;
+            // Big topologies: a few fill the windows and the server's send buffer.
+            s.error = "e".repeat(1000);
+        }
         client.report(r).await.unwrap_or_else(|e| panic!("{e}"));
     }
     let latest = topology(&mut client).await.version;

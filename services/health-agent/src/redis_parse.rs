@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 
 use redis::Value;
+use redis_ha_common::addr::is_valid_host;
 pub use redis_ha_common::redis_client::ReplyError;
 use redis_ha_common::redis_client::{info_fields, text};
 use redis_ha_common::HostPort;
@@ -142,6 +143,9 @@ fn addr_items(
     port_name: &str,
 ) -> Result<String, ReplyError> {
     let h = text_item(items, i, host)?;
+    if !is_valid_host(&h) {
+        return Err(ReplyError::invalid(host, h));
+    }
     let p = port(item(items, i + 1, port_name)?, port_name)?;
     Ok(join_addr(&h, p))
 }
@@ -270,6 +274,9 @@ fn parse_replica_line(key: &str, value: &str) -> Result<ReplicaLink, ReplyError>
     let ip = kv
         .get("ip")
         .ok_or_else(|| ReplyError::Missing(format!("{key}.ip")))?;
+    if !is_valid_host(ip) {
+        return Err(ReplyError::invalid(&format!("{key}.ip"), *ip));
+    }
     let port: u16 = kv
         .get("port")
         .and_then(|p| p.parse().ok())
@@ -328,6 +335,9 @@ pub fn parse_info_replication(info: &str) -> Result<ReplicationInfo, ReplyError>
             let host = fields
                 .get("master_host")
                 .ok_or_else(|| ReplyError::Missing("master_host".into()))?;
+            if !is_valid_host(host) {
+                return Err(ReplyError::invalid("master_host", *host));
+            }
             let port: u16 = fields
                 .get("master_port")
                 .and_then(|p| p.trim().parse().ok())
@@ -673,5 +683,31 @@ mod tests {
             ..replica.clone()
         };
         assert!(!fresh.continued_by(&promoted));
+    }
+
+    /// Fuzz finding (info_replication target): a replica line whose ip holds a NUL byte was
+    /// taken as an address that is no `host:port`. Hosts that no name or IP can be (empty,
+    /// whitespace, control characters) are refused in `INFO` and in `ROLE`.
+    #[test]
+    fn hosts_no_address_can_have_are_refused() {
+        let info = "role:master\r\nmaster_repl_offset:1\r\nslave0:ip=::\0s1,port=9003,state=online,offset=1,lag=0\r\n";
+        assert_eq!(
+            parse_info_replication(info),
+            Err(ReplyError::invalid("slave0.ip", "::\0s1"))
+        );
+        for host in ["", " ", "a b", "x\ty"] {
+            let info = format!(
+                "role:slave\r\nmaster_host:{host}\r\nmaster_port:9001\r\nmaster_link_status:up\r\nslave_repl_offset:1\r\n"
+            );
+            assert!(parse_info_replication(&info).is_err(), "{host:?}");
+            let role = Value::Array(vec![
+                bulk("slave"),
+                bulk(host),
+                Value::Int(9001),
+                bulk("connected"),
+                Value::Int(1),
+            ]);
+            assert!(parse_role(&role).is_err(), "{host:?}");
+        }
     }
 }
