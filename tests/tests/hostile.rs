@@ -641,9 +641,9 @@ async fn the_coordinator_refuses_strangers_and_oversized_requests_beside_real_ag
     // Oversized: the message (256 KiB), the held report (16 KiB), a name.
     let mut huge = stranger(0, &group);
     huge.agent_id = "node-2".into();
-    huge.redis
-        .as_mut()
-        .map(|s| s.error = "x".repeat(300 * 1024));
+    if let Some(s) = huge.redis.as_mut() {
+        s.error = "x".repeat(300 * 1024);
+    }
     let e = client.report(huge).await.expect_err("oversized message");
     assert_eq!(e.code(), Code::OutOfRange, "{e:?}");
     let mut big = stranger(0, &group);
@@ -657,7 +657,9 @@ async fn the_coordinator_refuses_strangers_and_oversized_requests_beside_real_ag
     assert!(e.message().contains("max_report_bytes"), "{e:?}");
     let mut long = stranger(0, &group);
     long.agent_id = "node-2".into();
-    long.redis.as_mut().map(|s| s.address = "a".repeat(1000));
+    if let Some(s) = long.redis.as_mut() {
+        s.address = "a".repeat(1000);
+    }
     let e = client.report(long).await.expect_err("over-long address");
     assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
 

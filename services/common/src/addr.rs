@@ -66,11 +66,15 @@ impl HostPort {
     }
 }
 
-/// A host as a name or an IP address can be: not empty, no whitespace or control characters.
-/// No real one has them, and a host with them does not print as text that reads back the same
-/// (found by the host_port fuzz target: "[[\r\0*0;:1"); replies naming one are refused.
+/// A host as a name or an IP address can be: not empty, no whitespace, control characters or
+/// brackets (those only enclose an IPv6 address in `host:port`). No real one has them, and a
+/// host with them does not print as text that reads back the same (found by the fuzz
+/// targets: "[[\r\0*0;:1" as an address, `ip=[::1` in `INFO`); replies naming one are refused.
 pub fn is_valid_host(host: &str) -> bool {
-    !host.is_empty() && !host.chars().any(|c| c.is_whitespace() || c.is_control())
+    !host.is_empty()
+        && !host
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == '[' || c == ']')
 }
 
 impl FromStr for HostPort {
@@ -146,7 +150,7 @@ mod tests {
     fn refuses_bad_shapes() {
         // The error names the input as it was given.
         type Refusal = fn(String) -> AddrError;
-        let cases: [(&str, Refusal); 9] = [
+        let cases: [(&str, Refusal); 10] = [
             ("redis-1", AddrError::Shape),
             (":9001", AddrError::EmptyHost),
             ("h:0", AddrError::Port),
@@ -158,6 +162,7 @@ mod tests {
             ("[ ]:1", AddrError::Shape),
             ("a b:1", AddrError::Shape),
             ("[a\tb]:1", AddrError::Shape),
+            ("[a]b:1", AddrError::Shape),
         ];
         for (input, error) in cases {
             assert_eq!(

@@ -130,7 +130,7 @@ impl Limits {
                     configured: self.master_group.clone(),
                 });
             }
-            if !self.node_ids.iter().any(|id| *id == report.agent_id) {
+            if !self.node_ids.contains(&report.agent_id) {
                 return Err(Refusal::UnknownNode {
                     agent: report.agent_id.clone(),
                     group: report.master_group.clone(),
@@ -275,16 +275,24 @@ mod tests {
             ("agent_id", |r, v| r.agent_id = v),
             ("master_group", |r, v| r.master_group = v),
             ("redis.address", |r, v| {
-                r.redis.as_mut().map(|s| s.address = v);
+                if let Some(s) = r.redis.as_mut() {
+                    s.address = v;
+                }
             }),
             ("redis.master_address", |r, v| {
-                r.redis.as_mut().map(|s| s.master_address = v);
+                if let Some(s) = r.redis.as_mut() {
+                    s.master_address = v;
+                }
             }),
             ("sentinel.master_address", |r, v| {
-                r.sentinel.as_mut().map(|s| s.master_address = v);
+                if let Some(s) = r.sentinel.as_mut() {
+                    s.master_address = v;
+                }
             }),
             ("sentinel.peers", |r, v| {
-                r.sentinel.as_mut().map(|s| s.peers = vec![v]);
+                if let Some(s) = r.sentinel.as_mut() {
+                    s.peers = vec![v];
+                }
             }),
             ("master_watch.address", |r, v| {
                 r.master_watch = Some(MasterWatch {

@@ -695,7 +695,13 @@ mod tests {
             parse_info_replication(info),
             Err(ReplyError::invalid("slave0.ip", "::\0s1"))
         );
-        for host in ["", " ", "a b", "x\ty"] {
+        // A bracketed ip was taken verbatim: "[[::1]:9003" (a second fuzz finding).
+        let info = "role:master\r\nmaster_repl_offset:1\r\nslave0:ip=[::1,port=9003\r\n";
+        assert_eq!(
+            parse_info_replication(info),
+            Err(ReplyError::invalid("slave0.ip", "[::1"))
+        );
+        for host in ["", " ", "a b", "x\ty", "[::1]"] {
             let info = format!(
                 "role:slave\r\nmaster_host:{host}\r\nmaster_port:9001\r\nmaster_link_status:up\r\nslave_repl_offset:1\r\n"
             );
