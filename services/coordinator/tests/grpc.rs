@@ -249,7 +249,12 @@ async fn watch_sends_current_state_first_then_changes() {
 
 #[tokio::test]
 async fn a_never_polled_watcher_blocks_nobody() {
-    let c = Running::start().await;
+    // 100 agents: above the default bound of a group without a node list.
+    let c = Running::start_with(CoordinatorConfig {
+        max_agents_per_group: 100,
+        ..CoordinatorConfig::default()
+    })
+    .await;
     let mut client = c.client().await;
     // Big topologies (many nodes, long error texts) so the idle watcher's HTTP/2 window fills.
     let nodes = 100;
