@@ -97,7 +97,7 @@ log "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 # The fuzz targets (fuzz/, a workspace of its own: README "Fuzzing") must keep compiling.
-# `cargo check` with this target dir reuses what clippy just checked; a full `cargo fuzz build`
+# `cargo check` (about a minute) reuses what clippy just checked; a full `cargo fuzz build`
 # rebuilds every dependency with libFuzzer's instrumentation (about 12 minutes on a 2-core
 # machine), too slow for every run: the README says how to build and run them.
 log "fuzz targets: cargo fmt --check, cargo check"

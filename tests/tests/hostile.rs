@@ -482,7 +482,6 @@ async fn the_reloader_survives_a_hostile_haproxy_and_never_readies_a_wrong_serve
         metric(&text, "redis_ha_reloader_converges_total{result=\"error\"}") >= 3.0,
         "{text}"
     );
-    assert!(metric(&text, "redis_ha_reloader_runtime_errors_total") >= 0.0);
 
     // A working HAProxy: redis-1 moved to node-1's address, then readied; the others in maint.
     set_mode(Mode::Good);
