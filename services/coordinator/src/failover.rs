@@ -278,6 +278,52 @@ pub async fn forced_after_ballot(
     })
 }
 
+/// What the operator's `Failover` does after trying the ballot ([`forced_after_ballot`] on the
+/// published master): the ballot is preferred because its voters' epochs corroborate the
+/// promotion (the early switch, README "How the master is decided"), which a plain
+/// `SENTINEL FAILOVER` (no election) leaves to `+switch-master`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ManualNext {
+    /// The ballot was won and the elected Sentinel accepted.
+    Accepted { sentinel: String, ballot: u64 },
+    /// No ballot could be held over every Sentinel (one unreachable or silent, the published
+    /// master unknown to them): nothing was changed, the plain request follows.
+    Plain,
+    /// Asking anyway would start a second failover or one that does nothing: refused.
+    Refuse { reason: String },
+}
+
+/// The rule for [`ManualNext`].
+pub fn manual_after_ballot(result: &Result<Forced, CrashFailoverError>) -> ManualNext {
+    use crate::ballot::NotHeld;
+    match result {
+        Ok(f) => ManualNext::Accepted {
+            sentinel: f.sentinel.clone(),
+            ballot: f.ballot,
+        },
+        Err(CrashFailoverError::Unreachable { .. } | CrashFailoverError::BadMaster(_)) => {
+            ManualNext::Plain
+        }
+        Err(CrashFailoverError::NotHeld(
+            NotHeld::NoAnswer | NotHeld::MissingVoters { .. } | NotHeld::MasterChanged { .. },
+        )) => ManualNext::Plain,
+        // A failover running, a Sentinel in TILT, an election lost to another Sentinel, a
+        // duplicate run id, the elected one refusing (no good replica ...): the same request
+        // without the ballot would fare no better, or start a second failover.
+        Err(
+            e @ (CrashFailoverError::NotHeld(
+                NotHeld::FailoverRunning { .. }
+                | NotHeld::Tilt { .. }
+                | NotHeld::DuplicateRunId { .. },
+            )
+            | CrashFailoverError::Lost(_)
+            | CrashFailoverError::Refused { .. }),
+        ) => ManualNext::Refuse {
+            reason: e.to_string(),
+        },
+    }
+}
+
 /// A forced crash failover, accepted.
 #[derive(Debug, Clone)]
 pub struct Forced {
@@ -372,6 +418,72 @@ pub async fn see_through(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn forced() -> Forced {
+        Forced {
+            sentinel: "s1:26379".into(),
+            ballot: 7,
+            failover_timeout: Duration::from_secs(10),
+        }
+    }
+
+    #[test]
+    fn the_operators_failover_prefers_the_ballot_and_never_forces_a_second_failover() {
+        use crate::ballot::{Lost, NotHeld};
+        assert_eq!(
+            manual_after_ballot(&Ok(forced())),
+            ManualNext::Accepted {
+                sentinel: "s1:26379".into(),
+                ballot: 7
+            }
+        );
+        // Nothing was changed: the plain request follows.
+        let plain = [
+            CrashFailoverError::Unreachable { failures: vec![] },
+            CrashFailoverError::BadMaster("x".into()),
+            CrashFailoverError::NotHeld(NotHeld::NoAnswer),
+            CrashFailoverError::NotHeld(NotHeld::MissingVoters {
+                answered: 2,
+                known: 3,
+            }),
+            CrashFailoverError::NotHeld(NotHeld::MasterChanged {
+                sentinel: "s1".into(),
+                named: "b:1".into(),
+                epoch: 3,
+                master: "a:1".into(),
+                expected: 2,
+            }),
+        ];
+        for e in plain {
+            assert_eq!(manual_after_ballot(&Err(e)), ManualNext::Plain);
+        }
+        // A failover under way, TILT, a lost election, a refusal: no second request.
+        let refused = [
+            CrashFailoverError::NotHeld(NotHeld::FailoverRunning {
+                sentinel: "s2".into(),
+                flag: "failover_in_progress".into(),
+            }),
+            CrashFailoverError::NotHeld(NotHeld::Tilt {
+                sentinel: "s2".into(),
+            }),
+            CrashFailoverError::NotHeld(NotHeld::DuplicateRunId { run_id: "r".into() }),
+            CrashFailoverError::Lost(Lost::NoVote {
+                sentinel: "s3".into(),
+                error: "timeout".into(),
+            }),
+            CrashFailoverError::Refused {
+                sentinel: "s1".into(),
+                error: "NOGOODSLAVE".into(),
+            },
+        ];
+        for e in refused {
+            let text = e.to_string();
+            assert_eq!(
+                manual_after_ballot(&Err(e)),
+                ManualNext::Refuse { reason: text }
+            );
+        }
+    }
 
     #[tokio::test]
     async fn no_sentinel_known() {

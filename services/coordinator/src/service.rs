@@ -21,8 +21,8 @@ use tracing::Instrument;
 
 use crate::config::CoordinatorConfig;
 use crate::failover::{
-    forced_after_ballot, request_failover, see_through, CrashFailoverError, FailoverError, Forced,
-    SeenThrough, SentinelLinks,
+    forced_after_ballot, manual_after_ballot, request_failover, see_through, Attempt,
+    CrashFailoverError, FailoverError, Forced, ManualNext, SeenThrough, SentinelLinks,
 };
 use crate::limits::{self, Limits};
 use crate::metrics::CoordinatorMetrics;
@@ -627,16 +627,54 @@ impl CoordinatorService {
             |r| tracing::info_span!("Failover", group = %r.master_group),
         );
         let group = req.master_group;
-        let sentinels =
-            self.with_group(&group, |g, _| g.state.sentinel_addresses(Now::system()))?;
-        let result = request_failover(
-            &sentinels,
-            &group,
-            self.inner.sentinel_password.as_ref(),
-            self.inner.io_timeout,
-        )
-        .instrument(span.clone())
-        .await;
+        let (sentinels, decided) = self.with_group(&group, |g, _| {
+            (
+                g.state.sentinel_addresses(Now::system()),
+                g.state.decided().cloned(),
+            )
+        })?;
+        // The ballot first (as for a crash): its voters' epochs let the promotion be
+        // published before `+switch-master`; the plain request when it cannot be held.
+        let mut next = ManualNext::Plain;
+        if let Some(d) = decided.filter(|d| !d.master_address.trim().is_empty()) {
+            let ballot = forced_after_ballot(
+                &mut *self.inner.sentinel_links.lock().await,
+                &sentinels,
+                &group,
+                &crate::topology::addr_key(&d.master_address),
+                d.epoch,
+                self.inner.sentinel_password.as_ref(),
+                self.inner.io_timeout,
+            )
+            .instrument(span.clone())
+            .await;
+            next = manual_after_ballot(&ballot);
+            if let (ManualNext::Plain, Err(e)) = (&next, &ballot) {
+                tracing::info!(parent: &span, error = %e, "manual failover: no ballot, asking without one");
+            }
+        }
+        let result = match next {
+            ManualNext::Accepted { sentinel, ballot } => {
+                tracing::info!(parent: &span, %sentinel, ballot, "manual failover: ballot won");
+                Ok(sentinel)
+            }
+            ManualNext::Refuse { reason } => Err(FailoverError::Refused {
+                refusals: vec![Attempt {
+                    sentinel: "ballot".to_owned(),
+                    error: reason,
+                }],
+            }),
+            ManualNext::Plain => {
+                request_failover(
+                    &sentinels,
+                    &group,
+                    self.inner.sentinel_password.as_ref(),
+                    self.inner.io_timeout,
+                )
+                .instrument(span.clone())
+                .await
+            }
+        };
         let _entered = span.enter();
         match result {
             Ok(sentinel) => {
