@@ -6,10 +6,14 @@ fn is_leap(year: i64) -> bool {
     (year % 4 == 0 && year % 100 != 0) || year % 400 == 0
 }
 
-/// (year, month 1-12, day 1-31) of a day count since 1970-01-01. Walking year by year is
-/// plenty fast for timestamps of this century and obviously correct.
+/// Days in 400 Gregorian years: the calendar repeats after them.
+const DAYS_PER_400_YEARS: i64 = 146_097;
+
+/// (year, month 1-12, day 1-31) of a day count since 1970-01-01: whole 400-year cycles first
+/// (so a huge timestamp from the wire costs at most 400 steps), then year by year.
 fn civil_from_days(mut days: i64) -> (i64, u32, u32) {
-    let mut year = 1970;
+    let mut year = 1970 + 400 * (days / DAYS_PER_400_YEARS);
+    days %= DAYS_PER_400_YEARS;
     loop {
         let len = if is_leap(year) { 366 } else { 365 };
         if days < len {
@@ -70,6 +74,18 @@ pub fn ping_micros(us: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn any_timestamp_prints_at_once() {
+        assert_eq!(iso_utc(i64::MIN), "1970-01-01T00:00:00.000Z");
+        assert!(iso_utc(i64::MAX).ends_with("Z"));
+        // 400 years later is the same day of the year.
+        assert_eq!(
+            iso_utc(DAYS_PER_400_YEARS * MS_PER_DAY),
+            "2370-01-01T00:00:00.000Z"
+        );
+        assert_eq!(iso_utc(951_782_400_000), "2000-02-29T00:00:00.000Z");
+    }
 
     #[test]
     fn iso_dates() {
