@@ -2,9 +2,11 @@
 //! module under `commands/`; `simulate` and `chaos` are forwarded to `redis-ha-chaos`
 //! ([`crate::external`]).
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use redis_ha_tls::TlsSettings;
 
 use crate::client::Target;
 use crate::external::Forwarded;
@@ -59,6 +61,22 @@ pub struct Connection {
         value_parser = clap::value_parser!(u64).range(1..=3_600_000)
     )]
     pub timeout_ms: u64,
+
+    /// The cluster CA's certificate (PEM): the coordinator's certificate must be signed by it.
+    #[arg(long, global = true, env = "REDIS_HA_CA", value_name = "FILE")]
+    pub ca: Option<PathBuf>,
+
+    /// The operator's certificate (PEM), presented to the coordinator.
+    #[arg(long, global = true, env = "REDIS_HA_CERT", value_name = "FILE")]
+    pub cert: Option<PathBuf>,
+
+    /// The operator's private key (PEM file; the key itself is never an argument).
+    #[arg(long, global = true, env = "REDIS_HA_KEY", value_name = "FILE")]
+    pub key: Option<PathBuf>,
+
+    /// Plaintext gRPC without certificates, for a coordinator run with tls.insecure = true.
+    #[arg(long, global = true, env = "REDIS_HA_INSECURE")]
+    pub insecure: bool,
 }
 
 impl Connection {
@@ -68,6 +86,17 @@ impl Connection {
             &self.group,
             Duration::from_millis(self.timeout_ms),
         )
+        .with_tls(self.tls())
+    }
+
+    /// The TLS settings these options give.
+    pub fn tls(&self) -> TlsSettings {
+        TlsSettings {
+            ca_file: self.ca.clone(),
+            cert_file: self.cert.clone(),
+            key_file: self.key.clone(),
+            insecure: self.insecure,
+        }
     }
 }
 
@@ -91,6 +120,33 @@ pub enum Command {
     /// Fault a Redis node of the swarm stack through the Docker API (stop, kill, pause, isolate ...).
     #[command(disable_help_flag = true)]
     Chaos(Forwarded),
+    /// The cluster CA and the control plane's certificates (no coordinator needed).
+    #[command(subcommand)]
+    Certs(CertsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CertsCommand {
+    /// Create the CA and a certificate for the coordinator, the reloader, the operator and
+    /// each node's agent in DIR; certificates already there that are still right are kept.
+    Create(CertsCreateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CertsCreateArgs {
+    /// Where the files go (created mode 700; keys mode 600).
+    #[arg(long, value_name = "DIR")]
+    pub dir: PathBuf,
+    /// The node ids, one agent certificate each (comma separated).
+    #[arg(long, value_name = "IDS", value_delimiter = ',', required = true)]
+    pub nodes: Vec<String>,
+    /// A DNS name or IP address the coordinator is reached by (repeatable; default:
+    /// coordinator, tasks.coordinator, localhost, 127.0.0.1, ::1).
+    #[arg(long = "server-name", value_name = "NAME", value_delimiter = ',')]
+    pub server_names: Vec<String>,
+    /// Validity of the certificates, in days (the CA: 10 years).
+    #[arg(long, default_value_t = redis_ha_tls::issue::DEFAULT_DAYS, value_name = "DAYS")]
+    pub days: u32,
 }
 
 #[derive(Debug, Args)]
@@ -186,6 +242,30 @@ mod tests {
         ));
         assert!(Cli::try_parse_from(["redis-ha", "wait", "--max-wait-ms", "0"]).is_err());
         assert!(Cli::try_parse_from(["redis-ha", "wait", "--poll-ms", "5"]).is_err());
+    }
+
+    #[test]
+    fn tls_options_from_flags() {
+        let cli = Cli::try_parse_from([
+            "redis-ha", "--ca", "/c/ca.pem", "--cert", "/c/op.pem", "--key", "/c/op-key.pem",
+            "status",
+        ])
+        .unwrap();
+        let tls = cli.connection.tls();
+        assert_eq!(tls.ca_file.as_deref(), Some(std::path::Path::new("/c/ca.pem")));
+        assert_eq!(tls.key_file.as_deref(), Some(std::path::Path::new("/c/op-key.pem")));
+        assert!(!tls.insecure);
+        let cli = Cli::try_parse_from([
+            "redis-ha", "certs", "create", "--dir", "d", "--nodes", "node-1,node-2",
+        ])
+        .unwrap();
+        match cli.command {
+            Command::Certs(CertsCommand::Create(a)) => {
+                assert_eq!(a.nodes, ["node-1", "node-2"]);
+                assert!(a.server_names.is_empty());
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

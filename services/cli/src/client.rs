@@ -5,7 +5,8 @@ use std::future::Future;
 use std::time::Duration;
 
 use redis_ha_proto::v1::coordinator_client::CoordinatorClient;
-use tonic::transport::{Channel, Endpoint};
+use redis_ha_tls::TlsSettings;
+use tonic::transport::Channel;
 use tonic::{Code, Request, Response, Status};
 
 use crate::error::CliError;
@@ -16,23 +17,39 @@ pub struct Target {
     pub url: String,
     pub group: String,
     pub timeout: Duration,
+    /// The CA, the operator's certificate and key (or insecure).
+    pub tls: TlsSettings,
 }
 
 impl Target {
+    /// TLS on, with no files yet: [`Self::with_tls`] gives them.
     pub fn new(url: &str, group: &str, timeout: Duration) -> Self {
         Self {
             url: normalize_url(url),
             group: group.to_owned(),
             timeout,
+            tls: TlsSettings::default(),
         }
+    }
+
+    pub fn with_tls(mut self, tls: TlsSettings) -> Self {
+        self.tls = tls;
+        self
     }
 
     /// Opens the connection now, so that "nothing listens" is told apart from a gRPC error.
     pub async fn connect(&self) -> Result<CoordinatorClient<Channel>, CliError> {
-        let endpoint = Endpoint::from_shared(self.url.clone())
+        let tls = self.tls.client().map_err(|e| CliError::Tls {
+            reason: e.to_string(),
+        })?;
+        if tls.is_insecure() {
+            eprintln!("redis-ha: warning: {}", redis_ha_tls::insecure_warning("redis-ha"));
+        }
+        let endpoint = tls
+            .endpoint(&self.url)
             .map_err(|e| CliError::BadUrl {
                 url: self.url.clone(),
-                reason: error_chain(&e),
+                reason: e.reason,
             })?
             .connect_timeout(self.timeout)
             .tcp_nodelay(true)

@@ -19,6 +19,12 @@ pub enum CliError {
     #[error("the coordinator at {url} ended the topology stream")]
     StreamEnded { url: String },
 
+    #[error("TLS: {reason} (give --ca, --cert and --key, or REDIS_HA_CA, REDIS_HA_CERT and REDIS_HA_KEY; --insecure for a plaintext coordinator)")]
+    Tls { reason: String },
+
+    #[error("certificates: {0}")]
+    Certs(#[from] redis_ha_tls::issue::IssueError),
+
     #[error("invalid coordinator URL {url:?}: {reason}")]
     BadUrl { url: String, reason: String },
 
@@ -71,6 +77,7 @@ impl CliError {
             Self::Unreachable { .. }
             | Self::StreamEnded { .. }
             | Self::BadUrl { .. }
+            | Self::Tls { .. }
             | Self::NotHealthy {
                 unreachable: true, ..
             }

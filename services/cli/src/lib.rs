@@ -40,5 +40,6 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Wait(args) => commands::wait::run(&target, args).await,
         Command::Simulate(fwd) => Err(external::exec("simulate", fwd, &cli.connection)),
         Command::Chaos(fwd) => Err(external::exec("chaos", fwd, &cli.connection)),
+        Command::Certs(cli::CertsCommand::Create(args)) => commands::certs::create(args),
     }
 }

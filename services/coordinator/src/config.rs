@@ -8,6 +8,7 @@ use std::time::Duration;
 use redis_ha_common::config::{check_nodes, NodeEntry};
 use redis_ha_common::{load_config, ConfigError, HostPort, Secret};
 use redis_ha_sentinel::same_node;
+use redis_ha_tls::TlsSettings;
 use serde::{Deserialize, Serialize};
 
 use crate::limits::{history_len, Limits, EVENT_MAX_BYTES};
@@ -72,6 +73,9 @@ pub struct CoordinatorConfig {
     /// resolved: spell them as the agents and the Sentinels do. Empty: every reported
     /// address is accepted (the behaviour before the list; a warning at start).
     pub nodes: Vec<NodeConfig>,
+    /// `[tls]`: the cluster CA, the coordinator's certificate and key. Clients must present a
+    /// certificate the CA signed; `insecure = true` serves plaintext without authentication.
+    pub tls: TlsSettings,
 }
 
 /// One configured node (`[[nodes]]`).
@@ -107,6 +111,7 @@ impl Default for CoordinatorConfig {
             crash_failover: true,
             failover_timeout_ms: 10_000,
             nodes: Vec::new(),
+            tls: TlsSettings::default(),
         }
     }
 }
@@ -167,6 +172,7 @@ impl CoordinatorConfig {
         self.sentinel_password()?;
         self.metrics_socket_addr()?;
         self.validate_nodes()?;
+        self.tls.validate()?;
         Ok(())
     }
 
@@ -298,7 +304,13 @@ mod tests {
 
     #[test]
     fn defaults_are_valid() {
-        let c = CoordinatorConfig::default();
+        // TLS is on by default: its files must be configured (or insecure set).
+        let e = CoordinatorConfig::default().validate().unwrap_err().to_string();
+        assert!(e.contains("tls.ca_file"), "{e}");
+        let c = CoordinatorConfig {
+            tls: TlsSettings::insecure(),
+            ..CoordinatorConfig::default()
+        };
         c.validate().unwrap();
         assert_eq!(c.socket_addr().unwrap().port(), 50051);
     }
@@ -510,6 +522,7 @@ mod tests {
         for (key, value, change) in cases {
             let mut c = CoordinatorConfig {
                 nodes: ok(),
+                tls: TlsSettings::insecure(),
                 ..Default::default()
             };
             c.validate().unwrap();
@@ -553,6 +566,13 @@ mod tests {
         // The Sentinels' password file up.sh --local generates.
         let secrets = tempfile::tempdir().unwrap();
         std::fs::write(secrets.path().join("sentinel_password"), "pw\n").unwrap();
+        // With the certificates `deploy/up.sh --local` creates (the same code).
+        let dir = tempfile::tempdir().unwrap();
+        redis_ha_tls::issue::create(
+            dir.path(),
+            &redis_ha_tls::issue::Plan::for_nodes(&["node-1", "node-2", "node-3"]),
+        )
+        .unwrap();
         let values: Vec<(&str, String)> = vec![
             ("SECRETS_DIR", secrets.path().display().to_string()),
             ("GRPC_PORT", "7000".into()),
@@ -564,9 +584,9 @@ mod tests {
             ("SENTINEL_1", "7021".into()),
             ("SENTINEL_2", "7022".into()),
             ("SENTINEL_3", "7023".into()),
+            ("TLS_DIR", dir.path().display().to_string()),
         ];
         let text = redis_ha_common::template::fill(&template, &values).unwrap();
-        let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("coordinator.toml");
         std::fs::write(&path, text).unwrap();
         let local: CoordinatorConfig =
@@ -576,5 +596,7 @@ mod tests {
             local.nodes[2],
             node("node-3", "127.0.0.1:7013", "127.0.0.1:7023")
         );
+        assert!(!local.tls.insecure && !stack.tls.insecure);
+        assert!(stack.tls.key_file.is_some());
     }
 }

@@ -70,6 +70,10 @@ pub async fn serve(
     // Our own token: stops the timer and the watch streams when the server ends for any
     // reason, without cancelling the caller's token.
     let stop = shutdown.child_token();
+    // Mutual TLS unless `tls.insecure`: the handshake refuses a client without a certificate
+    // of the cluster CA; the service checks each call against the certificate's identity.
+    let tls = config.tls.server()?;
+    config.tls.warn_if_insecure("redis-ha-coordinator", "coordinator");
     let service = CoordinatorService::new(&config, stop.clone())?;
     redis_ha_common::metrics::start(
         "redis-ha-coordinator",
@@ -114,6 +118,7 @@ pub async fn serve(
         listen = ?local,
         master_group = %config.master_group,
         stale_after_ms = config.stale_after_ms,
+        tls = if tls.is_some() { "mutual TLS, client certificates required" } else { "off (insecure)" },
         "coordinator serving"
     );
     if config.nodes.is_empty() {
@@ -131,9 +136,13 @@ pub async fn serve(
         .into_server()
         .max_decoding_message_size(config.max_message_bytes);
     // Bounds on work per client connection (issue #11 item 8): calls in flight, streams.
-    let server = tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder()
         .concurrency_limit_per_connection(config.concurrency_limit_per_connection)
-        .max_concurrent_streams(config.max_concurrent_streams)
+        .max_concurrent_streams(config.max_concurrent_streams);
+    if let Some(tls) = tls {
+        builder = builder.tls_config(tls)?;
+    }
+    let server = builder
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -195,7 +204,7 @@ impl InProcess {
         self.addr
     }
 
-    /// "http://<addr>".
+    /// "http://<addr>" (clients turn the scheme into the one their TLS setting speaks).
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
     }

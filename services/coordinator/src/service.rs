@@ -10,6 +10,7 @@ use futures::Stream;
 use redis_ha_common::telemetry::adopt_trace_context;
 use redis_ha_common::{ConfigError, Secret};
 use redis_ha_proto::v1::coordinator_server::{Coordinator, CoordinatorServer};
+use redis_ha_tls::{Call, Guard};
 use redis_ha_proto::v1::{
     AgentReport, FailoverRequest, FailoverResponse, GetTopologyRequest, ListEventsRequest,
     ListEventsResponse, ReportAck, Topology, WatchTopologyRequest,
@@ -45,6 +46,8 @@ struct Inner {
     settings: Settings,
     sentinel_password: Option<Secret>,
     io_timeout: Duration,
+    /// Who may make which call ([`redis_ha_tls::authorize`]), by the client's certificate.
+    guard: Guard,
     /// The crash failover's open links to the Sentinels (kept warm by [`Self::tick_until`]).
     sentinel_links: tokio::sync::Mutex<SentinelLinks>,
     /// Ends open watch streams, so a graceful shutdown does not wait for clients.
@@ -155,6 +158,11 @@ impl CoordinatorService {
                 sentinel_password: config.sentinel_password()?,
                 sentinel_links: tokio::sync::Mutex::new(SentinelLinks::default()),
                 io_timeout: config.io_timeout(),
+                guard: if config.tls.insecure {
+                    Guard::Open
+                } else {
+                    Guard::Certificates
+                },
                 shutdown,
                 metrics,
                 registry: Arc::new(registry),
@@ -172,6 +180,15 @@ impl CoordinatorService {
 
     fn metrics(&self) -> &CoordinatorMetrics {
         &self.inner.metrics
+    }
+
+    /// The permission check of every call, before anything is read or changed: the peer's
+    /// certificate names an identity the rule allows `call` (logged when refused).
+    #[allow(clippy::result_large_err)] // as `with_group`
+    fn allowed<T>(&self, method: &str, request: &Request<T>, call: Call<'_>) -> Result<(), Status> {
+        self.inner.guard.check(request, call).map(|_| ()).inspect_err(|s| {
+            tracing::warn!(method, peer = ?request.remote_addr(), code = ?s.code(), reason = s.message(), "call refused");
+        })
     }
 
     /// Counts an answered request by method and status code.
@@ -414,6 +431,8 @@ type TopologyStream = Pin<Box<dyn Stream<Item = Result<Topology, Status>> + Send
 #[allow(clippy::result_large_err)] // as `with_group`
 impl CoordinatorService {
     fn do_report(&self, request: Request<AgentReport>) -> Result<Response<ReportAck>, Status> {
+        let node = request.get_ref().agent_id.clone();
+        self.allowed("Report", &request, Call::Report { node: &node })?;
         // Heartbeats are debug spans (as on the agent's side): a trace per heartbeat would
         // bury the failovers. A change a heartbeat causes still gets its publish span.
         let (span, mut report) = rpc_span(request, |r| {
@@ -533,6 +552,7 @@ impl CoordinatorService {
         &self,
         request: Request<GetTopologyRequest>,
     ) -> Result<Response<Topology>, Status> {
+        self.allowed("GetTopology", &request, Call::Read)?;
         let (span, req) = rpc_span(
             request,
             |r| tracing::info_span!("GetTopology", group = %r.master_group),
@@ -547,6 +567,7 @@ impl CoordinatorService {
         &self,
         request: Request<WatchTopologyRequest>,
     ) -> Result<Response<TopologyStream>, Status> {
+        self.allowed("WatchTopology", &request, Call::Read)?;
         let (span, req) = rpc_span(
             request,
             |r| tracing::info_span!("WatchTopology", group = %r.master_group),
@@ -608,6 +629,7 @@ impl CoordinatorService {
         &self,
         request: Request<ListEventsRequest>,
     ) -> Result<Response<ListEventsResponse>, Status> {
+        self.allowed("ListEvents", &request, Call::Read)?;
         let (span, req) = rpc_span(
             request,
             |r| tracing::info_span!("ListEvents", group = %r.master_group),
@@ -622,6 +644,7 @@ impl CoordinatorService {
         &self,
         request: Request<FailoverRequest>,
     ) -> Result<Response<FailoverResponse>, Status> {
+        self.allowed("Failover", &request, Call::Change)?;
         let (span, req) = rpc_span(
             request,
             |r| tracing::info_span!("Failover", group = %r.master_group),

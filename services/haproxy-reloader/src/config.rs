@@ -9,6 +9,7 @@ use std::time::Duration;
 use redis_ha_common::config::{check_nodes, NodeEntry};
 use redis_ha_common::{load_config, ConfigError, HostPort, Secret};
 use redis_ha_sentinel::same_node;
+use redis_ha_tls::TlsSettings;
 use serde::{Deserialize, Serialize};
 
 use crate::runtime::RuntimeEndpoint;
@@ -62,6 +63,9 @@ pub struct ReloaderConfig {
     /// do. Empty: every address is followed (the behaviour before the list; a warning at
     /// start).
     pub nodes: Vec<NodeConfig>,
+    /// `[tls]`: the cluster CA and the reloader's certificate (`reloader`) and key, for the
+    /// coordinator; `insecure = true`: plaintext gRPC. Unused without `coordinator_url`.
+    pub tls: TlsSettings,
 }
 
 /// One configured node (`[[nodes]]`).
@@ -92,6 +96,7 @@ impl Default for ReloaderConfig {
             reconnect_max_backoff_ms: 5000,
             metrics_addr: "0.0.0.0:9123".into(),
             nodes: Vec::new(),
+            tls: TlsSettings::default(),
         }
     }
 }
@@ -157,6 +162,9 @@ impl ReloaderConfig {
                     "expected http://host:port (or empty to follow the Sentinels only)",
                 ));
             }
+        }
+        if !self.coordinator_url.is_empty() {
+            self.tls.validate()?;
         }
         if self.coordinator_url.is_empty() && self.sentinels.is_empty() {
             return Err(ConfigError::invalid(

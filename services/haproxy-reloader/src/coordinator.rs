@@ -16,11 +16,8 @@ use crate::metrics::ReloaderMetrics;
 
 #[derive(Debug, thiserror::Error)]
 pub enum WatchError {
-    #[error("coordinator {url}: invalid URL: {source}")]
-    Url {
-        url: String,
-        source: tonic::transport::Error,
-    },
+    #[error("coordinator {url}: invalid URL: {reason}")]
+    Url { url: String, reason: String },
     #[error("coordinator {url}: cannot connect: {source}")]
     Connect {
         url: String,
@@ -35,6 +32,8 @@ pub enum WatchError {
 #[derive(Clone, Debug)]
 pub struct CoordinatorSource {
     pub url: String,
+    /// Mutual TLS with the reloader's certificate, or plaintext when insecure.
+    pub tls: redis_ha_tls::ClientTls,
     pub group: String,
     pub io_timeout: Duration,
     pub max_backoff: Duration,
@@ -79,8 +78,13 @@ impl CoordinatorSource {
         received: &mut bool,
     ) -> Result<(), WatchError> {
         let url = || self.url.clone();
-        let endpoint = tonic::transport::Endpoint::from_shared(self.url.clone())
-            .map_err(|source| WatchError::Url { url: url(), source })?
+        let endpoint = self
+            .tls
+            .endpoint(&self.url)
+            .map_err(|e| WatchError::Url {
+                url: url(),
+                reason: e.reason,
+            })?
             .connect_timeout(self.io_timeout)
             .tcp_nodelay(true)
             // Finds a dead coordinator behind a silent network.

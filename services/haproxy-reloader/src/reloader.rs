@@ -151,8 +151,11 @@ impl Reloader {
         if c.coordinator_url.is_empty() {
             info!("no coordinator configured: following the Sentinels only");
         } else {
+            let tls = c.tls.client()?;
+            tls.warn_if_insecure("redis-ha-reloader");
             let src = CoordinatorSource {
                 url: c.coordinator_url.clone(),
+                tls,
                 group: c.master_group.clone(),
                 io_timeout: c.io_timeout(),
                 max_backoff: c.reconnect_max_backoff(),

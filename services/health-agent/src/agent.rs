@@ -1169,12 +1169,15 @@ pub async fn run_with_settings(
     settings: AgentSettings,
     shutdown: CancellationToken,
 ) -> Result<(), AgentError> {
-    let endpoint = Endpoint::from_shared(settings.coordinator_url.clone())
+    settings.coordinator_tls.warn_if_insecure("redis-ha-agent");
+    let endpoint = settings
+        .coordinator_tls
+        .endpoint(&settings.coordinator_url)
         .map_err(|e| {
             AgentError::Config(redis_ha_common::ConfigError::invalid(
                 "coordinator_url",
                 &settings.coordinator_url,
-                e.to_string(),
+                e.reason,
             ))
         })?
         .connect_timeout(settings.io_timeout);

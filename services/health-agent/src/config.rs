@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use redis_ha_common::{load_config, ConfigError, HostPort, Secret};
+use redis_ha_tls::{ClientTls, TlsSettings};
 
 use crate::hung::{HungSettings, RestartTarget};
 use serde::{Deserialize, Serialize};
@@ -30,6 +31,9 @@ pub struct AgentConfig {
     pub sentinel_addr: HostPort,
     /// The coordinator's gRPC endpoint, `http://host:port` (or `https://`).
     pub coordinator_url: String,
+    /// `[tls]`: the cluster CA and this agent's certificate (`agent.<node_id>`) and key, for
+    /// the coordinator; `insecure = true`: plaintext gRPC.
+    pub tls: TlsSettings,
     /// Heartbeat: how often Redis and Sentinel are polled at rest and a report is sent (ms).
     pub heartbeat_ms: u64,
     /// How often the node's `ROLE` is polled while a failover is in progress (ms).
@@ -97,6 +101,7 @@ impl Default for AgentConfig {
             announce_addr: None,
             sentinel_addr: HostPort::new("127.0.0.1", 19001),
             coordinator_url: "http://127.0.0.1:50051".into(),
+            tls: TlsSettings::default(),
             heartbeat_ms: 1000,
             failover_poll_ms: 10,
             io_timeout_ms: 1000,
@@ -132,6 +137,8 @@ pub struct AgentSettings {
     pub announce_addr: HostPort,
     pub sentinel_addr: HostPort,
     pub coordinator_url: String,
+    /// How the coordinator is reached (mutual TLS, or plaintext when insecure).
+    pub coordinator_tls: ClientTls,
     pub heartbeat: Duration,
     pub failover_poll: Duration,
     pub io_timeout: Duration,
@@ -254,6 +261,7 @@ impl AgentConfig {
                 .unwrap_or_else(|| self.redis_addr.clone()),
             sentinel_addr: self.sentinel_addr.clone(),
             coordinator_url: self.coordinator_url.trim().to_owned(),
+            coordinator_tls: self.tls.client()?,
             heartbeat: Duration::from_millis(self.heartbeat_ms),
             failover_poll: Duration::from_millis(self.failover_poll_ms),
             io_timeout: Duration::from_millis(self.io_timeout_ms),

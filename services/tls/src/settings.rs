@@ -88,11 +88,7 @@ impl TlsSettings {
     /// Logs the warning every start in insecure mode gets; `role` says whose (server or client).
     pub fn warn_if_insecure(&self, program: &str, role: &str) {
         if self.insecure {
-            tracing::warn!(
-                program,
-                "{}",
-                insecure_warning(role)
-            );
+            tracing::warn!(program, "{}", insecure_warning(role));
         }
     }
 
@@ -128,7 +124,7 @@ impl TlsSettings {
 /// The text of the insecure-mode warning (tests look for it).
 pub fn insecure_warning(role: &str) -> String {
     format!(
-        "tls.insecure = true: the {role} speaks plaintext gRPC without authentication; anyone who reaches it can report, read and fail over"
+        "tls.insecure = true: {role} speaks plaintext gRPC without authentication; anyone who reaches the coordinator can report, read and fail over"
     )
 }
 
@@ -152,6 +148,13 @@ impl ClientTls {
 
     pub fn is_insecure(&self) -> bool {
         self.0.is_none()
+    }
+
+    /// Logs the insecure-mode warning (every start of a client in that mode).
+    pub fn warn_if_insecure(&self, program: &str) {
+        if self.is_insecure() {
+            tracing::warn!(program, "{}", insecure_warning(program));
+        }
     }
 
     /// `url` with the scheme this mode speaks: `https://` with TLS, `http://` without, so one

@@ -1,5 +1,6 @@
 //! One module per subcommand. Each takes the connection target and its own arguments.
 
+pub mod certs;
 pub mod events;
 pub mod failover;
 pub mod master;
