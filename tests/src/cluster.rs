@@ -12,6 +12,8 @@ use std::time::Duration;
 use tempfile::TempDir;
 
 use redis_ha_testkit::ports::{PortBlock, BLOCK_SIZE};
+use redis_ha_testkit::tls::Certs;
+use redis_ha_tls::{ClientTls, Identity, TlsSettings};
 use redis_ha_testkit::{wait_until, RedisNode, RedisSpec, Sentinel, SentinelSpec};
 
 use crate::sidecars::Sidecars;
@@ -60,6 +62,10 @@ pub struct Cluster {
     nodes: Vec<RedisNode>,
     sentinels: Vec<Sentinel>,
     opts: ClusterOptions,
+    /// The control plane's certificates (`<dir>/tls`), made as `deploy/up.sh` makes them.
+    certs: Certs,
+    /// The operator's client TLS, what the test's own gRPC calls present.
+    operator: ClientTls,
     dir: TempDir,
     ports: PortBlock,
 }
@@ -76,6 +82,8 @@ impl Cluster {
             .prefix("redis-ha-test-")
             .tempdir()
             .unwrap_or_else(|e| panic!("cannot create a temp dir: {e}"));
+        let certs = Certs::create(&dir.path().join("tls"), NODES);
+        let operator = certs.operator();
         let master_port = ports.port(1);
         let mut nodes = Vec::with_capacity(NODES);
         for i in 1..=NODES {
@@ -93,6 +101,8 @@ impl Cluster {
             nodes,
             sentinels: Vec::with_capacity(NODES),
             opts,
+            certs,
+            operator,
             dir,
             ports,
         };
@@ -126,6 +136,21 @@ impl Cluster {
     /// The test's temp dir (node and Sentinel sub-directories live here).
     pub fn dir(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// The control plane's certificates.
+    pub fn certs(&self) -> &Certs {
+        &self.certs
+    }
+
+    /// The `[tls]` settings of `who` (every sidecar the harness starts has its own).
+    pub fn tls(&self, who: &Identity) -> TlsSettings {
+        self.certs.settings(who)
+    }
+
+    /// The operator's client TLS.
+    pub fn operator_tls(&self) -> &ClientTls {
+        &self.operator
     }
 
     pub fn ports(&self) -> &PortBlock {

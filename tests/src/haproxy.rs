@@ -137,6 +137,7 @@ impl Cluster {
                     redis: HostPort::new("127.0.0.1", self.node(i).port()),
                 })
                 .collect(),
+            tls: self.tls(&redis_ha_tls::Identity::Reloader),
             ..ReloaderConfig::default()
         }
     }

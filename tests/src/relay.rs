@@ -7,8 +7,11 @@
 //! taken on what that report said: a test proves that something did *not* happen by counting
 //! such decisions, not by waiting some time.
 //!
-//! It listens on the cluster block's port [`RELAY_PORT_OFFSET`].
+//! It listens on the cluster block's port [`RELAY_PORT_OFFSET`], with mutual TLS as the
+//! coordinator does (its certificate), and forwards each call with the certificate of the
+//! caller's own identity, so the coordinator checks every call as if it came directly.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -18,14 +21,16 @@ use redis_ha_proto::v1::{
     AgentReport, FailoverRequest, FailoverResponse, GetTopologyRequest, ListEventsRequest,
     ListEventsResponse, Reach, ReportAck, Topology, WatchTopologyRequest,
 };
+use redis_ha_testkit::tls::{agent, Certs};
 use redis_ha_testkit::wait_until;
+use redis_ha_tls::Identity;
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
-use crate::cluster::{Cluster, READY_TIMEOUT};
+use crate::cluster::{Cluster, NODES, READY_TIMEOUT};
 
 /// The relay's port in the cluster's block.
 pub const RELAY_PORT_OFFSET: u16 = 30;
@@ -70,16 +75,35 @@ pub struct ReportRelay {
 }
 
 impl ReportRelay {
-    /// Serves the relay on 127.0.0.1:`port`, forwarding to the coordinator at `coordinator_url`.
-    pub async fn start(port: u16, coordinator_url: &str) -> Self {
+    /// Serves the relay on 127.0.0.1:`port`, forwarding to the coordinator at
+    /// `coordinator_url`; `certs` holds the coordinator's certificate (served) and every
+    /// client's (forwarded with).
+    pub async fn start(port: u16, coordinator_url: &str, certs: &Certs) -> Self {
         let listener = redis_ha_testkit::ports::bind(port).await;
         let log = Log::default();
+        let identities = (1..=NODES)
+            .map(|i| agent(&format!("node-{i}")))
+            .chain([Identity::Reloader, Identity::Operator]);
+        let clients = identities
+            .map(|who| {
+                let client =
+                    redis_ha_testkit::coordinator::client(coordinator_url, &certs.client(&who));
+                (who, client)
+            })
+            .collect();
         let forward = Forward {
-            client: redis_ha_testkit::coordinator::client(coordinator_url),
+            clients,
             log: log.clone(),
         };
         let stop = CancellationToken::new();
+        let tls = certs
+            .settings(&Identity::Coordinator)
+            .server()
+            .unwrap_or_else(|e| panic!("the relay's TLS: {e}"))
+            .unwrap_or_else(|| panic!("the relay's TLS: insecure"));
         let server = tonic::transport::Server::builder()
+            .tls_config(tls)
+            .unwrap_or_else(|e| panic!("the relay's TLS: {e}"))
             .add_service(CoordinatorServer::new(forward))
             .serve_with_incoming_shutdown(
                 TcpListenerStream::new(listener),
@@ -195,17 +219,36 @@ impl Drop for ReportRelay {
 
 /// The relay's service: forwards every call, records acknowledged reports.
 struct Forward {
-    client: CoordinatorClient<Channel>,
+    /// One client per identity: a call goes on with its caller's certificate.
+    clients: BTreeMap<Identity, CoordinatorClient<Channel>>,
     log: Log,
+}
+
+impl Forward {
+    /// The client with the certificate of the caller's identity.
+    #[allow(clippy::result_large_err)] // the RPC's own error type
+    fn client<T>(&self, request: &Request<T>) -> Result<CoordinatorClient<Channel>, Status> {
+        let certs = request
+            .peer_certs()
+            .ok_or_else(|| Status::unauthenticated("relay: no client certificate"))?;
+        let leaf = certs
+            .first()
+            .ok_or_else(|| Status::unauthenticated("relay: no client certificate"))?;
+        let who = Identity::from_certificate(leaf)
+            .map_err(|e| Status::unauthenticated(format!("relay: {e}")))?;
+        self.clients
+            .get(&who)
+            .cloned()
+            .ok_or_else(|| Status::permission_denied(format!("relay: no certificate for {who}")))
+    }
 }
 
 #[tonic::async_trait]
 impl Coordinator for Forward {
     async fn report(&self, request: Request<AgentReport>) -> Result<Response<ReportAck>, Status> {
+        let mut client = self.client(&request)?;
         let report = request.into_inner();
-        let ack = self
-            .client
-            .clone()
+        let ack = client
             .report(report.clone())
             .await?
             .into_inner();
@@ -221,7 +264,7 @@ impl Coordinator for Forward {
         &self,
         request: Request<GetTopologyRequest>,
     ) -> Result<Response<Topology>, Status> {
-        self.client.clone().get_topology(request.into_inner()).await
+        self.client(&request)?.get_topology(request.into_inner()).await
     }
 
     type WatchTopologyStream = tonic::Streaming<Topology>;
@@ -230,8 +273,7 @@ impl Coordinator for Forward {
         &self,
         request: Request<WatchTopologyRequest>,
     ) -> Result<Response<Self::WatchTopologyStream>, Status> {
-        self.client
-            .clone()
+        self.client(&request)?
             .watch_topology(request.into_inner())
             .await
     }
@@ -240,14 +282,14 @@ impl Coordinator for Forward {
         &self,
         request: Request<ListEventsRequest>,
     ) -> Result<Response<ListEventsResponse>, Status> {
-        self.client.clone().list_events(request.into_inner()).await
+        self.client(&request)?.list_events(request.into_inner()).await
     }
 
     async fn failover(
         &self,
         request: Request<FailoverRequest>,
     ) -> Result<Response<FailoverResponse>, Status> {
-        self.client.clone().failover(request.into_inner()).await
+        self.client(&request)?.failover(request.into_inner()).await
     }
 }
 
@@ -257,6 +299,7 @@ impl Cluster {
         ReportRelay::start(
             self.ports().port(RELAY_PORT_OFFSET),
             &self.coordinator_url(),
+            self.certs(),
         )
         .await
     }

@@ -14,6 +14,8 @@ use redis_ha_coordinator::{CoordinatorConfig, InProcess, NodeConfig};
 use redis_ha_proto::v1::coordinator_client::CoordinatorClient;
 use redis_ha_proto::v1::{Event, Topology};
 use redis_ha_testkit::coordinator::Api;
+use redis_ha_testkit::tls::agent;
+use redis_ha_tls::Identity;
 use redis_ha_testkit::wait::POLL_INTERVAL;
 use redis_ha_testkit::{poll_until, wait_until};
 use tokio::task::JoinHandle;
@@ -141,6 +143,8 @@ impl Cluster {
                     sentinel: HostPort::new("127.0.0.1", self.sentinel_port(i)),
                 })
                 .collect(),
+            // Mutual TLS, as shipped.
+            tls: self.tls(&Identity::Coordinator),
             ..CoordinatorConfig::default()
         }
     }
@@ -155,6 +159,7 @@ impl Cluster {
             announce_addr: Some(addr),
             sentinel_addr: HostPort::new("127.0.0.1", self.sentinel_port(i)),
             coordinator_url: self.coordinator_url(),
+            tls: self.tls(&agent(&format!("node-{i}"))),
             heartbeat_ms: self.options().heartbeat_ms,
             redis_user: self.agent_user(),
             redis_password_file: self.user_password_file(User::Agent),
@@ -312,7 +317,7 @@ impl Cluster {
     /// The coordinator's API for this cluster's group (lazy: connects on first use and
     /// reconnects after a coordinator restart).
     pub fn api(&self) -> Api {
-        Api::new(&self.coordinator_url(), self.group())
+        Api::new(&self.coordinator_url(), self.group(), self.operator_tls())
     }
 
     /// A gRPC client of the coordinator (lazy, as `api`).

@@ -418,6 +418,7 @@ mod tests {
     #[test]
     fn file_and_env_layers() {
         figment::Jail::expect_with(|jail| {
+            jail.set_env("REDIS_HA_COORDINATOR_TLS__INSECURE", "true");
             jail.create_file(
                 "c.toml",
                 "listen_addr = \"127.0.0.1:6000\"\nstale_after_ms = 500",
@@ -455,6 +456,7 @@ mod tests {
     #[test]
     fn nodes_from_the_file_and_the_environment() {
         figment::Jail::expect_with(|jail| {
+            jail.set_env("REDIS_HA_COORDINATOR_TLS__INSECURE", "true");
             jail.create_file(
                 "c.toml",
                 r#"

@@ -283,21 +283,29 @@ impl ReloaderConfig {
 mod tests {
     use super::*;
 
+    /// The defaults with plaintext gRPC (TLS needs files these tests do not make).
+    fn plain() -> ReloaderConfig {
+        ReloaderConfig {
+            tls: TlsSettings::insecure(),
+            ..ReloaderConfig::default()
+        }
+    }
+
     #[test]
     fn defaults_are_valid() {
-        ReloaderConfig::default().validate().unwrap();
+        plain().validate().unwrap();
     }
 
     #[test]
     fn metrics_addr_defaults_on_and_empty_disables() {
-        let on = ReloaderConfig::default();
+        let on = plain();
         assert_eq!(
             on.metrics_socket_addr().unwrap(),
             Some("0.0.0.0:9123".parse().unwrap())
         );
         let off = ReloaderConfig {
             metrics_addr: String::new(),
-            ..ReloaderConfig::default()
+            ..plain()
         };
         assert_eq!(off.metrics_socket_addr().unwrap(), None);
     }
@@ -305,6 +313,7 @@ mod tests {
     #[test]
     fn file_and_env_layers() {
         figment::Jail::expect_with(|jail| {
+            jail.set_env("REDIS_HA_RELOADER_TLS__INSECURE", "true");
             jail.create_file(
                 "r.toml",
                 r#"
@@ -334,6 +343,7 @@ mod tests {
     #[test]
     fn lists_from_the_environment() {
         figment::Jail::expect_with(|jail| {
+            jail.set_env("REDIS_HA_RELOADER_TLS__INSECURE", "true");
             jail.set_env(
                 "REDIS_HA_RELOADER_HAPROXY_RUNTIME",
                 r#"["unix:/a.sock", "tcp:10.0.0.5:9999"]"#,
@@ -383,7 +393,7 @@ mod tests {
             }),
         ];
         for (key, value, change) in cases {
-            let mut c = ReloaderConfig::default();
+            let mut c = plain();
             change(&mut c);
             let e = c.validate().unwrap_err().to_string();
             assert!(e.contains(key) && e.contains(value), "{key} = {value}: {e}");
@@ -393,6 +403,7 @@ mod tests {
     #[test]
     fn unknown_key_is_refused() {
         figment::Jail::expect_with(|jail| {
+            jail.set_env("REDIS_HA_RELOADER_TLS__INSECURE", "true");
             jail.create_file("r.toml", "haproxy_runtimes = []")?;
             let e = ReloaderConfig::load(Some(Path::new("r.toml")))
                 .unwrap_err()
@@ -405,6 +416,7 @@ mod tests {
     #[test]
     fn nodes_from_the_file_and_the_environment() {
         figment::Jail::expect_with(|jail| {
+            jail.set_env("REDIS_HA_RELOADER_TLS__INSECURE", "true");
             jail.create_file(
                 "r.toml",
                 r#"
@@ -432,7 +444,7 @@ mod tests {
             assert_eq!(c.node_addresses(), [HostPort::new("10.0.0.1", 9001)]);
             Ok(())
         });
-        assert!(ReloaderConfig::default().nodes.is_empty());
+        assert!(plain().nodes.is_empty());
     }
 
     #[test]
@@ -452,7 +464,7 @@ mod tests {
         ] {
             let c = ReloaderConfig {
                 nodes,
-                ..ReloaderConfig::default()
+                ..plain()
             };
             let e = c.validate().unwrap_err().to_string();
             assert!(e.contains(key) && e.contains(value), "{key} = {value}: {e}");
@@ -484,6 +496,13 @@ mod tests {
             );
         }
 
+        // With the certificates `deploy/up.sh --local` creates (the same code).
+        let certs = tempfile::tempdir().unwrap();
+        redis_ha_tls::issue::create(
+            certs.path(),
+            &redis_ha_tls::issue::Plan::for_nodes(&["node-1", "node-2", "node-3"]),
+        )
+        .unwrap();
         let template =
             std::fs::read_to_string(root.join("deploy/local/reloader.toml.tmpl")).unwrap();
         // The Sentinels' password file up.sh --local generates.
@@ -501,10 +520,10 @@ mod tests {
             ("REDIS_2", "7012".into()),
             ("REDIS_3", "7013".into()),
             ("METRICS_PORT", "7002".into()),
+            ("TLS_DIR", certs.path().display().to_string()),
         ];
         let text = redis_ha_common::template::fill(&template, &values).unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("reloader.toml");
+        let path = certs.path().join("reloader.toml");
         std::fs::write(&path, text).unwrap();
         let local: ReloaderConfig =
             load_config(Some(&path), "REDIS_HA_RELOADER_TEST_UNUSED_").unwrap();

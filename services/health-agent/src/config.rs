@@ -317,11 +317,30 @@ fn check_url(url: &str) -> Result<(), ConfigError> {
 mod tests {
     use super::*;
 
+    /// The defaults with plaintext gRPC (TLS needs files these tests do not make).
+    fn plain() -> AgentConfig {
+        AgentConfig {
+            tls: TlsSettings::insecure(),
+            ..AgentConfig::default()
+        }
+    }
+
     #[test]
     fn defaults_match_the_documented_ones() {
-        figment::Jail::expect_with(|_jail| {
+        figment::Jail::expect_with(|jail| {
+            // TLS is on by default and needs its files: without them, the refusal names them.
+            let e = AgentConfig::load(None).unwrap_err().to_string();
+            assert!(e.contains("tls.ca_file"), "{e}");
+            // A nested key as an environment variable (`__` between table and key).
+            jail.set_env("REDIS_HA_AGENT_TLS__INSECURE", "true");
             let c = AgentConfig::load(None).unwrap();
-            assert_eq!(c, AgentConfig::default());
+            assert_eq!(
+                c,
+                AgentConfig {
+                    tls: TlsSettings::insecure(),
+                    ..AgentConfig::default()
+                }
+            );
             assert_eq!(c.redis_addr.to_string(), "127.0.0.1:9001");
             assert_eq!(c.announce_addr, None);
             Ok(())
@@ -337,6 +356,7 @@ mod tests {
             )?;
             jail.set_env("REDIS_HA_AGENT_HEARTBEAT_MS", "250");
             jail.set_env("REDIS_HA_AGENT_FENCING", "false");
+            jail.set_env("REDIS_HA_AGENT_TLS__INSECURE", "true");
             let c = AgentConfig::load(Some(Path::new("agent.toml"))).unwrap();
             assert_eq!(c.node_id, "node-2");
             assert_eq!(c.redis_addr, HostPort::new("localhost", 9002));
@@ -389,7 +409,7 @@ mod tests {
         let c = AgentConfig {
             redis_password_file: Some(pw.clone()),
             resolve_wait_ms: 0,
-            ..AgentConfig::default()
+            ..plain()
         };
         let s = c.validate().unwrap();
         assert_eq!(s.announce_addr, c.redis_addr);
@@ -403,7 +423,7 @@ mod tests {
         let missing = AgentConfig {
             sentinel_password_file: Some(dir.path().join("nope")),
             resolve_wait_ms: 0,
-            ..AgentConfig::default()
+            ..plain()
         };
         let e = missing.validate().unwrap_err().to_string();
         assert!(e.contains("sentinel_password_file"), "{e}");
@@ -413,7 +433,7 @@ mod tests {
     fn metrics_addr_defaults_on_and_empty_disables() {
         let c = AgentConfig {
             resolve_wait_ms: 0,
-            ..AgentConfig::default()
+            ..plain()
         };
         assert_eq!(
             c.validate().unwrap().metrics_addr,
@@ -437,7 +457,7 @@ mod tests {
         let c = AgentConfig {
             sentinel_addr: HostPort::new("no-such-host.invalid", 19001),
             resolve_wait_ms: 0,
-            ..AgentConfig::default()
+            ..plain()
         };
         let e = c.validate().unwrap_err().to_string();
         assert!(
@@ -450,7 +470,7 @@ mod tests {
     fn hung_restart_is_off_by_default_and_needs_a_target() {
         let c = AgentConfig {
             resolve_wait_ms: 0,
-            ..AgentConfig::default()
+            ..plain()
         };
         let h = c.validate().unwrap().hung;
         assert!(!h.enabled);

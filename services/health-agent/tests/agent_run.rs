@@ -21,11 +21,19 @@ use redis_ha_proto::v1::{
     Event, Health, LinkState, MasterSource, NodeView, Role, SentinelView, Topology,
 };
 use redis_ha_testkit::coordinator::{describe, dump, Api, Watched};
+use redis_ha_testkit::tls::{agent, Certs};
 use redis_ha_testkit::{wait_until, RedisNode, Sandbox, Sentinel, TIMEOUT};
+use redis_ha_tls::Identity;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 const GROUP: &str = "redis-cluster";
+
+/// The control plane's certificates, for this test process (mutual TLS, as shipped).
+fn certs() -> &'static Certs {
+    static CERTS: std::sync::OnceLock<Certs> = std::sync::OnceLock::new();
+    CERTS.get_or_init(|| Certs::temp(9))
+}
 
 fn config(node: &str, redis_port: u16, sentinel_port: u16, coordinator_port: u16) -> AgentConfig {
     AgentConfig {
@@ -34,6 +42,7 @@ fn config(node: &str, redis_port: u16, sentinel_port: u16, coordinator_port: u16
         redis_addr: HostPort::new("127.0.0.1", redis_port),
         sentinel_addr: HostPort::new("127.0.0.1", sentinel_port),
         coordinator_url: format!("http://127.0.0.1:{coordinator_port}"),
+        tls: certs().settings(&agent(node)),
         heartbeat_ms: 300,
         io_timeout_ms: 500,
         resolve_wait_ms: 0,
@@ -103,10 +112,11 @@ impl Coordinator {
             event_history: 100_000,
             event_history_bytes: 100_000 * redis_ha_coordinator::limits::EVENT_MAX_BYTES,
             metrics_addr: String::new(),
+            tls: certs().settings(&Identity::Coordinator),
             ..CoordinatorConfig::default()
         };
         let server = InProcess::spawn(config, listener).unwrap();
-        let api = Api::new(&server.url(), GROUP);
+        let api = Api::new(&server.url(), GROUP, &certs().operator());
         Self { port, server, api }
     }
 

@@ -11,14 +11,16 @@ use redis_ha_proto::v1::coordinator_client::CoordinatorClient;
 use redis_ha_proto::v1::{
     Event, GetTopologyRequest, ListEventsRequest, Topology, WatchTopologyRequest,
 };
-use tonic::transport::{Channel, Endpoint};
+use redis_ha_tls::ClientTls;
+use tonic::transport::Channel;
 
 use crate::wait::{wait_until, TIMEOUT};
 
-/// A lazy gRPC client of the coordinator at `url`: it connects on first use and reconnects
-/// after a coordinator restart.
-pub fn client(url: &str) -> CoordinatorClient<Channel> {
-    let endpoint = Endpoint::from_shared(url.to_owned())
+/// A lazy gRPC client of the coordinator at `url` with `tls` (a certificate, or plaintext):
+/// it connects on first use and reconnects after a coordinator restart.
+pub fn client(url: &str, tls: &ClientTls) -> CoordinatorClient<Channel> {
+    let endpoint = tls
+        .endpoint(url)
         .unwrap_or_else(|e| panic!("bad coordinator url {url}: {e}"))
         .connect_timeout(Duration::from_secs(2))
         .timeout(Duration::from_secs(10));
@@ -33,9 +35,10 @@ pub struct Api {
 }
 
 impl Api {
-    pub fn new(url: &str, group: &str) -> Self {
+    /// The API of `group` at `url`, reached with `tls`.
+    pub fn new(url: &str, group: &str, tls: &ClientTls) -> Self {
         Self {
-            client: client(url),
+            client: client(url, tls),
             group: group.to_owned(),
         }
     }

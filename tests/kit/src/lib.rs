@@ -39,6 +39,7 @@ pub mod process;
 pub mod redis;
 pub mod sandbox;
 pub mod sentinel;
+pub mod tls;
 pub mod wait;
 
 pub use client::QueryError;
