@@ -181,7 +181,8 @@ prepare_run_dir() {
     if [[ -d $RUN_DIR ]] && [[ -n $(ls -A "$RUN_DIR") ]]; then
         [[ -f $RUN_DIR/$RH_MARKER ]] ||
             rh_die "$RUN_DIR exists and is not a redis-ha run directory; choose another --dir"
-        find "$RUN_DIR" -mindepth 1 -maxdepth 1 ! -name "$RH_MARKER" -exec rm -rf {} +
+        # The certificates stay (see create_certs): a re-run keeps what is still valid.
+        find "$RUN_DIR" -mindepth 1 -maxdepth 1 ! -name "$RH_MARKER" ! -name tls -exec rm -rf {} +
     fi
     mkdir -p "$RUN_DIR"
     echo "redis-ha local run directory, created by deploy/up.sh; deploy/down.sh --local --purge removes it" \
@@ -228,6 +229,30 @@ local_secrets() {
         --secrets-dir "$SECRETS_DIR") || rh_die "redis-ha-node auth-lines failed"
 }
 
+# ------------------------------------------------------------------------------ certificates
+
+# The cluster CA and one certificate per sidecar and for the operator (mutual TLS on the
+# coordinator's gRPC), in $RUN_DIR/tls: keys mode 600. What is issued, and what a re-run keeps,
+# is `redis-ha certs create`'s decision.
+create_certs() {
+    TLS_DIR=$RUN_DIR/tls
+    echo "certificates (redis-ha certs create --dir $TLS_DIR):"
+    "$BIN_DIR/redis-ha" certs create --dir "$TLS_DIR" --nodes node-1,node-2,node-3 | sed 's/^/  /'
+    [[ ${PIPESTATUS[0]} -eq 0 ]] || rh_die "redis-ha certs create failed"
+    # This script's own redis-ha calls (wait, status) authenticate as the operator.
+    export REDIS_HA_CA=$TLS_DIR/ca.pem REDIS_HA_CERT=$TLS_DIR/operator.pem \
+        REDIS_HA_KEY=$TLS_DIR/operator-key.pem
+}
+
+# How to use the CLI with the operator's certificate.
+print_tls_usage() {
+    echo "  the coordinator requires a client certificate of the CA in $TLS_DIR; redis-ha"
+    echo "  takes the operator's with --ca/--cert/--key or:"
+    echo "    export REDIS_HA_CA=$REDIS_HA_CA \\"
+    echo "           REDIS_HA_CERT=$REDIS_HA_CERT \\"
+    echo "           REDIS_HA_KEY=$REDIS_HA_KEY"
+}
+
 generate_configs() {
     local n replicaof
     local_secrets
@@ -238,7 +263,7 @@ generate_configs() {
         "GRPC_PORT=$GRPC_PORT" "GROUP=$GROUP" "METRICS_PORT=${PORTS[coordinator-metrics]}" \
         "REDIS_1=${PORTS[redis-1]}" "REDIS_2=${PORTS[redis-2]}" "REDIS_3=${PORTS[redis-3]}" \
         "SENTINEL_1=${PORTS[sentinel-1]}" "SENTINEL_2=${PORTS[sentinel-2]}" \
-        "SENTINEL_3=${PORTS[sentinel-3]}"
+        "SENTINEL_3=${PORTS[sentinel-3]}" "TLS_DIR=$TLS_DIR"
     for n in 1 2 3; do
         mkdir -p "$RUN_DIR/node-$n"
         replicaof=""
@@ -253,7 +278,7 @@ generate_configs() {
         render "$SCRIPT_DIR/local/agent.toml.tmpl" "$RUN_DIR/agent-$n.toml" \
             "NODE=$n" "GROUP=$GROUP" "PORT=${PORTS[redis-$n]}" \
             "SENTINEL_PORT=${PORTS[sentinel-$n]}" "GRPC_PORT=$GRPC_PORT" \
-            "METRICS_PORT=${PORTS[agent-$n-metrics]}" "SECRETS_DIR=$SECRETS_DIR"
+            "METRICS_PORT=${PORTS[agent-$n-metrics]}" "SECRETS_DIR=$SECRETS_DIR" "TLS_DIR=$TLS_DIR"
     done
 }
 
@@ -362,7 +387,7 @@ start_proxy() {
         "GRPC_PORT=$GRPC_PORT" "GROUP=$GROUP" "RUN_DIR=$RUN_DIR" "SENTINEL_1=${PORTS[sentinel-1]}" \
         "SENTINEL_2=${PORTS[sentinel-2]}" "SENTINEL_3=${PORTS[sentinel-3]}" \
         "REDIS_1=${PORTS[redis-1]}" "REDIS_2=${PORTS[redis-2]}" "REDIS_3=${PORTS[redis-3]}" \
-        "METRICS_PORT=${PORTS[reloader-metrics]}" "SECRETS_DIR=$SECRETS_DIR"
+        "METRICS_PORT=${PORTS[reloader-metrics]}" "SECRETS_DIR=$SECRETS_DIR" "TLS_DIR=$TLS_DIR"
     REDIS_HA_PROXY_BIND="127.0.0.1:${PORTS[haproxy]}" \
         REDIS_HA_RUNTIME_API="$RUN_DIR/haproxy.sock" \
         REDIS_HA_STATS_BIND="127.0.0.1:${PORTS[haproxy-stats]}" \
@@ -435,8 +460,9 @@ print_endpoints() {
     for n in 1 2 3; do
         echo "  node-$n  redis 127.0.0.1:${PORTS[redis-$n]}  sentinel 127.0.0.1:${PORTS[sentinel-$n]}"
     done
-    echo "  coordinator (gRPC)           http://127.0.0.1:$GRPC_PORT"
+    echo "  coordinator (gRPC, mutual TLS) https://127.0.0.1:$GRPC_PORT"
     echo
+    print_tls_usage
     echo "  $CLI_HINT status | watch | master | events | failover"
     echo "  REDISCLI_AUTH=\$(cat $SECRETS_DIR/redis_app_password) redis-cli --user app -p ${PORTS[haproxy]}"
     echo "  REDISCLI_AUTH=\$(cat $SECRETS_DIR/sentinel_password) redis-cli -p ${PORTS[sentinel-1]} sentinel get-master-addr-by-name $GROUP"
@@ -486,6 +512,7 @@ local_up() {
     [[ $GROUP == redis-cluster ]] || CLI_HINT+=" --group $GROUP"
     export REDIS_HA_COORDINATOR="http://127.0.0.1:$GRPC_PORT" REDIS_HA_GROUP="$GROUP"
     prepare_run_dir
+    create_certs
     generate_configs
     start_all
     wait_healthy

@@ -289,6 +289,44 @@ sw_overlay_encryption() {
     fi
 }
 
+# ------------------------------------------------------------------------------ certificates
+
+# The cluster CA and one certificate per sidecar and for the operator (mutual TLS on the
+# coordinator's gRPC), in the state directory's tls/, made by `redis-ha certs create` of the
+# sidecars image (what is issued, and what a re-run keeps, is its decision). They reach the
+# services as Docker secrets (deploy/stack/tls.yml), named by a hash of the files.
+sw_tls() {
+    TLS_DIR=$STATE_DIR/tls
+    echo "certificates (redis-ha certs create --dir $TLS_DIR):"
+    docker run --rm --network none --user "$(id -u):$(id -g)" -v "$STATE_DIR:/state" \
+        "$REDIS_HA_IMAGE_SIDECARS" redis-ha certs create --dir /state/tls \
+        --nodes node-1,node-2,node-3 | sed 's/^/  /'
+    [[ ${PIPESTATUS[0]} -eq 0 ]] || sw_die "redis-ha certs create failed"
+    REDIS_HA_TLS_VERSION=$(cat "$TLS_DIR"/*.pem | sha256sum | cut -c1-12)
+    export REDIS_HA_TLS_DIR=$TLS_DIR REDIS_HA_TLS_VERSION
+}
+
+# Adds the certificates' overlay to the stack files (after sw_stack_files).
+sw_tls_files() {
+    SW_FILES+=(-c "$SW_STACK_DIR/tls.yml")
+}
+
+# Certificate secrets of earlier versions of this stack: removed once nothing uses them.
+sw_prune_tls_secrets() {
+    local name
+    while read -r name; do
+        [[ $name == "${STACK}"_tls_* && $name != *_"$REDIS_HA_TLS_VERSION" ]] || continue
+        docker secret rm "$name" >/dev/null 2>&1 || true
+    done < <(docker secret ls --filter "label=com.docker.stack.namespace=$STACK" --format '{{.Name}}')
+}
+
+# How to use the CLI with the operator's certificate.
+sw_print_tls_usage() {
+    echo "  gRPC is mutual TLS: certificates in $TLS_DIR (the coordinator's container holds the operator's)"
+    [[ -z $GRPC_PORT ]] || echo "    from this host: redis-ha --coordinator https://127.0.0.1:$GRPC_PORT --ca $TLS_DIR/ca.pem --cert $TLS_DIR/operator.pem --key $TLS_DIR/operator-key.pem ...
+    (or REDIS_HA_CA, REDIS_HA_CERT, REDIS_HA_KEY)"
+}
+
 # ------------------------------------------------------------------------------ images
 
 sw_images() {
@@ -493,7 +531,10 @@ sw_cli() {
             return
         fi
     done
-    docker run --rm --network "${STACK}_internal" "$REDIS_HA_IMAGE_SIDECARS" \
+    # With the operator's certificate from the state directory.
+    docker run --rm --network "${STACK}_internal" --user "$(id -u):$(id -g)" \
+        -v "$TLS_DIR:/tls:ro" -e REDIS_HA_CA=/tls/ca.pem -e REDIS_HA_CERT=/tls/operator.pem \
+        -e REDIS_HA_KEY=/tls/operator-key.pem "$REDIS_HA_IMAGE_SIDECARS" \
         redis-ha --timeout-ms 2000 --coordinator http://coordinator:50051 --group "$GROUP" "$@"
 }
 
@@ -633,8 +674,9 @@ sw_print_endpoints() {
     echo "  other secrets                $SECRETS_DIR (README \"Redis and Sentinel access\")"
     echo
     host_cli="docker exec \$(docker ps -q -f label=com.docker.swarm.service.name=${STACK}_coordinator) redis-ha"
-    [[ -z $GRPC_PORT ]] || host_cli="redis-ha --coordinator http://127.0.0.1:$GRPC_PORT --group $GROUP"
+    [[ -z $GRPC_PORT ]] || host_cli="redis-ha --coordinator https://127.0.0.1:$GRPC_PORT --group $GROUP"
     echo "  $host_cli status | watch | master | events | failover"
+    sw_print_tls_usage
     echo "  docker stack services $STACK; docker service logs ${STACK}_coordinator"
     echo "  deploy/down.sh --stack $STACK   (--purge also removes the data volumes and the generated passwords)"
     echo
@@ -657,16 +699,19 @@ swarm_up() {
     sw_export_vars
     sw_check_ports
     sw_images
+    sw_tls
     sw_check_down_after
     sw_overlay_encryption
     sw_placement
     sw_stack_files
+    sw_tls_files
     if [[ $JAEGER -eq 1 ]] && ! docker image inspect "${REDIS_HA_IMAGE_JAEGER:-jaegertracing/all-in-one:1.57}" >/dev/null 2>&1; then
         echo "note: ${REDIS_HA_IMAGE_JAEGER:-jaegertracing/all-in-one:1.57} is not on this machine: the swarm will try to pull it"
     fi
     sw_deploy
     sw_wait_healthy
     sw_prune_configs
+    sw_prune_tls_secrets
     sw_print_endpoints
     echo
     echo "(deploy/up.sh took $((SECONDS - t0)) s)"

@@ -48,7 +48,7 @@ use redis_ha_tests::figures::{self, failover_sample, FailoverSample};
 use redis_ha_tests::haproxy::{self, ClassicSetup, RoleProber, WriteMode, WriteRecord, Writer};
 use redis_ha_tests::kit::client;
 use redis_ha_tests::stack::{
-    cli_status_json, missing_keys, poll, remove, repo_root, up_args, StackOptions, SILENT_DNS,
+    cli_status_json, missing_keys, tls_dir, poll, remove, repo_root, up_args, StackOptions, SILENT_DNS,
 };
 use tokio::process::Command;
 
@@ -268,6 +268,8 @@ struct Bench {
     /// `redis-ha` on the host, for `status --json` through the published gRPC port.
     cli: Option<PathBuf>,
     grpc_port: u16,
+    /// The stack's certificates (the operator's is presented).
+    tls_dir: PathBuf,
 }
 
 /// Runs a deploy script with its output on our stderr (stdout carries the tables).
@@ -406,6 +408,7 @@ impl Bench {
             repo,
             cli: cli.is_file().then_some(cli),
             grpc_port: args.grpc_port,
+            tls_dir: tls_dir(&args.stack),
         };
         let m = bench.settle().await?;
         eprintln!("   ready: master redis-{m}, both proxies route to it");
@@ -497,7 +500,7 @@ impl Bench {
         let Some(cli) = &self.cli else {
             return Ok(());
         };
-        let j = cli_status_json(cli, self.grpc_port, GROUP).await?;
+        let j = cli_status_json(cli, self.grpc_port, GROUP, &self.tls_dir).await?;
         let addr = j["master"]["address"].as_str().unwrap_or_default();
         let linked = j["summary"]["replicas_link_up"].as_u64().unwrap_or(0);
         if j["summary"]["master_confirmed"] == serde_json::Value::Bool(true)

@@ -78,6 +78,23 @@ impl Default for StackOptions {
     }
 }
 
+/// Where `deploy/up.sh` keeps the certificates of stack `name` (its state directory's tls/).
+pub fn tls_dir(name: &str) -> PathBuf {
+    repo_root().join("deploy/stack/run").join(name).join("tls")
+}
+
+/// `redis-ha --ca/--cert/--key` with the operator's certificate in `tls_dir`.
+pub fn operator_tls_args(tls_dir: &Path) -> Vec<String> {
+    [
+        ("--ca", "ca.pem"),
+        ("--cert", "operator.pem"),
+        ("--key", "operator-key.pem"),
+    ]
+    .iter()
+    .flat_map(|(flag, file)| [(*flag).to_owned(), tls_dir.join(file).display().to_string()])
+    .collect()
+}
+
 /// `deploy/up.sh` arguments deploying `opts` (the build options are the caller's).
 pub fn up_args(opts: &StackOptions) -> Vec<String> {
     let mut args = vec![
@@ -601,6 +618,7 @@ impl Stack {
             &binaries_dir().join("redis-ha"),
             self.opts.grpc_port,
             &self.opts.group,
+            &tls_dir(&self.opts.name),
         )
         .await
     }
@@ -608,9 +626,10 @@ impl Stack {
     /// `redis-ha events --json` from the host: the coordinator's event ring, oldest first.
     pub async fn events_json(&self) -> Result<Vec<serde_json::Value>, String> {
         let out = Command::new(binaries_dir().join("redis-ha"))
+            .args(operator_tls_args(&tls_dir(&self.opts.name)))
             .args([
                 "--coordinator",
-                &format!("http://127.0.0.1:{}", self.opts.grpc_port),
+                &format!("https://127.0.0.1:{}", self.opts.grpc_port),
                 "--group",
                 &self.opts.group,
                 "events",
@@ -790,11 +809,13 @@ pub async fn cli_status_json(
     bin: &Path,
     grpc_port: u16,
     group: &str,
+    tls_dir: &Path,
 ) -> Result<serde_json::Value, String> {
     let out = Command::new(bin)
+        .args(operator_tls_args(tls_dir))
         .args([
             "--coordinator",
-            &format!("http://127.0.0.1:{grpc_port}"),
+            &format!("https://127.0.0.1:{grpc_port}"),
             "--group",
             group,
             "status",
