@@ -6,7 +6,7 @@
 //! (11-13), the coordinator at 20, 21-29 for HAProxy (see `haproxy.rs`), the report relay at
 //! 30 (see `relay.rs`), 31 spare.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use tempfile::TempDir;
@@ -40,6 +40,9 @@ pub struct ClusterOptions {
     pub heartbeat_ms: u64,
     /// Coordinator: a report older than this makes a node UNKNOWN.
     pub stale_after_ms: u64,
+    /// Where the control plane's certificates are made (or kept, when already there and
+    /// valid: the product's rule); `None`: the cluster's own `<dir>/tls`.
+    pub tls_dir: Option<PathBuf>,
 }
 
 impl Default for ClusterOptions {
@@ -51,6 +54,7 @@ impl Default for ClusterOptions {
             password: None,
             heartbeat_ms: 500,
             stale_after_ms: 3000,
+            tls_dir: None,
         }
     }
 }
@@ -82,7 +86,11 @@ impl Cluster {
             .prefix("redis-ha-test-")
             .tempdir()
             .unwrap_or_else(|e| panic!("cannot create a temp dir: {e}"));
-        let certs = Certs::create(&dir.path().join("tls"), NODES);
+        let tls_dir = opts
+            .tls_dir
+            .clone()
+            .unwrap_or_else(|| dir.path().join("tls"));
+        let certs = Certs::create(&tls_dir, NODES);
         let operator = certs.operator();
         let master_port = ports.port(1);
         let mut nodes = Vec::with_capacity(NODES);

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use std::time::Duration;
 
+use redis_ha_testkit::tls::Certs;
 use redis_ha_testkit::{wait_until, PortBlock};
 use redis_ha_tests::{Cluster, ClusterOptions, NODES, READY_TIMEOUT};
 use serde_json::Value;
@@ -36,9 +37,30 @@ fn dead_url(block: &PortBlock) -> String {
     format!("http://127.0.0.1:{}", block.port(0))
 }
 
+/// The control plane's certificates of this test process: `redis-ha` presents the
+/// operator's (through the environment, as `deploy/up.sh` tells users to), and the clusters
+/// of these tests are made with them.
+fn certs() -> &'static Certs {
+    static CERTS: std::sync::OnceLock<Certs> = std::sync::OnceLock::new();
+    CERTS.get_or_init(|| Certs::temp(3))
+}
+
+/// A cluster whose coordinator trusts [`certs`].
+fn cluster_options() -> ClusterOptions {
+    ClusterOptions {
+        tls_dir: Some(certs().dir().to_path_buf()),
+        ..ClusterOptions::default()
+    }
+}
+
 fn command(args: &[&str]) -> tokio::process::Command {
     let mut cmd = tokio::process::Command::new(BIN);
+    let who = redis_ha_tls::Identity::Operator;
     cmd.args(args)
+        .env("REDIS_HA_CA", certs().ca())
+        .env("REDIS_HA_CERT", certs().cert(&who))
+        .env("REDIS_HA_KEY", certs().key(&who))
+        .env_remove("REDIS_HA_INSECURE")
         .env_remove("REDIS_HA_COORDINATOR")
         .env_remove("REDIS_HA_GROUP")
         // Exact stderr is asserted: no log lines, no exporter warnings.
@@ -166,8 +188,7 @@ async fn wait_gives_up_on_an_unreachable_coordinator_with_exit_2() {
 async fn coordinator_url_comes_from_the_environment() {
     let block = PortBlock::allocate(1);
     let url = dead_url(&block);
-    let out = tokio::process::Command::new(BIN)
-        .arg("status")
+    let out = command(&["status"])
         .env("REDIS_HA_COORDINATOR", &url)
         .output()
         .await
@@ -261,7 +282,7 @@ async fn first_watch_line(url: &str, extra: &[&str]) -> String {
 /// before any agent, then a healthy cluster, then the master killed, then a manual failover.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn against_a_real_cluster() {
-    let mut cluster = Cluster::start(ClusterOptions::default()).await;
+    let mut cluster = Cluster::start(cluster_options()).await;
     let url = cluster.coordinator_url();
     let group = cluster.group().to_owned();
 
@@ -785,7 +806,7 @@ async fn simulate_and_chaos_speak_as_redis_ha() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_interrupted_simulation_reports_and_exits_130() {
     real_chaos_binary();
-    let cluster = Cluster::start(ClusterOptions::default()).await;
+    let cluster = Cluster::start(cluster_options()).await;
     let proxy = cluster.node(1).addr();
     let key = "redis-ha:simulate:interrupted";
     let child = command(&[

@@ -25,7 +25,12 @@ impl Running {
         Self::start_with(CoordinatorConfig::default()).await
     }
 
-    async fn start_with(config: CoordinatorConfig) -> Self {
+    /// Plaintext unless `config` says otherwise: these tests are about the protocol, one
+    /// client sending every node's reports; who may call what is `tests/tests/tls.rs`'s.
+    async fn start_with(mut config: CoordinatorConfig) -> Self {
+        if config.tls == redis_ha_tls::TlsSettings::default() {
+            config.tls = redis_ha_tls::TlsSettings::insecure();
+        }
         // Port 0, kept bound: the kernel's pick cannot be taken by anyone else.
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         Self(InProcess::spawn(config, listener).unwrap())
@@ -519,6 +524,7 @@ async fn run_refuses_a_bad_config_and_a_busy_port() {
         CoordinatorConfig {
             listen_addr: addr.clone(),
             metrics_addr: String::new(),
+            tls: redis_ha_tls::TlsSettings::insecure(),
             ..Default::default()
         },
         CancellationToken::new(),

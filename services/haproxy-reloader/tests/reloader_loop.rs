@@ -31,6 +31,9 @@ fn config(hap: &Haproxy) -> ReloaderConfig {
         resync_interval_ms: 200,
         io_timeout_ms: 1000,
         metrics_addr: String::new(),
+        // Plaintext: the fake fleet below reports for every node over one connection bound to
+        // 127.0.0.2 (who may report what is tests/tests/tls.rs's; the harness runs TLS).
+        tls: redis_ha_tls::TlsSettings::insecure(),
         ..Default::default()
     }
 }
@@ -161,6 +164,8 @@ async fn start_coordinator(port: u16) -> InProcess {
         // Heartbeats come every 300 ms; generous so a slow machine never marks a node stale.
         stale_after_ms: 10_000,
         metrics_addr: String::new(),
+        // As the reloader's `config`.
+        tls: redis_ha_tls::TlsSettings::insecure(),
         ..Default::default()
     };
     InProcess::spawn(config, listener).unwrap()

@@ -265,6 +265,8 @@ async fn password_from_file() {
         resolve_wait_ms: 0,
         io_timeout_ms: 500,
         metrics_addr: String::new(),
+        // No coordinator here: only the Redis password is looked at.
+        tls: redis_ha_tls::TlsSettings::insecure(),
         ..AgentConfig::default()
     };
 
