@@ -512,6 +512,30 @@ async fn no_password_in_debug_logs_spans_metrics_or_command_lines_and_no_exporte
     };
     let mut agent = cluster.start_agent_binary(2, &env);
     assert!(cluster.password_file().is_some());
+    // The private keys the two read (mutual TLS): what must not leak beside the password.
+    let keys: Vec<(String, String)> = [
+        redis_ha_tls::Identity::Coordinator,
+        redis_ha_testkit::tls::agent("node-2"),
+    ]
+    .iter()
+    .map(|who| (who.to_string(), key_material(&cluster.certs().key(who))))
+    .collect();
+    let secrets: Vec<(&str, &str)> = std::iter::once(("the password", PASSWORD))
+        .chain(keys.iter().map(|(who, k)| (who.as_str(), k.as_str())))
+        .collect();
+    // Nor on any command line or in any environment of this machine while they run.
+    for p in [&agent, &coordinator] {
+        let pid = p.pid().expect("running");
+        for (what, secret) in &secrets {
+            for file in ["cmdline", "environ"] {
+                let text = std::fs::read(format!("/proc/{pid}/{file}"))
+                    .map(|b| String::from_utf8_lossy(&b).into_owned())
+                    .unwrap_or_default();
+                assert!(!text.contains(secret), "{what} in /proc/{pid}/{file}");
+            }
+        }
+    }
+    assert_nowhere_in_proc_cmdlines(&secrets);
 
     // Reported with AUTH, then the node dies and comes back: reconnection and AUTH again.
     let up = |t: &Topology, h: Health| {
@@ -548,26 +572,18 @@ async fn no_password_in_debug_logs_spans_metrics_or_command_lines_and_no_exporte
     .await;
 
     // Every secret of the cluster (the kit derives each ACL user's and the Sentinels' password
-    // from PASSWORD, so each holds it): on no process's command line (Redis, Sentinel, the
-    // agent, the coordinator, anything else on this machine), in no metric.
-    for pid in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        if let Ok(cmdline) = std::fs::read(pid.path().join("cmdline")) {
-            assert!(
-                !String::from_utf8_lossy(&cmdline).contains(PASSWORD),
-                "a password on the command line of pid {:?}",
-                pid.file_name()
-            );
-        }
-    }
+    // from PASSWORD, so each holds it) and the private keys: on no process's command line
+    // (Redis, Sentinel, the agent, the coordinator, anything else on this machine, after the
+    // restart too), in no metric.
+    assert_nowhere_in_proc_cmdlines(&secrets);
     for port in [
         cluster.agent_metrics_port(2),
         cluster.coordinator_metrics_port(),
     ] {
-        let text = wait_scrape(port).await;
-        assert!(
-            !text.contains(PASSWORD),
-            "a password in the metrics on {port}"
-        );
+        let body = wait_scrape(port).await;
+        for (what, secret) in &secrets {
+            assert!(!body.contains(secret), "{what} in /metrics on {port}");
+        }
     }
 
     let status = agent.terminate();
@@ -577,23 +593,25 @@ async fn no_password_in_debug_logs_spans_metrics_or_command_lines_and_no_exporte
         log.lines().filter(|l| l.contains("DEBUG")).count() > 10,
         "the agent did not log at debug level:\n{log}"
     );
-    assert!(
-        !log.contains(PASSWORD),
-        "the password appears in the agent's log"
-    );
-    for s in otlp.spans() {
-        for (k, v) in &s.attributes {
-            assert!(
-                !v.contains(PASSWORD),
-                "span {} attribute {k} holds the password",
-                s.name
-            );
+    for (what, secret) in &secrets {
+        assert!(!log.contains(secret), "{what} appears in the agent's log");
+        for s in otlp.spans() {
+            for (k, v) in &s.attributes {
+                assert!(
+                    !v.contains(secret),
+                    "span {} attribute {k} holds {what}",
+                    s.name
+                );
+            }
         }
     }
 
     let status = coordinator.terminate();
     let log = coordinator.output();
     assert!(status.is_some_and(|s| s.success()), "{status:?}:\n{log}");
+    for (what, secret) in &secrets {
+        assert!(!log.contains(secret), "{what} appears in the coordinator's log");
+    }
     for word in [
         "ERROR",
         "otlp",
@@ -612,6 +630,42 @@ async fn no_password_in_debug_logs_spans_metrics_or_command_lines_and_no_exporte
         !otlp.spans().iter().any(|s| s.service == COORDINATOR),
         "the coordinator exported spans without an endpoint"
     );
+}
+
+/// The body of a PEM private key (its base64 lines joined, and its first line alone): what a
+/// leak would show, whichever way it was printed.
+fn key_material(path: &std::path::Path) -> String {
+    let pem = std::fs::read_to_string(path).expect("a key file");
+    let body: Vec<&str> = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    assert!(!body.is_empty(), "{} holds no key", path.display());
+    // The first base64 line: present in any printout of the key, PEM or not.
+    body[0].to_owned()
+}
+
+/// No process's command line holds any of `secrets` (the sidecars read them from files).
+fn assert_nowhere_in_proc_cmdlines(secrets: &[(&str, &str)]) {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        panic!("no /proc");
+    };
+    let mut seen = 0;
+    for entry in dir.flatten() {
+        let name = entry.file_name();
+        if !name.to_string_lossy().bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let Ok(bytes) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        seen += 1;
+        let text = String::from_utf8_lossy(&bytes);
+        for (what, secret) in secrets {
+            assert!(
+                !text.contains(secret),
+                "{what} on the command line of pid {name:?}"
+            );
+        }
+    }
+    assert!(seen > 2, "read only {seen} command lines");
 }
 
 /// Spans and lines are matched on their text: keep the helper honest.

@@ -477,17 +477,29 @@ async fn a_made_up_master_is_never_published_nor_routed_to() {
         }],
         ..Default::default()
     };
-    let refused = api
-        .client()
+    // An authenticated agent outside the node list (a certificate of the cluster's CA naming
+    // "rogue", issued beside the others by the product's rule): TLS lets it report for itself
+    // only, and the node list refuses it.
+    let certs = s.cluster.certs();
+    let ids = ["node-1", "node-2", "node-3", "rogue"];
+    redis_ha_tls::issue::create(certs.dir(), &redis_ha_tls::issue::Plan::for_nodes(&ids))
+        .unwrap_or_else(|e| panic!("the rogue agent's certificate: {e}"));
+    let as_agent = |node: &str| {
+        redis_ha_testkit::coordinator::client(
+            &s.cluster.coordinator_url(),
+            &certs.client(&redis_ha_testkit::tls::agent(node)),
+        )
+    };
+    let refused = as_agent("rogue")
         .report(report.clone())
         .await
         .expect_err("a report from an agent outside the node list is refused");
     assert_eq!(refused.code(), tonic::Code::NotFound, "{refused:?}");
     assert!(refused.message().contains("rogue"), "{refused:?}");
-    // Node 3 is a replica: the forged report takes its agent's place until it goes stale.
+    // Node 3 is a replica: the forged report, with node 3's agent certificate, takes its
+    // agent's place until it goes stale.
     report.agent_id = "node-3".into();
-    let ack = api
-        .client()
+    let ack = as_agent("node-3")
         .report(report)
         .await
         .unwrap_or_else(|e| panic!("Report: {e}"))

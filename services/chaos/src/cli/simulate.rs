@@ -87,8 +87,9 @@ pub struct SimulateArgs {
     #[arg(long, default_value = "60", value_name = "S", value_parser = parse_seconds)]
     pub drain_timeout: Duration,
     /// The list key (default: a new `redis-ha:simulate:<ms>` per run; must not exist).
-    #[arg(long)]
-    pub key: Option<String>,
+    /// (`--key` is the TLS key file of the global options.)
+    #[arg(long, value_name = "KEY")]
+    pub list_key: Option<String>,
     /// File holding the Redis password (never on the command line). With --chaos docker the
     /// default is the simulator user's that deploy/up.sh generated,
     /// deploy/stack/run/<stack>/redis_simulator_password (and --user simulator).
@@ -139,7 +140,7 @@ pub fn options(args: &SimulateArgs) -> Result<Options, Error> {
         messages: args.messages,
         rate: args.rate,
         batch: args.batch,
-        key: args.key.clone().unwrap_or_else(simulate::default_key),
+        key: args.list_key.clone().unwrap_or_else(simulate::default_key),
         wait_replicas: args.wait_replicas,
         wait_timeout: Duration::from_millis(args.wait_timeout_ms),
         io_timeout: Duration::from_millis(args.io_timeout_ms),

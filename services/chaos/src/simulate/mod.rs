@@ -194,7 +194,7 @@ pub enum SimError {
     Invalid(String),
     #[error("cannot reach the proxy: {0} (is the cluster up? set --proxy)")]
     Proxy(#[source] ConnError),
-    #[error("the key {0} already holds data: choose another --key")]
+    #[error("the key {0} already holds data: choose another --list-key")]
     KeyInUse(String),
     #[error("a simulation task failed: {0}")]
     Task(String),
@@ -239,7 +239,7 @@ impl Options {
             return bad("--batch must be at least 1");
         }
         if self.key.is_empty() {
-            return bad("--key must not be empty");
+            return bad("--list-key must not be empty");
         }
         if self.mode == Mode::Durable && self.wait_replicas == 0 {
             return bad("--wait-replicas 0 would acknowledge nothing more than fast mode");
