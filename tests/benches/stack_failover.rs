@@ -48,7 +48,8 @@ use redis_ha_tests::figures::{self, failover_sample, FailoverSample};
 use redis_ha_tests::haproxy::{self, ClassicSetup, RoleProber, WriteMode, WriteRecord, Writer};
 use redis_ha_tests::kit::client;
 use redis_ha_tests::stack::{
-    cli_status_json, missing_keys, tls_dir, poll, remove, repo_root, up_args, StackOptions, SILENT_DNS,
+    cli_status_json, missing_keys, poll, remove, repo_root, tls_dir, up_args, StackOptions,
+    SILENT_DNS,
 };
 use tokio::process::Command;
 

@@ -13,8 +13,8 @@ use tempfile::TempDir;
 
 use redis_ha_testkit::ports::{PortBlock, BLOCK_SIZE};
 use redis_ha_testkit::tls::Certs;
-use redis_ha_tls::{ClientTls, Identity, TlsSettings};
 use redis_ha_testkit::{wait_until, RedisNode, RedisSpec, Sentinel, SentinelSpec};
+use redis_ha_tls::{ClientTls, Identity, TlsSettings};
 
 use crate::sidecars::Sidecars;
 

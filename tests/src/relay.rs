@@ -248,10 +248,7 @@ impl Coordinator for Forward {
     async fn report(&self, request: Request<AgentReport>) -> Result<Response<ReportAck>, Status> {
         let mut client = self.client(&request)?;
         let report = request.into_inner();
-        let ack = client
-            .report(report.clone())
-            .await?
-            .into_inner();
+        let ack = client.report(report.clone()).await?.into_inner();
         lock(&self.log).push(Relayed {
             report,
             acked_at: Instant::now(),
@@ -264,7 +261,9 @@ impl Coordinator for Forward {
         &self,
         request: Request<GetTopologyRequest>,
     ) -> Result<Response<Topology>, Status> {
-        self.client(&request)?.get_topology(request.into_inner()).await
+        self.client(&request)?
+            .get_topology(request.into_inner())
+            .await
     }
 
     type WatchTopologyStream = tonic::Streaming<Topology>;
@@ -282,7 +281,9 @@ impl Coordinator for Forward {
         &self,
         request: Request<ListEventsRequest>,
     ) -> Result<Response<ListEventsResponse>, Status> {
-        self.client(&request)?.list_events(request.into_inner()).await
+        self.client(&request)?
+            .list_events(request.into_inner())
+            .await
     }
 
     async fn failover(

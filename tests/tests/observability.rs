@@ -610,7 +610,10 @@ async fn no_password_in_debug_logs_spans_metrics_or_command_lines_and_no_exporte
     let log = coordinator.output();
     assert!(status.is_some_and(|s| s.success()), "{status:?}:\n{log}");
     for (what, secret) in &secrets {
-        assert!(!log.contains(secret), "{what} appears in the coordinator's log");
+        assert!(
+            !log.contains(secret),
+            "{what} appears in the coordinator's log"
+        );
     }
     for word in [
         "ERROR",

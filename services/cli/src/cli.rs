@@ -247,16 +247,34 @@ mod tests {
     #[test]
     fn tls_options_from_flags() {
         let cli = Cli::try_parse_from([
-            "redis-ha", "--ca", "/c/ca.pem", "--cert", "/c/op.pem", "--key", "/c/op-key.pem",
+            "redis-ha",
+            "--ca",
+            "/c/ca.pem",
+            "--cert",
+            "/c/op.pem",
+            "--key",
+            "/c/op-key.pem",
             "status",
         ])
         .unwrap();
         let tls = cli.connection.tls();
-        assert_eq!(tls.ca_file.as_deref(), Some(std::path::Path::new("/c/ca.pem")));
-        assert_eq!(tls.key_file.as_deref(), Some(std::path::Path::new("/c/op-key.pem")));
+        assert_eq!(
+            tls.ca_file.as_deref(),
+            Some(std::path::Path::new("/c/ca.pem"))
+        );
+        assert_eq!(
+            tls.key_file.as_deref(),
+            Some(std::path::Path::new("/c/op-key.pem"))
+        );
         assert!(!tls.insecure);
         let cli = Cli::try_parse_from([
-            "redis-ha", "certs", "create", "--dir", "d", "--nodes", "node-1,node-2",
+            "redis-ha",
+            "certs",
+            "create",
+            "--dir",
+            "d",
+            "--nodes",
+            "node-1,node-2",
         ])
         .unwrap();
         match cli.command {

@@ -43,7 +43,10 @@ impl Target {
             reason: e.to_string(),
         })?;
         if tls.is_insecure() {
-            eprintln!("redis-ha: warning: {}", redis_ha_tls::insecure_warning("redis-ha"));
+            eprintln!(
+                "redis-ha: warning: {}",
+                redis_ha_tls::insecure_warning("redis-ha")
+            );
         }
         let endpoint = tls
             .endpoint(&self.url)

@@ -87,7 +87,11 @@ pub fn command(program: &Path, subcommand: &str, fwd: &Forwarded, conn: &Connect
         .arg("--timeout-ms")
         .arg(conn.timeout_ms.to_string());
     // Paths only (a key is never an argument); the environment is inherited anyway.
-    for (flag, path) in [("--ca", &conn.ca), ("--cert", &conn.cert), ("--key", &conn.key)] {
+    for (flag, path) in [
+        ("--ca", &conn.ca),
+        ("--cert", &conn.cert),
+        ("--key", &conn.key),
+    ] {
         if let Some(p) = path {
             cmd.arg(flag).arg(p);
         }
@@ -95,8 +99,7 @@ pub fn command(program: &Path, subcommand: &str, fwd: &Forwarded, conn: &Connect
     if conn.insecure {
         cmd.arg("--insecure");
     }
-    cmd.arg(subcommand)
-        .args(&fwd.args);
+    cmd.arg(subcommand).args(&fwd.args);
     cmd
 }
 

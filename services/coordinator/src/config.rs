@@ -305,7 +305,10 @@ mod tests {
     #[test]
     fn defaults_are_valid() {
         // TLS is on by default: its files must be configured (or insecure set).
-        let e = CoordinatorConfig::default().validate().unwrap_err().to_string();
+        let e = CoordinatorConfig::default()
+            .validate()
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("tls.ca_file"), "{e}");
         let c = CoordinatorConfig {
             tls: TlsSettings::insecure(),

@@ -73,7 +73,9 @@ pub async fn serve(
     // Mutual TLS unless `tls.insecure`: the handshake refuses a client without a certificate
     // of the cluster CA; the service checks each call against the certificate's identity.
     let tls = config.tls.server()?;
-    config.tls.warn_if_insecure("redis-ha-coordinator", "coordinator");
+    config
+        .tls
+        .warn_if_insecure("redis-ha-coordinator", "coordinator");
     let service = CoordinatorService::new(&config, stop.clone())?;
     redis_ha_common::metrics::start(
         "redis-ha-coordinator",

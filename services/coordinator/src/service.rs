@@ -10,11 +10,11 @@ use futures::Stream;
 use redis_ha_common::telemetry::adopt_trace_context;
 use redis_ha_common::{ConfigError, Secret};
 use redis_ha_proto::v1::coordinator_server::{Coordinator, CoordinatorServer};
-use redis_ha_tls::{Call, Guard};
 use redis_ha_proto::v1::{
     AgentReport, FailoverRequest, FailoverResponse, GetTopologyRequest, ListEventsRequest,
     ListEventsResponse, ReportAck, Topology, WatchTopologyRequest,
 };
+use redis_ha_tls::{Call, Guard};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};

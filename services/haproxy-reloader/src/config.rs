@@ -462,10 +462,7 @@ mod tests {
                 vec![node("n", "a:1"), node("m", "A:1")],
             ),
         ] {
-            let c = ReloaderConfig {
-                nodes,
-                ..plain()
-            };
+            let c = ReloaderConfig { nodes, ..plain() };
             let e = c.validate().unwrap_err().to_string();
             assert!(e.contains(key) && e.contains(value), "{key} = {value}: {e}");
         }

@@ -18,7 +18,11 @@ impl Guard {
     /// The peer's identity when `call` is allowed; UNAUTHENTICATED without a usable
     /// certificate, PERMISSION_DENIED when the rule refuses. `None` in insecure mode.
     #[allow(clippy::result_large_err)] // the RPC's own error type
-    pub fn check<T>(&self, request: &Request<T>, call: Call<'_>) -> Result<Option<Identity>, Status> {
+    pub fn check<T>(
+        &self,
+        request: &Request<T>,
+        call: Call<'_>,
+    ) -> Result<Option<Identity>, Status> {
         match self {
             Self::Open => Ok(None),
             Self::Certificates => {

@@ -14,8 +14,8 @@ use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
-    IsCa, Issuer, KeyPair, KeyUsagePurpose,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose,
 };
 use x509_parser::extensions::GeneralName;
 use x509_parser::prelude::{FromDer, X509Certificate};
@@ -291,7 +291,9 @@ fn names_of(cert: &X509Certificate<'_>) -> Vec<String> {
             .filter_map(|n| match n {
                 GeneralName::DNSName(d) => Some(d.to_ascii_lowercase()),
                 GeneralName::IPAddress(b) => match b.len() {
-                    4 => <[u8; 4]>::try_from(*b).ok().map(|a| IpAddr::from(a).to_string()),
+                    4 => <[u8; 4]>::try_from(*b)
+                        .ok()
+                        .map(|a| IpAddr::from(a).to_string()),
                     16 => <[u8; 16]>::try_from(*b)
                         .ok()
                         .map(|a| IpAddr::from(a).to_string()),
@@ -478,11 +480,23 @@ mod tests {
         let ids: Vec<String> = w.iter().map(|w| w.identity.common_name()).collect();
         assert_eq!(
             ids,
-            ["coordinator", "reloader", "operator", "agent.node-1", "agent.node-2"]
+            [
+                "coordinator",
+                "reloader",
+                "operator",
+                "agent.node-1",
+                "agent.node-2"
+            ]
         );
         assert_eq!(
             w[0].names,
-            ["127.0.0.1", "::1", "coordinator", "localhost", "tasks.coordinator"]
+            [
+                "127.0.0.1",
+                "::1",
+                "coordinator",
+                "localhost",
+                "tasks.coordinator"
+            ]
         );
         assert!(w[1..].iter().all(|w| w.names.is_empty()));
         let mut p = plan();
@@ -512,8 +526,11 @@ mod tests {
         let now = 0;
         assert_eq!(decide(w, Some(&good), 365, now), Action::Keep);
         assert_eq!(decide(w, None, 365, now), Action::Issue("new".into()));
-        let cases: [(&str, fn(&mut Facts)); 6] = [
-            ("another identity", |f| f.identity = Some(Identity::Operator)),
+        type Change = fn(&mut Facts);
+        let cases: [(&str, Change); 6] = [
+            ("another identity", |f| {
+                f.identity = Some(Identity::Operator)
+            }),
             ("another identity", |f| f.identity = None),
             ("other names", |f| f.names = vec!["x".into()]),
             ("not signed by this CA", |f| f.signed_by_ca = false),

@@ -52,7 +52,11 @@ fn read(key: &str, path: Option<&Path>) -> Result<Vec<u8>, ConfigError> {
 
 impl TlsSettings {
     /// Mutual TLS from these three files.
-    pub fn files(ca: impl Into<PathBuf>, cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
+    pub fn files(
+        ca: impl Into<PathBuf>,
+        cert: impl Into<PathBuf>,
+        key: impl Into<PathBuf>,
+    ) -> Self {
         Self {
             ca_file: Some(ca.into()),
             cert_file: Some(cert.into()),
@@ -207,7 +211,10 @@ mod tests {
         TlsSettings::insecure().validate().unwrap();
         let missing = TlsSettings::files("/nonexistent/ca.pem", "/x", "/y");
         let e = missing.validate().unwrap_err().to_string();
-        assert!(e.contains("tls.ca_file") && e.contains("/nonexistent/ca.pem"), "{e}");
+        assert!(
+            e.contains("tls.ca_file") && e.contains("/nonexistent/ca.pem"),
+            "{e}"
+        );
         let dir = tempfile::tempdir().unwrap();
         let junk = dir.path().join("junk");
         std::fs::write(&junk, "hello").unwrap();
@@ -226,7 +233,10 @@ mod tests {
         assert_eq!(plain.url("a:1"), "http://a:1");
         let tls = ClientTls(Some(ClientTlsConfig::new()));
         assert_eq!(tls.url("http://127.0.0.1:50051"), "https://127.0.0.1:50051");
-        assert_eq!(tls.url(" https://coordinator:50051 "), "https://coordinator:50051");
+        assert_eq!(
+            tls.url(" https://coordinator:50051 "),
+            "https://coordinator:50051"
+        );
         assert!(plain.endpoint("http://bad host:1").is_err());
     }
 }
