@@ -58,11 +58,11 @@ async fn stack(failover_timeout_ms: u64) -> Stack {
     }
 }
 
-/// The coordinator client an agent with node `i`'s identity uses. Today the harness's plain
-/// client; once the coordinator requires client certificates (issue #11 item 1) this is
-/// where node `i`'s agent credential goes (its certificate names node `i`).
-fn agent_client(cluster: &Cluster, _i: usize) -> CoordinatorClient<Channel> {
-    cluster.client()
+/// The coordinator client an agent with node `i`'s identity uses: node `i`'s agent
+/// certificate (an authenticated agent may report for its own node only).
+fn agent_client(cluster: &Cluster, i: usize) -> CoordinatorClient<Channel> {
+    let who = redis_ha_testkit::tls::agent(&format!("node-{i}"));
+    redis_ha_testkit::coordinator::client(&cluster.coordinator_url(), &cluster.certs().client(&who))
 }
 
 /// A faulty agent speaking as node `i`'s agent: its reports, numbered in order.
