@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use redis_ha_common::{load_config, ConfigError, HostPort, Secret};
-use redis_ha_tls::{ClientTls, TlsSettings};
+use redis_ha_tls::{ClientTls, Identity, TlsSettings};
 
 use crate::hung::{HungSettings, RestartTarget};
 use serde::{Deserialize, Serialize};
@@ -204,6 +204,28 @@ impl AgentConfig {
         Ok(())
     }
 
+    /// The coordinator client's TLS; its certificate must name this agent's node
+    /// (`agent.<node_id>`), since the coordinator takes its reports for that node only.
+    fn coordinator_tls(&self) -> Result<ClientTls, ConfigError> {
+        if let Some(who) = self.tls.identity()? {
+            let node = self.node_id.trim();
+            if Identity::agent(node).as_ref() != Some(&who) {
+                return Err(ConfigError::invalid(
+                    "tls.cert_file",
+                    self.tls
+                        .cert_file
+                        .as_deref()
+                        .map(|p| p.display().to_string())
+                        .unwrap_or_default(),
+                    format!(
+                        "names {who}, not agent.{node}: the coordinator would refuse every report"
+                    ),
+                ));
+            }
+        }
+        self.tls.client()
+    }
+
     /// This node's Redis container, for `key` (a setting that needs it) when `enabled`.
     fn docker_target(
         &self,
@@ -261,7 +283,7 @@ impl AgentConfig {
                 .unwrap_or_else(|| self.redis_addr.clone()),
             sentinel_addr: self.sentinel_addr.clone(),
             coordinator_url: self.coordinator_url.trim().to_owned(),
-            coordinator_tls: self.tls.client()?,
+            coordinator_tls: self.coordinator_tls()?,
             heartbeat: Duration::from_millis(self.heartbeat_ms),
             failover_poll: Duration::from_millis(self.failover_poll_ms),
             io_timeout: Duration::from_millis(self.io_timeout_ms),
@@ -399,6 +421,29 @@ mod tests {
             assert!(e.contains("heartbeat"), "{e}");
             Ok(())
         });
+    }
+
+    #[test]
+    fn the_certificate_must_name_this_node() {
+        let dir = tempfile::tempdir().unwrap();
+        let plan = redis_ha_tls::issue::Plan::for_nodes(&["node-1", "node-2"]);
+        redis_ha_tls::issue::create(dir.path(), &plan).unwrap();
+        let files = redis_ha_tls::issue::CertDir::new(dir.path());
+        let node1 = Identity::agent("node-1").unwrap();
+        let config = |node: &str, who: &Identity| AgentConfig {
+            node_id: node.into(),
+            tls: files.settings(who),
+            resolve_wait_ms: 0,
+            ..AgentConfig::default()
+        };
+        config("node-1", &node1).validate().unwrap();
+        for (node, who) in [("node-2", node1.clone()), ("node-1", Identity::Operator)] {
+            let e = config(node, &who).validate().unwrap_err().to_string();
+            assert!(
+                e.contains("tls.cert_file") && e.contains(&format!("agent.{node}")),
+                "{e}"
+            );
+        }
     }
 
     #[test]

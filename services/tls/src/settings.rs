@@ -81,6 +81,26 @@ impl TlsSettings {
         })
     }
 
+    /// The identity `cert_file` names (`None` when insecure).
+    pub fn identity(&self) -> Result<Option<crate::Identity>, ConfigError> {
+        if self.insecure {
+            return Ok(None);
+        }
+        // Every file first, in the order the refusals name them.
+        let pem = self.pems()?.cert;
+        let path = self
+            .cert_file
+            .as_deref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        let bad = |reason: String| ConfigError::invalid("tls.cert_file", &path, reason);
+        let (_, parsed) = x509_parser::pem::parse_x509_pem(&pem)
+            .map_err(|e| bad(format!("not a PEM certificate: {e}")))?;
+        crate::Identity::from_certificate(&parsed.contents)
+            .map(Some)
+            .map_err(|e| bad(e.to_string()))
+    }
+
     /// Checks that the files are there and read (nothing to check when insecure).
     pub fn validate(&self) -> Result<(), ConfigError> {
         if !self.insecure {
