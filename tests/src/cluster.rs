@@ -43,6 +43,9 @@ pub struct ClusterOptions {
     /// Where the control plane's certificates are made (or kept, when already there and
     /// valid: the product's rule); `None`: the cluster's own `<dir>/tls`.
     pub tls_dir: Option<PathBuf>,
+    /// Plaintext gRPC, no authentication (`tls.insecure` on every sidecar and client): only
+    /// for tests of what an unauthenticated caller could send (the shipped mode is TLS).
+    pub insecure: bool,
 }
 
 impl Default for ClusterOptions {
@@ -55,6 +58,7 @@ impl Default for ClusterOptions {
             heartbeat_ms: 500,
             stale_after_ms: 3000,
             tls_dir: None,
+            insecure: false,
         }
     }
 }
@@ -91,7 +95,11 @@ impl Cluster {
             .clone()
             .unwrap_or_else(|| dir.path().join("tls"));
         let certs = Certs::create(&tls_dir, NODES);
-        let operator = certs.operator();
+        let operator = if opts.insecure {
+            ClientTls::insecure()
+        } else {
+            certs.operator()
+        };
         let master_port = ports.port(1);
         let mut nodes = Vec::with_capacity(NODES);
         for i in 1..=NODES {
@@ -153,7 +161,11 @@ impl Cluster {
 
     /// The `[tls]` settings of `who` (every sidecar the harness starts has its own).
     pub fn tls(&self, who: &Identity) -> TlsSettings {
-        self.certs.settings(who)
+        if self.opts.insecure {
+            TlsSettings::insecure()
+        } else {
+            self.certs.settings(who)
+        }
     }
 
     /// The operator's client TLS.

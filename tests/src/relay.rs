@@ -23,7 +23,7 @@ use redis_ha_proto::v1::{
 };
 use redis_ha_testkit::tls::{agent, Certs};
 use redis_ha_testkit::wait_until;
-use redis_ha_tls::Identity;
+use redis_ha_tls::{ClientTls, Identity};
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
@@ -78,32 +78,43 @@ impl ReportRelay {
     /// Serves the relay on 127.0.0.1:`port`, forwarding to the coordinator at
     /// `coordinator_url`; `certs` holds the coordinator's certificate (served) and every
     /// client's (forwarded with).
-    pub async fn start(port: u16, coordinator_url: &str, certs: &Certs) -> Self {
+    /// `certs: None`: plaintext both ways, for a coordinator run with `tls.insecure`.
+    pub async fn start(port: u16, coordinator_url: &str, certs: Option<&Certs>) -> Self {
         let listener = redis_ha_testkit::ports::bind(port).await;
         let log = Log::default();
         let identities = (1..=NODES)
             .map(|i| agent(&format!("node-{i}")))
             .chain([Identity::Reloader, Identity::Operator]);
-        let clients = identities
-            .map(|who| {
-                let client =
-                    redis_ha_testkit::coordinator::client(coordinator_url, &certs.client(&who));
-                (who, client)
-            })
-            .collect();
+        let clients = match certs {
+            Some(certs) => identities
+                .map(|who| {
+                    let tls = certs.client(&who);
+                    (who, redis_ha_testkit::coordinator::client(coordinator_url, &tls))
+                })
+                .collect(),
+            None => BTreeMap::new(),
+        };
+        let plain = certs.is_none().then(|| {
+            redis_ha_testkit::coordinator::client(coordinator_url, &ClientTls::insecure())
+        });
         let forward = Forward {
             clients,
+            plain,
             log: log.clone(),
         };
         let stop = CancellationToken::new();
-        let tls = certs
-            .settings(&Identity::Coordinator)
-            .server()
-            .unwrap_or_else(|e| panic!("the relay's TLS: {e}"))
-            .unwrap_or_else(|| panic!("the relay's TLS: insecure"));
-        let server = tonic::transport::Server::builder()
-            .tls_config(tls)
-            .unwrap_or_else(|e| panic!("the relay's TLS: {e}"))
+        let mut builder = tonic::transport::Server::builder();
+        if let Some(certs) = certs {
+            let tls = certs
+                .settings(&Identity::Coordinator)
+                .server()
+                .unwrap_or_else(|e| panic!("the relay's TLS: {e}"))
+                .unwrap_or_else(|| panic!("the relay's TLS: insecure"));
+            builder = builder
+                .tls_config(tls)
+                .unwrap_or_else(|e| panic!("the relay's TLS: {e}"));
+        }
+        let server = builder
             .add_service(CoordinatorServer::new(forward))
             .serve_with_incoming_shutdown(
                 TcpListenerStream::new(listener),
@@ -221,6 +232,8 @@ impl Drop for ReportRelay {
 struct Forward {
     /// One client per identity: a call goes on with its caller's certificate.
     clients: BTreeMap<Identity, CoordinatorClient<Channel>>,
+    /// Plaintext: one client for every caller.
+    plain: Option<CoordinatorClient<Channel>>,
     log: Log,
 }
 
@@ -228,6 +241,9 @@ impl Forward {
     /// The client with the certificate of the caller's identity.
     #[allow(clippy::result_large_err)] // the RPC's own error type
     fn client<T>(&self, request: &Request<T>) -> Result<CoordinatorClient<Channel>, Status> {
+        if let Some(plain) = &self.plain {
+            return Ok(plain.clone());
+        }
         let certs = request
             .peer_certs()
             .ok_or_else(|| Status::unauthenticated("relay: no client certificate"))?;
@@ -300,7 +316,7 @@ impl Cluster {
         ReportRelay::start(
             self.ports().port(RELAY_PORT_OFFSET),
             &self.coordinator_url(),
-            self.certs(),
+            (!self.options().insecure).then(|| self.certs()),
         )
         .await
     }

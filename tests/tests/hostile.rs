@@ -21,6 +21,7 @@ use redis_ha_tests::kit::{PortBlock, RedisNode, RedisSpec};
 use redis_ha_tests::relay::ReportRelay;
 use redis_ha_tests::sidecars::SidecarTask;
 use redis_ha_tests::{wait_until, Cluster, ClusterOptions, READY_TIMEOUT};
+use redis_ha_tls::{ClientTls, TlsSettings};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_stream::StreamExt;
 use tonic::transport::Channel;
@@ -43,6 +44,8 @@ async fn coordinator(port: u16, nodes: Vec<redis_ha_coordinator::NodeConfig>) ->
         metrics_addr: String::new(),
         crash_failover: false,
         nodes,
+        // Plaintext: hand-made reports of any agent id (who may send what is tls.rs's).
+        tls: TlsSettings::insecure(),
         ..CoordinatorConfig::default()
     };
     InProcess::spawn(config, listener).unwrap_or_else(|e| panic!("coordinator: {e}"))
@@ -78,8 +81,8 @@ async fn the_agent_survives_a_hostile_redis_and_sentinel_and_never_reports_a_fal
     let fake_sentinel =
         FakeServer::start(sentinel_port, Framing::Chunk, always(Reply::Close)).await;
     let coordinator = coordinator(ports.port(2), Vec::new()).await;
-    let relay = ReportRelay::start(ports.port(3), &coordinator.url()).await;
-    let mut api = redis_ha_tests::kit::coordinator::client(&coordinator.url());
+    let relay = ReportRelay::start(ports.port(3), &coordinator.url(), None).await;
+    let mut api = redis_ha_tests::kit::coordinator::client(&coordinator.url(), &ClientTls::insecure());
 
     let config = AgentConfig {
         node_id: "node-1".into(),
@@ -91,6 +94,7 @@ async fn the_agent_survives_a_hostile_redis_and_sentinel_and_never_reports_a_fal
         heartbeat_ms: 200,
         io_timeout_ms: 300,
         metrics_addr: String::new(),
+        tls: TlsSettings::insecure(),
         ..AgentConfig::default()
     };
     let agent = SidecarTask::spawn("the agent", |token| redis_ha_agent::run(config, token));
@@ -363,7 +367,7 @@ async fn the_reloader_survives_a_hostile_haproxy_and_never_readies_a_wrong_serve
             .collect(),
     )
     .await;
-    let mut api = redis_ha_tests::kit::coordinator::client(&coordinator.url());
+    let mut api = redis_ha_tests::kit::coordinator::client(&coordinator.url(), &ClientTls::insecure());
     for n in 1..=3 {
         api.report(node_report(n, &addrs, 1, 1, 1))
             .await
@@ -410,6 +414,7 @@ async fn the_reloader_survives_a_hostile_haproxy_and_never_readies_a_wrong_serve
                 redis: addrs[n - 1].clone(),
             })
             .collect(),
+        tls: TlsSettings::insecure(),
         ..ReloaderConfig::default()
     };
     let reloader = Reloader::new(config).unwrap_or_else(|e| panic!("reloader: {e}"));
@@ -582,7 +587,7 @@ async fn flood(
     let make = Arc::new(make);
     let mut tasks = Vec::new();
     for c in 0..CONNECTIONS {
-        let mut client = redis_ha_tests::kit::coordinator::client(url);
+        let mut client = redis_ha_tests::kit::coordinator::client(url, &ClientTls::insecure());
         let make = Arc::clone(&make);
         tasks.push(tokio::spawn(async move {
             let mut codes = HashMap::new();
@@ -610,7 +615,13 @@ async fn flood(
 /// status, nothing of them held, and the real agents' topology unchanged and fresh.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_coordinator_refuses_strangers_and_oversized_requests_beside_real_agents() {
-    let mut cluster = Cluster::start(ClusterOptions::default()).await;
+    // Plaintext: strangers with 50 000 agent ids cannot get certificates of the cluster's CA
+    // (with TLS the handshake refuses them, tls.rs); this is about the bounds behind it.
+    let mut cluster = Cluster::start(ClusterOptions {
+        insecure: true,
+        ..ClusterOptions::default()
+    })
+    .await;
     cluster.start_all_sidecars().await;
     let before = cluster.wait_steady_topology(1).await;
     let group = cluster.group().to_owned();
@@ -716,11 +727,12 @@ async fn without_a_node_list_agents_groups_and_watchers_are_bounded() {
         max_agents_per_group: 8,
         max_groups: 3,
         max_watchers: 4,
+        tls: TlsSettings::insecure(),
         ..CoordinatorConfig::default()
     };
     let server = InProcess::spawn(config, listener).unwrap_or_else(|e| panic!("{e}"));
     let url = server.url();
-    let mut client = redis_ha_tests::kit::coordinator::client(&url);
+    let mut client = redis_ha_tests::kit::coordinator::client(&url, &ClientTls::insecure());
 
     // The first eight agents join; every later id is refused.
     for i in 0..8 {
