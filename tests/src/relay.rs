@@ -89,7 +89,10 @@ impl ReportRelay {
             Some(certs) => identities
                 .map(|who| {
                     let tls = certs.client(&who);
-                    (who, redis_ha_testkit::coordinator::client(coordinator_url, &tls))
+                    (
+                        who,
+                        redis_ha_testkit::coordinator::client(coordinator_url, &tls),
+                    )
                 })
                 .collect(),
             None => BTreeMap::new(),

@@ -82,7 +82,8 @@ async fn the_agent_survives_a_hostile_redis_and_sentinel_and_never_reports_a_fal
         FakeServer::start(sentinel_port, Framing::Chunk, always(Reply::Close)).await;
     let coordinator = coordinator(ports.port(2), Vec::new()).await;
     let relay = ReportRelay::start(ports.port(3), &coordinator.url(), None).await;
-    let mut api = redis_ha_tests::kit::coordinator::client(&coordinator.url(), &ClientTls::insecure());
+    let mut api =
+        redis_ha_tests::kit::coordinator::client(&coordinator.url(), &ClientTls::insecure());
 
     let config = AgentConfig {
         node_id: "node-1".into(),
@@ -367,7 +368,8 @@ async fn the_reloader_survives_a_hostile_haproxy_and_never_readies_a_wrong_serve
             .collect(),
     )
     .await;
-    let mut api = redis_ha_tests::kit::coordinator::client(&coordinator.url(), &ClientTls::insecure());
+    let mut api =
+        redis_ha_tests::kit::coordinator::client(&coordinator.url(), &ClientTls::insecure());
     for n in 1..=3 {
         api.report(node_report(n, &addrs, 1, 1, 1))
             .await

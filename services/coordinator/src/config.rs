@@ -383,6 +383,7 @@ mod tests {
                 "master_group = \"g\"\nevent_history = 1000\nevent_history_bytes = 65536\nmax_groups = 3\nmax_agents_per_group = 5\nmax_report_bytes = 2048\nmax_watchers = 7\n[[nodes]]\nid = \"n1\"\nredis = \"r:1\"\nsentinel = \"s:1\"\n",
             )?;
             jail.set_env("REDIS_HA_COORDINATOR_MAX_CONCURRENT_STREAMS", "9");
+            jail.set_env("REDIS_HA_COORDINATOR_TLS__INSECURE", "true");
             let c = CoordinatorConfig::load(Some(Path::new("c.toml"))).unwrap();
             // The bytes bound wins: 65536 / 4096.
             assert_eq!(c.history_len(), 16);
