@@ -10,6 +10,7 @@
 
 use std::fmt;
 
+use redis_ha_common::addr::is_valid_host;
 use redis_ha_common::HostPort;
 
 /// The event kind, from the channel name.
@@ -277,6 +278,9 @@ fn host_port(host: &str, port: &str) -> Result<HostPort, String> {
     if host.is_empty() {
         return Err("empty host".into());
     }
+    if !is_valid_host(host) {
+        return Err(format!("invalid host {host:?}"));
+    }
     Ok(HostPort::new(host, p))
 }
 
@@ -422,6 +426,16 @@ mod tests {
             let ev = parse_event(ch, MASTER).unwrap();
             assert_eq!(ev.master_group(), Some("redis-cluster"));
             assert_eq!(ev.kind.channel(), ch);
+        }
+    }
+
+    #[test]
+    fn hosts_with_control_characters_or_brackets_are_refused() {
+        for bad in ["10.0.0.1\u{7}", "[10.0.0.1", "a\u{0}"] {
+            let payload = format!("master redis-cluster {bad} 9001");
+            assert!(parse_event("+sdown", &payload).is_err(), "{bad:?}");
+            let switch = format!("redis-cluster 10.0.0.1 9001 {bad} 9002");
+            assert!(parse_event("+switch-master", &switch).is_err(), "{bad:?}");
         }
     }
 

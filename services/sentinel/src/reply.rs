@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 
 use redis::Value;
+use redis_ha_common::addr::is_valid_host;
 pub use redis_ha_common::redis_client::{text, ReplyError};
 use redis_ha_common::HostPort;
 
@@ -66,7 +67,7 @@ pub fn number<T: std::str::FromStr>(m: &InstanceMap, key: &str) -> Result<T, Rep
 /// `ip` + `port` of an instance.
 pub fn instance_addr(m: &InstanceMap) -> Result<HostPort, ReplyError> {
     let ip = field(m, "ip")?;
-    if ip.is_empty() {
+    if !is_valid_host(ip) {
         return Err(ReplyError::invalid("ip", ip));
     }
     let port: u16 = number(m, "port")?;
@@ -173,7 +174,7 @@ pub fn parse_master_addr(v: &Value) -> Result<Option<HostPort>, ReplyError> {
             [] => Ok(None),
             [ip, port] => {
                 let ip = text(ip)
-                    .filter(|s| !s.is_empty())
+                    .filter(|s| is_valid_host(s))
                     .ok_or_else(|| ReplyError::invalid("ip", format!("{ip:?}")))?;
                 let raw = text(port).unwrap_or_default();
                 let port: u16 = raw
@@ -441,6 +442,22 @@ mod tests {
         );
         assert!(parse_master_addr(&Value::Array(vec![bulk("h")])).is_err());
         assert!(parse_master_addr(&Value::Int(1)).is_err());
+    }
+
+    #[test]
+    fn hosts_with_control_characters_or_brackets_are_refused() {
+        // Such a host never names a real node and would not print back as the same text.
+        for bad in ["10.0.0.1\r", "a\u{0}b", "[::1", "a b"] {
+            assert!(
+                parse_master_addr(&Value::Array(vec![bulk(bad), bulk("9001")])).is_err(),
+                "{bad:?}"
+            );
+            assert_eq!(
+                parse_master(&flat(&[("ip", bad), ("port", "9001")])),
+                Err(ReplyError::invalid("ip", bad)),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]
