@@ -48,8 +48,8 @@ use redis_ha_tests::figures::{self, failover_sample, FailoverSample};
 use redis_ha_tests::haproxy::{self, ClassicSetup, RoleProber, WriteMode, WriteRecord, Writer};
 use redis_ha_tests::kit::client;
 use redis_ha_tests::stack::{
-    cli_status_json, missing_keys, poll, remove, repo_root, tls_dir, up_args, StackOptions,
-    SILENT_DNS,
+    cli_status_json, missing_keys, poll, remove, repo_root, sentinels_master, tls_dir, up_args,
+    StackOptions, SILENT_DNS,
 };
 use tokio::process::Command;
 
@@ -457,32 +457,7 @@ impl Bench {
 
     /// The master a majority of the Sentinels name.
     async fn sentinel_master(&self) -> Result<u8, String> {
-        let mut votes = [0u8; 4];
-        let mut seen = Vec::new();
-        for s in 1..=3u8 {
-            let mut c = redis::cmd("SENTINEL");
-            c.arg("GET-MASTER-ADDR-BY-NAME").arg(GROUP);
-            let answer = client::query::<Option<(String, String)>>(
-                self.sentinel_port(s),
-                Some(&self.sentinel_password),
-                &c,
-            )
-            .await
-            .map_err(|e| e.to_string());
-            match answer {
-                Ok(Some((host, _))) => {
-                    if let Ok(n) = host.parse::<NodeNum>() {
-                        votes[usize::from(n.get())] += 1;
-                    }
-                    seen.push(format!("s{s}:{host}"));
-                }
-                Ok(None) => seen.push(format!("s{s}:none")),
-                Err(e) => seen.push(format!("s{s}:{e}")),
-            }
-        }
-        (1..=3u8)
-            .find(|&n| votes[usize::from(n)] >= 2)
-            .ok_or_else(|| format!("no Sentinel majority: {}", seen.join(", ")))
+        sentinels_master(|s| self.sentinel_port(s), &self.sentinel_password, GROUP).await
     }
 
     /// ("master" | "slave", link state for a replica).

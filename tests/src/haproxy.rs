@@ -374,6 +374,21 @@ impl Writer {
     }
 
     /// How many attempts so far pass `pred` (e.g. acknowledged ones after some instant).
+    /// Waits until `n` acknowledged writes started after `since`.
+    pub async fn wait_acked_since(&self, since: Instant, n: usize) {
+        wait_until(
+            &format!("{n} writes through HAProxy acknowledged"),
+            READY_TIMEOUT,
+            || async move {
+                match self.count(|r| r.acked && r.started > since) {
+                    k if k >= n => Ok(()),
+                    k => Err(format!("{k} acknowledged")),
+                }
+            },
+        )
+        .await;
+    }
+
     pub fn count(&self, pred: impl Fn(&WriteRecord) -> bool) -> usize {
         lock(&self.records).iter().filter(|r| pred(r)).count()
     }
@@ -631,6 +646,19 @@ impl ReloaderTask {
     pub async fn stop(self) {
         self.task.stop().await;
     }
+}
+
+/// One line about a writer's records: attempts, acknowledged, which ports served, the errors.
+pub fn summary(records: &[WriteRecord]) -> String {
+    let acked = records.iter().filter(|r| r.acked).count();
+    let ports: std::collections::BTreeSet<Option<u16>> =
+        records.iter().filter(|r| r.acked).map(|r| r.port).collect();
+    let errors: std::collections::BTreeSet<&str> =
+        records.iter().filter_map(|r| r.error.as_deref()).collect();
+    format!(
+        "{} attempts, {acked} acked, served by {ports:?}, errors {errors:?}",
+        records.len()
+    )
 }
 
 #[cfg(test)]

@@ -584,32 +584,12 @@ impl Stack {
 
     /// The master the Sentinels agree on (a majority of those answering), as a node number.
     pub async fn sentinel_master(&self) -> Result<u8, String> {
-        let mut votes = [0u8; 4];
-        let mut seen = Vec::new();
-        for s in 1..=3u8 {
-            let mut c = redis::cmd("SENTINEL");
-            c.arg("GET-MASTER-ADDR-BY-NAME").arg(&self.opts.group);
-            let answer = redis_ha_testkit::client::query::<Option<(String, String)>>(
-                self.sentinel_port(s),
-                Some(&self.sentinel_password),
-                &c,
-            )
-            .await
-            .map_err(|e| e.to_string());
-            match answer {
-                Ok(Some((host, _))) => {
-                    seen.push(format!("s{s}:{host}"));
-                    if let Ok(n) = host.parse::<NodeNum>() {
-                        votes[usize::from(n.get())] += 1;
-                    }
-                }
-                Ok(None) => seen.push(format!("s{s}:none")),
-                Err(e) => seen.push(format!("s{s}:{e}")),
-            }
-        }
-        (1..=3u8)
-            .find(|&n| votes[usize::from(n)] >= 2)
-            .ok_or_else(|| format!("no Sentinel majority: {}", seen.join(", ")))
+        sentinels_master(
+            |s| self.sentinel_port(s),
+            &self.sentinel_password,
+            &self.opts.group,
+        )
+        .await
     }
 
     /// `redis-ha status --json` from the host against the published gRPC port.
@@ -832,6 +812,41 @@ pub async fn cli_status_json(
         ));
     }
     serde_json::from_slice(&out.stdout).map_err(|e| format!("status JSON: {e}"))
+}
+
+/// The master a majority of the stack's three Sentinels (published ports `port(1..=3)`) name
+/// for `group`, as a node number; the error lists what each answered.
+pub async fn sentinels_master(
+    port: impl Fn(u8) -> u16,
+    password: &str,
+    group: &str,
+) -> Result<u8, String> {
+    let mut votes = [0u8; 4];
+    let mut seen = Vec::new();
+    for s in 1..=3u8 {
+        let mut c = redis::cmd("SENTINEL");
+        c.arg("GET-MASTER-ADDR-BY-NAME").arg(group);
+        let answer = redis_ha_testkit::client::query::<Option<(String, String)>>(
+            port(s),
+            Some(password),
+            &c,
+        )
+        .await
+        .map_err(|e| e.to_string());
+        match answer {
+            Ok(Some((host, _))) => {
+                seen.push(format!("s{s}:{host}"));
+                if let Ok(n) = host.parse::<NodeNum>() {
+                    votes[usize::from(n.get())] += 1;
+                }
+            }
+            Ok(None) => seen.push(format!("s{s}:none")),
+            Err(e) => seen.push(format!("s{s}:{e}")),
+        }
+    }
+    (1..=3u8)
+        .find(|&n| votes[usize::from(n)] >= 2)
+        .ok_or_else(|| format!("no Sentinel majority: {}", seen.join(", ")))
 }
 
 #[cfg(test)]

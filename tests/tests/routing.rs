@@ -2,14 +2,13 @@
 //! coordinator, agents, Redis and Sentinel processes: failovers, a returning old master,
 //! restarts of HAProxy / the reloader / the coordinator, a dead replica.
 
-use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use redis::aio::MultiplexedConnection;
 use redis_ha_common::time::now_ms;
 use redis_ha_proto::v1::{AgentReport, Health, RedisStatus, Role, SentinelEvent, SentinelStatus};
 use redis_ha_reloader::decision::Source;
-use redis_ha_tests::haproxy::{Haproxy, ReloaderTask, WriteMode, WriteRecord, Writer};
+use redis_ha_tests::haproxy::{summary, Haproxy, ReloaderTask, WriteMode, WriteRecord, Writer};
 use redis_ha_tests::kit::client;
 use redis_ha_tests::sentinel_events::SentinelEvents;
 use redis_ha_tests::{wait_until, Cluster, ClusterOptions, READY_TIMEOUT};
@@ -132,21 +131,6 @@ async fn assert_acked_present(cluster: &Cluster, port: u16, records: &[WriteReco
     );
 }
 
-/// Waits until `writer` has `n` acknowledged writes that started after `since`.
-async fn wait_acked_since(writer: &Writer, since: Instant, n: usize) {
-    wait_until(
-        &format!("{n} writes through HAProxy acknowledged"),
-        READY_TIMEOUT,
-        || async move {
-            match writer.count(|r| r.acked && r.started > since) {
-                k if k >= n => Ok(()),
-                k => Err(format!("{k} acknowledged")),
-            }
-        },
-    )
-    .await;
-}
-
 /// A writer through `haproxy` every `every_ms`, once it has 20 writes acknowledged.
 async fn writing(haproxy: &Haproxy, prefix: &str, mode: WriteMode, every_ms: u64) -> Writer {
     let started = Instant::now();
@@ -158,18 +142,8 @@ async fn writing(haproxy: &Haproxy, prefix: &str, mode: WriteMode, every_ms: u64
         mode,
         interval,
     );
-    wait_acked_since(&writer, started, 20).await;
+    writer.wait_acked_since(started, 20).await;
     writer
-}
-
-fn summary(records: &[WriteRecord]) -> String {
-    let acked = records.iter().filter(|r| r.acked).count();
-    let ports: BTreeSet<Option<u16>> = records.iter().filter(|r| r.acked).map(|r| r.port).collect();
-    let errors: BTreeSet<&str> = records.iter().filter_map(|r| r.error.as_deref()).collect();
-    format!(
-        "{} attempts, {acked} acked, served by {ports:?}, errors {errors:?}",
-        records.len()
-    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -184,7 +158,7 @@ async fn writes_recover_after_master_sigkill() {
     s.cluster.wait_new_master(&old).await;
     wait_routed_to_sentinel_master(&s.cluster, &s.haproxy).await;
     // Some writes through the proxy after the switch.
-    wait_acked_since(&writer, Instant::now(), 20).await;
+    writer.wait_acked_since(Instant::now(), 20).await;
     let records = writer.finish().await;
 
     let after: Vec<&WriteRecord> = records
@@ -234,7 +208,7 @@ async fn old_master_returning_as_master_gets_no_traffic_and_no_write_is_lost() {
     // needs an observation window. It is counted in routing decisions, not time: 50 more
     // writes, each over a new connection HAProxy routed after the node rejoined.
     s.cluster.wait_rejoined_as_replica(1).await;
-    wait_acked_since(&writer, Instant::now(), 50).await;
+    writer.wait_acked_since(Instant::now(), 50).await;
     let records = writer.finish().await;
     eprintln!("split-brain writer: {}", summary(&records));
 
@@ -383,7 +357,7 @@ async fn remaining_replica_follows_the_promotion_before_sentinel_reconfigures_it
     )
     .await;
     wait_routed_to_sentinel_master(&s.cluster, &s.haproxy).await;
-    wait_acked_since(&writer, Instant::now(), 20).await;
+    writer.wait_acked_since(Instant::now(), 20).await;
     let records = writer.finish().await;
 
     let reconf = events

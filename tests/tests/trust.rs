@@ -20,7 +20,7 @@ use redis_ha_proto::v1::{
     AgentReport, MasterSource, RedisStatus, Role, SentinelEvent, SentinelStatus, Topology,
 };
 use redis_ha_tests::binaries::{parse_exposition, scrape, values};
-use redis_ha_tests::haproxy::{Haproxy, ReloaderTask, WriteMode, WriteRecord, Writer};
+use redis_ha_tests::haproxy::{summary, Haproxy, ReloaderTask, WriteMode, Writer};
 use redis_ha_tests::{wait_until, Cluster, ClusterOptions, READY_TIMEOUT};
 use tonic::transport::Channel;
 
@@ -147,31 +147,6 @@ fn selected_slave(selected: &str, group: &str, master_port: u16, epoch: u64) -> 
     }
 }
 
-/// Waits until `writer` has `n` acknowledged writes that started after `since`.
-async fn wait_acked_since(writer: &Writer, since: Instant, n: usize) {
-    wait_until(
-        &format!("{n} writes through HAProxy acknowledged"),
-        READY_TIMEOUT,
-        || async move {
-            match writer.count(|r| r.acked && r.started > since) {
-                k if k >= n => Ok(()),
-                k => Err(format!("{k} acknowledged")),
-            }
-        },
-    )
-    .await;
-}
-
-fn summary(records: &[WriteRecord]) -> String {
-    let acked = records.iter().filter(|r| r.acked).count();
-    let ports: BTreeSet<Option<u16>> = records.iter().filter(|r| r.acked).map(|r| r.port).collect();
-    let errors: BTreeSet<&str> = records.iter().filter_map(|r| r.error.as_deref()).collect();
-    format!(
-        "{} attempts, {acked} acked, served by {ports:?}, errors {errors:?}",
-        records.len()
-    )
-}
-
 /// The sum of the coordinator's counter `name` with these labels.
 async fn counter(cluster: &Cluster, name: &str, labels: &[(&str, &str)]) -> f64 {
     let text = scrape(cluster.coordinator_metrics_port())
@@ -202,7 +177,7 @@ async fn a_faulty_agent_moves_neither_the_topology_nor_haproxy_nor_the_writes() 
         WriteMode::Persistent,
         Duration::from_millis(5),
     );
-    wait_acked_since(&writer, started, 20).await;
+    writer.wait_acked_since(started, 20).await;
 
     // The faulty agent is node 2's only agent.
     s.cluster.stop_agent(2).await;
@@ -281,7 +256,7 @@ async fn a_faulty_agent_moves_neither_the_topology_nor_haproxy_nor_the_writes() 
     assert_eq!(s.haproxy.routed_port().await, Some(master_port));
 
     // Writes through HAProxy kept landing on node 1, none failed.
-    wait_acked_since(&writer, Instant::now(), 20).await;
+    writer.wait_acked_since(Instant::now(), 20).await;
     let records = writer.finish().await;
     assert!(
         records
@@ -412,7 +387,7 @@ async fn a_master_the_sentinels_never_confirm_is_withdrawn_and_routing_recovers(
         WriteMode::NewConnectionEachWrite,
         Duration::from_millis(5),
     );
-    wait_acked_since(&writer, started, 20).await;
+    writer.wait_acked_since(started, 20).await;
     let records = writer.finish().await;
     assert!(
         records
