@@ -67,6 +67,13 @@ pub struct CoordinatorConfig {
     /// published that a quorum of Sentinels contradicts (names a lower epoch) for this long is
     /// withdrawn, down to theirs. Set it to the Sentinels' value.
     pub failover_timeout_ms: u64,
+    /// The read endpoint: a replica serves reads while it is at most this many bytes behind
+    /// the master's offset (it comes back within half of it).
+    pub read_max_lag_bytes: u64,
+    /// The read endpoint: a replica serves reads while its last acknowledgement, as the master
+    /// reports it (`lag=`, whole seconds; replicas acknowledge every second), is at most this
+    /// old (it comes back within half of it).
+    pub read_max_lag_seconds: u64,
     /// The group's nodes (`[[nodes]]` tables): a master is only ever one of these, and the
     /// coordinator only asks (and sends the password to) the Sentinels listed here. Addresses
     /// are compared as written (case-insensitive host, IPv6 with or without brackets), not
@@ -110,6 +117,8 @@ impl Default for CoordinatorConfig {
             metrics_addr: "0.0.0.0:9122".into(),
             crash_failover: true,
             failover_timeout_ms: 10_000,
+            read_max_lag_bytes: crate::readers::ReadLimits::default().max_lag_bytes,
+            read_max_lag_seconds: crate::readers::ReadLimits::default().max_lag_seconds,
             nodes: Vec::new(),
             tls: TlsSettings::default(),
         }
@@ -294,6 +303,14 @@ impl CoordinatorConfig {
 
     pub fn failover_timeout(&self) -> Duration {
         Duration::from_millis(self.failover_timeout_ms)
+    }
+
+    /// The read endpoint's lag limits.
+    pub fn read_limits(&self) -> crate::readers::ReadLimits {
+        crate::readers::ReadLimits {
+            max_lag_bytes: self.read_max_lag_bytes,
+            max_lag_seconds: self.read_max_lag_seconds,
+        }
     }
 }
 

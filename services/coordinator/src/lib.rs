@@ -9,6 +9,7 @@ pub mod crash;
 mod failover;
 pub mod limits;
 mod metrics;
+pub mod readers;
 mod service;
 pub mod topology;
 

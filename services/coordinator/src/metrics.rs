@@ -64,6 +64,8 @@ pub struct CoordinatorMetrics {
     pub node_up: Family<NodeLabels, Gauge>,
     pub node_lag_bytes: Family<NodeLabels, Gauge>,
     pub node_link_up: Family<NodeLabels, Gauge>,
+    pub readers: Family<GroupLabels, Gauge>,
+    pub node_serves_reads: Family<NodeLabels, Gauge>,
     pub sentinel_events: Family<EventLabels, Counter>,
     pub crash_failovers: Family<OutcomeLabels, Counter>,
     pub foreign_addresses: Family<ForeignLabels, Counter>,
@@ -178,6 +180,18 @@ impl CoordinatorMetrics {
                 "Addresses outside the configured node list named in agents' reports (ignored for deciding the master), by what named them",
                 Family::default(),
             ),
+            readers: registered(
+                &mut r,
+                "readers",
+                "Replicas that serve the read endpoint (0: it falls back to the master)",
+                Family::default(),
+            ),
+            node_serves_reads: registered(
+                &mut r,
+                "node_serves_reads",
+                "1 while the node serves the read endpoint (a linked replica within the lag limits)",
+                Family::default(),
+            ),
             uncorroborated_claims: registered(
                 &mut r,
                 "uncorroborated_claims",
@@ -213,6 +227,9 @@ impl CoordinatorMetrics {
         self.split_brain_nodes
             .get_or_create(&group)
             .set(clamp(t.split_brain.len() as u64));
+        self.readers
+            .get_or_create(&group)
+            .set(clamp(t.readers.len() as u64));
         for n in &t.nodes {
             let node = NodeLabels {
                 group: t.master_group.clone(),
@@ -240,6 +257,9 @@ impl CoordinatorMetrics {
             self.node_link_up
                 .get_or_create(&node)
                 .set(i64::from(replica && n.link == LinkState::Up as i32));
+            self.node_serves_reads
+                .get_or_create(&node)
+                .set(i64::from(n.serves_reads));
         }
     }
 
@@ -324,6 +344,7 @@ mod tests {
                     health: Health::Up as i32,
                     link: LinkState::Up as i32,
                     lag_bytes: 42,
+                    serves_reads: true,
                     ..Default::default()
                 },
                 NodeView {
@@ -333,6 +354,7 @@ mod tests {
                     ..Default::default()
                 },
             ],
+            readers: vec!["10.0.0.1:9001".into()],
             ..Default::default()
         };
         m.topology(&t);
@@ -353,6 +375,9 @@ mod tests {
             "redis_ha_coordinator_node_replication_lag_bytes{group=\"g\",node=\"node-1\"} 42",
             "redis_ha_coordinator_node_master_link_up{group=\"g\",node=\"node-1\"} 1",
             "redis_ha_coordinator_node_master_link_up{group=\"g\",node=\"node-2\"} 0",
+            "redis_ha_coordinator_readers{group=\"g\"} 1",
+            "redis_ha_coordinator_node_serves_reads{group=\"g\",node=\"node-1\"} 1",
+            "redis_ha_coordinator_node_serves_reads{group=\"g\",node=\"node-2\"} 0",
             "redis_ha_coordinator_grpc_requests_total{method=\"Report\",code=\"OK\"} 1",
             "redis_ha_coordinator_sentinel_events_total{group=\"g\",kind=\"+switch-master\"} 1",
             "redis_ha_coordinator_foreign_addresses_total{group=\"g\",kind=\"sentinel-master\"} 1",

@@ -144,6 +144,7 @@ impl CoordinatorService {
             },
             nodes: config.node_list(),
             failover_timeout: config.failover_timeout(),
+            read_limits: config.read_limits(),
         };
         let (metrics, registry) = CoordinatorMetrics::new();
         let mut groups = BTreeMap::new();

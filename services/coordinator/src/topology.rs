@@ -39,11 +39,12 @@ use std::time::{Duration, Instant};
 
 use redis_ha_common::HostPort;
 use redis_ha_proto::v1::{
-    AgentReport, Event, Health, MasterSource, NodeView, Reach, Role, SentinelEvent, SentinelStatus,
-    SentinelView, Topology,
+    AgentReport, Event, Health, LinkState, MasterSource, NodeView, Reach, ReplicaLink, Role,
+    SentinelEvent, SentinelStatus, SentinelView, Topology,
 };
 
 use crate::crash::{decide as decide_crash, CrashInput, CrashSettings, Verdict, Witness};
+use crate::readers::{self, MasterSees, ReadCandidate, ReadLimits, ReadNote};
 use redis_ha_sentinel::events::{InstanceType, Payload};
 use redis_ha_sentinel::reply::FLAG_FAILOVER_IN_PROGRESS;
 use redis_ha_sentinel::{named_master, parse_event, MasterView};
@@ -212,6 +213,8 @@ pub struct Settings {
     /// Sentinel's `failover-timeout`: a floor the quorum of Sentinels contradicts (names a
     /// lower epoch) for this long is withdrawn.
     pub failover_timeout: Duration,
+    /// Which replicas serve the read endpoint ([`crate::readers`]).
+    pub read_limits: ReadLimits,
 }
 
 impl Default for Settings {
@@ -222,6 +225,7 @@ impl Default for Settings {
             crash: CrashSettings::default(),
             nodes: NodeList::default(),
             failover_timeout: Duration::from_millis(10_000),
+            read_limits: ReadLimits::default(),
         }
     }
 }
@@ -1213,8 +1217,13 @@ impl GroupState {
         // 6. The master's own report.
         let master = self.master_facts(&master_address, &fresh, now);
 
-        // 7./8. Nodes and split brain.
+        // 7./8. Nodes, split brain and the replicas that serve reads.
         let (nodes, split_brain) = self.node_views(&master, now);
+        let readers = nodes
+            .iter()
+            .filter(|n| n.serves_reads)
+            .map(|n| n.address.clone())
+            .collect();
 
         // 9. Failover in progress.
         let final_epoch = decision.as_ref().map(|d| d.epoch).unwrap_or(0);
@@ -1241,6 +1250,7 @@ impl GroupState {
                 // Set by the server for the span that publishes the version.
                 trace_parent: String::new(),
                 master_role_changed_at_ms: master.role_changed_at_ms,
+                readers,
             },
             adopt,
             revoke,
@@ -1360,9 +1370,21 @@ impl GroupState {
             return MasterFacts::default();
         }
         let entry = self.entry_for(&key, now);
+        let confirmed = reports_role(fresh, &self.settings.nodes, &key, Role::Master);
+        // The master's own, fresh view of its replicas (the read endpoint's lag in seconds).
+        let own = fresh.iter().find(|e| {
+            self.settings.nodes.owns(&e.report.agent_id, &key)
+                && e.report.redis.as_ref().is_some_and(|r| {
+                    r.reachable && r.role == Role::Master as i32 && addr_key(&r.address) == key
+                })
+        });
         MasterFacts {
+            replicas: own
+                .and_then(|e| e.report.redis.as_ref())
+                .map(|r| r.replicas.clone())
+                .unwrap_or_default(),
             node: entry.map(|e| e.report.agent_id.clone()).unwrap_or_default(),
-            confirmed: reports_role(fresh, &self.settings.nodes, &key, Role::Master),
+            confirmed,
             // When the master's agent saw it turn master: watchers measure their switch lag
             // from it.
             role_changed_at_ms: entry
@@ -1382,6 +1404,11 @@ impl GroupState {
     /// reachable, claiming role:master, not the master).
     fn node_views(&self, master: &MasterFacts, now: Now) -> (Vec<NodeView>, Vec<String>) {
         let has_master = !master.key.is_empty();
+        let serving_before: BTreeSet<String> = self
+            .published
+            .as_deref()
+            .map(|t| t.readers.iter().map(|a| addr_key(a)).collect())
+            .unwrap_or_default();
         let mut nodes = Vec::with_capacity(self.agents.len());
         let mut split_brain = Vec::new();
         for (id, entry) in &self.agents {
@@ -1418,6 +1445,41 @@ impl GroupState {
                 }
                 _ => 0,
             };
+            let master_sees = master
+                .replicas
+                .iter()
+                .find(|r| !key.is_empty() && addr_key(&r.address) == key)
+                .map(|r| MasterSees {
+                    // The fast ROLE poll leaves the state empty (ROLE has none) until the next
+                    // INFO: listed is linked.
+                    online: r.state.is_empty() || r.state == "online",
+                    ack_lag_seconds: r.lag_seconds,
+                });
+            let candidate = ReadCandidate {
+                configured: !key.is_empty()
+                    && self.settings.nodes.allows_redis(&redis.address)
+                    && self.settings.nodes.owns(id, &key),
+                up: is_fresh && redis.reachable,
+                replica: redis.role == Role::Replica as i32,
+                master_known: has_master && master.confirmed && master.offset.is_some(),
+                of_master: has_master && addr_key(&redis.master_address) == master.key,
+                link_up: redis.link == LinkState::Up as i32,
+                syncing: redis.sync_in_progress,
+                master_sees,
+                lag_bytes,
+                serving: serving_before.contains(&key),
+            };
+            let note = if is_master {
+                // The master is the endpoint's fallback, never one of its readers.
+                ReadNote::NotReplica
+            } else {
+                readers::verdict(&candidate, self.settings.read_limits)
+            };
+            let read_note = if redis.role == Role::Replica as i32 {
+                note.as_str().to_owned()
+            } else {
+                String::new()
+            };
             nodes.push(NodeView {
                 node: id.clone(),
                 address: redis.address,
@@ -1437,6 +1499,9 @@ impl GroupState {
                     Health::Unknown
                 }) as i32,
                 error,
+                serves_reads: note == ReadNote::Serves,
+                ack_lag_seconds: master_sees.map_or(0, |s| s.ack_lag_seconds),
+                read_note,
             });
         }
         (nodes, split_brain)
@@ -1539,6 +1604,8 @@ struct MasterFacts {
     role_changed_at_ms: i64,
     /// Its replication offset, when it is fresh and says role:master.
     offset: Option<u64>,
+    /// Its replicas as its own fresh report lists them.
+    replicas: Vec<ReplicaLink>,
 }
 
 /// Is the node at (normalized) `key` fresh, reachable and saying `role`, by its own agent (its
@@ -1613,6 +1680,7 @@ fn strip_measurements(t: &Topology) -> Topology {
         n.lag_bytes = 0;
         n.ping_micros = 0;
         n.report_age_ms = 0;
+        n.ack_lag_seconds = 0;
     }
     t
 }

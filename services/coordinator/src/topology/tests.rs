@@ -57,6 +57,8 @@ struct Obs {
     down_after_ms: u64,
     /// (watched node, what the master watch sees)
     watch: Option<(u8, Reach)>,
+    /// A master's replicas as it lists them: (node, seconds since its last ack).
+    sees: Vec<(u8, u64)>,
 }
 
 impl Obs {
@@ -81,7 +83,13 @@ impl Obs {
             events: Vec::new(),
             down_after_ms: 5000,
             watch: Some((1, Reach::Up)),
+            sees: Vec::new(),
         }
+    }
+    /// As a master, lists node `n` as an online replica acknowledged `lag_s` seconds ago.
+    fn sees(mut self, n: u8, lag_s: u64) -> Self {
+        self.sees.push((n, lag_s));
+        self
     }
     fn watches(mut self, n: u8, reach: Reach) -> Self {
         self.watch = Some((n, reach));
@@ -169,7 +177,16 @@ impl Obs {
                 master_address,
                 link: link as i32,
                 ping_micros: 150,
-                replicas: Vec::new(),
+                replicas: self
+                    .sees
+                    .iter()
+                    .map(|&(n, lag_seconds)| redis_ha_proto::v1::ReplicaLink {
+                        address: addr(n),
+                        state: "online".into(),
+                        offset: self.offset,
+                        lag_seconds,
+                    })
+                    .collect(),
                 role_changed_at_ms: self.role_changed_at,
                 run_id: format!("run-{}", self.id),
                 sync_in_progress: false,
@@ -1930,4 +1947,143 @@ mod single_agent {
             }
         }
     }
+}
+
+// ---------------------------------------------------------------- the read endpoint
+
+/// node-1 master at offset 5000 listing both replicas (ack lags `lag_2`, `lag_3` s), the
+/// replicas at offsets `5000 - behind_2` and `5000 - behind_3`, all reported at `ms`.
+fn readers_layout(s: &mut GroupState, seq: u64, lags: [u64; 2], behind: [u64; 2], ms: Now) {
+    let master = Obs::new(1)
+        .seq(seq)
+        .offset(5000)
+        .sees(2, lags[0])
+        .sees(3, lags[1]);
+    apply(s, &master, ms);
+    for (i, n) in [2u8, 3].into_iter().enumerate() {
+        apply(s, &Obs::new(n).seq(seq).offset(5000 - behind[i]), ms);
+    }
+}
+
+fn read_limits(bytes: u64, seconds: u64) -> GroupState {
+    GroupState::new(
+        G,
+        Settings {
+            read_limits: ReadLimits {
+                max_lag_bytes: bytes,
+                max_lag_seconds: seconds,
+            },
+            ..Settings::default()
+        },
+    )
+}
+
+#[test]
+fn linked_replicas_within_the_limits_serve_reads() {
+    let c = Clock::new();
+    let mut s = read_limits(1000, 4);
+    readers_layout(&mut s, 1, [0, 1], [10, 0], c.at(0));
+    let t = s.refresh(c.at(0)).topology;
+    assert_eq!(t.readers, [addr(2), addr(3)]);
+    for id in ["node-2", "node-3"] {
+        let n = node(&t, id);
+        assert!(n.serves_reads, "{id}: {n:?}");
+        assert_eq!(n.read_note, "");
+    }
+    assert_eq!(node(&t, "node-3").ack_lag_seconds, 1);
+    let m = node(&t, "node-1");
+    assert!(!m.serves_reads, "the master is the fallback, never a reader");
+    assert_eq!(m.read_note, "");
+}
+
+#[test]
+fn a_down_replica_or_one_the_master_does_not_list_serves_no_reads() {
+    let c = Clock::new();
+    let mut s = read_limits(1000, 4);
+    readers_layout(&mut s, 1, [0, 0], [0, 0], c.at(0));
+    assert_eq!(s.refresh(c.at(0)).topology.readers.len(), 2);
+    // node-3 paused: its agent cannot reach it; the master lists only node-2 now.
+    apply(&mut s, &Obs::new(3).seq(2).down(), c.at(500));
+    let t = s.refresh(c.at(500)).topology;
+    assert_eq!(t.readers, [addr(2)]);
+    assert_eq!(node(&t, "node-3").read_note, "", "no role: no read note");
+    assert!(!node(&t, "node-3").serves_reads);
+    apply(
+        &mut s,
+        &Obs::new(1).seq(2).offset(5000).sees(3, 0),
+        c.at(600),
+    );
+    apply(&mut s, &Obs::new(3).seq(3).offset(5000), c.at(600));
+    let t = s.refresh(c.at(600)).topology;
+    assert_eq!(t.readers, [addr(3)]);
+    assert_eq!(node(&t, "node-2").read_note, "not-seen-by-master");
+}
+
+#[test]
+fn lag_takes_a_replica_out_and_it_comes_back_within_half_the_limit() {
+    let c = Clock::new();
+    let mut s = read_limits(1000, 4);
+    readers_layout(&mut s, 1, [0, 0], [0, 0], c.at(0));
+    let v1 = s.refresh(c.at(0)).topology.version;
+    // Lag inside the limits moves nothing: no new version.
+    readers_layout(&mut s, 2, [3, 0], [900, 0], c.at(100));
+    let r = s.refresh(c.at(100));
+    assert!(!r.changed, "a lag inside the limits is a measurement");
+    assert_eq!(r.topology.version, v1);
+    // Over the byte limit: out, with a new version.
+    readers_layout(&mut s, 3, [0, 0], [1001, 0], c.at(200));
+    let t = s.refresh(c.at(200)).topology;
+    assert!(t.version > v1);
+    assert_eq!(t.readers, [addr(3)]);
+    assert_eq!(node(&t, "node-2").read_note, "lag-bytes");
+    // Back under the limit but above half of it: still out.
+    readers_layout(&mut s, 4, [0, 0], [600, 0], c.at(300));
+    assert_eq!(s.refresh(c.at(300)).topology.readers, [addr(3)]);
+    readers_layout(&mut s, 5, [0, 0], [400, 0], c.at(400));
+    assert_eq!(s.refresh(c.at(400)).topology.readers, [addr(2), addr(3)]);
+    // Seconds since the last ack, as the master reports them.
+    readers_layout(&mut s, 6, [0, 5], [0, 0], c.at(500));
+    let t = s.refresh(c.at(500)).topology;
+    assert_eq!(t.readers, [addr(2)]);
+    assert_eq!(node(&t, "node-3").read_note, "lag-seconds");
+}
+
+#[test]
+fn no_readers_without_a_confirmed_master_or_from_another_master() {
+    let c = Clock::new();
+    let mut s = read_limits(1000, 4);
+    readers_layout(&mut s, 1, [0, 0], [0, 0], c.at(0));
+    assert_eq!(s.refresh(c.at(0)).topology.readers.len(), 2);
+    // The master's agent goes silent: no offset to measure against.
+    apply(&mut s, &Obs::new(2).seq(2).offset(5000), c.at(3500));
+    apply(&mut s, &Obs::new(3).seq(2).offset(5000), c.at(3500));
+    let t = s.refresh(c.at(3500)).topology;
+    assert!(t.readers.is_empty(), "{:?}", t.readers);
+    assert_eq!(node(&t, "node-2").read_note, "no-master");
+    // A replica of another node (re-pointed during a failover) is not a reader of this one.
+    readers_layout(&mut s, 3, [0, 0], [0, 0], c.at(4000));
+    apply(&mut s, &Obs::new(3).seq(4).replica_of(2), c.at(4000));
+    let t = s.refresh(c.at(4000)).topology;
+    assert_eq!(t.readers, [addr(2)]);
+    assert_eq!(node(&t, "node-3").read_note, "other-master");
+}
+
+#[test]
+fn an_unconfigured_node_never_serves_reads() {
+    let c = Clock::new();
+    let one = HostPort::new("127.0.0.1", 9001);
+    let two = HostPort::new("127.0.0.1", 9002);
+    let s1 = HostPort::new("127.0.0.1", 19001);
+    let s2 = HostPort::new("127.0.0.1", 19002);
+    let mut s = GroupState::new(
+        G,
+        Settings {
+            nodes: NodeList::with_owners([("node-1", &one, &s1), ("node-2", &two, &s2)]),
+            ..Settings::default()
+        },
+    );
+    readers_layout(&mut s, 1, [0, 0], [0, 0], c.at(0));
+    let t = s.refresh(c.at(0)).topology;
+    assert_eq!(t.readers, [addr(2)]);
+    assert_eq!(node(&t, "node-3").read_note, "not-configured");
 }
