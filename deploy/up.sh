@@ -389,6 +389,7 @@ start_proxy() {
         "REDIS_1=${PORTS[redis-1]}" "REDIS_2=${PORTS[redis-2]}" "REDIS_3=${PORTS[redis-3]}" \
         "METRICS_PORT=${PORTS[reloader-metrics]}" "SECRETS_DIR=$SECRETS_DIR" "TLS_DIR=$TLS_DIR"
     REDIS_HA_PROXY_BIND="127.0.0.1:${PORTS[haproxy]}" \
+        REDIS_HA_READ_BIND="127.0.0.1:${PORTS[haproxy-read]}" \
         REDIS_HA_RUNTIME_API="$RUN_DIR/haproxy.sock" \
         REDIS_HA_STATS_BIND="127.0.0.1:${PORTS[haproxy-stats]}" \
         REDIS_HA_NODE_1="127.0.0.1:${PORTS[redis-1]}" \
@@ -456,6 +457,7 @@ print_endpoints() {
     echo "redis-ha is up (group $GROUP, run directory $RUN_DIR)"
     if [[ $HAVE_PROXY -eq 1 ]]; then
         echo "  clients (HAProxy -> master)  127.0.0.1:${PORTS[haproxy]}  (stats http://127.0.0.1:${PORTS[haproxy-stats]}/stats)"
+        echo "  reads (HAProxy -> replicas)  127.0.0.1:${PORTS[haproxy-read]}  (read-only clients; the master when no replica qualifies)"
     fi
     for n in 1 2 3; do
         echo "  node-$n  redis 127.0.0.1:${PORTS[redis-$n]}  sentinel 127.0.0.1:${PORTS[sentinel-$n]}"
@@ -502,9 +504,10 @@ local_up() {
     if proxy_wanted; then
         HAVE_PROXY=1
         PORTS[haproxy]=$BASE_PORT
+        PORTS[haproxy-read]=$((BASE_PORT + 10))
         PORTS[haproxy-stats]=$((BASE_PORT + 10000))
         PORTS[reloader-metrics]=$((BASE_PORT + 20011))
-        check_ports haproxy haproxy-stats reloader-metrics
+        check_ports haproxy haproxy-read haproxy-stats reloader-metrics
     fi
     CLI="$BIN_DIR/redis-ha"
     CLI_HINT=$CLI

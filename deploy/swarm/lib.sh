@@ -417,12 +417,12 @@ sw_export_vars() {
     export REDIS_HA_FAILOVER_TIMEOUT_MS=$FAILOVER_TIMEOUT_MS
     # A dead Redis returns only after the Sentinels have had time to name its successor.
     export REDIS_HA_REDIS_RESTART_DELAY=${REDIS_HA_REDIS_RESTART_DELAY:-$((DOWN_AFTER_MS / 1000 + 5))s}
-    export REDIS_HA_PORT_HAPROXY=$BASE_PORT
+    export REDIS_HA_PORT_HAPROXY=$BASE_PORT REDIS_HA_PORT_HAPROXY_READ=$((BASE_PORT + 10))
     local n
     for n in 1 2 3; do
         export "REDIS_HA_PORT_REDIS_$n=$((BASE_PORT + n))" "REDIS_HA_PORT_SENTINEL_$n=$((BASE_PORT + 10000 + n))"
     done
-    SW_PUBLISHED=("$BASE_PORT")
+    SW_PUBLISHED=("$BASE_PORT" $((BASE_PORT + 10)))
     [[ $NODE_PORTS -eq 0 ]] || SW_PUBLISHED+=($((BASE_PORT + 1)) $((BASE_PORT + 2)) $((BASE_PORT + 3))
         $((BASE_PORT + 10001)) $((BASE_PORT + 10002)) $((BASE_PORT + 10003)))
     if [[ -n $GRPC_PORT ]]; then
@@ -662,6 +662,7 @@ sw_print_endpoints() {
     echo "redis-ha is up: stack $STACK, group $GROUP"
     echo "  clients (HAProxy -> master)  <any node running HAProxy>:$BASE_PORT  (here: 127.0.0.1:$BASE_PORT)"
     echo "                               in the swarm: network ${STACK}_client, haproxy:9000"
+    echo "  reads (HAProxy -> replicas)  <any node running HAProxy>:$((BASE_PORT + 10))  (read-only clients; the master when no replica qualifies)"
     if [[ $NODE_PORTS -eq 1 ]]; then
         for n in 1 2 3; do
             echo "  node-$n  redis :$((BASE_PORT + n))  sentinel :$((BASE_PORT + 10000 + n))  (on the node running redis-$n)"

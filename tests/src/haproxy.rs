@@ -7,7 +7,8 @@
 //! server (`inter 1s fall 1 rise 1`, `on-marked-down shutdown-sessions`).
 //!
 //! Ports inside the cluster's block: ours at `HAPROXY_PORT_OFFSET` (frontend) and +1 (stats),
-//! the classic one at +2 (frontend) and +3 (stats). Runtime sockets live in the cluster dir.
+//! the classic one at +2 (frontend) and +3 (stats), our read endpoint at +4. Runtime sockets
+//! live in the cluster dir.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -24,7 +25,7 @@ use redis_ha_reloader::{NodeConfig, Reloader, ReloaderConfig, ReloaderStatus};
 use redis_ha_testkit as kit;
 use redis_ha_testkit::client::{self, config_port};
 use redis_ha_testkit::conf::user_password;
-use redis_ha_testkit::haproxy::{HaproxySpec, BACKEND};
+use redis_ha_testkit::haproxy::{HaproxySpec, BACKEND, READ_BACKEND};
 use redis_ha_testkit::wait_until;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -37,6 +38,8 @@ pub const FRONTEND_OFFSET: u16 = HAPROXY_PORT_OFFSET;
 pub const STATS_OFFSET: u16 = HAPROXY_PORT_OFFSET + 1;
 pub const CLASSIC_FRONTEND_OFFSET: u16 = HAPROXY_PORT_OFFSET + 2;
 pub const CLASSIC_STATS_OFFSET: u16 = HAPROXY_PORT_OFFSET + 3;
+/// The shipped HAProxy's read endpoint.
+pub const READ_FRONTEND_OFFSET: u16 = HAPROXY_PORT_OFFSET + 4;
 
 /// How long one runtime API exchange may take.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -63,6 +66,7 @@ impl Cluster {
         let spec = HaproxySpec {
             name: "haproxy".into(),
             frontend: self.ports().port(FRONTEND_OFFSET),
+            read_frontend: self.ports().port(READ_FRONTEND_OFFSET),
             stats: self.ports().port(STATS_OFFSET),
             socket: self.dir().join("haproxy.sock"),
             nodes: (1..=NODES).map(|i| self.node(i).addr()).collect(),
@@ -282,6 +286,16 @@ impl Haproxy {
     /// The servers HAProxy may route to (admin state ready).
     pub async fn ready_servers(&self) -> Result<Vec<String>, String> {
         let o = self.observe().await.map_err(|e| e.to_string())?;
+        Ok(o.ready_servers().map(|s| s.srv_name.clone()).collect())
+    }
+
+    /// The servers of the read backend HAProxy may route to (admin state ready), by name.
+    pub async fn read_ready_servers(&self) -> Result<Vec<String>, String> {
+        let o = self
+            .runtime()
+            .observe(READ_BACKEND)
+            .await
+            .map_err(|e| e.to_string())?;
         Ok(o.ready_servers().map(|s| s.srv_name.clone()).collect())
     }
 }

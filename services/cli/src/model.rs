@@ -120,6 +120,8 @@ pub struct StatusJson {
     pub master: Option<MasterJson>,
     pub failover_in_progress: bool,
     pub split_brain: Vec<String>,
+    /// The replicas that serve the read endpoint (HAProxy's read port); empty: the master does.
+    pub readers: Vec<String>,
     pub summary: SummaryJson,
     pub nodes: Vec<NodeJson>,
     pub sentinels: Vec<SentinelJson>,
@@ -160,6 +162,12 @@ pub struct NodeJson {
     pub report_age_ms: u64,
     pub split_brain: bool,
     pub error: Option<String>,
+    /// Serves the read endpoint.
+    pub serves_reads: bool,
+    /// Replica: seconds since its last acknowledgement, as the master reports it.
+    pub ack_lag_seconds: Option<u64>,
+    /// Replica: why it does not serve reads (`lag-bytes`, `down`, ...).
+    pub read_note: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -211,6 +219,9 @@ impl From<&NodeView> for NodeJson {
             report_age_ms: n.report_age_ms,
             split_brain: n.split_brain,
             error: non_empty(&n.error),
+            serves_reads: n.serves_reads,
+            ack_lag_seconds: replica.then_some(n.ack_lag_seconds),
+            read_note: non_empty(&n.read_note),
         }
     }
 }
@@ -261,6 +272,7 @@ impl From<&Topology> for StatusJson {
             }),
             failover_in_progress: t.failover_in_progress,
             split_brain: t.split_brain.clone(),
+            readers: t.readers.clone(),
             summary,
             nodes,
             sentinels,

@@ -59,7 +59,7 @@ fn warnings(s: &StatusJson) -> Vec<String> {
     w
 }
 
-fn node_row(n: &NodeJson) -> Vec<Cell> {
+fn node_row(n: &NodeJson, fallback: bool) -> Vec<Cell> {
     let up = n.health == HealthJson::Up;
     let role = match (n.role, n.split_brain) {
         (RoleJson::Master, true) => Cell::styled("master (split brain)", Style::Bad),
@@ -82,6 +82,15 @@ fn node_row(n: &NodeJson) -> Vec<Cell> {
     } else {
         (dash(), dash())
     };
+    let reads = if n.serves_reads {
+        Cell::styled("yes", Style::Good)
+    } else if let Some(note) = &n.read_note {
+        Cell::styled(format!("no ({note})"), Style::Warn)
+    } else if n.is_master && fallback {
+        Cell::plain("fallback")
+    } else {
+        dash()
+    };
     vec![
         Cell::plain(or_dash(&n.node)),
         Cell::plain(or_dash(&n.address)),
@@ -91,8 +100,27 @@ fn node_row(n: &NodeJson) -> Vec<Cell> {
         lag,
         offset,
         ping,
+        reads,
         Cell::plain(timefmt::duration_ms(n.report_age_ms)),
     ]
+}
+
+/// `127.0.0.1:9002 (node-2), 127.0.0.1:9003 (node-3)`, or who serves them when none qualifies.
+pub(crate) fn readers_phrase(s: &StatusJson) -> String {
+    if s.readers.is_empty() {
+        return match &s.master {
+            Some(m) => format!("{} (the master: no replica qualifies)", m.address),
+            None => "none".to_owned(),
+        };
+    }
+    s.readers
+        .iter()
+        .map(|a| match s.nodes.iter().find(|n| &n.address == a) {
+            Some(n) => format!("{a} ({})", n.node),
+            None => a.clone(),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn sentinel_row(s: &SentinelJson, master: Option<&str>) -> Vec<Cell> {
@@ -142,6 +170,10 @@ pub fn render_status(t: &Topology, color: bool) -> String {
         out.push_str(&Style::Bad.paint(&w, color));
         out.push('\n');
     }
+    out.push_str(&format!(
+        "reads (HAProxy read port, client port + 10): {}\n",
+        readers_phrase(&s)
+    ));
 
     let mut nodes = Table::new(&[
         ("NODE", Align::Left),
@@ -152,10 +184,11 @@ pub fn render_status(t: &Topology, color: bool) -> String {
         ("LAG", Align::Right),
         ("OFFSET", Align::Right),
         ("PING", Align::Right),
+        ("READS", Align::Left),
         ("REPORT AGE", Align::Right),
     ]);
     for n in &s.nodes {
-        nodes.row(node_row(n));
+        nodes.row(node_row(n, s.readers.is_empty()));
     }
     out.push_str("\nNODES\n");
     out.push_str(&nodes.render(color));
@@ -257,6 +290,9 @@ pub fn changes(prev: Option<&Topology>, cur: &Topology) -> Vec<String> {
         (false, true) => out.push("failover started".to_owned()),
         (true, false) => out.push("failover ended".to_owned()),
         _ => {}
+    }
+    if p.readers != c.readers {
+        out.push(format!("reads: {}", readers_phrase(&c)));
     }
     if p.split_brain != c.split_brain {
         out.push(if c.split_brain.is_empty() {
@@ -373,6 +409,9 @@ pub(crate) fn sample_topology() -> Topology {
         split_brain: false,
         agent_health: Health::Up as i32,
         error: String::new(),
+        serves_reads: role == Role::Replica,
+        ack_lag_seconds: 0,
+        read_note: String::new(),
     };
     let sentinel = |i: u32| SentinelView {
         node: format!("node-{i}"),
@@ -400,6 +439,7 @@ pub(crate) fn sample_topology() -> Topology {
         sentinels: vec![sentinel(1), sentinel(2), sentinel(3)],
         split_brain: Vec::new(),
         master_confirmed: true,
+        readers: vec!["127.0.0.1:9002".into(), "127.0.0.1:9003".into()],
         ..Default::default()
     }
 }
@@ -429,15 +469,19 @@ mod tests {
         assert_eq!(nodes.len(), 4, "{text}");
         assert_eq!(
             nodes[0],
-            "NODE    ADDRESS         ROLE     HEALTH  LINK  LAG  OFFSET    PING  REPORT AGE"
+            "NODE    ADDRESS         ROLE     HEALTH  LINK  LAG  OFFSET    PING  READS  REPORT AGE"
         );
         assert_eq!(
             nodes[1],
-            "node-1  127.0.0.1:9001  master   up      -       -  123456  0.18ms       420ms"
+            "node-1  127.0.0.1:9001  master   up      -       -  123456  0.18ms  -           420ms"
         );
         assert_eq!(
             nodes[2],
-            "node-2  127.0.0.1:9002  replica  up      up    0 B  123456  0.18ms       420ms"
+            "node-2  127.0.0.1:9002  replica  up      up    0 B  123456  0.18ms  yes         420ms"
+        );
+        assert!(
+            text.contains("\nreads (HAProxy read port, client port + 10): 127.0.0.1:9002 (node-2), 127.0.0.1:9003 (node-3)\n"),
+            "{text}"
         );
         let sentinels = table_lines(&text, "SENTINELS");
         assert_eq!(sentinels.len(), 4, "{text}");
@@ -487,13 +531,19 @@ mod tests {
         n.link = LinkState::Unspecified as i32;
         n.error = "connection refused".into();
         n.report_age_ms = 2_500;
+        n.serves_reads = false;
+        t.readers = vec!["127.0.0.1:9003".into()];
         t.sentinels[1].health = Health::Unknown as i32;
         t.sentinels[1].error = "no report for 12.0s".into();
         let text = render_status(&t, false);
         let nodes = table_lines(&text, "NODES");
         assert_eq!(
             nodes[2],
-            "node-2  127.0.0.1:9002  -        down    -       -       -       -        2.5s"
+            "node-2  127.0.0.1:9002  -        down    -       -       -       -  -            2.5s"
+        );
+        assert!(
+            text.contains("client port + 10): 127.0.0.1:9003 (node-3)\n"),
+            "{text}"
         );
         assert!(text.contains("\n  node-2: connection refused\n"), "{text}");
         let sentinels = table_lines(&text, "SENTINELS");
@@ -524,6 +574,32 @@ mod tests {
     }
 
     #[test]
+    fn lagging_replicas_say_why_and_the_master_serves_reads() {
+        let mut t = sample_topology();
+        t.readers.clear();
+        for n in &mut t.nodes[1..] {
+            n.serves_reads = false;
+            n.read_note = "lag-bytes".into();
+        }
+        let text = render_status(&t, false);
+        assert!(
+            text.contains("client port + 10): 127.0.0.1:9001 (the master: no replica qualifies)\n"),
+            "{text}"
+        );
+        let nodes = table_lines(&text, "NODES");
+        assert!(nodes[1].contains("  fallback  "), "{text}");
+        assert!(nodes[2].contains("  no (lag-bytes)  "), "{text}");
+        let prev = sample_topology();
+        let changes = changes(Some(&prev), &t);
+        assert!(
+            changes
+                .iter()
+                .any(|c| c == "reads: 127.0.0.1:9001 (the master: no replica qualifies)"),
+            "{changes:?}"
+        );
+    }
+
+    #[test]
     fn no_master_is_said() {
         let mut t = sample_topology();
         t.master_address.clear();
@@ -545,7 +621,7 @@ mod tests {
             ..Default::default()
         };
         let text = render_status(&t, false);
-        assert!(text.contains("NODES\nNODE  ADDRESS  ROLE  HEALTH  LINK  LAG  OFFSET  PING  REPORT AGE\n  (no agent has reported yet)\n"), "{text}");
+        assert!(text.contains("NODES\nNODE  ADDRESS  ROLE  HEALTH  LINK  LAG  OFFSET  PING  READS  REPORT AGE\n  (no agent has reported yet)\n"), "{text}");
         assert!(text.contains("  (no Sentinel reported yet)\n"), "{text}");
     }
 

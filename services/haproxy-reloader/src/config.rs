@@ -29,6 +29,10 @@ pub struct ReloaderConfig {
     pub haproxy_runtime: Vec<String>,
     /// The HAProxy backend whose servers are the Redis nodes.
     pub backend: String,
+    /// The HAProxy backend of the read endpoint (the same server names): the replicas the
+    /// coordinator names as readers are ready there, or the master when there are none.
+    /// Empty: no read endpoint is driven (a HAProxy configuration without one).
+    pub read_backend: String,
     /// Node id → HAProxy server name, for nodes that do not follow the default rule
     /// `node-N` → `redis-N` (any other node id is used as the server name as it is).
     pub server_names: BTreeMap<String, String>,
@@ -85,6 +89,7 @@ impl Default for ReloaderConfig {
             master_group: "redis-cluster".into(),
             haproxy_runtime: vec!["unix:/run/haproxy/admin.sock".into()],
             backend: "redis".into(),
+            read_backend: "redis_read".into(),
             server_names: BTreeMap::new(),
             sentinels: Vec::new(),
             sentinel_password_file: None,
@@ -129,6 +134,15 @@ impl ReloaderConfig {
                 "backend",
                 &self.backend,
                 "must be a HAProxy backend name (letters, digits, - _ . :)",
+            ));
+        }
+        if !self.read_backend.is_empty()
+            && (!valid_name(&self.read_backend) || self.read_backend == self.backend)
+        {
+            return Err(ConfigError::invalid(
+                "read_backend",
+                &self.read_backend,
+                "must be a HAProxy backend name (letters, digits, - _ . :) other than `backend`, or empty",
             ));
         }
         for (node, server) in &self.server_names {
@@ -364,12 +378,14 @@ mod tests {
         // Each case: the key and the value the refusal must name, and the change to the
         // defaults.
         type Change = fn(&mut ReloaderConfig);
-        let cases: [(&str, &str, Change); 11] = [
+        let cases: [(&str, &str, Change); 13] = [
             ("haproxy_runtime", "haproxy:9999", |c| {
                 c.haproxy_runtime = vec!["haproxy:9999".into()];
             }),
             ("haproxy_runtime", "[]", |c| c.haproxy_runtime = vec![]),
             ("backend", "red is", |c| c.backend = "red is".into()),
+            ("read_backend", "read me", |c| c.read_backend = "read me".into()),
+            ("read_backend", "redis", |c| c.read_backend = "redis".into()),
             ("sentinels", "[]", |c| c.coordinator_url = String::new()),
             ("sentinel_quorum", "2", |c| {
                 c.sentinels = vec![HostPort::new("a", 1)];

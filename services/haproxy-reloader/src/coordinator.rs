@@ -7,7 +7,7 @@ use std::time::Duration;
 use redis_ha_common::Backoff;
 use redis_ha_proto::v1::coordinator_client::CoordinatorClient;
 use redis_ha_proto::v1::WatchTopologyRequest;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -38,6 +38,8 @@ pub struct CoordinatorSource {
     pub io_timeout: Duration,
     pub max_backoff: Duration,
     pub metrics: Arc<ReloaderMetrics>,
+    /// True while the stream is open (the reloader follows the readers it names only then).
+    pub connected: watch::Sender<bool>,
 }
 
 impl CoordinatorSource {
@@ -52,6 +54,7 @@ impl CoordinatorSource {
                 r = self.watch_once(&decisions, &mut received) => r,
             };
             self.metrics.coordinator_connected.set(0);
+            self.connected.send_replace(false);
             if received {
                 backoff.reset();
             }
@@ -108,6 +111,7 @@ impl CoordinatorSource {
             .into_inner();
         self.metrics.grpc("WatchTopology", tonic::Code::Ok);
         self.metrics.coordinator_connected.set(1);
+        self.connected.send_replace(true);
         // Tells the arbiter which decisions come from this stream, in order (revocations).
         let session = next_stream_session();
         info!(url = %self.url, group = %self.group, "watching the coordinator's topology");

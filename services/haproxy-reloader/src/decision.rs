@@ -92,6 +92,11 @@ pub struct Decision {
     pub master: Option<Target>,
     /// Every node known (for server addresses).
     pub nodes: Vec<Target>,
+    /// `Topology.readers`: the replicas the read backend spreads reads over (the coordinator's
+    /// rule, `redis_ha_coordinator::readers`). Empty: the read backend falls back to the master
+    /// (always so for the Sentinels' decisions, and once the coordinator's stream is broken:
+    /// a list nobody keeps up to date is not followed).
+    pub readers: Vec<Target>,
     /// `Topology.trace_parent`: the coordinator span that published the topology (empty when
     /// unknown); applying the decision continues that trace.
     pub trace_parent: String,
@@ -148,6 +153,20 @@ pub fn from_topology(t: &Topology, session: u64) -> Result<(Decision, Vec<String
             address,
         })
     };
+    let mut readers = Vec::new();
+    for r in &t.readers {
+        match r.parse::<HostPort>() {
+            Ok(address) => readers.push(Target {
+                node: t
+                    .nodes
+                    .iter()
+                    .find(|n| n.address == *r && !n.node.is_empty())
+                    .map(|n| n.node.clone()),
+                address,
+            }),
+            Err(e) => skipped.push(format!("reader {r:?}: {e}")),
+        }
+    }
     let mut nodes = Vec::new();
     for n in &t.nodes {
         if n.address.is_empty() {
@@ -171,6 +190,7 @@ pub fn from_topology(t: &Topology, session: u64) -> Result<(Decision, Vec<String
             config_epoch: t.config_epoch,
             master,
             nodes,
+            readers,
             trace_parent: t.trace_parent.clone(),
             master_role_changed_at_ms: t.master_role_changed_at_ms,
         },
@@ -316,11 +336,27 @@ impl Arbiter {
             self.note_foreign(&d.source, "node", &n.address);
         }
         d.nodes = kept;
+        let (kept, left): (Vec<Target>, Vec<Target>) = std::mem::take(&mut d.readers)
+            .into_iter()
+            .partition(|n| self.allows(&n.address));
+        for n in &left {
+            self.note_foreign(&d.source, "reader", &n.address);
+        }
+        d.readers = kept;
         Ok(())
     }
 
     pub fn current(&self) -> Option<&Decision> {
         self.current.as_ref()
+    }
+
+    /// Forgets the readers of the decision in force (the coordinator's stream broke: nobody
+    /// keeps the list up to date any more, so the read backend falls back to the master).
+    /// True when there were any.
+    pub fn clear_readers(&mut self) -> bool {
+        self.current
+            .as_mut()
+            .is_some_and(|c| !std::mem::take(&mut c.readers).is_empty())
     }
 
     /// True while the decision in force is an unconfirmed promotion the coordinator may revoke.
@@ -569,6 +605,7 @@ mod tests {
                 address: master.parse().unwrap(),
             }),
             nodes: vec![],
+            readers: vec![],
             trace_parent: String::new(),
             master_role_changed_at_ms: 0,
         }
@@ -958,5 +995,38 @@ mod tests {
         assert_eq!(at(&mut a, t0, 2000, sentinel(1, M2)), Unchanged);
         assert_eq!(at(&mut a, t0, 9000, sentinel(0, M1)), Ignored);
         assert_eq!(master_of(&a), (1, hp(M2)));
+    }
+
+    #[test]
+    fn readers_come_with_their_node_ids_and_only_from_the_node_list() {
+        let mut a = restricted();
+        let mut t = topo(1, 0, M1);
+        t.readers = vec![M2.into(), M3.into(), FOREIGN.into(), "not an address".into()];
+        let (d, skipped) = from_topology(&t, 1).unwrap();
+        assert_eq!(skipped.len(), 1, "{skipped:?}");
+        assert_eq!(
+            d.readers.iter().map(|r| r.node.as_deref()).collect::<Vec<_>>(),
+            [Some("node-2"), Some("node-3"), None]
+        );
+        step(&mut a, d, Changed);
+        let cur = a.current().unwrap();
+        let readers: Vec<String> = cur.readers.iter().map(|r| r.address.to_string()).collect();
+        assert_eq!(readers, [M2, M3], "the foreign one left out");
+        assert!(foreign_of(&a)
+            .iter()
+            .any(|f| f.1 == "reader" && f.2 == FOREIGN));
+        // Same routing, other readers: taken, the routing unchanged.
+        let mut t = topo(2, 0, M1);
+        t.readers = vec![];
+        step(&mut a, from_topology(&t, 1).unwrap().0, Unchanged);
+        assert!(a.current().unwrap().readers.is_empty());
+        // The Sentinels' decisions carry none; the stream breaking forgets them.
+        let mut t = topo(3, 0, M1);
+        t.readers = vec![M2.into()];
+        step(&mut a, from_topology(&t, 1).unwrap().0, Unchanged);
+        assert!(sentinel(0, M1).readers.is_empty());
+        assert!(a.clear_readers());
+        assert!(a.current().unwrap().readers.is_empty());
+        assert!(!a.clear_readers(), "nothing left to forget");
     }
 }

@@ -1,6 +1,9 @@
 //! The reloader's Prometheus metrics (prefix `redis_ha_reloader_`), served at `/metrics` on
 //! `metrics_addr`. One instance per reloader, never global.
 
+use std::collections::BTreeSet;
+use std::sync::Mutex;
+
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -44,6 +47,12 @@ pub struct HaproxyLabels {
     pub haproxy: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ServerLabels {
+    pub haproxy: String,
+    pub server: String,
+}
+
 /// `command` label of a read-back (`show servers state` + `show stat`).
 pub const READ_BACK: &str = "read_back";
 
@@ -62,6 +71,16 @@ pub struct ReloaderMetrics {
     pub coordinator_connected: Gauge,
     pub grpc_requests: GrpcRequests,
     pub foreign_addresses: Family<ForeignLabels, Counter>,
+    pub read_servers: Family<HaproxyLabels, Gauge>,
+    pub read_fallback: Family<HaproxyLabels, Gauge>,
+    pub read_server_ready: Family<ServerLabels, Gauge>,
+    /// (HAProxy, server) pairs ever set in `read_server_ready`.
+    read_seen: Mutex<BTreeSet<(String, String)>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding it leaves a set of names: still usable.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl ReloaderMetrics {
@@ -146,8 +165,56 @@ impl ReloaderMetrics {
                 "Addresses outside the configured node list named by a decision (a master: the decision ignored; a node: left out), by source and kind",
                 Family::default(),
             ),
+            read_servers: registered(
+                &mut r,
+                "read_servers",
+                "Servers ready in the read backend at the last read-back",
+                Family::default(),
+            ),
+            read_fallback: registered(
+                &mut r,
+                "read_fallback",
+                "1 while the master serves the read endpoint (no replica qualifies, or the coordinator is away)",
+                Family::default(),
+            ),
+            read_server_ready: registered(
+                &mut r,
+                "read_server_ready",
+                "1 for each server ready in the read backend at the last read-back, 0 for the others seen before",
+                Family::default(),
+            ),
+            read_seen: Mutex::new(BTreeSet::new()),
         };
         (m, r)
+    }
+
+    /// The read backend's ready servers of one HAProxy: 1 for these, 0 for every other server
+    /// of that HAProxy already in the family.
+    pub fn set_read_ready(&self, haproxy: &str, ready: &[String]) {
+        for s in ready {
+            self.read_server_ready
+                .get_or_create(&ServerLabels {
+                    haproxy: haproxy.to_owned(),
+                    server: s.clone(),
+                })
+                .set(1);
+        }
+        // Servers of this HAProxy seen ready before and not now: 0 (the family has no
+        // iteration, so remember them by name).
+        let mut seen = lock(&self.read_seen);
+        for (h, s) in seen.iter() {
+            if h == haproxy && !ready.contains(s) {
+                self.read_server_ready
+                    .get_or_create(&ServerLabels {
+                        haproxy: h.clone(),
+                        server: s.clone(),
+                    })
+                    .set(0);
+            }
+        }
+        for s in ready {
+            seen.insert((haproxy.to_owned(), s.clone()));
+        }
     }
 
     /// Commands about to be sent.
@@ -228,8 +295,18 @@ mod tests {
                 haproxy: "unix:/x".into(),
             })
             .inc();
+        m.set_read_ready("unix:/x", &["redis-2".into(), "redis-3".into()]);
+        m.set_read_ready("unix:/x", &["redis-2".into()]);
+        m.read_servers
+            .get_or_create(&HaproxyLabels {
+                haproxy: "unix:/x".into(),
+            })
+            .set(1);
         let s = redis_ha_common::metrics::encode(&r);
         for line in [
+            "redis_ha_reloader_read_servers{haproxy=\"unix:/x\"} 1",
+            "redis_ha_reloader_read_server_ready{haproxy=\"unix:/x\",server=\"redis-2\"} 1",
+            "redis_ha_reloader_read_server_ready{haproxy=\"unix:/x\",server=\"redis-3\"} 0",
             "redis_ha_reloader_runtime_commands_total{command=\"ready\"} 1",
             "redis_ha_reloader_runtime_commands_total{command=\"maint\"} 1",
             "redis_ha_reloader_runtime_commands_total{command=\"shutdown_sessions\"} 1",

@@ -11,7 +11,7 @@
 //! live one keeps serving until a decision names another. The exception: if several servers are
 //! ready, which the reloader never does itself, all go to `maint`, since at most one can be right.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 
 use crate::runtime::{Command, Observation};
@@ -32,6 +32,8 @@ pub struct Wanted {
     pub master: Option<NodeTarget>,
     /// Every node known, master included, for server addresses.
     pub nodes: Vec<NodeTarget>,
+    /// The replicas the read backend spreads reads over; empty: the master serves reads.
+    pub readers: Vec<NodeTarget>,
 }
 
 impl Wanted {
@@ -53,6 +55,7 @@ impl Wanted {
         Self {
             master: master.map(|i| nodes[i].clone()),
             nodes,
+            readers: Vec::new(),
         }
     }
 }
@@ -242,6 +245,118 @@ pub fn plan(
     Ok(fence)
 }
 
+/// What the read backend should look like.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReadDesired {
+    /// The servers that must be ready, every other one in maint; `None`: no reader and no
+    /// master known, keep the ready servers (as the master backend does).
+    pub ready: Option<BTreeSet<String>>,
+    /// Wanted address per server.
+    pub addresses: BTreeMap<String, SocketAddr>,
+    /// The master serves reads: no replica qualifies (or the readers are unknown).
+    pub fallback: bool,
+}
+
+/// Maps the read decision onto the read backend's servers (the same server names as the
+/// master backend): the readers, or the master when there are none. A reader that cannot be
+/// placed is left out (the others still serve); an unplaceable master is an error, as for the
+/// master backend.
+pub fn read_desired(
+    wanted: &Wanted,
+    names: &ServerNames,
+    observed: &Observation,
+) -> Result<ReadDesired, PlanError> {
+    let mut d = ReadDesired::default();
+    for n in &wanted.nodes {
+        if let Some(server) = place(n, wanted, names, observed) {
+            d.addresses.entry(server).or_insert(n.addr);
+        }
+    }
+    let readers: BTreeSet<String> = wanted
+        .readers
+        .iter()
+        .filter_map(|r| {
+            let server = place(r, wanted, names, observed)?;
+            d.addresses.insert(server.clone(), r.addr);
+            Some(server)
+        })
+        .collect();
+    if !readers.is_empty() {
+        d.ready = Some(readers);
+    } else if let Some(m) = &wanted.master {
+        let server = place(m, wanted, names, observed).ok_or(PlanError::NoServerForMaster {
+            node: m.node.clone(),
+            addr: m.addr,
+        })?;
+        d.addresses.insert(server.clone(), m.addr);
+        d.ready = Some(BTreeSet::from([server]));
+        d.fallback = true;
+    }
+    Ok(d)
+}
+
+/// The commands that take the read backend from `observed` to `desired`; empty when converged.
+///
+/// Unlike the master backend, several servers may be ready, and readying comes first: the
+/// servers that must serve are readied (a moved one fenced, moved, readied), then the others are
+/// put in maint and their sessions shut (a reader taken out must not keep serving stale reads),
+/// so the backend never has a moment without a server.
+pub fn plan_read(
+    backend: &str,
+    desired: &ReadDesired,
+    observed: &Observation,
+) -> Result<Vec<Command>, PlanError> {
+    let mut first = Vec::new();
+    let mut then = Vec::new();
+    let differs = |name: &str| {
+        desired.addresses.get(name).copied().filter(|a| {
+            observed
+                .server(name)
+                .is_some_and(|s| s.socket_addr() != Some(*a))
+        })
+    };
+    if let Some(ready) = &desired.ready {
+        for name in ready {
+            let s = observed
+                .server(name)
+                .ok_or_else(|| PlanError::UnknownServer(name.clone()))?;
+            let moving = differs(name);
+            if let Some(addr) = moving {
+                if s.admin_ready() {
+                    first.push(Command::maint(backend, name));
+                    first.push(Command::shutdown_sessions(backend, name));
+                }
+                first.push(Command::set_addr(backend, name, addr));
+            }
+            if moving.is_some() || !s.admin_ready() {
+                first.push(Command::ready(backend, name));
+            }
+        }
+    }
+    for s in &observed.servers {
+        let name = s.srv_name.as_str();
+        let wanted_ready = desired.ready.as_ref().is_none_or(|r| r.contains(name));
+        if wanted_ready && (desired.ready.is_some() || s.admin_ready()) {
+            // Readied above, or kept as it is (nothing known).
+            continue;
+        }
+        if s.admin_ready() {
+            then.push(Command::maint(backend, name));
+            then.push(Command::shutdown_sessions(backend, name));
+        } else if !s.srv_admin_state.forced_maint() {
+            // In maintenance for another reason (address resolution): make it ours.
+            then.push(Command::maint(backend, name));
+        } else if observed.sessions_of(name) > 0 {
+            then.push(Command::shutdown_sessions(backend, name));
+        }
+        if let Some(addr) = differs(name) {
+            then.push(Command::set_addr(backend, name, addr));
+        }
+    }
+    first.extend(then);
+    Ok(first)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -299,6 +414,7 @@ mod tests {
         Wanted {
             master: master.map(node),
             nodes: (1..=3).map(node).collect(),
+            readers: Vec::new(),
         }
     }
 
@@ -310,6 +426,7 @@ mod tests {
                 addr: master.parse().unwrap(),
             }),
             nodes,
+            readers: Vec::new(),
         }
     }
 
@@ -527,6 +644,121 @@ mod tests {
                 "set server redis/redis-1 addr 10.0.0.1 port 9001",
                 "set server redis/redis-1 state ready",
             ]
+        );
+    }
+
+    fn reading(master: Option<u32>, readers: &[u32]) -> Wanted {
+        Wanted {
+            readers: readers.iter().copied().map(node).collect(),
+            ..wanted(master)
+        }
+    }
+
+    fn run_read(w: &Wanted, o: &Observation) -> Vec<String> {
+        let d = read_desired(w, &ServerNames::default(), o).unwrap();
+        lines(&plan_read("redis_read", &d, o).unwrap())
+    }
+
+    #[test]
+    fn read_start_readies_every_reader() {
+        let o = three([MAINT, MAINT, MAINT]);
+        assert_eq!(
+            run_read(&reading(Some(1), &[2, 3]), &o),
+            [
+                "set server redis_read/redis-2 state ready",
+                "set server redis_read/redis-3 state ready",
+            ]
+        );
+        assert!(run_read(&reading(Some(1), &[2, 3]), &three([MAINT, READY, READY])).is_empty());
+    }
+
+    #[test]
+    fn a_reader_taken_out_goes_to_maint_with_its_sessions_cut_after_the_others_are_ready() {
+        let o = three([MAINT, READY, READY]);
+        assert_eq!(
+            run_read(&reading(Some(1), &[2]), &o),
+            [
+                "set server redis_read/redis-3 state maint",
+                "shutdown sessions server redis_read/redis-3",
+            ]
+        );
+        // Put back.
+        let o = three([MAINT, READY, MAINT]);
+        assert_eq!(
+            run_read(&reading(Some(1), &[2, 3]), &o),
+            ["set server redis_read/redis-3 state ready"]
+        );
+    }
+
+    #[test]
+    fn no_reader_falls_back_to_the_master_readied_before_the_replicas_leave() {
+        let o = three([MAINT, READY, READY]);
+        let w = reading(Some(1), &[]);
+        let d = read_desired(&w, &ServerNames::default(), &o).unwrap();
+        assert!(d.fallback);
+        assert_eq!(
+            lines(&plan_read("redis_read", &d, &o).unwrap()),
+            [
+                "set server redis_read/redis-1 state ready",
+                "set server redis_read/redis-2 state maint",
+                "shutdown sessions server redis_read/redis-2",
+                "set server redis_read/redis-3 state maint",
+                "shutdown sessions server redis_read/redis-3",
+            ]
+        );
+        // And back to the replicas once one qualifies.
+        let o = three([READY, MAINT, MAINT]);
+        assert_eq!(
+            run_read(&reading(Some(1), &[3]), &o),
+            [
+                "set server redis_read/redis-3 state ready",
+                "set server redis_read/redis-1 state maint",
+                "shutdown sessions server redis_read/redis-1",
+            ]
+        );
+    }
+
+    #[test]
+    fn read_backend_with_nothing_known_keeps_its_ready_servers() {
+        let o = three([MAINT, READY, READY]);
+        let w = reading(None, &[]);
+        let d = read_desired(&w, &ServerNames::default(), &o).unwrap();
+        assert_eq!(d.ready, None);
+        assert!(!d.fallback);
+        assert!(lines(&plan_read("redis_read", &d, &o).unwrap()).is_empty());
+    }
+
+    #[test]
+    fn a_moved_reader_is_fenced_moved_and_readied_and_maint_servers_get_addresses() {
+        let o = obs(vec![
+            srv(1, "192.0.2.1:9001", MAINT),
+            srv(2, "10.0.0.2:9002", READY),
+            srv(3, "192.0.2.1:9003", MAINT),
+        ]);
+        let mut w = reading(Some(1), &[2]);
+        let moved: SocketAddr = "10.0.0.7:9002".parse().unwrap();
+        w.readers[0].addr = moved;
+        w.nodes[1].addr = moved;
+        assert_eq!(
+            run_read(&w, &o),
+            [
+                "set server redis_read/redis-2 state maint",
+                "shutdown sessions server redis_read/redis-2",
+                "set server redis_read/redis-2 addr 10.0.0.7 port 9002",
+                "set server redis_read/redis-2 state ready",
+                "set server redis_read/redis-1 addr 10.0.0.1 port 9001",
+                "set server redis_read/redis-3 addr 10.0.0.3 port 9003",
+            ]
+        );
+    }
+
+    #[test]
+    fn lingering_read_sessions_on_a_maint_server_are_shut() {
+        let mut o = three([MAINT, READY, READY]);
+        o.sessions.insert("redis-1".into(), 3);
+        assert_eq!(
+            run_read(&reading(Some(1), &[2, 3]), &o),
+            ["shutdown sessions server redis_read/redis-1"]
         );
     }
 }

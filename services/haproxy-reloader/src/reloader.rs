@@ -87,6 +87,13 @@ pub struct InstanceStatus {
     /// The server ready at the last read-back.
     pub ready_server: Option<String>,
     pub last_check: Option<Instant>,
+    /// The read backend (when one is configured): its ready servers at the last read-back.
+    pub read_ready: Vec<String>,
+    /// The master serves reads (no reader known).
+    pub read_fallback: bool,
+    /// The last converge of the read backend found or left it in the wanted state.
+    pub read_converged: bool,
+    pub read_error: Option<String>,
 }
 
 /// Observable state, for tests, benchmarks and logs.
@@ -147,6 +154,8 @@ impl Reloader {
         let (decision_tx, mut decision_rx) = mpsc::channel::<Decision>(64);
         let (applied_tx, applied_rx) = watch::channel::<Option<Arc<Decision>>>(None);
         let mut tasks: Vec<JoinHandle<()>> = Vec::new();
+        // Whether the coordinator's stream is open: the readers it names are followed only then.
+        let coordinator_up_tx = watch::Sender::new(false);
 
         if c.coordinator_url.is_empty() {
             info!("no coordinator configured: following the Sentinels only");
@@ -160,9 +169,11 @@ impl Reloader {
                 io_timeout: c.io_timeout(),
                 max_backoff: c.reconnect_max_backoff(),
                 metrics: Arc::clone(&self.metrics),
+                connected: coordinator_up_tx.clone(),
             };
             tasks.push(tokio::spawn(src.run(decision_tx.clone(), children.clone())));
         }
+        let mut coordinator_up = coordinator_up_tx.subscribe();
         if c.sentinels.is_empty() {
             warn!("no sentinels configured: routing cannot follow a failover while the coordinator is down");
         } else {
@@ -180,6 +191,7 @@ impl Reloader {
 
         let shared = Arc::new(Shared {
             backend: c.backend.clone(),
+            read_backend: (!c.read_backend.is_empty()).then(|| c.read_backend.clone()),
             group: c.master_group.clone(),
             names: self.names.clone(),
             resync: c.resync_interval(),
@@ -210,6 +222,18 @@ impl Reloader {
         loop {
             let d = tokio::select! {
                 () = cancel.cancelled() => break,
+                r = coordinator_up.changed(), if r_ok(&coordinator_up) => {
+                    if r.is_ok() && !*coordinator_up.borrow_and_update() && arbiter.clear_readers() {
+                        info!("the coordinator's stream is broken: the read endpoint falls back to the master until it is back");
+                        if let Some(cur) = arbiter.current() {
+                            let cur = Arc::new(cur.clone());
+                            self.status
+                                .send_modify(|s| s.decision = Some(cur.as_ref().clone()));
+                            applied_tx.send_replace(Some(cur));
+                        }
+                    }
+                    continue;
+                }
                 d = decision_rx.recv() => match d {
                     Some(d) => d,
                     None => {
@@ -264,11 +288,19 @@ impl Reloader {
                 }
                 Verdict::Unchanged => {
                     if let Some(cur) = arbiter.current() {
-                        // Newer version of the same routing: keep it without waking anyone.
+                        // Newer version of the same routing: keep it without waking anyone,
+                        // unless the readers changed (the read backend follows them).
                         let cur = cur.clone();
                         applied_tx.send_if_modified(|v| {
+                            let wake = v.as_ref().is_none_or(|old| old.readers != cur.readers);
+                            if wake {
+                                info!(
+                                    readers = ?cur.readers.iter().map(|r| r.address.to_string()).collect::<Vec<_>>(),
+                                    "read endpoint: readers changed"
+                                );
+                            }
                             *v = Some(Arc::new(cur.clone()));
-                            false
+                            wake
                         });
                         self.status.send_if_modified(|s| {
                             s.decision = Some(cur);
@@ -292,9 +324,16 @@ impl Reloader {
     }
 }
 
+/// False once the sender is gone (no more changes will come: stop selecting on it).
+fn r_ok(rx: &watch::Receiver<bool>) -> bool {
+    rx.has_changed().is_ok()
+}
+
 /// Everything an instance task needs, shared.
 struct Shared {
     backend: String,
+    /// The read endpoint's backend; `None`: not driven.
+    read_backend: Option<String>,
     group: String,
     names: ServerNames,
     resync: Duration,
@@ -456,7 +495,21 @@ impl AddrCache {
                 Err(e) => debug!(address = %n.address, error = %e, "node address left out"),
             }
         }
-        Ok(Wanted { master, nodes })
+        let mut readers = Vec::with_capacity(d.readers.len());
+        for r in &d.readers {
+            match self.resolve(&r.address).await {
+                Ok(addr) => readers.push(NodeTarget {
+                    node: r.node.clone(),
+                    addr,
+                }),
+                Err(e) => debug!(address = %r.address, error = %e, "reader left out"),
+            }
+        }
+        Ok(Wanted {
+            master,
+            nodes,
+            readers,
+        })
     }
 }
 
@@ -472,6 +525,7 @@ async fn drive_instance(
     let mut tick = tokio::time::interval(shared.resync);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut failing = false;
+    let mut read_failing = false;
     // The master this HAProxy was last converged on: a different one is a switch.
     let mut routed_to: Option<HostPort> = None;
     loop {
@@ -524,8 +578,19 @@ async fn drive_instance(
             span
         };
         let result = converge(&client, &shared, &d, &mut cache, resync)
-            .instrument(span)
+            .instrument(span.clone())
             .await;
+        let read = match &shared.read_backend {
+            Some(backend) => Some(
+                converge_read(&client, &shared, backend, &d, &mut cache)
+                    .instrument(span)
+                    .await,
+            ),
+            None => None,
+        };
+        if let Some(read) = &read {
+            record_read(&shared, &key, read, &mut read_failing);
+        }
         let now = Instant::now();
         record_converge(&shared, &key, &d, &result, &mut routed_to);
         match &result {
@@ -568,7 +633,66 @@ async fn drive_instance(
                     st.last_error = Some(e.to_string());
                 }
             }
+            match read {
+                Some(Ok(r)) => {
+                    st.read_converged = true;
+                    st.read_error = None;
+                    st.read_ready = r.ready;
+                    st.read_fallback = r.fallback;
+                }
+                Some(Err(e)) => {
+                    st.read_converged = false;
+                    st.read_error = Some(e.to_string());
+                }
+                None => {}
+            }
         });
+    }
+}
+
+/// What one converge of the read backend did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReadOutcome {
+    /// The commands sent (empty: already in the wanted state).
+    pub commands: Vec<String>,
+    /// The servers ready afterwards (the read-back).
+    pub ready: Vec<String>,
+    /// The master serves reads (no reader known).
+    pub fallback: bool,
+}
+
+/// Log and metrics of one read backend converge.
+fn record_read(
+    shared: &Shared,
+    key: &str,
+    read: &Result<ReadOutcome, ConvergeError>,
+    failing: &mut bool,
+) {
+    let m = &shared.metrics;
+    let haproxy = crate::metrics::HaproxyLabels {
+        haproxy: key.to_owned(),
+    };
+    match read {
+        Ok(r) => {
+            if !r.commands.is_empty() {
+                info!(instance = %key, commands = ?r.commands, ready = ?r.ready, fallback = r.fallback, "read endpoint converged");
+            } else if *failing {
+                info!(instance = %key, "read endpoint converged again");
+            }
+            *failing = false;
+            m.read_servers
+                .get_or_create(&haproxy)
+                .set(i64::try_from(r.ready.len()).unwrap_or(i64::MAX));
+            m.read_fallback
+                .get_or_create(&haproxy)
+                .set(i64::from(r.fallback));
+            m.set_read_ready(key, &r.ready);
+        }
+        Err(e) if !*failing => {
+            warn!(instance = %key, error = %e, "converging the read endpoint failed (the master endpoint is not affected); retrying every resync");
+            *failing = true;
+        }
+        Err(e) => debug!(instance = %key, error = %e, "converging the read endpoint still fails"),
     }
 }
 
@@ -730,6 +854,49 @@ async fn converge(
         warn!(commands = ?out.commands, "HAProxy had drifted from the decision (restart, failed command, manual change): re-applied");
     }
     Ok(out)
+}
+
+/// Reads the read backend, plans ([`plan::plan_read`]: readers ready first, then the others
+/// out), applies in one step, and reads back.
+async fn converge_read(
+    client: &RuntimeClient,
+    shared: &Shared,
+    backend: &str,
+    d: &Decision,
+    cache: &mut AddrCache,
+) -> Result<ReadOutcome, ConvergeError> {
+    let wanted = cache.wanted(d).await?;
+    let metrics = Some(shared.metrics.as_ref());
+    let observed = read_back(client, backend, "before", metrics).await?;
+    let desired = plan::read_desired(&wanted, &shared.names, &observed)?;
+    let commands = plan::plan_read(backend, &desired, &observed)?;
+    if commands.is_empty() {
+        return Ok(ReadOutcome {
+            commands: Vec::new(),
+            ready: ready_names(&observed),
+            fallback: desired.fallback,
+        });
+    }
+    run_step(client, &commands, shared.pipeline, metrics).await?;
+    let after = read_back(client, backend, "after", metrics).await?;
+    let again = plan::read_desired(&wanted, &shared.names, &after)?;
+    let left: Vec<String> = plan::plan_read(backend, &again, &after)?
+        .into_iter()
+        .filter(|c| !matches!(c, Command::ShutdownSessions { .. }))
+        .map(|c| c.to_string())
+        .collect();
+    if !left.is_empty() {
+        return Err(ConvergeError::Drift(left));
+    }
+    Ok(ReadOutcome {
+        commands: commands.iter().map(ToString::to_string).collect(),
+        ready: ready_names(&after),
+        fallback: again.fallback,
+    })
+}
+
+fn ready_names(o: &Observation) -> Vec<String> {
+    o.ready_servers().map(|s| s.srv_name.clone()).collect()
 }
 
 async fn run_step(

@@ -53,6 +53,7 @@ impl SentinelSource {
                 address: named.master.clone(),
             }),
             nodes: Vec::new(),
+            readers: Vec::new(),
             // Not from a topology: no trace to continue, no promotion time known.
             trace_parent: String::new(),
             master_role_changed_at_ms: 0,

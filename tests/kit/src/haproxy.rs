@@ -18,6 +18,8 @@ use crate::wait::{wait_until, TIMEOUT};
 
 /// The backend name of the shipped configuration's default (`REDIS_HA_BACKEND`).
 pub const BACKEND: &str = "redis";
+/// The read endpoint's backend name, the shipped default (`REDIS_HA_READ_BACKEND`).
+pub const READ_BACKEND: &str = "redis_read";
 
 /// How long one runtime API exchange may take.
 const RUNTIME_TIMEOUT: Duration = Duration::from_secs(2);
@@ -28,6 +30,8 @@ pub struct HaproxySpec {
     /// Names the process and its output file.
     pub name: String,
     pub frontend: u16,
+    /// The read endpoint's frontend (`REDIS_HA_READ_BIND`).
+    pub read_frontend: u16,
     pub stats: u16,
     /// The runtime API's unix socket.
     pub socket: PathBuf,
@@ -41,6 +45,8 @@ pub struct HaproxySpec {
 #[derive(Debug)]
 pub struct Haproxy {
     frontend: u16,
+    /// The read endpoint's frontend; `None` for a configuration without one.
+    read_frontend: Option<u16>,
     socket: PathBuf,
     backend: String,
     process: ManagedProcess,
@@ -55,6 +61,7 @@ impl Haproxy {
     pub async fn start_shipped(spec: &HaproxySpec, dir: &Path) -> Self {
         let mut args = vec![
             format!("REDIS_HA_PROXY_BIND=127.0.0.1:{}", spec.frontend),
+            format!("REDIS_HA_READ_BIND=127.0.0.1:{}", spec.read_frontend),
             format!("REDIS_HA_RUNTIME_API={}", spec.socket.display()),
             format!("REDIS_HA_STATS_BIND=127.0.0.1:{}", spec.stats),
             format!("REDIS_HA_BACKEND={BACKEND}"),
@@ -75,7 +82,9 @@ impl Haproxy {
         // `env` execs haproxy: the managed pid is HAProxy's own.
         let output = dir.join(format!("{}.out", spec.name));
         let process = ManagedProcess::spawn(&spec.name, "env", &args, &output);
-        Self::started(spec.frontend, spec.socket.clone(), BACKEND, process).await
+        let mut h = Self::started(spec.frontend, spec.socket.clone(), BACKEND, process).await;
+        h.read_frontend = Some(spec.read_frontend);
+        h
     }
 
     /// Starts HAProxy from `config`, whose frontend is on `frontend`, runtime API on `socket`
@@ -106,6 +115,7 @@ impl Haproxy {
     ) -> Self {
         let h = Self {
             frontend,
+            read_frontend: None,
             socket,
             backend: backend.to_owned(),
             process,
@@ -117,6 +127,21 @@ impl Haproxy {
 
     pub fn frontend_port(&self) -> u16 {
         self.frontend
+    }
+
+    /// The read endpoint's frontend port.
+    ///
+    /// # Panics
+    /// When this HAProxy's configuration has no read endpoint (not the shipped one).
+    pub fn read_frontend_port(&self) -> u16 {
+        self.read_frontend
+            .unwrap_or_else(|| panic!("this HAProxy has no read endpoint"))
+    }
+
+    /// The port of the Redis a new connection through the read endpoint reaches; `None` when
+    /// HAProxy closes the connection (nothing ready) or it fails.
+    pub async fn read_routed_port(&self) -> Option<u16> {
+        client::routed_port(self.read_frontend_port(), self.client_password.as_deref()).await
     }
 
     /// The password of the test's own connections through the frontend.

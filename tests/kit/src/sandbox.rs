@@ -74,14 +74,17 @@ impl Sandbox {
         Sentinel::start(spec, self.dir()).await
     }
 
-    /// HAProxy with the shipped configuration on the next two ports (frontend, stats),
+    /// HAProxy with the shipped configuration on the next three ports (frontend, read
+    /// frontend, stats),
     /// server `redis-N` = 127.0.0.1:`nodes[N-1]`.
     pub async fn haproxy(&self, nodes: &[u16]) -> Haproxy {
         let frontend = self.port();
+        let read_frontend = self.port();
         let stats = self.port();
         let spec = HaproxySpec {
             name: format!("haproxy-{frontend}"),
             frontend,
+            read_frontend,
             stats,
             socket: self.path(&format!("haproxy-{frontend}.sock")),
             nodes: nodes.iter().map(|p| format!("127.0.0.1:{p}")).collect(),

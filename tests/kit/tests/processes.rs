@@ -72,12 +72,13 @@ async fn a_master_takes_writes_only_with_a_replica_as_shipped() {
 
 #[tokio::test]
 async fn the_shipped_haproxy_routes_nothing_until_told() {
-    let ports = PortBlock::allocate(4);
+    let ports = PortBlock::allocate(5);
     let dir = temp_dir();
     let node = RedisNode::start(RedisSpec::new("node-1", ports.port(0)), dir.path()).await;
     let spec = HaproxySpec {
         name: "haproxy".into(),
         frontend: ports.port(1),
+        read_frontend: ports.port(4),
         stats: ports.port(2),
         socket: dir.path().join("haproxy.sock"),
         nodes: vec![node.addr(), node.addr(), node.addr()],
