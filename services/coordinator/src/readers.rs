@@ -180,7 +180,8 @@ mod tests {
 
     #[test]
     fn each_failed_condition_names_itself() {
-        let cases: [(fn(&mut ReadCandidate), ReadNote); 10] = [
+        type Change = fn(&mut ReadCandidate);
+        let cases: [(Change, ReadNote); 10] = [
             (|c| c.configured = false, ReadNote::NotConfigured),
             (|c| c.up = false, ReadNote::Down),
             (|c| c.replica = false, ReadNote::NotReplica),
@@ -220,7 +221,11 @@ mod tests {
         let mut c = healthy();
         c.lag_bytes = 1000;
         c.serving = true;
-        assert_eq!(verdict(&c, LIMITS), ReadNote::Serves, "at the limit, serving");
+        assert_eq!(
+            verdict(&c, LIMITS),
+            ReadNote::Serves,
+            "at the limit, serving"
+        );
         c.serving = false;
         assert_eq!(verdict(&c, LIMITS), ReadNote::LagBytes, "at the limit, out");
         c.lag_bytes = 500;

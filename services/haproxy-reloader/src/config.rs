@@ -384,7 +384,9 @@ mod tests {
             }),
             ("haproxy_runtime", "[]", |c| c.haproxy_runtime = vec![]),
             ("backend", "red is", |c| c.backend = "red is".into()),
-            ("read_backend", "read me", |c| c.read_backend = "read me".into()),
+            ("read_backend", "read me", |c| {
+                c.read_backend = "read me".into()
+            }),
             ("read_backend", "redis", |c| c.read_backend = "redis".into()),
             ("sentinels", "[]", |c| c.coordinator_url = String::new()),
             ("sentinel_quorum", "2", |c| {

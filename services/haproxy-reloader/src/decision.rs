@@ -1001,11 +1001,19 @@ mod tests {
     fn readers_come_with_their_node_ids_and_only_from_the_node_list() {
         let mut a = restricted();
         let mut t = topo(1, 0, M1);
-        t.readers = vec![M2.into(), M3.into(), FOREIGN.into(), "not an address".into()];
+        t.readers = vec![
+            M2.into(),
+            M3.into(),
+            FOREIGN.into(),
+            "not an address".into(),
+        ];
         let (d, skipped) = from_topology(&t, 1).unwrap();
         assert_eq!(skipped.len(), 1, "{skipped:?}");
         assert_eq!(
-            d.readers.iter().map(|r| r.node.as_deref()).collect::<Vec<_>>(),
+            d.readers
+                .iter()
+                .map(|r| r.node.as_deref())
+                .collect::<Vec<_>>(),
             [Some("node-2"), Some("node-3"), None]
         );
         step(&mut a, d, Changed);

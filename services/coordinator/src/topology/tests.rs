@@ -1992,7 +1992,10 @@ fn linked_replicas_within_the_limits_serve_reads() {
     }
     assert_eq!(node(&t, "node-3").ack_lag_seconds, 1);
     let m = node(&t, "node-1");
-    assert!(!m.serves_reads, "the master is the fallback, never a reader");
+    assert!(
+        !m.serves_reads,
+        "the master is the fallback, never a reader"
+    );
     assert_eq!(m.read_note, "");
 }
 
