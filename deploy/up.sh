@@ -24,7 +24,7 @@ usage: deploy/up.sh --local [options]
   --local          run every process on loopback (without it: the Docker Swarm stack,
                    see deploy/up.sh --help)
   --dir DIR        run directory: configs, data, logs, pid files (default deploy/local/run)
-  --base-port N    HAProxy on N, Redis on N+1..N+3, Sentinels on N+10001..N+10003,
+  --base-port N    HAProxy on N (reads N+10), Redis on N+1..N+3, Sentinels on N+10001..N+10003,
                    HAProxy stats N+10000, sidecar metrics N+20001..N+20011 (default 9000)
   --grpc-port N    coordinator gRPC port (default 50051)
   --group NAME     master group / Sentinel master name (default redis-cluster)
@@ -388,7 +388,11 @@ start_proxy() {
         "SENTINEL_2=${PORTS[sentinel-2]}" "SENTINEL_3=${PORTS[sentinel-3]}" \
         "REDIS_1=${PORTS[redis-1]}" "REDIS_2=${PORTS[redis-2]}" "REDIS_3=${PORTS[redis-3]}" \
         "METRICS_PORT=${PORTS[reloader-metrics]}" "SECRETS_DIR=$SECRETS_DIR" "TLS_DIR=$TLS_DIR"
-    REDIS_HA_PROXY_BIND="127.0.0.1:${PORTS[haproxy]}" \
+    # Redis requires a password here (the ACL users), which the tcp-check cannot send: without
+    # REDIS_HA_NO_CHECK it would mark every server DOWN within seconds (as on the stack, the
+    # reloader alone decides who is ready).
+    REDIS_HA_NO_CHECK=1 \
+        REDIS_HA_PROXY_BIND="127.0.0.1:${PORTS[haproxy]}" \
         REDIS_HA_READ_BIND="127.0.0.1:${PORTS[haproxy-read]}" \
         REDIS_HA_RUNTIME_API="$RUN_DIR/haproxy.sock" \
         REDIS_HA_STATS_BIND="127.0.0.1:${PORTS[haproxy-stats]}" \
