@@ -1,14 +1,16 @@
 //! The read endpoint (HAProxy's second port, the shipped config's `redis_read` backend) driven
 //! by the reloader from the coordinator's readers, on real Redis, Sentinel and HAProxy
 //! processes: reads reach the replicas, a paused replica (SIGSTOP) is taken out and put back
-//! once it answers again, with no replica left the master serves reads, and a reloader that
-//! loses the coordinator falls back to the master.
+//! once it answers again, a replica whose acknowledgements stop (its replication link cut with
+//! iptables) is taken out for its lag while it still answers, with no replica left the master
+//! serves reads, and a reloader that loses the coordinator falls back to the master.
 
 use std::collections::BTreeSet;
 
-use redis_ha_proto::v1::Topology;
+use redis_ha_proto::v1::{Health, Topology};
 use redis_ha_tests::haproxy::{Haproxy, ReloaderTask};
 use redis_ha_tests::kit::client;
+use redis_ha_tests::kit::partition::{self, CutMode, GroupCut};
 use redis_ha_tests::{wait_until, Cluster, ClusterOptions, READY_TIMEOUT};
 
 /// Dropped in field order: the reloader stops before HAProxy, both before the cluster.
@@ -259,4 +261,42 @@ async fn without_the_coordinator_the_master_serves_reads_until_it_is_back() {
         s.reloader_reads(),
         (vec!["redis-2".into(), "redis-3".into()], false)
     );
+}
+
+#[tokio::test]
+async fn a_replica_whose_acknowledgements_stop_is_taken_out_while_it_still_answers() {
+    let mut s = stack().await;
+    s.wait_readers(&[2, 3]).await;
+    // Node 3 again, in a group of its own: its replication link (its connection to the
+    // master's port) can then be cut alone, while its agent, the Sentinels and clients still
+    // reach it.
+    let gid = partition::cut_group();
+    s.cluster.node_mut(3).restart_in_group(gid).await;
+    let master = s.port(1);
+    s.cluster.node(3).wait_synced_to(master).await;
+    s.wait_readers(&[2, 3]).await;
+    s.wait_reads_on(&[2, 3]).await;
+
+    // Its packets to the master dropped: its acknowledgements stop, so the master's `lag=` for
+    // it grows past read_max_lag_seconds (and the bytes it has not received pile up).
+    let cut = GroupCut::cut(gid, master, CutMode::Drop)
+        .unwrap_or_else(|e| panic!("cannot cut node 3's replication link: {e}"));
+    let t = s.wait_readers(&[2]).await;
+    let n3 = t
+        .nodes
+        .iter()
+        .find(|n| n.node == "node-3")
+        .unwrap_or_else(|| panic!("no node-3 in {t:?}"));
+    assert_eq!(n3.health, Health::Up as i32, "it still answers: {n3:?}");
+    assert!(
+        ["lag-seconds", "lag-bytes"].contains(&n3.read_note.as_str()),
+        "taken out for its lag: {n3:?}"
+    );
+    s.wait_reads_on(&[2]).await;
+
+    // Healed: it acknowledges again and comes back.
+    cut.heal()
+        .unwrap_or_else(|e| panic!("cannot heal the cut: {e}"));
+    s.wait_readers(&[2, 3]).await;
+    s.wait_reads_on(&[2, 3]).await;
 }

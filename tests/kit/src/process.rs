@@ -131,6 +131,11 @@ impl ManagedProcess {
         &self.name
     }
 
+    /// The group id of the next [`ManagedProcess::start`] (`None`: the test's own).
+    pub fn set_gid(&mut self, gid: Option<u32>) {
+        self.gid = gid;
+    }
+
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
     }

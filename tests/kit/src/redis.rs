@@ -126,6 +126,16 @@ impl RedisNode {
         self.wait_answering().await;
     }
 
+    /// [`RedisNode::restart`] with group id `gid` from now on, so a
+    /// [`crate::partition::GroupCut`] of that group cuts this node's own connections (its
+    /// replication link to the master) and nothing else.
+    pub async fn restart_in_group(&mut self, gid: u32) {
+        self.process.kill();
+        self.process.set_gid(Some(gid));
+        self.process.start();
+        self.wait_answering().await;
+    }
+
     /// The split-brain scenario: a crashed master comes back from a config without
     /// `replicaof`, so it starts as a master whatever happened meanwhile.
     pub async fn restart_as_master(&mut self) {
