@@ -92,7 +92,8 @@ fn parse_args() -> Result<Args, String> {
         down_after: vec![1000],
         stack: "redis-ha-bench".into(),
         base_port: 9400,
-        classic_port: 9410,
+        // Base + 20: base + 10 is the read endpoint.
+        classic_port: 9420,
         grpc_port: 9450,
         release: false,
         cargo: true,

@@ -408,7 +408,8 @@ async fn stack_exposes_only_haproxy_and_leaks_no_secret() {
     let internal_ports: [u16; 12] = [
         9001, 9002, 9003, 19001, 19002, 19003, 50051, 9121, 9122, 9123, 9999, 8404,
     ];
-    let mut targets = vec!["haproxy:9000".to_owned()];
+    // HAProxy's client ports: the master endpoint and the read endpoint.
+    let mut targets = vec!["haproxy:9000".to_owned(), "haproxy:9010".to_owned()];
     for name in [
         "redis-1",
         "redis-2",
@@ -437,7 +438,7 @@ async fn stack_exposes_only_haproxy_and_leaks_no_secret() {
         targets.extend(
             internal_ports
                 .iter()
-                .chain(&[9000])
+                .chain(&[9000, 9010])
                 .map(|p| format!("{ip}:{p}")),
         );
     }
@@ -448,13 +449,13 @@ async fn stack_exposes_only_haproxy_and_leaks_no_secret() {
     let client_haproxy: Vec<String> = addrs
         .iter()
         .filter(|(n, _)| n.ends_with("_client"))
-        .map(|(_, ip)| format!("{ip}:9000"))
+        .flat_map(|(_, ip)| [format!("{ip}:9000"), format!("{ip}:9010")])
         .collect();
     assert!(
         !client_haproxy.is_empty(),
         "HAProxy has no client address: {addrs:?}"
     );
-    let mut expected: Vec<&str> = vec!["haproxy:9000"];
+    let mut expected: Vec<&str> = vec!["haproxy:9000", "haproxy:9010"];
     expected.extend(client_haproxy.iter().map(String::as_str));
     // What must answer is probed again until it does (a probe's timeout is a wall clock a
     // loaded host can miss); what must not answer has had its chance above.
@@ -490,7 +491,7 @@ async fn stack_exposes_only_haproxy_and_leaks_no_secret() {
     assert_eq!(
         open_sorted,
         expected,
-        "from the client network only HAProxy's 9000 may answer ({} probed: {:?})",
+        "from the client network only HAProxy's 9000 and 9010 may answer ({} probed: {:?})",
         probes.len(),
         probes
             .iter()
