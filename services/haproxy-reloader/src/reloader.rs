@@ -243,6 +243,11 @@ impl Reloader {
                     }
                 },
             };
+            let mut d = d;
+            if matches!(d.source, Source::Coordinator { .. }) && !*coordinator_up.borrow() {
+                // Queued before its stream broke: its readers are no longer kept up to date.
+                d.readers.clear();
+            }
             let offered = d.source.clone();
             let verdict = arbiter.offer(d);
             for f in arbiter.foreign() {
