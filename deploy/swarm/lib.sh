@@ -59,7 +59,7 @@ Initialises a single-node swarm when this engine is in none, builds the images t
 replicas are linked and HAProxy routes a write, then prints the endpoints.
 
   --stack NAME          stack name (default redis-ha); several stacks can run side by side
-  --base-port N         host ports: HAProxy N; with --node-ports Redis N+1..N+3 and
+  --base-port N         host ports: HAProxy N (reads N+10); with --node-ports Redis N+1..N+3 and
                         Sentinels N+10001..N+10003 (default 9000)
   --group NAME          Sentinel master name (default redis-cluster)
   --node-ports          also publish the Redis and Sentinel ports on the host
