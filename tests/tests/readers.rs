@@ -3,7 +3,8 @@
 //! processes: reads reach the replicas, a paused replica (SIGSTOP) is taken out and put back
 //! once it answers again, a replica whose acknowledgements stop (its replication link cut with
 //! iptables) is taken out for its lag while it still answers, with no replica left the master
-//! serves reads, and a reloader that loses the coordinator falls back to the master.
+//! serves reads, a reloader that loses the coordinator falls back to the master, and after a
+//! failover the new master's replicas serve reads.
 
 use std::collections::BTreeSet;
 
@@ -299,4 +300,54 @@ async fn a_replica_whose_acknowledgements_stop_is_taken_out_while_it_still_answe
         .unwrap_or_else(|e| panic!("cannot heal the cut: {e}"));
     s.wait_readers(&[2, 3]).await;
     s.wait_reads_on(&[2, 3]).await;
+}
+
+#[tokio::test]
+async fn after_a_failover_the_replicas_of_the_new_master_serve_reads() {
+    let mut s = stack().await;
+    s.wait_readers(&[2, 3]).await;
+    s.wait_reads_on(&[2, 3]).await;
+
+    s.cluster.node_mut(1).kill();
+    let old = s.addr(1);
+    let addrs: Vec<String> = (1..=3).map(|i| s.addr(i)).collect();
+    // The one replica left: a reader of the new master once the coordinator has published it
+    // and the replica replicates from it (never the dead master, never the new master itself).
+    let t = s
+        .cluster
+        .wait_topology(
+            "a new master with the remaining replica as its one reader",
+            READY_TIMEOUT,
+            move |t| {
+                let Some(m) = addrs.iter().position(|a| *a == t.master_address) else {
+                    return false;
+                };
+                let other = addrs
+                    .iter()
+                    .enumerate()
+                    .find(|&(i, a)| i != m && *a != old)
+                    .map(|(_, a)| a.clone());
+                t.master_address != old
+                    && t.master_confirmed
+                    && t.readers == other.into_iter().collect::<Vec<_>>()
+            },
+        )
+        .await;
+    let master = s
+        .cluster
+        .node_index(&t.master_address)
+        .unwrap_or_else(|| panic!("unknown master {}", t.master_address));
+    let other = (2..=3)
+        .find(|&i| i != master)
+        .unwrap_or_else(|| panic!("no replica left beside node {master}"));
+    s.wait_reads_on(&[other]).await;
+    s.haproxy.wait_routed_to(s.port(master)).await;
+
+    // The old master back as a replica: it serves reads again.
+    s.cluster.node_mut(1).restart().await;
+    let now = s.cluster.wait_rejoined_as_replica(1).await;
+    let mut readers: Vec<usize> = (1..=3).filter(|&i| i != now).collect();
+    readers.sort_unstable();
+    s.wait_readers(&readers).await;
+    s.wait_reads_on(&readers).await;
 }
