@@ -166,7 +166,7 @@ pub struct NodeJson {
     pub serves_reads: bool,
     /// Replica: seconds since its last acknowledgement, as the master reports it.
     pub ack_lag_seconds: Option<u64>,
-    /// Replica: why it does not serve reads (`lag-bytes`, `down`, ...).
+    /// Why it does not serve reads (`lag-bytes`, `down`, ...); none for the master.
     pub read_note: Option<String>,
 }
 

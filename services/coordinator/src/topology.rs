@@ -1475,10 +1475,11 @@ impl GroupState {
             } else {
                 readers::verdict(&candidate, self.settings.read_limits)
             };
-            let read_note = if redis.role == Role::Replica as i32 {
-                note.as_str().to_owned()
-            } else {
+            // Every node but the master says why it does not serve reads (a down one: `down`).
+            let read_note = if is_master {
                 String::new()
+            } else {
+                note.as_str().to_owned()
             };
             nodes.push(NodeView {
                 node: id.clone(),

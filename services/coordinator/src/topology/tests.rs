@@ -2009,7 +2009,7 @@ fn a_down_replica_or_one_the_master_does_not_list_serves_no_reads() {
     apply(&mut s, &Obs::new(3).seq(2).down(), c.at(500));
     let t = s.refresh(c.at(500)).topology;
     assert_eq!(t.readers, [addr(2)]);
-    assert_eq!(node(&t, "node-3").read_note, "", "no role: no read note");
+    assert_eq!(node(&t, "node-3").read_note, "down");
     assert!(!node(&t, "node-3").serves_reads);
     apply(
         &mut s,
