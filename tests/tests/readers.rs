@@ -114,12 +114,16 @@ impl Stack {
         .await;
     }
 
-    /// The nodes (ports) [`PROBES`] fresh connections through the read port reach; a
-    /// connection HAProxy closes (nothing ready) counts as port 0.
+    /// The nodes (ports) [`PROBES`] fresh connections through the read port reach (a failed
+    /// probe reached none).
     async fn read_ports(&self) -> BTreeSet<u16> {
         let mut seen = BTreeSet::new();
         for _ in 0..PROBES {
-            seen.insert(self.haproxy.read_routed_port().await.unwrap_or(0));
+            // A failed probe reached no node: after a failover Sentinel's reconfiguration of a
+            // replica kills its normal clients (CLIENT KILL TYPE normal), a read among them.
+            if let Some(port) = self.haproxy.read_routed_port().await {
+                seen.insert(port);
+            }
         }
         seen
     }
