@@ -2,10 +2,13 @@
 # Stop redis-ha.
 #
 #   deploy/down.sh --local [--dir DIR] [--purge]
+#   deploy/down.sh --local --node N [--dir DIR]
 #
 # --local stops exactly the processes deploy/up.sh --local started: the pids in the run
 # directory's pid files, each checked against /proc/PID/cmdline first (a reused pid is left
-# alone). --purge also removes the run directory (configs, data, logs).
+# alone). --purge also removes the run directory (configs, data, logs). --node N stops only
+# Redis node N, gracefully: while it is the master, its redis-ha-node redis-run asks the
+# coordinator to move the master away first (a switchover, no write lost); a replica just stops.
 # Without --local: removes the Docker Swarm stack (deploy/swarm/lib.sh; deploy/down.sh --help).
 set -euo pipefail
 
@@ -21,6 +24,8 @@ usage: deploy/down.sh --local [options]
                see deploy/down.sh --help)
   --dir DIR    run directory given to up.sh (default deploy/local/run)
   --purge      also remove the run directory (configs, data, logs)
+  --node N     stop only Redis node N (1-3), gracefully: a master hands its role over first
+               (a switchover through the coordinator); a replica just stops
   --timeout S  how long to wait for each group of processes to exit before SIGKILL (default 10)
   -h, --help   this text
 USAGE
@@ -29,6 +34,7 @@ USAGE
 RUN_DIR=$RH_DEFAULT_RUN_DIR
 PURGE=0
 STOP_SECS=10
+NODE=
 
 while [[ $# -gt 0 ]]; do
     case "$1" in
@@ -39,6 +45,11 @@ while [[ $# -gt 0 ]]; do
             shift
             ;;
         --purge) PURGE=1 ;;
+        --node)
+            [[ $# -ge 2 && $2 =~ ^[1-3]$ ]] || { echo "redis-ha: --node needs 1, 2 or 3" >&2; exit 2; }
+            NODE=$2
+            shift
+            ;;
         --timeout)
             [[ $# -ge 2 && $2 =~ ^[0-9]+$ ]] || { echo "redis-ha: --timeout needs seconds" >&2; exit 2; }
             STOP_SECS=$2
@@ -67,13 +78,15 @@ wait_gone() {
     done
 }
 
-# Stops the processes named in one group (space-separated pid file names) together.
+# Stops the processes named in one group (space-separated pid file names) together, with
+# SIGNAL (default TERM). A Redis node runs under redis-ha-node redis-run: TERM hands a master's
+# role over first, INT stops it at once (the whole cluster is going down).
 stop_group() {
-    local group=$1 name pid pids=() left
+    local group=$1 signal=${2:-TERM} name pid pids=() left
     for name in $group; do
         [[ -f $RUN_DIR/$name.pid ]] || continue
         if pid=$(rh_live_pid "$RUN_DIR" "$name"); then
-            kill -TERM "$pid" 2>/dev/null || true
+            kill "-$signal" "$pid" 2>/dev/null || true
             pids+=("$pid")
             echo "stopping $name (pid $pid)"
         else
@@ -88,7 +101,9 @@ stop_group() {
         for name in $group; do
             # Checked again: only a process that still is ours gets the SIGKILL.
             if pid=$(rh_live_pid "$RUN_DIR" "$name"); then
-                kill -KILL "$pid" 2>/dev/null || true
+                # Its process group (up.sh starts each in a session of its own): redis-run's
+                # redis-server child too.
+                kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
             fi
         done
         left=$(wait_gone "${pids[@]}")
@@ -123,8 +138,20 @@ local_down() {
     done < <(rh_pid_names "$RUN_DIR")
 
     FAILED=0
+    if [[ -n $NODE ]]; then
+        # The handover may take a switchover's time (the Sentinels' reading of the priorities).
+        ((STOP_SECS >= 60)) || STOP_SECS=60
+        stop_group "redis-$NODE" TERM
+        [[ $FAILED -eq 0 ]] || exit 1
+        echo "redis-$NODE stopped (its log: $RUN_DIR/redis-$NODE.log); the rest keeps running"
+        return 0
+    fi
     for group in "${groups[@]}"; do
-        stop_group "$group"
+        if [[ $group == redis-* ]]; then
+            stop_group "$group" INT
+        else
+            stop_group "$group"
+        fi
     done
     [[ $FAILED -eq 0 ]] || exit 1
 

@@ -216,7 +216,8 @@ local_secrets() {
     mkdir -p "$SECRETS_DIR"
     chmod 700 "$SECRETS_DIR"
     for name in redis_admin_password redis_app_password redis_replication_password \
-        redis_sentinel_password redis_agent_password redis_simulator_password sentinel_password; do
+        redis_sentinel_password redis_agent_password redis_simulator_password redis_coordinator_password \
+        sentinel_password; do
         f=$SECRETS_DIR/$name
         [[ -s $f ]] && continue
         random=$(head -c 512 /dev/urandom | LC_ALL=C tr -dc 'A-Za-z0-9')
@@ -349,7 +350,13 @@ start_all() {
     local n
     start coordinator "$BIN_DIR/redis-ha-coordinator" --config "$RUN_DIR/coordinator.toml"
     for n in 1 2 3; do
-        start "redis-$n" redis-server "$RUN_DIR/redis-$n.conf"
+        # Under redis-ha-node redis-run: a SIGTERM to a master (deploy/down.sh --local --node N)
+        # hands its role over first (a switchover), README "Graceful stop".
+        start "redis-$n" "$BIN_DIR/redis-ha-node" redis-run --node-id "node-$n" \
+            --port "${PORTS[redis-$n]}" --group "$GROUP" --coordinator "http://127.0.0.1:$GRPC_PORT" \
+            --ca-file "$TLS_DIR/ca.pem" --cert-file "$TLS_DIR/agent-node-$n.pem" \
+            --key-file "$TLS_DIR/agent-node-$n-key.pem" --secrets-dir "$SECRETS_DIR" \
+            -- redis-server "$RUN_DIR/redis-$n.conf"
     done
     for n in 1 2 3; do
         wait_port "redis-$n" "${PORTS[redis-$n]}"

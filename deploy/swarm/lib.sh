@@ -69,7 +69,8 @@ replicas are linked and HAProxy routes a write, then prints the endpoints.
                         use docker exec ... redis-ha status)
   --secrets-dir DIR     the passwords, one file each (redis_admin_password, redis_app_password,
                         redis_replication_password, redis_sentinel_password,
-                        redis_agent_password, redis_simulator_password, sentinel_password;
+                        redis_agent_password, redis_simulator_password,
+                        redis_coordinator_password, sentinel_password;
                         default: generated once into the state directory, mode 600)
   --maxmemory SIZE      each Redis node's maxmemory (default 256mb; policy noeviction)
   --no-encrypt-overlay  do not encrypt the overlay networks (default: encrypted when this
@@ -241,7 +242,8 @@ sw_prepare_state() {
 # The secret files, one password each (who reads which: deploy/stack/redis-ha.yml, "secrets";
 # the users' rules: services/node/src/acl.rs).
 SW_SECRETS=(redis_admin_password redis_app_password redis_replication_password
-    redis_sentinel_password redis_agent_password redis_simulator_password sentinel_password)
+    redis_sentinel_password redis_agent_password redis_simulator_password
+    redis_coordinator_password sentinel_password)
 
 # --secrets-dir: every file must be there. Otherwise the state directory, where each missing one
 # is generated once (32 characters of [A-Za-z0-9]: no quoting issue anywhere), mode 600.

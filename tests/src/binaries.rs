@@ -36,20 +36,24 @@ pub const RELOADER_BIN: &str = "redis-ha-reloader";
 pub const CHAOS_BIN: &str = "redis-ha-chaos";
 /// The start-up decision the Redis and Sentinel images carry (the stack tests build them).
 pub const NODE_BIN: &str = "redis-ha-node";
-/// Every binary the images carry besides `redis-ha` (which the CLI's own tests build).
-pub const BINS: [&str; 5] = [
+/// The operator's command line (the switchover tests check its exit codes).
+pub const CLI_BIN: &str = "redis-ha";
+/// Every binary the images carry.
+pub const BINS: [&str; 6] = [
     AGENT_BIN,
     COORDINATOR_BIN,
     RELOADER_BIN,
     CHAOS_BIN,
     NODE_BIN,
+    CLI_BIN,
 ];
-const PACKAGES: [&str; 5] = [
+const PACKAGES: [&str; 6] = [
     "redis-ha-agent",
     "redis-ha-coordinator",
     "redis-ha-reloader",
     "redis-ha-chaos",
     "redis-ha-node",
+    "redis-ha-cli",
 ];
 
 /// First metrics port offset in the cluster's block (see the module doc).

@@ -407,6 +407,15 @@ impl Writer {
         lock(&self.records).iter().filter(|r| pred(r)).count()
     }
 
+    /// A copy of the attempts started within `[from, to]`, while it keeps writing.
+    pub fn records_between(&self, from: Instant, to: Instant) -> Vec<WriteRecord> {
+        lock(&self.records)
+            .iter()
+            .filter(|r| r.started >= from && r.started <= to)
+            .cloned()
+            .collect()
+    }
+
     /// Stops writing and returns every attempt, oldest first.
     pub async fn finish(self) -> Vec<WriteRecord> {
         self.stop.cancel();

@@ -19,7 +19,8 @@ use redis_ha_proto::v1::coordinator_client::CoordinatorClient;
 use redis_ha_proto::v1::coordinator_server::{Coordinator, CoordinatorServer};
 use redis_ha_proto::v1::{
     AgentReport, FailoverRequest, FailoverResponse, GetTopologyRequest, ListEventsRequest,
-    ListEventsResponse, Reach, ReportAck, Topology, WatchTopologyRequest,
+    ListEventsResponse, Reach, ReportAck, SwitchoverRequest, SwitchoverResponse, Topology,
+    WatchTopologyRequest,
 };
 use redis_ha_testkit::tls::{agent, Certs};
 use redis_ha_testkit::wait_until;
@@ -310,6 +311,15 @@ impl Coordinator for Forward {
         request: Request<FailoverRequest>,
     ) -> Result<Response<FailoverResponse>, Status> {
         self.client(&request)?.failover(request.into_inner()).await
+    }
+
+    async fn switchover(
+        &self,
+        request: Request<SwitchoverRequest>,
+    ) -> Result<Response<SwitchoverResponse>, Status> {
+        self.client(&request)?
+            .switchover(request.into_inner())
+            .await
     }
 }
 

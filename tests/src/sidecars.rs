@@ -133,6 +133,13 @@ impl Cluster {
             master_group: self.group().to_owned(),
             stale_after_ms: self.options().stale_after_ms,
             sentinel_password_file: self.sentinel_password_file(),
+            // The switchover's Redis user, as shipped.
+            redis_user: self
+                .options()
+                .password
+                .as_ref()
+                .map(|_| User::Coordinator.name().to_owned()),
+            redis_password_file: self.user_password_file(User::Coordinator),
             // In-process sidecars serve no metrics (the binaries in `binaries.rs` do).
             metrics_addr: String::new(),
             // The restricted mode every shipped configuration runs.

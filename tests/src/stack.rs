@@ -131,13 +131,14 @@ pub struct Stack {
 }
 
 /// The secret files up.sh generates for a stack (deploy/swarm/lib.sh `SW_SECRETS`).
-pub const SECRET_FILES: [&str; 7] = [
+pub const SECRET_FILES: [&str; 8] = [
     "redis_admin_password",
     "redis_app_password",
     "redis_replication_password",
     "redis_sentinel_password",
     "redis_agent_password",
     "redis_simulator_password",
+    "redis_coordinator_password",
     "sentinel_password",
 ];
 

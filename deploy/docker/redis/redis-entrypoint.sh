@@ -11,7 +11,11 @@
 #   REDIS_HA_INITIAL_MASTER, REDIS_HA_QUORUM, REDIS_HA_SENTINELS, REDIS_HA_PEERS,
 #   REDIS_HA_CONFIG, REDIS_HA_DATA_DIR, REDIS_HA_SECRETS_DIR, REDIS_HA_SENTINEL_WAIT,
 #   REDIS_HA_DOWN_AFTER_MS (the node's min-replicas-max-lag follows it), REDIS_HA_MAXMEMORY
+#
+# redis-server runs under `redis-ha-node redis-run`, which holds back a stop signal while this
+# node is the master and asks the coordinator to move the master away without losing a write
+# first (README "Graceful stop"; its settings: `redis-ha-node redis-run --help`).
 set -euo pipefail
 umask 077
 conf=$(redis-ha-node redis-config)
-exec redis-server "$conf"
+exec redis-ha-node redis-run -- redis-server "$conf"

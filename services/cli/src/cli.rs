@@ -110,8 +110,24 @@ pub enum Command {
     Master(MasterArgs),
     /// The coordinator's recent events, oldest first.
     Events(EventsArgs),
-    /// Ask the Sentinels for a manual failover.
+    /// Emergencies only: a plain Sentinel failover that can lose acknowledged writes (use
+    /// `switchover` to move the master on purpose).
+    #[command(
+        long_about = "Ask the Sentinels for a plain failover (SENTINEL FAILOVER, after the coordinator's ballot).
+
+RISK: nothing stops the old master: it keeps acknowledging writes until the Sentinels demote it, and every write it acknowledged after the promotion is discarded when it becomes a replica (about 3 % of a full-speed writer's acknowledged writes in the benchmark), and clients see errors (NOREPLICAS) while the new master has no replica. Use it when the master is broken; for a planned move use `redis-ha switchover`, which loses nothing."
+    )]
     Failover,
+    /// Move the master to a replica without losing an acknowledged write (writes paused,
+    /// target caught up, failover, old master made its replica, writes resumed).
+    #[command(
+        long_about = "Move the master to a replica without losing an acknowledged write: writes are paused on the \
+master (CLIENT PAUSE WRITE, at most --max-pause), the target (the most caught-up healthy replica unless --to) \
+reaches the master's offset, the Sentinels fail over to exactly that replica, HAProxy follows, the old master \
+is made its replica, writes resume.\n\nExits 0 when done; 1 with the reason when refused (nothing touched) \
+or aborted (the master unpaused and still master)."
+    )]
+    Switchover(SwitchoverArgs),
     /// Wait until the group is healthy: a confirmed master and N replicas linked to it.
     Wait(WaitArgs),
     /// Move sequence-numbered messages through the proxy while faulting the master; count them.
@@ -123,6 +139,25 @@ pub enum Command {
     /// The cluster CA and the control plane's certificates (no coordinator needed).
     #[command(subcommand)]
     Certs(CertsCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct SwitchoverArgs {
+    /// The node to promote: its id (`node-2`), its number (`2`) or its address; default: the
+    /// most caught-up healthy replica linked to the master.
+    #[arg(long, value_name = "NODE")]
+    pub to: Option<String>,
+    /// The longest writes may stay paused on the master, in milliseconds (400-30000): a target
+    /// that cannot catch up and be promoted in time aborts the switchover.
+    #[arg(long = "max-pause", value_name = "MS", default_value_t = 1000,
+          value_parser = clap::value_parser!(u64).range(400..=30_000))]
+    pub max_pause_ms: u64,
+    /// Also print the steps, with their times.
+    #[arg(long, short)]
+    pub verbose: bool,
+    /// The answer as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]

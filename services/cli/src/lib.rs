@@ -1,5 +1,5 @@
 //! `redis-ha`, the operator's command line: `status`, `watch`, `master`, `events`,
-//! `failover`, `wait` (until the group is healthy, see [`health`]) against the coordinator's
+//! `failover`, `switchover`, `wait` (until the group is healthy, see [`health`]) against the coordinator's
 //! gRPC API; `simulate` (messages through the proxy across failovers) and `chaos` (faults on
 //! the swarm stack's nodes) run the `redis-ha-chaos` binary of the `redis-ha-chaos` crate
 //! ([`external`]).
@@ -37,6 +37,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Master(args) => commands::master::run(&target, args).await,
         Command::Events(args) => commands::events::run(&target, args).await,
         Command::Failover => commands::failover::run(&target).await,
+        Command::Switchover(args) => commands::switchover::run(&target, args).await,
         Command::Wait(args) => commands::wait::run(&target, args).await,
         Command::Simulate(fwd) => Err(external::exec("simulate", fwd, &cli.connection)),
         Command::Chaos(fwd) => Err(external::exec("chaos", fwd, &cli.connection)),

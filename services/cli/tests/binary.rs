@@ -664,8 +664,9 @@ async fn simulate_and_chaos_are_listed_with_the_other_commands() {
     assert_eq!(out.status.code(), Some(0));
     let help = text(&out.stdout);
     for line in [
-        "  simulate  Move sequence-numbered messages through the proxy while faulting the master; count them",
-        "  chaos     Fault a Redis node of the swarm stack through the Docker API",
+        // The column is as wide as the longest command name (`switchover`).
+        "  simulate    Move sequence-numbered messages through the proxy while faulting the master; count them",
+        "  chaos       Fault a Redis node of the swarm stack through the Docker API",
     ] {
         assert!(help.contains(line), "{line:?} not in:\n{help}");
     }

@@ -55,6 +55,11 @@ pub struct CoordinatorConfig {
     /// File holding the Sentinels' password (`requirepass` of the Sentinels), used by the
     /// `Failover` command. None: the Sentinels need no password.
     pub sentinel_password_file: Option<PathBuf>,
+    /// The coordinator's Redis ACL user (`coordinator`, README "Redis and Sentinel access"),
+    /// used by the switchover only. None: the `default` user.
+    pub redis_user: Option<String>,
+    /// File holding that user's password. None: the nodes need no password.
+    pub redis_password_file: Option<PathBuf>,
     /// Timeout of each connect and command to a Sentinel (milliseconds).
     pub io_timeout_ms: u64,
     /// Where Prometheus scrapes `GET /metrics` (`ip:port`); empty disables the endpoint.
@@ -113,6 +118,8 @@ impl Default for CoordinatorConfig {
             max_concurrent_streams: 128,
             concurrency_limit_per_connection: 64,
             sentinel_password_file: None,
+            redis_user: None,
+            redis_password_file: None,
             io_timeout_ms: 2000,
             metrics_addr: "0.0.0.0:9122".into(),
             crash_failover: true,
@@ -179,6 +186,7 @@ impl CoordinatorConfig {
             return Err(ConfigError::invalid("io_timeout_ms", "0", "must be > 0"));
         }
         self.sentinel_password()?;
+        self.redis_password()?;
         self.metrics_socket_addr()?;
         self.validate_nodes()?;
         self.tls.validate()?;
@@ -283,6 +291,11 @@ impl CoordinatorConfig {
                 format!("expected ip:port: {e}"),
             )
         })
+    }
+
+    /// The coordinator's Redis password, read from `redis_password_file` when set.
+    pub fn redis_password(&self) -> Result<Option<Secret>, ConfigError> {
+        Secret::from_optional_file("redis_password_file", self.redis_password_file.as_deref())
     }
 
     /// The Sentinels' password, read from `sentinel_password_file` when set.
@@ -589,6 +602,8 @@ mod tests {
         // The Sentinels' password file up.sh --local generates.
         let secrets = tempfile::tempdir().unwrap();
         std::fs::write(secrets.path().join("sentinel_password"), "pw\n").unwrap();
+        // And its Redis user's (the switchover).
+        std::fs::write(secrets.path().join("redis_coordinator_password"), "pw\n").unwrap();
         // With the certificates `deploy/up.sh --local` creates (the same code).
         let dir = tempfile::tempdir().unwrap();
         redis_ha_tls::issue::create(
@@ -620,6 +635,9 @@ mod tests {
             node("node-3", "127.0.0.1:7013", "127.0.0.1:7023")
         );
         assert!(!local.tls.insecure && !stack.tls.insecure);
+        for c in [&local, &stack] {
+            assert_eq!(c.redis_user.as_deref(), Some("coordinator"));
+        }
         assert!(stack.tls.key_file.is_some());
     }
 }

@@ -278,6 +278,53 @@ pub async fn forced_after_ballot(
     })
 }
 
+/// The ballot's first two steps only (poll every Sentinel, [`crate::ballot::plan`]): whether
+/// [`forced_after_ballot`] could hold it now. Nothing is voted or changed.
+pub async fn preflight_ballot(
+    links: &mut SentinelLinks,
+    sentinels: &[String],
+    group: &str,
+    master: &str,
+    epoch: u64,
+    password: Option<&Secret>,
+    io_timeout: Duration,
+) -> Result<(), CrashFailoverError> {
+    let master_hp: HostPort = master
+        .parse()
+        .map_err(|e| CrashFailoverError::BadMaster(format!("{master:?}: {e}")))?;
+    let mut failures = Vec::new();
+    for s in sentinels {
+        if let Err(error) = links.ensure(s, password, io_timeout) {
+            failures.push(Attempt {
+                sentinel: s.clone(),
+                error,
+            });
+        }
+    }
+    let mut polled = Vec::new();
+    for (addr, c) in links
+        .clients
+        .iter_mut()
+        .filter(|(a, _)| sentinels.contains(a))
+    {
+        match c.ballot_poll(group, &master_hp).await {
+            Ok(p) => polled.push(crate::ballot::Polled {
+                sentinel: addr.clone(),
+                answers: p,
+            }),
+            Err(e) => failures.push(Attempt {
+                sentinel: addr.clone(),
+                error: e.cause(),
+            }),
+        }
+    }
+    if polled.is_empty() || !failures.is_empty() {
+        return Err(CrashFailoverError::Unreachable { failures });
+    }
+    crate::ballot::plan(master, epoch, &polled)?;
+    Ok(())
+}
+
 /// What the operator's `Failover` does after trying the ballot ([`forced_after_ballot`] on the
 /// published master): the ballot is preferred because its voters' epochs corroborate the
 /// promotion (the early switch, README "How the master is decided"), which a plain

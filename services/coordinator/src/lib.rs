@@ -11,6 +11,7 @@ pub mod limits;
 mod metrics;
 pub mod readers;
 mod service;
+pub mod switchover;
 pub mod topology;
 
 use std::net::SocketAddr;

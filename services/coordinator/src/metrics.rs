@@ -68,6 +68,7 @@ pub struct CoordinatorMetrics {
     pub node_serves_reads: Family<NodeLabels, Gauge>,
     pub sentinel_events: Family<EventLabels, Counter>,
     pub crash_failovers: Family<OutcomeLabels, Counter>,
+    pub switchovers: Family<OutcomeLabels, Counter>,
     pub foreign_addresses: Family<ForeignLabels, Counter>,
     pub uncorroborated_claims: Family<ForeignLabels, Counter>,
 }
@@ -172,6 +173,12 @@ impl CoordinatorMetrics {
                 &mut r,
                 "crash_failovers",
                 "Crash failovers requested from a Sentinel (master process gone, majority of agents cannot reach it), by outcome",
+                Family::default(),
+            ),
+            switchovers: registered(
+                &mut r,
+                "switchovers",
+                "Switchovers asked for (redis-ha switchover), by outcome: done, refused, aborted, unsettled",
                 Family::default(),
             ),
             foreign_addresses: registered(
@@ -279,6 +286,15 @@ impl CoordinatorMetrics {
 
     pub fn crash_failover(&self, group: &str, outcome: &'static str) {
         self.crash_failovers
+            .get_or_create(&OutcomeLabels {
+                group: group.to_owned(),
+                outcome,
+            })
+            .inc();
+    }
+
+    pub fn switchover(&self, group: &str, outcome: &'static str) {
+        self.switchovers
             .get_or_create(&OutcomeLabels {
                 group: group.to_owned(),
                 outcome,

@@ -12,7 +12,8 @@ use redis_ha_common::{ConfigError, Secret};
 use redis_ha_proto::v1::coordinator_server::{Coordinator, CoordinatorServer};
 use redis_ha_proto::v1::{
     AgentReport, FailoverRequest, FailoverResponse, GetTopologyRequest, ListEventsRequest,
-    ListEventsResponse, ReportAck, Topology, WatchTopologyRequest,
+    ListEventsResponse, ReportAck, SwitchoverRequest, SwitchoverResponse, Topology,
+    WatchTopologyRequest,
 };
 use redis_ha_tls::{Call, Guard};
 use tokio::sync::watch;
@@ -45,6 +46,11 @@ struct Inner {
     groups: Mutex<BTreeMap<String, Group>>,
     settings: Settings,
     sentinel_password: Option<Secret>,
+    /// The coordinator's Redis user and password (the switchover).
+    redis_user: Option<String>,
+    redis_password: Option<Secret>,
+    /// One switchover at a time.
+    switchover: tokio::sync::Mutex<()>,
     io_timeout: Duration,
     /// Who may make which call ([`redis_ha_tls::authorize`]), by the client's certificate.
     guard: Guard,
@@ -157,6 +163,9 @@ impl CoordinatorService {
                 groups: Mutex::new(groups),
                 settings,
                 sentinel_password: config.sentinel_password()?,
+                redis_user: config.redis_user.clone(),
+                redis_password: config.redis_password()?,
+                switchover: tokio::sync::Mutex::new(()),
                 sentinel_links: tokio::sync::Mutex::new(SentinelLinks::default()),
                 io_timeout: config.io_timeout(),
                 guard: if config.tls.insecure {
@@ -723,6 +732,143 @@ impl CoordinatorService {
     }
 }
 
+impl CoordinatorService {
+    async fn do_switchover(
+        &self,
+        request: Request<SwitchoverRequest>,
+    ) -> Result<Response<SwitchoverResponse>, Status> {
+        use crate::switchover::{self, Failure};
+        let away_from = request.get_ref().away_from.trim().to_owned();
+        let call = if away_from.is_empty() {
+            Call::Change
+        } else {
+            Call::Handover { node: &away_from }
+        };
+        self.allowed("Switchover", &request, call)?;
+        let (span, req) = rpc_span(
+            request,
+            |r| tracing::info_span!("Switchover", group = %r.master_group, to = %r.to, max_pause_ms = r.max_pause_ms),
+        );
+        let group = req.master_group.clone();
+        let refused = |e: switchover::Refusal| {
+            tracing::warn!(parent: &span, error = %e, "switchover refused");
+            Status::failed_precondition(Failure::Refused(e).to_string())
+        };
+        let max_pause = switchover::max_pause(req.max_pause_ms).map_err(refused)?;
+        let Ok(_running) = self.inner.switchover.try_lock() else {
+            return Err(refused(switchover::Refusal::AlreadyRunning));
+        };
+        let (topology, sentinels) = self.with_group(&group, |g, m| {
+            let now = Now::system();
+            (g.refresh(now, m), g.state.sentinel_addresses(now))
+        })?;
+        let to = Some(req.to.as_str()).filter(|s| !s.trim().is_empty());
+        if !away_from.is_empty() {
+            if to.is_some() {
+                return Err(Status::invalid_argument(
+                    "away_from and to exclude each other: a stopping node does not choose its successor",
+                ));
+            }
+            if let Some(reason) = switchover::not_master(&topology, &away_from) {
+                span.in_scope(
+                    || tracing::info!(%reason, "switchover away from a node: nothing to do"),
+                );
+                return Ok(Response::new(SwitchoverResponse {
+                    message: reason,
+                    ..SwitchoverResponse::default()
+                }));
+            }
+        }
+        let choice = switchover::choose(&topology, to).map_err(refused)?;
+        span.in_scope(|| {
+            tracing::info!(master = %choice.master.address, target = %choice.target.address, "switchover: starting")
+        });
+        let this = self.clone();
+        let published_group = group.clone();
+        let published = move || {
+            this.with_group(&published_group, |g, m| {
+                g.refresh(Now::system(), m).master_address.clone()
+            })
+            .unwrap_or_default()
+        };
+        let mut links = self.inner.sentinel_links.lock().await;
+        let ctx = switchover::Context {
+            group: &group,
+            sentinels: &sentinels,
+            sentinel_password: self.inner.sentinel_password.as_ref(),
+            redis_user: self.inner.redis_user.as_deref(),
+            redis_password: self.inner.redis_password.as_ref(),
+            io_timeout: self.inner.io_timeout,
+            failover_timeout: self.inner.settings.failover_timeout,
+            links: &mut links,
+            published: &published,
+        };
+        let result = switchover::run(ctx, &choice, max_pause)
+            .instrument(span.clone())
+            .await;
+        drop(links);
+        let _entered = span.enter();
+        let note = |text: String| {
+            if let Some(g) = self.groups().get_mut(&group) {
+                g.state
+                    .note_event("switchover", &choice.master.node, text, Now::system());
+            }
+        };
+        match result {
+            Ok(done) => {
+                let mut message = format!(
+                    "switchover done: {} is master (epoch {}), {} its replica; writes paused {} ms",
+                    done.new_master,
+                    done.epoch,
+                    done.old_master,
+                    done.pause.as_millis()
+                );
+                if done.pause > max_pause {
+                    message.push_str(&format!(
+                        " (longer than --max-pause {} ms: the promotion took longer, the old master stayed paused until it was a replica)",
+                        max_pause.as_millis()
+                    ));
+                }
+                for w in &done.warnings {
+                    message.push_str(&format!("; warning: {w}"));
+                }
+                tracing::info!(%message, "switchover done");
+                note(message.clone());
+                self.metrics().switchover(&group, "done");
+                Ok(Response::new(SwitchoverResponse {
+                    message,
+                    old_master: done.old_master,
+                    new_master: done.new_master,
+                    sentinel: done.sentinel,
+                    epoch: done.epoch,
+                    pause_ms: done.pause.as_millis() as u64,
+                    steps: done.steps,
+                }))
+            }
+            Err(e) => {
+                let (outcome, steps) = match &e {
+                    Failure::Refused(_) => ("refused", Vec::new()),
+                    Failure::Aborted { steps, .. } => ("aborted", steps.clone()),
+                    Failure::Unsettled { steps, .. } => ("unsettled", steps.clone()),
+                };
+                // The event keeps the short text (an event is at most 4 KiB), the answer the steps.
+                note(e.to_string());
+                let mut text = e.to_string();
+                if !steps.is_empty() {
+                    text.push_str(&format!(" [steps: {}]", steps.join("; ")));
+                }
+                tracing::warn!(error = %text, "switchover not done");
+                self.metrics().switchover(&group, outcome);
+                Err(match e {
+                    Failure::Refused(_) => Status::failed_precondition(text),
+                    Failure::Aborted { .. } => Status::aborted(text),
+                    Failure::Unsettled { .. } => Status::unknown(text),
+                })
+            }
+        }
+    }
+}
+
 #[tonic::async_trait]
 impl Coordinator for CoordinatorService {
     async fn report(&self, request: Request<AgentReport>) -> Result<Response<ReportAck>, Status> {
@@ -758,5 +904,13 @@ impl Coordinator for CoordinatorService {
     ) -> Result<Response<FailoverResponse>, Status> {
         let result = self.do_failover(request).await;
         self.counted("Failover", result)
+    }
+
+    async fn switchover(
+        &self,
+        request: Request<SwitchoverRequest>,
+    ) -> Result<Response<SwitchoverResponse>, Status> {
+        let result = self.do_switchover(request).await;
+        self.counted("Switchover", result)
     }
 }

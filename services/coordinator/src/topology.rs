@@ -803,6 +803,18 @@ impl GroupState {
 
     /// Records how a crash-failover request ended, in the event ring. `retry`: no Sentinel
     /// answered at all, so asking again cannot start a second failover.
+    /// Records an operator command's outcome (`kind`: "switchover") in the event history.
+    pub fn note_event(&mut self, kind: &str, node: &str, message: String, now: Now) {
+        self.push_event(Event {
+            at_ms: now.wall_ms,
+            kind: kind.to_owned(),
+            node: node.to_owned(),
+            message,
+            topology_version: self.version,
+            switch_lag_ms: 0,
+        });
+    }
+
     pub fn crash_failover_result(
         &mut self,
         request: &CrashRequest,

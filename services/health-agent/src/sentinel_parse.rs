@@ -66,6 +66,7 @@ mod tests {
                 flags: vec!["slave".into()],
                 master_link_status: "ok".into(),
                 offset: 7,
+                priority: Some(100),
             })],
             peers: vec!["10.0.0.2:19002".into()],
         };

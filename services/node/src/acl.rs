@@ -38,15 +38,19 @@ pub enum User {
     Agent,
     /// `redis-ha simulate`: data commands and `WAIT`.
     Simulator,
+    /// The coordinator's switchover: pause and resume writes, read offsets, steer Sentinel's
+    /// choice (`replica-priority`), make the old master a replica.
+    Coordinator,
 }
 
 impl User {
-    pub const ALL: [User; 5] = [
+    pub const ALL: [User; 6] = [
         User::App,
         User::Replication,
         User::Sentinel,
         User::Agent,
         User::Simulator,
+        User::Coordinator,
     ];
 
     /// The user's name in Redis.
@@ -57,6 +61,7 @@ impl User {
             User::Sentinel => "sentinel",
             User::Agent => "agent",
             User::Simulator => "simulator",
+            User::Coordinator => "coordinator",
         }
     }
 
@@ -73,6 +78,7 @@ impl User {
             User::Sentinel => "redis_sentinel_password",
             User::Agent => "redis_agent_password",
             User::Simulator => "redis_simulator_password",
+            User::Coordinator => "redis_coordinator_password",
         }
     }
 
@@ -121,6 +127,23 @@ impl User {
             // Exactly what the agent sends (services/health-agent/src/probe.rs): PING, ROLE,
             // INFO, and REPLICAOF to fence a stray master and to follow a promotion.
             User::Agent => &["-@all", "+ping", "+role", "+info", "+replicaof"],
+            // Exactly what the switchover sends (services/coordinator/src/switchover.rs):
+            // CLIENT PAUSE / UNPAUSE around the handover, INFO and ROLE for offsets and roles,
+            // REPLICAOF for the old master, and CONFIG SET / REWRITE of `replica-priority` on
+            // the replicas that must not be chosen. Redis cannot narrow CONFIG SET to one
+            // parameter (first-argument rules do not apply to subcommands): this user can
+            // reconfigure a node, but reads and writes no key and no channel.
+            User::Coordinator => &[
+                "-@all",
+                "+ping",
+                "+role",
+                "+info",
+                "+replicaof",
+                "+client|pause",
+                "+client|unpause",
+                "+config|set",
+                "+config|rewrite",
+            ],
         };
         let mut rules: Vec<String> = words.iter().map(|w| (*w).to_owned()).collect();
         match self {
@@ -382,6 +405,7 @@ mod tests {
         c.users[0].passwords = vec![secret("a\nb")];
         assert!(matches!(render(&c), Err(AclError::LineBreak(_))));
         assert_eq!(User::from_name("simulator"), Some(User::Simulator));
+        assert_eq!(User::from_name("coordinator"), Some(User::Coordinator));
         assert_eq!(User::from_name("default"), None);
     }
 

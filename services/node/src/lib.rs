@@ -1,11 +1,12 @@
 //! Node start-up for redis-ha: what a Redis or Sentinel container does before its server
 //! starts. The decisions are pure functions ([`role`], [`redis_conf`], [`sentinel_conf`],
 //! [`durability`]); [`probe`] asks the Sentinels and the peers, [`files`] reads the secret and
-//! writes the config.
+//! writes the config; [`handover`] is a stopping master's switchover (`redis-run`).
 
 pub mod acl;
 pub mod durability;
 pub mod files;
+pub mod handover;
 pub mod kernel;
 pub mod probe;
 pub mod redis_conf;

@@ -66,6 +66,55 @@ enum Command {
     /// the secret files, for `deploy/up.sh --local`, which writes them into its mode-600
     /// configs (stdout is a pipe to it; never an argument).
     AuthLines(AuthLinesArgs),
+    /// Run Redis (the arguments after `--`) as a child; on SIGTERM or SIGINT, while this node
+    /// is the master, ask the coordinator to move the master away without losing a write
+    /// (`Switchover` away from this node) before passing the signal on. Exits as Redis did.
+    RedisRun(RunArgs),
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// This node's id (its agent's `node_id`); default `node-$REDIS_HA_NODE`.
+    #[arg(long, env = "REDIS_HA_NODE_ID")]
+    node_id: Option<String>,
+    /// The node's number (the stack's REDIS_HA_NODE).
+    #[arg(long, env = "REDIS_HA_NODE", hide = true)]
+    node: Option<String>,
+    /// The local Redis port (asked `ROLE` on 127.0.0.1); default 9000+N.
+    #[arg(long, env = "REDIS_HA_PORT")]
+    port: Option<u16>,
+    #[arg(long, env = "REDIS_HA_GROUP", default_value = "redis-cluster")]
+    group: String,
+    /// The coordinator's gRPC URL.
+    #[arg(
+        long,
+        env = "REDIS_HA_COORDINATOR",
+        default_value = "https://coordinator:50051"
+    )]
+    coordinator: String,
+    /// The cluster CA and this node's agent certificate and key (agent.<node id>: it may
+    /// move the master away from its own node only).
+    #[arg(long, env = "REDIS_HA_TLS_CA_FILE")]
+    ca_file: Option<PathBuf>,
+    #[arg(long, env = "REDIS_HA_TLS_CERT_FILE")]
+    cert_file: Option<PathBuf>,
+    #[arg(long, env = "REDIS_HA_TLS_KEY_FILE")]
+    key_file: Option<PathBuf>,
+    /// Plaintext gRPC (a coordinator with tls.insecure = true).
+    #[arg(long, env = "REDIS_HA_TLS_INSECURE")]
+    insecure: bool,
+    /// Where `redis_agent_password` is (the local `ROLE` is asked as the `agent` user).
+    #[arg(long, env = "REDIS_HA_SECRETS_DIR", default_value = SECRETS_DIR)]
+    secrets_dir: PathBuf,
+    /// The longest the stop waits for the switchover (keep it below the stop grace period).
+    #[arg(long, env = "REDIS_HA_HANDOVER_TIMEOUT_MS", default_value_t = 40_000)]
+    handover_timeout_ms: u64,
+    /// The switchover's --max-pause.
+    #[arg(long, env = "REDIS_HA_HANDOVER_MAX_PAUSE_MS", default_value_t = 1000)]
+    max_pause_ms: u64,
+    /// The server and its arguments.
+    #[arg(last = true, required = true, value_name = "PROGRAM")]
+    program: Vec<String>,
 }
 
 #[derive(Args)]
@@ -509,6 +558,117 @@ async fn sentinel_config(a: SentinelArgs) -> anyhow::Result<PathBuf> {
     Ok(conf)
 }
 
+/// `redis-run`: Redis as a child, the handover before a stop ([`redis_ha_node::handover`]).
+async fn redis_run(a: RunArgs) -> anyhow::Result<ExitCode> {
+    use tokio::signal::unix::{signal, SignalKind};
+
+    let node_id = match (&a.node_id, &a.node) {
+        (Some(id), _) => id.clone(),
+        (None, Some(n)) => format!("node-{n}"),
+        (None, None) => bail!("--node-id (or REDIS_HA_NODE_ID / REDIS_HA_NODE) is required"),
+    };
+    let (program, args) = a
+        .program
+        .split_first()
+        .context("no program to run after --")?;
+    let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
+    let mut child = tokio::process::Command::new(program)
+        .args(args)
+        .spawn()
+        .with_context(|| format!("cannot start {program}"))?;
+    let status = tokio::select! {
+        s = child.wait() => s.context("waiting for the server")?,
+        _ = term.recv() => stop_redis(&a, &node_id, &mut child, "SIGTERM").await?,
+        // Everything is going down (deploy/down.sh --local): no handover.
+        _ = int.recv() => {
+            forward(&child, nix::sys::signal::Signal::SIGINT);
+            child.wait().await.context("waiting for the server")?
+        }
+    };
+    use std::os::unix::process::ExitStatusExt;
+    let code = status
+        .code()
+        .or_else(|| status.signal().map(|s| 128 + s))
+        .unwrap_or(1);
+    Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+}
+
+/// `redis-run`'s stop: the handover when this node is the master, then the signal to Redis.
+async fn stop_redis(
+    a: &RunArgs,
+    node_id: &str,
+    child: &mut tokio::process::Child,
+    why: &str,
+) -> anyhow::Result<std::process::ExitStatus> {
+    use redis_ha_node::handover::{before_stop, local_role, Coordinator, Outcome};
+    let password_file = a.secrets_dir.join(acl::User::Agent.secret_file());
+    let password = if password_file.exists() {
+        Some(files::read_secret(&password_file)?)
+    } else {
+        None
+    };
+    let user = password.as_ref().map(|_| acl::User::Agent.name());
+    let port = a.port.unwrap_or_else(|| {
+        let n: u16 = a.node.as_deref().and_then(|n| n.parse().ok()).unwrap_or(0);
+        9000u16.saturating_add(n)
+    });
+    let role = local_role(
+        HostPort::new("127.0.0.1", port),
+        user,
+        password.as_ref(),
+        ASK_TIMEOUT,
+    )
+    .await;
+    let tls = redis_ha_tls::TlsSettings {
+        ca_file: a.ca_file.clone(),
+        cert_file: a.cert_file.clone(),
+        key_file: a.key_file.clone(),
+        insecure: a.insecure,
+    };
+    let outcome = match tls.client() {
+        Err(e) if redis_ha_node::handover::needs_handover(&role) => {
+            Outcome::Failed(format!("no TLS for the coordinator: {e}"))
+        }
+        tls => {
+            let c = Coordinator {
+                url: a.coordinator.clone(),
+                tls: tls.unwrap_or_else(|_| redis_ha_tls::ClientTls::insecure()),
+                group: a.group.clone(),
+                node_id: node_id.to_owned(),
+                max_pause_ms: a.max_pause_ms,
+                timeout: Duration::from_millis(a.handover_timeout_ms),
+            };
+            log(&format!("{why}: this node is {role:?}"));
+            tokio::select! {
+                // Redis ended by itself meanwhile: nothing left to stop.
+                s = child.wait() => return s.context("waiting for the server"),
+                o = before_stop(&role, &c) => o,
+            }
+        }
+    };
+    match &outcome {
+        Outcome::NotNeeded(_) => log("not the master: stopping Redis"),
+        Outcome::HandedOver(m) => log(&format!("master handed over ({m}); stopping Redis")),
+        Outcome::Failed(e) => log(&format!(
+            "the master could not be handed over ({e}); stopping Redis anyway (the crash failover follows)"
+        )),
+    }
+    if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+    }
+    child.wait().await.context("waiting for the server")
+}
+
+fn forward(child: &tokio::process::Child, sig: nix::sys::signal::Signal) {
+    if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig);
+    }
+}
+
 fn print_path(p: &Path) {
     println!("{}", p.display());
 }
@@ -522,6 +682,15 @@ async fn main() -> ExitCode {
         Command::MinReplicasMaxLag(d) => d.max_lag().map(|m| println!("{}", m.max_lag_s)),
         Command::RotateSecret(a) => rotate_secret(a).await,
         Command::AuthLines(a) => auth_lines(&a),
+        Command::RedisRun(a) => {
+            return match redis_run(a).await {
+                Ok(code) => code,
+                Err(e) => {
+                    log(&format!("{e:#}"));
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::OverlayEncryption => {
             let mut text = String::new();
             let read = std::io::Read::read_to_string(&mut std::io::stdin(), &mut text);

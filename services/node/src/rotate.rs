@@ -151,7 +151,9 @@ pub fn plan(user: User, phase: Phase, group: &str) -> Vec<Step> {
                 Arg::Password(""),
             ],
         )],
-        (Phase::Switch, User::App | User::Agent | User::Simulator) => Vec::new(),
+        (Phase::Switch, User::App | User::Agent | User::Simulator | User::Coordinator) => {
+            Vec::new()
+        }
     }
 }
 
@@ -186,7 +188,7 @@ mod tests {
         assert_eq!(s.len(), 1);
         assert_eq!(s[0].target, Target::Sentinel);
         assert_eq!(s[0].label(), "SENTINEL SET grp auth-pass ***");
-        for u in [User::App, User::Agent, User::Simulator] {
+        for u in [User::App, User::Agent, User::Simulator, User::Coordinator] {
             assert!(plan(u, Phase::Switch, "g").is_empty());
         }
     }

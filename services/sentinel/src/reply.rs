@@ -135,6 +135,9 @@ pub struct SentinelReplica {
     pub master_link_status: String,
     /// `slave-repl-offset`, 0 when not given (or negative).
     pub offset: u64,
+    /// `slave-priority` as this Sentinel last read it from the replica's INFO (0: never
+    /// promoted), `None` when not given.
+    pub priority: Option<u32>,
 }
 
 /// Parses the `SENTINEL REPLICAS <group>` reply.
@@ -155,6 +158,7 @@ pub fn parse_replicas(v: &Value) -> Result<Vec<SentinelReplica>, ReplyError> {
                 flags: flags(m),
                 master_link_status: m.get("master-link-status").cloned().unwrap_or_default(),
                 offset,
+                priority: m.get("slave-priority").and_then(|p| p.trim().parse().ok()),
             })
         })
         .collect()
@@ -373,6 +377,7 @@ mod tests {
                 ("flags", "slave"),
                 ("master-link-status", "ok"),
                 ("slave-repl-offset", "12345"),
+                ("slave-priority", "0"),
             ]),
             flat(&[
                 ("name", "10.0.0.3:9003"),
@@ -390,13 +395,15 @@ mod tests {
                     address: HostPort::new("10.0.0.2", 9002),
                     flags: vec!["slave".into()],
                     master_link_status: "ok".into(),
-                    offset: 12345
+                    offset: 12345,
+                    priority: Some(0),
                 },
                 SentinelReplica {
                     address: HostPort::new("10.0.0.3", 9003),
                     flags: vec!["s_down".into(), "slave".into(), "disconnected".into()],
                     master_link_status: "err".into(),
-                    offset: 0
+                    offset: 0,
+                    priority: None,
                 },
             ]
         );

@@ -128,8 +128,12 @@ impl fmt::Display for Identity {
 pub enum Call<'a> {
     /// A health report for the node `node` (the report's `agent_id`).
     Report { node: &'a str },
-    /// Anything that changes the cluster (`Failover`, and every later command that does).
+    /// Anything that changes the cluster (`Failover`, `Switchover`, and every later command
+    /// that does).
     Change,
+    /// Move the master away from `node` before it stops (a `Switchover` with `away_from`): the
+    /// operator, or that node's own agent identity (the stopping Redis container holds it).
+    Handover { node: &'a str },
     /// Reading: GetTopology, WatchTopology, ListEvents, health, reflection.
     Read,
 }
@@ -143,12 +147,15 @@ pub enum Denied {
     NotAnAgent { who: Identity },
     #[error("{who} may not change the cluster: that needs the operator's certificate")]
     NotOperator { who: Identity },
+    #[error("{who} may not move the master away from node {node:?}: a node hands over its own role only")]
+    NotItsNode { who: Identity, node: String },
     #[error("{who} is not a client identity")]
     NotAClient { who: Identity },
 }
 
-/// The rule: an agent reports for its own node only; only the operator changes anything;
-/// every client identity may read. The coordinator's own certificate is not a client.
+/// The rule: an agent reports for its own node only; only the operator changes anything,
+/// except that a node's agent identity may move the master away from its own node (its
+/// graceful stop); every client identity may read. The coordinator's own certificate is not a client.
 pub fn authorize(who: &Identity, call: Call<'_>) -> Result<(), Denied> {
     if !who.is_client() {
         return Err(Denied::NotAClient { who: who.clone() });
@@ -162,6 +169,12 @@ pub fn authorize(who: &Identity, call: Call<'_>) -> Result<(), Denied> {
         (_, Call::Report { .. }) => Err(Denied::NotAnAgent { who: who.clone() }),
         (Identity::Operator, Call::Change) => Ok(()),
         (_, Call::Change) => Err(Denied::NotOperator { who: who.clone() }),
+        (Identity::Operator, Call::Handover { .. }) => Ok(()),
+        (Identity::Agent { node: own }, Call::Handover { node }) if own == node => Ok(()),
+        (_, Call::Handover { node }) => Err(Denied::NotItsNode {
+            who: who.clone(),
+            node: node.to_owned(),
+        }),
         (_, Call::Read) => Ok(()),
     }
 }
@@ -228,6 +241,19 @@ mod tests {
                 authorize(who, Call::Change),
                 Err(Denied::NotOperator { .. })
             ));
+        }
+        // A node's agent identity moves the master away from its own node only.
+        let handover = |n| Call::Handover { node: n };
+        assert_eq!(authorize(&a1, handover("node-1")), Ok(()));
+        assert_eq!(authorize(&ops, handover("node-2")), Ok(()));
+        for (who, node) in [(&a1, "node-2"), (&a1, "node-10"), (&rel, "node-1")] {
+            assert!(
+                matches!(
+                    authorize(who, handover(node)),
+                    Err(Denied::NotItsNode { .. })
+                ),
+                "{who} {node}"
+            );
         }
         // Every client reads; the server certificate is no client at all.
         for who in [&ops, &rel, &a1] {

@@ -27,6 +27,9 @@ pub struct ManagedProcess {
     output_path: PathBuf,
     child: Option<Child>,
     paused: bool,
+    /// Started in a process group of its own and killed as a group ([`Self::wrap`]): a
+    /// wrapper's children die with it.
+    own_group: bool,
 }
 
 impl ManagedProcess {
@@ -68,6 +71,7 @@ impl ManagedProcess {
             output_path: output_path.to_owned(),
             child: None,
             paused: false,
+            own_group: false,
         };
         p.start();
         p
@@ -87,6 +91,9 @@ impl ManagedProcess {
         let mut cmd = Command::new(&self.program);
         for k in &self.env_remove {
             cmd.env_remove(k);
+        }
+        if self.own_group {
+            std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         }
         if let Some(gid) = self.gid {
             // setgid only (no uid): the user, hence every file permission, stays the test's.
@@ -151,11 +158,55 @@ impl ManagedProcess {
     /// SIGKILL, then reaps it. No-op when it is not running.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
+            if self.own_group {
+                if let Ok(raw) = i32::try_from(c.id()) {
+                    let _ = kill(Pid::from_raw(-raw), Signal::SIGKILL);
+                }
+            }
             // SIGKILL also ends a stopped (SIGSTOP) process.
             let _ = c.kill();
             let _ = c.wait();
         }
         self.paused = false;
+    }
+
+    /// From the next start, runs `wrapper wrapper_args... -- program args...` instead (a
+    /// supervisor such as `redis-ha-node redis-run`), in a process group of its own that
+    /// [`Self::kill`] ends as a whole.
+    pub fn wrap(&mut self, wrapper: &str, wrapper_args: &[String]) {
+        let mut args = wrapper_args.to_vec();
+        args.push("--".into());
+        args.push(std::mem::replace(&mut self.program, wrapper.to_owned()));
+        args.append(&mut self.args);
+        self.args = args;
+        self.own_group = true;
+    }
+
+    /// Sends `sig` and returns at once (see [`Self::wait_exit`]).
+    pub fn signal(&self, sig: Signal) {
+        if let Some(pid) = self.pid() {
+            self.signal_pid(pid, sig);
+        }
+    }
+
+    /// Waits (asynchronously, up to `timeout`) until it has exited; its status, or `None`
+    /// when it still runs.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Some(c) = self.child.as_mut() {
+                if let Ok(Some(status)) = c.try_wait() {
+                    self.child = None;
+                    return Some(status);
+                }
+            } else {
+                return None;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// SIGTERM and waits up to 20 s for a clean exit, then SIGKILL.

@@ -5,5 +5,6 @@ pub mod events;
 pub mod failover;
 pub mod master;
 pub mod status;
+pub mod switchover;
 pub mod wait;
 pub mod watch;

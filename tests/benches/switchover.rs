@@ -1,0 +1,284 @@
+//! Switchover benchmark: `Switchover` (redis-ha switchover) beside the plain failover
+//! (`Failover`, redis-ha failover: `SENTINEL FAILOVER` after the ballot) on ONE cluster in ONE
+//! run, alternating, with a writer through HAProxy as fast as acknowledgements come (one
+//! connection, a new one after an error): Redis + Sentinel from the shipped templates, every
+//! sidecar, our HAProxy and reloader.
+//!
+//! ```text
+//! cargo bench -p redis-ha-tests --bench switchover -- [--reps N] [--down-after MS] [--rest-ms MS]
+//! ```
+//!
+//! Per operation, from the client's side: acknowledged writes lost (acknowledged in the
+//! operation's window, missing on the master once everything settled), client errors (and
+//! which), the longest time between two acknowledged writes. Prints markdown for the README.
+
+use std::time::{Duration, Instant};
+
+use redis_ha_proto::v1::coordinator_client::CoordinatorClient;
+use redis_ha_proto::v1::{FailoverRequest, SwitchoverRequest};
+use redis_ha_tests::figures::{cells, millis};
+use redis_ha_tests::haproxy::{Haproxy, ReloaderTask, WriteMode, WriteRecord, Writer};
+use redis_ha_tests::{wait_until, Cluster, ClusterOptions, NODES, READY_TIMEOUT};
+use tonic::transport::Channel;
+
+struct Args {
+    reps: usize,
+    down_after: u64,
+    rest: Duration,
+}
+
+fn parse_args() -> Args {
+    let mut a = Args {
+        reps: 10,
+        down_after: 5000,
+        rest: Duration::from_millis(2000),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        let mut value = |name: &str| -> u64 {
+            it.next()
+                .unwrap_or_else(|| panic!("{name} needs a value"))
+                .parse()
+                .unwrap_or_else(|e| panic!("{name}: {e}"))
+        };
+        match arg.as_str() {
+            "--reps" => a.reps = value("--reps") as usize,
+            "--down-after" => a.down_after = value("--down-after"),
+            "--rest-ms" => a.rest = Duration::from_millis(value("--rest-ms")),
+            // cargo bench passes --bench.
+            _ => {}
+        }
+    }
+    a
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Op {
+    Switchover,
+    Failover,
+}
+
+impl Op {
+    fn label(self) -> &'static str {
+        match self {
+            Op::Switchover => "`redis-ha switchover`",
+            Op::Failover => "`redis-ha failover` (plain SENTINEL FAILOVER)",
+        }
+    }
+}
+
+#[derive(Default)]
+struct Sample {
+    acked: usize,
+    lost: usize,
+    errors: usize,
+    noreplicas: usize,
+    longest_gap: Duration,
+    reported_pause: Option<Duration>,
+}
+
+fn main() {
+    let args = parse_args();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| panic!("runtime: {e}"));
+    rt.block_on(run(args));
+}
+
+fn long_client(cluster: &Cluster) -> CoordinatorClient<Channel> {
+    let endpoint = cluster
+        .operator_tls()
+        .endpoint(&cluster.coordinator_url())
+        .unwrap_or_else(|e| panic!("endpoint: {e}"))
+        .timeout(Duration::from_secs(90));
+    CoordinatorClient::new(endpoint.connect_lazy())
+}
+
+async fn run(args: Args) {
+    let mut cluster = Cluster::start(ClusterOptions {
+        password: Some("bench-switchover".into()),
+        down_after_ms: args.down_after,
+        ..ClusterOptions::default()
+    })
+    .await;
+    cluster.start_all_sidecars().await;
+    cluster.wait_steady_topology(1).await;
+    let haproxy = cluster.start_haproxy().await;
+    let reloader = ReloaderTask::start(cluster.reloader_config(&haproxy));
+    haproxy.wait_routed_to(cluster.node(1).port()).await;
+    let writer = Writer::start_with_password(
+        haproxy.frontend_port(),
+        haproxy.client_password().map(str::to_owned),
+        "bench",
+        WriteMode::Persistent,
+        Duration::ZERO,
+    );
+    let client = long_client(&cluster);
+    let mut samples: Vec<(Op, Sample)> = Vec::new();
+    for rep in 0..args.reps * 2 {
+        let op = if rep % 2 == 0 {
+            Op::Switchover
+        } else {
+            Op::Failover
+        };
+        tokio::time::sleep(args.rest).await;
+        let from = Instant::now();
+        let mut reported_pause = None;
+        match op {
+            Op::Switchover => {
+                let r = client
+                    .clone()
+                    .switchover(SwitchoverRequest {
+                        master_group: cluster.group().to_owned(),
+                        to: String::new(),
+                        max_pause_ms: 1000,
+                        away_from: String::new(),
+                    })
+                    .await
+                    .unwrap_or_else(|e| panic!("switchover {rep}: {e}"))
+                    .into_inner();
+                reported_pause = Some(Duration::from_millis(r.pause_ms));
+            }
+            Op::Failover => {
+                client
+                    .clone()
+                    .failover(FailoverRequest {
+                        master_group: cluster.group().to_owned(),
+                    })
+                    .await
+                    .unwrap_or_else(|e| panic!("failover {rep}: {e}"));
+            }
+        }
+        let master = settle(&mut cluster, &haproxy).await;
+        // Some acknowledged writes on the new master close the window.
+        let since = Instant::now();
+        wait_until("writes on the new master", READY_TIMEOUT, || async {
+            if writer.count(|r| r.acked && r.started >= since) >= 100 {
+                Ok(())
+            } else {
+                Err("not yet")
+            }
+        })
+        .await;
+        let to = Instant::now();
+        let window: Vec<WriteRecord> = writer_snapshot(&writer, from, to);
+        let mut s = measure(&cluster, master, &window).await;
+        s.reported_pause = reported_pause;
+        eprintln!(
+            "{:?} {rep}: {} acked, {} lost, {} errors ({} NOREPLICAS), longest gap {} ms",
+            op,
+            s.acked,
+            s.lost,
+            s.errors,
+            s.noreplicas,
+            s.longest_gap.as_millis()
+        );
+        samples.push((op, s));
+    }
+    let _ = writer.finish().await;
+    reloader.stop().await;
+    print!("{}", report(&args, &samples));
+}
+
+/// The writer's records started within `[from, to]` (a copy; it keeps writing).
+fn writer_snapshot(writer: &Writer, from: Instant, to: Instant) -> Vec<WriteRecord> {
+    writer.records_between(from, to)
+}
+
+/// Waits until the cluster is at rest around the Sentinels' master, HAProxy routing there;
+/// returns it (1-based).
+async fn settle(cluster: &mut Cluster, haproxy: &Haproxy) -> usize {
+    cluster.wait_steady_topology_agreeing().await;
+    let m = cluster.wait_at_rest_by_sentinels().await;
+    cluster.wait_replicas_synced(m).await;
+    haproxy.wait_routed_to(cluster.node(m).port()).await;
+    m
+}
+
+async fn measure(cluster: &Cluster, master: usize, window: &[WriteRecord]) -> Sample {
+    let acked: Vec<&WriteRecord> = window.iter().filter(|r| r.acked).collect();
+    let mut lost = 0;
+    for chunk in acked.chunks(500) {
+        let mut cmd = redis::cmd("MGET");
+        for r in chunk {
+            cmd.arg(&r.key);
+        }
+        let values: Vec<Option<String>> = cluster
+            .node(master)
+            .query(&cmd)
+            .await
+            .unwrap_or_else(|e| panic!("MGET: {e}"));
+        lost += values.iter().filter(|v| v.is_none()).count();
+    }
+    let mut finished: Vec<Instant> = acked.iter().map(|r| r.finished).collect();
+    finished.sort_unstable();
+    let longest_gap = finished
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .max()
+        .unwrap_or_default();
+    let errors: Vec<&WriteRecord> = window.iter().filter(|r| !r.acked).collect();
+    Sample {
+        acked: acked.len(),
+        lost,
+        errors: errors.len(),
+        noreplicas: errors
+            .iter()
+            .filter(|r| r.error.as_deref().is_some_and(|e| e.contains("NOREPLICAS")))
+            .count(),
+        longest_gap,
+        reported_pause: None,
+    }
+}
+
+fn counts(v: &[usize]) -> String {
+    let mut s = v.to_vec();
+    s.sort_unstable();
+    match (s.first(), s.get(s.len() / 2), s.last()) {
+        (Some(a), Some(b), Some(c)) => format!("{a} / {b} / {c}"),
+        _ => "-".into(),
+    }
+}
+
+fn report(args: &Args, samples: &[(Op, Sample)]) -> String {
+    let mut out = format!(
+        "\nSwitchover vs plain failover, one cluster, alternating, {} of each, down-after {} ms, \
+         one writer through HAProxy at full speed ({NODES} nodes, shipped config). min / median / max:\n\n\
+         | operation | acknowledged writes lost | client errors | of which NOREPLICAS | longest write pause | writes acknowledged in the window |\n\
+         |---|---:|---:|---:|---:|---:|\n",
+        args.reps, args.down_after
+    );
+    for op in [Op::Switchover, Op::Failover] {
+        let of: Vec<&Sample> = samples
+            .iter()
+            .filter(|(o, _)| *o == op)
+            .map(|(_, s)| s)
+            .collect();
+        let lost: Vec<usize> = of.iter().map(|s| s.lost).collect();
+        let errors: Vec<usize> = of.iter().map(|s| s.errors).collect();
+        let norep: Vec<usize> = of.iter().map(|s| s.noreplicas).collect();
+        let acked: Vec<usize> = of.iter().map(|s| s.acked).collect();
+        let gaps: Vec<Duration> = of.iter().map(|s| s.longest_gap).collect();
+        out.push_str(&format!(
+            "| {} | {} (total {}) | {} | {} | {} | {} |\n",
+            op.label(),
+            counts(&lost),
+            lost.iter().sum::<usize>(),
+            counts(&errors),
+            counts(&norep),
+            cells(&gaps, millis).replace(" | ", " / "),
+            counts(&acked),
+        ));
+    }
+    let reported: Vec<Duration> = samples
+        .iter()
+        .filter_map(|(_, s)| s.reported_pause)
+        .collect();
+    out.push_str(&format!(
+        "\nThe switchover's own report of the pause (pause → new master published): {}\n",
+        cells(&reported, millis).replace(" | ", " / ")
+    ));
+    out
+}
