@@ -121,6 +121,43 @@ async fn each_acl_user_may_do_its_part_and_nothing_else() {
         refused(master, User::Agent, forbidden).await;
     }
 
+    // The switchover's user: pause and resume writes, offsets and roles, a replica's
+    // priority, REPLICAOF; no key, no channel, no other admin command.
+    for words in [
+        &["PING"][..],
+        &["ROLE"],
+        &["INFO", "replication"],
+        &["CLIENT", "PAUSE", "1", "WRITE"],
+        &["CLIENT", "UNPAUSE"],
+    ] {
+        allowed(master, User::Coordinator, words).await;
+    }
+    allowed(
+        replica,
+        User::Coordinator,
+        &["CONFIG", "SET", "replica-priority", "100"],
+    )
+    .await;
+    allowed(
+        replica,
+        User::Coordinator,
+        &["REPLICAOF", "127.0.0.1", master_port.as_str()],
+    )
+    .await;
+    for forbidden in [
+        &["SET", "k", "v"][..],
+        &["GET", "k"],
+        &["CONFIG", "GET", "requirepass"],
+        &["ACL", "LIST"],
+        &["SHUTDOWN", "NOSAVE"],
+        &["CLIENT", "KILL", "TYPE", "normal"],
+        &["FLUSHALL"],
+        &["PUBLISH", "__sentinel__:hello", "x"],
+        &["DEBUG", "SLEEP", "0"],
+    ] {
+        refused(master, User::Coordinator, forbidden).await;
+    }
+
     allowed(master, User::Replication, &["PING"]).await;
     for forbidden in [&["GET", "k"][..], &["SET", "k", "v"], &["INFO"], &["ROLE"]] {
         refused(master, User::Replication, forbidden).await;

@@ -20,7 +20,8 @@
 //!    epochs corroborate the promotion, so HAProxy follows at `role:master`, not a second
 //!    later at `+switch-master`). From here there is no going back ([`promoting`]).
 //! 7. **Demote** the old master, still paused, with `REPLICAOF <target>`: nothing it
-//!    acknowledged is missing on the target, and it can acknowledge nothing more.
+//!    acknowledged is missing on the target, and it can acknowledge nothing more. The other
+//!    replicas are re-pointed at once too (the new master's `min-replicas-to-write`).
 //! 8. **Unpause** once the coordinator publishes the target ([`may_unpause`]), so clients
 //!    blocked on the old master are cut by HAProxy once and reconnect to the new one; restore
 //!    the priorities (`CONFIG SET` and `CONFIG REWRITE`: Sentinel rewrites the config of a
@@ -812,6 +813,28 @@ async fn steer_and_switch(
         Ok(_) => steps.note(format!("{master_addr}: REPLICAOF {new_master}")),
         // Sentinel converts it as soon as it reaches it; until then the pause holds it.
         Err(e) => steps.note(format!("{master_addr}: REPLICAOF failed: {e}")),
+    }
+    // The other replicas too, at once: the new master takes writes (min-replicas-to-write)
+    // only once a replica acknowledges it, and waiting for Sentinel's or the agents'
+    // re-pointing costs client errors. Each has at most what the paused master had, which
+    // the new master has: a partial resync.
+    for node in others.iter_mut() {
+        if addr_key(&node.address) == new_master {
+            continue;
+        }
+        match node
+            .run(
+                redis::cmd("REPLICAOF").arg(&hp.host).arg(hp.port),
+                "REPLICAOF",
+            )
+            .await
+        {
+            Ok(_) => steps.note(format!("{}: REPLICAOF {new_master}", node.address)),
+            Err(e) => steps.note(format!(
+                "{}: REPLICAOF failed ({e}); Sentinel re-points it",
+                node.address
+            )),
+        }
     }
     // Step 8: the old master is a replica; kept paused until the new master is published
     // and HAProxy had a moment to apply it, so a client blocked there is cut once and
