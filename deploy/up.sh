@@ -476,7 +476,7 @@ print_endpoints() {
     echo "  coordinator (gRPC, mutual TLS) https://127.0.0.1:$GRPC_PORT"
     echo
     print_tls_usage
-    echo "  $CLI_HINT status | watch | master | events | failover"
+    echo "  $CLI_HINT status | watch | master | events | switchover | failover"
     echo "  REDISCLI_AUTH=\$(cat $SECRETS_DIR/redis_app_password) redis-cli --user app -p ${PORTS[haproxy]}"
     echo "  REDISCLI_AUTH=\$(cat $SECRETS_DIR/sentinel_password) redis-cli -p ${PORTS[sentinel-1]} sentinel get-master-addr-by-name $GROUP"
     echo "  passwords: $SECRETS_DIR (README \"Redis and Sentinel access\")"

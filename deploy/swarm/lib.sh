@@ -678,7 +678,7 @@ sw_print_endpoints() {
     echo
     host_cli="docker exec \$(docker ps -q -f label=com.docker.swarm.service.name=${STACK}_coordinator) redis-ha"
     [[ -z $GRPC_PORT ]] || host_cli="redis-ha --coordinator https://127.0.0.1:$GRPC_PORT --group $GROUP"
-    echo "  $host_cli status | watch | master | events | failover"
+    echo "  $host_cli status | watch | master | events | switchover | failover"
     sw_print_tls_usage
     echo "  docker stack services $STACK; docker service logs ${STACK}_coordinator"
     echo "  deploy/down.sh --stack $STACK   (--purge also removes the data volumes and the generated passwords)"
