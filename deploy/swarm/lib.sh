@@ -93,7 +93,16 @@ replicas are linked and HAProxy routes a write, then prints the endpoints.
   --no-build            do not build; use the images of the last build for this stack
   --no-cargo            build the images from the binaries already in the target directory
                         (deploy/build.sh --no-cargo)
-  --registry REG        push the images to REG (deploy/build.sh --push) for multi-node swarms
+  --registry REG        push the images to REG (deploy/build.sh --push) for multi-node swarms:
+                        every node must resolve REG to the same registry and trust it (HTTPS,
+                        or REG in each engine's insecure-registries)
+  --engine HOST         the Docker engine of another swarm node (docker -H HOST: ssh://user@node,
+                        tcp://node:2376, unix:///path): the images are loaded onto it
+                        (docker save | docker -H HOST load) and down.sh --purge removes its
+                        volumes; repeat for each node. Without --engine or --registry the images
+                        must already be on every node. Such nodes' engines need
+                        DOCKER_SERVICE_PREFER_OFFLINE_IMAGE=1 in their environment, or each task
+                        start tries to pull first (README "Several hosts")
   --advertise-addr A    address for 'docker swarm init' (default: the default route's source
                         address, else 127.0.0.1)
   --state-dir DIR       passwords and image list of this stack (default deploy/stack/run/STACK)
@@ -129,6 +138,7 @@ swarm_parse_up() {
     BUILD=1
     CARGO=1
     REGISTRY=""
+    ENGINES=()
     ADVERTISE_ADDR=""
     STATE_DIR=""
     WAIT_SECS=300
@@ -157,6 +167,7 @@ swarm_parse_up() {
             --no-build) BUILD=0 ;;
             --no-cargo) CARGO=0 ;;
             --registry) sw_need_value "$@"; REGISTRY=${2%/}; shift ;;
+            --engine) sw_need_value "$@"; ENGINES+=("$2"); shift ;;
             --advertise-addr) sw_need_value "$@"; ADVERTISE_ADDR=$2; shift ;;
             --state-dir) sw_need_value "$@"; STATE_DIR=$2; shift ;;
             --timeout) sw_need_value "$@"; WAIT_SECS=$2; shift ;;
@@ -357,6 +368,43 @@ sw_images() {
     done
 }
 
+# The images onto the other nodes' engines (--engine), unless a registry serves them: each
+# image the engine lacks (by id) goes over docker save | docker -H load. The engines are kept in
+# the state directory, for down.sh --purge.
+sw_distribute_images() {
+    local engines_file=$STATE_DIR/engines e v img id there t0
+    if [[ ${#ENGINES[@]} -gt 0 ]]; then
+        {
+            printf '%s\n' "${ENGINES[@]}"
+            [[ ! -f $engines_file ]] || cat "$engines_file"
+        } | awk 'NF && !seen[$0]++' >"$engines_file.new"
+        mv "$engines_file.new" "$engines_file"
+    fi
+    if [[ -n $REGISTRY ]]; then
+        return 0
+    fi
+    if [[ ${#ENGINES[@]} -eq 0 ]]; then
+        local nodes
+        nodes=$(docker node ls -q | wc -l)
+        ((nodes <= 1)) ||
+            echo "note: this swarm has $nodes nodes and neither --engine nor --registry was given: the images must already be on every node"
+        return 0
+    fi
+    for e in "${ENGINES[@]}"; do
+        docker -H "$e" info >/dev/null 2>&1 || sw_die "cannot reach the Docker engine $e (--engine)"
+        t0=$SECONDS
+        for v in REDIS_HA_IMAGE_REDIS REDIS_HA_IMAGE_SENTINEL REDIS_HA_IMAGE_HAPROXY REDIS_HA_IMAGE_SIDECARS; do
+            img=${!v}
+            id=$(docker image inspect -f '{{.Id}}' "$img")
+            there=$(docker -H "$e" image inspect -f '{{.Id}}' "$img" 2>/dev/null || true)
+            [[ $there != "$id" ]] || continue
+            docker save "$img" | docker -H "$e" load -q >/dev/null ||
+                sw_die "loading $img onto $e failed"
+        done
+        echo "images on $e ($((SECONDS - t0)) s)"
+    done
+}
+
 # The Redis nodes' min-replicas-max-lag follows down-after: redis-ha-node's rule
 # (services/node/src/durability.rs), asked in the image the nodes run. Its warning (a down-after
 # too short for the guarantee) goes to the terminal; a value it cannot serve stops here.
@@ -406,6 +454,11 @@ sw_placement() {
         $REDIS_HA_PLACEMENT_3 == node.labels* ]]; then
         echo "placement: node N's services on the node labelled redis-ha.node=N"
     fi
+    # The coordinator and the reloader on a manager (unless REDIS_HA_PLACEMENT_CONTROL says
+    # otherwise): off the Redis nodes when those are workers, so losing a Redis host does not
+    # also take the control plane.
+    export REDIS_HA_PLACEMENT_CONTROL=${REDIS_HA_PLACEMENT_CONTROL:-node.role==manager}
+    echo "placement: coordinator and reloader where $REDIS_HA_PLACEMENT_CONTROL"
 }
 
 sw_file_hash() {
@@ -562,6 +615,34 @@ sw_write_through_proxy() {
     [[ $reply == OK ]]
 }
 
+# On a multi-node swarm: a write through the HAProxy of every other node running one (its
+# published port on the node's swarm address), with redis-cli on this host. Without redis-cli
+# only this host's HAProxy is checked (a note says so).
+sw_write_on_every_node() {
+    local self host addr reply ok=0 skipped=0
+    SW_NODES_VIA=""
+    self=$(docker info -f '{{.Swarm.NodeID}}')
+    local hosts
+    hosts=$(docker service ps "${STACK}_haproxy" --filter desired-state=running --format '{{.Node}}' 2>/dev/null | sort -u)
+    [[ -n $hosts ]] || return 1
+    while read -r host; do
+        [[ -n $host ]] || continue
+        [[ $(docker node inspect -f '{{.ID}}' "$host" 2>/dev/null) != "$self" ]] || continue
+        if ! command -v redis-cli >/dev/null 2>&1; then
+            skipped=$((skipped + 1))
+            continue
+        fi
+        addr=$(docker node inspect -f '{{.Status.Addr}}' "$host") || return 1
+        reply=$(REDISCLI_AUTH=$(<"$SECRETS_DIR/redis_app_password") timeout 3 redis-cli --no-auth-warning \
+            --user app -h "$addr" -p "$BASE_PORT" set redis-ha:up:node "$(date +%s)" 2>&1) || return 1
+        [[ $reply == OK ]] || return 1
+        ok=$((ok + 1))
+    done <<<"$hosts"
+    ((ok == 0)) || SW_NODES_VIA=", and via the HAProxy of $ok other node(s)"
+    ((skipped == 0)) || SW_NODES_VIA=", $skipped other node(s) unchecked (no redis-cli here)"
+    return 0
+}
+
 sw_show_failures() {
     local pending=$1 s show=()
     if [[ -n $pending ]]; then
@@ -579,15 +660,36 @@ sw_show_failures() {
     done
 }
 
-# True when every Sentinel running on this host knows the two other Sentinels and both replicas,
-# and is not in TILT mode:
-# before that a failover cannot be elected (a kill right after deploy would wait for Sentinel's
-# retry, 2 x failover-timeout). Sentinels on other swarm nodes are not checked from here.
+# The Sentinels on other nodes, asked from a throw-away container on the internal network (the
+# password on its stdin, never in its command line or environment): for each of them one line
+# "N OTHERS REPLICAS TILT".
+sw_remote_sentinels() {
+    # shellcheck disable=SC2016 # expanded by the container's shell
+    docker run --rm -i --network "${STACK}_internal" --entrypoint bash "$REDIS_HA_IMAGE_SENTINEL" -c '
+        read -r REDISCLI_AUTH; export REDISCLI_AUTH
+        group=$1; shift
+        for n in "$@"; do
+            m=$(timeout 3 redis-cli --no-auth-warning -h "sentinel-$n" -p $((19000 + n)) sentinel master "$group" 2>/dev/null) || m=""
+            i=$(timeout 3 redis-cli --no-auth-warning -h "sentinel-$n" -p $((19000 + n)) info sentinel 2>/dev/null | tr -d "\r") || i=""
+            o=$(sed -n "/^num-other-sentinels$/{n;p;}" <<<"$m")
+            r=$(sed -n "/^num-slaves$/{n;p;}" <<<"$m")
+            t=$(sed -n "s/^sentinel_tilt://p" <<<"$i")
+            echo "$n ${o:-0} ${r:-0} ${t:-1}"
+        done' sentinels "$GROUP" "$@" <"$SECRETS_DIR/sentinel_password"
+}
+
+# True when every Sentinel knows the two other Sentinels and both replicas, and is not in TILT
+# mode: before that a failover cannot be elected (a kill right after deploy would wait for
+# Sentinel's retry, 2 x failover-timeout). Those on this host through docker exec, the others
+# (other swarm nodes) through the internal network.
 sw_sentinels_ready() {
-    local n c out others replicas
+    local n c out others replicas remote=() tilt
     for n in 1 2 3; do
         c=$(sw_local_container "sentinel-$n")
-        [[ -n $c ]] || continue
+        if [[ -z $c ]]; then
+            remote+=("$n")
+            continue
+        fi
         # The password reaches redis-cli through the container's secret file, not argv.
         out=$(docker exec "$c" sh -c 'REDISCLI_AUTH=$(cat /run/secrets/sentinel_password 2>/dev/null) exec timeout 3 redis-cli --no-auth-warning -p "$0" sentinel master "$1"' \
             "$((19000 + n))" "$GROUP" 2>/dev/null) || return 1
@@ -600,6 +702,12 @@ sw_sentinels_ready() {
             "$((19000 + n))" 2>/dev/null) || return 1
         grep -q '^sentinel_tilt:0' <<<"${out//$'\r'/}" || return 1
     done
+    [[ ${#remote[@]} -gt 0 ]] || return 0
+    out=$(sw_remote_sentinels "${remote[@]}") || return 1
+    [[ $(wc -l <<<"$out") -eq ${#remote[@]} ]] || return 1
+    while read -r n others replicas tilt; do
+        [[ ${others:-0} -ge 2 && ${replicas:-0} -ge 2 && ${tilt:-1} == 0 ]] || return 1
+    done <<<"$out"
 }
 
 sw_wait_healthy() {
@@ -641,8 +749,8 @@ sw_wait_healthy() {
                 continue
             fi
         fi
-        if sw_sentinels_ready && sw_write_through_proxy; then
-            printf '  [%3d s] healthy (write OK via %s)\n' "$SECONDS" "$SW_WRITE_VIA"
+        if sw_sentinels_ready && sw_write_through_proxy && sw_write_on_every_node; then
+            printf '  [%3d s] healthy (write OK via %s%s)\n' "$SECONDS" "$SW_WRITE_VIA" "$SW_NODES_VIA"
             return 0
         fi
         sleep 2
@@ -702,6 +810,7 @@ swarm_up() {
     sw_export_vars
     sw_check_ports
     sw_images
+    sw_distribute_images
     sw_tls
     sw_check_down_after
     sw_overlay_encryption
@@ -729,7 +838,9 @@ usage: deploy/down.sh [options]            remove the Docker Swarm stack
 
   --stack NAME      stack name (default redis-ha)
   --purge           also remove the stack's volumes (Redis data, Sentinel state) and its state
-                    directory (generated passwords, image list)
+                    directory (generated passwords, image list); on the other nodes through
+                    the engines given to up.sh --engine (kept in the state directory) and here
+  --engine HOST     another node's Docker engine whose volumes --purge removes (repeatable)
   --state-dir DIR   as given to up.sh (default deploy/stack/run/STACK)
   --timeout S       how long to wait for the stack's containers and networks to go (default 120)
   -h, --help        this text
@@ -752,11 +863,12 @@ sw_wait_empty() {
 swarm_down() {
     SW_SCRIPT=down.sh
     STACK=redis-ha
-    local purge=0 wait_s=120 state_dir=""
+    local purge=0 wait_s=120 state_dir="" engines=()
     while [[ $# -gt 0 ]]; do
         case "$1" in
             --stack) sw_need_value "$@"; STACK=$2; shift ;;
             --purge) purge=1 ;;
+            --engine) sw_need_value "$@"; engines+=("$2"); shift ;;
             --state-dir) sw_need_value "$@"; state_dir=$2; shift ;;
             --timeout) sw_need_value "$@"; wait_s=$2; shift ;;
             -h | --help) swarm_down_usage; exit 0 ;;
@@ -784,11 +896,32 @@ swarm_down() {
     sw_wait_empty "$wait_s" docker network ls -q --filter "$label" ||
         sw_die "networks of $STACK still there after ${wait_s} s: docker network ls --filter $label"
     if [[ $purge -eq 1 ]]; then
-        local v
+        local v e
         while read -r v; do
             [[ -n $v ]] || continue
             docker volume rm "$v" >/dev/null && echo "removed volume $v"
         done < <(docker volume ls -q --filter "$label")
+        # The other nodes' volumes, on the engines given now or to up.sh.
+        [[ ! -f $state_dir/engines ]] || mapfile -t -O "${#engines[@]}" engines <"$state_dir/engines"
+        for e in "${engines[@]}"; do
+            [[ -n $e ]] || continue
+            if ! docker -H "$e" info >/dev/null 2>&1; then
+                echo "note: cannot reach $e: its volumes of $STACK (if any) are kept" >&2
+                continue
+            fi
+            sw_wait_empty "$wait_s" docker -H "$e" ps -aq --filter "$label" ||
+                sw_die "containers of $STACK still there on $e after ${wait_s} s"
+            while read -r v; do
+                [[ -n $v ]] || continue
+                docker -H "$e" volume rm "$v" >/dev/null && echo "removed volume $v on $e"
+            done < <(docker -H "$e" volume ls -q --filter "$label")
+        done
+        local nodes
+        nodes=$(docker node ls -q 2>/dev/null | wc -l)
+        if ((nodes > 1 + ${#engines[@]})); then
+            echo "note: $nodes swarm nodes, $((${#engines[@]})) engine(s) known: volumes of $STACK may remain on the others" \
+                "(docker volume ls --filter $label there; deploy/down.sh --purge --engine HOST removes them)"
+        fi
         if [[ -d $state_dir ]]; then
             rm -rf -- "$state_dir"
             echo "removed $state_dir"

@@ -348,6 +348,7 @@ impl Bench {
             dns: args.dns.clone(),
             // The benchmark reads the nodes and Sentinels on their published ports.
             node_ports: true,
+            ..StackOptions::default()
         });
         if !args.release {
             up.push("--debug".into());

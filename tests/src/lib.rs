@@ -18,6 +18,7 @@ pub mod binaries;
 pub mod cluster;
 pub mod figures;
 pub mod haproxy;
+pub mod multinode;
 pub mod otlp;
 pub mod relay;
 pub mod sentinel_events;

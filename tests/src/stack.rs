@@ -62,6 +62,11 @@ pub struct StackOptions {
     /// `deploy/up.sh --node-ports`: the Redis and Sentinel ports on the host (the scenarios
     /// read the nodes on them; the exposure test deploys the default, without).
     pub node_ports: bool,
+    /// `deploy/up.sh --engine`: other nodes' Docker engines (the images are loaded onto them;
+    /// `down.sh --purge` removes their volumes).
+    pub engines: Vec<String>,
+    /// `false`: `deploy/up.sh --no-docker-socket` (the agents get no Docker socket).
+    pub docker_socket: bool,
 }
 
 impl Default for StackOptions {
@@ -74,6 +79,8 @@ impl Default for StackOptions {
             group: "redis-cluster".into(),
             dns: None,
             node_ports: true,
+            engines: Vec::new(),
+            docker_socket: true,
         }
     }
 }
@@ -114,6 +121,12 @@ pub fn up_args(opts: &StackOptions) -> Vec<String> {
     }
     if opts.node_ports {
         args.push("--node-ports".into());
+    }
+    for e in &opts.engines {
+        args.extend(["--engine".into(), e.clone()]);
+    }
+    if !opts.docker_socket {
+        args.push("--no-docker-socket".into());
     }
     args
 }
@@ -415,6 +428,16 @@ fn read_secret(repo: &Path, stack: &str, name: &str) -> Result<String, String> {
     std::fs::read_to_string(&p)
         .map(|s| s.trim().to_owned())
         .map_err(|e| format!("cannot read {}: {e}", p.display()))
+}
+
+/// `deploy/down.sh --stack name --purge` (with the engines up.sh was given, from the state
+/// directory, and `engines`), without the checks of [`remove`]: what it printed.
+pub async fn purge(repo: &Path, name: &str, engines: &[String]) -> Result<String, String> {
+    let mut args = vec!["--stack".to_owned(), name.to_owned(), "--purge".to_owned()];
+    for e in engines {
+        args.extend(["--engine".to_owned(), e.clone()]);
+    }
+    script(repo, "down.sh", &args).await
 }
 
 pub fn repo_root() -> PathBuf {

@@ -13,6 +13,7 @@
 //!   the hostile-input tests;
 //! - [`partition`]: one port cut off on loopback (iptables), and a client that still reaches it;
 //!   or one process group's connections to a port reset or dropped.
+//! - [`rig`]: a multi-node swarm on this machine (extra dockerds in network namespaces).
 //!
 //! ```no_run
 //! # async fn demo() {
@@ -37,6 +38,7 @@ pub mod partition;
 pub mod ports;
 pub mod process;
 pub mod redis;
+pub mod rig;
 pub mod sandbox;
 pub mod sentinel;
 pub mod tls;

@@ -1,0 +1,1027 @@
+//! A multi-node Docker swarm on one machine, for the multi-node tests: extra `dockerd`s, each in
+//! a network namespace of its own joined to a host bridge by a veth pair, joined to the host's
+//! swarm (workers, or managers for the three-manager variant).
+//!
+//! - [`plan`]: the names and addresses of a rig (a pure function);
+//! - [`Rig::create`]: builds it (removing first whatever a killed run left);
+//! - faults: [`Rig::cut`] / [`Rig::heal`] (the node's link down and up: a real partition),
+//!   [`Rig::kill_engine`] / [`Rig::start_engine`] (the host dies: its dockerd, containerd and
+//!   containers SIGKILLed; brought back on the same data);
+//! - [`Rig::teardown`]: demotes, leaves, kills, `docker node rm --force`, and removes the
+//!   namespaces, links, bridge, iptables rules, cgroups and data directories, then checks that
+//!   none is left ([`leftovers`]). `Drop` does the same (best effort) when a test panics.
+//!
+//! The recipe's pitfalls (DESIGN.md section 5), each handled here: `ip netns exec` remounts
+//! /sys, so the node's start script mounts the host's cgroup hierarchies again; every daemon
+//! has its own `--config-file` (data-root, exec-root, pidfile, socket, cgroup-parent), since
+//! /etc/docker/daemon.json would be read otherwise; `DOCKER_SERVICE_PREFER_OFFLINE_IMAGE=1`
+//! keeps the swarm agent from trying to pull images it has; the host's FORWARD policy is DROP,
+//! so the bridge is allowed in `DOCKER-USER`; each node has its own hostname (`unshare --uts`).
+//! Images reach the nodes through `deploy/up.sh --engine` (docker save | docker -H load).
+//!
+//! Needs root, `ip`, `iptables`, `unshare` and a Docker engine that is (or may become) a swarm
+//! manager advertising an address the namespaces can reach (not loopback). One rig at a time on
+//! a machine (fixed names under [`PREFIX`]); the tests run under the swarm lock.
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// Every name the rig creates starts with this (namespaces, links, hostnames, directories).
+pub const PREFIX: &str = "rhmn";
+
+/// The iptables comment of the rig's rules.
+const RULE_COMMENT: &str = "rhmn-rig";
+
+/// The label `deploy/up.sh` places node N's services by.
+pub const NODE_LABEL: &str = "redis-ha.node";
+
+#[derive(Debug, thiserror::Error)]
+pub enum RigError {
+    #[error("cannot run {program}: {source}")]
+    Spawn {
+        program: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{command}: {status}: {stderr}")]
+    Failed {
+        command: String,
+        status: ExitStatus,
+        stderr: String,
+    },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("invalid rig: {0}")]
+    Plan(String),
+    #[error("the host's swarm: {0}")]
+    Swarm(String),
+    #[error("node {node}: {why}")]
+    Node { node: String, why: String },
+    #[error("left behind: {}", .0.join("; "))]
+    Leftovers(Vec<String>),
+}
+
+/// What to build.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RigOptions {
+    /// Extra nodes (the host is one more).
+    pub nodes: u8,
+    /// How many of the extra nodes join as managers (2 gives the three-manager variant).
+    pub managers: u8,
+    /// Label the first three extra nodes `redis-ha.node=1..3`.
+    pub labels: bool,
+    /// The extra daemons' upstream DNS (`dockerd --dns`). `None`: [`RigPlan::silent_dns`], an
+    /// address of the rig's subnet that nobody holds, so lookups that leave Docker's DNS get
+    /// no answer at all (the worst upstream a node can have, and what a namespace without a
+    /// route to the host's resolver has anyway).
+    pub dns: Option<Ipv4Addr>,
+}
+
+impl Default for RigOptions {
+    fn default() -> Self {
+        Self {
+            nodes: 3,
+            managers: 0,
+            labels: true,
+            dns: None,
+        }
+    }
+}
+
+/// One extra node: its names, address and places.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodePlan {
+    /// 1-based.
+    pub index: u8,
+    /// Hostname, network namespace and swarm node name.
+    pub name: String,
+    /// The host side of its veth pair.
+    pub veth: String,
+    pub addr: Ipv4Addr,
+    pub manager: bool,
+    /// `redis-ha.node` label value.
+    pub label: Option<u8>,
+    /// Data root (images, containers, volumes, swarm state) and its config file.
+    pub root: PathBuf,
+    /// Exec root, pid file, socket, log.
+    pub run: PathBuf,
+}
+
+impl NodePlan {
+    pub fn socket(&self) -> PathBuf {
+        self.run.join("docker.sock")
+    }
+
+    /// `docker -H` for this node.
+    pub fn engine(&self) -> String {
+        format!("unix://{}", self.socket().display())
+    }
+
+    /// The node's cgroup parent (one directory per controller hierarchy).
+    pub fn cgroup_parent(&self) -> String {
+        format!("/{}", self.name)
+    }
+
+    /// Its `dockerd --config-file` (JSON).
+    pub fn daemon_config(&self, dns: Ipv4Addr, storage_driver: &str) -> String {
+        let v = serde_json::json!({
+            "data-root": self.root.join("data"),
+            "exec-root": self.run.join("exec"),
+            "pidfile": self.run.join("docker.pid"),
+            "hosts": [self.engine()],
+            "cgroup-parent": self.cgroup_parent(),
+            "storage-driver": storage_driver,
+            "dns": [dns.to_string()],
+            "mtu": 1400,
+            "log-driver": "json-file",
+            "log-opts": {"max-size": "10m", "max-file": "3"},
+        });
+        v.to_string()
+    }
+}
+
+/// A rig's names and addresses.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RigPlan {
+    pub bridge: String,
+    pub gateway: Ipv4Addr,
+    pub prefix_len: u8,
+    pub silent_dns: Ipv4Addr,
+    pub dns: Ipv4Addr,
+    pub nodes: Vec<NodePlan>,
+}
+
+/// The rig of `opts`: bridge `rhmn-br` on 10.213.0.1/24, node i at 10.213.0.(10+i) in
+/// namespace `rhmn-n<i>` with veth `rhmn-v<i>`, managers first, labels 1..3 on nodes 1..3.
+pub fn plan(opts: &RigOptions) -> Result<RigPlan, RigError> {
+    if opts.nodes == 0 || opts.nodes > 20 {
+        return Err(RigError::Plan(format!(
+            "1 to 20 extra nodes, not {}",
+            opts.nodes
+        )));
+    }
+    if opts.managers > opts.nodes {
+        return Err(RigError::Plan(format!(
+            "{} managers among {} nodes",
+            opts.managers, opts.nodes
+        )));
+    }
+    // The host is a manager too: an even count of managers tolerates no more failures than
+    // one fewer, and a rig that loses its quorum breaks the host's swarm.
+    if (opts.managers + 1) % 2 == 0 {
+        return Err(RigError::Plan(format!(
+            "{} extra managers make {} with the host: use an odd count",
+            opts.managers,
+            opts.managers + 1
+        )));
+    }
+    let silent_dns = Ipv4Addr::new(10, 213, 0, 254);
+    let nodes = (1..=opts.nodes)
+        .map(|i| NodePlan {
+            index: i,
+            name: format!("{PREFIX}-n{i}"),
+            veth: format!("{PREFIX}-v{i}"),
+            addr: Ipv4Addr::new(10, 213, 0, 10 + i),
+            manager: i <= opts.managers,
+            label: (opts.labels && i <= 3).then_some(i),
+            root: PathBuf::from(format!("/var/lib/{PREFIX}/n{i}")),
+            run: PathBuf::from(format!("/run/{PREFIX}/n{i}")),
+        })
+        .collect();
+    Ok(RigPlan {
+        bridge: format!("{PREFIX}-br"),
+        gateway: Ipv4Addr::new(10, 213, 0, 1),
+        prefix_len: 24,
+        silent_dns,
+        dns: opts.dns.unwrap_or(silent_dns),
+        nodes,
+    })
+}
+
+/// The shell lines that mount the host's cgroup hierarchies again inside `ip netns exec`
+/// (which mounts a fresh /sys): from the host's /proc/mounts text, every `cgroup`/`cgroup2`
+/// mount under /sys/fs/cgroup, after the tmpfs that holds them when there is one.
+pub fn cgroup_mounts(proc_mounts: &str) -> Vec<String> {
+    let mut lines = Vec::new();
+    for l in proc_mounts.lines() {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        let [_, dir, fstype, opts, ..] = f[..] else {
+            continue;
+        };
+        if !dir.starts_with("/sys/fs/cgroup") {
+            continue;
+        }
+        // Options the kernel reports that mount does not take back.
+        let keep: Vec<&str> = opts
+            .split(',')
+            .filter(|o| !matches!(*o, "rw" | "ro" | "relatime" | "nosuid" | "nodev" | "noexec"))
+            .collect();
+        match fstype {
+            "tmpfs" if dir == "/sys/fs/cgroup" => {
+                lines.push("mount -t tmpfs -o mode=755 cgroup /sys/fs/cgroup".to_owned());
+            }
+            "cgroup" => lines.push(format!(
+                "mkdir -p {dir} && mount -t cgroup -o {} cgroup {dir}",
+                keep.join(",")
+            )),
+            "cgroup2" => lines.push(format!("mkdir -p {dir} && mount -t cgroup2 cgroup2 {dir}")),
+            _ => {}
+        }
+    }
+    lines
+}
+
+/// `program args`' stdout, or its failure.
+fn run(program: &str, args: &[&str]) -> Result<String, RigError> {
+    let out = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|source| RigError::Spawn {
+            program: program.to_owned(),
+            source,
+        })?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(RigError::Failed {
+            command: format!("{program} {}", args.join(" ")),
+            status: out.status,
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        })
+    }
+}
+
+fn iptables(args: &[&str]) -> Result<String, RigError> {
+    let program = ["/usr/sbin/iptables", "/sbin/iptables"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .unwrap_or("iptables");
+    let mut all = vec!["-w"];
+    all.extend_from_slice(args);
+    run(program, &all)
+}
+
+fn docker(args: &[&str]) -> Result<String, RigError> {
+    run("docker", args)
+}
+
+/// `docker -H engine args`.
+pub fn docker_on(engine: &str, args: &[&str]) -> Result<String, RigError> {
+    let mut all = vec!["-H", engine];
+    all.extend_from_slice(args);
+    run("docker", &all)
+}
+
+/// Polls `probe` every 200 ms until it returns `Some`, for at most `timeout`.
+fn wait_for<T>(timeout: Duration, mut probe: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = probe() {
+            return Some(v);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The rig's namespaces that exist now.
+fn our_netns() -> Vec<String> {
+    run("ip", &["netns", "list"])
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|n| n.starts_with(&format!("{PREFIX}-")))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The rig's links on the host.
+fn our_links() -> Vec<String> {
+    run("ip", &["-br", "link"])
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .map(|n| n.split('@').next().unwrap_or(n).to_owned())
+        .filter(|n| n.starts_with(&format!("{PREFIX}-")))
+        .collect()
+}
+
+/// The rig's iptables rules (`-S DOCKER-USER` lines).
+fn our_rules() -> Vec<String> {
+    iptables(&["-S", "DOCKER-USER"])
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains(RULE_COMMENT))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The swarm nodes named after the rig (`id hostname`).
+fn our_swarm_nodes() -> Vec<(String, String)> {
+    docker(&["node", "ls", "--format", "{{.ID}} {{.Hostname}}"])
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .filter(|(_, h)| h.starts_with(&format!("{PREFIX}-")))
+        .map(|(i, h)| (i.to_owned(), h.to_owned()))
+        .collect()
+}
+
+/// The cgroup directories of the rig's nodes, in every hierarchy.
+fn our_cgroups() -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(hierarchies) = std::fs::read_dir("/sys/fs/cgroup") else {
+        return out;
+    };
+    for h in hierarchies.flatten() {
+        if let Ok(entries) = std::fs::read_dir(h.path()) {
+            out.extend(
+                entries
+                    .flatten()
+                    .filter(|e| {
+                        e.file_name()
+                            .to_string_lossy()
+                            .starts_with(&format!("{PREFIX}-"))
+                    })
+                    .map(|e| e.path()),
+            );
+        }
+    }
+    out
+}
+
+/// Everything of a rig that exists on this machine now (empty: nothing left).
+pub fn leftovers() -> Vec<String> {
+    let mut left = Vec::new();
+    left.extend(our_netns().into_iter().map(|n| format!("netns {n}")));
+    left.extend(our_links().into_iter().map(|n| format!("link {n}")));
+    left.extend(our_rules().into_iter().map(|r| format!("iptables {r}")));
+    left.extend(
+        our_swarm_nodes()
+            .into_iter()
+            .map(|(i, h)| format!("swarm node {h} ({i})")),
+    );
+    left.extend(
+        our_cgroups()
+            .into_iter()
+            .map(|p| format!("cgroup {}", p.display())),
+    );
+    for dir in [format!("/var/lib/{PREFIX}"), format!("/run/{PREFIX}")] {
+        if Path::new(&dir).exists() {
+            left.push(format!("directory {dir}"));
+        }
+    }
+    left
+}
+
+/// Every pid in the cgroups under `dir` (its subdirectories too).
+fn cgroup_pids(dir: &Path, out: &mut Vec<i32>) {
+    if let Ok(text) = std::fs::read_to_string(dir.join("cgroup.procs")) {
+        out.extend(text.lines().filter_map(|l| l.trim().parse::<i32>().ok()));
+    }
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                cgroup_pids(&e.path(), out);
+            }
+        }
+    }
+}
+
+/// Removes a cgroup directory tree, deepest first (cgroupfs refuses rmdir of a non-empty one).
+fn remove_cgroup(dir: &Path) {
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                remove_cgroup(&e.path());
+            }
+        }
+    }
+    let _ = std::fs::remove_dir(dir);
+}
+
+/// The processes of a node: everything in its network namespace (dockerd, containerd, the
+/// shims, fuse-overlayfs) and in its cgroups (the containers, in namespaces of their own).
+fn node_pids(name: &str) -> Vec<i32> {
+    let mut pids: Vec<i32> = run("ip", &["netns", "pids", name])
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect();
+    for cg in our_cgroups() {
+        if cg.file_name().is_some_and(|f| f == name) {
+            cgroup_pids(&cg, &mut pids);
+        }
+    }
+    pids.sort_unstable();
+    pids.dedup();
+    pids
+}
+
+/// SIGKILLs a node's processes until none is left (a process may fork while we kill).
+fn kill_node_processes(name: &str) -> Result<(), RigError> {
+    let gone = wait_for(Duration::from_secs(20), || {
+        let pids = node_pids(name);
+        if pids.is_empty() {
+            return Some(());
+        }
+        for pid in pids {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        None
+    });
+    gone.ok_or_else(|| RigError::Node {
+        node: name.to_owned(),
+        why: format!("processes still alive: {:?}", node_pids(name)),
+    })
+}
+
+/// Removes whatever a rig left on this machine (a test killed before its teardown): its swarm
+/// nodes, processes, cgroups, namespaces, links, rules and directories.
+pub fn remove_leftovers() -> Result<(), RigError> {
+    // Demote first: removing a manager that the swarm still counts would cost it its quorum.
+    for (id, _) in our_swarm_nodes() {
+        let _ = docker(&["node", "demote", &id]);
+    }
+    for ns in our_netns() {
+        let engine = format!("unix:///run/{PREFIX}/{}/docker.sock", ns_suffix(&ns));
+        let _ = docker_on(&engine, &["swarm", "leave", "--force"]);
+        kill_node_processes(&ns)?;
+    }
+    for cg in our_cgroups() {
+        let mut pids = Vec::new();
+        cgroup_pids(&cg, &mut pids);
+        for pid in pids {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+    for (id, _) in our_swarm_nodes() {
+        let _ = docker(&["node", "rm", "--force", &id]);
+    }
+    for cg in our_cgroups() {
+        wait_for(Duration::from_secs(5), || {
+            remove_cgroup(&cg);
+            (!cg.exists()).then_some(())
+        });
+    }
+    for ns in our_netns() {
+        run("ip", &["netns", "del", &ns])?;
+    }
+    for link in our_links() {
+        // A veth goes with its peer's namespace; only what is still there.
+        let _ = run("ip", &["link", "del", &link]);
+    }
+    for rule in our_rules() {
+        if let Some(spec) = rule.strip_prefix("-A ") {
+            let mut args = vec!["-D"];
+            args.extend(spec.split_whitespace().map(|w| w.trim_matches('"')));
+            iptables(&args)?;
+        }
+    }
+    for dir in [format!("/var/lib/{PREFIX}"), format!("/run/{PREFIX}")] {
+        if Path::new(&dir).exists() {
+            std::fs::remove_dir_all(&dir).map_err(|source| RigError::Io {
+                path: dir.clone().into(),
+                source,
+            })?;
+        }
+    }
+    Ok(())
+}
+
+/// `rhmn-n3` → `n3` (the node's directory name).
+fn ns_suffix(ns: &str) -> &str {
+    ns.strip_prefix(&format!("{PREFIX}-")).unwrap_or(ns)
+}
+
+/// A live rig. Tear it down with [`Rig::teardown`] (checked); dropping it does the same,
+/// best effort, and says what it could not remove.
+#[derive(Debug)]
+pub struct Rig {
+    pub plan: RigPlan,
+    /// The host's swarm address (what the nodes join).
+    pub host_addr: String,
+    /// Each node's swarm node id, by index - 1.
+    ids: Vec<String>,
+    storage_driver: String,
+    cgroup_script: String,
+    done: bool,
+}
+
+impl Rig {
+    /// Builds the rig of `opts` and waits until every node is Ready in the host's swarm.
+    pub fn create(opts: &RigOptions) -> Result<Self, RigError> {
+        let plan = plan(opts)?;
+        remove_leftovers()?;
+        let host_addr = ensure_swarm()?;
+        let storage_driver = docker(&["info", "-f", "{{.Driver}}"])?.trim().to_owned();
+        let mounts = std::fs::read_to_string("/proc/mounts").map_err(|source| RigError::Io {
+            path: "/proc/mounts".into(),
+            source,
+        })?;
+        let cgroup_script = cgroup_mounts(&mounts).join("\n");
+        let mut rig = Self {
+            plan,
+            host_addr,
+            ids: Vec::new(),
+            storage_driver,
+            cgroup_script,
+            done: false,
+        };
+        // From here on a failure drops `rig`, which removes what was made.
+        rig.make_bridge()?;
+        for i in 0..rig.plan.nodes.len() {
+            rig.make_node(i)?;
+        }
+        for i in 0..rig.plan.nodes.len() {
+            rig.start_engine_at(i)?;
+        }
+        for i in 0..rig.plan.nodes.len() {
+            let id = rig.join(i)?;
+            rig.ids.push(id);
+        }
+        rig.wait_ready(Duration::from_secs(60))?;
+        Ok(rig)
+    }
+
+    pub fn nodes(&self) -> &[NodePlan] {
+        &self.plan.nodes
+    }
+
+    /// The node labelled `redis-ha.node=label`.
+    pub fn labelled(&self, label: u8) -> Option<&NodePlan> {
+        self.plan.nodes.iter().find(|n| n.label == Some(label))
+    }
+
+    /// `docker -H` of every extra node (for `deploy/up.sh --engine`).
+    pub fn engines(&self) -> Vec<String> {
+        self.plan.nodes.iter().map(NodePlan::engine).collect()
+    }
+
+    /// The swarm node id of extra node `index` (1-based).
+    pub fn node_id(&self, index: u8) -> Option<&str> {
+        self.ids
+            .get(usize::from(index).checked_sub(1)?)
+            .map(String::as_str)
+    }
+
+    fn node(&self, index: u8) -> Result<&NodePlan, RigError> {
+        self.plan
+            .nodes
+            .iter()
+            .find(|n| n.index == index)
+            .ok_or_else(|| RigError::Plan(format!("no node {index}")))
+    }
+
+    fn make_bridge(&self) -> Result<(), RigError> {
+        let p = &self.plan;
+        run("ip", &["link", "add", &p.bridge, "type", "bridge"])?;
+        run(
+            "ip",
+            &[
+                "addr",
+                "add",
+                &format!("{}/{}", p.gateway, p.prefix_len),
+                "dev",
+                &p.bridge,
+            ],
+        )?;
+        run("ip", &["link", "set", &p.bridge, "up"])?;
+        // The host's FORWARD policy is DROP (Docker's): node to node and node to host traffic
+        // crosses the bridge.
+        for dir in ["-i", "-o"] {
+            iptables(&[
+                "-I",
+                "DOCKER-USER",
+                dir,
+                &p.bridge,
+                "-m",
+                "comment",
+                "--comment",
+                RULE_COMMENT,
+                "-j",
+                "ACCEPT",
+            ])?;
+        }
+        Ok(())
+    }
+
+    fn make_node(&self, i: usize) -> Result<(), RigError> {
+        let n = &self.plan.nodes[i];
+        let ns = n.name.as_str();
+        run("ip", &["netns", "add", ns])?;
+        run(
+            "ip",
+            &[
+                "link", "add", &n.veth, "type", "veth", "peer", "name", "eth0", "netns", ns,
+            ],
+        )?;
+        run(
+            "ip",
+            &["link", "set", &n.veth, "master", &self.plan.bridge, "up"],
+        )?;
+        let cidr = format!("{}/{}", n.addr, self.plan.prefix_len);
+        run("ip", &["-n", ns, "addr", "add", &cidr, "dev", "eth0"])?;
+        run("ip", &["-n", ns, "link", "set", "eth0", "up"])?;
+        run("ip", &["-n", ns, "link", "set", "lo", "up"])?;
+        run(
+            "ip",
+            &[
+                "-n",
+                ns,
+                "route",
+                "add",
+                "default",
+                "via",
+                &self.plan.gateway.to_string(),
+            ],
+        )?;
+        for dir in [&n.root, &n.run] {
+            std::fs::create_dir_all(dir).map_err(|source| RigError::Io {
+                path: dir.clone(),
+                source,
+            })?;
+        }
+        let config = n.root.join("daemon.json");
+        std::fs::write(
+            &config,
+            n.daemon_config(self.plan.dns, &self.storage_driver),
+        )
+        .map_err(|source| RigError::Io {
+            path: config.clone(),
+            source,
+        })?;
+        Ok(())
+    }
+
+    /// Starts node `i`'s dockerd (in its namespace, under its hostname, its cgroups mounted
+    /// again) and waits until it answers.
+    fn start_engine_at(&self, i: usize) -> Result<(), RigError> {
+        let n = &self.plan.nodes[i];
+        let script = format!(
+            "set -e\nhostname {name}\n{cgroups}\nexec dockerd --config-file {config}",
+            name = n.name,
+            cgroups = self.cgroup_script,
+            config = n.root.join("daemon.json").display()
+        );
+        let log_path = n.run.join("dockerd.log");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(|source| RigError::Io {
+                path: log_path.clone(),
+                source,
+            })?;
+        let err = log.try_clone().map_err(|source| RigError::Io {
+            path: log_path.clone(),
+            source,
+        })?;
+        use std::os::unix::process::CommandExt;
+        Command::new("ip")
+            .args([
+                "netns", "exec", &n.name, "unshare", "--uts", "--", "sh", "-c",
+            ])
+            .arg(&script)
+            .env("DOCKER_SERVICE_PREFER_OFFLINE_IMAGE", "1")
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(err)
+            // Its own process group: a Ctrl-C of the test run is not the node's death.
+            .process_group(0)
+            .spawn()
+            .map_err(|source| RigError::Spawn {
+                program: "ip netns exec ... dockerd".into(),
+                source,
+            })?;
+        let engine = n.engine();
+        wait_for(Duration::from_secs(30), || {
+            docker_on(&engine, &["version", "-f", "{{.Server.Version}}"]).ok()
+        })
+        .map(|_| ())
+        .ok_or_else(|| RigError::Node {
+            node: n.name.clone(),
+            why: format!(
+                "dockerd does not answer after 30 s (log {}): {}",
+                log_path.display(),
+                tail(&log_path)
+            ),
+        })
+    }
+
+    /// Joins node `i` to the host's swarm (as a manager when planned), labels it; its id.
+    fn join(&self, i: usize) -> Result<String, RigError> {
+        let n = &self.plan.nodes[i];
+        let role = if n.manager { "manager" } else { "worker" };
+        let token = docker(&["swarm", "join-token", "-q", role])?;
+        let addr = n.addr.to_string();
+        docker_on(
+            &n.engine(),
+            &[
+                "swarm",
+                "join",
+                "--token",
+                token.trim(),
+                "--advertise-addr",
+                &addr,
+                "--listen-addr",
+                &format!("{addr}:2377"),
+                &format!("{}:2377", self.host_addr),
+            ],
+        )?;
+        let id = docker_on(&n.engine(), &["info", "-f", "{{.Swarm.NodeID}}"])?
+            .trim()
+            .to_owned();
+        if id.is_empty() {
+            return Err(RigError::Node {
+                node: n.name.clone(),
+                why: "joined, but has no swarm node id".into(),
+            });
+        }
+        if let Some(label) = n.label {
+            docker(&[
+                "node",
+                "update",
+                "--label-add",
+                &format!("{NODE_LABEL}={label}"),
+                &id,
+            ])?;
+        }
+        Ok(id)
+    }
+
+    /// Waits until every extra node is Ready (and, a manager, Reachable) in the swarm.
+    pub fn wait_ready(&self, timeout: Duration) -> Result<(), RigError> {
+        let mut last = String::new();
+        wait_for(timeout, || {
+            let ls = docker(&[
+                "node",
+                "ls",
+                "--format",
+                "{{.ID}} {{.Status}} {{.ManagerStatus}}",
+            ])
+            .ok()?;
+            last = ls.clone();
+            let all = self.plan.nodes.iter().zip(&self.ids).all(|(n, id)| {
+                ls.lines().any(|l| {
+                    let f: Vec<&str> = l.split_whitespace().collect();
+                    f.first() == Some(&id.as_str())
+                        && f.get(1) == Some(&"Ready")
+                        && (!n.manager || matches!(f.get(2), Some(&"Reachable" | &"Leader")))
+                })
+            });
+            all.then_some(())
+        })
+        .ok_or_else(|| RigError::Swarm(format!("nodes not ready after {timeout:?}:\n{last}")))
+    }
+
+    /// Cuts node `index` off (its link down): the swarm, the overlay networks and every client
+    /// lose it; what runs on it goes on, alone.
+    pub fn cut(&self, index: u8) -> Result<(), RigError> {
+        let n = self.node(index)?;
+        run("ip", &["link", "set", &n.veth, "down"]).map(|_| ())
+    }
+
+    /// Undoes [`Rig::cut`].
+    pub fn heal(&self, index: u8) -> Result<(), RigError> {
+        let n = self.node(index)?;
+        run("ip", &["link", "set", &n.veth, "up"]).map(|_| ())
+    }
+
+    /// Node `index`'s host dies: dockerd, containerd and every container SIGKILLed at once.
+    pub fn kill_engine(&self, index: u8) -> Result<(), RigError> {
+        let n = self.node(index)?;
+        kill_node_processes(&n.name)
+    }
+
+    /// Brings a killed node back on its data (it rejoins the swarm by itself).
+    pub fn start_engine(&self, index: u8) -> Result<(), RigError> {
+        let i = self
+            .plan
+            .nodes
+            .iter()
+            .position(|n| n.index == index)
+            .ok_or_else(|| RigError::Plan(format!("no node {index}")))?;
+        self.start_engine_at(i)
+    }
+
+    /// Removes the rig and checks that nothing of it is left.
+    pub fn teardown(mut self) -> Result<(), RigError> {
+        self.done = true;
+        self.remove()
+    }
+
+    fn remove(&self) -> Result<(), RigError> {
+        // Leave cleanly where possible (a manager is demoted first, while the swarm has its
+        // quorum), then remove_leftovers kills and deletes whatever remains.
+        for (n, id) in self.plan.nodes.iter().zip(&self.ids) {
+            if n.manager {
+                let _ = docker(&["node", "demote", id]);
+            }
+        }
+        for n in &self.plan.nodes {
+            let _ = wait_for(Duration::from_secs(10), || {
+                docker_on(&n.engine(), &["swarm", "leave", "--force"])
+                    .ok()
+                    .map(|_| ())
+            });
+        }
+        remove_leftovers()?;
+        let left = leftovers();
+        if left.is_empty() {
+            Ok(())
+        } else {
+            Err(RigError::Leftovers(left))
+        }
+    }
+}
+
+impl Drop for Rig {
+    fn drop(&mut self) {
+        if !self.done {
+            if let Err(e) = self.remove() {
+                eprintln!("rig teardown on drop: {e}");
+            }
+        }
+    }
+}
+
+/// The last lines of a log file, for an error message.
+fn tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(5)..].join("\n")
+}
+
+/// The host's swarm address: the swarm is initialised (on the default route's source address,
+/// with a 1 s dispatcher heartbeat so a lost node is seen in seconds) when the engine is in
+/// none; a swarm advertising loopback cannot take other nodes and is refused.
+pub fn ensure_swarm() -> Result<String, RigError> {
+    let state = docker(&["info", "-f", "{{.Swarm.LocalNodeState}}"])?;
+    match state.trim() {
+        "active" => {}
+        "inactive" => {
+            let route = run("ip", &["-4", "route", "get", "1.1.1.1"])?;
+            let addr = route_source(&route)
+                .ok_or_else(|| RigError::Swarm(format!("no source address in {route:?}")))?;
+            docker(&[
+                "swarm",
+                "init",
+                "--advertise-addr",
+                &addr,
+                "--dispatcher-heartbeat",
+                "1s",
+            ])?;
+        }
+        other => return Err(RigError::Swarm(format!("engine swarm state {other:?}"))),
+    }
+    let control = docker(&["info", "-f", "{{.Swarm.ControlAvailable}}"])?;
+    if control.trim() != "true" {
+        return Err(RigError::Swarm("this engine is no swarm manager".into()));
+    }
+    let addr = docker(&["info", "-f", "{{.Swarm.NodeAddr}}"])?
+        .trim()
+        .to_owned();
+    match addr.parse::<Ipv4Addr>() {
+        Ok(a) if !a.is_loopback() && !a.is_unspecified() => Ok(addr),
+        _ => Err(RigError::Swarm(format!(
+            "the swarm advertises {addr:?}, which other nodes cannot reach: \
+             docker swarm leave --force, then let the rig (or deploy/up.sh) initialise it"
+        ))),
+    }
+}
+
+/// The `src` of an `ip route get` answer.
+pub fn route_source(route: &str) -> Option<String> {
+    let mut words = route.split_whitespace();
+    while let Some(w) = words.next() {
+        if w == "src" {
+            return words.next().map(str::to_owned);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_plan_names_and_addresses_every_node() {
+        let p = plan(&RigOptions::default()).expect("plan");
+        assert_eq!(p.nodes.len(), 3);
+        assert_eq!(p.bridge, "rhmn-br");
+        assert_eq!(p.dns, p.silent_dns);
+        let n2 = &p.nodes[1];
+        assert_eq!(n2.name, "rhmn-n2");
+        assert_eq!(n2.veth, "rhmn-v2");
+        assert_eq!(n2.addr, Ipv4Addr::new(10, 213, 0, 12));
+        assert_eq!(n2.label, Some(2));
+        assert!(!n2.manager);
+        assert_eq!(n2.engine(), "unix:///run/rhmn/n2/docker.sock");
+        // Interface names fit the kernel's 15 characters.
+        assert!(p
+            .nodes
+            .iter()
+            .all(|n| n.veth.len() <= 15 && n.name.len() <= 15));
+        let silent = p.silent_dns;
+        assert!(p
+            .nodes
+            .iter()
+            .all(|n| n.addr != silent && n.addr != p.gateway));
+    }
+
+    #[test]
+    fn the_three_manager_variant_and_bad_plans() {
+        let p = plan(&RigOptions {
+            nodes: 4,
+            managers: 2,
+            ..RigOptions::default()
+        })
+        .expect("plan");
+        let managers: Vec<u8> = p
+            .nodes
+            .iter()
+            .filter(|n| n.manager)
+            .map(|n| n.index)
+            .collect();
+        assert_eq!(managers, [1, 2]);
+        assert_eq!(p.nodes[3].label, None);
+        assert!(plan(&RigOptions {
+            managers: 1,
+            ..RigOptions::default()
+        })
+        .is_err());
+        assert!(plan(&RigOptions {
+            nodes: 0,
+            ..RigOptions::default()
+        })
+        .is_err());
+        assert!(plan(&RigOptions {
+            nodes: 2,
+            managers: 4,
+            ..RigOptions::default()
+        })
+        .is_err());
+    }
+
+    #[test]
+    fn the_daemon_config_is_the_nodes_own() {
+        let p = plan(&RigOptions::default()).expect("plan");
+        let c: serde_json::Value =
+            serde_json::from_str(&p.nodes[0].daemon_config(p.dns, "overlay2")).expect("json");
+        assert_eq!(c["data-root"], "/var/lib/rhmn/n1/data");
+        assert_eq!(c["hosts"][0], "unix:///run/rhmn/n1/docker.sock");
+        assert_eq!(c["cgroup-parent"], "/rhmn-n1");
+        assert_eq!(c["dns"][0], "10.213.0.254");
+        assert_eq!(c["storage-driver"], "overlay2");
+    }
+
+    #[test]
+    fn cgroup_hierarchies_are_mounted_again() {
+        let mounts = "sysfs /sys sysfs rw,nosuid 0 0\n\
+            tmpfs /sys/fs/cgroup tmpfs rw,relatime,mode=755 0 0\n\
+            cgroup /sys/fs/cgroup/cpu cgroup rw,relatime,cpu 0 0\n\
+            cgroup /sys/fs/cgroup/systemd cgroup rw,relatime,name=systemd 0 0\n\
+            cgroup2 /sys/fs/cgroup/unified cgroup2 rw,relatime 0 0\n\
+            proc /proc proc rw 0 0\n";
+        assert_eq!(
+            cgroup_mounts(mounts),
+            [
+                "mount -t tmpfs -o mode=755 cgroup /sys/fs/cgroup",
+                "mkdir -p /sys/fs/cgroup/cpu && mount -t cgroup -o cpu cgroup /sys/fs/cgroup/cpu",
+                "mkdir -p /sys/fs/cgroup/systemd && mount -t cgroup -o name=systemd cgroup /sys/fs/cgroup/systemd",
+                "mkdir -p /sys/fs/cgroup/unified && mount -t cgroup2 cgroup2 /sys/fs/cgroup/unified",
+            ]
+        );
+        // cgroup v2 only.
+        assert_eq!(
+            cgroup_mounts("cgroup2 /sys/fs/cgroup cgroup2 rw,nosuid,nodev,noexec,relatime 0 0\n"),
+            ["mkdir -p /sys/fs/cgroup && mount -t cgroup2 cgroup2 /sys/fs/cgroup"]
+        );
+    }
+
+    #[test]
+    fn the_route_source() {
+        assert_eq!(
+            route_source("1.1.1.1 via 192.0.2.1 dev eth0 src 192.0.2.2 uid 0\n    cache\n"),
+            Some("192.0.2.2".to_owned())
+        );
+        assert_eq!(route_source("unreachable"), None);
+    }
+}

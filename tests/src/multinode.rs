@@ -1,0 +1,410 @@
+//! Multi-node helpers for tests/tests/multinode.rs: the stack spread over a [`Rig`]'s nodes,
+//! asked on each node's own address; a writer that can run inside a node's network namespace
+//! (the faulted side of a partition); and the figures of a fault ([`FaultFigures`], a pure
+//! function of the writers' records).
+//!
+//! [`Rig`]: redis_ha_testkit::rig::Rig
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, Client, ConnectionAddr, ConnectionInfo, RedisConnectionInfo};
+
+/// One command's time limit (and a connection's).
+const TIMEOUT: Duration = Duration::from_secs(1);
+
+/// A connection to `addr` as the `default` user.
+pub async fn connect(addr: SocketAddr, password: &str) -> Result<MultiplexedConnection, String> {
+    let info = ConnectionInfo {
+        addr: ConnectionAddr::Tcp(addr.ip().to_string(), addr.port()),
+        redis: RedisConnectionInfo {
+            db: 0,
+            username: None,
+            password: Some(password.to_owned()),
+            protocol: redis::ProtocolVersion::RESP2,
+        },
+    };
+    let client = Client::open(info).map_err(|e| format!("{addr}: {e}"))?;
+    let config = AsyncConnectionConfig::new()
+        .set_connection_timeout(TIMEOUT)
+        .set_response_timeout(TIMEOUT);
+    match tokio::time::timeout(
+        TIMEOUT * 2,
+        client.get_multiplexed_async_connection_with_config(&config),
+    )
+    .await
+    {
+        Ok(Ok(c)) => Ok(c),
+        Ok(Err(e)) => Err(format!("{addr}: {e}")),
+        Err(_) => Err(format!("{addr}: no connection within {:?}", TIMEOUT * 2)),
+    }
+}
+
+/// One command on a fresh connection to `addr`.
+pub async fn query<T: redis::FromRedisValue>(
+    addr: SocketAddr,
+    password: &str,
+    cmd: &redis::Cmd,
+) -> Result<T, String> {
+    let mut con = connect(addr, password).await?;
+    match tokio::time::timeout(TIMEOUT * 2, cmd.query_async(&mut con)).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(format!("{addr}: {e}")),
+        Err(_) => Err(format!("{addr}: no answer")),
+    }
+}
+
+/// "master" / "slave" from the ROLE of the Redis at `addr`.
+pub async fn role(addr: SocketAddr, password: &str) -> Result<String, String> {
+    let v: Vec<redis::Value> = query(addr, password, &redis::cmd("ROLE")).await?;
+    match v.first() {
+        Some(redis::Value::BulkString(b)) => Ok(String::from_utf8_lossy(b).into_owned()),
+        Some(redis::Value::SimpleString(s)) => Ok(s.clone()),
+        other => Err(format!("odd ROLE reply {other:?}")),
+    }
+}
+
+/// The master a majority of the Sentinels answering names (`redis-N` → N), asking each at
+/// its address.
+pub async fn sentinel_master(
+    sentinels: &[(u8, SocketAddr)],
+    password: &str,
+    group: &str,
+) -> Result<u8, String> {
+    let mut votes = [0u8; 4];
+    let mut seen = Vec::new();
+    for (s, addr) in sentinels {
+        let mut c = redis::cmd("SENTINEL");
+        c.arg("GET-MASTER-ADDR-BY-NAME").arg(group);
+        match query::<Option<(String, String)>>(*addr, password, &c).await {
+            Ok(Some((host, _))) => {
+                seen.push(format!("s{s}:{host}"));
+                if let Some(n) = host
+                    .strip_prefix("redis-")
+                    .and_then(|n| n.parse::<usize>().ok())
+                    .filter(|n| (1..=3).contains(n))
+                {
+                    votes[n] += 1;
+                }
+            }
+            Ok(None) => seen.push(format!("s{s}:none")),
+            Err(e) => seen.push(format!("s{s}:{e}")),
+        }
+    }
+    (1..=3u8)
+        .find(|&n| votes[usize::from(n)] >= 2)
+        .ok_or_else(|| format!("no Sentinel majority: {}", seen.join(", ")))
+}
+
+/// The keys of `keys` the Redis at `addr` does not hold.
+pub async fn missing_keys(
+    addr: SocketAddr,
+    password: &str,
+    keys: &[String],
+) -> Result<Vec<String>, String> {
+    let mut con = connect(addr, password).await?;
+    let mut missing = Vec::new();
+    for batch in keys.chunks(500) {
+        let mut c = redis::cmd("MGET");
+        for k in batch {
+            c.arg(k);
+        }
+        let values: Vec<Option<String>> = c
+            .query_async(&mut con)
+            .await
+            .map_err(|e| format!("MGET on {addr}: {e}"))?;
+        missing.extend(
+            batch
+                .iter()
+                .zip(values)
+                .filter(|(_, v)| v.is_none())
+                .map(|(k, _)| k.clone()),
+        );
+    }
+    Ok(missing)
+}
+
+/// One write attempt.
+#[derive(Clone, Debug)]
+pub struct Attempt {
+    pub key: String,
+    pub started: Instant,
+    pub finished: Instant,
+    pub acked: bool,
+    /// The node (1..3) the connection reached (its `CONFIG GET port`, 9000 + N in the stack).
+    pub node: Option<u8>,
+}
+
+/// Writes `SET <prefix>:<n>` to `addr` every `interval` on one connection (a new one after any
+/// failure), optionally from inside a network namespace (`/run/netns/<name>`): its own thread
+/// and runtime, since a namespace is a thread's.
+pub struct NsWriter {
+    stop: Arc<AtomicBool>,
+    records: Arc<Mutex<Vec<Attempt>>>,
+    thread: Option<std::thread::JoinHandle<Result<(), String>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl NsWriter {
+    pub fn start(
+        netns: Option<&str>,
+        addr: SocketAddr,
+        password: &str,
+        prefix: &str,
+        interval: Duration,
+    ) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let records = Arc::new(Mutex::new(Vec::new()));
+        let (s, r) = (stop.clone(), records.clone());
+        let netns = netns.map(str::to_owned);
+        let password = password.to_owned();
+        let prefix = prefix.to_owned();
+        let thread = std::thread::spawn(move || {
+            if let Some(ns) = &netns {
+                let path = format!("/run/netns/{ns}");
+                let f = std::fs::File::open(&path).map_err(|e| format!("{path}: {e}"))?;
+                nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET)
+                    .map_err(|e| format!("setns {path}: {e}"))?;
+            }
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| format!("runtime: {e}"))?;
+            rt.block_on(write_loop(addr, password, prefix, interval, s, r));
+            Ok(())
+        });
+        Self {
+            stop,
+            records,
+            thread: Some(thread),
+        }
+    }
+
+    pub fn acked(&self) -> usize {
+        lock(&self.records).iter().filter(|a| a.acked).count()
+    }
+
+    /// Acknowledged attempts that `pred` accepts.
+    pub fn count(&self, pred: impl Fn(&Attempt) -> bool) -> usize {
+        lock(&self.records).iter().filter(|a| pred(a)).count()
+    }
+
+    /// Stops and returns every attempt, oldest first.
+    pub fn finish(mut self) -> Result<Vec<Attempt>, String> {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            t.join()
+                .map_err(|_| "the writer thread panicked".to_owned())??;
+        }
+        Ok(std::mem::take(&mut *lock(&self.records)))
+    }
+}
+
+impl Drop for NsWriter {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+async fn write_loop(
+    addr: SocketAddr,
+    password: String,
+    prefix: String,
+    interval: Duration,
+    stop: Arc<AtomicBool>,
+    records: Arc<Mutex<Vec<Attempt>>>,
+) {
+    let mut con: Option<(MultiplexedConnection, Option<u8>)> = None;
+    let mut i: u64 = 0;
+    while !stop.load(Ordering::Relaxed) {
+        i += 1;
+        let key = format!("{prefix}:{i}");
+        let started = Instant::now();
+        if con.is_none() {
+            if let Ok(mut c) = connect(addr, &password).await {
+                let node = node_of(&mut c).await;
+                con = Some((c, node));
+            }
+        }
+        let (acked, node) = match con.as_mut() {
+            Some((c, node)) => {
+                let r: Result<Result<String, _>, _> = tokio::time::timeout(
+                    TIMEOUT,
+                    redis::cmd("SET").arg(&key).arg(i).query_async(c),
+                )
+                .await;
+                (matches!(r, Ok(Ok(_))), *node)
+            }
+            None => (false, None),
+        };
+        if !acked {
+            con = None;
+        }
+        lock(&records).push(Attempt {
+            key,
+            started,
+            finished: Instant::now(),
+            acked,
+            node,
+        });
+        tokio::time::sleep(interval).await;
+    }
+}
+
+/// The stack's node behind a connection: Redis N listens on 9000 + N.
+async fn node_of(c: &mut MultiplexedConnection) -> Option<u8> {
+    let (_, port): (String, String) = tokio::time::timeout(
+        TIMEOUT,
+        redis::cmd("CONFIG").arg("GET").arg("port").query_async(c),
+    )
+    .await
+    .ok()?
+    .ok()?;
+    port.parse::<u16>()
+        .ok()?
+        .checked_sub(9000)
+        .and_then(|n| u8::try_from(n).ok())
+}
+
+/// A fault's figures, from both writers' attempts (see [`fault_figures`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FaultFigures {
+    /// The longest time without an acknowledged write on the healthy side, from the fault on.
+    pub healthy_outage: Duration,
+    /// The same on the faulted side.
+    pub faulted_outage: Duration,
+    pub healthy_acked: usize,
+    pub faulted_acked: usize,
+    /// From the first write the new master acknowledged to the last the old master
+    /// acknowledged after it (either side): zero when the old master stopped first.
+    pub two_masters: Duration,
+}
+
+/// The longest stretch in `[from, to]` without one of `acks`.
+pub fn longest_gap(acks: &[Instant], from: Instant, to: Instant) -> Duration {
+    let mut t: Vec<Instant> = acks
+        .iter()
+        .copied()
+        .filter(|a| *a >= from && *a <= to)
+        .collect();
+    t.sort_unstable();
+    let mut prev = from;
+    let mut gap = Duration::ZERO;
+    for a in t.into_iter().chain(std::iter::once(to)) {
+        gap = gap.max(a.saturating_duration_since(prev));
+        prev = a;
+    }
+    gap
+}
+
+/// The figures of a fault at `fault` that moved the master from `old` to `new`, until `end`.
+pub fn fault_figures(
+    healthy: &[Attempt],
+    faulted: &[Attempt],
+    old: u8,
+    new: u8,
+    fault: Instant,
+    end: Instant,
+) -> FaultFigures {
+    let acks = |r: &[Attempt]| -> Vec<Instant> {
+        r.iter()
+            .filter(|a| a.acked && a.finished >= fault)
+            .map(|a| a.finished)
+            .collect()
+    };
+    let all: Vec<&Attempt> = healthy.iter().chain(faulted).filter(|a| a.acked).collect();
+    let first_new = all
+        .iter()
+        .filter(|a| a.node == Some(new) && a.finished >= fault)
+        .map(|a| a.finished)
+        .min();
+    let last_old = all
+        .iter()
+        .filter(|a| a.node == Some(old))
+        .map(|a| a.finished)
+        .max();
+    let two_masters = match (first_new, last_old) {
+        (Some(n), Some(o)) => o.saturating_duration_since(n),
+        _ => Duration::ZERO,
+    };
+    FaultFigures {
+        healthy_outage: longest_gap(&acks(healthy), fault, end),
+        faulted_outage: longest_gap(&acks(faulted), fault, end),
+        healthy_acked: acks(healthy).len(),
+        faulted_acked: acks(faulted).len(),
+        two_masters,
+    }
+}
+
+/// A node's published port at its address.
+pub fn at(ip: impl Into<IpAddr>, port: u16) -> SocketAddr {
+    SocketAddr::new(ip.into(), port)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn attempt(t0: Instant, ms: u64, acked: bool, node: u8) -> Attempt {
+        let t = t0 + Duration::from_millis(ms);
+        Attempt {
+            key: format!("k{ms}"),
+            started: t,
+            finished: t,
+            acked,
+            node: Some(node),
+        }
+    }
+
+    #[test]
+    fn the_longest_gap_counts_the_edges() {
+        let t0 = Instant::now();
+        let ms = |m| t0 + Duration::from_millis(m);
+        assert_eq!(
+            longest_gap(&[ms(100), ms(150), ms(900)], ms(0), ms(1000)),
+            Duration::from_millis(750)
+        );
+        assert_eq!(longest_gap(&[], ms(0), ms(500)), Duration::from_millis(500));
+        // Before the window: not counted.
+        assert_eq!(
+            longest_gap(&[ms(10)], ms(100), ms(200)),
+            Duration::from_millis(100)
+        );
+    }
+
+    #[test]
+    fn two_masters_is_the_overlap_of_old_and_new_acknowledgements() {
+        let t0 = Instant::now();
+        let healthy = vec![
+            attempt(t0, 0, true, 1),
+            attempt(t0, 100, false, 1),
+            attempt(t0, 2000, true, 2),
+            attempt(t0, 2100, true, 2),
+        ];
+        // The cut-off master kept acknowledging on its side until 2500 ms.
+        let faulted = vec![attempt(t0, 50, true, 1), attempt(t0, 2500, true, 1)];
+        let end = t0 + Duration::from_millis(3000);
+        let f = fault_figures(
+            &healthy,
+            &faulted,
+            1,
+            2,
+            t0 + Duration::from_millis(10),
+            end,
+        );
+        assert_eq!(f.two_masters, Duration::from_millis(500));
+        assert_eq!(f.healthy_outage, Duration::from_millis(1990));
+        assert_eq!(f.healthy_acked, 2);
+        assert_eq!(f.faulted_acked, 2);
+        // It stopped before the promotion: no overlap.
+        let faulted = vec![attempt(t0, 1500, true, 1)];
+        let f = fault_figures(&healthy, &faulted, 1, 2, t0, end);
+        assert_eq!(f.two_masters, Duration::ZERO);
+    }
+}

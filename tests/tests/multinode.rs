@@ -1,0 +1,388 @@
+//! Multi-node tests: the swarm stack spread over a rig of extra dockerds in network namespaces
+//! joined to the host's swarm (`redis_ha_testkit::rig`), deployed by `deploy/up.sh` from the
+//! host (the manager), faulted by cutting a node's link.
+//!
+//! The rig's nodes have an upstream resolver that never answers (an address of the rig's subnet
+//! nobody holds): every lookup that left Docker's DNS would hang, so a deploy that becomes
+//! healthy with Sentinels out of TILT shows that none does.
+//!
+//! They need root and Docker, so they are `#[ignore]`d like the stack tests: tests/run.sh runs
+//! them after those (`--run-ignored ignored-only`), one at a time (nextest group `stack`).
+//! They leave nothing behind: the stack is purged on every node, and the rig's teardown checks
+//! that no namespace, link, rule, cgroup, directory or swarm node of it is left.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use redis_ha_testkit::rig::{docker_on, leftovers, Rig, RigOptions};
+use redis_ha_tests::multinode::{
+    at, fault_figures, missing_keys, role, sentinel_master, Attempt, NsWriter,
+};
+use redis_ha_tests::stack::{poll, purge, refuse_skip_under_ci, repo_root, Stack, StackOptions};
+
+const T: Duration = Duration::from_secs(90);
+
+fn docker(args: &[&str]) -> Result<String, String> {
+    let out = std::process::Command::new("docker")
+        .args(args)
+        .output()
+        .map_err(|e| format!("docker: {e}"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(format!(
+            "docker {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+/// The hostnames of the nodes running `service`'s tasks now.
+fn running_on(stack: &str, service: &str) -> Result<Vec<String>, String> {
+    let out = docker(&[
+        "service",
+        "ps",
+        &format!("{stack}_{service}"),
+        "--filter",
+        "desired-state=running",
+        "--format",
+        "{{.Node}} {{.CurrentState}}",
+    ])?;
+    let mut nodes: Vec<String> = out
+        .lines()
+        .filter(|l| l.contains("Running"))
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_owned)
+        .collect();
+    nodes.sort();
+    Ok(nodes)
+}
+
+async fn create_rig(opts: RigOptions) -> Rig {
+    tokio::task::spawn_blocking(move || Rig::create(&opts))
+        .await
+        .expect("rig task")
+        .unwrap_or_else(|e| panic!("the rig: {e}"))
+}
+
+async fn teardown_rig(rig: Rig) {
+    tokio::task::spawn_blocking(move || rig.teardown())
+        .await
+        .expect("rig task")
+        .unwrap_or_else(|e| panic!("the rig's teardown: {e}"));
+    let left = leftovers();
+    assert!(left.is_empty(), "the rig left {left:?}");
+}
+
+/// The host alone (and any node that is no rig's) is left in the swarm, and it is a manager.
+fn assert_host_swarm_intact() {
+    let ls = docker(&["node", "ls", "--format", "{{.Hostname}} {{.Status}}"]).expect("node ls");
+    assert!(
+        !ls.contains("rhmn-"),
+        "a rig node is still in the swarm: {ls}"
+    );
+    let control = docker(&["info", "-f", "{{.Swarm.ControlAvailable}}"]).expect("info");
+    assert_eq!(control.trim(), "true", "the host is no manager any more");
+}
+
+/// The three-manager variant: the host and two namespaces as managers (three, a quorum of
+/// two), one worker more; every manager reachable; torn down, the host is the only manager
+/// again and nothing of the rig is left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root and Docker: tests/run.sh runs it (--run-ignored ignored-only)"]
+async fn rig_with_three_managers_comes_and_goes() {
+    refuse_skip_under_ci();
+    let managers_before = docker(&["node", "ls", "--filter", "role=manager", "-q"])
+        .map(|s| s.lines().count())
+        .unwrap_or(0);
+    let t0 = Instant::now();
+    let rig = create_rig(RigOptions {
+        nodes: 3,
+        managers: 2,
+        labels: false,
+        dns: None,
+    })
+    .await;
+    eprintln!("[{:?}] rig of 4 nodes, 3 managers", t0.elapsed());
+    let ls = docker(&[
+        "node",
+        "ls",
+        "--format",
+        "{{.Hostname}} {{.Status}} {{.ManagerStatus}}",
+    ])
+    .expect("node ls");
+    let managers: Vec<&str> = ls
+        .lines()
+        .filter(|l| l.ends_with("Reachable") || l.ends_with("Leader"))
+        .collect();
+    assert_eq!(
+        managers.len(),
+        managers_before.max(1) + 2,
+        "managers reachable: {ls}"
+    );
+    for n in rig.nodes() {
+        let info = docker_on(
+            &n.engine(),
+            &["info", "-f", "{{.Name}} {{.Swarm.ControlAvailable}}"],
+        )
+        .expect("node info");
+        assert_eq!(info.trim(), format!("{} {}", n.name, n.manager), "{info}");
+    }
+    teardown_rig(rig).await;
+    assert_host_swarm_intact();
+    eprintln!("[{:?}] torn down", t0.elapsed());
+}
+
+/// Purges the stack (every node, through the engines in its state directory) when a test panics
+/// before its own teardown: a failed run leaves no stack on the shared swarm.
+struct PurgeOnDrop(Option<String>);
+
+impl PurgeOnDrop {
+    fn disarm(&mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for PurgeOnDrop {
+    fn drop(&mut self) {
+        if let Some(name) = self.0.take() {
+            let out = std::process::Command::new(repo_root().join("deploy/down.sh"))
+                .args(["--stack", &name, "--purge"])
+                .output();
+            eprintln!("purged {name} after a failure: {out:?}");
+        }
+    }
+}
+
+fn keys(records: &[Attempt]) -> Vec<String> {
+    records
+        .iter()
+        .filter(|a| a.acked)
+        .map(|a| a.key.clone())
+        .collect()
+}
+
+/// Four nodes (the host, manager: coordinator, reloader, an HAProxy; three workers labelled
+/// redis-ha.node=1..3: node N's Redis, Sentinel, agent and an HAProxy each), deployed by
+/// `deploy/up.sh --engine ...` (images loaded onto each node, health checked on every node);
+/// then the master's host is cut off (link down) with a writer through the host's HAProxy
+/// (the healthy side) and one through the HAProxy on the cut node, from inside it (the
+/// faulted side); healed, the old master returns as a replica. Nothing acknowledged through
+/// the healthy side is lost; the figures are printed. Then `down.sh --purge` leaves no volume
+/// on any node, and the rig's teardown nothing at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs root and Docker: tests/run.sh runs it (--run-ignored ignored-only)"]
+async fn multinode_deploy_places_by_label_and_survives_the_master_host_cut() {
+    refuse_skip_under_ci();
+    let t0 = Instant::now();
+    let rig = create_rig(RigOptions::default()).await;
+    eprintln!("[{:?}] rig of 4 nodes", t0.elapsed());
+    let opts = StackOptions {
+        name: "redis-ha-mn".into(),
+        base_port: 9400,
+        grpc_port: 9450,
+        engines: rig.engines(),
+        // The agents' socket would be the host's engine on these nodes (one filesystem).
+        docker_socket: false,
+        ..StackOptions::default()
+    };
+    let deploy_started = Instant::now();
+    let mut guard = PurgeOnDrop(Some(opts.name.clone()));
+    let stack = Stack::deploy(opts.clone())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    eprintln!(
+        "[{:?}] deployed and healthy on every node in {:?}",
+        t0.elapsed(),
+        deploy_started.elapsed()
+    );
+
+    // ---- placement: node N's services on the node labelled N; the control plane on the
+    // manager; an HAProxy on every node.
+    let host = docker(&["info", "-f", "{{.Name}}"]).expect("info");
+    let host = host.trim().to_owned();
+    for n in 1..=3u8 {
+        let node = rig.labelled(n).expect("labelled node");
+        for svc in ["redis", "sentinel", "agent"] {
+            assert_eq!(
+                running_on(&opts.name, &format!("{svc}-{n}")).expect("service ps"),
+                vec![node.name.clone()],
+                "{svc}-{n} runs on the node labelled {n}"
+            );
+        }
+    }
+    for svc in ["coordinator", "haproxy-reloader"] {
+        assert_eq!(
+            running_on(&opts.name, svc).expect("service ps"),
+            vec![host.clone()],
+            "{svc} on the manager"
+        );
+    }
+    let mut every: Vec<String> = rig.nodes().iter().map(|n| n.name.clone()).collect();
+    every.push(host.clone());
+    every.sort();
+    assert_eq!(
+        running_on(&opts.name, "haproxy").expect("service ps"),
+        every,
+        "an HAProxy on every node"
+    );
+
+    // ---- the master's host cut off.
+    let ip = |n: u8| rig.labelled(n).expect("labelled node").addr;
+    let redis_at = |n: u8| at(ip(n), opts.base_port + u16::from(n));
+    let sentinels = |except: Option<u8>| -> Vec<(u8, SocketAddr)> {
+        (1..=3u8)
+            .filter(|n| Some(*n) != except)
+            .map(|n| (n, at(ip(n), opts.base_port + 10000 + u16::from(n))))
+            .collect()
+    };
+    let sentinel_pw = stack.secret("sentinel_password").expect("secret");
+    let pw = stack.password().to_owned();
+    let m = poll(T, || async {
+        let s = sentinel_master(&sentinels(None), &sentinel_pw, &opts.group).await?;
+        let c = stack.status_master().await?;
+        if s == c {
+            Ok(s)
+        } else {
+            Err(format!("sentinels: redis-{s}, status: redis-{c}"))
+        }
+    })
+    .await
+    .expect("an agreed master");
+    let faulted_node = rig.labelled(m).expect("master's node").clone();
+    let healthy = NsWriter::start(
+        None,
+        at([127, 0, 0, 1], opts.base_port),
+        &pw,
+        "healthy",
+        Duration::from_millis(5),
+    );
+    let faulted = NsWriter::start(
+        Some(&faulted_node.name),
+        at(faulted_node.addr, opts.base_port),
+        &pw,
+        "faulted",
+        Duration::from_millis(5),
+    );
+    poll(T, || async {
+        match (healthy.acked(), faulted.acked()) {
+            (h, f) if h >= 20 && f >= 20 => Ok(()),
+            (h, f) => Err(format!("acknowledged: healthy {h}, faulted {f}")),
+        }
+    })
+    .await
+    .expect("both writers write");
+    let cut = Instant::now();
+    rig.cut(m).expect("cut");
+    eprintln!(
+        "[{:?}] cut {} (redis-{m}, the master)",
+        t0.elapsed(),
+        faulted_node.name
+    );
+    let new = poll(T, || async {
+        let s = sentinel_master(&sentinels(Some(m)), &sentinel_pw, &opts.group).await?;
+        if s == m {
+            Err(format!("the Sentinels still name redis-{m}"))
+        } else {
+            Ok(s)
+        }
+    })
+    .await
+    .expect("a failover away from the cut node");
+    poll(T, || async {
+        match healthy.count(|a| a.acked && a.node == Some(new)) {
+            n if n >= 50 => Ok(()),
+            n => Err(format!("{n} writes acknowledged by redis-{new}")),
+        }
+    })
+    .await
+    .expect("the healthy side writes to the new master");
+    rig.heal(m).expect("heal");
+    let healed = Instant::now();
+    eprintln!("[{:?}] healed; redis-{new} is master", t0.elapsed());
+    poll(T, || async {
+        match role(redis_at(m), &pw).await?.as_str() {
+            "slave" => Ok(()),
+            r => Err(format!("redis-{m} is {r}")),
+        }
+    })
+    .await
+    .expect("the old master rejoins as a replica");
+    let agreed = poll(T, || async {
+        let s = sentinel_master(&sentinels(None), &sentinel_pw, &opts.group).await?;
+        let c = stack.status_master().await?;
+        if s == c {
+            Ok(s)
+        } else {
+            Err(format!("sentinels: redis-{s}, status: redis-{c}"))
+        }
+    })
+    .await
+    .expect("agreement after the heal");
+    assert_eq!(agreed, new);
+    // The faulted side's HAProxy follows the reloader again once healed.
+    poll(T, || async {
+        match faulted.count(|a| a.acked && a.node == Some(new) && a.started > healed) {
+            n if n >= 10 => Ok(()),
+            n => Err(format!(
+                "{n} writes through the healed node's HAProxy on redis-{new}"
+            )),
+        }
+    })
+    .await
+    .expect("the healed node's HAProxy routes to the new master");
+    let end = Instant::now();
+    let healthy = healthy.finish().expect("healthy writer");
+    let faulted = faulted.finish().expect("faulted writer");
+    let lost_healthy = missing_keys(redis_at(new), &pw, &keys(&healthy))
+        .await
+        .expect("MGET");
+    let lost_faulted = missing_keys(redis_at(new), &pw, &keys(&faulted))
+        .await
+        .expect("MGET");
+    let f = fault_figures(&healthy, &faulted, m, new, cut, healed);
+    eprintln!(
+        "[{:?}] master host cut: redis-{m} -> redis-{new}; healthy side (HAProxy on the manager): \
+         write outage {:?}, {} acknowledged during the cut, {} of {} acknowledged lost; \
+         faulted side (HAProxy on the cut node): longest gap {:?}, {} acknowledged during the \
+         cut, {} of {} acknowledged lost; two routable masters for {:?}; heal -> redis-{m} \
+         replica, routed again: {:?}",
+        t0.elapsed(),
+        f.healthy_outage,
+        f.healthy_acked,
+        lost_healthy.len(),
+        keys(&healthy).len(),
+        f.faulted_outage,
+        f.faulted_acked,
+        lost_faulted.len(),
+        keys(&faulted).len(),
+        f.two_masters,
+        end - healed,
+    );
+    assert!(
+        lost_healthy.is_empty(),
+        "acknowledged through the healthy side's HAProxy and lost: {} (first {:?})",
+        lost_healthy.len(),
+        lost_healthy.first()
+    );
+    assert!(f.healthy_outage < T, "the healthy side never wrote again");
+
+    // ---- down.sh --purge: nothing of the stack on any node.
+    stack.teardown().await.unwrap_or_else(|e| panic!("{e}"));
+    guard.disarm();
+    let label = format!("label=com.docker.stack.namespace={}", opts.name);
+    for e in rig.engines() {
+        for kind in ["volume", "network"] {
+            let left = docker_on(&e, &[kind, "ls", "-q", "--filter", &label]).expect("ls");
+            assert!(left.trim().is_empty(), "{kind}s left on {e}: {left}");
+        }
+        let left = docker_on(&e, &["ps", "-aq", "--filter", &label]).expect("ps");
+        assert!(left.trim().is_empty(), "containers left on {e}: {left}");
+    }
+    // A second purge finds nothing (and knows no engine any more: the state directory is gone).
+    purge(&repo_root(), &opts.name, &[]).await.expect("purge");
+    teardown_rig(rig).await;
+    assert_host_swarm_intact();
+    eprintln!("[{:?}] torn down", t0.elapsed());
+}
