@@ -114,12 +114,20 @@ if [ "${1:-}" = "--" ]; then shift; extra=("$@"); fi
 # message; REDIS_HA_SKIP_STACK_TESTS=1 skips them (developers only, refused under CI above).
 status=0
 cargo nextest run --workspace --locked --no-fail-fast --profile ci \
-    -E 'not binary(stack)' "${extra[@]}" || status=$?
+    -E 'not binary(stack) and not binary(multinode)' "${extra[@]}" || status=$?
 if [ "$skip_stack" = 1 ]; then
     log "stack tests SKIPPED (REDIS_HA_SKIP_STACK_TESTS is set): this run did not test the stack"
 else
     log "stack tests"
     cargo nextest run -p redis-ha-tests --test stack --run-ignored ignored-only --locked --no-fail-fast \
         --profile ci --no-tests=pass "${extra[@]}" || status=$?
+    # The multi-node tests (tests/tests/multinode.rs): a rig of extra dockerds in network
+    # namespaces joined to this swarm (root needed). Then the check that none of them left
+    # anything (it also removes what a test killed by its timeout left).
+    log "multi-node tests"
+    cargo nextest run -p redis-ha-tests --test multinode --run-ignored ignored-only --locked --no-fail-fast \
+        --profile ci --no-tests=pass -E 'not test(rig_leftovers_are_none)' "${extra[@]}" || status=$?
+    cargo nextest run -p redis-ha-tests --test multinode --run-ignored ignored-only --locked \
+        --profile ci --no-tests=pass -E 'test(rig_leftovers_are_none)' || status=$?
 fi
 exit "$status"

@@ -390,19 +390,38 @@ sw_distribute_images() {
             echo "note: this swarm has $nodes nodes and neither --engine nor --registry was given: the images must already be on every node"
         return 0
     fi
+    # What each engine lacks; one archive of those (docker save shares the common layers), loaded
+    # onto every engine at once.
+    local need=() missing pids=() failed=0 archive
+    t0=$SECONDS
     for e in "${ENGINES[@]}"; do
         docker -H "$e" info >/dev/null 2>&1 || sw_die "cannot reach the Docker engine $e (--engine)"
-        t0=$SECONDS
+        missing=0
         for v in REDIS_HA_IMAGE_REDIS REDIS_HA_IMAGE_SENTINEL REDIS_HA_IMAGE_HAPROXY REDIS_HA_IMAGE_SIDECARS; do
             img=${!v}
             id=$(docker image inspect -f '{{.Id}}' "$img")
             there=$(docker -H "$e" image inspect -f '{{.Id}}' "$img" 2>/dev/null || true)
-            [[ $there != "$id" ]] || continue
-            docker save "$img" | docker -H "$e" load -q >/dev/null ||
-                sw_die "loading $img onto $e failed"
+            [[ $there == "$id" ]] || missing=1
         done
-        echo "images on $e ($((SECONDS - t0)) s)"
+        [[ $missing -eq 0 ]] || need+=("$e")
     done
+    if [[ ${#need[@]} -eq 0 ]]; then
+        echo "images: already on the ${#ENGINES[@]} other engine(s)"
+        return 0
+    fi
+    archive=$(mktemp "${TMPDIR:-/tmp}/redis-ha-images.XXXXXX.tar")
+    docker save -o "$archive" "$REDIS_HA_IMAGE_REDIS" "$REDIS_HA_IMAGE_SENTINEL" \
+        "$REDIS_HA_IMAGE_HAPROXY" "$REDIS_HA_IMAGE_SIDECARS" || { rm -f "$archive"; sw_die "docker save failed"; }
+    for e in "${need[@]}"; do
+        docker -H "$e" load -q -i "$archive" >/dev/null &
+        pids+=($!)
+    done
+    for v in "${!pids[@]}"; do
+        wait "${pids[$v]}" || { echo "redis-ha: loading the images onto ${need[$v]} failed" >&2; failed=1; }
+    done
+    rm -f "$archive"
+    [[ $failed -eq 0 ]] || exit 1
+    echo "images loaded onto ${need[*]} ($((SECONDS - t0)) s)"
 }
 
 # The Redis nodes' min-replicas-max-lag follows down-after: redis-ha-node's rule

@@ -22,6 +22,9 @@ use redis_ha_tests::stack::{poll, purge, refuse_skip_under_ci, repo_root, Stack,
 
 const T: Duration = Duration::from_secs(90);
 
+/// The multi-node stack's name.
+const STACK: &str = "redis-ha-mn";
+
 fn docker(args: &[&str]) -> Result<String, String> {
     let out = std::process::Command::new("docker")
         .args(args)
@@ -176,10 +179,13 @@ fn keys(records: &[Attempt]) -> Vec<String> {
 async fn multinode_deploy_places_by_label_and_survives_the_master_host_cut() {
     refuse_skip_under_ci();
     let t0 = Instant::now();
+    // Declared before the rig, so dropped after it: after a failure the nodes are gone first
+    // (a cut node's containers would hold the purge up for minutes), then the stack is purged.
+    let mut guard = PurgeOnDrop(Some(STACK.to_owned()));
     let rig = create_rig(RigOptions::default()).await;
     eprintln!("[{:?}] rig of 4 nodes", t0.elapsed());
     let opts = StackOptions {
-        name: "redis-ha-mn".into(),
+        name: STACK.into(),
         base_port: 9400,
         grpc_port: 9450,
         engines: rig.engines(),
@@ -188,7 +194,6 @@ async fn multinode_deploy_places_by_label_and_survives_the_master_host_cut() {
         ..StackOptions::default()
     };
     let deploy_started = Instant::now();
-    let mut guard = PurgeOnDrop(Some(opts.name.clone()));
     let stack = Stack::deploy(opts.clone())
         .await
         .unwrap_or_else(|e| panic!("{e}"));
@@ -385,4 +390,29 @@ async fn multinode_deploy_places_by_label_and_survives_the_master_host_cut() {
     teardown_rig(rig).await;
     assert_host_swarm_intact();
     eprintln!("[{:?}] torn down", t0.elapsed());
+}
+
+/// Run last by tests/run.sh: removes whatever a multi-node test killed before its teardown
+/// (a timeout) left, the rig and the stack, and fails if there was anything, so that a leak is
+/// both cleaned up and seen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root and Docker: tests/run.sh runs it after the other multi-node tests"]
+async fn rig_leftovers_are_none() {
+    let rig_left = leftovers();
+    tokio::task::spawn_blocking(redis_ha_testkit::rig::remove_leftovers)
+        .await
+        .expect("task")
+        .unwrap_or_else(|e| panic!("removing a rig's leftovers: {e}"));
+    let stack_left = docker(&["stack", "ls", "--format", "{{.Name}}"])
+        .map(|s| s.lines().any(|l| l == STACK))
+        .unwrap_or(false);
+    if stack_left {
+        purge(&repo_root(), STACK, &[]).await.expect("purge");
+    }
+    assert!(leftovers().is_empty(), "still left: {:?}", leftovers());
+    assert_host_swarm_intact();
+    assert!(
+        rig_left.is_empty() && !stack_left,
+        "a multi-node test left (now removed): {rig_left:?}, stack {STACK}: {stack_left}"
+    );
 }

@@ -157,6 +157,14 @@ pub struct RigPlan {
     pub nodes: Vec<NodePlan>,
 }
 
+impl RigPlan {
+    /// The network address of the rig's subnet.
+    pub fn subnet(&self) -> Ipv4Addr {
+        let mask = u32::MAX << (32 - u32::from(self.prefix_len));
+        Ipv4Addr::from(u32::from(self.gateway) & mask)
+    }
+}
+
 /// The rig of `opts`: bridge `rhmn-br` on 10.213.0.1/24, node i at 10.213.0.(10+i) in
 /// namespace `rhmn-n<i>` with veth `rhmn-v<i>`, managers first, labels 1..3 on nodes 1..3.
 pub fn plan(opts: &RigOptions) -> Result<RigPlan, RigError> {
@@ -602,6 +610,25 @@ impl Rig {
             ],
         )?;
         run("ip", &["link", "set", &p.bridge, "up"])?;
+        // The host's packets to the nodes leave with its swarm address as their source: the
+        // overlay's VXLAN traffic from the host carries the bridge's address otherwise, which
+        // no node knows as a swarm peer, and container traffic host -> node is lost.
+        run(
+            "ip",
+            &[
+                "route",
+                "replace",
+                &format!("{}/{}", p.subnet(), p.prefix_len),
+                "dev",
+                &p.bridge,
+                "proto",
+                "kernel",
+                "scope",
+                "link",
+                "src",
+                &self.host_addr,
+            ],
+        )?;
         // The host's FORWARD policy is DROP (Docker's): node to node and node to host traffic
         // crosses the bridge.
         for dir in ["-i", "-o"] {
@@ -927,6 +954,7 @@ mod tests {
         assert_eq!(p.nodes.len(), 3);
         assert_eq!(p.bridge, "rhmn-br");
         assert_eq!(p.dns, p.silent_dns);
+        assert_eq!(p.subnet(), Ipv4Addr::new(10, 213, 0, 0));
         let n2 = &p.nodes[1];
         assert_eq!(n2.name, "rhmn-n2");
         assert_eq!(n2.veth, "rhmn-v2");
