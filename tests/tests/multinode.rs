@@ -137,6 +137,24 @@ async fn rig_with_three_managers_comes_and_goes() {
     eprintln!("[{:?}] torn down", t0.elapsed());
 }
 
+/// A fault of the master's host.
+#[derive(Clone, Copy, Debug)]
+enum Fault {
+    /// Its link down, then up (a partition: it runs on, alone).
+    Cut,
+    /// Its dockerd, containerd and containers SIGKILLed, then the engine started again.
+    Kill,
+}
+
+impl std::fmt::Display for Fault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Fault::Cut => "cut",
+            Fault::Kill => "kill",
+        })
+    }
+}
+
 /// Purges the stack (every node, through the engines in its state directory) when a test panics
 /// before its own teardown: a failed run leaves no stack on the shared swarm.
 struct PurgeOnDrop(Option<String>);
@@ -169,14 +187,16 @@ fn keys(records: &[Attempt]) -> Vec<String> {
 /// Four nodes (the host, manager: coordinator, reloader, an HAProxy; three workers labelled
 /// redis-ha.node=1..3: node N's Redis, Sentinel, agent and an HAProxy each), deployed by
 /// `deploy/up.sh --engine ...` (images loaded onto each node, health checked on every node);
-/// then the master's host is cut off (link down) with a writer through the host's HAProxy
-/// (the healthy side) and one through the HAProxy on the cut node, from inside it (the
-/// faulted side); healed, the old master returns as a replica. Nothing acknowledged through
-/// the healthy side is lost; the figures are printed. Then `down.sh --purge` leaves no volume
+/// then two faults of the master's host, each with a writer through the host's HAProxy (the
+/// healthy side) and one through the HAProxy on the faulted node, from inside its network
+/// namespace (the faulted side): its link cut and healed; its engine killed (dockerd,
+/// containerd, containers) and started again. Undone, the old master returns as a replica and
+/// the faulted node's HAProxy routes to the new master. Nothing acknowledged through the
+/// healthy side is lost; the figures are printed (`FIGURES` lines). Then `down.sh --purge` leaves no volume
 /// on any node, and the rig's teardown nothing at all.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "needs root and Docker: tests/run.sh runs it (--run-ignored ignored-only)"]
-async fn multinode_deploy_places_by_label_and_survives_the_master_host_cut() {
+async fn multinode_deploy_places_by_label_and_survives_master_host_cut_and_kill() {
     refuse_skip_under_ci();
     let t0 = Instant::now();
     // Declared before the rig, so dropped after it: after a failure the nodes are gone first
@@ -201,6 +221,24 @@ async fn multinode_deploy_places_by_label_and_survives_the_master_host_cut() {
         "[{:?}] deployed and healthy on every node in {:?}",
         t0.elapsed(),
         deploy_started.elapsed()
+    );
+
+    // ---- name lookups: with an upstream that never answers on every node, which Sentinels
+    // entered TILT (their event loop stalled) since they started. Printed: the deploy waited
+    // until none is in TILT.
+    let tilts: Vec<(u8, usize)> = (1..=3u8)
+        .map(|n| {
+            let logs = std::process::Command::new("docker")
+                .args(["service", "logs", "--raw", &format!("{STACK}_sentinel-{n}")])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default();
+            (n, logs.matches("+tilt").count())
+        })
+        .collect();
+    eprintln!(
+        "[{:?}] +tilt in the Sentinels' logs since the deploy: {tilts:?}",
+        t0.elapsed()
     );
 
     // ---- placement: node N's services on the node labelled N; the control plane on the
@@ -244,134 +282,143 @@ async fn multinode_deploy_places_by_label_and_survives_the_master_host_cut() {
     };
     let sentinel_pw = stack.secret("sentinel_password").expect("secret");
     let pw = stack.password().to_owned();
-    let m = poll(T, || async {
-        let s = sentinel_master(&sentinels(None), &sentinel_pw, &opts.group).await?;
-        let c = stack.status_master().await?;
-        if s == c {
-            Ok(s)
-        } else {
-            Err(format!("sentinels: redis-{s}, status: redis-{c}"))
-        }
-    })
-    .await
-    .expect("an agreed master");
-    let faulted_node = rig.labelled(m).expect("master's node").clone();
-    let healthy = NsWriter::start(
-        None,
-        at([127, 0, 0, 1], opts.base_port),
-        &pw,
-        "healthy",
-        Duration::from_millis(5),
-    );
-    let faulted = NsWriter::start(
-        Some(&faulted_node.name),
-        at(faulted_node.addr, opts.base_port),
-        &pw,
-        "faulted",
-        Duration::from_millis(5),
-    );
-    poll(T, || async {
-        match (healthy.acked(), faulted.acked()) {
-            (h, f) if h >= 20 && f >= 20 => Ok(()),
-            (h, f) => Err(format!("acknowledged: healthy {h}, faulted {f}")),
-        }
-    })
-    .await
-    .expect("both writers write");
-    let cut = Instant::now();
-    rig.cut(m).expect("cut");
-    eprintln!(
-        "[{:?}] cut {} (redis-{m}, the master)",
-        t0.elapsed(),
-        faulted_node.name
-    );
-    let new = poll(T, || async {
-        let s = sentinel_master(&sentinels(Some(m)), &sentinel_pw, &opts.group).await?;
-        if s == m {
-            Err(format!("the Sentinels still name redis-{m}"))
-        } else {
-            Ok(s)
-        }
-    })
-    .await
-    .expect("a failover away from the cut node");
-    poll(T, || async {
-        match healthy.count(|a| a.acked && a.node == Some(new)) {
-            n if n >= 50 => Ok(()),
-            n => Err(format!("{n} writes acknowledged by redis-{new}")),
-        }
-    })
-    .await
-    .expect("the healthy side writes to the new master");
-    rig.heal(m).expect("heal");
-    let healed = Instant::now();
-    eprintln!("[{:?}] healed; redis-{new} is master", t0.elapsed());
-    poll(T, || async {
-        match role(redis_at(m), &pw).await?.as_str() {
-            "slave" => Ok(()),
-            r => Err(format!("redis-{m} is {r}")),
-        }
-    })
-    .await
-    .expect("the old master rejoins as a replica");
-    let agreed = poll(T, || async {
-        let s = sentinel_master(&sentinels(None), &sentinel_pw, &opts.group).await?;
-        let c = stack.status_master().await?;
-        if s == c {
-            Ok(s)
-        } else {
-            Err(format!("sentinels: redis-{s}, status: redis-{c}"))
-        }
-    })
-    .await
-    .expect("agreement after the heal");
-    assert_eq!(agreed, new);
-    // The faulted side's HAProxy follows the reloader again once healed.
-    poll(T, || async {
-        match faulted.count(|a| a.acked && a.node == Some(new) && a.started > healed) {
-            n if n >= 10 => Ok(()),
-            n => Err(format!(
-                "{n} writes through the healed node's HAProxy on redis-{new}"
-            )),
-        }
-    })
-    .await
-    .expect("the healed node's HAProxy routes to the new master");
-    let end = Instant::now();
-    let healthy = healthy.finish().expect("healthy writer");
-    let faulted = faulted.finish().expect("faulted writer");
-    let lost_healthy = missing_keys(redis_at(new), &pw, &keys(&healthy))
+    for fault in [Fault::Cut, Fault::Kill] {
+        let m = poll(T, || async {
+            let s = sentinel_master(&sentinels(None), &sentinel_pw, &opts.group).await?;
+            let c = stack.status_master().await?;
+            if s == c {
+                Ok(s)
+            } else {
+                Err(format!("sentinels: redis-{s}, status: redis-{c}"))
+            }
+        })
         .await
-        .expect("MGET");
-    let lost_faulted = missing_keys(redis_at(new), &pw, &keys(&faulted))
+        .expect("an agreed master");
+        let faulted_node = rig.labelled(m).expect("master's node").clone();
+        let healthy = NsWriter::start(
+            None,
+            at([127, 0, 0, 1], opts.base_port),
+            &pw,
+            &format!("healthy-{fault}"),
+            Duration::from_millis(5),
+        );
+        let faulted = NsWriter::start(
+            Some(&faulted_node.name),
+            at(faulted_node.addr, opts.base_port),
+            &pw,
+            &format!("faulted-{fault}"),
+            Duration::from_millis(5),
+        );
+        poll(T, || async {
+            match (healthy.acked(), faulted.acked()) {
+                (h, f) if h >= 20 && f >= 20 => Ok(()),
+                (h, f) => Err(format!("acknowledged: healthy {h}, faulted {f}")),
+            }
+        })
         .await
-        .expect("MGET");
-    let f = fault_figures(&healthy, &faulted, m, new, cut, healed);
-    eprintln!(
-        "[{:?}] master host cut: redis-{m} -> redis-{new}; healthy side (HAProxy on the manager): \
-         write outage {:?}, {} acknowledged during the cut, {} of {} acknowledged lost; \
-         faulted side (HAProxy on the cut node): longest gap {:?}, {} acknowledged during the \
-         cut, {} of {} acknowledged lost; two routable masters for {:?}; heal -> redis-{m} \
-         replica, routed again: {:?}",
-        t0.elapsed(),
-        f.healthy_outage,
-        f.healthy_acked,
-        lost_healthy.len(),
-        keys(&healthy).len(),
-        f.faulted_outage,
-        f.faulted_acked,
-        lost_faulted.len(),
-        keys(&faulted).len(),
-        f.two_masters,
-        end - healed,
-    );
-    assert!(
-        lost_healthy.is_empty(),
-        "acknowledged through the healthy side's HAProxy and lost: {} (first {:?})",
-        lost_healthy.len(),
-        lost_healthy.first()
-    );
-    assert!(f.healthy_outage < T, "the healthy side never wrote again");
+        .expect("both writers write");
+        let cut = Instant::now();
+        match fault {
+            Fault::Cut => rig.cut(m).expect("cut"),
+            Fault::Kill => rig.kill_engine(m).expect("kill"),
+        }
+        eprintln!(
+            "[{:?}] {fault}: {} (redis-{m}, the master)",
+            t0.elapsed(),
+            faulted_node.name
+        );
+        let new = poll(T, || async {
+            let s = sentinel_master(&sentinels(Some(m)), &sentinel_pw, &opts.group).await?;
+            if s == m {
+                Err(format!("the Sentinels still name redis-{m}"))
+            } else {
+                Ok(s)
+            }
+        })
+        .await
+        .expect("a failover away from the faulted node");
+        poll(T, || async {
+            match healthy.count(|a| a.acked && a.node == Some(new)) {
+                n if n >= 50 => Ok(()),
+                n => Err(format!("{n} writes acknowledged by redis-{new}")),
+            }
+        })
+        .await
+        .expect("the healthy side writes to the new master");
+        match fault {
+            Fault::Cut => rig.heal(m).expect("heal"),
+            // Up to 30 s until the engine answers: off the runtime's workers.
+            Fault::Kill => tokio::task::block_in_place(|| rig.start_engine(m)).expect("restart"),
+        }
+        let healed = Instant::now();
+        eprintln!("[{:?}] {fault} undone; redis-{new} is master", t0.elapsed());
+        poll(T, || async {
+            match role(redis_at(m), &pw).await?.as_str() {
+                "slave" => Ok(()),
+                r => Err(format!("redis-{m} is {r}")),
+            }
+        })
+        .await
+        .expect("the old master rejoins as a replica");
+        let agreed = poll(T, || async {
+            let s = sentinel_master(&sentinels(None), &sentinel_pw, &opts.group).await?;
+            let c = stack.status_master().await?;
+            if s == c {
+                Ok(s)
+            } else {
+                Err(format!("sentinels: redis-{s}, status: redis-{c}"))
+            }
+        })
+        .await
+        .expect("agreement after the heal");
+        assert_eq!(agreed, new);
+        // The faulted side's HAProxy follows the reloader again once healed.
+        poll(T, || async {
+            match faulted.count(|a| a.acked && a.node == Some(new) && a.started > healed) {
+                n if n >= 10 => Ok(()),
+                n => Err(format!(
+                    "{n} writes through the healed node's HAProxy on redis-{new}"
+                )),
+            }
+        })
+        .await
+        .expect("the healed node's HAProxy routes to the new master");
+        let end = Instant::now();
+        let healthy = healthy.finish().expect("healthy writer");
+        let faulted = faulted.finish().expect("faulted writer");
+        let lost_healthy = missing_keys(redis_at(new), &pw, &keys(&healthy))
+            .await
+            .expect("MGET");
+        let lost_faulted = missing_keys(redis_at(new), &pw, &keys(&faulted))
+            .await
+            .expect("MGET");
+        let f = fault_figures(&healthy, &faulted, m, new, cut, healed);
+        eprintln!(
+            "[{:?}] FIGURES master host {fault}: redis-{m} -> redis-{new}; healthy side (HAProxy \
+             on the manager): write outage {:?}, {} acknowledged during the fault, {} of {} \
+             acknowledged lost; faulted side (HAProxy on the faulted node): longest gap {:?}, {} \
+             acknowledged during the fault, {} of {} acknowledged lost; two routable masters for \
+             {:?}; undone -> redis-{m} replica, routed again after {:?}",
+            t0.elapsed(),
+            f.healthy_outage,
+            f.healthy_acked,
+            lost_healthy.len(),
+            keys(&healthy).len(),
+            f.faulted_outage,
+            f.faulted_acked,
+            lost_faulted.len(),
+            keys(&faulted).len(),
+            f.two_masters,
+            end - healed,
+        );
+        assert!(
+            lost_healthy.is_empty(),
+            "acknowledged through the healthy side's HAProxy and lost: {} (first {:?})",
+            lost_healthy.len(),
+            lost_healthy.first()
+        );
+        assert!(f.healthy_outage < T, "the healthy side never wrote again");
+    }
 
     // ---- down.sh --purge: nothing of the stack on any node.
     stack.teardown().await.unwrap_or_else(|e| panic!("{e}"));
