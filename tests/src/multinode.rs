@@ -279,6 +279,7 @@ pub struct FaultFigures {
     pub healthy_outage: Duration,
     /// The same on the faulted side.
     pub faulted_outage: Duration,
+    /// Writes acknowledged between the fault and `end` (its undoing), on each side.
     pub healthy_acked: usize,
     pub faulted_acked: usize,
     /// From the first write the new master acknowledged to the last the old master
@@ -314,7 +315,7 @@ pub fn fault_figures(
 ) -> FaultFigures {
     let acks = |r: &[Attempt]| -> Vec<Instant> {
         r.iter()
-            .filter(|a| a.acked && a.finished >= fault)
+            .filter(|a| a.acked && a.finished >= fault && a.finished <= end)
             .map(|a| a.finished)
             .collect()
     };
@@ -388,7 +389,12 @@ mod tests {
             attempt(t0, 2100, true, 2),
         ];
         // The cut-off master kept acknowledging on its side until 2500 ms.
-        let faulted = vec![attempt(t0, 50, true, 1), attempt(t0, 2500, true, 1)];
+        let faulted = vec![
+            attempt(t0, 50, true, 1),
+            attempt(t0, 2500, true, 1),
+            // After the end: not counted.
+            attempt(t0, 3500, true, 2),
+        ];
         let end = t0 + Duration::from_millis(3000);
         let f = fault_figures(
             &healthy,

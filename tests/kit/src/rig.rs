@@ -528,6 +528,9 @@ pub struct Rig {
     ids: Vec<String>,
     storage_driver: String,
     cgroup_script: String,
+    /// The started `ip netns exec ... dockerd` processes, reaped after a kill: an unreaped
+    /// dockerd stays a zombie whose pid its restart takes for a running daemon (pid file).
+    children: std::sync::Mutex<Vec<std::process::Child>>,
     done: bool,
 }
 
@@ -549,6 +552,7 @@ impl Rig {
             ids: Vec::new(),
             storage_driver,
             cgroup_script,
+            children: std::sync::Mutex::new(Vec::new()),
             done: false,
         };
         // From here on a failure drops `rig`, which removes what was made.
@@ -700,6 +704,7 @@ impl Rig {
     /// again) and waits until it answers.
     fn start_engine_at(&self, i: usize) -> Result<(), RigError> {
         let n = &self.plan.nodes[i];
+        self.reap();
         let script = format!(
             "set -e\nhostname {name}\n{cgroups}\nexec dockerd --config-file {config}",
             name = n.name,
@@ -720,7 +725,9 @@ impl Rig {
             source,
         })?;
         use std::os::unix::process::CommandExt;
-        Command::new("ip")
+        // Every process of the node is dead here (first start, or after kill_engine).
+        let _ = std::fs::remove_file(n.run.join("docker.pid"));
+        let child = Command::new("ip")
             .args([
                 "netns", "exec", &n.name, "unshare", "--uts", "--", "sh", "-c",
             ])
@@ -736,6 +743,7 @@ impl Rig {
                 program: "ip netns exec ... dockerd".into(),
                 source,
             })?;
+        self.lock_children().push(child);
         let engine = n.engine();
         wait_for(Duration::from_secs(30), || {
             docker_on(&engine, &["version", "-f", "{{.Server.Version}}"]).ok()
@@ -833,7 +841,21 @@ impl Rig {
     /// Node `index`'s host dies: dockerd, containerd and every container SIGKILLed at once.
     pub fn kill_engine(&self, index: u8) -> Result<(), RigError> {
         let n = self.node(index)?;
-        kill_node_processes(&n.name)
+        kill_node_processes(&n.name)?;
+        self.reap();
+        Ok(())
+    }
+
+    fn lock_children(&self) -> std::sync::MutexGuard<'_, Vec<std::process::Child>> {
+        self.children
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Waits for the started processes that have exited (keeps the others).
+    fn reap(&self) {
+        self.lock_children()
+            .retain_mut(|c| !matches!(c.try_wait(), Ok(Some(_)) | Err(_)));
     }
 
     /// Brings a killed node back on its data (it rejoins the swarm by itself).
@@ -869,6 +891,7 @@ impl Rig {
             });
         }
         remove_leftovers()?;
+        self.reap();
         let left = leftovers();
         if left.is_empty() {
             Ok(())
