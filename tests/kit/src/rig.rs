@@ -456,13 +456,56 @@ fn kill_node_processes(name: &str) -> Result<(), RigError> {
     })
 }
 
+/// Demotes every rig node the swarm counts as a manager, and waits until it no longer does:
+/// killing a manager that the raft still counts costs the host's swarm its quorum (with the
+/// host and two rig managers, two dead of three), and the shared swarm has no leader. The
+/// nodes are found by their engines' own node ids (a node whose join is still under way has
+/// no hostname in `docker node ls` yet) and by hostname. A manager that cannot be demoted is an
+/// error: the caller must not kill it.
+pub fn demote_managers() -> Result<(), RigError> {
+    let mut ids: Vec<String> = our_swarm_nodes().into_iter().map(|(i, _)| i).collect();
+    for ns in our_netns() {
+        let engine = format!("unix:///run/{PREFIX}/{}/docker.sock", ns_suffix(&ns));
+        if let Ok(id) = docker_on(&engine, &["info", "-f", "{{.Swarm.NodeID}}"]) {
+            let id = id.trim().to_owned();
+            if !id.is_empty() && !ids.contains(&id) {
+                ids.push(id);
+            }
+        }
+    }
+    for id in ids {
+        let is_manager = |id: &str| {
+            docker(&["node", "inspect", "-f", "{{.Spec.Role}}", id])
+                .map(|r| r.trim() == "manager")
+                .unwrap_or(false)
+        };
+        if !is_manager(&id) {
+            continue;
+        }
+        let _ = docker(&["node", "demote", &id]);
+        wait_for(Duration::from_secs(60), || {
+            if is_manager(&id) {
+                let _ = docker(&["node", "demote", &id]);
+                None
+            } else {
+                Some(())
+            }
+        })
+        .ok_or_else(|| {
+            RigError::Swarm(format!(
+                "rig node {id} is still a manager after 60 s of demotion: not removed, so that \
+                 the swarm keeps its quorum (docker node demote {id}, then run the teardown again)"
+            ))
+        })?;
+    }
+    Ok(())
+}
+
 /// Removes whatever a rig left on this machine (a test killed before its teardown): its swarm
 /// nodes, processes, cgroups, namespaces, links, rules and directories.
 pub fn remove_leftovers() -> Result<(), RigError> {
     // Demote first: removing a manager that the swarm still counts would cost it its quorum.
-    for (id, _) in our_swarm_nodes() {
-        let _ = docker(&["node", "demote", &id]);
-    }
+    demote_managers()?;
     for ns in our_netns() {
         let engine = format!("unix:///run/{PREFIX}/{}/docker.sock", ns_suffix(&ns));
         let _ = docker_on(&engine, &["swarm", "leave", "--force"]);
@@ -765,7 +808,7 @@ impl Rig {
         let role = if n.manager { "manager" } else { "worker" };
         let token = docker(&["swarm", "join-token", "-q", role])?;
         let addr = n.addr.to_string();
-        docker_on(
+        let joined = docker_on(
             &n.engine(),
             &[
                 "swarm",
@@ -778,7 +821,28 @@ impl Rig {
                 &format!("{addr}:2377"),
                 &format!("{}:2377", self.host_addr),
             ],
-        )?;
+        );
+        match joined {
+            Ok(_) => {}
+            // A manager's join waits for the raft log; on a loaded machine the CLI gives up
+            // first while the join goes on: wait for it rather than leave a half-joined
+            // manager behind.
+            Err(RigError::Failed { stderr, .. })
+                if stderr.contains("continue in the background") =>
+            {
+                wait_for(Duration::from_secs(90), || {
+                    let state =
+                        docker_on(&n.engine(), &["info", "-f", "{{.Swarm.LocalNodeState}}"])
+                            .ok()?;
+                    (state.trim() == "active").then_some(())
+                })
+                .ok_or_else(|| RigError::Node {
+                    node: n.name.clone(),
+                    why: "its join timed out and did not complete within 90 s".into(),
+                })?;
+            }
+            Err(e) => return Err(e),
+        }
         let id = docker_on(&n.engine(), &["info", "-f", "{{.Swarm.NodeID}}"])?
             .trim()
             .to_owned();
@@ -878,11 +942,7 @@ impl Rig {
     fn remove(&self) -> Result<(), RigError> {
         // Leave cleanly where possible (a manager is demoted first, while the swarm has its
         // quorum), then remove_leftovers kills and deletes whatever remains.
-        for (n, id) in self.plan.nodes.iter().zip(&self.ids) {
-            if n.manager {
-                let _ = docker(&["node", "demote", id]);
-            }
-        }
+        demote_managers()?;
         for n in &self.plan.nodes {
             let _ = wait_for(Duration::from_secs(10), || {
                 docker_on(&n.engine(), &["swarm", "leave", "--force"])
