@@ -185,6 +185,33 @@ pub enum CrashFailoverError {
     Refused { sentinel: String, error: String },
 }
 
+/// The master's address, and a link to every Sentinel (the ones that cannot be opened, as
+/// failed attempts): the first step of every ballot.
+fn open_links(
+    links: &mut SentinelLinks,
+    sentinels: &[String],
+    master: &str,
+    password: Option<&Secret>,
+    io_timeout: Duration,
+) -> Result<(HostPort, Vec<Attempt>), CrashFailoverError> {
+    let master_hp: HostPort = master
+        .parse()
+        .map_err(|e| CrashFailoverError::BadMaster(format!("{master:?}: {e}")))?;
+    let failures = sentinels
+        .iter()
+        .filter_map(|s| {
+            links
+                .ensure(s, password, io_timeout)
+                .err()
+                .map(|error| Attempt {
+                    sentinel: s.clone(),
+                    error,
+                })
+        })
+        .collect();
+    Ok((master_hp, failures))
+}
+
 /// The crash failover of `master` at `epoch` ([`crate::ballot`]): poll every Sentinel, hold the
 /// ballot, force the failover on the Sentinel elected.
 pub async fn forced_after_ballot(
@@ -196,18 +223,7 @@ pub async fn forced_after_ballot(
     password: Option<&Secret>,
     io_timeout: Duration,
 ) -> Result<Forced, CrashFailoverError> {
-    let master_hp: HostPort = master
-        .parse()
-        .map_err(|e| CrashFailoverError::BadMaster(format!("{master:?}: {e}")))?;
-    let mut failures = Vec::new();
-    for s in sentinels {
-        if let Err(error) = links.ensure(s, password, io_timeout) {
-            failures.push(Attempt {
-                sentinel: s.clone(),
-                error,
-            });
-        }
-    }
+    let (master_hp, mut failures) = open_links(links, sentinels, master, password, io_timeout)?;
     let mut clients: Vec<(&String, &mut SentinelClient)> = links
         .clients
         .iter_mut()
@@ -289,18 +305,7 @@ pub async fn preflight_ballot(
     password: Option<&Secret>,
     io_timeout: Duration,
 ) -> Result<(), CrashFailoverError> {
-    let master_hp: HostPort = master
-        .parse()
-        .map_err(|e| CrashFailoverError::BadMaster(format!("{master:?}: {e}")))?;
-    let mut failures = Vec::new();
-    for s in sentinels {
-        if let Err(error) = links.ensure(s, password, io_timeout) {
-            failures.push(Attempt {
-                sentinel: s.clone(),
-                error,
-            });
-        }
-    }
+    let (master_hp, mut failures) = open_links(links, sentinels, master, password, io_timeout)?;
     let mut polled = Vec::new();
     for (addr, c) in links
         .clients
