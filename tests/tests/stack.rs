@@ -544,7 +544,8 @@ async fn stack_exposes_only_haproxy_and_leaks_no_secret() {
         .iter()
         .map(|f| stack.secret(f).unwrap_or_else(|e| panic!("{e}")))
         .collect();
-    assert_eq!(secrets.len(), 7);
+    // Every user's, the operator's, the Sentinels' own and the coordinator's.
+    assert_eq!(secrets.len(), 8);
     let configs = stack.config_objects().await.expect("configs");
     assert!(configs.len() >= 5, "{} config objects", configs.len());
     let services = stack.service_logs_and_specs().await.expect("services");
