@@ -798,6 +798,22 @@ async fn read_back(
     result
 }
 
+/// What the plan against the read-back still asks for, after the commands ran: nothing but
+/// session shutdowns (shut sessions may take a moment to leave the counters: the next resync
+/// sees to them), or the backend drifted.
+fn converged(left: Vec<Command>) -> Result<(), ConvergeError> {
+    let left: Vec<String> = left
+        .into_iter()
+        .filter(|c| !matches!(c, Command::ShutdownSessions { .. }))
+        .map(|c| c.to_string())
+        .collect();
+    if left.is_empty() {
+        Ok(())
+    } else {
+        Err(ConvergeError::Drift(left))
+    }
+}
+
 /// [`converge_once`], counting commands, read-backs and errors in `metrics`.
 async fn converge_counted(
     client: &RuntimeClient,
@@ -823,15 +839,7 @@ async fn converge_counted(
 
     let after = read_back(client, backend, "after", metrics).await?;
     let desired = plan::desired(wanted, names, &after)?;
-    // Shut sessions may take a moment to leave the counters: the next resync sees to them.
-    let left: Vec<String> = plan::plan(backend, &desired, &after)?
-        .into_iter()
-        .filter(|c| !matches!(c, Command::ShutdownSessions { .. }))
-        .map(|c| c.to_string())
-        .collect();
-    if !left.is_empty() {
-        return Err(ConvergeError::Drift(left));
-    }
+    converged(plan::plan(backend, &desired, &after)?)?;
     Ok(ConvergeOutcome {
         commands: commands.iter().map(ToString::to_string).collect(),
         ready_server: single_ready(&after),
@@ -885,14 +893,7 @@ async fn converge_read(
     run_step(client, &commands, shared.pipeline, metrics).await?;
     let after = read_back(client, backend, "after", metrics).await?;
     let again = plan::read_desired(&wanted, &shared.names, &after)?;
-    let left: Vec<String> = plan::plan_read(backend, &again, &after)?
-        .into_iter()
-        .filter(|c| !matches!(c, Command::ShutdownSessions { .. }))
-        .map(|c| c.to_string())
-        .collect();
-    if !left.is_empty() {
-        return Err(ConvergeError::Drift(left));
-    }
+    converged(plan::plan_read(backend, &again, &after)?)?;
     Ok(ReadOutcome {
         commands: commands.iter().map(ToString::to_string).collect(),
         ready: ready_names(&after),
