@@ -543,13 +543,22 @@ async fn the_reloader_survives_a_hostile_haproxy_and_never_readies_a_wrong_serve
         "{:?}",
         readied(switch_from)
     );
+    // The switch is counted once the converge returns, just after HAProxy shows it.
+    wait_until("the switch counted", READY_TIMEOUT, || async {
+        let text = scrape(metrics_port).await.map_err(|e| e.to_string())?;
+        match metric(&text, "redis_ha_reloader_master_switches_total") {
+            n if n >= 1.0 => Ok(()),
+            n => Err(format!("master_switches_total {n}")),
+        }
+    })
+    .await;
     let text = scrape(metrics_port)
         .await
         .unwrap_or_else(|e| panic!("/metrics: {e}"));
     assert_eq!(
         metric(&text, "redis_ha_reloader_master_switches_total"),
         1.0,
-        "{text}"
+        "one switch only: {text}"
     );
     assert!(
         !text.contains("redis_ha_reloader_instance_panics_total{"),
