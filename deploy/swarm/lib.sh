@@ -936,7 +936,8 @@ swarm_down() {
             done < <(docker -H "$e" volume ls -q --filter "$label")
         done
         local nodes
-        nodes=$(docker node ls -q 2>/dev/null | wc -l)
+        # No swarm (never initialised, or left): no other nodes to speak of.
+        nodes=$(docker node ls -q 2>/dev/null | wc -l || true)
         if ((nodes > 1 + ${#engines[@]})); then
             echo "note: $nodes swarm nodes, $((${#engines[@]})) engine(s) known: volumes of $STACK may remain on the others" \
                 "(docker volume ls --filter $label there; deploy/down.sh --purge --engine HOST removes them)"

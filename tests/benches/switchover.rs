@@ -18,6 +18,7 @@ use redis_ha_proto::v1::coordinator_client::CoordinatorClient;
 use redis_ha_proto::v1::{FailoverRequest, SwitchoverRequest};
 use redis_ha_tests::figures::{cells, millis};
 use redis_ha_tests::haproxy::{Haproxy, ReloaderTask, WriteMode, WriteRecord, Writer};
+use redis_ha_tests::kit::client;
 use redis_ha_tests::{wait_until, Cluster, ClusterOptions, NODES, READY_TIMEOUT};
 use tonic::transport::Channel;
 
@@ -199,19 +200,14 @@ async fn settle(cluster: &mut Cluster, haproxy: &Haproxy) -> usize {
 
 async fn measure(cluster: &Cluster, master: usize, window: &[WriteRecord]) -> Sample {
     let acked: Vec<&WriteRecord> = window.iter().filter(|r| r.acked).collect();
-    let mut lost = 0;
-    for chunk in acked.chunks(500) {
-        let mut cmd = redis::cmd("MGET");
-        for r in chunk {
-            cmd.arg(&r.key);
-        }
-        let values: Vec<Option<String>> = cluster
-            .node(master)
-            .query(&cmd)
-            .await
-            .unwrap_or_else(|e| panic!("MGET: {e}"));
-        lost += values.iter().filter(|v| v.is_none()).count();
-    }
+    let node = cluster.node(master);
+    let mut con = client::connect(node.port(), node.password())
+        .await
+        .unwrap_or_else(|e| panic!("node {master}: {e}"));
+    let lost = client::missing_keys(&mut con, acked.iter().map(|r| r.key.as_str()))
+        .await
+        .unwrap_or_else(|e| panic!("MGET: {e}"))
+        .len();
     let mut finished: Vec<Instant> = acked.iter().map(|r| r.finished).collect();
     finished.sort_unstable();
     let longest_gap = finished

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Client, ConnectionAddr, ConnectionInfo, RedisConnectionInfo};
+use redis_ha_chaos::chaos::docker::NodeNum;
 
 /// One command's time limit (and a connection's).
 const TIMEOUT: Duration = Duration::from_secs(1);
@@ -68,7 +69,7 @@ pub async fn role(addr: SocketAddr, password: &str) -> Result<String, String> {
 }
 
 /// The master a majority of the Sentinels answering names (`redis-N` → N), asking each at
-/// its address.
+/// its address; the error lists what each answered.
 pub async fn sentinel_master(
     sentinels: &[(u8, SocketAddr)],
     password: &str,
@@ -82,12 +83,8 @@ pub async fn sentinel_master(
         match query::<Option<(String, String)>>(*addr, password, &c).await {
             Ok(Some((host, _))) => {
                 seen.push(format!("s{s}:{host}"));
-                if let Some(n) = host
-                    .strip_prefix("redis-")
-                    .and_then(|n| n.parse::<usize>().ok())
-                    .filter(|n| (1..=3).contains(n))
-                {
-                    votes[n] += 1;
+                if let Ok(n) = host.parse::<NodeNum>() {
+                    votes[usize::from(n.get())] += 1;
                 }
             }
             Ok(None) => seen.push(format!("s{s}:none")),
@@ -106,25 +103,9 @@ pub async fn missing_keys(
     keys: &[String],
 ) -> Result<Vec<String>, String> {
     let mut con = connect(addr, password).await?;
-    let mut missing = Vec::new();
-    for batch in keys.chunks(500) {
-        let mut c = redis::cmd("MGET");
-        for k in batch {
-            c.arg(k);
-        }
-        let values: Vec<Option<String>> = c
-            .query_async(&mut con)
-            .await
-            .map_err(|e| format!("MGET on {addr}: {e}"))?;
-        missing.extend(
-            batch
-                .iter()
-                .zip(values)
-                .filter(|(_, v)| v.is_none())
-                .map(|(k, _)| k.clone()),
-        );
-    }
-    Ok(missing)
+    redis_ha_testkit::client::missing_keys(&mut con, keys.iter().map(String::as_str))
+        .await
+        .map_err(|e| format!("MGET on {addr}: {e}"))
 }
 
 /// One write attempt.

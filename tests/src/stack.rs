@@ -756,8 +756,8 @@ pub async fn remove(repo: &Path, name: &str) -> Result<(), String> {
     }
 }
 
-/// The keys of `keys` that the Redis on 127.0.0.1:`port` does not hold (MGET in batches, on
-/// one connection): the acknowledged writes a failover lost.
+/// The keys of `keys` that the Redis on 127.0.0.1:`port` does not hold: the acknowledged
+/// writes a failover lost.
 pub async fn missing_keys(
     port: u16,
     password: &str,
@@ -766,24 +766,9 @@ pub async fn missing_keys(
     let mut con = redis_ha_testkit::client::connect(port, Some(password))
         .await
         .map_err(|e| e.to_string())?;
-    let mut missing = Vec::new();
-    for batch in keys.chunks(500) {
-        let mut c = redis::cmd("MGET");
-        for k in batch {
-            c.arg(k);
-        }
-        let values: Vec<Option<String>> = redis_ha_testkit::client::run(&mut con, port, &c)
-            .await
-            .map_err(|e| e.to_string())?;
-        missing.extend(
-            batch
-                .iter()
-                .zip(values)
-                .filter(|(_, v)| v.is_none())
-                .map(|(k, _)| k.clone()),
-        );
-    }
-    Ok(missing)
+    redis_ha_testkit::client::missing_keys(&mut con, keys.iter().map(String::as_str))
+        .await
+        .map_err(|e| format!("MGET on 127.0.0.1:{port}: {e}"))
 }
 
 /// target/<profile>: where the test build put the binaries.
@@ -848,32 +833,10 @@ pub async fn sentinels_master(
     password: &str,
     group: &str,
 ) -> Result<u8, String> {
-    let mut votes = [0u8; 4];
-    let mut seen = Vec::new();
-    for s in 1..=3u8 {
-        let mut c = redis::cmd("SENTINEL");
-        c.arg("GET-MASTER-ADDR-BY-NAME").arg(group);
-        let answer = redis_ha_testkit::client::query::<Option<(String, String)>>(
-            port(s),
-            Some(password),
-            &c,
-        )
-        .await
-        .map_err(|e| e.to_string());
-        match answer {
-            Ok(Some((host, _))) => {
-                seen.push(format!("s{s}:{host}"));
-                if let Ok(n) = host.parse::<NodeNum>() {
-                    votes[usize::from(n.get())] += 1;
-                }
-            }
-            Ok(None) => seen.push(format!("s{s}:none")),
-            Err(e) => seen.push(format!("s{s}:{e}")),
-        }
-    }
-    (1..=3u8)
-        .find(|&n| votes[usize::from(n)] >= 2)
-        .ok_or_else(|| format!("no Sentinel majority: {}", seen.join(", ")))
+    let at: Vec<(u8, std::net::SocketAddr)> = (1..=3u8)
+        .map(|s| (s, std::net::SocketAddr::from(([127, 0, 0, 1], port(s)))))
+        .collect();
+    crate::multinode::sentinel_master(&at, password, group).await
 }
 
 #[cfg(test)]

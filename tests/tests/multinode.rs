@@ -14,7 +14,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use redis_ha_testkit::rig::{docker_on, leftovers, Rig, RigOptions};
+use redis_ha_testkit::rig::{self, docker_on, leftovers, Rig, RigOptions};
 use redis_ha_tests::multinode::{
     at, fault_figures, missing_keys, role, sentinel_master, Attempt, NsWriter,
 };
@@ -25,20 +25,9 @@ const T: Duration = Duration::from_secs(90);
 /// The multi-node stack's name.
 const STACK: &str = "redis-ha-mn";
 
+/// `docker ARGS` on this host's engine; the error names the command and its stderr.
 fn docker(args: &[&str]) -> Result<String, String> {
-    let out = std::process::Command::new("docker")
-        .args(args)
-        .output()
-        .map_err(|e| format!("docker: {e}"))?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(format!(
-            "docker {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
+    rig::docker(args).map_err(|e| e.to_string())
 }
 
 /// The hostnames of the nodes running `service`'s tasks now.
@@ -282,8 +271,9 @@ async fn multinode_deploy_places_by_label_and_survives_master_host_cut_and_kill(
     };
     let sentinel_pw = stack.secret("sentinel_password").expect("secret");
     let pw = stack.password().to_owned();
-    for fault in [Fault::Cut, Fault::Kill] {
-        let m = poll(T, || async {
+    // The master the Sentinels' majority and the coordinator's status both name.
+    let agreed_master = || {
+        poll(T, || async {
             let s = sentinel_master(&sentinels(None), &sentinel_pw, &opts.group).await?;
             let c = stack.status_master().await?;
             if s == c {
@@ -292,8 +282,9 @@ async fn multinode_deploy_places_by_label_and_survives_master_host_cut_and_kill(
                 Err(format!("sentinels: redis-{s}, status: redis-{c}"))
             }
         })
-        .await
-        .expect("an agreed master");
+    };
+    for fault in [Fault::Cut, Fault::Kill] {
+        let m = agreed_master().await.expect("an agreed master");
         let faulted_node = rig.labelled(m).expect("master's node").clone();
         let healthy = NsWriter::start(
             None,
@@ -360,17 +351,7 @@ async fn multinode_deploy_places_by_label_and_survives_master_host_cut_and_kill(
         })
         .await
         .expect("the old master rejoins as a replica");
-        let agreed = poll(T, || async {
-            let s = sentinel_master(&sentinels(None), &sentinel_pw, &opts.group).await?;
-            let c = stack.status_master().await?;
-            if s == c {
-                Ok(s)
-            } else {
-                Err(format!("sentinels: redis-{s}, status: redis-{c}"))
-            }
-        })
-        .await
-        .expect("agreement after the heal");
+        let agreed = agreed_master().await.expect("agreement after the heal");
         assert_eq!(agreed, new);
         // The faulted side's HAProxy follows the reloader again once healed.
         poll(T, || async {

@@ -12,6 +12,7 @@ use redis_ha_proto::v1::coordinator_client::CoordinatorClient;
 use redis_ha_proto::v1::{SwitchoverRequest, SwitchoverResponse};
 use redis_ha_tests::binaries::{binary, CLI_BIN};
 use redis_ha_tests::haproxy::{Haproxy, ReloaderTask, WriteMode, WriteRecord, Writer};
+use redis_ha_tests::kit::client;
 use redis_ha_tests::{wait_until, Cluster, ClusterOptions, READY_TIMEOUT};
 use redis_ha_tls::{ClientTls, Identity};
 use tonic::transport::Channel;
@@ -105,25 +106,14 @@ async fn wait_acked_since(writer: &Writer, since: Instant, n: usize) {
 
 /// The acknowledged writes missing on node `i`, read there in batches (MGET).
 async fn missing_on(cluster: &Cluster, i: usize, records: &[WriteRecord]) -> Vec<String> {
-    let acked: Vec<&WriteRecord> = records.iter().filter(|r| r.acked).collect();
-    let mut missing = Vec::new();
-    for chunk in acked.chunks(500) {
-        let mut cmd = redis::cmd("MGET");
-        for r in chunk {
-            cmd.arg(&r.key);
-        }
-        let values: Vec<Option<String>> = cluster
-            .node(i)
-            .query(&cmd)
-            .await
-            .unwrap_or_else(|e| panic!("MGET on node {i}: {e}"));
-        for (r, v) in chunk.iter().zip(values) {
-            if v.is_none() {
-                missing.push(r.key.clone());
-            }
-        }
-    }
-    missing
+    let node = cluster.node(i);
+    let mut con = client::connect(node.port(), node.password())
+        .await
+        .unwrap_or_else(|e| panic!("node {i}: {e}"));
+    let acked = records.iter().filter(|r| r.acked).map(|r| r.key.as_str());
+    client::missing_keys(&mut con, acked)
+        .await
+        .unwrap_or_else(|e| panic!("MGET on node {i}: {e}"))
 }
 
 /// The errors the writer saw, as (error, the port its connection had reached).

@@ -185,15 +185,31 @@ pub enum CrashFailoverError {
     Refused { sentinel: String, error: String },
 }
 
+/// What a ballot is held about: `master` (as published, at `epoch`) of `group`, asked of
+/// `sentinels`; the same for a crash, the operator's failover and a switchover.
+#[derive(Clone, Copy)]
+pub struct BallotRequest<'a> {
+    pub sentinels: &'a [String],
+    pub group: &'a str,
+    pub master: &'a str,
+    pub epoch: u64,
+    pub password: Option<&'a Secret>,
+    pub io_timeout: Duration,
+}
+
 /// The master's address, and a link to every Sentinel (the ones that cannot be opened, as
 /// failed attempts): the first step of every ballot.
 fn open_links(
     links: &mut SentinelLinks,
-    sentinels: &[String],
-    master: &str,
-    password: Option<&Secret>,
-    io_timeout: Duration,
+    req: &BallotRequest<'_>,
 ) -> Result<(HostPort, Vec<Attempt>), CrashFailoverError> {
+    let BallotRequest {
+        sentinels,
+        master,
+        password,
+        io_timeout,
+        ..
+    } = *req;
     let master_hp: HostPort = master
         .parse()
         .map_err(|e| CrashFailoverError::BadMaster(format!("{master:?}: {e}")))?;
@@ -216,14 +232,16 @@ fn open_links(
 /// ballot, force the failover on the Sentinel elected.
 pub async fn forced_after_ballot(
     links: &mut SentinelLinks,
-    sentinels: &[String],
-    group: &str,
-    master: &str,
-    epoch: u64,
-    password: Option<&Secret>,
-    io_timeout: Duration,
+    req: &BallotRequest<'_>,
 ) -> Result<Forced, CrashFailoverError> {
-    let (master_hp, mut failures) = open_links(links, sentinels, master, password, io_timeout)?;
+    let BallotRequest {
+        sentinels,
+        group,
+        master,
+        epoch,
+        ..
+    } = *req;
+    let (master_hp, mut failures) = open_links(links, req)?;
     let mut clients: Vec<(&String, &mut SentinelClient)> = links
         .clients
         .iter_mut()
@@ -298,14 +316,16 @@ pub async fn forced_after_ballot(
 /// [`forced_after_ballot`] could hold it now. Nothing is voted or changed.
 pub async fn preflight_ballot(
     links: &mut SentinelLinks,
-    sentinels: &[String],
-    group: &str,
-    master: &str,
-    epoch: u64,
-    password: Option<&Secret>,
-    io_timeout: Duration,
+    req: &BallotRequest<'_>,
 ) -> Result<(), CrashFailoverError> {
-    let (master_hp, mut failures) = open_links(links, sentinels, master, password, io_timeout)?;
+    let BallotRequest {
+        sentinels,
+        group,
+        master,
+        epoch,
+        ..
+    } = *req;
+    let (master_hp, mut failures) = open_links(links, req)?;
     let mut polled = Vec::new();
     for (addr, c) in links
         .clients

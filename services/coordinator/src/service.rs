@@ -24,7 +24,8 @@ use tracing::Instrument;
 use crate::config::CoordinatorConfig;
 use crate::failover::{
     forced_after_ballot, manual_after_ballot, request_failover, see_through, Attempt,
-    CrashFailoverError, FailoverError, Forced, ManualNext, SeenThrough, SentinelLinks,
+    BallotRequest, CrashFailoverError, FailoverError, Forced, ManualNext, SeenThrough,
+    SentinelLinks,
 };
 use crate::limits::{self, Limits};
 use crate::metrics::CoordinatorMetrics;
@@ -259,12 +260,14 @@ impl CoordinatorService {
                 let password = this.inner.sentinel_password.as_ref();
                 let result = forced_after_ballot(
                     &mut *this.inner.sentinel_links.lock().await,
-                    &sentinels,
-                    &group,
-                    &request.master,
-                    request.epoch,
-                    password,
-                    this.inner.io_timeout,
+                    &BallotRequest {
+                        sentinels: &sentinels,
+                        group: &group,
+                        master: &request.master,
+                        epoch: request.epoch,
+                        password,
+                        io_timeout: this.inner.io_timeout,
+                    },
                 )
                 .await;
                 // Asked again only when no Sentinel answered the poll: nothing was changed then,
@@ -670,14 +673,17 @@ impl CoordinatorService {
         // published before `+switch-master`; the plain request when it cannot be held.
         let mut next = ManualNext::Plain;
         if let Some(d) = decided.filter(|d| !d.master_address.trim().is_empty()) {
+            let master = crate::topology::addr_key(&d.master_address);
             let ballot = forced_after_ballot(
                 &mut *self.inner.sentinel_links.lock().await,
-                &sentinels,
-                &group,
-                &crate::topology::addr_key(&d.master_address),
-                d.epoch,
-                self.inner.sentinel_password.as_ref(),
-                self.inner.io_timeout,
+                &BallotRequest {
+                    sentinels: &sentinels,
+                    group: &group,
+                    master: &master,
+                    epoch: d.epoch,
+                    password: self.inner.sentinel_password.as_ref(),
+                    io_timeout: self.inner.io_timeout,
+                },
             )
             .instrument(span.clone())
             .await;

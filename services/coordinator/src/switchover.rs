@@ -38,7 +38,7 @@ use redis_ha_proto::v1::{Health, LinkState, Role, Topology};
 use redis_ha_sentinel::{SentinelClient, SentinelReplica};
 use tokio::time::Instant;
 
-use crate::failover::{forced_after_ballot, preflight_ballot, SentinelLinks};
+use crate::failover::{forced_after_ballot, preflight_ballot, BallotRequest, SentinelLinks};
 use crate::topology::addr_key;
 
 /// `--max-pause` when the request gives none.
@@ -668,17 +668,17 @@ async fn steer_and_switch(
     wait_priorities(&ctx, &choice.target.address, &other_addrs).await?;
     steps.note("every Sentinel reads the priorities");
     // Step 3.
-    preflight_ballot(
-        ctx.links,
-        ctx.sentinels,
-        ctx.group,
-        &master_addr,
-        choice.epoch,
-        ctx.sentinel_password,
-        ctx.io_timeout,
-    )
-    .await
-    .map_err(|e| Refusal::Ballot(e.to_string()))?;
+    let ballot = BallotRequest {
+        sentinels: ctx.sentinels,
+        group: ctx.group,
+        master: &master_addr,
+        epoch: choice.epoch,
+        password: ctx.sentinel_password,
+        io_timeout: ctx.io_timeout,
+    };
+    preflight_ballot(ctx.links, &ballot)
+        .await
+        .map_err(|e| Refusal::Ballot(e.to_string()))?;
 
     // Step 4: from here every exit unpauses (or demotes first).
     master.pause(max_pause).await.map_err(Refusal::Redis)?;
@@ -719,17 +719,7 @@ async fn steer_and_switch(
     ));
 
     // Step 6: the point of no return is the Sentinel's acceptance.
-    let forced = match forced_after_ballot(
-        ctx.links,
-        ctx.sentinels,
-        ctx.group,
-        &master_addr,
-        choice.epoch,
-        ctx.sentinel_password,
-        ctx.io_timeout,
-    )
-    .await
-    {
+    let forced = match forced_after_ballot(ctx.links, &ballot).await {
         Ok(f) => f,
         Err(e) => {
             return Err(abort(&mut master, paused, format!("failover not started: {e}")).await)

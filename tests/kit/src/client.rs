@@ -90,6 +90,31 @@ pub async fn run<T: FromRedisValue>(
     }
 }
 
+/// The keys of `keys` the server on `con` does not hold: the acknowledged writes a failover
+/// lost. MGET in batches of 500, so a long run's keys never make one huge reply.
+pub async fn missing_keys<'a>(
+    con: &mut MultiplexedConnection,
+    keys: impl IntoIterator<Item = &'a str>,
+) -> Result<Vec<String>, redis::RedisError> {
+    let keys: Vec<&str> = keys.into_iter().collect();
+    let mut missing = Vec::new();
+    for batch in keys.chunks(500) {
+        let mut c = redis::cmd("MGET");
+        for k in batch {
+            c.arg(*k);
+        }
+        let values: Vec<Option<redis::Value>> = c.query_async(con).await?;
+        missing.extend(
+            batch
+                .iter()
+                .zip(values)
+                .filter(|(_, v)| v.is_none())
+                .map(|(k, _)| (*k).to_owned()),
+        );
+    }
+    Ok(missing)
+}
+
 /// Runs one command on a fresh connection to 127.0.0.1:`port` (fresh, so a restarted or
 /// killed server never leaves a stale connection behind).
 pub async fn query<T: FromRedisValue>(

@@ -276,7 +276,8 @@ fn iptables(args: &[&str]) -> Result<String, RigError> {
     run(program, &all)
 }
 
-fn docker(args: &[&str]) -> Result<String, RigError> {
+/// `docker args` (this host's engine).
+pub fn docker(args: &[&str]) -> Result<String, RigError> {
     run("docker", args)
 }
 
