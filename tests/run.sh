@@ -119,7 +119,7 @@ if [ "$skip_stack" = 1 ]; then
     log "stack tests SKIPPED (REDIS_HA_SKIP_STACK_TESTS is set): this run did not test the stack"
 else
     log "stack tests"
-    cargo nextest run -p redis-ha-tests --test stack --run-ignored ignored-only --locked --no-fail-fast \
+    cargo nextest run -p redis-ha-tests --test stack --test upgrade --run-ignored ignored-only --locked --no-fail-fast \
         --profile ci --no-tests=pass "${extra[@]}" || status=$?
     # The multi-node tests (tests/tests/multinode.rs): a rig of extra dockerds in network
     # namespaces joined to this swarm (root needed). Then the check that none of them left
