@@ -202,7 +202,7 @@ sw_step_switchover() {
 
 # The rolling upgrade of the running stack (or, with --dry-run, its plan only).
 sw_upgrade() {
-    local s v input="" plan total n=0 word kind a b
+    local s v input="" plan total n=0 line word kind a b
     for s in "${SW_NODE_SERVICES[@]}"; do
         v=$(sw_running_version "$s")
         # Held at what runs until its step (a missing service is refused by the plan).
@@ -221,7 +221,9 @@ sw_upgrade() {
     total=$(grep -c '^step ' <<<"$plan")
     trap sw_upgrade_report EXIT
     # The plan on fd 3: the steps' docker commands may read stdin.
-    while read -r -u 3 word kind a b _; do
+    while IFS= read -r -u 3 line; do
+        # Without the comment for people ("# ...").
+        read -r word kind a b _ <<<"${line%%#*}"
         [[ $word == step ]] || continue
         n=$((n + 1))
         SW_STEP="step $n/$total ($kind${a:+ $a}${b:+ $b})"

@@ -155,7 +155,9 @@ async fn a_new_image_rolls_one_node_at_a_time_and_loses_no_acknowledged_write() 
     let m = stack.agreed_master(T).await.expect("an agreed master");
 
     // ---- the change: new Redis and Sentinel images (same content, a label more).
-    let redis_base = stack.image("REDIS_HA_IMAGE_REDIS").expect("the Redis image");
+    let redis_base = stack
+        .image("REDIS_HA_IMAGE_REDIS")
+        .expect("the Redis image");
     let sentinel_base = stack
         .image("REDIS_HA_IMAGE_SENTINEL")
         .expect("the Sentinel image");
@@ -211,7 +213,10 @@ async fn a_new_image_rolls_one_node_at_a_time_and_loses_no_acknowledged_write() 
     })
     .await
     .expect("the writer writes through HAProxy");
-    let log = stack.up_again(&images).await.unwrap_or_else(|e| panic!("{e}"));
+    let log = stack
+        .up_again(&images)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     eprintln!("{log}");
     eprintln!("[{:?}] upgraded", t0.elapsed());
     // A last few writes on the final topology.

@@ -232,8 +232,11 @@ pub fn parse_services(text: &str) -> Result<Vec<ServiceState>, PlanError> {
                 "expected SERVICE CURRENT_IMAGE CURRENT_CONFIG DESIRED_IMAGE DESIRED_CONFIG, got {line:?}"
             )));
         };
-        let (kind, node) = parse_service(service)
-            .ok_or_else(|| bad(format!("unknown service {service:?} (redis-N or sentinel-N, N 1-3)")))?;
+        let (kind, node) = parse_service(service).ok_or_else(|| {
+            bad(format!(
+                "unknown service {service:?} (redis-N or sentinel-N, N 1-3)"
+            ))
+        })?;
         if new_image == "-" || new_conf == "-" {
             return Err(bad(format!("{service}: no desired image or config")));
         }
@@ -567,14 +570,22 @@ mod tests {
                 address: addr(i),
                 health: Health::Up as i32,
                 agent_health: Health::Up as i32,
-                role: if is_master { Role::Master } else { Role::Replica } as i32,
+                role: if is_master {
+                    Role::Master
+                } else {
+                    Role::Replica
+                } as i32,
                 is_master,
                 link: if is_master {
                     LinkState::Unspecified
                 } else {
                     LinkState::Up
                 } as i32,
-                master_address: if is_master { String::new() } else { addr(master) },
+                master_address: if is_master {
+                    String::new()
+                } else {
+                    addr(master)
+                },
                 ..Default::default()
             }
         };
@@ -710,7 +721,9 @@ mod tests {
         assert!(text.starts_with("master 3"), "{text}");
         assert!(text.contains("\nchange redis-1 image\n"), "{text}");
         assert!(text.contains("\nstep switchover 3 1  #"), "{text}");
-        assert!(text.ends_with("step final  # stack deploy of everything (--prune), wait healthy\n"));
+        assert!(
+            text.ends_with("step final  # stack deploy of everything (--prune), wait healthy\n")
+        );
     }
 
     #[test]
