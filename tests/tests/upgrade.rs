@@ -3,7 +3,8 @@
 //! with a label, given the way an operator would, `--image`) replaces one node at a time while
 //! a client writes through HAProxy as fast as acknowledgements come: the replicas first, the
 //! master last after a switchover, the Sentinels one at a time; nothing acknowledged is lost.
-//! `--dry-run` first: it prints the plan and changes nothing. Docker is required, so the test
+//! `--dry-run` first: it prints the plan and changes nothing; the clients see one outage at
+//! most (the switchover's). Docker is required, so the test
 //! is `#[ignore]`d; tests/run.sh runs it with the stack tests (`--run-ignored ignored-only`).
 
 use std::collections::BTreeMap;
@@ -344,13 +345,39 @@ async fn a_new_image_rolls_one_node_at_a_time_and_loses_no_acknowledged_write() 
         acked.len(),
         lost.first()
     );
-    let repeated = records
-        .windows(2)
-        .filter(|w| !w[0].acked && !w[1].acked)
-        .count();
-    assert_eq!(
-        repeated, 0,
-        "an error right after an error (a reconnect that failed too): {errors:?}"
+    // Each error ends its connection (the writer reconnects after any failure), so no
+    // connection sees two. What matters is how many outages the clients saw: the errors in a
+    // row without an acknowledged write between them are one (a reconnect that meets HAProxy
+    // between the old master's `maint` and the new one's `ready` fails at once, and a writer
+    // reconnecting without delay may meet that window more than once). The one switchover may
+    // cost one outage; replacing replicas and Sentinels none.
+    let mut outages: Vec<Vec<(i64, &str)>> = Vec::new();
+    let mut in_outage = false;
+    for r in &records {
+        if r.acked {
+            in_outage = false;
+            continue;
+        }
+        if !in_outage {
+            outages.push(Vec::new());
+            in_outage = true;
+        }
+        if let Some(o) = outages.last_mut() {
+            o.push((r.finished_wall_ms, r.error.as_deref().unwrap_or("?")));
+        }
+    }
+    for o in &outages {
+        let first = o.first().map_or(0, |e| e.0);
+        let shown: Vec<String> = o
+            .iter()
+            .map(|(at, e)| format!("+{} ms {e}", at - first))
+            .collect();
+        eprintln!("outage of {} failed write(s): {shown:?}", o.len());
+    }
+    assert!(
+        outages.len() <= 1,
+        "{} client outages during the upgrade (one switchover): {outages:?}",
+        outages.len()
     );
 
     stack.teardown().await.unwrap_or_else(|e| panic!("{e}"));
