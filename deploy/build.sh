@@ -339,6 +339,15 @@ write_env() {
         upper=${name^^}
         out+="REDIS_HA_IMAGE_$upper=${IMAGES[$name]}"$'\n'
     done
+    # deploy/stack/redis-ha.yml names the Redis and Sentinel images per node (a rolling
+    # upgrade holds each node at its running one until its turn).
+    local n
+    for name in redis sentinel; do
+        upper=${name^^}
+        for n in 1 2 3; do
+            out+="REDIS_HA_IMAGE_${upper}_$n=${IMAGES[$name]}"$'\n'
+        done
+    done
     if [[ -n $ENV_FILE ]]; then
         printf '%s' "$out" >"$ENV_FILE"
     fi

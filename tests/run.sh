@@ -132,7 +132,7 @@ if [ "$skip_stack" = 1 ]; then
 else
     log "stack tests"
     disk
-    cargo nextest run -p redis-ha-tests --test stack --run-ignored ignored-only --locked --no-fail-fast \
+    cargo nextest run -p redis-ha-tests --test stack --test upgrade --run-ignored ignored-only --locked --no-fail-fast \
         --profile ci --no-tests=pass "${extra[@]}" || status=$?
     # The multi-node tests (tests/tests/multinode.rs): a rig of extra dockerds in network
     # namespaces joined to this swarm (root needed). Then the check that none of them left

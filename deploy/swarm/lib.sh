@@ -5,6 +5,8 @@
 SW_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 SW_DEPLOY=$(cd "$SW_DIR/.." && pwd)
 SW_STACK_DIR=$SW_DEPLOY/stack
+# shellcheck source=deploy/swarm/upgrade.sh
+source "$SW_DIR/upgrade.sh"
 
 sw_die() {
     echo "redis-ha: $*" >&2
@@ -106,8 +108,23 @@ replicas are linked and HAProxy routes a write, then prints the endpoints.
   --advertise-addr A    address for 'docker swarm init' (default: the default route's source
                         address, else 127.0.0.1)
   --state-dir DIR       passwords and image list of this stack (default deploy/stack/run/STACK)
-  --timeout S           how long to wait for a healthy stack (default 300)
+  --timeout S           how long to wait for a healthy stack, and for each step of a
+                        rolling upgrade (default 300)
+  --image NAME=IMAGE    run IMAGE instead of the built one (NAME: redis, sentinel, haproxy,
+                        sidecars; repeatable), e.g. a patched Redis image
+  --dry-run             on a running stack: print the upgrade plan (what changes, the order,
+                        the master now, where the switchover goes) and change nothing
+  --all-at-once         on a running stack: one stack deploy that restarts every changed
+                        service at once (what up.sh did before the rolling upgrade; for a
+                        group too broken for the rolling upgrade's checks)
   -h, --help            this text
+
+On a stack that is already running, the Redis and Sentinel services whose image or config
+changed are replaced one at a time (README "Upgrade"): the other services first (a normal
+stack deploy), then the replicas' Redis (each linked and caught up before the next), then
+the Sentinels (each back with the master and its peers before the next), then a
+'redis-ha switchover' away from the master and the old master's Redis. A failed step stops
+the upgrade and says which services run which version; running up.sh again continues.
 
 Environment (passed to the stack; see deploy/stack/redis-ha.yml):
   REDIS_HA_PUBLISH_MODE=ingress   publish through the routing mesh (default host: works without IPVS)
@@ -142,6 +159,9 @@ swarm_parse_up() {
     ADVERTISE_ADDR=""
     STATE_DIR=""
     WAIT_SECS=300
+    DRY_RUN=0
+    ALL_AT_ONCE=0
+    IMAGE_OVERRIDES=()
     while [[ $# -gt 0 ]]; do
         case "$1" in
             --stack) sw_need_value "$@"; STACK=$2; shift ;;
@@ -171,6 +191,9 @@ swarm_parse_up() {
             --advertise-addr) sw_need_value "$@"; ADVERTISE_ADDR=$2; shift ;;
             --state-dir) sw_need_value "$@"; STATE_DIR=$2; shift ;;
             --timeout) sw_need_value "$@"; WAIT_SECS=$2; shift ;;
+            --image) sw_need_value "$@"; IMAGE_OVERRIDES+=("$2"); shift ;;
+            --dry-run) DRY_RUN=1 ;;
+            --all-at-once) ALL_AT_ONCE=1 ;;
             -h | --help) swarm_usage; exit 0 ;;
             *) sw_usage_error "unknown option $1" ;;
         esac
@@ -201,6 +224,11 @@ swarm_parse_up() {
     [[ $MAXMEMORY =~ ^[0-9]+([kKmMgG][bB]?)?$ ]] ||
         sw_usage_error "--maxmemory must be bytes or a size like 512mb or 2gb, got '$MAXMEMORY'"
     [[ -n $STATE_DIR ]] || STATE_DIR=$SW_STACK_DIR/run/$STACK
+    local o
+    for o in "${IMAGE_OVERRIDES[@]}"; do
+        [[ $o =~ ^(redis|sentinel|haproxy|sidecars)=[^[:space:]]+$ ]] ||
+            sw_usage_error "--image must be NAME=IMAGE with NAME redis, sentinel, haproxy or sidecars, got '$o'"
+    done
 }
 
 # --dns: one IPv4 or IPv6 address (the engine checks it again).
@@ -362,9 +390,18 @@ sw_images() {
         fi
         export "$key=$value"
     done <"$env_file"
-    local v
+    local v o
     for v in REDIS_HA_IMAGE_REDIS REDIS_HA_IMAGE_SENTINEL REDIS_HA_IMAGE_HAPROXY REDIS_HA_IMAGE_SIDECARS; do
         [[ -n ${!v:-} ]] || sw_die "$env_file names no $v: run without --no-build"
+    done
+    for o in "${IMAGE_OVERRIDES[@]}"; do
+        v=REDIS_HA_IMAGE_${o%%=*}
+        v=${v^^}
+        if [[ -z $REGISTRY ]] && ! docker image inspect "${o#*=}" >/dev/null 2>&1; then
+            sw_die "image ${o#*=} (--image $o) is not on this machine"
+        fi
+        export "$v=${o#*=}"
+        echo "image ${o%%=*}: ${o#*=} (--image)"
     done
 }
 
@@ -839,8 +876,23 @@ swarm_up() {
     if [[ $JAEGER -eq 1 ]] && ! docker image inspect "${REDIS_HA_IMAGE_JAEGER:-jaegertracing/all-in-one:1.57}" >/dev/null 2>&1; then
         echo "note: ${REDIS_HA_IMAGE_JAEGER:-jaegertracing/all-in-one:1.57} is not on this machine: the swarm will try to pull it"
     fi
-    sw_deploy
-    sw_wait_healthy
+    # Every node service at its new version: a fresh deploy, or --all-at-once.
+    sw_pin_all_desired
+    sw_export_pins
+    if sw_stack_exists "$STACK" && [[ $ALL_AT_ONCE -eq 0 ]]; then
+        sw_upgrade
+    else
+        if [[ $DRY_RUN -eq 1 ]]; then
+            if sw_stack_exists "$STACK"; then
+                echo "dry run: --all-at-once: one stack deploy of $STACK, every changed service restarted at once; nothing deployed"
+            else
+                echo "dry run: no stack $STACK yet: a fresh deploy of every service; nothing deployed"
+            fi
+            exit 0
+        fi
+        sw_deploy
+        sw_wait_healthy
+    fi
     sw_prune_configs
     sw_prune_tls_secrets
     sw_print_endpoints

@@ -326,7 +326,7 @@ wait"#;
     }
 
     /// A value of the stack's images.env (what up.sh deployed).
-    fn image(&self, key: &str) -> Option<String> {
+    pub fn image(&self, key: &str) -> Option<String> {
         let env = std::fs::read_to_string(
             self.repo
                 .join("deploy/stack/run")
@@ -511,6 +511,15 @@ impl Stack {
 
     pub fn proxy_port(&self) -> u16 {
         self.opts.base_port
+    }
+
+    /// `deploy/up.sh` again on the running stack, with its options, the images of the last
+    /// build (`--debug --no-build`) and `extra`: what it printed.
+    pub async fn up_again(&self, extra: &[String]) -> Result<String, String> {
+        let mut args = up_args(&self.opts);
+        args.extend(["--debug".to_owned(), "--no-build".to_owned()]);
+        args.extend(extra.iter().cloned());
+        script(&self.repo, "up.sh", &args).await
     }
 
     /// The operator's Redis password (the `default` user: every command).

@@ -139,6 +139,43 @@ or aborted (the master unpaused and still master)."
     /// The cluster CA and the control plane's certificates (no coordinator needed).
     #[command(subcommand)]
     Certs(CertsCommand),
+    /// The rolling upgrade's plan and waits (what deploy/up.sh runs on a running stack).
+    #[command(subcommand)]
+    Upgrade(UpgradeCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UpgradeCommand {
+    /// Read `SERVICE CURRENT_IMAGE CURRENT_CONFIG DESIRED_IMAGE DESIRED_CONFIG` lines (redis-1..3,
+    /// sentinel-1..3) on stdin; print the steps (replicas, Sentinels, switchover, old master).
+    Plan(UpgradePlanArgs),
+    /// Wait until a replaced node is back: a caught-up replica, the master, or a Sentinel.
+    Wait(UpgradeWaitArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct UpgradePlanArgs {}
+
+#[derive(Debug, Args)]
+pub struct UpgradeWaitArgs {
+    /// Node N (1-3) a replica of the confirmed master, link up, caught up; both replicas linked.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=3))]
+    pub replica: Option<u8>,
+    /// Node N (1-3) the confirmed master with both replicas linked.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=3))]
+    pub master: Option<u8>,
+    /// Node N's (1-3) Sentinel up and naming the master; all three Sentinels up.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=3))]
+    pub sentinel: Option<u8>,
+    /// A replica this many bytes behind the master or fewer counts as caught up.
+    #[arg(long, default_value_t = 1024 * 1024, value_name = "BYTES")]
+    pub max_lag_bytes: u64,
+    /// Give up after this long (exit 1 with the last reason).
+    #[arg(long, default_value_t = 300_000, value_name = "MS", value_parser = millis(1, 86_400_000))]
+    pub max_wait_ms: u64,
+    /// Time between two looks at the topology.
+    #[arg(long, default_value_t = 500, value_name = "MS", value_parser = millis(10, 60_000))]
+    pub poll_ms: u64,
 }
 
 #[derive(Debug, Args)]

@@ -69,6 +69,9 @@ pub enum CliError {
 
     #[error("cannot run {program}: {reason}")]
     Exec { program: String, reason: String },
+
+    #[error("upgrade: {0}")]
+    Upgrade(String),
 }
 
 impl CliError {

@@ -22,6 +22,7 @@ pub mod output;
 pub mod render;
 mod table;
 mod timefmt;
+pub mod upgrade;
 
 pub use cli::{Cli, Command, Connection};
 pub use client::Target;
@@ -42,5 +43,11 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Simulate(fwd) => Err(external::exec("simulate", fwd, &cli.connection)),
         Command::Chaos(fwd) => Err(external::exec("chaos", fwd, &cli.connection)),
         Command::Certs(cli::CertsCommand::Create(args)) => commands::certs::create(args),
+        Command::Upgrade(cli::UpgradeCommand::Plan(args)) => {
+            commands::upgrade::plan_cmd(&target, args).await
+        }
+        Command::Upgrade(cli::UpgradeCommand::Wait(args)) => {
+            commands::upgrade::wait_cmd(&target, args).await
+        }
     }
 }

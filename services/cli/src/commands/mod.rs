@@ -6,5 +6,6 @@ pub mod failover;
 pub mod master;
 pub mod status;
 pub mod switchover;
+pub mod upgrade;
 pub mod wait;
 pub mod watch;
