@@ -9,7 +9,13 @@
 //! ```text
 //! cargo bench -p redis-ha-tests --bench stack_switchover -- [--reps N] [--down-after MS]
 //!     [--rest-ms MS] [--stack NAME] [--base-port N] [--grpc-port N] [--keep]
+//!     [--graceful service-update | docker-stop]
 //! ```
+//!
+//! `--graceful docker-stop`: the graceful stop is a `docker stop` of the master's container
+//! (SIGTERM with the task's stop_grace_period; the swarm restarts the task after its restart
+//! delay) instead of a rolling `docker service update --force`, which takes the task's name
+//! out of Docker's DNS before the SIGTERM.
 //!
 //! One deploy (`deploy/up.sh` through `stack::Stack::deploy`: leftovers purged first; the
 //! sidecars of the bench's own build profile), then N rounds of the three operations in turn.
@@ -29,12 +35,13 @@
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
+use redis_ha_chaos::chaos::docker::ChaosAction;
 use redis_ha_tests::figures::{
     acked_keys, cells, millis, move_row, move_sample, MoveSample, MOVE_TABLE_HEADER,
 };
 use redis_ha_tests::haproxy::{WriteMode, Writer};
 use redis_ha_tests::stack::{docker, missing_keys, poll, remove, repo_root, Stack, StackOptions};
-use redis_ha_tests::stack_ops::switchover_done_since;
+use redis_ha_tests::stack_ops::{switchover_done_since, switchover_event_since};
 
 /// How long any one wait of a round may take (a task replaced, a full resync included).
 const WAIT: Duration = Duration::from_secs(180);
@@ -50,6 +57,16 @@ struct Args {
     base_port: u16,
     grpc_port: u16,
     keep: bool,
+    graceful: Graceful,
+}
+
+/// How the graceful stop stops the master's Redis.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Graceful {
+    /// `docker service update --force --detach <stack>_redis-N` (a rolling replacement).
+    ServiceUpdate,
+    /// `docker stop` of the master's container (`ChaosAction::Stop`).
+    DockerStop,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -61,6 +78,7 @@ fn parse_args() -> Result<Args, String> {
         base_port: 9700,
         grpc_port: 9750,
         keep: false,
+        graceful: Graceful::ServiceUpdate,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -82,6 +100,17 @@ fn parse_args() -> Result<Args, String> {
             "--base-port" => a.base_port = port("--base-port", value("--base-port")?)?,
             "--grpc-port" => a.grpc_port = port("--grpc-port", value("--grpc-port")?)?,
             "--keep" => a.keep = true,
+            "--graceful" => {
+                a.graceful = match value("--graceful")?.as_str() {
+                    "service-update" => Graceful::ServiceUpdate,
+                    "docker-stop" => Graceful::DockerStop,
+                    other => {
+                        return Err(format!(
+                            "--graceful {other:?}: service-update or docker-stop"
+                        ))
+                    }
+                }
+            }
             // `cargo bench` passes --bench.
             _ => {}
         }
@@ -122,13 +151,16 @@ enum Op {
 const OPS: [Op; 3] = [Op::Switchover, Op::GracefulStop, Op::Failover];
 
 impl Op {
-    fn label(self) -> &'static str {
-        match self {
-            Op::Switchover => "`redis-ha switchover`",
-            Op::GracefulStop => {
+    fn label(self, graceful: Graceful) -> &'static str {
+        match (self, graceful) {
+            (Op::Switchover, _) => "`redis-ha switchover`",
+            (Op::GracefulStop, Graceful::ServiceUpdate) => {
                 "graceful stop (`docker service update --force` of the master's Redis)"
             }
-            Op::Failover => "`redis-ha failover` (plain `SENTINEL FAILOVER`)",
+            (Op::GracefulStop, Graceful::DockerStop) => {
+                "graceful stop (`docker stop` of the master's Redis container)"
+            }
+            (Op::Failover, _) => "`redis-ha failover` (plain `SENTINEL FAILOVER`)",
         }
     }
 }
@@ -144,6 +176,8 @@ struct Sample {
     settled: Duration,
     from: u8,
     to: u8,
+    /// A graceful stop: what the coordinator's event says of its handover.
+    handover: Option<String>,
 }
 
 async fn run(args: Args) -> Result<(), String> {
@@ -189,12 +223,12 @@ async fn rounds(stack: &Stack, args: &Args) -> Result<Vec<Sample>, String> {
     let mut result = Ok(());
     'rounds: for round in 1..=args.reps {
         for op in OPS {
-            match one(stack, &writer, op, args.rest).await {
+            match one(stack, &writer, op, args).await {
                 Ok(s) => {
                     eprintln!(
                         "   round {round}/{} {op:?}: redis-{} → redis-{}, {} acked, {} lost, {} \
                          errors ({} NOREPLICAS), longest pause {} ms, reported pause {}, at rest \
-                         after {:.1} s",
+                         after {:.1} s{}",
                         args.reps,
                         s.from,
                         s.to,
@@ -205,7 +239,10 @@ async fn rounds(stack: &Stack, args: &Args) -> Result<Vec<Sample>, String> {
                         s.figures.longest_gap.as_millis(),
                         s.reported_pause
                             .map_or_else(|| "none".to_owned(), |d| format!("{} ms", d.as_millis())),
-                        s.settled.as_secs_f64()
+                        s.settled.as_secs_f64(),
+                        s.handover
+                            .as_deref()
+                            .map_or_else(String::new, |h| format!("; handover: {h}"))
                     );
                     samples.push(s);
                 }
@@ -228,13 +265,23 @@ async fn rounds(stack: &Stack, args: &Args) -> Result<Vec<Sample>, String> {
 }
 
 /// Starts `op` on the stack at rest; returns the reported pause when the operation answers one.
-async fn start(stack: &Stack, op: Op, master: u8) -> Result<Option<Duration>, String> {
+async fn start(
+    stack: &Stack,
+    op: Op,
+    graceful: Graceful,
+    master: u8,
+) -> Result<Option<Duration>, String> {
     match op {
         Op::Switchover => {
             let out = stack.cli(&["switchover", "--json"]).await?;
             let j: serde_json::Value =
                 serde_json::from_str(&out).map_err(|e| format!("switchover JSON {out:?}: {e}"))?;
             Ok(j["pause_ms"].as_u64().map(Duration::from_millis))
+        }
+        Op::GracefulStop if graceful == Graceful::DockerStop => {
+            // Returns once the container is gone (the handover, then Redis's exit).
+            stack.chaos(ChaosAction::Stop, master).await?;
+            Ok(None)
         }
         Op::GracefulStop => {
             // A rolling replacement of the master's task: SIGTERM first (stop-first).
@@ -258,13 +305,14 @@ async fn start(stack: &Stack, op: Op, master: u8) -> Result<Option<Duration>, St
     }
 }
 
-async fn one(stack: &Stack, writer: &Writer, op: Op, rest: Duration) -> Result<Sample, String> {
+async fn one(stack: &Stack, writer: &Writer, op: Op, args: &Args) -> Result<Sample, String> {
     let old = stack.wait_at_rest(WAIT).await?;
     let old_container = stack.running_container(old).await?;
-    tokio::time::sleep(rest).await;
+    tokio::time::sleep(args.rest).await;
     let from = Instant::now();
     let from_ms = redis_ha_common::time::now_ms();
-    let mut reported_pause = start(stack, op, old).await?;
+    let mut reported_pause = start(stack, op, args.graceful, old).await?;
+    let mut handover = None;
     let new = poll(WAIT, || async {
         match stack.sentinel_master().await? {
             m if m != old => Ok(m),
@@ -283,6 +331,10 @@ async fn one(stack: &Stack, writer: &Writer, op: Op, rest: Duration) -> Result<S
         .await?;
         let events = stack.events_json().await?;
         reported_pause = switchover_done_since(&events, from_ms);
+        handover = Some(
+            switchover_event_since(&events, from_ms)
+                .unwrap_or_else(|| "no switchover event".to_owned()),
+        );
     }
     let at_rest = stack.wait_at_rest(WAIT).await?;
     if at_rest != new {
@@ -314,6 +366,7 @@ async fn one(stack: &Stack, writer: &Writer, op: Op, rest: Duration) -> Result<S
         settled,
         from: old,
         to: new,
+        handover,
     })
 }
 
@@ -335,7 +388,7 @@ fn report(args: &Args, samples: &[Sample]) -> String {
             .filter(|s| s.op == op)
             .map(|s| &s.figures)
             .collect();
-        out.push_str(&move_row(op.label(), &of));
+        out.push_str(&move_row(op.label(args.graceful), &of));
     }
     let pauses = |op: Op| -> Vec<Duration> {
         samples
@@ -366,6 +419,25 @@ fn report(args: &Args, samples: &[Sample]) -> String {
         cells(&settled(Op::GracefulStop), secs1).replace(" | ", " / "),
         cells(&settled(Op::Failover), secs1).replace(" | ", " / "),
     );
+    let mut outcomes: Vec<&str> = samples
+        .iter()
+        .filter_map(|s| s.handover.as_deref())
+        .collect();
+    outcomes.sort_unstable();
+    outcomes.dedup();
+    if !outcomes.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nThe graceful stops' handovers (the coordinator's events):\n"
+        );
+        for o in outcomes {
+            let n = samples
+                .iter()
+                .filter(|s| s.handover.as_deref() == Some(o))
+                .count();
+            let _ = writeln!(out, "- {n} × {o}");
+        }
+    }
     let _ = writeln!(
         out,
         "\nPer operation: round, from → to, acknowledged / lost / errors (NOREPLICAS) / longest \

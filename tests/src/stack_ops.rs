@@ -88,6 +88,15 @@ pub fn switchover_done_since(events: &[serde_json::Value], since_ms: i64) -> Opt
         })
 }
 
+/// The message of the first `switchover` event (done, refused, aborted ...) at or after
+/// `since_ms`: what became of a graceful stop's handover.
+pub fn switchover_event_since(events: &[serde_json::Value], since_ms: i64) -> Option<String> {
+    events
+        .iter()
+        .filter(|e| e["kind"] == "switchover" && e["at_ms"].as_i64().unwrap_or(0) >= since_ms)
+        .find_map(|e| e["message"].as_str().map(str::to_owned))
+}
+
 impl Stack {
     /// `redis-ha ARGS` from the host against the published gRPC port, with the operator's
     /// certificate: its stdout; an error with its exit status and stderr.
@@ -282,6 +291,9 @@ mod tests {
             Some(Duration::from_millis(212))
         );
         assert_eq!(switchover_done_since(&events, 401), None);
+        assert!(switchover_event_since(&events, 101)
+            .is_some_and(|m| m.starts_with("switchover aborted")));
+        assert_eq!(switchover_event_since(&events, 401), None);
         assert_eq!(switchover_done_since(&events[1..3], 0), None);
     }
 }
