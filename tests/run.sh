@@ -119,21 +119,21 @@ if [ "$ci" = 1 ]; then rm -rf fuzz/target; fi
 log "tests"
 extra=()
 if [ "${1:-}" = "--" ]; then shift; extra=("$@"); fi
-# The process tests first; then the stack tests (tests/tests/stack.rs, `#[ignore]`d so that a
+# The process tests first; then the stack tests (tests/tests/stack.rs and stack_readers.rs, `#[ignore]`d so that a
 # plain `cargo nextest run` lists them as skipped), which deploy the real swarm stack through
 # deploy/up.sh (it initialises a swarm and builds the images, debootstrapping a base image when
 # none can be pulled) and need a running Docker engine. Without one they fail with a clear
 # message; REDIS_HA_SKIP_STACK_TESTS=1 skips them (developers only, refused under CI above).
 status=0
 cargo nextest run --workspace --locked --no-fail-fast --profile ci \
-    -E 'not binary(stack) and not binary(multinode)' "${extra[@]}" || status=$?
+    -E 'not binary(stack) and not binary(stack_readers) and not binary(multinode)' "${extra[@]}" || status=$?
 if [ "$skip_stack" = 1 ]; then
     log "stack tests SKIPPED (REDIS_HA_SKIP_STACK_TESTS is set): this run did not test the stack"
 else
     log "stack tests"
     disk
-    cargo nextest run -p redis-ha-tests --test stack --test upgrade --run-ignored ignored-only --locked --no-fail-fast \
-        --profile ci --no-tests=pass "${extra[@]}" || status=$?
+    cargo nextest run -p redis-ha-tests --test stack --test stack_readers --test upgrade --run-ignored ignored-only \
+        --locked --no-fail-fast --profile ci --no-tests=pass "${extra[@]}" || status=$?
     # The multi-node tests (tests/tests/multinode.rs): a rig of extra dockerds in network
     # namespaces joined to this swarm (root needed). Then the check that none of them left
     # anything (it also removes what a test killed by its timeout left). The three-manager rig

@@ -16,7 +16,9 @@ use std::time::{Duration, Instant};
 
 use redis_ha_proto::v1::coordinator_client::CoordinatorClient;
 use redis_ha_proto::v1::{FailoverRequest, SwitchoverRequest};
-use redis_ha_tests::figures::{cells, millis};
+use redis_ha_tests::figures::{
+    acked_keys, cells, millis, move_row, move_sample, MoveSample, MOVE_TABLE_HEADER,
+};
 use redis_ha_tests::haproxy::{Haproxy, ReloaderTask, WriteMode, WriteRecord, Writer};
 use redis_ha_tests::kit::client;
 use redis_ha_tests::{wait_until, Cluster, ClusterOptions, NODES, READY_TIMEOUT};
@@ -68,13 +70,8 @@ impl Op {
     }
 }
 
-#[derive(Default)]
 struct Sample {
-    acked: usize,
-    lost: usize,
-    errors: usize,
-    noreplicas: usize,
-    longest_gap: Duration,
+    figures: MoveSample,
     reported_pause: Option<Duration>,
 }
 
@@ -165,18 +162,23 @@ async fn run(args: Args) {
         .await;
         let to = Instant::now();
         let window: Vec<WriteRecord> = writer_snapshot(&writer, from, to);
-        let mut s = measure(&cluster, master, &window).await;
-        s.reported_pause = reported_pause;
+        let f = measure(&cluster, master, &window).await;
         eprintln!(
             "{:?} {rep}: {} acked, {} lost, {} errors ({} NOREPLICAS), longest gap {} ms",
             op,
-            s.acked,
-            s.lost,
-            s.errors,
-            s.noreplicas,
-            s.longest_gap.as_millis()
+            f.acked,
+            f.lost,
+            f.errors,
+            f.noreplicas,
+            f.longest_gap.as_millis()
         );
-        samples.push((op, s));
+        samples.push((
+            op,
+            Sample {
+                figures: f,
+                reported_pause,
+            },
+        ));
     }
     let _ = writer.finish().await;
     reloader.stop().await;
@@ -198,75 +200,33 @@ async fn settle(cluster: &mut Cluster, haproxy: &Haproxy) -> usize {
     m
 }
 
-async fn measure(cluster: &Cluster, master: usize, window: &[WriteRecord]) -> Sample {
-    let acked: Vec<&WriteRecord> = window.iter().filter(|r| r.acked).collect();
+/// The window's figures; lost: its acknowledged writes missing on the settled `master`.
+async fn measure(cluster: &Cluster, master: usize, window: &[WriteRecord]) -> MoveSample {
     let node = cluster.node(master);
     let mut con = client::connect(node.port(), node.password())
         .await
         .unwrap_or_else(|e| panic!("node {master}: {e}"));
-    let lost = client::missing_keys(&mut con, acked.iter().map(|r| r.key.as_str()))
+    let keys = acked_keys(window);
+    let missing = client::missing_keys(&mut con, keys.iter().map(String::as_str))
         .await
-        .unwrap_or_else(|e| panic!("MGET: {e}"))
-        .len();
-    let mut finished: Vec<Instant> = acked.iter().map(|r| r.finished).collect();
-    finished.sort_unstable();
-    let longest_gap = finished
-        .windows(2)
-        .map(|w| w[1] - w[0])
-        .max()
-        .unwrap_or_default();
-    let errors: Vec<&WriteRecord> = window.iter().filter(|r| !r.acked).collect();
-    Sample {
-        acked: acked.len(),
-        lost,
-        errors: errors.len(),
-        noreplicas: errors
-            .iter()
-            .filter(|r| r.error.as_deref().is_some_and(|e| e.contains("NOREPLICAS")))
-            .count(),
-        longest_gap,
-        reported_pause: None,
-    }
-}
-
-fn counts(v: &[usize]) -> String {
-    let mut s = v.to_vec();
-    s.sort_unstable();
-    match (s.first(), s.get(s.len() / 2), s.last()) {
-        (Some(a), Some(b), Some(c)) => format!("{a} / {b} / {c}"),
-        _ => "-".into(),
-    }
+        .unwrap_or_else(|e| panic!("MGET: {e}"));
+    move_sample(window, &missing)
 }
 
 fn report(args: &Args, samples: &[(Op, Sample)]) -> String {
     let mut out = format!(
         "\nSwitchover vs plain failover, one cluster, alternating, {} of each, down-after {} ms, \
          one writer through HAProxy at full speed ({NODES} nodes, shipped config). min / median / max:\n\n\
-         | operation | acknowledged writes lost | client errors | of which NOREPLICAS | longest write pause | writes acknowledged in the window |\n\
-         |---|---:|---:|---:|---:|---:|\n",
+         {MOVE_TABLE_HEADER}",
         args.reps, args.down_after
     );
     for op in [Op::Switchover, Op::Failover] {
-        let of: Vec<&Sample> = samples
+        let of: Vec<&MoveSample> = samples
             .iter()
             .filter(|(o, _)| *o == op)
-            .map(|(_, s)| s)
+            .map(|(_, s)| &s.figures)
             .collect();
-        let lost: Vec<usize> = of.iter().map(|s| s.lost).collect();
-        let errors: Vec<usize> = of.iter().map(|s| s.errors).collect();
-        let norep: Vec<usize> = of.iter().map(|s| s.noreplicas).collect();
-        let acked: Vec<usize> = of.iter().map(|s| s.acked).collect();
-        let gaps: Vec<Duration> = of.iter().map(|s| s.longest_gap).collect();
-        out.push_str(&format!(
-            "| {} | {} (total {}) | {} | {} | {} | {} |\n",
-            op.label(),
-            counts(&lost),
-            lost.iter().sum::<usize>(),
-            counts(&errors),
-            counts(&norep),
-            cells(&gaps, millis).replace(" | ", " / "),
-            counts(&acked),
-        ));
+        out.push_str(&move_row(op.label(), &of));
     }
     let reported: Vec<Duration> = samples
         .iter()

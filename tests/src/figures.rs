@@ -101,6 +101,91 @@ pub fn failover_sample(
     }
 }
 
+/// What one planned move of the master (a switchover, a graceful stop, a plain failover) cost
+/// a writer, read from its records of the move's window.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MoveSample {
+    /// Writes acknowledged in the window.
+    pub acked: usize,
+    /// Of those, how many the master does not hold once everything settled.
+    pub lost: usize,
+    /// Attempts that were not acknowledged (a failed connection or an error reply).
+    pub errors: usize,
+    /// Of those, `NOREPLICAS` replies (a new master no replica acknowledges yet).
+    pub noreplicas: usize,
+    /// The longest time between two acknowledged writes.
+    pub longest_gap: Duration,
+}
+
+/// The keys of the acknowledged writes of `window`: what the final master must hold.
+pub fn acked_keys(window: &[WriteRecord]) -> Vec<String> {
+    window
+        .iter()
+        .filter(|r| r.acked)
+        .map(|r| r.key.clone())
+        .collect()
+}
+
+/// The sample of one move: `window` the writer's attempts in it (any order), `missing` the
+/// keys of [`acked_keys`] the settled master does not hold.
+pub fn move_sample(window: &[WriteRecord], missing: &[String]) -> MoveSample {
+    let missing: std::collections::HashSet<&str> = missing.iter().map(String::as_str).collect();
+    let acked: Vec<&WriteRecord> = window.iter().filter(|r| r.acked).collect();
+    let mut finished: Vec<Instant> = acked.iter().map(|r| r.finished).collect();
+    finished.sort_unstable();
+    let errors: Vec<&WriteRecord> = window.iter().filter(|r| !r.acked).collect();
+    MoveSample {
+        acked: acked.len(),
+        lost: acked
+            .iter()
+            .filter(|r| missing.contains(r.key.as_str()))
+            .count(),
+        errors: errors.len(),
+        noreplicas: errors
+            .iter()
+            .filter(|r| r.error.as_deref().is_some_and(|e| e.contains("NOREPLICAS")))
+            .count(),
+        longest_gap: finished
+            .windows(2)
+            .map(|w| w[1] - w[0])
+            .max()
+            .unwrap_or_default(),
+    }
+}
+
+/// "min / median / max" of counts, or a dash.
+pub fn count_cells(v: &[usize]) -> String {
+    let mut s = v.to_vec();
+    s.sort_unstable();
+    match (s.first(), s.get(s.len() / 2), s.last()) {
+        (Some(a), Some(b), Some(c)) => format!("{a} / {b} / {c}"),
+        _ => "-".into(),
+    }
+}
+
+/// The header of the table [`move_row`] fills.
+pub const MOVE_TABLE_HEADER: &str = "| operation | acknowledged writes lost | client errors | \
+    of which NOREPLICAS | longest write pause | writes acknowledged in the window |\n\
+    |---|---:|---:|---:|---:|---:|\n";
+
+/// One row of the moves' table: `label`, then min / median / max of each figure of `samples`
+/// (and the total of lost writes).
+pub fn move_row(label: &str, samples: &[&MoveSample]) -> String {
+    let pick =
+        |f: fn(&MoveSample) -> usize| -> Vec<usize> { samples.iter().map(|s| f(s)).collect() };
+    let lost = pick(|s| s.lost);
+    let gaps: Vec<Duration> = samples.iter().map(|s| s.longest_gap).collect();
+    format!(
+        "| {label} | {} (total {}) | {} | {} | {} | {} |\n",
+        count_cells(&lost),
+        lost.iter().sum::<usize>(),
+        count_cells(&pick(|s| s.errors)),
+        count_cells(&pick(|s| s.noreplicas)),
+        cells(&gaps, millis).replace(" | ", " / "),
+        count_cells(&pick(|s| s.acked)),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -193,5 +278,43 @@ mod tests {
         );
         assert_eq!(cells(&[ms(1500)], secs), "1.50 s | 1.50 s | 1.50 s");
         assert_eq!(cells(&[], millis), "- | - | -");
+    }
+
+    #[test]
+    fn a_move_counts_lost_writes_errors_and_the_longest_pause() {
+        let ms = Duration::from_millis;
+        let t0 = Instant::now();
+        let mut records = vec![
+            record(t0 + ms(10), 1, true),
+            record(t0 + ms(400), 2, true),
+            record(t0 + ms(30), 1, true),
+            record(t0 + ms(200), 1, false),
+            record(t0 + ms(300), 2, false),
+        ];
+        for (i, r) in records.iter_mut().enumerate() {
+            r.key = format!("k{i}");
+        }
+        records[4].error = Some("NOREPLICAS Not enough good replicas to write.".into());
+        assert_eq!(acked_keys(&records), ["k0", "k1", "k2"]);
+        // A missing key that was never acknowledged is no lost write.
+        let s = move_sample(&records, &["k2".into(), "k3".into()]);
+        assert_eq!(
+            s,
+            MoveSample {
+                acked: 3,
+                lost: 1,
+                errors: 2,
+                noreplicas: 1,
+                longest_gap: ms(370),
+            }
+        );
+        assert_eq!(move_sample(&[], &[]), MoveSample::default());
+        assert_eq!(count_cells(&[3, 1, 2]), "1 / 2 / 3");
+        assert_eq!(count_cells(&[]), "-");
+        let quiet = MoveSample::default();
+        assert_eq!(
+            move_row("op", &[&s, &quiet]),
+            "| op | 0 / 1 / 1 (total 1) | 0 / 2 / 2 | 0 / 1 / 1 | 0 ms / 370 ms / 370 ms | 0 / 3 / 3 |\n"
+        );
     }
 }

@@ -25,6 +25,7 @@ pub mod sentinel_events;
 pub mod sidecars;
 pub mod simulate;
 pub mod stack;
+pub mod stack_ops;
 
 /// The test kit this crate is built on (ports, processes, shipped configs, waits, RESP).
 pub use redis_ha_testkit as kit;

@@ -491,8 +491,12 @@ impl Stack {
         .await?;
         tracing::info!("leftovers removed:\n{down}");
         let mut args = up_args(&opts);
-        args.push("--debug".into());
-        // The test build compiled the debug binaries already: image them as they are.
+        // The sidecars of this build's own profile (up.sh's default is release): a test's are
+        // debug, `cargo bench`'s release.
+        if !binaries_dir().ends_with("release") {
+            args.push("--debug".into());
+        }
+        // The test build compiled the binaries already: image them as they are.
         if binaries_fresh() {
             args.push("--no-cargo".into());
         }
