@@ -433,6 +433,47 @@ impl Cluster {
 }
 
 impl Cluster {
+    /// Restarts replica `i` (1-based) under `redis-ha-node redis-run` (as the Redis image and
+    /// `deploy/up.sh --local` run it, with node `i`'s agent identity, so SIGTERM hands the
+    /// master's role over before Redis exits) and waits until it is a synced replica of node
+    /// `master` again, the topology steady. Later starts of the node keep the wrapper.
+    pub async fn restart_under_redis_run(&mut self, i: usize, master: usize) {
+        let node_id = format!("node-{i}");
+        let who = redis_ha_testkit::tls::agent(&node_id);
+        let path = |p: PathBuf| p.display().to_string();
+        let certs = self.certs();
+        let args = vec![
+            "redis-run".to_owned(),
+            "--node-id".into(),
+            node_id.clone(),
+            "--port".into(),
+            self.node(i).port().to_string(),
+            "--group".into(),
+            self.group().to_owned(),
+            "--coordinator".into(),
+            self.coordinator_url(),
+            "--ca-file".into(),
+            path(certs.ca()),
+            "--cert-file".into(),
+            path(certs.cert(&who)),
+            "--key-file".into(),
+            path(certs.key(&who)),
+            "--secrets-dir".into(),
+            path(self.dir().to_path_buf()),
+            "--handover-timeout-ms".into(),
+            "60000".into(),
+        ];
+        let wrapper = path(crate::binaries::binary(crate::binaries::NODE_BIN));
+        let node = self.node_mut(i);
+        node.kill();
+        node.wrap(&wrapper, &args);
+        node.start();
+        self.wait_replica_of(i, master).await;
+        self.wait_steady_topology(master).await;
+    }
+}
+
+impl Cluster {
     /// Waits until the topology is at rest with node `master` (1-based) as master: confirmed,
     /// every node and Sentinel UP, the replicas linked to it, no failover, no split brain.
     pub async fn wait_steady_topology(&mut self, master: usize) -> Topology {

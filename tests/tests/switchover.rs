@@ -351,50 +351,12 @@ async fn only_the_operator_may_switch_over_and_refusals_touch_nothing() {
     }
 }
 
-/// Restarts replica `i` under `redis-ha-node redis-run` (as the Redis image and `deploy/up.sh
-/// --local` run it) and waits until it is a synced replica of node `master` again.
-async fn restart_under_redis_run(s: &mut Stack, i: usize, master: usize) {
-    use redis_ha_tests::binaries::NODE_BIN;
-    let node_id = format!("node-{i}");
-    let who = redis_ha_testkit::tls::agent(&node_id);
-    let certs = s.cluster.certs();
-    let path = |p: std::path::PathBuf| p.display().to_string();
-    let args = vec![
-        "redis-run".to_owned(),
-        "--node-id".into(),
-        node_id.clone(),
-        "--port".into(),
-        s.cluster.node(i).port().to_string(),
-        "--group".into(),
-        s.cluster.group().to_owned(),
-        "--coordinator".into(),
-        s.cluster.coordinator_url(),
-        "--ca-file".into(),
-        path(certs.ca()),
-        "--cert-file".into(),
-        path(certs.cert(&who)),
-        "--key-file".into(),
-        path(certs.key(&who)),
-        "--secrets-dir".into(),
-        path(s.cluster.dir().to_path_buf()),
-        "--handover-timeout-ms".into(),
-        "60000".into(),
-    ];
-    let wrapper = path(binary(NODE_BIN));
-    let node = s.cluster.node_mut(i);
-    node.kill();
-    node.wrap(&wrapper, &args);
-    node.start();
-    s.cluster.wait_replica_of(i, master).await;
-    s.cluster.wait_steady_topology(master).await;
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_to_the_master_hands_over_first_and_to_a_replica_just_stops() {
     use nix::sys::signal::Signal;
     let mut s = stack().await;
-    restart_under_redis_run(&mut s, 2, 1).await;
-    restart_under_redis_run(&mut s, 3, 1).await;
+    s.cluster.restart_under_redis_run(2, 1).await;
+    s.cluster.restart_under_redis_run(3, 1).await;
     let writer = full_speed_writer(&s.haproxy, "stop").await;
 
     // A replica: it just stops; the master and the topology's master stay, no switchover.
