@@ -155,22 +155,7 @@ fn parse_args() -> Result<Args, String> {
 }
 
 fn main() {
-    let args = match parse_args() {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("stack_failover: {e}");
-            std::process::exit(2);
-        }
-    };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap_or_else(|e| panic!("tokio runtime: {e}"));
-    if let Err(e) = rt.block_on(run(args)) {
-        eprintln!("stack_failover: {e}");
-        std::process::exit(1);
-    }
+    redis_ha_tests::figures::bench_main("stack_failover", parse_args, run);
 }
 
 /// The two proxies under test.

@@ -186,6 +186,37 @@ pub fn move_row(label: &str, samples: &[&MoveSample]) -> String {
     )
 }
 
+/// A benchmark's `main` (they run without the test harness): `parse` the arguments (an error:
+/// exit 2), then `run` on a two-worker runtime (an error: exit 1), each said as `name: error`.
+pub fn bench_main<A, F, Fut>(name: &str, parse: impl FnOnce() -> Result<A, String>, run: F)
+where
+    F: FnOnce(A) -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
+    let args = match parse() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("{name}: {e}");
+            std::process::exit(2);
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("{name}: tokio runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    if let Err(e) = rt.block_on(run(args)) {
+        eprintln!("{name}: {e}");
+        std::process::exit(1);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
