@@ -645,27 +645,8 @@ impl Stack {
 
     /// `redis-ha events --json` from the host: the coordinator's event ring, oldest first.
     pub async fn events_json(&self) -> Result<Vec<serde_json::Value>, String> {
-        let out = Command::new(binaries_dir().join("redis-ha"))
-            .args(operator_tls_args(&tls_dir(&self.opts.name)))
-            .args([
-                "--coordinator",
-                &format!("https://127.0.0.1:{}", self.opts.grpc_port),
-                "--group",
-                &self.opts.group,
-                "events",
-                "--json",
-            ])
-            .stdin(Stdio::null())
-            .output()
-            .await
-            .map_err(|e| format!("cannot run redis-ha events: {e}"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "redis-ha events: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
-        }
-        serde_json::from_slice(&out.stdout).map_err(|e| format!("events JSON: {e}"))
+        let out = self.cli(&["events", "--json"]).await?;
+        serde_json::from_str(&out).map_err(|e| format!("events JSON: {e}"))
     }
 
     /// The confirmed master `redis-ha status` names, as a node number.
