@@ -15,7 +15,7 @@ use redis_ha_proto::v1::{
     ListEventsResponse, ReportAck, SwitchoverRequest, SwitchoverResponse, Topology,
     WatchTopologyRequest,
 };
-use redis_ha_tls::{Call, Guard};
+use redis_ha_tls::{Call, Guard, Identity};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
@@ -196,8 +196,14 @@ impl CoordinatorService {
     /// The permission check of every call, before anything is read or changed: the peer's
     /// certificate names an identity the rule allows `call` (logged when refused).
     #[allow(clippy::result_large_err)] // as `with_group`
-    fn allowed<T>(&self, method: &str, request: &Request<T>, call: Call<'_>) -> Result<(), Status> {
-        self.inner.guard.check(request, call).map(|_| ()).inspect_err(|s| {
+    /// The caller's identity (`None` in insecure mode) when `call` is allowed.
+    fn allowed<T>(
+        &self,
+        method: &str,
+        request: &Request<T>,
+        call: Call<'_>,
+    ) -> Result<Option<Identity>, Status> {
+        self.inner.guard.check(request, call).inspect_err(|s| {
             tracing::warn!(method, peer = ?request.remote_addr(), code = ?s.code(), reason = s.message(), "call refused");
         })
     }
@@ -750,7 +756,11 @@ impl CoordinatorService {
         } else {
             Call::Handover { node: &away_from }
         };
-        self.allowed("Switchover", &request, call)?;
+        let who = self.allowed("Switchover", &request, call)?;
+        // A stopping master's own address (see switchover::reach_stopping_master).
+        let master_at = request
+            .remote_addr()
+            .and_then(|a| switchover::handover_from(who.as_ref(), &away_from, a.ip()));
         let (span, req) = rpc_span(
             request,
             |r| tracing::info_span!("Switchover", group = %r.master_group, to = %r.to, max_pause_ms = r.max_pause_ms),
@@ -764,7 +774,7 @@ impl CoordinatorService {
         let Ok(_running) = self.inner.switchover.try_lock() else {
             return Err(refused(switchover::Refusal::AlreadyRunning));
         };
-        let (topology, sentinels) = self.with_group(&group, |g, m| {
+        let (mut topology, sentinels) = self.with_group(&group, |g, m| {
             let now = Now::system();
             (g.refresh(now, m), g.state.sentinel_addresses(now))
         })?;
@@ -784,6 +794,22 @@ impl CoordinatorService {
                     ..SwitchoverResponse::default()
                 }));
             }
+        }
+        if let (Some(ip), false) = (master_at, topology.master_confirmed) {
+            let answers = match switchover::reach_stopping_master(&topology.master_address, ip) {
+                Some(at) => {
+                    switchover::answers_master(
+                        at,
+                        self.inner.redis_user.as_deref(),
+                        self.inner.redis_password.as_ref(),
+                        self.inner.io_timeout,
+                    )
+                    .await
+                }
+                None => false,
+            };
+            span.in_scope(|| tracing::info!(%ip, answers, "switchover away from a node: its agent does not confirm it; asked it at the call's address"));
+            switchover::confirm_stopping_master(Arc::make_mut(&mut topology), answers);
         }
         let choice = switchover::choose(&topology, to).map_err(refused)?;
         span.in_scope(|| {
@@ -808,6 +834,7 @@ impl CoordinatorService {
             failover_timeout: self.inner.settings.failover_timeout,
             links: &mut links,
             published: &published,
+            master_at,
         };
         let result = switchover::run(ctx, &choice, max_pause)
             .instrument(span.clone())

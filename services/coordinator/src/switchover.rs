@@ -29,6 +29,7 @@
 //!
 //! Any failure before step 6 unpauses the master, which stays master ([`Failure::Aborted`]).
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 use redis::Value;
@@ -36,6 +37,7 @@ use redis_ha_common::redis_client::{info_fields, text, LinkError, RedisLink};
 use redis_ha_common::{HostPort, Secret};
 use redis_ha_proto::v1::{Health, LinkState, Role, Topology};
 use redis_ha_sentinel::{SentinelClient, SentinelReplica};
+use redis_ha_tls::Identity;
 use tokio::time::Instant;
 
 use crate::failover::{forced_after_ballot, preflight_ballot, BallotRequest, SentinelLinks};
@@ -463,6 +465,64 @@ pub struct Context<'a> {
     pub links: &'a mut SentinelLinks,
     /// The master the coordinator publishes now.
     pub published: &'a (dyn Fn() -> String + Send + Sync),
+    /// Where the master is reached instead of by its name: a stopping master's handover
+    /// ([`reach_stopping_master`]).
+    pub master_at: Option<IpAddr>,
+}
+
+/// The address of a stopping master's Redis: its name's host replaced by the address its
+/// handover call came from (`redis-ha-node redis-run` runs beside Redis, in its container).
+/// A rolling `docker service update` takes the task's name out of Docker's DNS before the
+/// SIGTERM, so by the time the handover is asked the name resolves no more; the container,
+/// and its address, stay until Redis exits. `None` when `address` is not `host:port`.
+pub fn reach_stopping_master(address: &str, peer: IpAddr) -> Option<HostPort> {
+    let hp: HostPort = address.parse().ok()?;
+    Some(HostPort {
+        host: peer.to_string(),
+        port: hp.port,
+    })
+}
+
+/// Whose address a handover call's source is: the stopping node's own, when the caller is
+/// that node's agent identity (the certificate its Redis container holds), or any caller when
+/// the coordinator runs without certificates (only `redis-ha-node` asks for a handover). An
+/// operator calls from elsewhere: `None`, as for a plain switchover (`away_from` empty).
+pub fn handover_from(who: Option<&Identity>, away_from: &str, peer: IpAddr) -> Option<IpAddr> {
+    if away_from.is_empty() {
+        return None;
+    }
+    match who {
+        None => Some(peer),
+        Some(Identity::Agent { node }) if node == away_from => Some(peer),
+        Some(_) => None,
+    }
+}
+
+/// The rule for a handover whose master is not confirmed by its own agent (which reaches it
+/// by name, gone from DNS as above): the stopping node's Redis, reached at the address the
+/// call came from, answering `role:master` confirms it. Anything else leaves the topology as
+/// it is (and `choose` refuses as for any unconfirmed master).
+pub fn confirm_stopping_master(t: &mut Topology, answers_master: bool) {
+    if answers_master && !t.master_address.trim().is_empty() {
+        t.master_confirmed = true;
+    }
+}
+
+/// Whether the Redis at `addr` answers `ROLE` with `master` (any failure: no).
+pub async fn answers_master(
+    addr: HostPort,
+    user: Option<&str>,
+    password: Option<&Secret>,
+    timeout: Duration,
+) -> bool {
+    let Ok(link) = RedisLink::new_as("redis", addr.clone(), user, password, timeout) else {
+        return false;
+    };
+    let mut node = Node {
+        link,
+        address: addr.to_string(),
+    };
+    node.is_master().await.unwrap_or(false)
 }
 
 /// One node's Redis link, its INFO replication read as fields.
@@ -473,9 +533,16 @@ struct Node {
 
 impl Node {
     fn new(ctx: &Context<'_>, address: &str) -> Result<Self, Refusal> {
-        let hp: HostPort = address
-            .parse()
-            .map_err(|e| Refusal::Redis(format!("bad address {address:?}: {e}")))?;
+        Self::at(ctx, address, None)
+    }
+
+    /// `address` (its name in the steps), connected at `ip` instead of its host when given.
+    fn at(ctx: &Context<'_>, address: &str, ip: Option<IpAddr>) -> Result<Self, Refusal> {
+        let hp = match ip {
+            Some(ip) => reach_stopping_master(address, ip),
+            None => address.parse().ok(),
+        }
+        .ok_or_else(|| Refusal::Redis(format!("bad address {address:?}: not host:port")))?;
         let link = RedisLink::new_as(
             "redis",
             hp,
@@ -642,7 +709,7 @@ async fn steer_and_switch(
 ) -> Result<Done, Failure> {
     let master_addr = addr_key(&choice.master.address);
     let target_addr = addr_key(&choice.target.address);
-    let mut master = Node::new(&ctx, &choice.master.address)?;
+    let mut master = Node::at(&ctx, &choice.master.address, ctx.master_at)?;
     let mut target = Node::new(&ctx, &choice.target.address)?;
 
     // The target must be promotable by its own word too.
@@ -1120,6 +1187,48 @@ mod tests {
         t.master_address.clear();
         t.master_node.clear();
         assert!(not_master(&t, "node-1").is_some());
+    }
+
+    #[test]
+    fn a_stopping_master_is_reached_at_its_calls_address_when_it_asked_itself() {
+        let peer: IpAddr = "10.0.1.7".parse().expect("an ip");
+        let agent = |n: &str| Identity::Agent { node: n.into() };
+        assert_eq!(handover_from(None, "node-1", peer), Some(peer));
+        assert_eq!(
+            handover_from(Some(&agent("node-1")), "node-1", peer),
+            Some(peer)
+        );
+        // Another node's identity is refused before this; an operator calls from elsewhere.
+        assert_eq!(handover_from(Some(&agent("node-2")), "node-1", peer), None);
+        assert_eq!(
+            handover_from(Some(&Identity::Operator), "node-1", peer),
+            None
+        );
+        assert_eq!(handover_from(None, "", peer), None);
+        assert_eq!(
+            reach_stopping_master("redis-1:6379", peer),
+            Some(HostPort {
+                host: "10.0.1.7".into(),
+                port: 6379
+            })
+        );
+        assert_eq!(reach_stopping_master("redis-1", peer), None);
+    }
+
+    #[test]
+    fn a_stopping_master_that_answers_at_its_address_is_confirmed() {
+        let mut t = topology();
+        t.master_confirmed = false;
+        assert!(matches!(choose(&t, None), Err(Refusal::NotConfirmed(_))));
+        confirm_stopping_master(&mut t, false);
+        assert!(!t.master_confirmed);
+        confirm_stopping_master(&mut t, true);
+        assert!(choose(&t, None).is_ok());
+        let mut none = topology();
+        none.master_confirmed = false;
+        none.master_address.clear();
+        confirm_stopping_master(&mut none, true);
+        assert!(!none.master_confirmed);
     }
 
     #[test]
