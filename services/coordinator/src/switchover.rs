@@ -728,6 +728,19 @@ async fn steer_and_switch(
         }
         .into());
     }
+    // Step 1b, a stopping master reached by address only: the replicas follow that address.
+    if let Some(at) = ctx
+        .master_at
+        .and_then(|ip| reach_stopping_master(&choice.master.address, ip))
+    {
+        follow_by_address(&mut target, &at, steps).await?;
+        for node in others.iter_mut() {
+            // One that does not answer is left to the Sentinels, as in step 2.
+            if node.info().await.is_ok() {
+                follow_by_address(node, &at, steps).await?;
+            }
+        }
+    }
     // Step 2: the others out of Sentinel's choice.
     for (i, node) in others.iter_mut().enumerate() {
         let Ok(info) = node.info().await else {
@@ -989,6 +1002,54 @@ async fn steer_and_switch(
         steps: Vec::new(),
         warnings: Vec::new(),
     })
+}
+
+/// How long a replica re-pointed at the stopping master's address may take to be linked again.
+const RELINK_WAIT: Duration = Duration::from_secs(5);
+
+/// Step 1b: `node` follows the stopping master at its address `at` rather than by its name.
+/// Why: the swarm took the name out of DNS, and the Sentinels, resolving it again on every
+/// INFO of a replica, see the replica follow "another" master and fix that (`+fix-slave-config`:
+/// `REPLICAOF` the same name, then `CLIENT KILL TYPE normal` on the replica, which cuts the other
+/// Sentinels' links to it; a failover whose leader just lost its link to the target ends with
+/// `-failover-abort-no-good-slave`). An address compares equal to the master's as the Sentinels
+/// resolved it while the name was there, and a replica whose master changed is left alone for
+/// the failover-timeout anyway. The replica resyncs partially (the same history); one at a time,
+/// so the master never lacks a replica for `min-replicas-to-write`. Nothing is paused yet: a
+/// replica that does not link again refuses the switchover.
+async fn follow_by_address(
+    node: &mut Node,
+    at: &HostPort,
+    steps: &mut Steps,
+) -> Result<(), Refusal> {
+    node.run(
+        redis::cmd("REPLICAOF").arg(&at.host).arg(at.port),
+        "REPLICAOF",
+    )
+    .await
+    .map_err(Refusal::Redis)?;
+    let started = Instant::now();
+    loop {
+        let info = node.info().await.map_err(Refusal::Redis)?;
+        let linked = info.get("master_link_status").map(String::as_str) == Some("up")
+            && info.get("master_host").map(String::as_str) == Some(at.host.as_str());
+        if linked {
+            break;
+        }
+        if started.elapsed() > RELINK_WAIT {
+            return Err(Refusal::Redis(format!(
+                "{}: not linked to the stopping master at {at} within {} s",
+                node.address,
+                RELINK_WAIT.as_secs()
+            )));
+        }
+        tokio::time::sleep(FAST_POLL * 5).await;
+    }
+    steps.note(format!(
+        "{}: follows the stopping master at its address {at} (its name may be gone from DNS)",
+        node.address
+    ));
+    Ok(())
 }
 
 /// Unpauses the master after a failure before the failover was asked: it stays master.
