@@ -40,7 +40,7 @@ use redis_ha_tests::figures::{
     acked_keys, cells, millis, move_row, move_sample, MoveSample, MOVE_TABLE_HEADER,
 };
 use redis_ha_tests::haproxy::{WriteMode, Writer};
-use redis_ha_tests::stack::{docker, missing_keys, poll, remove, repo_root, Stack, StackOptions};
+use redis_ha_tests::stack::{missing_keys, poll, remove, repo_root, Stack, StackOptions};
 use redis_ha_tests::stack_ops::{switchover_done_since, switchover_event_since};
 
 /// How long any one wait of a round may take (a task replaced, a full resync included).
@@ -270,17 +270,7 @@ async fn start(
         }
         Op::GracefulStop => {
             // A rolling replacement of the master's task: SIGTERM first (stop-first).
-            let service = format!("{}_redis-{master}", stack.opts.name);
-            docker(&[
-                "service",
-                "update",
-                "--force",
-                "--detach",
-                "--no-resolve-image",
-                "--quiet",
-                &service,
-            ])
-            .await?;
+            stack.replace_task(master).await?;
             Ok(None)
         }
         Op::Failover => {

@@ -98,6 +98,24 @@ pub fn switchover_event_since(events: &[serde_json::Value], since_ms: i64) -> Op
 }
 
 impl Stack {
+    /// A rolling replacement of node `n`'s Redis task (`docker service update --force`): the
+    /// swarm takes the task's name out of DNS, sends SIGTERM (the graceful stop: a master hands
+    /// over first) and starts a new task once the old one is gone. Returns at once.
+    pub async fn replace_task(&self, n: u8) -> Result<(), String> {
+        let service = format!("{}_redis-{n}", self.opts.name);
+        crate::stack::docker(&[
+            "service",
+            "update",
+            "--force",
+            "--detach",
+            "--no-resolve-image",
+            "--quiet",
+            &service,
+        ])
+        .await
+        .map(|_| ())
+    }
+
     /// `redis-ha ARGS` from the host against the published gRPC port, with the operator's
     /// certificate: its stdout; an error with its exit status and stderr.
     pub async fn cli(&self, args: &[&str]) -> Result<String, String> {

@@ -1,7 +1,7 @@
 //! Stack tests: the real swarm stack (deploy/up.sh), faulted through the Docker API.
 //!
-//! One deploy serves every scenario, in order: kill the master, pause it, isolate it, then tear
-//! down. The Redis and Sentinel containers get an upstream resolver that never answers
+//! One deploy serves every scenario, in order: kill the master, pause it, isolate it, replace
+//! its task by a rolling service update (a graceful stop: it hands over), then tear down. The Redis and Sentinel containers get an upstream resolver that never answers
 //! (`SILENT_DNS`), so the first kill after the fresh deploy proves that a dead task's name never
 //! waits for the upstream (it once froze every Sentinel into TILT: no failover, and the killed
 //! node's restarted task took writes as the master they still named). Run serially (nextest group `stack` in .config/nextest.toml). Docker is required, so
@@ -17,6 +17,7 @@ use redis_ha_tests::haproxy::{WriteMode, Writer};
 use redis_ha_tests::stack::{
     missing_keys, poll, refuse_skip_under_ci, Stack, StackOptions, SECRET_FILES, SILENT_DNS,
 };
+use redis_ha_tests::stack_ops::{switchover_done_since, switchover_event_since};
 
 const T: Duration = Duration::from_secs(90);
 
@@ -260,6 +261,61 @@ async fn stack_survives_kill_pause_isolate_and_tears_down() {
     eprintln!(
         "[{:?}] isolate: redis-{m} -> redis-{new}, healed",
         t0.elapsed()
+    );
+
+    // ---- a graceful stop by a rolling service update of the master's Redis: the swarm takes
+    // the task's name out of DNS before the SIGTERM, and the master hands over all the same
+    // (the coordinator's `switchover done`, not the crash failover), nothing acknowledged is
+    // lost, and its new task is a replica.
+    let m = new;
+    let old = stack.running_container(m).await.expect("master container");
+    let writer = Writer::start_with_password(
+        stack.proxy_port(),
+        Some(stack.password().to_owned()),
+        "update-writer",
+        WriteMode::Persistent,
+        Duration::from_millis(5),
+    );
+    poll(T, || async {
+        match writer.count(|r| r.acked) {
+            n if n >= 20 => Ok(()),
+            n => Err(format!("the writer has {n} acknowledged writes")),
+        }
+    })
+    .await
+    .expect("the writer writes through HAProxy");
+    let from_ms = redis_ha_common::time::now_ms();
+    let updated = std::time::Instant::now();
+    stack.replace_task(m).await.expect("docker service update");
+    let new = wait_failover_from(&stack, m).await;
+    wait_new_task(&stack, m, &old).await;
+    wait_replica(&stack, m).await;
+    let records = writer.finish().await;
+    let events = stack.events_json().await.expect("redis-ha events");
+    assert!(
+        switchover_done_since(&events, from_ms).is_some(),
+        "redis-{m} stopped without handing over: {:?}",
+        switchover_event_since(&events, from_ms)
+    );
+    let acked: Vec<String> = records
+        .iter()
+        .filter(|r| r.acked && r.started > updated)
+        .map(|r| r.key.clone())
+        .collect();
+    let lost = missing_keys(stack.redis_port(new), stack.password(), &acked)
+        .await
+        .expect("MGET on the new master");
+    assert!(
+        lost.is_empty(),
+        "{} of {} writes acknowledged during the service update are not on the new master          redis-{new} (first: {:?})",
+        lost.len(),
+        acked.len(),
+        lost.first()
+    );
+    eprintln!(
+        "[{:?}] service update: redis-{m} handed over to redis-{new}, {} writes acknowledged          meanwhile, none lost",
+        t0.elapsed(),
+        acked.len()
     );
 
     // ---- teardown leaves nothing of the stack behind.

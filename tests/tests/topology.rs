@@ -226,6 +226,37 @@ async fn stopped_agent_turns_its_node_unknown() {
         describe(&t)
     );
     assert_eq!(n2.agent_health(), Health::Unknown, "{}", describe(&t));
+    assert!(
+        t.master_confirmed,
+        "two agents heard still confirm: {}",
+        describe(&t)
+    );
+}
+
+/// A coordinator that hears the master's own agent alone (as one cut off together with the
+/// master's node would) stops calling it confirmed and says why; a second agent back, it is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_master_s_own_agent_alone_does_not_confirm_it() {
+    let mut cluster = started(ClusterOptions::default()).await;
+    cluster.wait_steady_topology(1).await;
+    let master = cluster.node(1).addr();
+
+    cluster.stop_agent(2).await;
+    cluster.stop_agent(3).await;
+    let t = cluster
+        .wait_topology("the master unconfirmed: agents-lost", READY_TIMEOUT, |t| {
+            t.master_address == master && !t.master_confirmed
+        })
+        .await;
+    assert_eq!(t.master_unconfirmed, "agents-lost", "{}", describe(&t));
+
+    cluster.start_agent(2).await;
+    let t = cluster
+        .wait_topology("the master confirmed again", READY_TIMEOUT, |t| {
+            t.master_address == master && t.master_confirmed
+        })
+        .await;
+    assert_eq!(t.master_unconfirmed, "", "{}", describe(&t));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

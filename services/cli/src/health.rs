@@ -36,8 +36,8 @@ impl fmt::Display for Healthy {
 pub enum Unhealthy {
     #[error("no master")]
     NoMaster,
-    #[error("master {master} not confirmed by its own agent yet")]
-    Unconfirmed { master: String },
+    #[error("master {master} not confirmed yet: {why}")]
+    Unconfirmed { master: String, why: String },
     #[error("{linked} of {wanted} replica(s) linked to the master")]
     Replicas { linked: usize, wanted: usize },
 }
@@ -50,6 +50,7 @@ pub fn assess(s: &StatusJson, goal: Goal) -> Result<Healthy, Unhealthy> {
     if !s.summary.master_confirmed {
         return Err(Unhealthy::Unconfirmed {
             master: m.address.clone(),
+            why: crate::render::unconfirmed_phrase(m.unconfirmed.as_deref().unwrap_or("own-agent")),
         });
     }
     let linked = s.summary.replicas_link_up;
@@ -105,17 +106,15 @@ mod tests {
     fn an_unconfirmed_master_is_not_healthy() {
         let mut t = sample_topology();
         t.master_confirmed = false;
+        t.master_unconfirmed = "own-agent".into();
         let e = assess_t(&t, TWO).unwrap_err();
         assert_eq!(
-            e,
-            Unhealthy::Unconfirmed {
-                master: "127.0.0.1:9001".into()
-            }
-        );
-        assert_eq!(
             e.to_string(),
-            "master 127.0.0.1:9001 not confirmed by its own agent yet"
+            "master 127.0.0.1:9001 not confirmed yet: its own agent does not report it up as master"
         );
+        t.master_unconfirmed = "agents-lost".into();
+        let e = assess_t(&t, TWO).unwrap_err();
+        assert!(e.to_string().contains("hears too few agents"), "{e}");
     }
 
     #[test]

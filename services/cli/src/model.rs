@@ -8,6 +8,7 @@
 //! {
 //!   "group": "redis-cluster", "version": 12, "updated_at_ms": 1764073865123, "config_epoch": 1,
 //!   "master": {"address": "127.0.0.1:9001", "node": "node-1", "confirmed": true,
+//!              "unconfirmed": null|"own-agent"|"agents-lost",
 //!              "source": "sentinel-quorum"} | null,
 //!   "failover_in_progress": false,
 //!   "split_brain": ["node-3"],
@@ -132,6 +133,8 @@ pub struct MasterJson {
     pub address: String,
     pub node: Option<String>,
     pub confirmed: bool,
+    /// Why not confirmed (`Topology.master_unconfirmed`); null when confirmed.
+    pub unconfirmed: Option<String>,
     pub source: String,
 }
 
@@ -268,6 +271,9 @@ impl From<&Topology> for StatusJson {
                 address,
                 node: non_empty(&t.master_node),
                 confirmed: t.master_confirmed,
+                unconfirmed: (!t.master_confirmed)
+                    .then(|| non_empty(&t.master_unconfirmed))
+                    .flatten(),
                 source: t.master_source().label().to_owned(),
             }),
             failover_in_progress: t.failover_in_progress,

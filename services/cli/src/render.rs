@@ -27,16 +27,27 @@ pub(crate) fn master_phrase(s: &StatusJson) -> String {
     match &s.master {
         None => "none".to_owned(),
         Some(m) => {
-            let confirmed = if m.confirmed {
-                "confirmed"
-            } else {
-                "unconfirmed"
+            let confirmed = match (m.confirmed, m.unconfirmed.as_deref()) {
+                (true, _) => "confirmed".to_owned(),
+                (false, Some(why)) => format!("unconfirmed: {}", unconfirmed_phrase(why)),
+                (false, None) => "unconfirmed".to_owned(),
             };
             match &m.node {
                 Some(node) => format!("{} ({node}, {confirmed})", m.address),
                 None => format!("{} ({confirmed})", m.address),
             }
         }
+    }
+}
+
+/// `Topology.master_unconfirmed`'s word for a person.
+pub(crate) fn unconfirmed_phrase(why: &str) -> String {
+    match why {
+        "own-agent" => "its own agent does not report it up as master".to_owned(),
+        "agents-lost" => {
+            "this coordinator hears too few agents (cut off with the master's node?)".to_owned()
+        }
+        other => other.to_owned(),
     }
 }
 

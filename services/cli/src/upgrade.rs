@@ -194,7 +194,9 @@ pub enum PlanError {
     MissingService(String),
     #[error("no master: the coordinator names none (fix the group first; deploy/up.sh --all-at-once replaces everything at once)")]
     NoMaster,
-    #[error("master {0} is not confirmed by its own agent: wait, or fix the group first")]
+    #[error(
+        "master {0} is not confirmed (redis-ha status says why): wait, or fix the group first"
+    )]
     Unconfirmed(String),
     #[error("the master {0} is not one of node-1..node-3")]
     UnknownMaster(String),

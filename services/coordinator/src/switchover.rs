@@ -96,7 +96,7 @@ pub struct Choice {
 pub enum Refusal {
     #[error("no master is published for this group")]
     NoMaster,
-    #[error("the master {0} is not confirmed by its own agent")]
+    #[error("the master {0} is not confirmed (by its own agent, with a second agent heard)")]
     NotConfirmed(String),
     #[error("a failover is already in progress")]
     FailoverRunning,
@@ -503,8 +503,12 @@ pub fn handover_from(who: Option<&Identity>, away_from: &str, peer: IpAddr) -> O
 /// call came from, answering `role:master` confirms it. Anything else leaves the topology as
 /// it is (and `choose` refuses as for any unconfirmed master).
 pub fn confirm_stopping_master(t: &mut Topology, answers_master: bool) {
-    if answers_master && !t.master_address.trim().is_empty() {
+    // Only its own agent's word is replaced: a coordinator that hears too few agents
+    // ("agents-lost") stays unconfirmed.
+    if answers_master && !t.master_address.trim().is_empty() && t.master_unconfirmed == "own-agent"
+    {
         t.master_confirmed = true;
+        t.master_unconfirmed.clear();
     }
 }
 
@@ -1280,13 +1284,20 @@ mod tests {
     fn a_stopping_master_that_answers_at_its_address_is_confirmed() {
         let mut t = topology();
         t.master_confirmed = false;
+        t.master_unconfirmed = "own-agent".into();
         assert!(matches!(choose(&t, None), Err(Refusal::NotConfirmed(_))));
         confirm_stopping_master(&mut t, false);
         assert!(!t.master_confirmed);
+        let mut lost = t.clone();
         confirm_stopping_master(&mut t, true);
         assert!(choose(&t, None).is_ok());
+        // Too few agents heard is not the stopping node's to overrule.
+        lost.master_unconfirmed = "agents-lost".into();
+        confirm_stopping_master(&mut lost, true);
+        assert!(!lost.master_confirmed);
         let mut none = topology();
         none.master_confirmed = false;
+        none.master_unconfirmed = "own-agent".into();
         none.master_address.clear();
         confirm_stopping_master(&mut none, true);
         assert!(!none.master_confirmed);

@@ -145,6 +145,12 @@ impl NodeList {
         }
     }
 
+    /// Does `agent` count as one of the group's agents? Any agent without configured owners;
+    /// with them, an owner of a node.
+    pub fn is_agent(&self, agent: &str) -> bool {
+        self.owners.is_empty() || self.owners.values().any(|o| o == agent)
+    }
+
     /// False when no node is configured (every address is accepted).
     pub fn is_restricted(&self) -> bool {
         !self.redis.is_empty()
@@ -1259,6 +1265,7 @@ impl GroupState {
                 sentinels,
                 split_brain,
                 master_confirmed: master.confirmed,
+                master_unconfirmed: master.unconfirmed.to_owned(),
                 // Set by the server for the span that publishes the version.
                 trace_parent: String::new(),
                 master_role_changed_at_ms: master.role_changed_at_ms,
@@ -1379,10 +1386,23 @@ impl GroupState {
     fn master_facts(&self, master_address: &str, fresh: &[&AgentEntry], now: Now) -> MasterFacts {
         let key = addr_key(master_address);
         if key.is_empty() {
-            return MasterFacts::default();
+            return MasterFacts {
+                unconfirmed: "no-master",
+                ..MasterFacts::default()
+            };
         }
         let entry = self.entry_for(&key, now);
-        let confirmed = reports_role(fresh, &self.settings.nodes, &key, Role::Master);
+        let agents: BTreeSet<&str> = fresh
+            .iter()
+            .map(|e| e.report.agent_id.as_str())
+            .filter(|a| self.settings.nodes.is_agent(a))
+            .collect();
+        let unconfirmed = unconfirmed(
+            reports_role(fresh, &self.settings.nodes, &key, Role::Master),
+            agents.len(),
+            self.settings.nodes.corroboration(),
+        );
+        let confirmed = unconfirmed.is_empty();
         // The master's own, fresh view of its replicas (the read endpoint's lag in seconds).
         let own = fresh.iter().find(|e| {
             self.settings.nodes.owns(&e.report.agent_id, &key)
@@ -1397,6 +1417,7 @@ impl GroupState {
                 .unwrap_or_default(),
             node: entry.map(|e| e.report.agent_id.clone()).unwrap_or_default(),
             confirmed,
+            unconfirmed,
             // When the master's agent saw it turn master: watchers measure their switch lag
             // from it.
             role_changed_at_ms: entry
@@ -1612,13 +1633,31 @@ struct MasterFacts {
     key: String,
     /// The agent reporting it.
     node: String,
-    /// It is fresh, reachable and says role:master.
+    /// It is fresh, reachable and says role:master, and enough agents are heard ([`unconfirmed`]).
     confirmed: bool,
+    /// Why not confirmed ([`unconfirmed`]); "no-master" without a master.
+    unconfirmed: &'static str,
     role_changed_at_ms: i64,
     /// Its replication offset, when it is fresh and says role:master.
     offset: Option<u64>,
     /// Its replicas as its own fresh report lists them.
     replicas: Vec<ReplicaLink>,
+}
+
+/// The rule for `master_confirmed`: the master's own agent reports it fresh, reachable and
+/// role:master (`own_says_master`), and fresh reports come from at least `needed` agents (the
+/// corroboration every decision needs). A coordinator cut off together with the master's node
+/// hears its agent alone: it must not go on calling that master confirmed (switchovers refuse,
+/// `redis-ha status` and the deploy's health check say so). Returns why not, as the stable word of
+/// `Topology.master_unconfirmed`; empty when confirmed.
+pub fn unconfirmed(own_says_master: bool, fresh_agents: usize, needed: usize) -> &'static str {
+    if !own_says_master {
+        "own-agent"
+    } else if fresh_agents < needed {
+        "agents-lost"
+    } else {
+        ""
+    }
 }
 
 /// Is the node at (normalized) `key` fresh, reachable and saying `role`, by its own agent (its

@@ -1207,6 +1207,40 @@ fn restricted() -> GroupState {
     )
 }
 
+/// A coordinator that hears the master's own agent alone (cut off together with its node)
+/// stops calling it confirmed, and says why; once another agent is heard again, it is.
+#[test]
+fn a_master_heard_from_its_own_agent_alone_is_not_confirmed() {
+    let c = Clock::new();
+    let mut s = restricted();
+    healthy(&mut s, c.at(0));
+    let t = s.refresh(c.at(10)).topology;
+    assert!(t.master_confirmed, "{t:?}");
+    assert_eq!(t.master_unconfirmed, "");
+
+    let later = Settings::default().stale_after.as_millis() as u64 + 500;
+    apply(&mut s, &Obs::new(1).seq(2), c.at(later));
+    let t = s.refresh(c.at(later)).topology;
+    assert_eq!(t.master_address, addr(1), "the master stays as last known");
+    assert!(!t.master_confirmed, "{t:?}");
+    assert_eq!(t.master_unconfirmed, "agents-lost");
+
+    apply(&mut s, &Obs::new(2).seq(2), c.at(later + 10));
+    let t = s.refresh(c.at(later + 10)).topology;
+    assert!(t.master_confirmed, "{t:?}");
+    assert_eq!(t.master_unconfirmed, "");
+}
+
+#[test]
+fn why_a_master_is_not_confirmed() {
+    assert_eq!(unconfirmed(true, 3, 2), "");
+    assert_eq!(unconfirmed(true, 2, 2), "");
+    assert_eq!(unconfirmed(true, 1, 2), "agents-lost");
+    assert_eq!(unconfirmed(false, 3, 2), "own-agent");
+    // A single configured node (or none): its own agent is the corroboration there is.
+    assert_eq!(unconfirmed(true, 1, 1), "");
+}
+
 /// `o`'s report, its Sentinel naming `master` (any address) at `epoch`.
 fn sentinel_naming(o: &Obs, master: &str, epoch: u64) -> AgentReport {
     let mut r = o.report();
