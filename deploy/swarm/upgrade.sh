@@ -7,7 +7,46 @@
 
 # The services replaced one at a time.
 SW_NODE_SERVICES=(redis-1 redis-2 redis-3 sentinel-1 sentinel-2 sentinel-3)
-declare -gA SW_PIN_IMAGE=() SW_PIN_HASH=()
+declare -gA SW_PIN_IMAGE=() SW_PIN_HASH=() SW_PIN_SETTINGS=()
+
+# The settings of a node service kind (redis, sentinel): the variables of its env file
+# (redis-ha.yml, env_file), held per node like the image and the config.
+sw_settings_keys() {
+    case $1 in
+        redis) echo "REDIS_HA_QUORUM REDIS_HA_DOWN_AFTER_MS REDIS_HA_MAXMEMORY" ;;
+        sentinel) echo "REDIS_HA_QUORUM REDIS_HA_DOWN_AFTER_MS REDIS_HA_FAILOVER_TIMEOUT_MS" ;;
+    esac
+}
+
+# KEY=VALUE lines on stdin: the settings among them, sorted (one form to hash and to compare).
+sw_settings_only() {
+    local keys
+    keys=$(sw_settings_keys "$1")
+    grep -E "^(${keys// /|})=" | LC_ALL=C sort || true
+}
+
+sw_settings_hash() {
+    sha256sum "$1" | cut -c1-12
+}
+
+# The env file of the settings this run deploys for service $1 (written from the variables).
+sw_desired_settings_file() {
+    local kind=${1%-*} k file
+    file=$STATE_DIR/settings/$kind.env
+    mkdir -p "$STATE_DIR/settings"
+    for k in $(sw_settings_keys "$kind"); do echo "$k=${!k}"; done | sw_settings_only "$kind" >"$file.new"
+    mv "$file.new" "$file"
+    echo "$file"
+}
+
+# The env file of the settings running service $1 has now (a held node keeps them).
+sw_running_settings_file() {
+    local file=$STATE_DIR/held-settings/$1.env
+    mkdir -p "$STATE_DIR/held-settings"
+    docker service inspect -f '{{range .Spec.TaskTemplate.ContainerSpec.Env}}{{println .}}{{end}}' \
+        "${STACK}_$1" 2>/dev/null | sw_settings_only "${1%-*}" >"$file" || true
+    echo "$file"
+}
 
 # The image / config hash a node service (redis-N, sentinel-N) is to run.
 sw_desired_image() {
@@ -29,6 +68,7 @@ sw_conf_name() {
 sw_pin_desired() {
     SW_PIN_IMAGE[$1]=$(sw_desired_image "$1")
     SW_PIN_HASH[$1]=$(sw_desired_hash "$1")
+    SW_PIN_SETTINGS[$1]=$(sw_desired_settings_file "$1")
 }
 
 sw_pin_all_desired() {
@@ -50,7 +90,8 @@ sw_export_pins() {
             file=$SW_HELD_FILE
         fi
         export "REDIS_HA_IMAGE_${upper}_$n=${SW_PIN_IMAGE[$s]}" \
-            "REDIS_HA_CONF_${upper}_$n=${SW_PIN_HASH[$s]}" "REDIS_HA_CONF_FILE_${upper}_$n=$file"
+            "REDIS_HA_CONF_${upper}_$n=${SW_PIN_HASH[$s]}" "REDIS_HA_CONF_FILE_${upper}_$n=$file" \
+            "REDIS_HA_SETTINGS_FILE_${upper}_$n=${SW_PIN_SETTINGS[$s]}"
     done
 }
 
@@ -99,7 +140,9 @@ sw_upgrade_report() {
         echo "  node services now (new = the version this run deploys):"
         for s in "${SW_NODE_SERVICES[@]}"; do
             v=$(sw_running_version "$s")
-            if [[ $v == "$(sw_desired_image "$s") $(sw_conf_name "$s" "$(sw_desired_hash "$s")")" ]]; then
+            if [[ $v == "$(sw_desired_image "$s") $(sw_conf_name "$s" "$(sw_desired_hash "$s")")" &&
+                $(sw_settings_hash "$(sw_running_settings_file "$s")") == \
+                "$(sw_settings_hash "$(sw_desired_settings_file "$s")")" ]]; then
                 echo "    $s: new ($v)"
             else
                 echo "    $s: OLD ($v)"
@@ -114,8 +157,9 @@ sw_upgrade_report() {
 
 # Waits until service $1 runs one task of its pinned image and config; sets SW_TASK_CONTAINER.
 sw_wait_task() {
-    local s=$1 want_image want_conf deadline state ids id line ok w
+    local s=$1 want_image want_conf want_settings deadline state ids id line ok w settings
     want_image=${SW_PIN_IMAGE[$s]} want_conf=$(sw_conf_name "$s" "${SW_PIN_HASH[$s]}")
+    want_settings=$(sw_settings_only "${s%-*}" <"${SW_PIN_SETTINGS[$s]}")
     deadline=$((SECONDS + WAIT_SECS))
     while ((SECONDS < deadline)); do
         state=$(docker service inspect -f '{{if .UpdateStatus}}{{.UpdateStatus.State}}{{end}}' "${STACK}_$s")
@@ -127,8 +171,10 @@ sw_wait_task() {
             id=$ids
             line=$(docker inspect --type task -f '{{.Spec.ContainerSpec.Image}} {{range .Spec.ContainerSpec.Configs}}{{.ConfigName}} {{end}}{{.Status.State}} {{.Status.ContainerStatus.ContainerID}}' "$id" 2>/dev/null) || line=""
             read -r -a w <<<"$line"
+            settings=$(docker inspect --type task -f '{{range .Spec.ContainerSpec.Env}}{{println .}}{{end}}' "$id" 2>/dev/null |
+                sw_settings_only "${s%-*}")
             if [[ ${#w[@]} -ge 3 && (${w[0]} == "$want_image" || ${w[0]} == "$want_image@"*) &&
-                " ${w[*]:1} " == *" $want_conf "* && ${w[-2]} == running ]]; then
+                " ${w[*]:1} " == *" $want_conf "* && ${w[-2]} == running && $settings == "$want_settings" ]]; then
                 SW_TASK_CONTAINER=${w[-1]}
                 ok=1
             fi
@@ -136,7 +182,7 @@ sw_wait_task() {
         [[ $ok -eq 0 ]] || return 0
         sleep 1
     done
-    sw_die "${STACK}_$s does not run $want_image with $want_conf after ${WAIT_SECS} s (docker service ps --no-trunc ${STACK}_$s)"
+    sw_die "${STACK}_$s does not run $want_image with $want_conf and its settings ($(tr '\n' ' ' <<<"$want_settings")) after ${WAIT_SECS} s (docker service ps --no-trunc ${STACK}_$s)"
 }
 
 # Node N's new Redis container, when it is on this host: its own INFO says it is a replica
@@ -202,13 +248,17 @@ sw_step_switchover() {
 
 # The rolling upgrade of the running stack (or, with --dry-run, its plan only).
 sw_upgrade() {
-    local s v input="" plan total n=0 line word kind a b
+    local s v input="" plan total n=0 line word kind a b cur_set
     for s in "${SW_NODE_SERVICES[@]}"; do
         v=$(sw_running_version "$s")
         # Held at what runs until its step (a missing service is refused by the plan).
         SW_PIN_IMAGE[$s]=${v%% *}
         SW_PIN_HASH[$s]=${v##*_}
-        input+="$s $v $(sw_desired_image "$s") $(sw_conf_name "$s" "$(sw_desired_hash "$s")")"$'\n'
+        SW_PIN_SETTINGS[$s]=$(sw_running_settings_file "$s")
+        cur_set=-
+        [[ $v == "- -" ]] || cur_set=$(sw_settings_hash "${SW_PIN_SETTINGS[$s]}")
+        input+="$s $v $(sw_desired_image "$s") $(sw_conf_name "$s" "$(sw_desired_hash "$s")")"
+        input+=" $cur_set $(sw_settings_hash "$(sw_desired_settings_file "$s")")"$'\n'
     done
     echo "rolling upgrade of the running stack $STACK: redis-ha upgrade plan (in $REDIS_HA_IMAGE_SIDECARS)"
     plan=$(printf '%s' "$input" | sw_cli_new upgrade plan) ||
@@ -248,5 +298,5 @@ sw_upgrade() {
         sw_ulog "$SW_STEP: done"
     done 3<<<"$plan"
     trap - EXIT
-    rm -rf "$STATE_DIR/held-configs"
+    rm -rf "$STATE_DIR/held-configs" "$STATE_DIR/held-settings"
 }

@@ -551,6 +551,17 @@ impl Stack {
             .map_err(|e| e.to_string())
     }
 
+    /// `CONFIG GET key` straight from node `n`: the value.
+    pub async fn config_get(&self, n: u8, key: &str) -> Result<String, String> {
+        let mut c = redis::cmd("CONFIG");
+        c.arg("GET").arg(key);
+        let v: Vec<String> = self.cmd(self.redis_port(n), c).await?;
+        match &v[..] {
+            [k, value] if k == key => Ok(value.clone()),
+            other => Err(format!("CONFIG GET {key} on redis-{n}: {other:?}")),
+        }
+    }
+
     /// SET through HAProxy.
     pub async fn write(&self, key: &str, value: &str) -> Result<(), String> {
         let mut c = redis::cmd("SET");

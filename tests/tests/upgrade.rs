@@ -1,6 +1,7 @@
 //! Stack test of the rolling upgrade (README "Upgrade"): `deploy/up.sh` on a running stack whose
 //! Redis and Sentinel images changed (a real change: new images built `FROM` the running ones
-//! with a label, given the way an operator would, `--image`) replaces one node at a time while
+//! with a label, given the way an operator would, `--image`) and a setting (`--maxmemory`)
+//! replaces one node at a time while
 //! a client writes through HAProxy as fast as acknowledgements come: the replicas first, the
 //! master last after a switchover, the Sentinels one at a time; nothing acknowledged is lost.
 //! `--dry-run` first: it prints the plan and changes nothing; the clients see one outage at
@@ -169,11 +170,15 @@ async fn a_new_image_rolls_one_node_at_a_time_and_loses_no_acknowledged_write() 
         &format!("redis-ha/sentinel:upgrade-test-{stamp}"),
     )
     .await;
+    // And a setting (an env file per node): each Redis's maxmemory, held like its image.
+    let old_maxmemory = stack.config_get(1, "maxmemory").await.expect("maxmemory");
     let images = vec![
         "--image".to_owned(),
         format!("redis={new_redis}"),
         "--image".to_owned(),
         format!("sentinel={new_sentinel}"),
+        "--maxmemory".to_owned(),
+        "300mb".to_owned(),
     ];
 
     // ---- --dry-run: the plan, and nothing changes.
@@ -184,7 +189,15 @@ async fn a_new_image_rolls_one_node_at_a_time_and_loses_no_acknowledged_write() 
     eprintln!("{plan}");
     assert!(plan.contains(&format!("master {m}")), "{plan}");
     for s in NODE_SERVICES {
-        assert!(plan.contains(&format!("change {s} image")), "{s}: {plan}");
+        let what = if s.starts_with("redis") {
+            "image,settings"
+        } else {
+            "image"
+        };
+        assert!(
+            plan.contains(&format!("change {s} {what}\n")),
+            "{s}: {plan}"
+        );
     }
     let to = (1..=3u8).find(|&n| n != m).expect("a replica");
     assert!(
@@ -262,6 +275,13 @@ async fn a_new_image_rolls_one_node_at_a_time_and_loses_no_acknowledged_write() 
         };
         assert_eq!(&image, want, "{s} runs the new image (task {id})");
         created.insert(s, at);
+    }
+    for n in 1..=3u8 {
+        let now = stack.config_get(n, "maxmemory").await.expect("maxmemory");
+        assert_eq!(
+            now, "314572800",
+            "redis-{n}'s maxmemory is --maxmemory 300mb (it was {old_maxmemory})"
+        );
     }
     let master_task = created[format!("redis-{m}").as_str()];
     for n in &replicas {

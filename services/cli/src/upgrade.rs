@@ -11,8 +11,10 @@
 //! another is down could leave no replica to fail over to, or no Sentinel quorum.
 //!
 //! Input of `plan` (one line per node service, from `docker service inspect`, `-` when the
-//! service does not exist): `SERVICE CURRENT_IMAGE CURRENT_CONFIG DESIRED_IMAGE DESIRED_CONFIG`,
-//! e.g. `redis-1 redis-ha/redis:ab12 st_redis_conf_77aa redis-ha/redis:cd34 st_redis_conf_77aa`.
+//! service does not exist): `SERVICE CURRENT_IMAGE CURRENT_CONFIG DESIRED_IMAGE DESIRED_CONFIG
+//! [CURRENT_SETTINGS DESIRED_SETTINGS]`, e.g. `redis-1 redis-ha/redis:ab12 st_redis_conf_77aa
+//! redis-ha/redis:cd34 st_redis_conf_77aa 5f0c 5f0c`; the settings are a hash of the service's
+//! env file (`--maxmemory`, `--down-after-ms`, quorum, failover-timeout: deploy/swarm/upgrade.sh).
 //! Output: [`Plan::render`], one line each: `master N`, `change SERVICE WHAT`, `step ...`
 //! (`# ...` at the end of a line is a comment for people).
 
@@ -38,11 +40,13 @@ impl Kind {
     }
 }
 
-/// What a service runs: its image and its config object's name.
+/// What a service runs: its image, its config object's name and its settings' hash (`-`:
+/// not given, never a change).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Version {
     pub image: String,
     pub config: String,
+    pub settings: String,
 }
 
 /// One node service: what runs now (`None`: no such service) and what the deploy wants.
@@ -71,6 +75,12 @@ impl ServiceState {
         if cur.config != self.desired.config {
             out.push(Change::Config);
         }
+        if cur.settings != "-"
+            && self.desired.settings != "-"
+            && cur.settings != self.desired.settings
+        {
+            out.push(Change::Settings);
+        }
         out
     }
 }
@@ -85,6 +95,8 @@ fn strip_digest(image: &str) -> &str {
 pub enum Change {
     Image,
     Config,
+    /// Its env file's settings (`--maxmemory`, `--down-after-ms` ...).
+    Settings,
     /// The service does not exist in the running stack.
     Missing,
 }
@@ -94,6 +106,7 @@ impl Change {
         match self {
             Self::Image => "image",
             Self::Config => "config",
+            Self::Settings => "settings",
             Self::Missing => "missing",
         }
     }
@@ -229,10 +242,14 @@ pub fn parse_services(text: &str) -> Result<Vec<ServiceState>, PlanError> {
             reason,
         };
         let w: Vec<&str> = line.split_whitespace().collect();
-        let [service, cur_image, cur_conf, new_image, new_conf] = w[..] else {
-            return Err(bad(format!(
-                "expected SERVICE CURRENT_IMAGE CURRENT_CONFIG DESIRED_IMAGE DESIRED_CONFIG, got {line:?}"
-            )));
+        let (service, cur_image, cur_conf, new_image, new_conf, cur_set, new_set) = match w[..] {
+            [a, b, c, d, e] => (a, b, c, d, e, "-", "-"),
+            [a, b, c, d, e, f, g] => (a, b, c, d, e, f, g),
+            _ => {
+                return Err(bad(format!(
+                    "expected SERVICE CURRENT_IMAGE CURRENT_CONFIG DESIRED_IMAGE DESIRED_CONFIG [CURRENT_SETTINGS DESIRED_SETTINGS], got {line:?}"
+                )))
+            }
         };
         let (kind, node) = parse_service(service).ok_or_else(|| {
             bad(format!(
@@ -252,6 +269,7 @@ pub fn parse_services(text: &str) -> Result<Vec<ServiceState>, PlanError> {
             (image, config) => Some(Version {
                 image: image.to_owned(),
                 config: config.to_owned(),
+                settings: cur_set.to_owned(),
             }),
         };
         if out.iter().any(|s| s.kind == kind && s.node == node) {
@@ -264,6 +282,7 @@ pub fn parse_services(text: &str) -> Result<Vec<ServiceState>, PlanError> {
             desired: Version {
                 image: new_image.to_owned(),
                 config: new_conf.to_owned(),
+                settings: new_set.to_owned(),
             },
         });
     }
@@ -751,6 +770,52 @@ mod tests {
                 Step::Final
             ]
         );
+    }
+
+    #[test]
+    fn only_a_settings_change_rolls_the_nodes_too() {
+        // `--maxmemory` on the running stack: the Redis services' env files differ, nothing else.
+        let mut text = String::new();
+        for n in 1..=3 {
+            text.push_str(&format!(
+                "redis-{n} {NEW_R} st_redis_conf_b {NEW_R} st_redis_conf_b 5f0c 77aa\n"
+            ));
+            text.push_str(&format!(
+                "sentinel-{n} {NEW_S} st_sentinel_conf_b {NEW_S} st_sentinel_conf_b 1b2c 1b2c\n"
+            ));
+        }
+        let p = plan_of(&text, 3).unwrap();
+        assert_eq!(
+            p.changes,
+            vec![
+                ("redis-1".to_owned(), vec![Change::Settings]),
+                ("redis-2".to_owned(), vec![Change::Settings]),
+                ("redis-3".to_owned(), vec![Change::Settings]),
+            ]
+        );
+        assert_eq!(
+            p.steps,
+            vec![
+                Step::Others,
+                redis(1),
+                redis(2),
+                Step::Switchover { from: 3, to: 1 },
+                old_master(3),
+                Step::Final
+            ]
+        );
+        assert!(p.render().contains("\nchange redis-1 settings\n"));
+        // The same settings, or none given (an older caller's five columns): no change.
+        let same = text.replace(" 5f0c 77aa", " 77aa 77aa");
+        assert!(plan_of(&same, 3).unwrap().changes.is_empty());
+        let five = input([R_NEW; 3], [S_NEW; 3]);
+        assert!(plan_of(&five, 3).unwrap().changes.is_empty());
+        // Six columns are no shape of the input.
+        let six = text.replace(" 5f0c 77aa", " 5f0c");
+        assert!(matches!(
+            parse_services(&six),
+            Err(PlanError::BadInput { .. })
+        ));
     }
 
     #[test]
