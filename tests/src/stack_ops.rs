@@ -9,6 +9,7 @@ use redis_ha_chaos::chaos::docker::NodeNum;
 use redis_ha_testkit::client;
 use tokio::process::Command;
 
+use crate::haproxy::{WriteMode, Writer};
 use crate::stack::{binaries_dir, operator_tls_args, poll, tls_dir, Stack};
 
 /// Fresh connections through the master port per check at rest: a reloader that has not
@@ -98,6 +99,32 @@ pub fn switchover_event_since(events: &[serde_json::Value], since_ms: i64) -> Op
 }
 
 impl Stack {
+    /// A writer through HAProxy's master port (one held connection, a new one after each
+    /// failure; `pause` between writes), returned once it has `acked` acknowledged writes.
+    pub async fn writing(
+        &self,
+        name: &str,
+        pause: Duration,
+        acked: usize,
+    ) -> Result<Writer, String> {
+        let writer = Writer::start_with_password(
+            self.proxy_port(),
+            Some(self.password().to_owned()),
+            name,
+            WriteMode::Persistent,
+            pause,
+        );
+        poll(Duration::from_secs(90), || async {
+            match writer.count(|r| r.acked) {
+                n if n >= acked => Ok(()),
+                n => Err(format!("the writer has {n} acknowledged writes")),
+            }
+        })
+        .await
+        .map_err(|e| format!("the writer through HAProxy: {e}"))?;
+        Ok(writer)
+    }
+
     /// A rolling replacement of node `n`'s Redis task (`docker service update --force`): the
     /// swarm takes the task's name out of DNS, sends SIGTERM (the graceful stop: a master hands
     /// over first) and starts a new task once the old one is gone. Returns at once.

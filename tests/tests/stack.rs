@@ -13,7 +13,6 @@
 use std::time::Duration;
 
 use redis_ha_chaos::chaos::docker::ChaosAction;
-use redis_ha_tests::haproxy::{WriteMode, Writer};
 use redis_ha_tests::stack::{
     missing_keys, poll, refuse_skip_under_ci, Stack, StackOptions, SECRET_FILES, SILENT_DNS,
 };
@@ -181,21 +180,10 @@ async fn stack_survives_kill_pause_isolate_and_tears_down() {
     let m = stack.agreed_master(T).await.expect("an agreed master");
     stack.write("before-kill", "1").await.expect("write");
     let old = stack.running_container(m).await.expect("master container");
-    let writer = Writer::start_with_password(
-        stack.proxy_port(),
-        Some(stack.password().to_owned()),
-        "kill-writer",
-        WriteMode::Persistent,
-        Duration::from_millis(5),
-    );
-    poll(T, || async {
-        match writer.count(|r| r.acked) {
-            n if n >= 20 => Ok(()),
-            n => Err(format!("the writer has {n} acknowledged writes")),
-        }
-    })
-    .await
-    .expect("the writer writes through HAProxy");
+    let writer = stack
+        .writing("kill-writer", Duration::from_millis(5), 20)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     stack.chaos(ChaosAction::Kill, m).await.expect("kill");
     let killed = std::time::Instant::now();
     let new = wait_failover_from(&stack, m).await;
@@ -269,21 +257,10 @@ async fn stack_survives_kill_pause_isolate_and_tears_down() {
     // lost, and its new task is a replica.
     let m = new;
     let old = stack.running_container(m).await.expect("master container");
-    let writer = Writer::start_with_password(
-        stack.proxy_port(),
-        Some(stack.password().to_owned()),
-        "update-writer",
-        WriteMode::Persistent,
-        Duration::from_millis(5),
-    );
-    poll(T, || async {
-        match writer.count(|r| r.acked) {
-            n if n >= 20 => Ok(()),
-            n => Err(format!("the writer has {n} acknowledged writes")),
-        }
-    })
-    .await
-    .expect("the writer writes through HAProxy");
+    let writer = stack
+        .writing("update-writer", Duration::from_millis(5), 20)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     let from_ms = redis_ha_common::time::now_ms();
     let updated = std::time::Instant::now();
     stack.replace_task(m).await.expect("docker service update");

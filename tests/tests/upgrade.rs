@@ -12,7 +12,6 @@ use std::collections::BTreeMap;
 use std::process::Stdio;
 use std::time::Duration;
 
-use redis_ha_tests::haproxy::{WriteMode, Writer};
 use redis_ha_tests::stack::{
     docker, missing_keys, poll, refuse_skip_under_ci, Stack, StackOptions,
 };
@@ -212,21 +211,10 @@ async fn a_new_image_rolls_one_node_at_a_time_and_loses_no_acknowledged_write() 
     );
 
     // ---- the upgrade, under a writer at full speed through HAProxy.
-    let writer = Writer::start_with_password(
-        stack.proxy_port(),
-        Some(stack.password().to_owned()),
-        "upgrade",
-        WriteMode::Persistent,
-        Duration::ZERO,
-    );
-    poll(T, || async {
-        match writer.count(|r| r.acked) {
-            n if n >= 200 => Ok(()),
-            n => Err(format!("the writer has {n} acknowledged writes")),
-        }
-    })
-    .await
-    .expect("the writer writes through HAProxy");
+    let writer = stack
+        .writing("upgrade", Duration::ZERO, 200)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     let log = stack
         .up_again(&images)
         .await
