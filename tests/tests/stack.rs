@@ -254,7 +254,10 @@ async fn stack_survives_kill_pause_isolate_and_tears_down() {
     // ---- a graceful stop by a rolling service update of the master's Redis: the swarm takes
     // the task's name out of DNS before the SIGTERM, and the master hands over all the same
     // (the coordinator's `switchover done`, not the crash failover), nothing acknowledged is
-    // lost, and its new task is a replica.
+    // lost, and its new task is a replica. At rest first: a node still starting (the healed
+    // one's name is published once its task is healthy) is one the switchover cannot take out
+    // of the Sentinels' choice, and the handover is refused (the crash failover follows).
+    assert_eq!(stack.wait_at_rest(T).await.expect("at rest"), new);
     let m = new;
     let old = stack.running_container(m).await.expect("master container");
     let writer = stack
