@@ -746,24 +746,24 @@ async fn steer_and_switch(
         }
     }
     // Step 2: the others out of Sentinel's choice.
-    for (i, node) in others.iter_mut().enumerate() {
-        let Ok(info) = node.info().await else {
-            // A replica that does not answer is not promotable for Sentinel either.
-            steps.note(format!("{}: does not answer, left as it is", node.address));
-            continue;
-        };
-        let old: u32 = info
-            .get("slave_priority")
-            .and_then(|p| p.parse().ok())
-            .unwrap_or(100);
-        if old != 0 {
-            node.set_priority(0, false).await.map_err(Refusal::Redis)?;
-            saved.push((i, old));
-            steps.note(format!("{}: replica-priority 0 (was {old})", node.address));
-        }
+    let mut pending: Vec<usize> = (0..others.len()).collect();
+    out_of_choice(others, &mut pending, saved, steps).await?;
+    for &i in &pending {
+        // Not promotable for Sentinel either while it does not answer; taken out of the
+        // choice as soon as it does (a node restarting: the wait below retries it).
+        steps.note(format!("{}: does not answer yet", others[i].address));
     }
     let other_addrs: Vec<String> = choice.others.iter().map(|o| o.address.clone()).collect();
-    wait_priorities(&ctx, &choice.target.address, &other_addrs).await?;
+    wait_priorities(
+        &ctx,
+        &choice.target.address,
+        &other_addrs,
+        others,
+        &mut pending,
+        saved,
+        steps,
+    )
+    .await?;
     steps.note("every Sentinel reads the priorities");
     // Step 3.
     let ballot = BallotRequest {
@@ -1074,10 +1074,45 @@ async fn abort(master: &mut Node, paused: Instant, reason: String) -> Failure {
 }
 
 /// Waits until every Sentinel reads the priorities ([`priorities_seen`]).
+/// Step 2 for the replicas in `pending` (indexes into `others`): `replica-priority 0` on each
+/// that answers (its old priority in `saved`, restored at the end); those that do not answer
+/// stay in `pending`.
+async fn out_of_choice(
+    others: &mut [Node],
+    pending: &mut Vec<usize>,
+    saved: &mut Vec<(usize, u32)>,
+    steps: &mut Steps,
+) -> Result<(), Refusal> {
+    let mut still = Vec::new();
+    for &i in pending.iter() {
+        let node = &mut others[i];
+        let Ok(info) = node.info().await else {
+            still.push(i);
+            continue;
+        };
+        let old: u32 = info
+            .get("slave_priority")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(100);
+        if old != 0 {
+            node.set_priority(0, false).await.map_err(Refusal::Redis)?;
+            saved.push((i, old));
+            steps.note(format!("{}: replica-priority 0 (was {old})", node.address));
+        }
+    }
+    *pending = still;
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)] // the switchover's state, threaded through its steps
 async fn wait_priorities(
     ctx: &Context<'_>,
     target: &str,
     others: &[String],
+    nodes: &mut [Node],
+    pending: &mut Vec<usize>,
+    saved: &mut Vec<(usize, u32)>,
+    steps: &mut Steps,
 ) -> Result<(), Refusal> {
     let started = Instant::now();
     let mut clients = Vec::new();
@@ -1113,7 +1148,12 @@ async fn wait_priorities(
             Err(last) if started.elapsed() >= PRIORITY_WAIT => {
                 return Err(Refusal::PrioritiesNotSeen { last })
             }
-            Err(_) => tokio::time::sleep(PRIORITY_POLL).await,
+            Err(_) => {
+                if !pending.is_empty() {
+                    out_of_choice(nodes, pending, saved, steps).await?;
+                }
+                tokio::time::sleep(PRIORITY_POLL).await
+            }
         }
     }
 }
