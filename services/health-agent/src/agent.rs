@@ -242,7 +242,14 @@ async fn redis_loop(shared: &Shared, mut probe: RedisProbe, shutdown: &Cancellat
 
         if connected || polls.backoff.ready(now) {
             if now >= next_full || !connected || !reachable {
-                let result = probe.observe().await;
+                let mut result = probe.observe().await;
+                // An established connection that failed for another reason than a timeout
+                // (Sentinel's CLIENT KILL at a promotion, a reply in transition) is polled once
+                // more at once before the node is reported down: the promotion is no outage. A
+                // dead process refuses the new connection at once; a hang is a timeout.
+                if connected && result.as_ref().is_err_and(|e| !e.is_timeout()) {
+                    result = probe.observe().await;
+                }
                 next_full = Instant::now() + s.heartbeat;
                 match &result {
                     Ok(_) => {
