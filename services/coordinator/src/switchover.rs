@@ -753,11 +753,9 @@ async fn steer_and_switch(
         // choice as soon as it does (a node restarting: the wait below retries it).
         steps.note(format!("{}: does not answer yet", others[i].address));
     }
-    let other_addrs: Vec<String> = choice.others.iter().map(|o| o.address.clone()).collect();
     wait_priorities(
         &ctx,
         &choice.target.address,
-        &other_addrs,
         others,
         &mut pending,
         saved,
@@ -1073,7 +1071,6 @@ async fn abort(master: &mut Node, paused: Instant, reason: String) -> Failure {
     }
 }
 
-/// Waits until every Sentinel reads the priorities ([`priorities_seen`]).
 /// Step 2 for the replicas in `pending` (indexes into `others`): `replica-priority 0` on each
 /// that answers (its old priority in `saved`, restored at the end); those that do not answer
 /// stay in `pending`.
@@ -1104,16 +1101,18 @@ async fn out_of_choice(
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)] // the switchover's state, threaded through its steps
+/// Waits until every Sentinel reads the priorities ([`priorities_seen`]) of `target` and of
+/// the other replicas `nodes`, taking those still `pending` out of the choice as they answer.
 async fn wait_priorities(
     ctx: &Context<'_>,
     target: &str,
-    others: &[String],
     nodes: &mut [Node],
     pending: &mut Vec<usize>,
     saved: &mut Vec<(usize, u32)>,
     steps: &mut Steps,
 ) -> Result<(), Refusal> {
+    let others: Vec<String> = nodes.iter().map(|n| n.address.clone()).collect();
+    let others = others.as_slice();
     let started = Instant::now();
     let mut clients = Vec::new();
     for s in ctx.sentinels {
