@@ -312,6 +312,8 @@ pub fn fault_figures(
         .map(|a| a.finished)
         .max();
     let two_masters = match (first_new, last_old) {
+        // No failover: one master throughout.
+        _ if old == new => Duration::ZERO,
         (Some(n), Some(o)) => o.saturating_duration_since(n),
         _ => Duration::ZERO,
     };
@@ -322,6 +324,102 @@ pub fn fault_figures(
         faulted_acked: acks(faulted).len(),
         two_masters,
     }
+}
+
+/// `redis-ha ARGS` in a throw-away container on stack `stack`'s internal network, against
+/// `coordinator:50051` with the operator's certificate (`tls_dir`): it reaches the coordinator
+/// on whichever node runs it (its gRPC port is published only on that node) and resolves the
+/// name afresh at every call, as an operator's tool on that network would. Its stdout.
+pub async fn cli_in_network(
+    stack: &str,
+    group: &str,
+    tls_dir: &std::path::Path,
+    args: &[&str],
+) -> Result<String, String> {
+    let docker = |args: Vec<String>| async move {
+        let out = tokio::process::Command::new("docker")
+            .args(&args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .await
+            .map_err(|e| format!("docker: {e}"))?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(format!(
+                "docker {}: {}",
+                args.iter()
+                    .take(2)
+                    .map(String::as_str)
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ))
+        }
+    };
+    let image = docker(
+        [
+            "service",
+            "inspect",
+            "-f",
+            "{{.Spec.TaskTemplate.ContainerSpec.Image}}",
+            &format!("{stack}_coordinator"),
+        ]
+        .map(str::to_owned)
+        .to_vec(),
+    )
+    .await?;
+    let mut run: Vec<String> = [
+        "run",
+        "--rm",
+        "--network",
+        &format!("{stack}_internal"),
+        "-v",
+        &format!("{}:/tls:ro", tls_dir.display()),
+        "-e",
+        "REDIS_HA_CA=/tls/ca.pem",
+        "-e",
+        "REDIS_HA_CERT=/tls/operator.pem",
+        "-e",
+        "REDIS_HA_KEY=/tls/operator-key.pem",
+        image.trim(),
+        "redis-ha",
+        "--timeout-ms",
+        "2000",
+        "--coordinator",
+        "https://coordinator:50051",
+        "--group",
+        group,
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    run.extend(args.iter().map(|a| (*a).to_owned()));
+    docker(run).await
+}
+
+/// `redis-ha status --json` through [`cli_in_network`].
+pub async fn status_in_network(
+    stack: &str,
+    group: &str,
+    tls_dir: &std::path::Path,
+) -> Result<serde_json::Value, String> {
+    let out = cli_in_network(stack, group, tls_dir, &["status", "--json"]).await?;
+    serde_json::from_str(&out).map_err(|e| format!("status JSON: {e}"))
+}
+
+/// The nodes (1..3) whose agent the coordinator behind `status` hears (agent health up).
+pub fn agents_heard(status: &serde_json::Value) -> Vec<u8> {
+    let mut heard: Vec<u8> = status["nodes"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .filter(|n| n["agent_health"] == "up")
+        .filter_map(|n| n["node"].as_str()?.parse::<NodeNum>().ok())
+        .map(NodeNum::get)
+        .collect();
+    heard.sort_unstable();
+    heard
 }
 
 /// A node's published port at its address.
@@ -393,5 +491,10 @@ mod tests {
         let faulted = vec![attempt(t0, 1500, true, 1)];
         let f = fault_figures(&healthy, &faulted, 1, 2, t0, end);
         assert_eq!(f.two_masters, Duration::ZERO);
+        // No failover (a replica's host lost): one master, never two.
+        let one = vec![attempt(t0, 100, true, 1), attempt(t0, 900, true, 1)];
+        let f = fault_figures(&one, &one, 1, 1, t0, end);
+        assert_eq!(f.two_masters, Duration::ZERO);
+        assert_eq!(f.healthy_outage, Duration::from_millis(2100));
     }
 }

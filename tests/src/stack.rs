@@ -67,6 +67,9 @@ pub struct StackOptions {
     pub engines: Vec<String>,
     /// `false`: `deploy/up.sh --no-docker-socket` (the agents get no Docker socket).
     pub docker_socket: bool,
+    /// `REDIS_HA_PLACEMENT_CONTROL` for `deploy/up.sh`: where the coordinator and the
+    /// reloader run (`None`: up.sh's default, a manager).
+    pub control_placement: Option<String>,
 }
 
 impl Default for StackOptions {
@@ -81,6 +84,7 @@ impl Default for StackOptions {
             node_ports: true,
             engines: Vec::new(),
             docker_socket: true,
+            control_placement: None,
         }
     }
 }
@@ -129,6 +133,14 @@ pub fn up_args(opts: &StackOptions) -> Vec<String> {
         args.push("--no-docker-socket".into());
     }
     args
+}
+
+/// The environment `deploy/up.sh` deploys `opts` with (beside [`up_args`]).
+pub fn up_env(opts: &StackOptions) -> Vec<(String, String)> {
+    opts.control_placement
+        .iter()
+        .map(|c| ("REDIS_HA_PLACEMENT_CONTROL".to_owned(), c.clone()))
+        .collect()
 }
 
 /// A deployed stack. Not removed on drop (a failed run is left for inspection and removed by
@@ -437,7 +449,7 @@ pub async fn purge(repo: &Path, name: &str, engines: &[String]) -> Result<String
     for e in engines {
         args.extend(["--engine".to_owned(), e.clone()]);
     }
-    script(repo, "down.sh", &args).await
+    script(repo, "down.sh", &args, &[]).await
 }
 
 pub fn repo_root() -> PathBuf {
@@ -447,10 +459,17 @@ pub fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// Runs a deploy script, streaming nothing but returning its output on failure.
-async fn script(repo: &Path, name: &str, args: &[String]) -> Result<String, String> {
+/// Runs a deploy script with `env` added, streaming nothing but returning its output on
+/// failure.
+async fn script(
+    repo: &Path,
+    name: &str,
+    args: &[String],
+    env: &[(String, String)],
+) -> Result<String, String> {
     let out = Command::new(repo.join("deploy").join(name))
         .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .current_dir(repo)
         .stdin(Stdio::null())
         .output()
@@ -487,6 +506,7 @@ impl Stack {
             &repo,
             "down.sh",
             &["--stack".into(), opts.name.clone(), "--purge".into()],
+            &[],
         )
         .await?;
         tracing::info!("leftovers removed:\n{down}");
@@ -500,7 +520,7 @@ impl Stack {
         if binaries_fresh() {
             args.push("--no-cargo".into());
         }
-        let up = script(&repo, "up.sh", &args).await?;
+        let up = script(&repo, "up.sh", &args, &up_env(&opts)).await?;
         eprintln!("{up}");
         let password = read_secret(&repo, &opts.name, "redis_admin_password")?;
         let sentinel_password = read_secret(&repo, &opts.name, "sentinel_password")?;
@@ -523,7 +543,7 @@ impl Stack {
         let mut args = up_args(&self.opts);
         args.extend(["--debug".to_owned(), "--no-build".to_owned()]);
         args.extend(extra.iter().cloned());
-        script(&self.repo, "up.sh", &args).await
+        script(&self.repo, "up.sh", &args, &up_env(&self.opts)).await
     }
 
     /// The operator's Redis password (the `default` user: every command).
@@ -662,16 +682,7 @@ impl Stack {
 
     /// The confirmed master `redis-ha status` names, as a node number.
     pub async fn status_master(&self) -> Result<u8, String> {
-        let j = self.status_json().await?;
-        let m = &j["master"];
-        if m["confirmed"] != serde_json::Value::Bool(true) {
-            return Err(format!("status: no confirmed master: {m}"));
-        }
-        let addr = m["address"].as_str().unwrap_or_default();
-        let host = addr.split(':').next().unwrap_or_default();
-        host.parse::<NodeNum>()
-            .map(NodeNum::get)
-            .map_err(|e| format!("status master {addr:?}: {e}"))
+        confirmed_master(&self.status_json().await?)
     }
 
     /// Waits until Sentinel and `redis-ha status` name the same master; returns it.
@@ -724,6 +735,7 @@ pub async fn remove(repo: &Path, name: &str) -> Result<(), String> {
         repo,
         "down.sh",
         &["--stack".into(), name.to_owned(), "--purge".into()],
+        &[],
     )
     .await?;
     let filter = format!("label={NAMESPACE_LABEL}={name}");
@@ -799,6 +811,19 @@ where
     redis_ha_testkit::poll_until(timeout, Duration::from_millis(500), probe)
         .await
         .map_err(|e| format!("after {timeout:?}: {e}"))
+}
+
+/// The confirmed master of a `redis-ha status --json`, as a node number.
+pub fn confirmed_master(status: &serde_json::Value) -> Result<u8, String> {
+    let m = &status["master"];
+    if m["confirmed"] != serde_json::Value::Bool(true) {
+        return Err(format!("status: no confirmed master: {m}"));
+    }
+    let addr = m["address"].as_str().unwrap_or_default();
+    let host = addr.split(':').next().unwrap_or_default();
+    host.parse::<NodeNum>()
+        .map(NodeNum::get)
+        .map_err(|e| format!("status master {addr:?}: {e}"))
 }
 
 /// `redis-ha status --json` run by the CLI binary `bin` against a coordinator on this host.

@@ -14,11 +14,16 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use redis_ha_testkit::rig::{self, docker_on, leftovers, Rig, RigOptions};
-use redis_ha_tests::multinode::{
-    at, fault_figures, missing_keys, role, sentinel_master, Attempt, NsWriter,
+use redis_ha_testkit::rig::{
+    self, docker_on, leftovers, NodePlan, Rig, RigOptions, CONTROL_PLACEMENT,
 };
-use redis_ha_tests::stack::{poll, purge, refuse_skip_under_ci, repo_root, Stack, StackOptions};
+use redis_ha_tests::multinode::{
+    agents_heard, at, cli_in_network, fault_figures, missing_keys, role, sentinel_master,
+    status_in_network, Attempt, NsWriter,
+};
+use redis_ha_tests::stack::{
+    confirmed_master, poll, purge, refuse_skip_under_ci, repo_root, tls_dir, Stack, StackOptions,
+};
 
 const T: Duration = Duration::from_secs(90);
 
@@ -93,6 +98,7 @@ async fn rig_with_three_managers_comes_and_goes() {
         nodes: 3,
         managers: 2,
         labels: false,
+        control: 0,
         dns: None,
     })
     .await;
@@ -125,6 +131,9 @@ async fn rig_with_three_managers_comes_and_goes() {
     assert_host_swarm_intact();
     eprintln!("[{:?}] torn down", t0.elapsed());
 }
+
+/// The control plane's services, placed on the rig's control nodes.
+const CONTROL: [&str; 2] = ["coordinator", "haproxy-reloader"];
 
 /// A fault of the master's host.
 #[derive(Clone, Copy, Debug)]
@@ -191,8 +200,13 @@ async fn multinode_deploy_places_by_label_and_survives_master_host_cut_and_kill(
     // Declared before the rig, so dropped after it: after a failure the nodes are gone first
     // (a cut node's containers would hold the purge up for minutes), then the stack is purged.
     let mut guard = PurgeOnDrop(Some(STACK.to_owned()));
-    let rig = create_rig(RigOptions::default()).await;
-    eprintln!("[{:?}] rig of 4 nodes", t0.elapsed());
+    let rig = create_rig(RigOptions {
+        nodes: 5,
+        control: 2,
+        ..RigOptions::default()
+    })
+    .await;
+    eprintln!("[{:?}] rig of 6 nodes", t0.elapsed());
     let opts = StackOptions {
         name: STACK.into(),
         base_port: 9400,
@@ -200,6 +214,8 @@ async fn multinode_deploy_places_by_label_and_survives_master_host_cut_and_kill(
         engines: rig.engines(),
         // The agents' socket would be the host's engine on these nodes (one filesystem).
         docker_socket: false,
+        // Off the Redis nodes and off the host, so that their host can be lost.
+        control_placement: Some(CONTROL_PLACEMENT.into()),
         ..StackOptions::default()
     };
     let deploy_started = Instant::now();
@@ -244,11 +260,17 @@ async fn multinode_deploy_places_by_label_and_survives_master_host_cut_and_kill(
             );
         }
     }
-    for svc in ["coordinator", "haproxy-reloader"] {
-        assert_eq!(
-            running_on(&opts.name, svc).expect("service ps"),
-            vec![host.clone()],
-            "{svc} on the manager"
+    let control: Vec<String> = rig
+        .nodes()
+        .iter()
+        .filter(|n| n.control)
+        .map(|n| n.name.clone())
+        .collect();
+    for svc in CONTROL {
+        let on = running_on(&opts.name, svc).expect("service ps");
+        assert!(
+            on.len() == 1 && control.contains(&on[0]),
+            "{svc} runs on one of the control nodes {control:?}: {on:?}"
         );
     }
     let mut every: Vec<String> = rig.nodes().iter().map(|n| n.name.clone()).collect();
@@ -271,11 +293,14 @@ async fn multinode_deploy_places_by_label_and_survives_master_host_cut_and_kill(
     };
     let sentinel_pw = stack.secret("sentinel_password").expect("secret");
     let pw = stack.password().to_owned();
+    let tls = tls_dir(&opts.name);
+    // The coordinator's status, asked on the stack's network wherever it runs.
+    let status = || status_in_network(&opts.name, &opts.group, &tls);
     // The master the Sentinels' majority and the coordinator's status both name.
     let agreed_master = || {
         poll(T, || async {
             let s = sentinel_master(&sentinels(None), &sentinel_pw, &opts.group).await?;
-            let c = stack.status_master().await?;
+            let c = confirmed_master(&status().await?)?;
             if s == c {
                 Ok(s)
             } else {
@@ -399,6 +424,209 @@ async fn multinode_deploy_places_by_label_and_survives_master_host_cut_and_kill(
             lost_healthy.first()
         );
         assert!(f.healthy_outage < T, "the healthy side never wrote again");
+    }
+
+    // ---- a replica's host cut off: no failover, the healthy side writes on, nothing lost;
+    // healed, the replica follows the master again and its HAProxy routes to it.
+    let m = agreed_master().await.expect("an agreed master");
+    let r = (1..=3u8).find(|n| *n != m).expect("a replica");
+    let replica_node = rig.labelled(r).expect("replica's node").clone();
+    let healthy = NsWriter::start(
+        None,
+        at([127, 0, 0, 1], opts.base_port),
+        &pw,
+        "healthy-replica",
+        Duration::from_millis(5),
+    );
+    let faulted = NsWriter::start(
+        Some(&replica_node.name),
+        at(replica_node.addr, opts.base_port),
+        &pw,
+        "faulted-replica",
+        Duration::from_millis(5),
+    );
+    poll(T, || async {
+        match (healthy.acked(), faulted.acked()) {
+            (h, f) if h >= 20 && f >= 20 => Ok(()),
+            (h, f) => Err(format!("acknowledged: healthy {h}, faulted {f}")),
+        }
+    })
+    .await
+    .expect("both writers write");
+    let cut = Instant::now();
+    rig.cut(r).expect("cut");
+    eprintln!(
+        "[{:?}] cut: {} (redis-{r}, a replica)",
+        t0.elapsed(),
+        replica_node.name
+    );
+    poll(T, || async {
+        match healthy.count(|a| a.acked && a.node == Some(m) && a.started > cut) {
+            // Well past the Sentinels' down-after: a failover would have begun.
+            n if n >= 400 => Ok(()),
+            n => Err(format!(
+                "{n} writes acknowledged by redis-{m} since the cut"
+            )),
+        }
+    })
+    .await
+    .expect("the healthy side writes on to the master");
+    assert_eq!(
+        sentinel_master(&sentinels(Some(r)), &sentinel_pw, &opts.group).await,
+        Ok(m),
+        "no failover for a replica's host"
+    );
+    rig.heal(r).expect("heal");
+    let healed = Instant::now();
+    poll(T, || async {
+        match role(redis_at(r), &pw).await?.as_str() {
+            "slave" => Ok(()),
+            other => Err(format!("redis-{r} is {other}")),
+        }
+    })
+    .await
+    .expect("the replica is back");
+    poll(T, || async {
+        match faulted.count(|a| a.acked && a.node == Some(m) && a.started > healed) {
+            n if n >= 10 => Ok(()),
+            n => Err(format!("{n} writes through the healed node's HAProxy")),
+        }
+    })
+    .await
+    .expect("the healed node's HAProxy routes to the master");
+    let end = Instant::now();
+    let healthy = healthy.finish().expect("healthy writer");
+    let faulted = faulted.finish().expect("faulted writer");
+    let lost = missing_keys(redis_at(m), &pw, &keys(&healthy))
+        .await
+        .expect("MGET");
+    let f = fault_figures(&healthy, &faulted, m, m, cut, healed);
+    eprintln!(
+        "[{:?}] FIGURES replica host cut: redis-{r} (master redis-{m} throughout); healthy side: \
+         longest gap {:?}, {} acknowledged during the fault, {} of {} acknowledged lost; \
+         faulted side: {} acknowledged during the fault; healed -> routed again after {:?}",
+        t0.elapsed(),
+        f.healthy_outage,
+        f.healthy_acked,
+        lost.len(),
+        keys(&healthy).len(),
+        f.faulted_acked,
+        end - healed,
+    );
+    assert!(
+        lost.is_empty(),
+        "acknowledged and lost while a replica's host was cut: {lost:?}"
+    );
+
+    // ---- the control plane's hosts: the coordinator's node cut off, then the reloader's.
+    // The swarm starts the service on the other control node; the agents, which held a
+    // connection to the old task, find the new one (keep-alives, a fresh lookup of the name);
+    // the moved control plane then carries out a switchover and drives every HAProxy.
+    for svc in CONTROL {
+        let m = agreed_master().await.expect("an agreed master");
+        let on = running_on(&opts.name, svc).expect("service ps");
+        let node: NodePlan = rig
+            .nodes()
+            .iter()
+            .find(|n| on.first() == Some(&n.name))
+            .unwrap_or_else(|| panic!("{svc} on a rig node: {on:?}"))
+            .clone();
+        let also: Vec<&str> = CONTROL
+            .into_iter()
+            .filter(|s| running_on(&opts.name, s).is_ok_and(|o| o.contains(&node.name)))
+            .collect();
+        let healthy = NsWriter::start(
+            None,
+            at([127, 0, 0, 1], opts.base_port),
+            &pw,
+            &format!("healthy-{svc}"),
+            Duration::from_millis(5),
+        );
+        poll(T, || async {
+            match healthy.acked() {
+                h if h >= 20 => Ok(()),
+                h => Err(format!("acknowledged: {h}")),
+            }
+        })
+        .await
+        .expect("the writer writes");
+        let cut = Instant::now();
+        rig.cut(node.index).expect("cut");
+        eprintln!("[{:?}] cut: {} (running {also:?})", t0.elapsed(), node.name);
+        let moved = poll(T, || async {
+            let on = running_on(&opts.name, svc)?;
+            match on.as_slice() {
+                [other] if *other != node.name => Ok(other.clone()),
+                _ => Err(format!("{svc} running on {on:?}")),
+            }
+        })
+        .await
+        .expect("the swarm moves it");
+        let started_elsewhere = cut.elapsed();
+        // Every agent (none runs on a control node) reports to the coordinator that runs now.
+        poll(T, || async {
+            let st = status().await?;
+            let c = confirmed_master(&st)?;
+            match agents_heard(&st) {
+                heard if c == m && heard == [1, 2, 3] => Ok(()),
+                heard => Err(format!("master redis-{c}, agents heard {heard:?}")),
+            }
+        })
+        .await
+        .expect("the coordinator hears every agent");
+        let all_heard = cut.elapsed();
+        let switched = Instant::now();
+        let out = cli_in_network(&opts.name, &opts.group, &tls, &["switchover"])
+            .await
+            .unwrap_or_else(|e| panic!("switchover with {svc} moved: {e}"));
+        eprintln!("[{:?}] {}", t0.elapsed(), out.trim());
+        let new = poll(T, || async {
+            match sentinel_master(&sentinels(None), &sentinel_pw, &opts.group).await? {
+                s if s == m => Err(format!("the Sentinels still name redis-{m}")),
+                s => Ok(s),
+            }
+        })
+        .await
+        .expect("the switchover moved the master");
+        poll(T, || async {
+            match healthy.count(|a| a.acked && a.node == Some(new) && a.started > switched) {
+                n if n >= 50 => Ok(()),
+                n => Err(format!("{n} writes acknowledged by redis-{new}")),
+            }
+        })
+        .await
+        .expect("the host's HAProxy routes to the new master");
+        rig.heal(node.index).expect("heal");
+        // The orphan on the healed node is stopped: one task of the service runs.
+        poll(T, || async {
+            match running_on(&opts.name, svc)? {
+                on if on == [moved.clone()] => Ok(()),
+                on => Err(format!("{svc} running on {on:?}")),
+            }
+        })
+        .await
+        .expect("one task after the heal");
+        let end = Instant::now();
+        let healthy = healthy.finish().expect("writer");
+        let lost = missing_keys(redis_at(new), &pw, &keys(&healthy))
+            .await
+            .expect("MGET");
+        let f = fault_figures(&healthy, &[], m, new, cut, end);
+        eprintln!(
+            "[{:?}] FIGURES {svc}'s host cut ({also:?} on it): started on {moved} after \
+             {started_elapsed:?}, every agent heard by it after {all_heard:?}; switchover \
+             redis-{m} -> redis-{new} through the moved control plane; longest gap in the \
+             writes {:?}, {} of {} acknowledged lost",
+            t0.elapsed(),
+            f.healthy_outage,
+            lost.len(),
+            keys(&healthy).len(),
+            started_elapsed = started_elsewhere,
+        );
+        assert!(
+            lost.is_empty(),
+            "acknowledged and lost with {svc}'s host cut: {lost:?}"
+        );
     }
 
     // ---- down.sh --purge: nothing of the stack on any node.

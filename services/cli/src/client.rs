@@ -48,18 +48,12 @@ impl Target {
                 redis_ha_tls::insecure_warning("redis-ha")
             );
         }
-        let endpoint = tls
-            .endpoint(&self.url)
-            .map_err(|e| CliError::BadUrl {
-                url: self.url.clone(),
-                reason: e.reason,
-            })?
-            .connect_timeout(self.timeout)
-            .tcp_nodelay(true)
-            // Keeps a long `watch` from hanging forever on a peer that vanished silently.
-            .http2_keep_alive_interval(Duration::from_secs(10))
-            .keep_alive_timeout(self.timeout)
-            .keep_alive_while_idle(true);
+        let endpoint =
+            tls.client_endpoint(&self.url, self.timeout)
+                .map_err(|e| CliError::BadUrl {
+                    url: self.url.clone(),
+                    reason: e.reason,
+                })?;
         match tokio::time::timeout(self.timeout, endpoint.connect()).await {
             Err(_) => Err(self.unreachable(format!(
                 "no connection within {} ms",

@@ -83,17 +83,11 @@ impl CoordinatorSource {
         let url = || self.url.clone();
         let endpoint = self
             .tls
-            .endpoint(&self.url)
+            .client_endpoint(&self.url, self.io_timeout)
             .map_err(|e| WatchError::Url {
                 url: url(),
                 reason: e.reason,
-            })?
-            .connect_timeout(self.io_timeout)
-            .tcp_nodelay(true)
-            // Finds a dead coordinator behind a silent network.
-            .http2_keep_alive_interval(Duration::from_secs(2))
-            .keep_alive_timeout(self.io_timeout.max(Duration::from_millis(500)))
-            .keep_alive_while_idle(true);
+            })?;
         let channel = endpoint
             .connect()
             .await

@@ -1179,22 +1179,16 @@ pub async fn run_with_settings(
     settings.coordinator_tls.warn_if_insecure("redis-ha-agent");
     let endpoint = settings
         .coordinator_tls
-        .endpoint(&settings.coordinator_url)
+        .client_endpoint(&settings.coordinator_url, settings.io_timeout)
         .map_err(|e| {
             AgentError::Config(redis_ha_common::ConfigError::invalid(
                 "coordinator_url",
                 &settings.coordinator_url,
                 e.reason,
             ))
-        })?
-        .connect_timeout(settings.io_timeout);
-    // A stream must outlive any request timeout; keep-alives find a dead coordinator instead.
-    let watch_endpoint = endpoint
-        .clone()
-        .tcp_nodelay(true)
-        .http2_keep_alive_interval(Duration::from_secs(2))
-        .keep_alive_timeout(settings.io_timeout.max(Duration::from_millis(500)))
-        .keep_alive_while_idle(true);
+        })?;
+    // A stream must outlive any request timeout: the keep-alives alone watch it.
+    let watch_endpoint = endpoint.clone();
     let endpoint = endpoint.timeout(settings.io_timeout);
     let client = CoordinatorClient::new(endpoint.connect_lazy());
     // Its own connection: REPLICAOF must not wait behind a slow poll.

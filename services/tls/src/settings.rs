@@ -3,6 +3,7 @@
 //! client's endpoint. Private keys are read from files only.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use redis_ha_common::ConfigError;
 use serde::{Deserialize, Serialize};
@@ -206,6 +207,23 @@ impl ClientTls {
             None => Ok(endpoint),
             Some(tls) => endpoint.tls_config(tls.clone()).map_err(err),
         }
+    }
+
+    /// [`ClientTls::endpoint`] as every client of the coordinator needs it: connections time
+    /// out after `io_timeout`, and HTTP/2 keep-alives (every 2 s, answered within
+    /// `io_timeout`, at least 500 ms) find a coordinator gone silent, its host cut off or
+    /// lost. The dead connection is then dropped and the next call connects anew, resolving
+    /// the URL's name again, so a coordinator the swarm has moved is reached within seconds;
+    /// without them every call would queue on the dead connection until TCP gives up (many
+    /// minutes).
+    pub fn client_endpoint(&self, url: &str, io_timeout: Duration) -> Result<Endpoint, UrlError> {
+        Ok(self
+            .endpoint(url)?
+            .connect_timeout(io_timeout)
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(2))
+            .keep_alive_timeout(io_timeout.max(Duration::from_millis(500)))
+            .keep_alive_while_idle(true))
     }
 }
 

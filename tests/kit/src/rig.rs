@@ -37,6 +37,14 @@ const RULE_COMMENT: &str = "rhmn-rig";
 /// The label `deploy/up.sh` places node N's services by.
 pub const NODE_LABEL: &str = "redis-ha.node";
 
+/// The label (`=true`) of the rig's control nodes: a stack deployed with
+/// [`CONTROL_PLACEMENT`] runs its coordinator and reloader there.
+pub const CONTROL_LABEL: &str = "redis-ha.control";
+
+/// The placement constraint (`REDIS_HA_PLACEMENT_CONTROL`) that keeps the coordinator and the
+/// reloader on the rig's control nodes.
+pub const CONTROL_PLACEMENT: &str = "node.labels.redis-ha.control==true";
+
 #[derive(Debug, thiserror::Error)]
 pub enum RigError {
     #[error("cannot run {program}: {source}")]
@@ -76,6 +84,9 @@ pub struct RigOptions {
     pub managers: u8,
     /// Label the first three extra nodes `redis-ha.node=1..3`.
     pub labels: bool,
+    /// Label the last `control` extra nodes [`CONTROL_LABEL`]`=true` (none of nodes 1..3
+    /// when those carry `redis-ha.node`).
+    pub control: u8,
     /// The extra daemons' upstream DNS (`dockerd --dns`). `None`: [`RigPlan::silent_dns`], an
     /// address of the rig's subnet that nobody holds, so lookups that leave Docker's DNS get
     /// no answer at all (the worst upstream a node can have, and what a namespace without a
@@ -89,6 +100,7 @@ impl Default for RigOptions {
             nodes: 3,
             managers: 0,
             labels: true,
+            control: 0,
             dns: None,
         }
     }
@@ -107,6 +119,8 @@ pub struct NodePlan {
     pub manager: bool,
     /// `redis-ha.node` label value.
     pub label: Option<u8>,
+    /// Labelled [`CONTROL_LABEL`]`=true`.
+    pub control: bool,
     /// Data root (images, containers, volumes, swarm state) and its config file.
     pub root: PathBuf,
     /// Exec root, pid file, socket, log.
@@ -174,6 +188,18 @@ pub fn plan(opts: &RigOptions) -> Result<RigPlan, RigError> {
             opts.nodes
         )));
     }
+    if opts.control > opts.nodes || (opts.labels && opts.control > opts.nodes.saturating_sub(3)) {
+        return Err(RigError::Plan(format!(
+            "{} control nodes among {} nodes ({})",
+            opts.control,
+            opts.nodes,
+            if opts.labels {
+                "three of them Redis nodes"
+            } else {
+                "no Redis nodes"
+            }
+        )));
+    }
     if opts.managers > opts.nodes {
         return Err(RigError::Plan(format!(
             "{} managers among {} nodes",
@@ -198,6 +224,7 @@ pub fn plan(opts: &RigOptions) -> Result<RigPlan, RigError> {
             addr: Ipv4Addr::new(10, 213, 0, 10 + i),
             manager: i <= opts.managers,
             label: (opts.labels && i <= 3).then_some(i),
+            control: i > opts.nodes - opts.control,
             root: PathBuf::from(format!("/var/lib/{PREFIX}/n{i}")),
             run: PathBuf::from(format!("/run/{PREFIX}/n{i}")),
         })
@@ -862,6 +889,15 @@ impl Rig {
                 &id,
             ])?;
         }
+        if n.control {
+            docker(&[
+                "node",
+                "update",
+                "--label-add",
+                &format!("{CONTROL_LABEL}=true"),
+                &id,
+            ])?;
+        }
         Ok(id)
     }
 
@@ -1074,6 +1110,28 @@ mod tests {
             .collect();
         assert_eq!(managers, [1, 2]);
         assert_eq!(p.nodes[3].label, None);
+        assert!(p.nodes.iter().all(|n| !n.control));
+        let c = plan(&RigOptions {
+            nodes: 5,
+            control: 2,
+            ..RigOptions::default()
+        })
+        .expect("plan");
+        let control: Vec<u8> = c
+            .nodes
+            .iter()
+            .filter(|n| n.control)
+            .map(|n| n.index)
+            .collect();
+        assert_eq!(control, [4, 5]);
+        assert!(c.nodes.iter().all(|n| !(n.control && n.label.is_some())));
+        // A control node would also be a Redis node.
+        assert!(plan(&RigOptions {
+            nodes: 4,
+            control: 2,
+            ..RigOptions::default()
+        })
+        .is_err());
         assert!(plan(&RigOptions {
             managers: 1,
             ..RigOptions::default()
