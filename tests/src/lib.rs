@@ -19,6 +19,7 @@ pub mod cluster;
 pub mod figures;
 pub mod haproxy;
 pub mod multinode;
+pub mod multinode_faults;
 pub mod otlp;
 pub mod relay;
 pub mod sentinel_events;

@@ -1,0 +1,511 @@
+//! The multi-node faults, one function each, shared by the test (tests/tests/multinode.rs:
+//! every fault once, asserting that nothing acknowledged on the healthy side is lost) and the
+//! benchmark (tests/benches/multinode_faults.rs: each fault many times, figures as
+//! min / median / max).
+//!
+//! Every fault runs against a [`Cluster`]: the stack deployed over a [`Rig`] whose nodes 1..3
+//! carry Redis nodes 1..3 and whose control nodes carry the coordinator and the reloader. A
+//! writer through the host's HAProxy is the healthy side; one through the faulted node's own
+//! HAProxy, from inside its network namespace, the faulted side.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use redis_ha_testkit::rig::{self, NodePlan, Rig};
+
+use crate::multinode::{
+    agents_heard, at, cli_in_network, fault_figures, missing_keys, role, sentinel_master,
+    status_in_network, Attempt, FaultFigures, NsWriter,
+};
+use crate::stack::{confirmed_master, poll, tls_dir, Stack};
+
+/// How long any one step of a fault may take.
+pub const T: Duration = Duration::from_secs(90);
+
+/// The control plane's services, placed on the rig's control nodes.
+pub const CONTROL: [&str; 2] = ["coordinator", "haproxy-reloader"];
+
+/// Each writer's pause between two writes.
+const WRITE_EVERY: Duration = Duration::from_millis(5);
+
+/// A fault of the master's host.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// Its link down, then up (a partition: it runs on, alone).
+    Cut,
+    /// Its dockerd, containerd and containers SIGKILLed, then the engine started again.
+    Kill,
+}
+
+impl std::fmt::Display for Fault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Fault::Cut => "cut",
+            Fault::Kill => "kill",
+        })
+    }
+}
+
+/// What a fault did, for the assertions and the figures.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    /// What was faulted, for the FIGURES line.
+    pub what: String,
+    /// The master before and after.
+    pub old: u8,
+    pub new: u8,
+    pub figures: FaultFigures,
+    /// Acknowledged writes of each side, and those the final master does not hold.
+    pub healthy_acked: usize,
+    pub healthy_lost: usize,
+    pub faulted_acked: usize,
+    pub faulted_lost: usize,
+    /// From undoing the fault (heal, engine started) until the faulted node is back: its Redis
+    /// a replica and its HAProxy routing to the master again. Zero where nothing is undone
+    /// before the end.
+    pub back_after: Duration,
+    /// For a control-plane host: the service started on another node after this long, and every
+    /// agent heard by the coordinator running then after this long (both from the cut).
+    pub moved_after: Option<Duration>,
+    pub agents_after: Option<Duration>,
+}
+
+impl Outcome {
+    /// The line the test and the benchmark print.
+    pub fn line(&self) -> String {
+        let f = &self.figures;
+        let mut s = format!(
+            "{}: redis-{} -> redis-{}; healthy side (the host's HAProxy): longest gap {:?}, {} \
+             acknowledged during the fault, {} of {} acknowledged lost",
+            self.what,
+            self.old,
+            self.new,
+            f.healthy_outage,
+            f.healthy_acked,
+            self.healthy_lost,
+            self.healthy_acked,
+        );
+        if self.faulted_acked > 0 || f.faulted_acked > 0 {
+            s.push_str(&format!(
+                "; faulted side (its node's HAProxy): longest gap {:?}, {} acknowledged during \
+                 the fault, {} of {} acknowledged lost",
+                f.faulted_outage, f.faulted_acked, self.faulted_lost, self.faulted_acked
+            ));
+        }
+        s.push_str(&format!("; two routable masters for {:?}", f.two_masters));
+        if let (Some(m), Some(a)) = (self.moved_after, self.agents_after) {
+            s.push_str(&format!(
+                "; started elsewhere after {m:?}, every agent heard after {a:?}"
+            ));
+        }
+        if !self.back_after.is_zero() {
+            s.push_str(&format!("; undone -> back after {:?}", self.back_after));
+        }
+        s
+    }
+}
+
+/// The acknowledged keys of `records`.
+pub fn keys(records: &[Attempt]) -> Vec<String> {
+    records
+        .iter()
+        .filter(|a| a.acked)
+        .map(|a| a.key.clone())
+        .collect()
+}
+
+/// The hostnames of the nodes running `stack`'s `service` tasks now.
+pub fn running_on(stack: &str, service: &str) -> Result<Vec<String>, String> {
+    let out = rig::docker(&[
+        "service",
+        "ps",
+        &format!("{stack}_{service}"),
+        "--filter",
+        "desired-state=running",
+        "--format",
+        "{{.Node}} {{.CurrentState}}",
+    ])
+    .map_err(|e| e.to_string())?;
+    let mut nodes: Vec<String> = out
+        .lines()
+        .filter(|l| l.contains("Running"))
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_owned)
+        .collect();
+    nodes.sort();
+    Ok(nodes)
+}
+
+/// The stack over the rig, and what the faults need to reach it.
+pub struct Cluster<'a> {
+    pub rig: &'a Rig,
+    pub stack: &'a Stack,
+    password: String,
+    sentinel_password: String,
+    tls: PathBuf,
+}
+
+impl<'a> Cluster<'a> {
+    pub fn new(rig: &'a Rig, stack: &'a Stack) -> Result<Self, String> {
+        Ok(Self {
+            rig,
+            stack,
+            password: stack.password().to_owned(),
+            sentinel_password: stack.secret("sentinel_password")?,
+            tls: tls_dir(&stack.opts.name),
+        })
+    }
+
+    fn name(&self) -> &str {
+        &self.stack.opts.name
+    }
+
+    fn node(&self, n: u8) -> Result<&NodePlan, String> {
+        self.rig
+            .labelled(n)
+            .ok_or_else(|| format!("no rig node labelled {n}"))
+    }
+
+    /// Redis node `n` at its node's address.
+    pub fn redis_at(&self, n: u8) -> Result<SocketAddr, String> {
+        Ok(at(self.node(n)?.addr, self.stack.redis_port(n)))
+    }
+
+    /// Every Sentinel but `except`'s, at its node's address.
+    pub fn sentinels(&self, except: Option<u8>) -> Result<Vec<(u8, SocketAddr)>, String> {
+        (1..=3u8)
+            .filter(|n| Some(*n) != except)
+            .map(|n| Ok((n, at(self.node(n)?.addr, self.stack.sentinel_port(n)))))
+            .collect()
+    }
+
+    /// The master the Sentinels (but `except`) name.
+    pub async fn sentinel_master(&self, except: Option<u8>) -> Result<u8, String> {
+        sentinel_master(
+            &self.sentinels(except)?,
+            &self.sentinel_password,
+            &self.stack.opts.group,
+        )
+        .await
+    }
+
+    /// The coordinator's status, asked on the stack's network wherever it runs.
+    pub async fn status(&self) -> Result<serde_json::Value, String> {
+        status_in_network(self.name(), &self.stack.opts.group, &self.tls).await
+    }
+
+    /// Waits until the Sentinels' majority and the coordinator's status name one master.
+    pub async fn agreed_master(&self) -> Result<u8, String> {
+        poll(T, || async {
+            let s = self.sentinel_master(None).await?;
+            let c = confirmed_master(&self.status().await?)?;
+            if s == c {
+                Ok(s)
+            } else {
+                Err(format!("sentinels: redis-{s}, status: redis-{c}"))
+            }
+        })
+        .await
+    }
+
+    /// A writer through the host's HAProxy (the healthy side).
+    fn healthy_writer(&self, tag: &str) -> NsWriter {
+        NsWriter::start(
+            None,
+            at([127, 0, 0, 1], self.stack.proxy_port()),
+            &self.password,
+            &format!("healthy-{tag}"),
+            WRITE_EVERY,
+        )
+    }
+
+    /// A writer through the HAProxy of `node`, from inside its namespace (the faulted side).
+    fn faulted_writer(&self, node: &NodePlan, tag: &str) -> NsWriter {
+        NsWriter::start(
+            Some(&node.name),
+            at(node.addr, self.stack.proxy_port()),
+            &self.password,
+            &format!("faulted-{tag}"),
+            WRITE_EVERY,
+        )
+    }
+
+    async fn both_write(
+        &self,
+        healthy: &NsWriter,
+        faulted: Option<&NsWriter>,
+    ) -> Result<(), String> {
+        poll(T, || async {
+            let f = faulted.map_or(20, NsWriter::acked);
+            match healthy.acked() {
+                h if h >= 20 && f >= 20 => Ok(()),
+                h => Err(format!("acknowledged: healthy {h}, faulted {f}")),
+            }
+        })
+        .await
+        .map_err(|e| format!("the writers do not write: {e}"))
+    }
+
+    /// Waits until at least `n` writes of `w` started after `since` were acknowledged by
+    /// redis-`node`.
+    async fn acked_by(
+        &self,
+        w: &NsWriter,
+        node: u8,
+        since: Instant,
+        n: usize,
+        what: &str,
+    ) -> Result<(), String> {
+        poll(T, || async {
+            match w.count(|a| a.acked && a.node == Some(node) && a.started > since) {
+                k if k >= n => Ok(()),
+                k => Err(format!("{k} writes acknowledged by redis-{node}")),
+            }
+        })
+        .await
+        .map_err(|e| format!("{what}: {e}"))
+    }
+
+    async fn is_replica(&self, n: u8) -> Result<(), String> {
+        poll(T, || async {
+            match role(self.redis_at(n)?, &self.password).await?.as_str() {
+                "slave" => Ok(()),
+                r => Err(format!("redis-{n} is {r}")),
+            }
+        })
+        .await
+        .map_err(|e| format!("redis-{n} back as a replica: {e}"))
+    }
+
+    /// The writers' records, finished, and what of them the master `on` lacks.
+    async fn finish(
+        &self,
+        healthy: NsWriter,
+        faulted: Option<NsWriter>,
+        on: u8,
+    ) -> Result<(Vec<Attempt>, Vec<Attempt>, usize, usize), String> {
+        let healthy = healthy.finish()?;
+        let faulted = match faulted {
+            Some(f) => f.finish()?,
+            None => Vec::new(),
+        };
+        let at = self.redis_at(on)?;
+        let lost_h = missing_keys(at, &self.password, &keys(&healthy)).await?;
+        let lost_f = missing_keys(at, &self.password, &keys(&faulted)).await?;
+        Ok((healthy, faulted, lost_h.len(), lost_f.len()))
+    }
+
+    /// The master's host cut off or killed; undone after the failover. The old master must
+    /// return as a replica and its node's HAProxy route to the new one.
+    pub async fn master_host(&self, fault: Fault) -> Result<Outcome, String> {
+        let m = self.agreed_master().await?;
+        let node = self.node(m)?.clone();
+        let healthy = self.healthy_writer(&format!("master-{fault}"));
+        let faulted = self.faulted_writer(&node, &format!("master-{fault}"));
+        self.both_write(&healthy, Some(&faulted)).await?;
+        let cut = Instant::now();
+        match fault {
+            Fault::Cut => self.rig.cut(node.index),
+            Fault::Kill => self.rig.kill_engine(node.index),
+        }
+        .map_err(|e| e.to_string())?;
+        let new = poll(T, || async {
+            match self.sentinel_master(Some(m)).await? {
+                s if s == m => Err(format!("the Sentinels still name redis-{m}")),
+                s => Ok(s),
+            }
+        })
+        .await
+        .map_err(|e| format!("a failover away from the faulted node: {e}"))?;
+        self.acked_by(&healthy, new, cut, 50, "the healthy side on the new master")
+            .await?;
+        match fault {
+            Fault::Cut => self.rig.heal(node.index),
+            // Up to 30 s until the engine answers: off the runtime's workers.
+            Fault::Kill => tokio::task::block_in_place(|| self.rig.start_engine(node.index)),
+        }
+        .map_err(|e| e.to_string())?;
+        let healed = Instant::now();
+        self.is_replica(m).await?;
+        let agreed = self.agreed_master().await?;
+        if agreed != new {
+            return Err(format!(
+                "after the heal redis-{agreed} is master, not redis-{new}"
+            ));
+        }
+        self.acked_by(
+            &faulted,
+            new,
+            healed,
+            10,
+            "the healed node's HAProxy on the new master",
+        )
+        .await?;
+        let back = healed.elapsed();
+        let (h, f, lost_h, lost_f) = self.finish(healthy, Some(faulted), new).await?;
+        Ok(Outcome {
+            what: format!("master host {fault}"),
+            old: m,
+            new,
+            figures: fault_figures(&h, &f, m, new, cut, healed),
+            healthy_acked: keys(&h).len(),
+            healthy_lost: lost_h,
+            faulted_acked: keys(&f).len(),
+            faulted_lost: lost_f,
+            back_after: back,
+            moved_after: None,
+            agents_after: None,
+        })
+    }
+
+    /// A replica's host cut off: no failover, the healthy side writes on; healed, the replica
+    /// follows the master again and its node's HAProxy routes to it.
+    pub async fn replica_host_cut(&self) -> Result<Outcome, String> {
+        let m = self.agreed_master().await?;
+        let r = (1..=3u8).find(|n| *n != m).ok_or("no replica")?;
+        let node = self.node(r)?.clone();
+        let healthy = self.healthy_writer("replica-cut");
+        let faulted = self.faulted_writer(&node, "replica-cut");
+        self.both_write(&healthy, Some(&faulted)).await?;
+        let cut = Instant::now();
+        self.rig.cut(r).map_err(|e| e.to_string())?;
+        // 400 writes at one per 5 ms and more: past the Sentinels' down-after, so a failover
+        // would have begun.
+        self.acked_by(&healthy, m, cut, 400, "the healthy side on the master")
+            .await?;
+        let named = self.sentinel_master(Some(r)).await?;
+        if named != m {
+            return Err(format!(
+                "a replica's host was cut and the Sentinels failed over to redis-{named}"
+            ));
+        }
+        self.rig.heal(r).map_err(|e| e.to_string())?;
+        let healed = Instant::now();
+        self.is_replica(r).await?;
+        self.acked_by(
+            &faulted,
+            m,
+            healed,
+            10,
+            "the healed node's HAProxy on the master",
+        )
+        .await?;
+        let back = healed.elapsed();
+        let (h, f, lost_h, lost_f) = self.finish(healthy, Some(faulted), m).await?;
+        Ok(Outcome {
+            what: format!("replica host cut (redis-{r})"),
+            old: m,
+            new: m,
+            figures: fault_figures(&h, &f, m, m, cut, healed),
+            healthy_acked: keys(&h).len(),
+            healthy_lost: lost_h,
+            faulted_acked: keys(&f).len(),
+            faulted_lost: lost_f,
+            back_after: back,
+            moved_after: None,
+            agents_after: None,
+        })
+    }
+
+    /// The host of control-plane service `svc` cut off. The swarm starts `svc` on another
+    /// control node; every agent (none runs on a control node) reaches the coordinator that
+    /// runs then; the control plane, moved, carries out a switchover and drives the host's
+    /// HAProxy to the new master. Healed, one task of `svc` runs.
+    pub async fn control_host_cut(&self, svc: &str) -> Result<Outcome, String> {
+        let m = self.agreed_master().await?;
+        let on = running_on(self.name(), svc)?;
+        let node = self
+            .rig
+            .nodes()
+            .iter()
+            .find(|n| on.first() == Some(&n.name))
+            .ok_or_else(|| format!("{svc} on no rig node: {on:?}"))?
+            .clone();
+        let mut with: Vec<&str> = Vec::new();
+        for s in CONTROL {
+            if running_on(self.name(), s)?.contains(&node.name) {
+                with.push(s);
+            }
+        }
+        let healthy = self.healthy_writer(&format!("{svc}-cut"));
+        self.both_write(&healthy, None).await?;
+        let cut = Instant::now();
+        self.rig.cut(node.index).map_err(|e| e.to_string())?;
+        let moved = poll(T, || async {
+            let on = running_on(self.name(), svc)?;
+            match on.as_slice() {
+                [other] if *other != node.name => Ok(other.clone()),
+                _ => Err(format!("{svc} running on {on:?}")),
+            }
+        })
+        .await
+        .map_err(|e| format!("the swarm moves {svc}: {e}"))?;
+        let moved_after = cut.elapsed();
+        poll(T, || async {
+            let st = self.status().await?;
+            let c = confirmed_master(&st)?;
+            match agents_heard(&st) {
+                heard if c == m && heard == [1, 2, 3] => Ok(()),
+                heard => Err(format!("master redis-{c}, agents heard {heard:?}")),
+            }
+        })
+        .await
+        .map_err(|e| format!("the coordinator hears every agent: {e}"))?;
+        let agents_after = cut.elapsed();
+        let switched = Instant::now();
+        cli_in_network(
+            self.name(),
+            &self.stack.opts.group,
+            &self.tls,
+            &["switchover"],
+        )
+        .await
+        .map_err(|e| format!("switchover with {svc} moved: {e}"))?;
+        let new = poll(T, || async {
+            match self.sentinel_master(None).await? {
+                s if s == m => Err(format!("the Sentinels still name redis-{m}")),
+                s => Ok(s),
+            }
+        })
+        .await
+        .map_err(|e| format!("the switchover moved the master: {e}"))?;
+        self.acked_by(
+            &healthy,
+            new,
+            switched,
+            50,
+            "the host's HAProxy on the new master",
+        )
+        .await?;
+        self.rig.heal(node.index).map_err(|e| e.to_string())?;
+        let healed = Instant::now();
+        poll(T, || async {
+            match running_on(self.name(), svc)? {
+                on if on == std::slice::from_ref(&moved) => Ok(()),
+                on => Err(format!("{svc} running on {on:?}")),
+            }
+        })
+        .await
+        .map_err(|e| format!("one task of {svc} after the heal: {e}"))?;
+        let back = healed.elapsed();
+        let end = Instant::now();
+        let (h, f, lost_h, lost_f) = self.finish(healthy, None, new).await?;
+        Ok(Outcome {
+            what: format!(
+                "{svc}'s host cut ({} on it), switchover after the move",
+                with.join(" and ")
+            ),
+            old: m,
+            new,
+            figures: fault_figures(&h, &f, m, new, cut, end),
+            healthy_acked: keys(&h).len(),
+            healthy_lost: lost_h,
+            faulted_acked: 0,
+            faulted_lost: lost_f,
+            back_after: back,
+            moved_after: Some(moved_after),
+            agents_after: Some(agents_after),
+        })
+    }
+}
