@@ -45,11 +45,11 @@ use std::time::{Duration, Instant};
 use bollard::query_parameters::KillContainerOptions;
 use redis_ha_chaos::chaos::docker::{DockerChaos, NodeNum};
 use redis_ha_tests::figures::{self, failover_sample, FailoverSample};
-use redis_ha_tests::haproxy::{self, ClassicSetup, RoleProber, WriteMode, WriteRecord, Writer};
+use redis_ha_tests::haproxy::{RoleProber, WriteMode, WriteRecord, Writer};
 use redis_ha_tests::kit::client;
 use redis_ha_tests::stack::{
-    cli_status_json, missing_keys, poll, remove, repo_root, sentinels_master, tls_dir, up_args,
-    StackOptions, SILENT_DNS,
+    cli_status_json, deploy_classic, missing_keys, poll, remove, repo_root, sentinels_master,
+    tls_dir, up_args, StackOptions, SILENT_DNS,
 };
 use tokio::process::Command;
 
@@ -277,45 +277,6 @@ async fn script(repo: &Path, name: &str, args: &[String]) -> Result<(), String> 
     }
 }
 
-/// The classic set-up of tests/benches/failover.rs, in the stack: AUTH first (the stack's Redis
-/// requires it), servers by service name through Docker's DNS.
-fn classic_config(password: &str) -> String {
-    haproxy::classic_config(&ClassicSetup {
-        frontend: ":9000".into(),
-        // The image's HEALTHCHECK probes the stats frontend on 127.0.0.1:8404.
-        stats: "127.0.0.1:8404".into(),
-        socket: None,
-        servers: (1..=3).map(|n| format!("redis-{n}:{}", 9000 + n)).collect(),
-        password: Some(password),
-        docker_dns: true,
-    })
-}
-
-/// REDIS_HA_IMAGE_HAPROXY from the images.env up.sh wrote into the state directory.
-fn haproxy_image(state: &Path) -> Result<String, String> {
-    let path = state.join("images.env");
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    text.lines()
-        .find_map(|l| l.trim().strip_prefix("REDIS_HA_IMAGE_HAPROXY="))
-        .map(str::to_owned)
-        .ok_or_else(|| format!("no REDIS_HA_IMAGE_HAPROXY in {}", path.display()))
-}
-
-fn write_private(path: &Path, text: &str) -> Result<(), String> {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-    f.write_all(text.as_bytes())
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))
-}
-
 impl Bench {
     async fn deploy(args: &Args, down_after: u64) -> Result<Self, String> {
         let repo = repo_root();
@@ -353,34 +314,7 @@ impl Bench {
         // The operator's password for the bench's own probes and writes; the classic
         // HAProxy's check logs in as the agent user.
         let password = read("redis_admin_password")?;
-        let cfg = state.join("classic-haproxy.cfg");
-        write_private(&cfg, &classic_config(&read("redis_agent_password")?))?;
-        let image = haproxy_image(&state)?;
-        eprintln!(
-            "   docker stack deploy -c deploy/stack/classic-haproxy.yml {} (port {})",
-            args.stack, args.classic_port
-        );
-        let status = Command::new("docker")
-            .args(["stack", "deploy", "--resolve-image", "never", "-c"])
-            .arg(repo.join("deploy/stack/classic-haproxy.yml"))
-            .arg(&args.stack)
-            .env("REDIS_HA_IMAGE_HAPROXY", image)
-            .env("REDIS_HA_CLASSIC_HAPROXY_CFG", &cfg)
-            .env(
-                "REDIS_HA_PORT_HAPROXY_CLASSIC",
-                args.classic_port.to_string(),
-            )
-            .env("REDIS_HA_STACK", &args.stack)
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(std::io::stderr()))
-            .status()
-            .await
-            .map_err(|e| format!("docker stack deploy: {e}"))?;
-        if !status.success() {
-            return Err(format!(
-                "docker stack deploy of the classic HAProxy: {status}"
-            ));
-        }
+        deploy_classic(&repo, &args.stack, args.classic_port, None).await?;
         let target = std::env::var_os("CARGO_TARGET_DIR")
             .map(PathBuf::from)
             .unwrap_or_else(|| repo.join("target"));

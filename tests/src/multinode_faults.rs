@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use redis_ha_testkit::rig::{self, NodePlan, Rig};
 
 use crate::multinode::{
-    agents_heard, at, cli_in_network, fault_figures, missing_keys, role, sentinel_master,
-    status_in_network, Attempt, FaultFigures, NsWriter,
+    agents_heard, at, cli_in_network, fault_figures, longest_gap, missing_keys, role,
+    sentinel_master, status_in_network, Attempt, FaultFigures, NsWriter,
 };
 use crate::stack::{confirmed_master, poll, tls_dir, Stack};
 
@@ -69,6 +69,19 @@ pub struct Outcome {
     /// agent heard by the coordinator running then after this long (both from the cut).
     pub moved_after: Option<Duration>,
     pub agents_after: Option<Duration>,
+    /// The same fault through the classic tcp-check HAProxy on the host, when the cluster has
+    /// one ([`Cluster::with_classic`]).
+    pub classic: Option<ClassicFigures>,
+}
+
+/// A writer through the classic HAProxy during a fault.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClassicFigures {
+    /// The longest time without an acknowledged write, from the fault to its undoing.
+    pub outage: Duration,
+    /// Acknowledged writes in all, and those the final master does not hold.
+    pub acked: usize,
+    pub lost: usize,
 }
 
 impl Outcome {
@@ -101,6 +114,13 @@ impl Outcome {
         }
         if !self.back_after.is_zero() {
             s.push_str(&format!("; undone -> back after {:?}", self.back_after));
+        }
+        if let Some(c) = &self.classic {
+            s.push_str(&format!(
+                "; classic tcp-check HAProxy on the host: longest gap {:?}, {} of {} \
+                 acknowledged lost",
+                c.outage, c.lost, c.acked
+            ));
         }
         s
     }
@@ -144,6 +164,52 @@ pub struct Cluster<'a> {
     password: String,
     sentinel_password: String,
     tls: PathBuf,
+    /// The classic HAProxy's port on the host, written through beside ours.
+    classic_port: Option<u16>,
+}
+
+/// The writers of one fault: ours on the healthy side, the classic HAProxy's, and the faulted
+/// side's.
+struct Writers {
+    healthy: NsWriter,
+    classic: Option<NsWriter>,
+    faulted: Option<NsWriter>,
+}
+
+/// What the writers recorded, and what of it the final master lacks.
+struct Records {
+    healthy: Vec<Attempt>,
+    faulted: Vec<Attempt>,
+    healthy_lost: usize,
+    faulted_lost: usize,
+    classic: Option<(Vec<Attempt>, usize)>,
+}
+
+impl Records {
+    /// The outcome of a fault from `cut` to `undone` that moved the master from `old` to `new`.
+    fn outcome(&self, what: String, old: u8, new: u8, cut: Instant, undone: Instant) -> Outcome {
+        Outcome {
+            what,
+            old,
+            new,
+            figures: fault_figures(&self.healthy, &self.faulted, old, new, cut, undone),
+            healthy_acked: keys(&self.healthy).len(),
+            healthy_lost: self.healthy_lost,
+            faulted_acked: keys(&self.faulted).len(),
+            faulted_lost: self.faulted_lost,
+            back_after: Duration::ZERO,
+            moved_after: None,
+            agents_after: None,
+            classic: self.classic.as_ref().map(|(c, lost)| {
+                let acks: Vec<Instant> = c.iter().filter(|a| a.acked).map(|a| a.finished).collect();
+                ClassicFigures {
+                    outage: longest_gap(&acks, cut, undone),
+                    acked: acks.len(),
+                    lost: *lost,
+                }
+            }),
+        }
+    }
 }
 
 impl<'a> Cluster<'a> {
@@ -154,7 +220,15 @@ impl<'a> Cluster<'a> {
             password: stack.password().to_owned(),
             sentinel_password: stack.secret("sentinel_password")?,
             tls: tls_dir(&stack.opts.name),
+            classic_port: None,
         })
+    }
+
+    /// Also writes through the classic HAProxy published on the host's `port`
+    /// ([`crate::stack::deploy_classic`]) during every fault.
+    pub fn with_classic(mut self, port: u16) -> Self {
+        self.classic_port = Some(port);
+        self
     }
 
     fn name(&self) -> &str {
@@ -209,42 +283,82 @@ impl<'a> Cluster<'a> {
         .await
     }
 
-    /// A writer through the host's HAProxy (the healthy side).
-    fn healthy_writer(&self, tag: &str) -> NsWriter {
-        NsWriter::start(
-            None,
-            at([127, 0, 0, 1], self.stack.proxy_port()),
-            &self.password,
-            &format!("healthy-{tag}"),
-            WRITE_EVERY,
-        )
+    fn writer(&self, netns: Option<&str>, addr: SocketAddr, tag: String) -> NsWriter {
+        NsWriter::start(netns, addr, &self.password, &tag, WRITE_EVERY)
     }
 
-    /// A writer through the HAProxy of `node`, from inside its namespace (the faulted side).
-    fn faulted_writer(&self, node: &NodePlan, tag: &str) -> NsWriter {
-        NsWriter::start(
-            Some(&node.name),
-            at(node.addr, self.stack.proxy_port()),
-            &self.password,
-            &format!("faulted-{tag}"),
-            WRITE_EVERY,
-        )
-    }
-
-    async fn both_write(
+    /// Starts the writers of fault `tag`: through the host's HAProxy, through the classic one
+    /// (when there is one), and through `faulted`'s HAProxy from inside its namespace; returns
+    /// once each has had writes acknowledged.
+    async fn start_writers(
         &self,
-        healthy: &NsWriter,
-        faulted: Option<&NsWriter>,
-    ) -> Result<(), String> {
+        tag: &str,
+        faulted: Option<&NodePlan>,
+    ) -> Result<Writers, String> {
+        let host = |port| at([127, 0, 0, 1], port);
+        let w = Writers {
+            healthy: self.writer(
+                None,
+                host(self.stack.proxy_port()),
+                format!("healthy-{tag}"),
+            ),
+            classic: self
+                .classic_port
+                .map(|p| self.writer(None, host(p), format!("classic-{tag}"))),
+            faulted: faulted.map(|n| {
+                self.writer(
+                    Some(&n.name),
+                    at(n.addr, self.stack.proxy_port()),
+                    format!("faulted-{tag}"),
+                )
+            }),
+        };
         poll(T, || async {
-            let f = faulted.map_or(20, NsWriter::acked);
-            match healthy.acked() {
-                h if h >= 20 && f >= 20 => Ok(()),
-                h => Err(format!("acknowledged: healthy {h}, faulted {f}")),
+            let acked = |o: Option<&NsWriter>| o.map_or(20, NsWriter::acked);
+            match (
+                w.healthy.acked(),
+                acked(w.classic.as_ref()),
+                acked(w.faulted.as_ref()),
+            ) {
+                (h, c, f) if h >= 20 && c >= 20 && f >= 20 => Ok(()),
+                (h, c, f) => Err(format!(
+                    "acknowledged: healthy {h}, classic {c}, faulted {f}"
+                )),
             }
         })
         .await
-        .map_err(|e| format!("the writers do not write: {e}"))
+        .map_err(|e| format!("the writers do not write: {e}"))?;
+        Ok(w)
+    }
+
+    /// Stops the writers; what they recorded and what of it the master `on` lacks.
+    async fn finish(&self, w: Writers, on: u8) -> Result<Records, String> {
+        let healthy = w.healthy.finish()?;
+        let faulted = match w.faulted {
+            Some(f) => f.finish()?,
+            None => Vec::new(),
+        };
+        let classic = match w.classic {
+            Some(c) => Some(c.finish()?),
+            None => None,
+        };
+        let at = self.redis_at(on)?;
+        let lost = |r: Vec<String>| async move {
+            missing_keys(at, &self.password, &r).await.map(|m| m.len())
+        };
+        Ok(Records {
+            healthy_lost: lost(keys(&healthy)).await?,
+            faulted_lost: lost(keys(&faulted)).await?,
+            classic: match classic {
+                Some(c) => {
+                    let l = lost(keys(&c)).await?;
+                    Some((c, l))
+                }
+                None => None,
+            },
+            healthy,
+            faulted,
+        })
     }
 
     /// Waits until at least `n` writes of `w` started after `since` were acknowledged by
@@ -278,32 +392,14 @@ impl<'a> Cluster<'a> {
         .map_err(|e| format!("redis-{n} back as a replica: {e}"))
     }
 
-    /// The writers' records, finished, and what of them the master `on` lacks.
-    async fn finish(
-        &self,
-        healthy: NsWriter,
-        faulted: Option<NsWriter>,
-        on: u8,
-    ) -> Result<(Vec<Attempt>, Vec<Attempt>, usize, usize), String> {
-        let healthy = healthy.finish()?;
-        let faulted = match faulted {
-            Some(f) => f.finish()?,
-            None => Vec::new(),
-        };
-        let at = self.redis_at(on)?;
-        let lost_h = missing_keys(at, &self.password, &keys(&healthy)).await?;
-        let lost_f = missing_keys(at, &self.password, &keys(&faulted)).await?;
-        Ok((healthy, faulted, lost_h.len(), lost_f.len()))
-    }
-
     /// The master's host cut off or killed; undone after the failover. The old master must
     /// return as a replica and its node's HAProxy route to the new one.
     pub async fn master_host(&self, fault: Fault) -> Result<Outcome, String> {
         let m = self.agreed_master().await?;
         let node = self.node(m)?.clone();
-        let healthy = self.healthy_writer(&format!("master-{fault}"));
-        let faulted = self.faulted_writer(&node, &format!("master-{fault}"));
-        self.both_write(&healthy, Some(&faulted)).await?;
+        let w = self
+            .start_writers(&format!("master-{fault}"), Some(&node))
+            .await?;
         let cut = Instant::now();
         match fault {
             Fault::Cut => self.rig.cut(node.index),
@@ -318,8 +414,14 @@ impl<'a> Cluster<'a> {
         })
         .await
         .map_err(|e| format!("a failover away from the faulted node: {e}"))?;
-        self.acked_by(&healthy, new, cut, 50, "the healthy side on the new master")
-            .await?;
+        self.acked_by(
+            &w.healthy,
+            new,
+            cut,
+            50,
+            "the healthy side on the new master",
+        )
+        .await?;
         match fault {
             Fault::Cut => self.rig.heal(node.index),
             // Up to 30 s until the engine answers: off the runtime's workers.
@@ -334,28 +436,21 @@ impl<'a> Cluster<'a> {
                 "after the heal redis-{agreed} is master, not redis-{new}"
             ));
         }
-        self.acked_by(
-            &faulted,
-            new,
-            healed,
-            10,
-            "the healed node's HAProxy on the new master",
-        )
-        .await?;
+        if let Some(f) = &w.faulted {
+            self.acked_by(
+                f,
+                new,
+                healed,
+                10,
+                "the healed node's HAProxy on the new master",
+            )
+            .await?;
+        }
         let back = healed.elapsed();
-        let (h, f, lost_h, lost_f) = self.finish(healthy, Some(faulted), new).await?;
+        let r = self.finish(w, new).await?;
         Ok(Outcome {
-            what: format!("master host {fault}"),
-            old: m,
-            new,
-            figures: fault_figures(&h, &f, m, new, cut, healed),
-            healthy_acked: keys(&h).len(),
-            healthy_lost: lost_h,
-            faulted_acked: keys(&f).len(),
-            faulted_lost: lost_f,
             back_after: back,
-            moved_after: None,
-            agents_after: None,
+            ..r.outcome(format!("master host {fault}"), m, new, cut, healed)
         })
     }
 
@@ -365,14 +460,12 @@ impl<'a> Cluster<'a> {
         let m = self.agreed_master().await?;
         let r = (1..=3u8).find(|n| *n != m).ok_or("no replica")?;
         let node = self.node(r)?.clone();
-        let healthy = self.healthy_writer("replica-cut");
-        let faulted = self.faulted_writer(&node, "replica-cut");
-        self.both_write(&healthy, Some(&faulted)).await?;
+        let w = self.start_writers("replica-cut", Some(&node)).await?;
         let cut = Instant::now();
         self.rig.cut(r).map_err(|e| e.to_string())?;
         // 400 writes at one per 5 ms and more: past the Sentinels' down-after, so a failover
         // would have begun.
-        self.acked_by(&healthy, m, cut, 400, "the healthy side on the master")
+        self.acked_by(&w.healthy, m, cut, 400, "the healthy side on the master")
             .await?;
         let named = self.sentinel_master(Some(r)).await?;
         if named != m {
@@ -383,28 +476,15 @@ impl<'a> Cluster<'a> {
         self.rig.heal(r).map_err(|e| e.to_string())?;
         let healed = Instant::now();
         self.is_replica(r).await?;
-        self.acked_by(
-            &faulted,
-            m,
-            healed,
-            10,
-            "the healed node's HAProxy on the master",
-        )
-        .await?;
+        if let Some(f) = &w.faulted {
+            self.acked_by(f, m, healed, 10, "the healed node's HAProxy on the master")
+                .await?;
+        }
         let back = healed.elapsed();
-        let (h, f, lost_h, lost_f) = self.finish(healthy, Some(faulted), m).await?;
+        let rec = self.finish(w, m).await?;
         Ok(Outcome {
-            what: format!("replica host cut (redis-{r})"),
-            old: m,
-            new: m,
-            figures: fault_figures(&h, &f, m, m, cut, healed),
-            healthy_acked: keys(&h).len(),
-            healthy_lost: lost_h,
-            faulted_acked: keys(&f).len(),
-            faulted_lost: lost_f,
             back_after: back,
-            moved_after: None,
-            agents_after: None,
+            ..rec.outcome(format!("replica host cut (redis-{r})"), m, m, cut, healed)
         })
     }
 
@@ -428,8 +508,7 @@ impl<'a> Cluster<'a> {
                 with.push(s);
             }
         }
-        let healthy = self.healthy_writer(&format!("{svc}-cut"));
-        self.both_write(&healthy, None).await?;
+        let w = self.start_writers(&format!("{svc}-cut"), None).await?;
         let cut = Instant::now();
         self.rig.cut(node.index).map_err(|e| e.to_string())?;
         let moved = poll(T, || async {
@@ -471,7 +550,7 @@ impl<'a> Cluster<'a> {
         .await
         .map_err(|e| format!("the switchover moved the master: {e}"))?;
         self.acked_by(
-            &healthy,
+            &w.healthy,
             new,
             switched,
             50,
@@ -490,22 +569,16 @@ impl<'a> Cluster<'a> {
         .map_err(|e| format!("one task of {svc} after the heal: {e}"))?;
         let back = healed.elapsed();
         let end = Instant::now();
-        let (h, f, lost_h, lost_f) = self.finish(healthy, None, new).await?;
+        let rec = self.finish(w, new).await?;
+        let what = format!(
+            "{svc}'s host cut ({} on it), a switchover after the move",
+            with.join(" and ")
+        );
         Ok(Outcome {
-            what: format!(
-                "{svc}'s host cut ({} on it), switchover after the move",
-                with.join(" and ")
-            ),
-            old: m,
-            new,
-            figures: fault_figures(&h, &f, m, new, cut, end),
-            healthy_acked: keys(&h).len(),
-            healthy_lost: lost_h,
-            faulted_acked: 0,
-            faulted_lost: lost_f,
             back_after: back,
             moved_after: Some(moved_after),
             agents_after: Some(agents_after),
+            ..rec.outcome(what, m, new, cut, end)
         })
     }
 }

@@ -869,6 +869,87 @@ pub async fn sentinels_master(
     crate::multinode::sentinel_master(&at, password, group).await
 }
 
+/// The classic set-up of tests/benches/failover.rs, in the stack: AUTH first (the stack's Redis
+/// requires it; the check logs in as the agent user), servers by service name through Docker's
+/// DNS.
+fn classic_config(agent_password: &str) -> String {
+    crate::haproxy::classic_config(&crate::haproxy::ClassicSetup {
+        frontend: ":9000".into(),
+        // The image's HEALTHCHECK probes the stats frontend on 127.0.0.1:8404.
+        stats: "127.0.0.1:8404".into(),
+        socket: None,
+        servers: (1..=3).map(|n| format!("redis-{n}:{}", 9000 + n)).collect(),
+        password: Some(agent_password),
+        docker_dns: true,
+    })
+}
+
+/// REDIS_HA_IMAGE_HAPROXY from the images.env up.sh wrote into the state directory.
+fn haproxy_image(state: &Path) -> Result<String, String> {
+    let path = state.join("images.env");
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix("REDIS_HA_IMAGE_HAPROXY="))
+        .map(str::to_owned)
+        .ok_or_else(|| format!("no REDIS_HA_IMAGE_HAPROXY in {}", path.display()))
+}
+
+fn write_private(path: &Path, text: &str) -> Result<(), String> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    f.write_all(text.as_bytes())
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+/// Deploys the classic tcp-check HAProxy (`deploy/stack/classic-haproxy.yml`, benchmarks
+/// only) into the running stack `stack`, its client port published on `port`, placed by
+/// `placement` (a swarm constraint; `None`: anywhere). Its output goes to stderr.
+pub async fn deploy_classic(
+    repo: &Path,
+    stack: &str,
+    port: u16,
+    placement: Option<&str>,
+) -> Result<(), String> {
+    let state = repo.join("deploy/stack/run").join(stack);
+    let agent = read_secret(repo, stack, "redis_agent_password")?;
+    let cfg = state.join("classic-haproxy.cfg");
+    write_private(&cfg, &classic_config(&agent))?;
+    let image = haproxy_image(&state)?;
+    eprintln!("   docker stack deploy -c deploy/stack/classic-haproxy.yml {stack} (port {port})");
+    let mut cmd = Command::new("docker");
+    cmd.args(["stack", "deploy", "--resolve-image", "never", "-c"])
+        .arg(repo.join("deploy/stack/classic-haproxy.yml"))
+        .arg(stack)
+        .env("REDIS_HA_IMAGE_HAPROXY", image)
+        .env("REDIS_HA_CLASSIC_HAPROXY_CFG", &cfg)
+        .env("REDIS_HA_PORT_HAPROXY_CLASSIC", port.to_string())
+        .env("REDIS_HA_STACK", stack)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(std::io::stderr()));
+    if let Some(p) = placement {
+        cmd.env("REDIS_HA_PLACEMENT_CLASSIC", p);
+    }
+    let status = cmd
+        .status()
+        .await
+        .map_err(|e| format!("docker stack deploy: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "docker stack deploy of the classic HAProxy: {status}"
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
