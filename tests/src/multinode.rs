@@ -369,9 +369,18 @@ pub async fn cli_in_network(
         .to_vec(),
     )
     .await?;
+    // As the owner of the state directory's certificates: they are readable by it alone.
+    let user = {
+        use std::os::unix::fs::MetadataExt as _;
+        let ca = tls_dir.join("ca.pem");
+        let m = std::fs::metadata(&ca).map_err(|e| format!("{}: {e}", ca.display()))?;
+        format!("{}:{}", m.uid(), m.gid())
+    };
     let mut run: Vec<String> = [
         "run",
         "--rm",
+        "--user",
+        &user,
         "--network",
         &format!("{stack}_internal"),
         "-v",
