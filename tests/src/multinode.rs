@@ -75,6 +75,30 @@ pub async fn sentinel_master(
     password: &str,
     group: &str,
 ) -> Result<u8, String> {
+    let (votes, seen) = sentinel_votes(sentinels, password, group).await;
+    (1..=3u8)
+        .find(|&n| votes[usize::from(n)] >= 2)
+        .ok_or_else(|| format!("no Sentinel majority: {}", seen.join(", ")))
+}
+
+/// The master every one of `sentinels` names (all answer, all agree).
+pub async fn sentinels_unanimous(
+    sentinels: &[(u8, SocketAddr)],
+    password: &str,
+    group: &str,
+) -> Result<u8, String> {
+    let (votes, seen) = sentinel_votes(sentinels, password, group).await;
+    (1..=3u8)
+        .find(|&n| usize::from(votes[usize::from(n)]) == sentinels.len())
+        .ok_or_else(|| format!("the Sentinels disagree: {}", seen.join(", ")))
+}
+
+/// Each Sentinel's master (`votes[N]`: how many name redis-N) and what each answered.
+async fn sentinel_votes(
+    sentinels: &[(u8, SocketAddr)],
+    password: &str,
+    group: &str,
+) -> ([u8; 4], Vec<String>) {
     let mut votes = [0u8; 4];
     let mut seen = Vec::new();
     for (s, addr) in sentinels {
@@ -91,9 +115,7 @@ pub async fn sentinel_master(
             Err(e) => seen.push(format!("s{s}:{e}")),
         }
     }
-    (1..=3u8)
-        .find(|&n| votes[usize::from(n)] >= 2)
-        .ok_or_else(|| format!("no Sentinel majority: {}", seen.join(", ")))
+    (votes, seen)
 }
 
 /// The keys of `keys` the Redis at `addr` does not hold.

@@ -16,7 +16,7 @@ use redis_ha_testkit::rig::{self, NodePlan, Rig};
 
 use crate::multinode::{
     agents_heard, at, cli_in_network, fault_figures, longest_gap, missing_keys, role,
-    sentinel_master, status_in_network, Attempt, FaultFigures, NsWriter,
+    sentinel_master, sentinels_unanimous, status_in_network, Attempt, FaultFigures, NsWriter,
 };
 use crate::stack::{confirmed_master, poll, tls_dir, Stack};
 
@@ -283,6 +283,34 @@ impl<'a> Cluster<'a> {
         .await
     }
 
+    /// Waits until the cluster is at rest, as every fault begins: all three Sentinels answer
+    /// and name one master, which the coordinator confirms, with both replicas linked to it
+    /// and every agent heard. The master.
+    pub async fn at_rest(&self) -> Result<u8, String> {
+        poll(T, || async {
+            let s = sentinels_unanimous(
+                &self.sentinels(None)?,
+                &self.sentinel_password,
+                &self.stack.opts.group,
+            )
+            .await?;
+            let st = self.status().await?;
+            let c = confirmed_master(&st)?;
+            let linked = st["summary"]["replicas_link_up"].as_u64().unwrap_or(0);
+            let heard = agents_heard(&st);
+            if s == c && linked == 2 && heard == [1, 2, 3] {
+                Ok(s)
+            } else {
+                Err(format!(
+                    "sentinels: redis-{s}, status: redis-{c}, {linked} replicas linked, \
+                     agents heard {heard:?}"
+                ))
+            }
+        })
+        .await
+        .map_err(|e| format!("not at rest: {e}"))
+    }
+
     fn writer(&self, netns: Option<&str>, addr: SocketAddr, tag: String) -> NsWriter {
         NsWriter::start(netns, addr, &self.password, &tag, WRITE_EVERY)
     }
@@ -395,7 +423,7 @@ impl<'a> Cluster<'a> {
     /// The master's host cut off or killed; undone after the failover. The old master must
     /// return as a replica and its node's HAProxy route to the new one.
     pub async fn master_host(&self, fault: Fault) -> Result<Outcome, String> {
-        let m = self.agreed_master().await?;
+        let m = self.at_rest().await?;
         let node = self.node(m)?.clone();
         let w = self
             .start_writers(&format!("master-{fault}"), Some(&node))
@@ -457,7 +485,7 @@ impl<'a> Cluster<'a> {
     /// A replica's host cut off: no failover, the healthy side writes on; healed, the replica
     /// follows the master again and its node's HAProxy routes to it.
     pub async fn replica_host_cut(&self) -> Result<Outcome, String> {
-        let m = self.agreed_master().await?;
+        let m = self.at_rest().await?;
         let r = (1..=3u8).find(|n| *n != m).ok_or("no replica")?;
         let node = self.node(r)?.clone();
         let w = self.start_writers("replica-cut", Some(&node)).await?;
@@ -493,7 +521,7 @@ impl<'a> Cluster<'a> {
     /// runs then; the control plane, moved, carries out a switchover and drives the host's
     /// HAProxy to the new master. Healed, one task of `svc` runs.
     pub async fn control_host_cut(&self, svc: &str) -> Result<Outcome, String> {
-        let m = self.agreed_master().await?;
+        let m = self.at_rest().await?;
         let on = running_on(self.name(), svc)?;
         let node = self
             .rig

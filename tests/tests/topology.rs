@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use redis_ha_proto::v1::{FailoverRequest, Health, LinkState, MasterSource, Role, Topology};
+use redis_ha_testkit::silence::Silencer;
 use redis_ha_tests::sidecars::describe;
 use redis_ha_tests::{wait_until, Cluster, ClusterOptions, READY_TIMEOUT};
 use tokio_stream::StreamExt;
@@ -257,6 +258,47 @@ async fn the_master_s_own_agent_alone_does_not_confirm_it() {
         })
         .await;
     assert_eq!(t.master_unconfirmed, "", "{}", describe(&t));
+}
+
+/// The port of the silencing forwarder in the cluster's block.
+const SILENCER_PORT_OFFSET: u16 = 31;
+
+/// Agents whose connections to the coordinator go silent (its host cut off: no FIN, no RST,
+/// nothing) drop them and connect anew, as to a coordinator the swarm has started elsewhere:
+/// a coordinator started afresh, which has heard nobody yet, hears every agent again. Without
+/// keep-alives on the reports' channel they would queue on the dead connection for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_leave_a_silent_coordinator_connection_for_a_new_one() {
+    let mut cluster = Cluster::start(ClusterOptions::default()).await;
+    cluster.start_coordinator().await;
+    let listener = redis_ha_testkit::ports::bind(cluster.ports().port(SILENCER_PORT_OFFSET)).await;
+    let coordinator = std::net::SocketAddr::from(([127, 0, 0, 1], cluster.coordinator_port()));
+    let silencer = Silencer::start(listener, coordinator).expect("silencer");
+    for i in 1..=3 {
+        let mut config = cluster.agent_config(i);
+        config.coordinator_url = format!("http://{}", silencer.addr());
+        cluster.start_agent_with(i, config).await;
+    }
+    cluster.wait_steady_topology(1).await;
+    let before = silencer.accepted();
+
+    silencer.silence_established();
+    cluster.stop_coordinator().await;
+    cluster.start_coordinator().await;
+    let t = cluster
+        .wait_topology(
+            "every agent heard by the new coordinator",
+            READY_TIMEOUT,
+            |t| t.nodes.len() == 3 && t.nodes.iter().all(|n| n.agent_health() == Health::Up),
+        )
+        .await;
+    assert!(t.master_confirmed, "{}", describe(&t));
+    assert!(
+        silencer.accepted() > before,
+        "the agents connected anew: {} connections before, {} after",
+        before,
+        silencer.accepted()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -14,6 +14,8 @@
 //! - [`partition`]: one port cut off on loopback (iptables), and a client that still reaches it;
 //!   or one process group's connections to a port reset or dropped.
 //! - [`rig`]: a multi-node swarm on this machine (extra dockerds in network namespaces).
+//! - [`silence`]: a TCP forwarder whose established connections go silent on demand (a host
+//!   cut off) while new ones pass (its name now leads elsewhere).
 //!
 //! ```no_run
 //! # async fn demo() {
@@ -41,6 +43,7 @@ pub mod redis;
 pub mod rig;
 pub mod sandbox;
 pub mod sentinel;
+pub mod silence;
 pub mod tls;
 pub mod wait;
 
