@@ -27,7 +27,7 @@ use std::time::Duration;
 
 use redis_ha_testkit::rig::{Rig, RigOptions, CONTROL_PLACEMENT};
 use redis_ha_tests::figures::{
-    bench_main, cells, count_cells, median_max_ratios, ratio_cell, secs,
+    bench_main, count_cells, median_max_ratios, min_median_max, ratio_cell, secs,
 };
 use redis_ha_tests::multinode_faults::{Cluster, Fault, Outcome};
 use redis_ha_tests::stack::{deploy_classic, purge, repo_root, Stack, StackOptions};
@@ -196,6 +196,14 @@ async fn measure(args: &Args, rig: &Rig) -> Result<String, String> {
     Ok(report(args, &outcomes))
 }
 
+/// "min / median / max" in one table cell.
+fn cells(v: &[Duration]) -> String {
+    min_median_max(v).map_or_else(
+        || "-".to_owned(),
+        |(a, b, c)| format!("{} / {} / {}", secs(a), secs(b), secs(c)),
+    )
+}
+
 fn report(args: &Args, outcomes: &[(Which, Vec<Outcome>)]) -> String {
     let mut s = String::new();
     let _ = writeln!(
@@ -222,16 +230,16 @@ fn report(args: &Args, outcomes: &[(Which, Vec<Outcome>)]) -> String {
             s,
             "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             w.label(),
-            cells(&ours, secs),
-            cells(&classic, secs),
+            cells(&ours),
+            cells(&classic),
             ratio_cell(rm),
             ratio_cell(rx),
             count(&|o| o.healthy_lost),
             count(&|o| o.classic.as_ref().map_or(0, |c| c.lost)),
             count(&|o| o.figures.faulted_acked),
             count(&|o| o.faulted_lost),
-            cells(&pick(&|o| o.figures.two_masters), secs),
-            cells(&pick(&|o| o.back_after), secs),
+            cells(&pick(&|o| o.figures.two_masters)),
+            cells(&pick(&|o| o.back_after)),
         );
     }
     let moves: Vec<&Outcome> = outcomes
@@ -249,14 +257,12 @@ fn report(args: &Args, outcomes: &[(Which, Vec<Outcome>)]) -> String {
                     .iter()
                     .filter_map(|o| o.moved_after)
                     .collect::<Vec<_>>(),
-                secs
             ),
             cells(
                 &moves
                     .iter()
                     .filter_map(|o| o.agents_after)
                     .collect::<Vec<_>>(),
-                secs
             ),
         );
     }
