@@ -14,6 +14,8 @@ use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Client, ConnectionAddr, ConnectionInfo, RedisConnectionInfo};
 use redis_ha_chaos::chaos::docker::NodeNum;
 
+use crate::stack::docker;
+
 /// One command's time limit (and a connection's).
 const TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -75,10 +77,9 @@ pub async fn sentinel_master(
     password: &str,
     group: &str,
 ) -> Result<u8, String> {
-    let (votes, seen) = sentinel_votes(sentinels, password, group).await;
-    (1..=3u8)
-        .find(|&n| votes[usize::from(n)] >= 2)
-        .ok_or_else(|| format!("no Sentinel majority: {}", seen.join(", ")))
+    named_by(sentinels, password, group, 2)
+        .await
+        .map_err(|seen| format!("no Sentinel majority: {seen}"))
 }
 
 /// The master every one of `sentinels` names (all answer, all agree).
@@ -87,10 +88,22 @@ pub async fn sentinels_unanimous(
     password: &str,
     group: &str,
 ) -> Result<u8, String> {
+    named_by(sentinels, password, group, sentinels.len())
+        .await
+        .map_err(|seen| format!("the Sentinels disagree: {seen}"))
+}
+
+/// The node at least `need` of `sentinels` name as master; else what each answered.
+async fn named_by(
+    sentinels: &[(u8, SocketAddr)],
+    password: &str,
+    group: &str,
+    need: usize,
+) -> Result<u8, String> {
     let (votes, seen) = sentinel_votes(sentinels, password, group).await;
     (1..=3u8)
-        .find(|&n| usize::from(votes[usize::from(n)]) == sentinels.len())
-        .ok_or_else(|| format!("the Sentinels disagree: {}", seen.join(", ")))
+        .find(|&n| usize::from(votes[usize::from(n)]) >= need)
+        .ok_or_else(|| seen.join(", "))
 }
 
 /// Each Sentinel's master (`votes[N]`: how many name redis-N) and what each answered.
@@ -358,38 +371,13 @@ pub async fn cli_in_network(
     tls_dir: &std::path::Path,
     args: &[&str],
 ) -> Result<String, String> {
-    let docker = |args: Vec<String>| async move {
-        let out = tokio::process::Command::new("docker")
-            .args(&args)
-            .stdin(std::process::Stdio::null())
-            .output()
-            .await
-            .map_err(|e| format!("docker: {e}"))?;
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-        } else {
-            Err(format!(
-                "docker {}: {}",
-                args.iter()
-                    .take(2)
-                    .map(String::as_str)
-                    .collect::<Vec<_>>()
-                    .join(" "),
-                String::from_utf8_lossy(&out.stderr).trim()
-            ))
-        }
-    };
-    let image = docker(
-        [
-            "service",
-            "inspect",
-            "-f",
-            "{{.Spec.TaskTemplate.ContainerSpec.Image}}",
-            &format!("{stack}_coordinator"),
-        ]
-        .map(str::to_owned)
-        .to_vec(),
-    )
+    let image = docker(&[
+        "service",
+        "inspect",
+        "-f",
+        "{{.Spec.TaskTemplate.ContainerSpec.Image}}",
+        &format!("{stack}_coordinator"),
+    ])
     .await?;
     // As the owner of the state directory's certificates: they are readable by it alone.
     let user = {
@@ -398,15 +386,17 @@ pub async fn cli_in_network(
         let m = std::fs::metadata(&ca).map_err(|e| format!("{}: {e}", ca.display()))?;
         format!("{}:{}", m.uid(), m.gid())
     };
-    let mut run: Vec<String> = [
+    let network = format!("{stack}_internal");
+    let volume = format!("{}:/tls:ro", tls_dir.display());
+    let mut run: Vec<&str> = vec![
         "run",
         "--rm",
         "--user",
         &user,
         "--network",
-        &format!("{stack}_internal"),
+        &network,
         "-v",
-        &format!("{}:/tls:ro", tls_dir.display()),
+        &volume,
         "-e",
         "REDIS_HA_CA=/tls/ca.pem",
         "-e",
@@ -421,11 +411,9 @@ pub async fn cli_in_network(
         "https://coordinator:50051",
         "--group",
         group,
-    ]
-    .map(str::to_owned)
-    .to_vec();
-    run.extend(args.iter().map(|a| (*a).to_owned()));
-    docker(run).await
+    ];
+    run.extend_from_slice(args);
+    docker(&run).await
 }
 
 /// `redis-ha status --json` through [`cli_in_network`].

@@ -409,6 +409,17 @@ impl<'a> Cluster<'a> {
         .map_err(|e| format!("{what}: {e}"))
     }
 
+    /// Waits until the Sentinels (but `except`'s) name a master other than `old`; it.
+    async fn moved_from(&self, old: u8, except: Option<u8>) -> Result<u8, String> {
+        poll(T, || async {
+            match self.sentinel_master(except).await? {
+                s if s == old => Err(format!("the Sentinels still name redis-{old}")),
+                s => Ok(s),
+            }
+        })
+        .await
+    }
+
     async fn is_replica(&self, n: u8) -> Result<(), String> {
         poll(T, || async {
             match role(self.redis_at(n)?, &self.password).await?.as_str() {
@@ -434,14 +445,10 @@ impl<'a> Cluster<'a> {
             Fault::Kill => self.rig.kill_engine(node.index),
         }
         .map_err(|e| e.to_string())?;
-        let new = poll(T, || async {
-            match self.sentinel_master(Some(m)).await? {
-                s if s == m => Err(format!("the Sentinels still name redis-{m}")),
-                s => Ok(s),
-            }
-        })
-        .await
-        .map_err(|e| format!("a failover away from the faulted node: {e}"))?;
+        let new = self
+            .moved_from(m, Some(m))
+            .await
+            .map_err(|e| format!("a failover away from the faulted node: {e}"))?;
         self.acked_by(
             &w.healthy,
             new,
@@ -569,14 +576,10 @@ impl<'a> Cluster<'a> {
         )
         .await
         .map_err(|e| format!("switchover with {svc} moved: {e}"))?;
-        let new = poll(T, || async {
-            match self.sentinel_master(None).await? {
-                s if s == m => Err(format!("the Sentinels still name redis-{m}")),
-                s => Ok(s),
-            }
-        })
-        .await
-        .map_err(|e| format!("the switchover moved the master: {e}"))?;
+        let new = self
+            .moved_from(m, None)
+            .await
+            .map_err(|e| format!("the switchover moved the master: {e}"))?;
         self.acked_by(
             &w.healthy,
             new,
