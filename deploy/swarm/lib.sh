@@ -834,16 +834,30 @@ sw_print_endpoints() {
             echo "  node-$n  redis :$((BASE_PORT + n))  sentinel :$((BASE_PORT + 10000 + n))  (on the node running redis-$n)"
         done
     fi
-    [[ -z $GRPC_PORT ]] || echo "  coordinator (gRPC)           127.0.0.1:$GRPC_PORT"
+    # The coordinator's gRPC port is published on the node that runs it, which may be another.
+    local here=0
+    if [[ -n $(sw_local_container coordinator) ]]; then here=1; fi
+    if [[ -n $GRPC_PORT ]]; then
+        if [[ $here -eq 1 ]]; then
+            echo "  coordinator (gRPC)           127.0.0.1:$GRPC_PORT"
+        else
+            echo "  coordinator (gRPC)           <the node running ${STACK}_coordinator>:$GRPC_PORT"
+        fi
+    fi
     [[ $JAEGER -eq 0 ]] || echo "  Jaeger UI                    http://127.0.0.1:${REDIS_HA_PORT_JAEGER_UI:-16686}"
     echo "  application user             app, password in $SECRETS_DIR/redis_app_password"
     echo "                               (REDISCLI_AUTH=\$(cat $SECRETS_DIR/redis_app_password) redis-cli --user app -p $BASE_PORT)"
     echo "  other secrets                $SECRETS_DIR (README \"Redis and Sentinel access\")"
     echo
-    host_cli="docker exec \$(docker ps -q -f label=com.docker.swarm.service.name=${STACK}_coordinator) redis-ha"
-    [[ -z $GRPC_PORT ]] || host_cli="redis-ha --coordinator https://127.0.0.1:$GRPC_PORT --group $GROUP"
+    if [[ $here -eq 1 ]]; then
+        host_cli="docker exec \$(docker ps -q -f label=com.docker.swarm.service.name=${STACK}_coordinator) redis-ha"
+        [[ -z $GRPC_PORT ]] || host_cli="redis-ha --coordinator https://127.0.0.1:$GRPC_PORT --group $GROUP"
+    else
+        # As sw_cli does: a throw-away container on the internal network.
+        host_cli="docker run --rm --network ${STACK}_internal -v $TLS_DIR:/tls:ro -e REDIS_HA_CA=/tls/ca.pem -e REDIS_HA_CERT=/tls/operator.pem -e REDIS_HA_KEY=/tls/operator-key.pem $REDIS_HA_IMAGE_SIDECARS redis-ha --coordinator https://coordinator:50051 --group $GROUP"
+    fi
     echo "  $host_cli status | watch | master | events | switchover | failover"
-    sw_print_tls_usage
+    if [[ $here -eq 1 ]]; then sw_print_tls_usage; fi
     echo "  docker stack services $STACK; docker service logs ${STACK}_coordinator"
     echo "  deploy/down.sh --stack $STACK   (--purge also removes the data volumes and the generated passwords)"
     echo
