@@ -7,7 +7,7 @@
 # a new tag and what runs is never silently stale):
 #   redis-ha/redis:<hash>     Redis node          (deploy/docker/redis, target redis, + redis-ha-node)
 #   redis-ha/sentinel:<hash>  Redis Sentinel      (deploy/docker/redis, target sentinel, + redis-ha-node)
-#   redis-ha/haproxy:<hash>   HAProxy             (deploy/docker/haproxy + deploy/haproxy/haproxy.cfg)
+#   redis-ha/haproxy:<hash>   HAProxy             (deploy/docker/haproxy + deploy/haproxy/)
 #   redis-ha/sidecars:<hash>  redis-ha-agent, redis-ha-coordinator, redis-ha-reloader, redis-ha,
 #                             redis-ha-chaos (what `redis-ha simulate` / `chaos` run)
 #                             (deploy/docker/sidecars + the binaries built here with cargo)
@@ -252,6 +252,7 @@ stage_contexts() {
     cp -a "$SCRIPT_DIR/docker/redis" "$STAGE/redis"
     cp -a "$SCRIPT_DIR/docker/haproxy" "$STAGE/haproxy"
     cp "$SCRIPT_DIR/haproxy/haproxy.cfg" "$STAGE/haproxy/haproxy.cfg"
+    cp "$SCRIPT_DIR/haproxy/majority-guard.lua" "$STAGE/haproxy/majority-guard.lua"
     cp -a "$SCRIPT_DIR/docker/sidecars" "$STAGE/sidecars"
     mkdir -p "$STAGE/sidecars/bin" "$STAGE/redis/bin"
     local b

@@ -390,6 +390,7 @@ start_proxy() {
     [[ $HAVE_PROXY -eq 1 ]] || return 0
     # A copy in the run directory: down.sh recognises the process by that path.
     cp "$REPO_ROOT/deploy/haproxy/haproxy.cfg" "$RUN_DIR/haproxy.cfg"
+    cp "$REPO_ROOT/deploy/haproxy/majority-guard.lua" "$RUN_DIR/majority-guard.lua"
     render "$SCRIPT_DIR/local/reloader.toml.tmpl" "$RUN_DIR/reloader.toml" \
         "GRPC_PORT=$GRPC_PORT" "GROUP=$GROUP" "RUN_DIR=$RUN_DIR" "SENTINEL_1=${PORTS[sentinel-1]}" \
         "SENTINEL_2=${PORTS[sentinel-2]}" "SENTINEL_3=${PORTS[sentinel-3]}" \
@@ -399,6 +400,7 @@ start_proxy() {
     # REDIS_HA_NO_CHECK it would mark every server DOWN within seconds (as on the stack, the
     # reloader alone decides who is ready).
     REDIS_HA_NO_CHECK=1 \
+        REDIS_HA_GUARD_LUA="$RUN_DIR/majority-guard.lua" \
         REDIS_HA_PROXY_BIND="127.0.0.1:${PORTS[haproxy]}" \
         REDIS_HA_READ_BIND="127.0.0.1:${PORTS[haproxy-read]}" \
         REDIS_HA_RUNTIME_API="$RUN_DIR/haproxy.sock" \

@@ -20,12 +20,12 @@ use std::time::{Duration, Instant};
 use redis::aio::MultiplexedConnection;
 use redis_ha_common::HostPort;
 use redis_ha_node::acl::User;
-use redis_ha_reloader::runtime::{Observation, RuntimeAddr, RuntimeClient, RuntimeError};
+use redis_ha_reloader::runtime::{Observation, OpState, RuntimeAddr, RuntimeClient, RuntimeError};
 use redis_ha_reloader::{NodeConfig, Reloader, ReloaderConfig, ReloaderStatus};
 use redis_ha_testkit as kit;
 use redis_ha_testkit::client::{self, config_port};
 use redis_ha_testkit::conf::user_password;
-use redis_ha_testkit::haproxy::{HaproxySpec, BACKEND, READ_BACKEND};
+use redis_ha_testkit::haproxy::{HaproxySpec, BACKEND, QUORUM_BACKEND, READ_BACKEND};
 use redis_ha_testkit::wait_until;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -297,6 +297,20 @@ impl Haproxy {
             .await
             .map_err(|e| e.to_string())?;
         Ok(o.ready_servers().map(|s| s.srv_name.clone()).collect())
+    }
+
+    /// The Redis nodes that answer this HAProxy's majority guard (its check says UP), by name.
+    pub async fn answering_nodes(&self) -> Result<Vec<String>, String> {
+        let o = self
+            .runtime()
+            .observe(QUORUM_BACKEND)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(o.servers
+            .iter()
+            .filter(|s| s.srv_op_state == OpState::Running)
+            .map(|s| s.srv_name.clone())
+            .collect())
     }
 }
 

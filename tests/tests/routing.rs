@@ -544,3 +544,92 @@ async fn a_made_up_master_is_never_published_nor_routed_to() {
     );
     assert_eq!(s.haproxy.routed_port().await, Some(master));
 }
+
+/// HAProxy's own majority guard (deploy/haproxy/majority-guard.lua): an HAProxy that only one
+/// Redis node of three still answers is on the minority side of a cut and cannot tell whether a
+/// failover happened elsewhere, so it closes its clients' write sessions and refuses new ones
+/// (errors, not writes that a failover would discard), though the reloader still names the
+/// master. Two of three answering is enough to keep routing; all answering again, it routes as
+/// before. Here the replicas are paused (they accept TCP but answer nothing, as a cut-off node).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn haproxy_cut_off_from_most_nodes_refuses_writes_until_they_answer() {
+    let mut s = stack().await;
+    let port = s.cluster.node(1).port();
+    let password = s.haproxy.client_password().map(str::to_owned);
+    let mut held = s.held_connection().await;
+    let answering = |want: &'static [&'static str]| {
+        let h = &s.haproxy;
+        async move {
+            wait_until(
+                &format!("HAProxy's majority guard to see {want:?} answering"),
+                READY_TIMEOUT,
+                || async move {
+                    match h.answering_nodes().await {
+                        Ok(a) if a == want => Ok(()),
+                        other => Err(format!("{other:?}")),
+                    }
+                },
+            )
+            .await;
+        }
+    };
+    answering(&["redis-1", "redis-2", "redis-3"]).await;
+
+    // One replica silent: a majority still answers, nothing changes for the clients.
+    s.cluster.node_mut(3).pause();
+    answering(&["redis-1", "redis-2"]).await;
+    s.assert_not_cut(&mut held).await;
+    assert_eq!(s.haproxy.routed_port().await, Some(port));
+
+    // Both silent: the held session is shut and new connections are refused, while the master
+    // itself still answers and the reloader keeps it ready.
+    s.cluster.node_mut(2).pause();
+    let frontend = s.haproxy.frontend_port();
+    let deadline = Instant::now() + READY_TIMEOUT;
+    while client::pongs(&mut held, frontend).await {
+        assert!(
+            Instant::now() < deadline,
+            "the held session still answers after {READY_TIMEOUT:?}:\n{}",
+            s.haproxy.log_tail(20)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        s.haproxy.routed_port().await,
+        None,
+        "a new connection was routed"
+    );
+    assert_eq!(
+        client::role(port, password.as_deref())
+            .await
+            .ok()
+            .as_deref(),
+        Some("master")
+    );
+    assert_eq!(
+        s.haproxy.ready_servers().await.unwrap_or_default(),
+        ["redis-1"]
+    );
+
+    s.cluster.node_mut(2).resume();
+    s.cluster.node_mut(3).resume();
+    answering(&["redis-1", "redis-2", "redis-3"]).await;
+    s.haproxy.wait_routed_to(port).await;
+    wait_until("a write through HAProxy", READY_TIMEOUT, || {
+        let password = password.clone();
+        async move {
+            let mut con = client::connect(frontend, password.as_deref())
+                .await
+                .map_err(|e| e.to_string())?;
+            client::run::<String>(
+                &mut con,
+                frontend,
+                redis::cmd("SET").arg("guard").arg("back"),
+            )
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+        }
+    })
+    .await;
+}

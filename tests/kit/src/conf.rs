@@ -32,6 +32,12 @@ pub fn haproxy_config() -> PathBuf {
     repo_root().join("deploy/haproxy/haproxy.cfg")
 }
 
+/// `deploy/haproxy/majority-guard.lua`, which the shipped configuration loads
+/// (`REDIS_HA_GUARD_LUA`).
+pub fn haproxy_guard() -> PathBuf {
+    repo_root().join("deploy/haproxy/majority-guard.lua")
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum RenderError {
     #[error("cannot read {path}: {source}")]

@@ -12,7 +12,7 @@ use tokio::net::UnixStream;
 use redis::aio::MultiplexedConnection;
 
 use crate::client;
-use crate::conf::haproxy_config;
+use crate::conf::{haproxy_config, haproxy_guard};
 use crate::process::{deref_to_process, ManagedProcess};
 use crate::wait::{wait_until, TIMEOUT};
 
@@ -20,6 +20,8 @@ use crate::wait::{wait_until, TIMEOUT};
 pub const BACKEND: &str = "redis";
 /// The read endpoint's backend name, the shipped default (`REDIS_HA_READ_BACKEND`).
 pub const READ_BACKEND: &str = "redis_read";
+/// The majority guard's backend in the shipped configuration (deploy/haproxy/majority-guard.lua).
+pub const QUORUM_BACKEND: &str = "redis_quorum";
 
 /// How long one runtime API exchange may take.
 const RUNTIME_TIMEOUT: Duration = Duration::from_secs(2);
@@ -65,6 +67,7 @@ impl Haproxy {
             format!("REDIS_HA_RUNTIME_API={}", spec.socket.display()),
             format!("REDIS_HA_STATS_BIND=127.0.0.1:{}", spec.stats),
             format!("REDIS_HA_BACKEND={BACKEND}"),
+            format!("REDIS_HA_GUARD_LUA={}", haproxy_guard().display()),
             "REDIS_HA_LOG_LEVEL=notice".to_owned(),
         ];
         for (i, addr) in spec.nodes.iter().enumerate() {
