@@ -25,6 +25,15 @@ impl MasterSource {
     }
 }
 
+/// The stable words of `Topology.master_unconfirmed`: why the master is not confirmed (empty when
+/// it is). The coordinator writes them, the CLI explains them.
+pub mod unconfirmed {
+    /// The master's own agent does not report it fresh, reachable and role:master.
+    pub const OWN_AGENT: &str = "own-agent";
+    /// The coordinator hears fresh reports from too few agents (cut off with the master?).
+    pub const AGENTS_LOST: &str = "agents-lost";
+}
+
 impl std::fmt::Display for MasterSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.label())

@@ -241,6 +241,69 @@ impl<'a> Cluster<'a> {
             .ok_or_else(|| format!("no rig node labelled {n}"))
     }
 
+    /// What the HAProxy on `node` logged, read through the node's own engine (reachable from
+    /// the host while its link is cut).
+    fn haproxy_log(&self, node: &NodePlan) -> Result<String, String> {
+        let engine = node.engine();
+        let service = format!("{}_haproxy", self.name());
+        let ids = rig::docker_on(
+            &engine,
+            &[
+                "ps",
+                "-q",
+                "--filter",
+                &format!("label=com.docker.swarm.service.name={service}"),
+            ],
+        )
+        .map_err(|e| e.to_string())?;
+        let id = ids
+            .lines()
+            .next()
+            .ok_or_else(|| format!("no {service} container on {}", node.name))?;
+        // HAProxy's own log goes to stdout, the guard's warnings to stderr too: both.
+        let out = std::process::Command::new("docker")
+            .args(["-H", &engine, "logs", id])
+            .output()
+            .map_err(|e| format!("docker logs on {}: {e}", node.name))?;
+        Ok(format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+
+    /// Waits until the HAProxy on the cut `node` has said, since the fault's start (its log had
+    /// `before` lines of the guard then), that most Redis nodes are gone (the majority guard
+    /// refusing its clients' writes), and then, after the heal, that they answer again.
+    async fn guard_tripped_and_let_go(&self, node: &NodePlan, before: usize) -> Result<(), String> {
+        poll(T, || async {
+            let log = self.haproxy_log(node)?;
+            let said: Vec<&str> = log
+                .lines()
+                .filter(|l| l.contains("majority guard"))
+                .skip(before)
+                .collect();
+            let cut = said.iter().position(|l| l.contains("cut off"));
+            let again = said
+                .iter()
+                .rposition(|l| l.contains("routing writes again"));
+            match (cut, again) {
+                (Some(c), Some(a)) if c < a => Ok(()),
+                _ => Err(format!("the majority guard of {} said {said:?}", node.name)),
+            }
+        })
+        .await
+    }
+
+    /// How many lines the majority guard of `node`'s HAProxy has logged so far.
+    fn guard_lines(&self, node: &NodePlan) -> Result<usize, String> {
+        Ok(self
+            .haproxy_log(node)?
+            .lines()
+            .filter(|l| l.contains("majority guard"))
+            .count())
+    }
+
     /// Redis node `n` at its node's address.
     pub fn redis_at(&self, n: u8) -> Result<SocketAddr, String> {
         Ok(at(self.node(n)?.addr, self.stack.redis_port(n)))
@@ -439,6 +502,10 @@ impl<'a> Cluster<'a> {
         let w = self
             .start_writers(&format!("master-{fault}"), Some(&node))
             .await?;
+        let guard_before = match fault {
+            Fault::Cut => Some(self.guard_lines(&node)?),
+            Fault::Kill => None,
+        };
         let cut = Instant::now();
         match fault {
             Fault::Cut => self.rig.cut(node.index),
@@ -482,6 +549,11 @@ impl<'a> Cluster<'a> {
             .await?;
         }
         let back = healed.elapsed();
+        // Cut off, its HAProxy saw one Redis node of three and refused writes (item 6): the
+        // majority guard tripped, and let go after the heal.
+        if let Some(before) = guard_before {
+            self.guard_tripped_and_let_go(&node, before).await?;
+        }
         let r = self.finish(w, new).await?;
         Ok(Outcome {
             back_after: back,
@@ -496,6 +568,7 @@ impl<'a> Cluster<'a> {
         let r = (1..=3u8).find(|n| *n != m).ok_or("no replica")?;
         let node = self.node(r)?.clone();
         let w = self.start_writers("replica-cut", Some(&node)).await?;
+        let guard_before = self.guard_lines(&node)?;
         let cut = Instant::now();
         self.rig.cut(r).map_err(|e| e.to_string())?;
         // 400 writes at one per 5 ms and more: past the Sentinels' down-after, so a failover
@@ -516,6 +589,7 @@ impl<'a> Cluster<'a> {
                 .await?;
         }
         let back = healed.elapsed();
+        self.guard_tripped_and_let_go(&node, guard_before).await?;
         let rec = self.finish(w, m).await?;
         Ok(Outcome {
             back_after: back,

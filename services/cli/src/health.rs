@@ -50,7 +50,11 @@ pub fn assess(s: &StatusJson, goal: Goal) -> Result<Healthy, Unhealthy> {
     if !s.summary.master_confirmed {
         return Err(Unhealthy::Unconfirmed {
             master: m.address.clone(),
-            why: crate::render::unconfirmed_phrase(m.unconfirmed.as_deref().unwrap_or("own-agent")),
+            why: crate::render::unconfirmed_phrase(
+                m.unconfirmed
+                    .as_deref()
+                    .unwrap_or(redis_ha_proto::unconfirmed::OWN_AGENT),
+            ),
         });
     }
     let linked = s.summary.replicas_link_up;

@@ -42,9 +42,10 @@ pub(crate) fn master_phrase(s: &StatusJson) -> String {
 
 /// `Topology.master_unconfirmed`'s word for a person.
 pub(crate) fn unconfirmed_phrase(why: &str) -> String {
+    use redis_ha_proto::unconfirmed::{AGENTS_LOST, OWN_AGENT};
     match why {
-        "own-agent" => "its own agent does not report it up as master".to_owned(),
-        "agents-lost" => {
+        OWN_AGENT => "its own agent does not report it up as master".to_owned(),
+        AGENTS_LOST => {
             "this coordinator hears too few agents (cut off with the master's node?)".to_owned()
         }
         other => other.to_owned(),

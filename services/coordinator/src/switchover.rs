@@ -504,8 +504,10 @@ pub fn handover_from(who: Option<&Identity>, away_from: &str, peer: IpAddr) -> O
 /// it is (and `choose` refuses as for any unconfirmed master).
 pub fn confirm_stopping_master(t: &mut Topology, answers_master: bool) {
     // Only its own agent's word is replaced: a coordinator that hears too few agents
-    // ("agents-lost") stays unconfirmed.
-    if answers_master && !t.master_address.trim().is_empty() && t.master_unconfirmed == "own-agent"
+    // (AGENTS_LOST) stays unconfirmed.
+    if answers_master
+        && !t.master_address.trim().is_empty()
+        && t.master_unconfirmed == redis_ha_proto::unconfirmed::OWN_AGENT
     {
         t.master_confirmed = true;
         t.master_unconfirmed.clear();

@@ -1652,9 +1652,9 @@ struct MasterFacts {
 /// `Topology.master_unconfirmed`; empty when confirmed.
 pub fn unconfirmed(own_says_master: bool, fresh_agents: usize, needed: usize) -> &'static str {
     if !own_says_master {
-        "own-agent"
+        redis_ha_proto::unconfirmed::OWN_AGENT
     } else if fresh_agents < needed {
-        "agents-lost"
+        redis_ha_proto::unconfirmed::AGENTS_LOST
     } else {
         ""
     }
