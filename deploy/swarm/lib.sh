@@ -47,7 +47,7 @@ sw_check_stack_name() {
 
 # Names of the stack's services, without the stack prefix.
 SW_SERVICES=(redis-1 redis-2 redis-3 sentinel-1 sentinel-2 sentinel-3 agent-1 agent-2 agent-3
-    coordinator haproxy haproxy-reloader)
+    coordinator haproxy haproxy-reloader name-holder)
 
 # ============================================================================== up
 
