@@ -91,6 +91,14 @@ fn failover_chain(spans: &[ReceivedSpan], new_master: &str) -> Result<Chain, Str
     for apply in applies {
         let chain = (|| {
             let publish = parent_of(spans, apply, COORDINATOR, "publish_topology")?;
+            // The switch itself: a later version with the same master (a reader or a replica
+            // changed) is applied too, and may have a chain of its own.
+            if attr(publish, "old_master") == attr(publish, "master") {
+                return Err(format!(
+                    "publish_topology v{} keeps the master",
+                    attr(publish, "version")
+                ));
+            }
             let report_rpc = parent_of(spans, publish, COORDINATOR, "Report")?;
             let agent_report = parent_of(spans, report_rpc, AGENT, "report")?;
             let event = parent_of(spans, agent_report, AGENT, "sentinel_event")?;
