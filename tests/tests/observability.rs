@@ -704,7 +704,13 @@ fn chain_search_reports_what_is_missing() {
     let e = failover_chain(&spans, "m:1").unwrap_err();
     assert!(e.contains("has not arrived"), "{e}");
     spans.extend([
-        span(COORDINATOR, "publish_topology", "p", "r", &[]),
+        span(
+            COORDINATOR,
+            "publish_topology",
+            "p",
+            "r",
+            &[("master", "m:1"), ("old_master", "m:0")],
+        ),
         span(COORDINATOR, "Report", "r", "ar", &[]),
         span(AGENT, "report", "ar", "ev", &[]),
         span(AGENT, "sentinel_event", "ev", "", &[]),
