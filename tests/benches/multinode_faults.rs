@@ -142,6 +142,8 @@ async fn run(args: Args) -> Result<(), String> {
         Rig::create(&RigOptions {
             nodes: 5,
             control: 2,
+            managers: 2,
+            control_managers: true,
             ..RigOptions::default()
         })
     })
