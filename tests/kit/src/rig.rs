@@ -756,6 +756,9 @@ impl Rig {
         for i in 0..rig.plan.nodes.len() {
             rig.start_engine_at(i)?;
         }
+        if rig.plan.nodes.iter().any(|n| n.manager) {
+            snapshot_raft()?;
+        }
         for i in 0..rig.plan.nodes.len() {
             let id = rig.join(i)?;
             rig.ids.push(id);
@@ -1201,6 +1204,56 @@ fn tail(path: &Path) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(5)..].join("\n")
+}
+
+/// The newest raft snapshot of the host's manager (`<term>-<index>.snap`, so the names sort in
+/// order), if it has one.
+fn newest_snapshot(dir: &Path) -> Option<String> {
+    std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".snap"))
+        .max()
+}
+
+/// Has the host's manager take a raft snapshot now. A manager that joins gets the swarm's
+/// raft from the leader: its snapshot and the log after it. A swarm snapshots only every
+/// 10000 entries by default, and the stack tests' services and tasks make large entries (the
+/// host's log was 123 MB with no snapshot after one CI run): the first manager then took ~60 s
+/// to catch up, longer than `docker swarm join` waits, with every proposal of the two-member
+/// raft waiting for it (the leader's "data store lock held too long"). With a fresh snapshot it
+/// gets the state, not the history. The snapshot interval is set to 1 until the snapshot is
+/// there, then back to what it was.
+pub fn snapshot_raft() -> Result<(), RigError> {
+    let root = docker(&["info", "-f", "{{.DockerRootDir}}"])?;
+    let dir = Path::new(root.trim()).join("swarm/raft/snap-v3-encrypted");
+    let interval = docker(&[
+        "info",
+        "-f",
+        "{{.Swarm.Cluster.Spec.Raft.SnapshotInterval}}",
+    ])?
+    .trim()
+    .to_owned();
+    if interval.parse::<u64>().is_err() {
+        return Err(RigError::Swarm(format!(
+            "the swarm's snapshot interval: {interval:?}"
+        )));
+    }
+    let before = newest_snapshot(&dir);
+    docker(&["swarm", "update", "--snapshot-interval", "1"])?;
+    let taken = wait_for(Duration::from_secs(60), || {
+        let now = newest_snapshot(&dir);
+        (now.is_some() && now != before).then_some(())
+    });
+    // Restored whether or not the snapshot came.
+    docker(&["swarm", "update", "--snapshot-interval", &interval])?;
+    taken.ok_or_else(|| {
+        RigError::Swarm(format!(
+            "no new raft snapshot in {} within 60 s (snapshot interval 1, now {interval} again)",
+            dir.display()
+        ))
+    })
 }
 
 /// The host's swarm address: the swarm is initialised (on the default route's source address,
