@@ -18,6 +18,9 @@
 //! keeps the swarm agent from trying to pull images it has; the host's FORWARD policy is DROP,
 //! so the bridge is allowed in `DOCKER-USER`; each node has its own hostname (`unshare --uts`).
 //! Images reach the nodes through `deploy/up.sh --engine` (docker save | docker -H load).
+//! Before managers join, the host's manager takes a raft snapshot ([`snapshot_raft`]): a new
+//! manager replicates the log after the last snapshot, which on a swarm with a long history
+//! outlasts `docker swarm join`.
 //!
 //! Needs root, `ip`, `iptables`, `unshare` and a Docker engine that is (or may become) a swarm
 //! manager advertising an address the namespaces can reach (not loopback). One rig at a time on
