@@ -142,6 +142,8 @@ async fn run(args: Args) -> Result<(), String> {
         Rig::create(&RigOptions {
             nodes: 5,
             control: 2,
+            managers: 2,
+            control_managers: true,
             ..RigOptions::default()
         })
     })
@@ -173,11 +175,14 @@ async fn measure(args: &Args, rig: &Rig) -> Result<String, String> {
     };
     eprintln!("   deploying {STACK} over the rig");
     let stack = Stack::deploy(opts).await?;
+    // On the host by its id: the control nodes are managers too.
+    let host = redis_ha_testkit::rig::docker(&["info", "-f", "{{.Swarm.NodeID}}"])
+        .map_err(|e| e.to_string())?;
     deploy_classic(
         &repo_root(),
         STACK,
         CLASSIC_PORT,
-        Some("node.role==manager"),
+        Some(&format!("node.id=={}", host.trim())),
     )
     .await?;
     let cluster = Cluster::new(rig, &stack)?.with_classic(CLASSIC_PORT);

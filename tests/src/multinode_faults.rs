@@ -69,6 +69,10 @@ pub struct Outcome {
     /// agent heard by the coordinator running then after this long (both from the cut).
     pub moved_after: Option<Duration>,
     pub agents_after: Option<Duration>,
+    /// For a control-plane host that is a swarm manager: from the cut until the host's swarm
+    /// (a leader, `docker node ls` and `docker service ls` answering) showed it Down and
+    /// Unreachable.
+    pub manager_lost_after: Option<Duration>,
     /// The same fault through the classic tcp-check HAProxy on the host, when the cluster has
     /// one ([`Cluster::with_classic`]).
     pub classic: Option<ClassicFigures>,
@@ -110,6 +114,11 @@ impl Outcome {
         if let (Some(m), Some(a)) = (self.moved_after, self.agents_after) {
             s.push_str(&format!(
                 "; started elsewhere after {m:?}, every agent heard after {a:?}"
+            ));
+        }
+        if let Some(l) = self.manager_lost_after {
+            s.push_str(&format!(
+                "; a manager lost: the swarm (a leader, answering) showed it Down after {l:?}"
             ));
         }
         if !self.back_after.is_zero() {
@@ -157,6 +166,57 @@ pub fn running_on(stack: &str, service: &str) -> Result<Vec<String>, String> {
     Ok(nodes)
 }
 
+/// The host's swarm nodes: hostname, status (`Ready`, `Down`, ...) and manager status
+/// (`Leader`, `Reachable`, `Unreachable`, empty for a worker).
+pub fn swarm_table() -> Result<Vec<(String, String, String)>, String> {
+    let out = rig::docker(&[
+        "node",
+        "ls",
+        "--format",
+        "{{.Hostname}}|{{.Status}}|{{.ManagerStatus}}",
+    ])
+    .map_err(|e| e.to_string())?;
+    Ok(out
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.splitn(3, '|').map(str::to_owned);
+            Some((f.next()?, f.next()?, f.next().unwrap_or_default()))
+        })
+        .collect())
+}
+
+/// Waits until the host's swarm, a manager `lost` cut off, still works: a leader other than
+/// it, `docker service ls` answering, and `lost` shown Down and Unreachable.
+pub async fn swarm_without(lost: &str) -> Result<(), String> {
+    poll(T, || async {
+        let nodes = swarm_table()?;
+        rig::docker(&["service", "ls", "-q"]).map_err(|e| e.to_string())?;
+        let leader = nodes.iter().find(|n| n.2 == "Leader").map(|n| n.0.as_str());
+        let it = nodes.iter().find(|n| n.0 == lost);
+        match (leader, it) {
+            (Some(l), Some((_, st, ms))) if l != lost && st == "Down" && ms == "Unreachable" => {
+                Ok(())
+            }
+            _ => Err(format!("the swarm's nodes: {nodes:?}")),
+        }
+    })
+    .await
+    .map_err(|e| format!("the swarm without the manager {lost}: {e}"))
+}
+
+/// Waits until manager `name` is back: Ready and Reachable (or leading) in the host's swarm.
+pub async fn manager_back(name: &str) -> Result<(), String> {
+    poll(T, || async {
+        let nodes = swarm_table()?;
+        match nodes.iter().find(|n| n.0 == name) {
+            Some((_, st, ms)) if st == "Ready" && (ms == "Reachable" || ms == "Leader") => Ok(()),
+            other => Err(format!("{name}: {other:?}")),
+        }
+    })
+    .await
+    .map_err(|e| format!("the manager {name} back: {e}"))
+}
+
 /// The stack over the rig, and what the faults need to reach it.
 pub struct Cluster<'a> {
     pub rig: &'a Rig,
@@ -200,6 +260,7 @@ impl Records {
             back_after: Duration::ZERO,
             moved_after: None,
             agents_after: None,
+            manager_lost_after: None,
             classic: self.classic.as_ref().map(|(c, lost)| {
                 let acks: Vec<Instant> = c.iter().filter(|a| a.acked).map(|a| a.finished).collect();
                 ClassicFigures {
@@ -620,6 +681,14 @@ impl<'a> Cluster<'a> {
         let w = self.start_writers(&format!("{svc}-cut"), None).await?;
         let cut = Instant::now();
         self.rig.cut(node.index).map_err(|e| e.to_string())?;
+        // A manager lost (the control nodes are managers, the stack's default placement): the
+        // other two keep the quorum, so the swarm answers and goes on scheduling.
+        let manager_lost_after = if node.manager {
+            swarm_without(&node.name).await?;
+            Some(cut.elapsed())
+        } else {
+            None
+        };
         let moved = poll(T, || async {
             let on = running_on(self.name(), svc)?;
             match on.as_slice() {
@@ -672,6 +741,10 @@ impl<'a> Cluster<'a> {
         })
         .await
         .map_err(|e| format!("one task of {svc} after the heal: {e}"))?;
+        if node.manager {
+            // The next fault begins with every manager there.
+            manager_back(&node.name).await?;
+        }
         let back = healed.elapsed();
         let end = Instant::now();
         let rec = self.finish(w, new).await?;
@@ -683,6 +756,7 @@ impl<'a> Cluster<'a> {
             back_after: back,
             moved_after: Some(moved_after),
             agents_after: Some(agents_after),
+            manager_lost_after,
             ..rec.outcome(what, m, new, cut, end)
         })
     }

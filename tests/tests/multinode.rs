@@ -67,8 +67,7 @@ async fn rig_with_three_managers_comes_and_goes() {
         nodes: 3,
         managers: 2,
         labels: false,
-        control: 0,
-        dns: None,
+        ..RigOptions::default()
     })
     .await;
     eprintln!("[{:?}] rig of 4 nodes, 3 managers", t0.elapsed());
@@ -147,10 +146,30 @@ async fn multinode_deploy_places_by_label_and_survives_host_faults() {
     let rig = create_rig(RigOptions {
         nodes: 5,
         control: 2,
+        managers: 2,
+        control_managers: true,
         ..RigOptions::default()
     })
     .await;
-    eprintln!("[{:?}] rig of 6 nodes", t0.elapsed());
+    eprintln!(
+        "[{:?}] rig of 6 nodes, 3 managers (the host and the control nodes)",
+        t0.elapsed()
+    );
+    let managers = docker(&[
+        "node",
+        "ls",
+        "--filter",
+        "role=manager",
+        "--format",
+        "{{.Hostname}}",
+    ])
+    .expect("node ls");
+    let mut managers: Vec<&str> = managers
+        .lines()
+        .filter(|l| l.starts_with("rhmn-"))
+        .collect();
+    managers.sort_unstable();
+    assert_eq!(managers, ["rhmn-n4", "rhmn-n5"], "the rig's managers");
     let opts = StackOptions {
         name: STACK.into(),
         base_port: 9400,

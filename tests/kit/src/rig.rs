@@ -18,6 +18,9 @@
 //! keeps the swarm agent from trying to pull images it has; the host's FORWARD policy is DROP,
 //! so the bridge is allowed in `DOCKER-USER`; each node has its own hostname (`unshare --uts`).
 //! Images reach the nodes through `deploy/up.sh --engine` (docker save | docker -H load).
+//! Before managers join, the host's manager takes a raft snapshot ([`snapshot_raft`]): a new
+//! manager replicates the log after the last snapshot, which on a swarm with a long history
+//! outlasts `docker swarm join`.
 //!
 //! Needs root, `ip`, `iptables`, `unshare` and a Docker engine that is (or may become) a swarm
 //! manager advertising an address the namespaces can reach (not loopback). One rig at a time on
@@ -33,6 +36,10 @@ pub const PREFIX: &str = "rhmn";
 
 /// The iptables comment of the rig's rules.
 const RULE_COMMENT: &str = "rhmn-rig";
+
+/// The rig's subnet: its bridge's address and prefix length (every node's address is in it).
+const RIG_GATEWAY: Ipv4Addr = Ipv4Addr::new(10, 213, 0, 1);
+const RIG_PREFIX_LEN: u8 = 24;
 
 /// The label `deploy/up.sh` places node N's services by.
 pub const NODE_LABEL: &str = "redis-ha.node";
@@ -80,13 +87,18 @@ pub enum RigError {
 pub struct RigOptions {
     /// Extra nodes (the host is one more).
     pub nodes: u8,
-    /// How many of the extra nodes join as managers (2 gives the three-manager variant).
+    /// How many of the extra nodes join as managers (2 gives the three-manager variant): the
+    /// first ones, or the control nodes with `control_managers`.
     pub managers: u8,
     /// Label the first three extra nodes `redis-ha.node=1..3`.
     pub labels: bool,
     /// Label the last `control` extra nodes [`CONTROL_LABEL`]`=true` (none of nodes 1..3
     /// when those carry `redis-ha.node`).
     pub control: u8,
+    /// The control nodes are the managers (`managers` must then equal `control`): where the
+    /// stack's default placement puts the coordinator and the reloader, so that losing one's
+    /// host is losing a manager.
+    pub control_managers: bool,
     /// The extra daemons' upstream DNS (`dockerd --dns`). `None`: [`RigPlan::silent_dns`], an
     /// address of the rig's subnet that nobody holds, so lookups that leave Docker's DNS get
     /// no answer at all (the worst upstream a node can have, and what a namespace without a
@@ -101,6 +113,7 @@ impl Default for RigOptions {
             managers: 0,
             labels: true,
             control: 0,
+            control_managers: false,
             dns: None,
         }
     }
@@ -180,7 +193,8 @@ impl RigPlan {
 }
 
 /// The rig of `opts`: bridge `rhmn-br` on 10.213.0.1/24, node i at 10.213.0.(10+i) in
-/// namespace `rhmn-n<i>` with veth `rhmn-v<i>`, managers first, labels 1..3 on nodes 1..3.
+/// namespace `rhmn-n<i>` with veth `rhmn-v<i>`, managers first (or the control nodes, the last
+/// ones), labels 1..3 on nodes 1..3.
 pub fn plan(opts: &RigOptions) -> Result<RigPlan, RigError> {
     if opts.nodes == 0 || opts.nodes > 20 {
         return Err(RigError::Plan(format!(
@@ -206,6 +220,12 @@ pub fn plan(opts: &RigOptions) -> Result<RigPlan, RigError> {
             opts.managers, opts.nodes
         )));
     }
+    if opts.control_managers && opts.managers != opts.control {
+        return Err(RigError::Plan(format!(
+            "the control nodes as managers: {} managers, {} control nodes",
+            opts.managers, opts.control
+        )));
+    }
     // The host is a manager too: an even count of managers tolerates no more failures than
     // one fewer, and a rig that loses its quorum breaks the host's swarm.
     if (opts.managers + 1) % 2 == 0 {
@@ -217,22 +237,29 @@ pub fn plan(opts: &RigOptions) -> Result<RigPlan, RigError> {
     }
     let silent_dns = Ipv4Addr::new(10, 213, 0, 254);
     let nodes = (1..=opts.nodes)
-        .map(|i| NodePlan {
-            index: i,
-            name: format!("{PREFIX}-n{i}"),
-            veth: format!("{PREFIX}-v{i}"),
-            addr: Ipv4Addr::new(10, 213, 0, 10 + i),
-            manager: i <= opts.managers,
-            label: (opts.labels && i <= 3).then_some(i),
-            control: i > opts.nodes - opts.control,
-            root: PathBuf::from(format!("/var/lib/{PREFIX}/n{i}")),
-            run: PathBuf::from(format!("/run/{PREFIX}/n{i}")),
+        .map(|i| {
+            let control = i > opts.nodes - opts.control;
+            NodePlan {
+                index: i,
+                name: format!("{PREFIX}-n{i}"),
+                veth: format!("{PREFIX}-v{i}"),
+                addr: Ipv4Addr::new(10, 213, 0, 10 + i),
+                manager: if opts.control_managers {
+                    control
+                } else {
+                    i <= opts.managers
+                },
+                label: (opts.labels && i <= 3).then_some(i),
+                control,
+                root: PathBuf::from(format!("/var/lib/{PREFIX}/n{i}")),
+                run: PathBuf::from(format!("/run/{PREFIX}/n{i}")),
+            }
         })
         .collect();
     Ok(RigPlan {
         bridge: format!("{PREFIX}-br"),
-        gateway: Ipv4Addr::new(10, 213, 0, 1),
-        prefix_len: 24,
+        gateway: RIG_GATEWAY,
+        prefix_len: RIG_PREFIX_LEN,
         silent_dns,
         dns: opts.dns.unwrap_or(silent_dns),
         nodes,
@@ -361,15 +388,89 @@ fn our_rules() -> Vec<String> {
         .collect()
 }
 
-/// The swarm nodes named after the rig (`id hostname`).
-fn our_swarm_nodes() -> Vec<(String, String)> {
-    docker(&["node", "ls", "--format", "{{.ID}} {{.Hostname}}"])
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.split_once(' '))
-        .filter(|(_, h)| h.starts_with(&format!("{PREFIX}-")))
-        .map(|(i, h)| (i.to_owned(), h.to_owned()))
+/// A node of the host's swarm, as its manager sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SwarmNode {
+    pub id: String,
+    /// Empty until the node has reported its description (a join under way).
+    pub hostname: String,
+    /// The address it reaches the managers from.
+    pub addr: String,
+    /// Its desired role (`manager` or `worker`).
+    pub role: String,
+    /// Its raft membership: `None` when it is no member, else its reachability
+    /// (`reachable`, `unreachable`, `unknown`) and whether it leads.
+    pub raft: Option<(String, bool)>,
+}
+
+/// The `docker node inspect` format [`parse_swarm_node`] reads.
+const NODE_FORMAT: &str = "{{.ID}}|{{.Description.Hostname}}|{{.Status.Addr}}|{{.Spec.Role}}|\
+    {{if .ManagerStatus}}{{.ManagerStatus.Reachability}}|{{.ManagerStatus.Leader}}{{end}}";
+
+/// One line of [`NODE_FORMAT`].
+pub fn parse_swarm_node(line: &str) -> Option<SwarmNode> {
+    let f: Vec<&str> = line.trim().split('|').collect();
+    let [id, hostname, addr, role, rest @ ..] = &f[..] else {
+        return None;
+    };
+    if id.is_empty() {
+        return None;
+    }
+    let raft = match rest {
+        [reach, leader] if !reach.is_empty() => Some(((*reach).to_owned(), *leader == "true")),
+        _ => None,
+    };
+    Some(SwarmNode {
+        id: (*id).to_owned(),
+        hostname: (*hostname).to_owned(),
+        addr: (*addr).to_owned(),
+        role: (*role).to_owned(),
+        raft,
+    })
+}
+
+impl SwarmNode {
+    /// A rig's node: named after the rig, or (a join under way has no hostname yet) reaching
+    /// the swarm from the rig's subnet.
+    pub fn is_rigs(&self) -> bool {
+        let in_subnet = self.addr.parse::<Ipv4Addr>().is_ok_and(|a| {
+            let mask = u32::MAX << (32 - u32::from(RIG_PREFIX_LEN));
+            u32::from(a) & mask == u32::from(RIG_GATEWAY) & mask
+        });
+        self.hostname.starts_with(&format!("{PREFIX}-")) || in_subnet
+    }
+}
+
+/// Every node of the host's swarm (none when the host is no manager).
+pub fn swarm_nodes() -> Vec<SwarmNode> {
+    let ids = docker(&["node", "ls", "-q"]).unwrap_or_default();
+    // One at a time: a node removed meanwhile fails only its own inspect.
+    ids.split_whitespace()
+        .filter_map(|id| docker(&["node", "inspect", "-f", NODE_FORMAT, id]).ok())
+        .filter_map(|l| parse_swarm_node(&l))
         .collect()
+}
+
+/// The order to demote the raft members among `nodes` in, so that each demotion leaves the
+/// reachable managers a quorum of the smaller raft (the swarm refuses one that would not):
+/// the members it cannot reach first, then the reachable ones, the leader last (demoting it
+/// moves the leadership). Nodes that are no raft members need no demotion (`docker node rm
+/// --force` takes them).
+pub fn demotion_order(nodes: &[SwarmNode]) -> Vec<String> {
+    let mut members: Vec<(u8, &str)> = nodes
+        .iter()
+        .filter_map(|n| {
+            let (reach, leader) = n.raft.as_ref()?;
+            let rank = match (reach.as_str(), leader) {
+                (_, true) => 2,
+                ("reachable", false) => 1,
+                _ => 0,
+            };
+            Some((rank, n.id.as_str()))
+        })
+        .collect();
+    members.sort();
+    members.into_iter().map(|(_, id)| id.to_owned()).collect()
 }
 
 /// The cgroup directories of the rig's nodes, in every hierarchy.
@@ -402,9 +503,9 @@ pub fn leftovers() -> Vec<String> {
     left.extend(our_links().into_iter().map(|n| format!("link {n}")));
     left.extend(our_rules().into_iter().map(|r| format!("iptables {r}")));
     left.extend(
-        our_swarm_nodes()
+        rig_swarm_nodes()
             .into_iter()
-            .map(|(i, h)| format!("swarm node {h} ({i})")),
+            .map(|n| format!("swarm node {} ({}, {})", n.hostname, n.id, n.addr)),
     );
     left.extend(
         our_cgroups()
@@ -484,49 +585,70 @@ fn kill_node_processes(name: &str) -> Result<(), RigError> {
     })
 }
 
-/// Demotes every rig node the swarm counts as a manager, and waits until it no longer does:
-/// killing a manager that the raft still counts costs the host's swarm its quorum (with the
-/// host and two rig managers, two dead of three), and the shared swarm has no leader. The
-/// nodes are found by their engines' own node ids (a node whose join is still under way has
-/// no hostname in `docker node ls` yet) and by hostname. A manager that cannot be demoted is an
-/// error: the caller must not kill it.
-pub fn demote_managers() -> Result<(), RigError> {
-    let mut ids: Vec<String> = our_swarm_nodes().into_iter().map(|(i, _)| i).collect();
-    for ns in our_netns() {
-        let engine = format!("unix:///run/{PREFIX}/{}/docker.sock", ns_suffix(&ns));
-        if let Ok(id) = docker_on(&engine, &["info", "-f", "{{.Swarm.NodeID}}"]) {
-            let id = id.trim().to_owned();
-            if !id.is_empty() && !ids.contains(&id) {
-                ids.push(id);
-            }
-        }
-    }
-    for id in ids {
-        let is_manager = |id: &str| {
-            docker(&["node", "inspect", "-f", "{{.Spec.Role}}", id])
-                .map(|r| r.trim() == "manager")
-                .unwrap_or(false)
-        };
-        if !is_manager(&id) {
-            continue;
-        }
-        let _ = docker(&["node", "demote", &id]);
-        wait_for(Duration::from_secs(60), || {
-            if is_manager(&id) {
-                let _ = docker(&["node", "demote", &id]);
-                None
-            } else {
-                Some(())
-            }
+/// The node ids the rig's engines that answer have (a node whose join is under way may not be
+/// known by hostname or address yet).
+fn engine_node_ids() -> Vec<String> {
+    our_netns()
+        .iter()
+        .filter_map(|ns| {
+            let engine = format!("unix:///run/{PREFIX}/{}/docker.sock", ns_suffix(ns));
+            let id = docker_on(&engine, &["info", "-f", "{{.Swarm.NodeID}}"]).ok()?;
+            let id = id.trim();
+            (!id.is_empty()).then(|| id.to_owned())
         })
-        .ok_or_else(|| {
-            RigError::Swarm(format!(
-                "rig node {id} is still a manager after 60 s of demotion: not removed, so that \
-                 the swarm keeps its quorum (docker node demote {id}, then run the teardown again)"
-            ))
-        })?;
-    }
-    Ok(())
+        .collect()
+}
+
+/// The rig's swarm nodes: by hostname, address or the engines' own node ids.
+fn rig_swarm_nodes() -> Vec<SwarmNode> {
+    let ids = engine_node_ids();
+    swarm_nodes()
+        .into_iter()
+        .filter(|n| n.is_rigs() || ids.contains(&n.id))
+        .collect()
+}
+
+/// Takes every rig node out of the swarm's raft, one at a time in [`demotion_order`], each
+/// only once the one before is out: killing a member that the raft still counts costs the
+/// host's swarm its quorum (host and two rig managers: two dead of three). A node with the
+/// manager role that is no member (a join that never reached the raft) is left to `docker
+/// node rm --force`, which takes it. A member that cannot be taken out is an error: the
+/// caller must not kill it.
+pub fn demote_managers() -> Result<(), RigError> {
+    demote_where(|_| true)
+}
+
+/// [`demote_managers`] for the rig nodes `which` picks.
+fn demote_where(which: impl Fn(&SwarmNode) -> bool) -> Result<(), RigError> {
+    let timeout = Duration::from_secs(120);
+    let mut last = String::new();
+    let nodes = || -> Vec<SwarmNode> { rig_swarm_nodes().into_iter().filter(&which).collect() };
+    let out = wait_for(timeout, || {
+        let Some(id) = demotion_order(&nodes()).into_iter().next() else {
+            return Some(());
+        };
+        // Asked again while the swarm takes an accepted demotion out of the raft: harmless
+        // ("already a worker"), and the next member waits for it.
+        last = match docker(&["node", "demote", &id]) {
+            Ok(_) => format!("{id} demoted, still a raft member"),
+            Err(e) => e.to_string(),
+        };
+        None
+    });
+    out.ok_or_else(|| {
+        let members: Vec<String> = nodes()
+            .into_iter()
+            .filter_map(|n| {
+                let (reach, leader) = n.raft?;
+                Some(format!("{} {} {reach} leader={leader}", n.id, n.hostname))
+            })
+            .collect();
+        RigError::Swarm(format!(
+            "rig nodes still raft members after {timeout:?} of demotion: {members:?} (last: \
+             {last}); not removed, so that the swarm keeps its quorum (docker node demote ID, \
+             then run the teardown again)"
+        ))
+    })
 }
 
 /// Removes whatever a rig left on this machine (a test killed before its teardown): its swarm
@@ -549,8 +671,11 @@ pub fn remove_leftovers() -> Result<(), RigError> {
             );
         }
     }
-    for (id, _) in our_swarm_nodes() {
-        let _ = docker(&["node", "rm", "--force", &id]);
+    // A join still under way when its engine was killed may have reached the raft since the
+    // first demotion: an unreachable member now, which only a demotion takes out.
+    demote_managers()?;
+    for n in rig_swarm_nodes() {
+        let _ = docker(&["node", "rm", "--force", &n.id]);
     }
     for cg in our_cgroups() {
         wait_for(Duration::from_secs(5), || {
@@ -633,6 +758,13 @@ impl Rig {
         }
         for i in 0..rig.plan.nodes.len() {
             rig.start_engine_at(i)?;
+        }
+        if rig.plan.nodes.iter().any(|n| n.manager) {
+            // Without a fresh snapshot the joins are slow, not wrong (and tried again): said,
+            // not fatal. A snapshot interval not restored is fatal (snapshot_raft's error).
+            if !snapshot_raft()? {
+                eprintln!("rig: no new raft snapshot within 60 s; managers join on the whole log");
+            }
         }
         for i in 0..rig.plan.nodes.len() {
             let id = rig.join(i)?;
@@ -830,46 +962,19 @@ impl Rig {
         })
     }
 
-    /// Joins node `i` to the host's swarm (as a manager when planned), labels it; its id.
+    /// Joins node `i` to the host's swarm (as a manager when planned), labels it; its id. A
+    /// join that fails is undone (left, taken out of the raft, its node removed) and tried
+    /// again, up to three times in all.
     fn join(&self, i: usize) -> Result<String, RigError> {
         let n = &self.plan.nodes[i];
-        let role = if n.manager { "manager" } else { "worker" };
-        let token = docker(&["swarm", "join-token", "-q", role])?;
-        let addr = n.addr.to_string();
-        let joined = docker_on(
-            &n.engine(),
-            &[
-                "swarm",
-                "join",
-                "--token",
-                token.trim(),
-                "--advertise-addr",
-                &addr,
-                "--listen-addr",
-                &format!("{addr}:2377"),
-                &format!("{}:2377", self.host_addr),
-            ],
-        );
-        match joined {
-            Ok(_) => {}
-            // A manager's join waits for the raft log; on a loaded machine the CLI gives up
-            // first while the join goes on: wait for it rather than leave a half-joined
-            // manager behind.
-            Err(RigError::Failed { stderr, .. })
-                if stderr.contains("continue in the background") =>
-            {
-                wait_for(Duration::from_secs(90), || {
-                    let state =
-                        docker_on(&n.engine(), &["info", "-f", "{{.Swarm.LocalNodeState}}"])
-                            .ok()?;
-                    (state.trim() == "active").then_some(())
-                })
-                .ok_or_else(|| RigError::Node {
-                    node: n.name.clone(),
-                    why: "its join timed out and did not complete within 90 s".into(),
-                })?;
+        let mut attempt = 1;
+        while let Err(e) = self.join_once(n) {
+            if attempt == 3 {
+                return Err(e);
             }
-            Err(e) => return Err(e),
+            eprintln!("rig: {} failed to join (attempt {attempt}): {e}", n.name);
+            self.undo_join(n)?;
+            attempt += 1;
         }
         let id = docker_on(&n.engine(), &["info", "-f", "{{.Swarm.NodeID}}"])?
             .trim()
@@ -899,6 +1004,79 @@ impl Rig {
             ])?;
         }
         Ok(id)
+    }
+
+    /// One `docker swarm join` of `n`, waited for until its engine says it is in the swarm.
+    fn join_once(&self, n: &NodePlan) -> Result<(), RigError> {
+        let role = if n.manager { "manager" } else { "worker" };
+        let token = docker(&["swarm", "join-token", "-q", role])?;
+        let addr = n.addr.to_string();
+        let joined = docker_on(
+            &n.engine(),
+            &[
+                "swarm",
+                "join",
+                "--token",
+                token.trim(),
+                "--advertise-addr",
+                &addr,
+                "--listen-addr",
+                &format!("{addr}:2377"),
+                &format!("{}:2377", self.host_addr),
+            ],
+        );
+        match joined {
+            Ok(_) => return Ok(()),
+            // A manager's join waits for the raft log; on a loaded machine the CLI gives up
+            // first while the join goes on: wait for its end rather than leave a half-joined
+            // manager behind.
+            Err(RigError::Failed { stderr, .. })
+                if stderr.contains("continue in the background") => {}
+            Err(e) => return Err(e),
+        }
+        let log = n.run.join("dockerd.log");
+        let mut last = String::new();
+        let state = wait_for(Duration::from_secs(90), || {
+            let s = docker_on(
+                &n.engine(),
+                &["info", "-f", "{{.Swarm.LocalNodeState}}|{{.Swarm.Error}}"],
+            )
+            .ok()?;
+            last = s.trim().to_owned();
+            // Pending goes on; active is done; error or inactive: the join has failed.
+            (!last.starts_with("pending")).then(|| last.clone())
+        });
+        match state {
+            Some(s) if s.starts_with("active") => Ok(()),
+            s => Err(RigError::Node {
+                node: n.name.clone(),
+                why: format!(
+                    "its join timed out, then {} (log {}): {}",
+                    match s {
+                        Some(s) => format!("failed: {s}"),
+                        None => format!("was still under way after 90 s: {last}"),
+                    },
+                    log.display(),
+                    tail(&log)
+                ),
+            }),
+        }
+    }
+
+    /// Undoes a failed join of `n`: its engine leaves, the swarm takes it out of the raft if it
+    /// got there (unreachable now: the other managers keep their quorum) and forgets it.
+    fn undo_join(&self, n: &NodePlan) -> Result<(), RigError> {
+        let id = docker_on(&n.engine(), &["info", "-f", "{{.Swarm.NodeID}}"])
+            .map(|s| s.trim().to_owned())
+            .unwrap_or_default();
+        let _ = docker_on(&n.engine(), &["swarm", "leave", "--force"]);
+        let addr = n.addr.to_string();
+        let its = |s: &SwarmNode| s.id == id || s.addr == addr || s.hostname == n.name;
+        demote_where(its)?;
+        for s in rig_swarm_nodes().into_iter().filter(its) {
+            docker(&["node", "rm", "--force", &s.id])?;
+        }
+        Ok(())
     }
 
     /// Waits until every extra node is Ready (and, a manager, Reachable) in the swarm.
@@ -970,6 +1148,25 @@ impl Rig {
         self.start_engine_at(i)
     }
 
+    /// With `REDIS_HA_RIG_LOGS=DIR`, copies every node's dockerd log there (the teardown
+    /// deletes them with the node's directories), so that a failed run can be read afterwards.
+    fn keep_logs(&self) {
+        let Some(dir) = std::env::var_os("REDIS_HA_RIG_LOGS") else {
+            return;
+        };
+        let dir = PathBuf::from(dir);
+        if let Err(e) = std::fs::create_dir_all(&dir) {
+            eprintln!("rig logs: {}: {e}", dir.display());
+            return;
+        }
+        for n in &self.plan.nodes {
+            let to = dir.join(format!("{}-dockerd.log", n.name));
+            if let Err(e) = std::fs::copy(n.run.join("dockerd.log"), &to) {
+                eprintln!("rig logs: {}: {e}", to.display());
+            }
+        }
+    }
+
     /// Removes the rig and checks that nothing of it is left.
     pub fn teardown(mut self) -> Result<(), RigError> {
         self.done = true;
@@ -977,6 +1174,7 @@ impl Rig {
     }
 
     fn remove(&self) -> Result<(), RigError> {
+        self.keep_logs();
         // Leave cleanly where possible (a manager is demoted first, while the swarm has its
         // quorum), then remove_leftovers kills and deletes whatever remains.
         demote_managers()?;
@@ -1013,6 +1211,73 @@ fn tail(path: &Path) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(5)..].join("\n")
+}
+
+/// The newest raft snapshot of the host's manager (`<term>-<index>.snap`, so the names sort in
+/// order), if it has one.
+fn newest_snapshot(dir: &Path) -> Option<String> {
+    std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".snap"))
+        .max()
+}
+
+/// Has the host's manager take a raft snapshot now. A manager that joins gets the swarm's
+/// raft from the leader: its snapshot and the log after it. A swarm snapshots only every
+/// 10000 entries by default, and the stack tests' services and tasks make large entries (the
+/// host's log was 123 MB with no snapshot after one CI run): the first manager then took ~60 s
+/// to catch up, longer than `docker swarm join` waits, with every proposal of the two-member
+/// raft waiting for it (the leader's "data store lock held too long"). With a fresh snapshot it
+/// gets the state, not the history. The snapshot interval is set to 1 until the snapshot is
+/// there, then back to what it was. Whether the snapshot came; an error when the interval
+/// could not be read or set back.
+pub fn snapshot_raft() -> Result<bool, RigError> {
+    let root = docker(&["info", "-f", "{{.DockerRootDir}}"])?;
+    let dir = Path::new(root.trim()).join("swarm/raft/snap-v3-encrypted");
+    let interval = docker(&[
+        "info",
+        "-f",
+        "{{.Swarm.Cluster.Spec.Raft.SnapshotInterval}}",
+    ])?
+    .trim()
+    .to_owned();
+    if interval.parse::<u64>().is_err() {
+        return Err(RigError::Swarm(format!(
+            "the swarm's snapshot interval: {interval:?}"
+        )));
+    }
+    let before = newest_snapshot(&dir);
+    let taken = match docker(&["swarm", "update", "--snapshot-interval", "1"]) {
+        Ok(_) => wait_for(Duration::from_secs(60), || {
+            let now = newest_snapshot(&dir);
+            (now.is_some() && now != before).then_some(())
+        }),
+        Err(e) => {
+            eprintln!("rig: setting the snapshot interval: {e}");
+            None
+        }
+    };
+    // Restored whether or not the snapshot came, and tried again while a leader change
+    // refuses it: an interval of 1 left behind would snapshot the shared swarm at every entry.
+    let mut last = String::new();
+    wait_for(Duration::from_secs(30), || {
+        match docker(&["swarm", "update", "--snapshot-interval", &interval]) {
+            Ok(_) => Some(()),
+            Err(e) => {
+                last = e.to_string();
+                None
+            }
+        }
+    })
+    .ok_or_else(|| {
+        RigError::Swarm(format!(
+            "the snapshot interval is still 1, not {interval} again: {last} \
+             (docker swarm update --snapshot-interval {interval})"
+        ))
+    })?;
+    Ok(taken.is_some())
 }
 
 /// The host's swarm address: the swarm is initialised (on the default route's source address,
@@ -1148,6 +1413,83 @@ mod tests {
             ..RigOptions::default()
         })
         .is_err());
+    }
+
+    #[test]
+    fn the_control_nodes_as_the_managers() {
+        let p = plan(&RigOptions {
+            nodes: 5,
+            managers: 2,
+            control: 2,
+            control_managers: true,
+            ..RigOptions::default()
+        })
+        .expect("plan");
+        let managers: Vec<u8> = p
+            .nodes
+            .iter()
+            .filter(|n| n.manager)
+            .map(|n| n.index)
+            .collect();
+        assert_eq!(managers, [4, 5]);
+        assert!(p.nodes.iter().all(|n| n.manager == n.control));
+        assert!(p.nodes[..3].iter().all(|n| n.label.is_some() && !n.manager));
+        // The count must say what the flag implies.
+        for managers in [0, 4] {
+            assert!(plan(&RigOptions {
+                nodes: 5,
+                managers,
+                control: 2,
+                control_managers: true,
+                ..RigOptions::default()
+            })
+            .is_err());
+        }
+    }
+
+    #[test]
+    fn swarm_nodes_are_read_and_told_apart() {
+        let member =
+            parse_swarm_node("abc|rhmn-n1|10.213.0.11|manager|reachable|false\n").expect("node");
+        assert_eq!(member.raft, Some(("reachable".to_owned(), false)));
+        assert!(member.is_rigs());
+        // A join under way: no hostname yet, the rig's address; no raft member.
+        let joining = parse_swarm_node("def||10.213.0.12|manager|").expect("node");
+        assert_eq!(joining.raft, None);
+        assert!(joining.is_rigs());
+        let host =
+            parse_swarm_node("ghi|build-host|192.0.2.2|manager|reachable|true").expect("node");
+        assert!(!host.is_rigs());
+        assert_eq!(parse_swarm_node(""), None);
+        assert_eq!(parse_swarm_node("no fields"), None);
+    }
+
+    #[test]
+    fn demotions_keep_the_reachable_managers_a_quorum() {
+        let node = |id: &str, raft: Option<(&str, bool)>| SwarmNode {
+            id: id.to_owned(),
+            hostname: format!("rhmn-{id}"),
+            addr: "10.213.0.11".to_owned(),
+            role: "manager".to_owned(),
+            raft: raft.map(|(r, l)| (r.to_owned(), l)),
+        };
+        // The host and two rig managers, one of which the raft cannot reach (a join that
+        // timed out): demoting the reachable one first would leave the host alone reachable
+        // of two, which the swarm refuses; the unreachable one goes first.
+        let nodes = [
+            node("reach", Some(("reachable", false))),
+            node("lost", Some(("unreachable", false))),
+            node("worker", None),
+        ];
+        assert_eq!(demotion_order(&nodes), ["lost", "reach"]);
+        // A rig node leading goes last; "unknown" counts as unreachable.
+        let nodes = [
+            node("leads", Some(("reachable", true))),
+            node("reach", Some(("reachable", false))),
+            node("unknown", Some(("unknown", false))),
+        ];
+        assert_eq!(demotion_order(&nodes), ["unknown", "reach", "leads"]);
+        assert!(demotion_order(&[node("w", None)]).is_empty());
     }
 
     #[test]
