@@ -1,7 +1,8 @@
 //! The read endpoint's membership on the real swarm stack (deploy/up.sh): HAProxy's read port
 //! (base + 10, published like the master port) spreads reads over the replicas the
 //! coordinator names as readers; a paused replica container (`docker pause`) is taken out
-//! and put back once unpaused; with both replicas paused the master serves reads. The
+//! and put back once unpaused; with both replicas paused the master serves reads (and the
+//! master port is closed: HAProxy's majority guard). The
 //! process-level version, with the lag cases and the coordinator's loss, is
 //! tests/tests/readers.rs.
 //!
@@ -150,13 +151,17 @@ async fn scenario(stack: Arc<Stack>) {
         m,
         "no failover for paused replicas"
     );
-    // The master port still routes there (no write: with no replica acknowledging, the
-    // master refuses them, min-replicas-to-write 1).
-    assert_eq!(
-        client::routed_port(stack.proxy_port(), Some(stack.password())).await,
-        Some(9000 + u16::from(m)),
-        "the master port still on the master"
-    );
+    // The master port is closed: HAProxy's majority guard sees one Redis node of three (it
+    // cannot tell two paused nodes from a cut that isolated it) and refuses connections; the
+    // master would refuse writes anyway (min-replicas-to-write 1). Reads go to the read port.
+    poll(T, || async {
+        match client::routed_port(stack.proxy_port(), Some(stack.password())).await {
+            None => Ok(()),
+            Some(p) => Err(format!("the master port still routes to {p}")),
+        }
+    })
+    .await
+    .expect("the master port closed by the majority guard");
     // Both back: the replicas serve again, the master leaves the read backend.
     stack.chaos(ChaosAction::Unpause, a).await.expect("unpause");
     stack.chaos(ChaosAction::Unpause, b).await.expect("unpause");
@@ -166,6 +171,14 @@ async fn scenario(stack: Arc<Stack>) {
         m,
         "the master never moved"
     );
+    poll(T, || async {
+        match client::routed_port(stack.proxy_port(), Some(stack.password())).await {
+            Some(p) if p == 9000 + u16::from(m) => Ok(()),
+            other => Err(format!("the master port routes to {other:?}")),
+        }
+    })
+    .await
+    .expect("the master port open again on the master");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
