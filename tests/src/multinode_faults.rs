@@ -217,6 +217,13 @@ pub async fn manager_back(name: &str) -> Result<(), String> {
     .map_err(|e| format!("the manager {name} back: {e}"))
 }
 
+/// Now in whole Unix seconds (`docker logs --since`), rounded down: nothing after it is missed.
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 /// The stack over the rig, and what the faults need to reach it.
 pub struct Cluster<'a> {
     pub rig: &'a Rig,
@@ -302,47 +309,45 @@ impl<'a> Cluster<'a> {
             .ok_or_else(|| format!("no rig node labelled {n}"))
     }
 
-    /// What the HAProxy on `node` logged, read through the node's own engine (reachable from
-    /// the host while its link is cut).
-    fn haproxy_log(&self, node: &NodePlan) -> Result<String, String> {
+    /// What the HAProxy containers on `node` logged since `since` (Unix seconds), read through
+    /// the node's own engine (reachable from the host while its link is cut). Every container
+    /// of the service there, a replaced one's too.
+    fn haproxy_log(&self, node: &NodePlan, since: u64) -> Result<String, String> {
         let engine = node.engine();
         let service = format!("{}_haproxy", self.name());
         let ids = rig::docker_on(
             &engine,
             &[
                 "ps",
+                "-a",
                 "-q",
                 "--filter",
                 &format!("label=com.docker.swarm.service.name={service}"),
             ],
         )
         .map_err(|e| e.to_string())?;
-        let id = ids
-            .lines()
-            .next()
-            .ok_or_else(|| format!("no {service} container on {}", node.name))?;
-        // HAProxy's own log goes to stdout, the guard's warnings to stderr too: both.
-        let out = std::process::Command::new("docker")
-            .args(["-H", &engine, "logs", id])
-            .output()
-            .map_err(|e| format!("docker logs on {}: {e}", node.name))?;
-        Ok(format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ))
+        let mut log = String::new();
+        for id in ids.lines().filter(|l| !l.trim().is_empty()) {
+            // HAProxy's own log goes to stdout, the guard's warnings to stderr too: both.
+            let out = std::process::Command::new("docker")
+                .args(["-H", &engine, "logs", "--since", &since.to_string(), id])
+                .output()
+                .map_err(|e| format!("docker logs on {}: {e}", node.name))?;
+            log.push_str(&String::from_utf8_lossy(&out.stdout));
+            log.push_str(&String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(log)
     }
 
-    /// Waits until the HAProxy on the cut `node` has said, since the fault's start (its log had
-    /// `before` lines of the guard then), that most Redis nodes are gone (the majority guard
-    /// refusing its clients' writes), and then, after the heal, that they answer again.
-    async fn guard_tripped_and_let_go(&self, node: &NodePlan, before: usize) -> Result<(), String> {
+    /// Waits until the HAProxy on the cut `node` has said, since the fault's start (`since`,
+    /// Unix seconds), that most Redis nodes are gone (the majority guard refusing its clients'
+    /// writes), and then, after the heal, that they answer again.
+    async fn guard_tripped_and_let_go(&self, node: &NodePlan, since: u64) -> Result<(), String> {
         poll(T, || async {
-            let log = self.haproxy_log(node)?;
+            let log = self.haproxy_log(node, since)?;
             let said: Vec<&str> = log
                 .lines()
                 .filter(|l| l.contains("majority guard"))
-                .skip(before)
                 .collect();
             let cut = said.iter().position(|l| l.contains("cut off"));
             let again = said
@@ -354,15 +359,6 @@ impl<'a> Cluster<'a> {
             }
         })
         .await
-    }
-
-    /// How many lines the majority guard of `node`'s HAProxy has logged so far.
-    fn guard_lines(&self, node: &NodePlan) -> Result<usize, String> {
-        Ok(self
-            .haproxy_log(node)?
-            .lines()
-            .filter(|l| l.contains("majority guard"))
-            .count())
     }
 
     /// Redis node `n` at its node's address.
@@ -564,7 +560,7 @@ impl<'a> Cluster<'a> {
             .start_writers(&format!("master-{fault}"), Some(&node))
             .await?;
         let guard_before = match fault {
-            Fault::Cut => Some(self.guard_lines(&node)?),
+            Fault::Cut => Some(unix_now()),
             Fault::Kill => None,
         };
         let cut = Instant::now();
@@ -629,7 +625,7 @@ impl<'a> Cluster<'a> {
         let r = (1..=3u8).find(|n| *n != m).ok_or("no replica")?;
         let node = self.node(r)?.clone();
         let w = self.start_writers("replica-cut", Some(&node)).await?;
-        let guard_before = self.guard_lines(&node)?;
+        let guard_before = unix_now();
         let cut = Instant::now();
         self.rig.cut(r).map_err(|e| e.to_string())?;
         // 400 writes at one per 5 ms and more: past the Sentinels' down-after, so a failover
