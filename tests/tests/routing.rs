@@ -618,12 +618,9 @@ async fn haproxy_cut_off_from_most_nodes_refuses_writes_until_they_answer() {
     wait_until("a write through HAProxy", READY_TIMEOUT, || {
         let password = password.clone();
         async move {
-            let mut con = client::connect(frontend, password.as_deref())
-                .await
-                .map_err(|e| e.to_string())?;
-            client::run::<String>(
-                &mut con,
+            client::query::<String>(
                 frontend,
+                password.as_deref(),
                 redis::cmd("SET").arg("guard").arg("back"),
             )
             .await
