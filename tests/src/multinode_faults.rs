@@ -326,8 +326,12 @@ impl<'a> Cluster<'a> {
             ],
         )
         .map_err(|e| e.to_string())?;
+        let ids: Vec<&str> = ids.lines().filter(|l| !l.trim().is_empty()).collect();
+        if ids.is_empty() {
+            return Err(format!("no {service} container on {}", node.name));
+        }
         let mut log = String::new();
-        for id in ids.lines().filter(|l| !l.trim().is_empty()) {
+        for id in ids {
             // HAProxy's own log goes to stdout, the guard's warnings to stderr too: both.
             let out = std::process::Command::new("docker")
                 .args(["-H", &engine, "logs", "--since", &since.to_string(), id])
@@ -355,7 +359,17 @@ impl<'a> Cluster<'a> {
                 .rposition(|l| l.contains("routing writes again"));
             match (cut, again) {
                 (Some(c), Some(a)) if c < a => Ok(()),
-                _ => Err(format!("the majority guard of {} said {said:?}", node.name)),
+                _ => {
+                    // What else it said, for when it said nothing of the guard.
+                    let lines: Vec<&str> = log.lines().collect();
+                    let last = &lines[lines.len().saturating_sub(3)..];
+                    Err(format!(
+                        "the majority guard of {} said {said:?} ({} lines since the cut, \
+                         the last {last:?})",
+                        node.name,
+                        lines.len()
+                    ))
+                }
             }
         })
         .await
