@@ -190,12 +190,24 @@ async fn measure(args: &Args, rig: &Rig) -> Result<String, String> {
         args.faults.iter().map(|w| (*w, Vec::new())).collect();
     for rep in 1..=args.reps {
         for (w, done) in &mut outcomes {
-            let o = w
-                .run(&cluster)
-                .await
-                .map_err(|e| format!("{}: {e}", w.name()))?;
-            eprintln!("   rep {rep}/{}: {}", args.reps, o.line());
-            done.push(o);
+            match w.run(&cluster).await {
+                Ok(o) => {
+                    eprintln!("   rep {rep}/{}: {}", args.reps, o.line());
+                    done.push(o);
+                }
+                Err(e) => {
+                    // The rounds done so far are figures too: printed before the failure.
+                    let w = w.name();
+                    outcomes.retain(|(_, os)| !os.is_empty());
+                    if !outcomes.is_empty() {
+                        eprintln!(
+                            "the rounds before the failure:\n{}",
+                            report(args, &outcomes)
+                        );
+                    }
+                    return Err(format!("rep {rep}: {w}: {e}"));
+                }
+            }
         }
     }
     Ok(report(args, &outcomes))
