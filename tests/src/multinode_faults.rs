@@ -313,8 +313,13 @@ impl<'a> Cluster<'a> {
     /// the node's own engine (reachable from the host while its link is cut). Every container
     /// of the service there, a replaced one's too.
     fn haproxy_log(&self, node: &NodePlan, since: u64) -> Result<String, String> {
+        self.service_log(node, "haproxy", since)
+    }
+
+    /// What the containers of the stack's service `svc` on `node` logged since `since`.
+    fn service_log(&self, node: &NodePlan, svc: &str, since: u64) -> Result<String, String> {
         let engine = node.engine();
-        let service = format!("{}_haproxy", self.name());
+        let service = format!("{}_{svc}", self.name());
         let ids = rig::docker_on(
             &engine,
             &[
@@ -602,7 +607,18 @@ impl<'a> Cluster<'a> {
         }
         .map_err(|e| e.to_string())?;
         let healed = Instant::now();
-        self.is_replica(m).await?;
+        if let Err(e) = self.is_replica(m).await {
+            // Why the node's Redis is not back, in its own words (redis-ha-node's start-up).
+            let log = self
+                .service_log(&node, &format!("redis-{m}"), unix_now().saturating_sub(180))
+                .unwrap_or_else(|e| e);
+            let lines: Vec<&str> = log
+                .lines()
+                .filter(|l| l.contains("redis-ha-node"))
+                .collect();
+            let last = &lines[lines.len().saturating_sub(6)..];
+            return Err(format!("{e}; redis-{m} on {} said {last:?}", node.name));
+        }
         let agreed = self.agreed_master().await?;
         if agreed != new {
             return Err(format!(

@@ -1137,7 +1137,11 @@ impl Rig {
             .retain_mut(|c| !matches!(c.try_wait(), Ok(Some(_)) | Err(_)));
     }
 
-    /// Brings a killed node back on its data (it rejoins the swarm by itself).
+    /// Brings a killed node back on its data (it rejoins the swarm by itself), as after a
+    /// reboot: with an empty exec-root. A host's `/run` is a tmpfs; the dead daemon's exec-root
+    /// here still holds its overlay namespaces' files (their bind mounts died with the daemon's
+    /// mount namespace), on which the new daemon fails to set up the overlay networks
+    /// (`Could not open netlink handle during vni population`).
     pub fn start_engine(&self, index: u8) -> Result<(), RigError> {
         let i = self
             .plan
@@ -1145,6 +1149,13 @@ impl Rig {
             .iter()
             .position(|n| n.index == index)
             .ok_or_else(|| RigError::Plan(format!("no node {index}")))?;
+        let exec = self.plan.nodes[i].run.join("exec");
+        if exec.exists() {
+            std::fs::remove_dir_all(&exec).map_err(|source| RigError::Io {
+                path: exec.clone(),
+                source,
+            })?;
+        }
         self.start_engine_at(i)
     }
 
