@@ -1138,10 +1138,14 @@ impl Rig {
     }
 
     /// Brings a killed node back on its data (it rejoins the swarm by itself), as after a
-    /// reboot: with an empty exec-root. A host's `/run` is a tmpfs; the dead daemon's exec-root
-    /// here still holds its overlay namespaces' files (their bind mounts died with the daemon's
-    /// mount namespace), on which the new daemon fails to set up the overlay networks
-    /// (`Could not open netlink handle during vni population`).
+    /// reboot: with an empty exec-root, no iptables rules and no bridges of the dead daemon.
+    /// A host's `/run` is a tmpfs; the dead daemon's exec-root here still holds its overlay
+    /// namespaces' files (their bind mounts died with the daemon's mount namespace), on which
+    /// the new daemon fails to set up the overlay networks (`Could not open netlink handle
+    /// during vni population`). And the node's network namespace outlives the daemon, with its
+    /// NAT rules: a published port's stale rule can send connections to the old container's
+    /// address, now another container's (the restarted Redis then refused on its published
+    /// port for minutes, now and then).
     pub fn start_engine(&self, index: u8) -> Result<(), RigError> {
         let i = self
             .plan
@@ -1149,6 +1153,23 @@ impl Rig {
             .iter()
             .position(|n| n.index == index)
             .ok_or_else(|| RigError::Plan(format!("no node {index}")))?;
+        let name = self.plan.nodes[i].name.clone();
+        let iptables = ["/usr/sbin/iptables", "/sbin/iptables"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .unwrap_or("iptables");
+        for table in ["nat", "filter", "mangle"] {
+            for op in ["-F", "-X"] {
+                run(
+                    "ip",
+                    &["netns", "exec", &name, iptables, "-w", "-t", table, op],
+                )?;
+            }
+        }
+        for link in ["docker_gwbridge", "docker0"] {
+            // Absent when the daemon never made it: nothing to remove.
+            let _ = run("ip", &["-n", &name, "link", "del", link]);
+        }
         let exec = self.plan.nodes[i].run.join("exec");
         if exec.exists() {
             std::fs::remove_dir_all(&exec).map_err(|source| RigError::Io {
