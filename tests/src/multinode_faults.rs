@@ -718,9 +718,9 @@ impl<'a> Cluster<'a> {
         } else {
             None
         };
-        // Longer than T: when the cut node was the raft leader (and ran both control services)
-        // the swarm first elects a leader and its dispatcher then waits out the nodes' grace
-        // period: 41-53 s seen in the benchmark, over 90 s once in CI.
+        // Longer than T: with both control services on the cut node the swarm took 50-53 s to
+        // move them in the benchmark and over 90 s once in CI (why is not known; a run since
+        // failed at 240 s too, so it is not only slowness).
         let moved = poll(MOVE_T, || async {
             let on = running_on(self.name(), svc)?;
             match on.as_slice() {

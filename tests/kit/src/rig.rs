@@ -320,14 +320,18 @@ fn run(program: &str, args: &[&str]) -> Result<String, RigError> {
     }
 }
 
-fn iptables(args: &[&str]) -> Result<String, RigError> {
-    let program = ["/usr/sbin/iptables", "/sbin/iptables"]
+/// The iptables binary (root's PATH may lack /usr/sbin).
+fn iptables_program() -> &'static str {
+    ["/usr/sbin/iptables", "/sbin/iptables"]
         .into_iter()
         .find(|p| Path::new(p).exists())
-        .unwrap_or("iptables");
+        .unwrap_or("iptables")
+}
+
+fn iptables(args: &[&str]) -> Result<String, RigError> {
     let mut all = vec!["-w"];
     all.extend_from_slice(args);
-    run(program, &all)
+    run(iptables_program(), &all)
 }
 
 /// `docker args` (this host's engine).
@@ -1154,10 +1158,7 @@ impl Rig {
             .position(|n| n.index == index)
             .ok_or_else(|| RigError::Plan(format!("no node {index}")))?;
         let name = self.plan.nodes[i].name.clone();
-        let iptables = ["/usr/sbin/iptables", "/sbin/iptables"]
-            .into_iter()
-            .find(|p| Path::new(p).exists())
-            .unwrap_or("iptables");
+        let iptables = iptables_program();
         for table in ["nat", "filter", "mangle"] {
             for op in ["-F", "-X"] {
                 run(
@@ -1285,15 +1286,15 @@ pub fn snapshot_raft() -> Result<bool, RigError> {
         // The interval is looked at when an entry is applied, and a quiet one-manager swarm
         // applies none: the same update again every 2 s is an entry (a new cluster version).
         Ok(_) => {
-            let mut probes = 0u32;
+            let mut nudged = Instant::now();
             wait_for(Duration::from_secs(60), || {
                 let now = newest_snapshot(&dir);
                 if now.is_some() && now != before {
                     return Some(());
                 }
-                probes += 1;
-                if probes % 10 == 0 {
+                if nudged.elapsed() >= Duration::from_secs(2) {
                     let _ = docker(&["swarm", "update", "--snapshot-interval", "1"]);
+                    nudged = Instant::now();
                 }
                 None
             })
