@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! cargo bench -p redis-ha-tests --profile dev --bench multinode_faults -- [--reps N]
-//!     [--down-after MS] [--faults master-cut,master-kill,replica-cut,coordinator-cut,reloader-cut]
+//!     [--down-after MS] [--faults master-cut,master-kill,replica-cut,coordinator-lost,reloader-lost]
 //! ```
 //!
 //! One rig (`redis_ha_testkit::rig`: the host as manager, three namespace workers labelled
@@ -40,8 +40,8 @@ enum Which {
     MasterCut,
     MasterKill,
     ReplicaCut,
-    CoordinatorCut,
-    ReloaderCut,
+    CoordinatorLost,
+    ReloaderLost,
 }
 
 impl Which {
@@ -49,8 +49,8 @@ impl Which {
         Which::MasterCut,
         Which::MasterKill,
         Which::ReplicaCut,
-        Which::CoordinatorCut,
-        Which::ReloaderCut,
+        Which::CoordinatorLost,
+        Which::ReloaderLost,
     ];
 
     fn name(self) -> &'static str {
@@ -58,8 +58,8 @@ impl Which {
             Which::MasterCut => "master-cut",
             Which::MasterKill => "master-kill",
             Which::ReplicaCut => "replica-cut",
-            Which::CoordinatorCut => "coordinator-cut",
-            Which::ReloaderCut => "reloader-cut",
+            Which::CoordinatorLost => "coordinator-lost",
+            Which::ReloaderLost => "reloader-lost",
         }
     }
 
@@ -68,8 +68,8 @@ impl Which {
             Which::MasterCut => "master's host cut off, healed after the failover",
             Which::MasterKill => "master's host killed (dockerd, containers), started again",
             Which::ReplicaCut => "a replica's host cut off, healed",
-            Which::CoordinatorCut => "the coordinator's host cut off (a switchover after the move)",
-            Which::ReloaderCut => "the reloader's host cut off (a switchover after the move)",
+            Which::CoordinatorLost => "the coordinator's host lost (cut off and killed, started again; a switchover after the move)",
+            Which::ReloaderLost => "the reloader's host lost (cut off and killed, started again; a switchover after the move)",
         }
     }
 
@@ -78,8 +78,8 @@ impl Which {
             Which::MasterCut => c.master_host(Fault::Cut).await,
             Which::MasterKill => c.master_host(Fault::Kill).await,
             Which::ReplicaCut => c.replica_host_cut().await,
-            Which::CoordinatorCut => c.control_host_cut("coordinator").await,
-            Which::ReloaderCut => c.control_host_cut("haproxy-reloader").await,
+            Which::CoordinatorLost => c.control_host_lost("coordinator").await,
+            Which::ReloaderLost => c.control_host_lost("haproxy-reloader").await,
         }
     }
 }
@@ -268,7 +268,7 @@ fn report(args: &Args, outcomes: &[(Which, Vec<Outcome>)]) -> String {
         let _ = writeln!(
             s,
             "\nControl plane moved: started on the other control node after {}; every agent \
-             heard by the moved coordinator after {} (from the cut).",
+             heard by the moved coordinator after {} (from the loss).",
             cells(
                 &moves
                     .iter()

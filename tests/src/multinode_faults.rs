@@ -207,14 +207,30 @@ pub async fn swarm_without(lost: &str) -> Result<(), String> {
     .map_err(|e| format!("the swarm without the manager {lost}: {e}"))
 }
 
-/// Waits until manager `name` is back: Ready and Reachable (or leading) in the host's swarm.
+/// Waits until manager `name` is back and the swarm has settled: one leader, every node
+/// Ready, every manager Reachable or leading, twice in a row 5 s apart (a leader change marks
+/// the nodes Unknown first, Down those that re-register late). The next fault starts from there.
 pub async fn manager_back(name: &str) -> Result<(), String> {
-    poll(T, || async {
+    let settled = || -> Result<(), String> {
         let nodes = swarm_table()?;
-        match nodes.iter().find(|n| n.0 == name) {
-            Some((_, st, ms)) if st == "Ready" && (ms == "Reachable" || ms == "Leader") => Ok(()),
-            other => Err(format!("{name}: {other:?}")),
+        let leaders = nodes.iter().filter(|n| n.2 == "Leader").count();
+        let unsettled: Vec<_> = nodes
+            .iter()
+            .filter(|n| n.1 != "Ready" || !matches!(n.2.as_str(), "" | "Reachable" | "Leader"))
+            .collect();
+        match (
+            nodes.iter().any(|n| n.0 == name),
+            leaders,
+            unsettled.is_empty(),
+        ) {
+            (true, 1, true) => Ok(()),
+            _ => Err(format!("the swarm's nodes: {nodes:?}")),
         }
+    };
+    poll(T, || async {
+        settled()?;
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        settled()
     })
     .await
     .map_err(|e| format!("the manager {name} back: {e}"))
@@ -687,11 +703,20 @@ impl<'a> Cluster<'a> {
         })
     }
 
-    /// The host of control-plane service `svc` cut off. The swarm starts `svc` on another
-    /// control node; every agent (none runs on a control node) reaches the coordinator that
-    /// runs then; the control plane, moved, carries out a switchover and drives the host's
-    /// HAProxy to the new master. Healed, one task of `svc` runs.
-    pub async fn control_host_cut(&self, svc: &str) -> Result<Outcome, String> {
+    /// The host of control-plane service `svc` lost: its link down and, at the same moment,
+    /// its engine and containers killed (a power loss: the peers see no FIN, their connections
+    /// go silent). The swarm starts `svc` on another control node; every agent (none runs on a
+    /// control node) reaches the coordinator that runs then; the control plane, moved, carries
+    /// out a switchover and drives the host's HAProxy to the new master. Then the host comes
+    /// back (link up, engine started: a reboot) and one task of `svc` runs.
+    ///
+    /// Not a cut that heals with the node alive: a swarm manager cut off keeps calling raft
+    /// elections, and back, its higher term deposes the leader; swarmkit's raft has no
+    /// pre-vote, so a rejoining manager whose log is behind keeps the swarm without a leader
+    /// (41 s seen here), and the new leader marks Down the nodes that re-register late (one
+    /// stayed Down with a live session for minutes: nothing could be scheduled or attached
+    /// there). README "Several hosts" says so; the Redis data path does not need the swarm.
+    pub async fn control_host_lost(&self, svc: &str) -> Result<Outcome, String> {
         let m = self.at_rest().await?;
         let on = running_on(self.name(), svc)?;
         let node = self
@@ -707,9 +732,12 @@ impl<'a> Cluster<'a> {
                 with.push(s);
             }
         }
-        let w = self.start_writers(&format!("{svc}-cut"), None).await?;
+        let w = self.start_writers(&format!("{svc}-lost"), None).await?;
         let cut = Instant::now();
         self.rig.cut(node.index).map_err(|e| e.to_string())?;
+        self.rig
+            .kill_engine(node.index)
+            .map_err(|e| e.to_string())?;
         // A manager lost (the control nodes are managers, the stack's default placement): the
         // other two keep the quorum, so the swarm answers and goes on scheduling.
         let manager_lost_after = if node.manager {
@@ -718,9 +746,8 @@ impl<'a> Cluster<'a> {
         } else {
             None
         };
-        // Longer than T: with both control services on the cut node the swarm took 50-53 s to
-        // move them in the benchmark and over 90 s once in CI (why is not known; a run since
-        // failed at 240 s too, so it is not only slowness).
+        // Longer than T: with both control services on the lost node (and the raft leader
+        // there) the swarm took 50-53 s to move them in the benchmark.
         let moved = poll(MOVE_T, || async {
             let on = running_on(self.name(), svc)?;
             match on.as_slice() {
@@ -729,7 +756,20 @@ impl<'a> Cluster<'a> {
             }
         })
         .await
-        .map_err(|e| format!("the swarm moves {svc}: {e}"))?;
+        .map_err(|e| {
+            // What the swarm did with the service, and its nodes, for the reader of a failure.
+            let tasks = rig::docker(&[
+                "service",
+                "ps",
+                &format!("{}_{svc}", self.name()),
+                "--no-trunc",
+                "--format",
+                "{{.Node}} {{.DesiredState}} {{.CurrentState}} {{.Error}}",
+            ])
+            .unwrap_or_else(|e| e.to_string());
+            let nodes = swarm_table().unwrap_or_default();
+            format!("the swarm moves {svc}: {e}; its tasks: {tasks:?}; the nodes: {nodes:?}")
+        })?;
         let moved_after = cut.elapsed();
         poll(T, || async {
             let st = self.status().await?;
@@ -743,14 +783,22 @@ impl<'a> Cluster<'a> {
         .map_err(|e| format!("the coordinator hears every agent: {e}"))?;
         let agents_after = cut.elapsed();
         let switched = Instant::now();
-        cli_in_network(
-            self.name(),
-            &self.stack.opts.group,
-            &self.tls,
-            &["switchover"],
-        )
-        .await
-        .map_err(|e| format!("switchover with {svc} moved: {e}"))?;
+        // A coordinator just started on a node that itself came back a minute before once
+        // could not yet connect to one Redis node over the overlay (the agents' connections to
+        // it worked), and the switchover was refused, as it must be. Refused, it is asked
+        // again: its check comes before it does anything, so a retry cannot switch twice.
+        let deadline = switched + T;
+        loop {
+            let args = ["switchover"];
+            match cli_in_network(self.name(), &self.stack.opts.group, &self.tls, &args).await {
+                Ok(_) => break,
+                Err(e) if e.contains("switchover refused") && Instant::now() < deadline => {
+                    eprintln!("   {:?} after the move: {e}", switched.elapsed());
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                Err(e) => return Err(format!("switchover with {svc} moved: {e}")),
+            }
+        }
         let new = self
             .moved_from(m, None)
             .await
@@ -763,7 +811,10 @@ impl<'a> Cluster<'a> {
             "the host's HAProxy on the new master",
         )
         .await?;
+        // Back: the link first, so that the engine starts as after a reboot, with its network.
         self.rig.heal(node.index).map_err(|e| e.to_string())?;
+        tokio::task::block_in_place(|| self.rig.start_engine(node.index))
+            .map_err(|e| e.to_string())?;
         let healed = Instant::now();
         poll(T, || async {
             match running_on(self.name(), svc)? {
@@ -781,7 +832,7 @@ impl<'a> Cluster<'a> {
         let end = Instant::now();
         let rec = self.finish(w, new).await?;
         let what = format!(
-            "{svc}'s host cut ({} on it), a switchover after the move",
+            "{svc}'s host lost ({} on it), a switchover after the move",
             with.join(" and ")
         );
         Ok(Outcome {

@@ -130,8 +130,9 @@ impl Drop for PurgeOnDrop {
 /// inside its namespace (the faulted side): the master's host cut and healed, then killed
 /// (dockerd, containerd, containers) and started again, each time the old master back as a
 /// replica and its node's HAProxy on the new master; a replica's host cut (no failover); the
-/// coordinator's host cut, then the reloader's (the swarm moves the service, every agent
-/// reaches the moved coordinator, a switchover goes through the moved control plane).
+/// coordinator's host lost (cut off and killed, a manager), then the reloader's (the swarm
+/// moves the service, every agent reaches the moved coordinator, a switchover goes through
+/// the moved control plane; the host started again).
 /// Nothing acknowledged through the healthy side is lost; the figures are printed (`FIGURES`
 /// lines). Then `down.sh --purge` leaves no volume on any node, and the rig's teardown nothing
 /// at all.
@@ -263,7 +264,7 @@ async fn multinode_deploy_places_by_label_and_survives_host_faults() {
     );
 
     // ---- the faults (tests/src/multinode_faults.rs): the master's host cut and healed, then
-    // killed and started again; a replica's host cut; the coordinator's host cut, then the
+    // killed and started again; a replica's host cut; the coordinator's host lost, then the
     // reloader's. Nothing acknowledged through the healthy side may be lost.
     let cluster = Cluster::new(&rig, &stack).unwrap_or_else(|e| panic!("{e}"));
     let mut faults: Vec<Outcome> = Vec::new();
@@ -276,9 +277,9 @@ async fn multinode_deploy_places_by_label_and_survives_host_faults() {
     let o = cluster.replica_host_cut().await;
     faults.push(o.unwrap_or_else(|e| panic!("replica host cut: {e}")));
     for svc in CONTROL {
-        eprintln!("[{:?}] {svc}'s host cut", t0.elapsed());
-        let o = cluster.control_host_cut(svc).await;
-        faults.push(o.unwrap_or_else(|e| panic!("{svc}'s host cut: {e}")));
+        eprintln!("[{:?}] {svc}'s host lost", t0.elapsed());
+        let o = cluster.control_host_lost(svc).await;
+        faults.push(o.unwrap_or_else(|e| panic!("{svc}'s host lost: {e}")));
     }
     for o in &faults {
         eprintln!("[{:?}] FIGURES {}", t0.elapsed(), o.line());
