@@ -208,6 +208,7 @@ async fn each_acl_user_may_do_its_part_and_nothing_else() {
 /// whatever password `password` holds at that moment; records each failure.
 struct AppWriter {
     stop: CancellationToken,
+    acked: Arc<std::sync::atomic::AtomicU64>,
     task: tokio::task::JoinHandle<(u64, Vec<String>)>,
 }
 
@@ -216,6 +217,8 @@ impl AppWriter {
         let stop = CancellationToken::new();
         let token = stop.clone();
         let prefix = prefix.to_owned();
+        let acked = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let count = Arc::clone(&acked);
         let task = tokio::spawn(async move {
             let (mut acked, mut failed) = (0u64, Vec::new());
             let mut n = 0u64;
@@ -227,14 +230,38 @@ impl AppWriter {
                     .clone();
                 let set = cmd(&["SET", &format!("{prefix}:{n}"), "x"]);
                 match query_as::<String>(port, User::App.name(), &pw, &set).await {
-                    Ok(_) => acked += 1,
+                    Ok(_) => {
+                        acked += 1;
+                        count.store(acked, std::sync::atomic::Ordering::Relaxed);
+                    }
                     Err(e) => failed.push(format!("write {n}: {e}")),
                 }
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
             (acked, failed)
         });
-        Self { stop, task }
+        Self { stop, acked, task }
+    }
+
+    /// Writes acknowledged so far.
+    fn acked(&self) -> u64 {
+        self.acked.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Waits until `n` writes in all were acknowledged (generous timeout: a busy machine
+    /// writes slowly), so that a finished writer has done something worth checking.
+    async fn wait_acked(&self, n: u64) {
+        wait_until(
+            "the writer's acknowledged writes",
+            READY_TIMEOUT,
+            || async move {
+                match self.acked() {
+                    a if a >= n => Ok(()),
+                    a => Err(format!("{a} of {n}")),
+                }
+            },
+        )
+        .await;
     }
 
     async fn finish(self) -> (u64, Vec<String>) {
@@ -442,6 +469,10 @@ async fn rotating_the_app_replication_and_sentinel_passwords_fails_no_write() {
         "a Sentinel was refused: {log:?}"
     );
 
+    // Writes went through during the rotation (not a count: a busy machine writes slowly),
+    // and 20 in all, with the rotated passwords, before the writer stops.
+    let during = writer.acked();
+    writer.wait_acked(20).await;
     let (acked, failed) = writer.finish().await;
     assert!(
         failed.is_empty(),
@@ -450,8 +481,8 @@ async fn rotating_the_app_replication_and_sentinel_passwords_fails_no_write() {
         &failed[..failed.len().min(5)]
     );
     assert!(
-        acked > 20,
-        "only {acked} writes went through during the rotation"
+        during > 0 && acked >= 20,
+        "{during} writes went through during the rotation, {acked} in all"
     );
     // Every node logs in its Sentinels with the sentinel user still: the group is whole.
     cluster.wait_sentinels_ready().await;
