@@ -205,7 +205,7 @@ async fn measure(args: &Args, rig: &Rig) -> Result<String, String> {
                             report(args, &outcomes)
                         );
                     }
-                    return Err(format!("rep {rep}: {w}: {e}"));
+                    return Err(format!("rep {rep}: {w}: {e}{}", cluster.recent_logs(180)));
                 }
             }
         }

@@ -271,15 +271,19 @@ async fn multinode_deploy_places_by_label_and_survives_host_faults() {
     for fault in [Fault::Cut, Fault::Kill] {
         eprintln!("[{:?}] master host {fault}", t0.elapsed());
         let o = cluster.master_host(fault).await;
-        faults.push(o.unwrap_or_else(|e| panic!("master host {fault}: {e}")));
+        faults.push(
+            o.unwrap_or_else(|e| panic!("master host {fault}: {e}{}", cluster.recent_logs(180))),
+        );
     }
     eprintln!("[{:?}] replica host cut", t0.elapsed());
     let o = cluster.replica_host_cut().await;
-    faults.push(o.unwrap_or_else(|e| panic!("replica host cut: {e}")));
+    faults.push(o.unwrap_or_else(|e| panic!("replica host cut: {e}{}", cluster.recent_logs(180))));
     for svc in CONTROL {
         eprintln!("[{:?}] {svc}'s host lost", t0.elapsed());
         let o = cluster.control_host_lost(svc).await;
-        faults.push(o.unwrap_or_else(|e| panic!("{svc}'s host lost: {e}")));
+        faults.push(
+            o.unwrap_or_else(|e| panic!("{svc}'s host lost: {e}{}", cluster.recent_logs(180))),
+        );
     }
     for o in &faults {
         eprintln!("[{:?}] FIGURES {}", t0.elapsed(), o.line());

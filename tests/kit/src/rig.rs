@@ -1182,12 +1182,16 @@ impl Rig {
     }
 
     /// With `REDIS_HA_RIG_LOGS=DIR`, copies every node's dockerd log there (the teardown
-    /// deletes them with the node's directories), so that a failed run can be read afterwards.
+    /// deletes them with the node's directories), so that a failed run can be read afterwards;
+    /// in a directory per rig (`<unix time>-<node count>`): a later rig has the same node names.
     fn keep_logs(&self) {
         let Some(dir) = std::env::var_os("REDIS_HA_RIG_LOGS") else {
             return;
         };
-        let dir = PathBuf::from(dir);
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let dir = PathBuf::from(dir).join(format!("{stamp}-{}", self.plan.nodes.len()));
         if let Err(e) = std::fs::create_dir_all(&dir) {
             eprintln!("rig logs: {}: {e}", dir.display());
             return;
