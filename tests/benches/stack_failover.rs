@@ -498,6 +498,11 @@ impl Bench {
         .await?;
 
         let killed = Instant::now();
+        // The wall clock too: the sidecars' and Sentinels' logs (`docker service logs -t`) line
+        // up against it.
+        let killed_at = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
         self.chaos
             .docker()
             .kill_container(
@@ -510,7 +515,7 @@ impl Bench {
             .map_err(|e| format!("kill {container}: {e}"))?;
         let kill_call = killed.elapsed();
         eprintln!(
-            "   killed redis-{old} ({})",
+            "   killed redis-{old} ({}) at unix ms {killed_at}",
             container.get(..12).unwrap_or(&container)
         );
 
