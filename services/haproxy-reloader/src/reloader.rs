@@ -585,18 +585,8 @@ async fn drive_instance(
         let result = converge(&client, &shared, &d, &mut cache, resync)
             .instrument(span.clone())
             .await;
-        let read = match &shared.read_backend {
-            Some(backend) => Some(
-                converge_read(&client, &shared, backend, &d, &mut cache)
-                    .instrument(span)
-                    .await,
-            ),
-            None => None,
-        };
-        if let Some(read) = &read {
-            record_read(&shared, &key, read, &mut read_failing);
-        }
-        let now = Instant::now();
+        // The write endpoint's outcome first: its switch lag and log are not to include the
+        // read endpoint's converge that follows.
         record_converge(&shared, &key, &d, &result, &mut routed_to);
         match &result {
             Ok(o) if !o.commands.is_empty() => {
@@ -615,6 +605,18 @@ async fn drive_instance(
             }
             Err(e) => debug!(instance = %key, error = %e, "converging HAProxy still fails"),
         }
+        let read = match &shared.read_backend {
+            Some(backend) => Some(
+                converge_read(&client, &shared, backend, &d, &mut cache)
+                    .instrument(span)
+                    .await,
+            ),
+            None => None,
+        };
+        if let Some(read) = &read {
+            record_read(&shared, &key, read, &mut read_failing);
+        }
+        let now = Instant::now();
         shared.status.send_modify(|s| {
             let st = s.instances.entry(key.clone()).or_default();
             st.last_check = Some(now);
