@@ -535,6 +535,10 @@ async fn drive_instance(
     let mut routed_to: Option<HostPort> = None;
     loop {
         let resync = tokio::select! {
+            // In this order: a new decision ready together with the resync tick is a change,
+            // applied and traced as one (an unbiased select made it a resync now and then, its
+            // span at debug level: the switch was missing from the failover's trace).
+            biased;
             () = cancel.cancelled() => return,
             r = applied.changed() => {
                 if r.is_err() {
