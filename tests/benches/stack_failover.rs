@@ -500,9 +500,7 @@ impl Bench {
         let killed = Instant::now();
         // The wall clock too: the sidecars' and Sentinels' logs (`docker service logs -t`) line
         // up against it.
-        let killed_at = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis());
+        let killed_at = redis_ha_common::time::now_ms();
         self.chaos
             .docker()
             .kill_container(

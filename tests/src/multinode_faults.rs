@@ -214,15 +214,10 @@ pub async fn manager_back(name: &str) -> Result<(), String> {
     let settled = || -> Result<(), String> {
         let nodes = swarm_table()?;
         let leaders = nodes.iter().filter(|n| n.2 == "Leader").count();
-        let unsettled: Vec<_> = nodes
+        let all_ready = nodes
             .iter()
-            .filter(|n| n.1 != "Ready" || !matches!(n.2.as_str(), "" | "Reachable" | "Leader"))
-            .collect();
-        match (
-            nodes.iter().any(|n| n.0 == name),
-            leaders,
-            unsettled.is_empty(),
-        ) {
+            .all(|n| n.1 == "Ready" && matches!(n.2.as_str(), "" | "Reachable" | "Leader"));
+        match (nodes.iter().any(|n| n.0 == name), leaders, all_ready) {
             (true, 1, true) => Ok(()),
             _ => Err(format!("the swarm's nodes: {nodes:?}")),
         }

@@ -209,7 +209,8 @@ async fn each_acl_user_may_do_its_part_and_nothing_else() {
 struct AppWriter {
     stop: CancellationToken,
     acked: Arc<std::sync::atomic::AtomicU64>,
-    task: tokio::task::JoinHandle<(u64, Vec<String>)>,
+    /// The failed writes.
+    task: tokio::task::JoinHandle<Vec<String>>,
 }
 
 impl AppWriter {
@@ -220,7 +221,7 @@ impl AppWriter {
         let acked = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let count = Arc::clone(&acked);
         let task = tokio::spawn(async move {
-            let (mut acked, mut failed) = (0u64, Vec::new());
+            let mut failed = Vec::new();
             let mut n = 0u64;
             while !token.is_cancelled() {
                 n += 1;
@@ -231,14 +232,13 @@ impl AppWriter {
                 let set = cmd(&["SET", &format!("{prefix}:{n}"), "x"]);
                 match query_as::<String>(port, User::App.name(), &pw, &set).await {
                     Ok(_) => {
-                        acked += 1;
-                        count.store(acked, std::sync::atomic::Ordering::Relaxed);
+                        count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     }
                     Err(e) => failed.push(format!("write {n}: {e}")),
                 }
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
-            (acked, failed)
+            failed
         });
         Self { stop, acked, task }
     }
@@ -264,11 +264,14 @@ impl AppWriter {
         .await;
     }
 
+    /// Stops the writer: (acknowledged writes, failed writes).
     async fn finish(self) -> (u64, Vec<String>) {
-        self.stop.cancel();
-        self.task
+        let Self { stop, acked, task } = self;
+        stop.cancel();
+        let failed = task
             .await
-            .unwrap_or_else(|e| panic!("the writer failed: {e}"))
+            .unwrap_or_else(|e| panic!("the writer failed: {e}"));
+        (acked.load(std::sync::atomic::Ordering::Relaxed), failed)
     }
 }
 

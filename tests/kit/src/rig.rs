@@ -1188,9 +1188,7 @@ impl Rig {
         let Some(dir) = std::env::var_os("REDIS_HA_RIG_LOGS") else {
             return;
         };
-        let stamp = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+        let stamp = redis_ha_common::time::now_ms() / 1000;
         let dir = PathBuf::from(dir).join(format!("{stamp}-{}", self.plan.nodes.len()));
         if let Err(e) = std::fs::create_dir_all(&dir) {
             eprintln!("rig logs: {}: {e}", dir.display());
