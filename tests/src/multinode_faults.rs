@@ -233,9 +233,7 @@ pub async fn manager_back(name: &str) -> Result<(), String> {
 
 /// Now in whole Unix seconds (`docker logs --since`), rounded down: nothing after it is missed.
 fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+    u64::try_from(redis_ha_common::time::now_ms() / 1000).unwrap_or(0)
 }
 
 /// The stack over the rig, and what the faults need to reach it.

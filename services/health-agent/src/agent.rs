@@ -34,6 +34,7 @@ use crate::follow::{FollowCooldown, FollowDecision, FollowInput, PublishedMaster
 use crate::hung::{DockerRestarter, HungDecision, HungDetector, PollOutcome};
 use crate::metrics::AgentMetrics;
 use crate::probe::{RedisProbe, SentinelProbe};
+use crate::siblings::{sibling_addresses, Siblings};
 use crate::state::{Reason, State};
 use crate::watch::{Held, Seen};
 use crate::AgentError;
@@ -93,6 +94,8 @@ pub(crate) struct Shared {
     epoch_advanced: Notify,
     /// The master the coordinator publishes: what the master watch holds a connection to.
     watch_target: tokio::sync::watch::Sender<Option<HostPort>>,
+    /// Connections to the other nodes, for the follow's read of a promoted one.
+    siblings: Siblings,
     metrics: AgentMetrics,
 }
 
@@ -105,8 +108,14 @@ impl Shared {
             settings.sentinel_addr.clone(),
             settings.failover_timeout,
         );
+        let siblings = Siblings::new(
+            settings.redis_user.clone(),
+            settings.redis_password.clone(),
+            settings.io_timeout,
+        );
         Self {
             settings,
+            siblings,
             state: Mutex::new(state),
             report_now: Notify::new(),
             failover_started: Notify::new(),
@@ -900,6 +909,10 @@ async fn topology_loop(
                                     info!(node = %s.node_id, "coordinator topology watch back");
                                 }
                                 if t.master_group == s.master_group {
+                                    if probe.is_some() {
+                                        let nodes = t.nodes.iter().map(|n| n.address.as_str());
+                                        shared.siblings.set(&sibling_addresses(nodes, &s.announce_addr));
+                                    }
                                     published = published_master(&t);
                                     let target = published.as_ref().map(|p| p.master.clone());
                                     shared.watch_target.send_if_modified(|held| {
@@ -1145,20 +1158,16 @@ async fn promoted_sibling(shared: &Shared, probe: &mut RedisProbe, master: &Host
             return false;
         }
     };
-    let mut target = match RedisProbe::with_user(
-        master.clone(),
-        master.clone(),
-        s.redis_user.as_deref(),
-        s.redis_password.as_ref(),
-        s.io_timeout,
-    ) {
+    // Held open by `Siblings::keep_warm`: one round trip, no connect, in the failover.
+    let target = match shared.siblings.probe(master) {
         Ok(p) => p,
         Err(e) => {
             debug!(node = %s.node_id, error = %e, "follow: cannot reach the promoted node");
             return false;
         }
     };
-    match target.replication().await {
+    let read = target.lock().await.replication().await;
+    match read {
         Ok(t) => {
             let continued = own.continued_by(&t);
             debug!(node = %s.node_id, master = %master, continued, "follow: read the promoted node");
@@ -1234,6 +1243,14 @@ pub async fn run_with_settings(
         async {
             if shared.settings.follow_promotions || shared.settings.crash_watch.is_some() {
                 topology_loop(&shared, watch_endpoint, follow_probe, &shutdown).await;
+            }
+        },
+        async {
+            if shared.settings.follow_promotions {
+                shared
+                    .siblings
+                    .keep_warm(shared.settings.heartbeat, &shutdown)
+                    .await;
             }
         },
         async {

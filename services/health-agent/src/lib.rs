@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod probe;
 pub mod redis_parse;
 pub mod sentinel_parse;
+pub mod siblings;
 pub mod state;
 pub mod watch;
 

@@ -143,6 +143,14 @@ impl RedisProbe {
         })
     }
 
+    /// `PING` alone: connects when there is no connection.
+    pub async fn ping(&mut self) -> Result<(), ObserveError> {
+        self.link
+            .query(&redis::cmd("PING"), "PING")
+            .await
+            .map(|_| ())
+    }
+
     /// `INFO replication` alone.
     pub async fn replication(&mut self) -> Result<ReplicationInfo, ObserveError> {
         let v = self

@@ -368,3 +368,46 @@ async fn sentinel_client_commands_events_and_keepalive() {
     assert!(e.is_timeout(), "{e}");
     assert!(e.to_string().contains("PING (pub/sub)"), "{e}");
 }
+
+/// `connected_clients` of the node on `port`, read on a connection of its own.
+async fn connected_clients(node: &redis_ha_testkit::RedisNode) -> u64 {
+    let info = node.info("clients").await.unwrap();
+    info["connected_clients"].parse().unwrap()
+}
+
+#[tokio::test]
+async fn siblings_are_held_connected_and_made_again_after_a_restart() {
+    use redis_ha_agent::siblings::Siblings;
+    let sb = Sandbox::new();
+    let mut live = sb.redis(None).await;
+    let dead = sb.port();
+    let s = Siblings::new(None, None, IO);
+    s.set(&[addr(live.port()), addr(dead)]);
+    s.warm().await;
+    let held = s.probe(&addr(live.port())).unwrap();
+    assert!(held.lock().await.is_connected());
+    assert!(!s.probe(&addr(dead)).unwrap().lock().await.is_connected());
+    // The follow's read goes over the held connection: the node sees no new client.
+    let before = connected_clients(&live).await;
+    held.lock().await.replication().await.unwrap();
+    assert_eq!(connected_clients(&live).await, before);
+
+    // A restarted sibling: the held connection is found dead by the next PING and made again.
+    live.restart().await;
+    wait_until("the sibling connected again", TIMEOUT, || async {
+        s.warm().await;
+        s.warm().await;
+        let p = s.probe(&addr(live.port())).unwrap();
+        let p = p.lock().await;
+        if p.is_connected() && connected_clients(&live).await >= 2 {
+            Ok(())
+        } else {
+            Err("not connected".to_owned())
+        }
+    })
+    .await;
+    assert!(std::sync::Arc::ptr_eq(
+        &held,
+        &s.probe(&addr(live.port())).unwrap()
+    ));
+}
