@@ -130,6 +130,10 @@ cargo nextest run --workspace --locked --no-fail-fast --profile ci \
 if [ "$skip_stack" = 1 ]; then
     log "stack tests SKIPPED (REDIS_HA_SKIP_STACK_TESTS is set): this run did not test the stack"
 else
+    # A run stopped before its teardown (a killed CI step or session) may have left a rig in the
+    # swarm, its managers dead and the swarm without a leader: every Docker test would fail.
+    log "leftovers of an earlier multi-node run"
+    cargo run -q -p redis-ha-tests --bin remove-leftovers --locked || status=$?
     log "stack tests"
     disk
     cargo nextest run -p redis-ha-tests --test stack --test stack_readers --test upgrade --run-ignored ignored-only \

@@ -517,3 +517,51 @@ mod tests {
         assert_eq!(f.healthy_outage, Duration::from_millis(2100));
     }
 }
+
+/// The multi-node tests' stack name.
+pub const STACK: &str = "redis-ha-mn";
+
+/// What an earlier multi-node run left, before it was removed.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Removed {
+    /// The rig's leftovers ([`redis_ha_testkit::rig::leftovers`]).
+    pub rig: Vec<String>,
+    /// The host's swarm had no leader and was made a one-manager swarm again.
+    pub leadership_restored: bool,
+    /// The multi-node stack was still deployed.
+    pub stack: bool,
+}
+
+impl Removed {
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// Removes whatever a multi-node run that was stopped before its teardown left (a test killed
+/// by its timeout, or the whole run killed): the rig (restoring a host swarm its dead managers
+/// left without a leader) and the multi-node stack; what there was.
+pub async fn remove_leftovers() -> Result<Removed, String> {
+    use redis_ha_testkit::rig;
+    let (rig, leadership_restored) = tokio::task::spawn_blocking(|| {
+        let left = rig::leftovers();
+        let restored = rig::restore_leadership()?;
+        rig::remove_leftovers()?;
+        Ok::<_, rig::RigError>((left, restored))
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| format!("removing a rig's leftovers: {e}"))?;
+    let stack = docker(&["stack", "ls", "--format", "{{.Name}}"])
+        .await
+        .map(|s| s.lines().any(|l| l == STACK))
+        .unwrap_or(false);
+    if stack {
+        crate::stack::purge(&crate::stack::repo_root(), STACK, &[]).await?;
+    }
+    Ok(Removed {
+        rig,
+        leadership_restored,
+        stack,
+    })
+}

@@ -14,11 +14,9 @@
 use std::time::Instant;
 
 use redis_ha_testkit::rig::{self, docker_on, leftovers, Rig, RigOptions, CONTROL_PLACEMENT};
+use redis_ha_tests::multinode::{remove_leftovers, STACK};
 use redis_ha_tests::multinode_faults::{running_on, Cluster, Fault, Outcome, CONTROL};
 use redis_ha_tests::stack::{purge, refuse_skip_under_ci, repo_root, Stack, StackOptions};
-
-/// The multi-node stack's name.
-const STACK: &str = "redis-ha-mn";
 
 /// `docker ARGS` on this host's engine; the error names the command and its stderr.
 fn docker(args: &[&str]) -> Result<String, String> {
@@ -98,6 +96,63 @@ async fn rig_with_three_managers_comes_and_goes() {
     teardown_rig(rig).await;
     assert_host_swarm_intact();
     eprintln!("[{:?}] torn down", t0.elapsed());
+}
+
+/// A run stopped mid-test (a CI step or a session killed) with its rig's managers in the swarm:
+/// their engines die with it and the host's swarm is left without a leader, so every later
+/// stack command fails. `remove_leftovers` (the last multi-node test, and the
+/// `remove-leftovers` step tests/run.sh runs before the Docker tests) makes the host the one
+/// manager again and removes the rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root and Docker: tests/run.sh runs it (--run-ignored ignored-only)"]
+async fn a_rig_killed_with_its_managers_is_removed_and_the_swarm_restored() {
+    refuse_skip_under_ci();
+    let t0 = Instant::now();
+    let rig = create_rig(RigOptions {
+        nodes: 2,
+        managers: 2,
+        labels: false,
+        ..RigOptions::default()
+    })
+    .await;
+    eprintln!("[{:?}] rig of 3 nodes, 3 managers", t0.elapsed());
+    let indexes: Vec<u8> = rig.nodes().iter().map(|n| n.index).collect();
+    let leaderless = tokio::task::spawn_blocking(move || {
+        for i in indexes {
+            rig.kill_engine(i)
+                .unwrap_or_else(|e| panic!("killing node {i}: {e}"));
+        }
+        // As the killed run left it: no teardown.
+        std::mem::forget(rig);
+        // Two managers of three gone: the host loses its leadership (raft election timeout).
+        let deadline = Instant::now() + std::time::Duration::from_secs(120);
+        loop {
+            match rig::docker(&["node", "ls", "-q"]) {
+                Err(e) if e.to_string().contains("leader") => return e.to_string(),
+                other if Instant::now() > deadline => {
+                    panic!("the swarm kept a leader with two of three managers dead: {other:?}")
+                }
+                _ => std::thread::sleep(std::time::Duration::from_millis(500)),
+            }
+        }
+    })
+    .await
+    .expect("task");
+    eprintln!("[{:?}] swarm without a leader: {leaderless}", t0.elapsed());
+    let removed = remove_leftovers()
+        .await
+        .unwrap_or_else(|e| panic!("removing the killed rig: {e}"));
+    assert!(
+        removed.leadership_restored && !removed.rig.is_empty(),
+        "the killed rig: {removed:?}"
+    );
+    let left = leftovers();
+    assert!(left.is_empty(), "the killed rig left {left:?}");
+    assert_host_swarm_intact();
+    eprintln!(
+        "[{:?}] removed, the host the swarm's manager again",
+        t0.elapsed()
+    );
 }
 
 /// Purges the stack (every node, through the engines in its state directory) when a test panics
@@ -323,21 +378,11 @@ async fn multinode_deploy_places_by_label_and_survives_host_faults() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs root and Docker: tests/run.sh runs it after the other multi-node tests"]
 async fn rig_leftovers_are_none() {
-    let rig_left = leftovers();
-    tokio::task::spawn_blocking(redis_ha_testkit::rig::remove_leftovers)
-        .await
-        .expect("task")
-        .unwrap_or_else(|e| panic!("removing a rig's leftovers: {e}"));
-    let stack_left = docker(&["stack", "ls", "--format", "{{.Name}}"])
-        .map(|s| s.lines().any(|l| l == STACK))
-        .unwrap_or(false);
-    if stack_left {
-        purge(&repo_root(), STACK, &[]).await.expect("purge");
-    }
+    let removed = remove_leftovers().await.unwrap_or_else(|e| panic!("{e}"));
     assert!(leftovers().is_empty(), "still left: {:?}", leftovers());
     assert_host_swarm_intact();
     assert!(
-        rig_left.is_empty() && !stack_left,
-        "a multi-node test left (now removed): {rig_left:?}, stack {STACK}: {stack_left}"
+        removed.is_empty(),
+        "a multi-node test left (now removed): {removed:?}"
     );
 }

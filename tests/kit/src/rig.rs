@@ -629,35 +629,95 @@ fn demote_where(which: impl Fn(&SwarmNode) -> bool) -> Result<(), RigError> {
     let nodes = || -> Vec<SwarmNode> { rig_swarm_nodes().into_iter().filter(&which).collect() };
     let out = wait_for(timeout, || {
         let Some(id) = demotion_order(&nodes()).into_iter().next() else {
-            return Some(());
+            return Some(Ok(()));
         };
         // Asked again while the swarm takes an accepted demotion out of the raft: harmless
         // ("already a worker"), and the next member waits for it.
         last = match docker(&["node", "demote", &id]) {
             Ok(_) => format!("{id} demoted, still a raft member"),
-            Err(e) => e.to_string(),
+            Err(e) => {
+                // The rig's managers died with a killed run: no demotion without a leader.
+                if let Err(restore) = restore_leadership() {
+                    return Some(Err(restore));
+                }
+                e.to_string()
+            }
         };
         None
     });
-    out.ok_or_else(|| {
-        let members: Vec<String> = nodes()
-            .into_iter()
-            .filter_map(|n| {
-                let (reach, leader) = n.raft?;
-                Some(format!("{} {} {reach} leader={leader}", n.id, n.hostname))
-            })
-            .collect();
-        RigError::Swarm(format!(
-            "rig nodes still raft members after {timeout:?} of demotion: {members:?} (last: \
-             {last}); not removed, so that the swarm keeps its quorum (docker node demote ID, \
-             then run the teardown again)"
-        ))
+    out.unwrap_or_else(|| Err(stuck_members(&nodes(), timeout, &last)))
+}
+
+/// The error of a demotion that did not finish.
+fn stuck_members(nodes: &[SwarmNode], timeout: Duration, last: &str) -> RigError {
+    let members: Vec<String> = nodes
+        .iter()
+        .filter_map(|n| {
+            let (reach, leader) = n.raft.as_ref()?;
+            Some(format!("{} {} {reach} leader={leader}", n.id, n.hostname))
+        })
+        .collect();
+    RigError::Swarm(format!(
+        "rig nodes still raft members after {timeout:?} of demotion: {members:?} (last: \
+         {last}); not removed, so that the swarm keeps its quorum (docker node demote ID, \
+         then run the teardown again)"
+    ))
+}
+
+/// True when a swarm command failed for want of a raft leader (too few managers online).
+fn leaderless(e: &RigError) -> bool {
+    let RigError::Failed { stderr, .. } = e else {
+        return false;
+    };
+    let stderr = stderr.to_lowercase();
+    stderr.contains("does not have a leader") || stderr.contains("lost quorum")
+}
+
+/// A run killed while managers of its rig were in the host's swarm (a session or CI step
+/// stopped mid-test: the rig's engines die with it) leaves the swarm without a leader: nothing
+/// can be demoted or removed and every stack command fails. When the rig's own traces are there
+/// (its namespaces or state directory) and the swarm has no leader, the host's manager is made
+/// the only one again from its own state, as an operator would (`docker swarm init
+/// --force-new-cluster`). True when it did.
+pub fn restore_leadership() -> Result<bool, RigError> {
+    let ours = !our_netns().is_empty() || Path::new(&format!("/var/lib/{PREFIX}")).exists();
+    if !ours {
+        return Ok(false);
+    }
+    let info = docker(&[
+        "info",
+        "-f",
+        "{{.Swarm.LocalNodeState}} {{.Swarm.ControlAvailable}} {{.Swarm.NodeAddr}}",
+    ])?;
+    let mut words = info.split_whitespace();
+    let (Some("active"), Some("true"), Some(addr)) = (words.next(), words.next(), words.next())
+    else {
+        return Ok(false);
+    };
+    match docker(&["node", "ls", "-q"]) {
+        Ok(_) => return Ok(false),
+        Err(e) if leaderless(&e) => {}
+        Err(e) => return Err(e),
+    }
+    let addr = addr.to_owned();
+    docker(&[
+        "swarm",
+        "init",
+        "--force-new-cluster",
+        "--advertise-addr",
+        &addr,
+    ])?;
+    wait_for(Duration::from_secs(60), || {
+        docker(&["node", "ls", "-q"]).ok()
     })
+    .ok_or_else(|| RigError::Swarm("no leader after --force-new-cluster".into()))?;
+    Ok(true)
 }
 
 /// Removes whatever a rig left on this machine (a test killed before its teardown): its swarm
 /// nodes, processes, cgroups, namespaces, links, rules and directories.
 pub fn remove_leftovers() -> Result<(), RigError> {
+    restore_leadership()?;
     // Demote first: removing a manager that the swarm still counts would cost it its quorum.
     demote_managers()?;
     for ns in our_netns() {
