@@ -88,6 +88,8 @@ pub(crate) struct Shared {
     report_now: Notify,
     /// Wakes the Redis poll: a failover started (switch to the fast poll).
     failover_started: Notify,
+    /// Wakes the sibling connections' check, for the same reason.
+    siblings_check: Notify,
     /// Wakes the Sentinel poll: an event arrived, its view may have changed.
     sentinel_refresh: Notify,
     /// Wakes the follow loop: this agent's Sentinel reached a new epoch.
@@ -119,6 +121,7 @@ impl Shared {
             state: Mutex::new(state),
             report_now: Notify::new(),
             failover_started: Notify::new(),
+            siblings_check: Notify::new(),
             sentinel_refresh: Notify::new(),
             epoch_advanced: Notify::new(),
             watch_target: tokio::sync::watch::Sender::new(None),
@@ -150,8 +153,15 @@ impl Shared {
             }
             self.report_now.notify_one();
             // Switch the Redis poll to the fast ROLE poll now (or back).
-            self.failover_started.notify_one();
+            self.fast_poll_changed();
         }
+    }
+
+    /// A failover started or ended, or the watched master was lost: the loops that poll fast
+    /// meanwhile re-read [`Shared::fast_polling`].
+    fn fast_poll_changed(&self) {
+        self.failover_started.notify_one();
+        self.siblings_check.notify_one();
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -517,7 +527,7 @@ async fn sentinel_loop(shared: &Shared, mut probe: SentinelProbe, shutdown: &Can
                 r
             };
             if failover_changed {
-                shared.failover_started.notify_one();
+                shared.fast_poll_changed();
             }
             if reason.is_some() {
                 shared.report_now.notify_one();
@@ -656,7 +666,7 @@ fn on_event(shared: &Shared, channel: &str, payload: &str) {
     st.event_span = Some((span, now));
     drop(st);
     if outcome.failover_changed {
-        shared.failover_started.notify_one();
+        shared.fast_poll_changed();
     }
     if epoch_advanced {
         shared.epoch_advanced.notify_one();
@@ -1147,6 +1157,29 @@ async fn docker_events_loop(
     }
 }
 
+/// Keeps the connections to the other nodes ([`Siblings`]): a `PING` on each every heartbeat,
+/// and every failover poll while the Redis poll is fast (a failover, or the watched master just
+/// lost). The promotion's `CLIENT KILL TYPE normal` closes this agent's connection to the
+/// promoted node too: polled fast, it is made again while the promoted node's own agent is still
+/// reporting it, before the coordinator publishes the promotion this agent then reads it for.
+async fn siblings_loop(shared: &Shared, shutdown: &CancellationToken) {
+    let s = &shared.settings;
+    loop {
+        shared.siblings.warm().await;
+        let every = if shared.fast_polling(Instant::now()) {
+            s.failover_poll
+        } else {
+            s.heartbeat
+        };
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            () = shared.siblings.added() => {}
+            () = shared.siblings_check.notified() => {}
+            () = tokio::time::sleep(every) => {}
+        }
+    }
+}
+
 /// True when `master` answers `role:master` and continues the replication history this node
 /// follows (`master_replid2` = this node's `master_replid`): the follow's second witness.
 async fn promoted_sibling(shared: &Shared, probe: &mut RedisProbe, master: &HostPort) -> bool {
@@ -1158,7 +1191,7 @@ async fn promoted_sibling(shared: &Shared, probe: &mut RedisProbe, master: &Host
             return false;
         }
     };
-    // Held open by `Siblings::keep_warm`: one round trip, no connect, in the failover.
+    // Held open by `siblings_loop`: one round trip, no connect, in the failover.
     let target = match shared.siblings.probe(master) {
         Ok(p) => p,
         Err(e) => {
@@ -1247,10 +1280,7 @@ pub async fn run_with_settings(
         },
         async {
             if shared.settings.follow_promotions {
-                shared
-                    .siblings
-                    .keep_warm(shared.settings.heartbeat, &shutdown)
-                    .await;
+                siblings_loop(&shared, &shutdown).await;
             }
         },
         async {

@@ -3,7 +3,9 @@
 //! When a sibling is promoted, the follow reads it (`INFO replication`, its second witness)
 //! before it re-points this node's replica. On a fresh connection that read costs a name lookup,
 //! a TCP connect and the AUTH handshake (on the stack about 13 ms of a 50 ms budget, during a
-//! failover when every node is busy); on a held one it is a single round trip.
+//! failover when every node is busy); on a held one it is a single round trip. The promotion
+//! itself closes the held connection (Sentinel's `CLIENT KILL TYPE normal`): the agent checks
+//! them fast during a failover, so it is made again before the promotion is published.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -32,7 +34,7 @@ pub fn sibling_addresses<'a>(
     out
 }
 
-/// One probe per sibling; [`Siblings::warm`] (re)connects those without a connection.
+/// One probe per sibling; [`Siblings::warm`] checks them, the agent's loop says when.
 pub struct Siblings {
     user: Option<String>,
     password: Option<Secret>,
@@ -112,16 +114,9 @@ impl Siblings {
         .await;
     }
 
-    /// Keeps the probes connected: at once when a sibling is added, else every `every`.
-    pub async fn keep_warm(&self, every: Duration, shutdown: &tokio_util::sync::CancellationToken) {
-        loop {
-            self.warm().await;
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = self.added.notified() => {}
-                _ = tokio::time::sleep(every) => {}
-            }
-        }
+    /// Resolves when a sibling was added since the last call (its connection is due at once).
+    pub async fn added(&self) {
+        self.added.notified().await;
     }
 }
 
