@@ -1165,7 +1165,7 @@ async fn docker_events_loop(
 async fn siblings_loop(shared: &Shared, shutdown: &CancellationToken) {
     let s = &shared.settings;
     loop {
-        shared.siblings.warm().await;
+        shared.siblings.warm();
         let every = if shared.fast_polling(Instant::now()) {
             s.failover_poll
         } else {

@@ -100,18 +100,19 @@ impl Siblings {
         self.new_probe(addr)
     }
 
-    /// A `PING` on every probe, all at once: connects those without a connection, and drops a
-    /// connection that no longer answers (the next `PING` makes a new one). A dead sibling waits
-    /// out its timeout beside the others, not before them. A probe in use is skipped.
-    pub async fn warm(&self) {
-        let probes: Vec<_> = self.probes().values().cloned().collect();
-        futures::future::join_all(probes.iter().map(|p| async move {
-            if let Ok(mut probe) = p.try_lock() {
-                // A failure only means the next use connects again, as it would unwarmed.
-                let _ = probe.ping().await;
+    /// A `PING` on every probe, each in a task of its own: connects those without a connection,
+    /// and drops a connection that no longer answers (the next `PING` makes a new one). A probe
+    /// in use (by the follow, or a `PING` still waiting: a dead sibling's takes the timeout) is
+    /// skipped, so a dead sibling never holds up the check of a live one.
+    pub fn warm(&self) {
+        for p in self.probes().values() {
+            if let Ok(mut probe) = Arc::clone(p).try_lock_owned() {
+                tokio::spawn(async move {
+                    // A failure only means the next use connects again, as it would unwarmed.
+                    let _ = probe.ping().await;
+                });
             }
-        }))
-        .await;
+        }
     }
 
     /// Resolves when a sibling was added since the last call (its connection is due at once).

@@ -383,9 +383,17 @@ async fn siblings_are_held_connected_and_made_again_after_a_restart() {
     let dead = sb.port();
     let s = Siblings::new(None, None, IO);
     s.set(&[addr(live.port()), addr(dead)]);
-    s.warm().await;
+    s.warm();
     let held = s.probe(&addr(live.port())).unwrap();
-    assert!(held.lock().await.is_connected());
+    wait_until("the live sibling connected", TIMEOUT, || async {
+        // The lock waits for the PING the warm-up started.
+        if held.lock().await.is_connected() {
+            Ok(())
+        } else {
+            Err("not connected".to_owned())
+        }
+    })
+    .await;
     assert!(!s.probe(&addr(dead)).unwrap().lock().await.is_connected());
     // The follow's read goes over the held connection: the node sees no new client.
     let before = connected_clients(&live).await;
@@ -395,8 +403,7 @@ async fn siblings_are_held_connected_and_made_again_after_a_restart() {
     // A restarted sibling: the held connection is found dead by the next PING and made again.
     live.restart().await;
     wait_until("the sibling connected again", TIMEOUT, || async {
-        s.warm().await;
-        s.warm().await;
+        s.warm();
         let p = s.probe(&addr(live.port())).unwrap();
         let p = p.lock().await;
         if p.is_connected() && connected_clients(&live).await >= 2 {
