@@ -430,20 +430,80 @@ async fn drive_endpoint(
     }
 }
 
-/// Caches name → address lookups for one resync interval (in a swarm a node that comes back
-/// gets a new address; IP literals never hit the resolver).
+/// A name lookup: the address of a `host:port`, or why there is none.
+type Lookup = Arc<
+    dyn Fn(HostPort) -> futures::future::BoxFuture<'static, Result<SocketAddr, String>>
+        + Send
+        + Sync,
+>;
+
+/// The system resolver (`getaddrinfo`), within `timeout`.
+fn system_lookup(timeout: Duration) -> Lookup {
+    Arc::new(move |hp: HostPort| {
+        Box::pin(async move {
+            let lookup = tokio::net::lookup_host((hp.host.as_str(), hp.port));
+            match tokio::time::timeout(timeout, lookup).await {
+                Ok(Ok(mut addrs)) => addrs.next().ok_or_else(|| "no address".to_owned()),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err(format!("no answer within {timeout:?}")),
+            }
+        })
+    })
+}
+
+/// Name → address, looked up again once an address is older than one resync interval (in a
+/// swarm a node that comes back gets a new address; IP literals never hit the resolver).
+///
+/// A lookup never holds up a converge once the name has an address: the known one is used and
+/// the new lookup runs beside it, its answer taken by a later converge. A dead task's name can
+/// take the whole timeout to fail (1 s on the stack), and a converge waiting for it kept the
+/// switch to a promoted master waiting too (up to 1 s after the decision, seen on the stack).
+/// Only a name never resolved is waited for: there is nothing to route to without it.
 struct AddrCache {
     ttl: Duration,
-    timeout: Duration,
-    entries: HashMap<HostPort, (SocketAddr, Instant)>,
+    lookup: Lookup,
+    // tokio's clock: a test can run it on.
+    entries: HashMap<HostPort, (SocketAddr, tokio::time::Instant)>,
+    pending: HashMap<HostPort, JoinHandle<Result<SocketAddr, String>>>,
 }
 
 impl AddrCache {
     fn new(ttl: Duration, timeout: Duration) -> Self {
+        Self::with_lookup(ttl, system_lookup(timeout))
+    }
+
+    fn with_lookup(ttl: Duration, lookup: Lookup) -> Self {
         Self {
             ttl,
-            timeout,
+            lookup,
             entries: HashMap::new(),
+            pending: HashMap::new(),
+        }
+    }
+
+    /// Starts a lookup of `hp` unless one is under way.
+    fn start_lookup(&mut self, hp: &HostPort) {
+        if !self.pending.contains_key(hp) {
+            let lookup = (self.lookup)(hp.clone());
+            self.pending.insert(hp.clone(), tokio::spawn(lookup));
+        }
+    }
+
+    /// Takes the answer of `hp`'s lookup: at once when it is done, else when `wait`.
+    async fn collect(&mut self, hp: &HostPort, wait: bool) -> Option<String> {
+        let done = self.pending.get(hp).is_some_and(JoinHandle::is_finished);
+        if !done && !wait {
+            return None;
+        }
+        let handle = self.pending.remove(hp)?;
+        let found = handle.await.unwrap_or_else(|e| Err(e.to_string()));
+        match found {
+            Ok(a) => {
+                self.entries
+                    .insert(hp.clone(), (a, tokio::time::Instant::now()));
+                None
+            }
+            Err(e) => Some(e),
         }
     }
 
@@ -451,28 +511,24 @@ impl AddrCache {
         if let Ok(ip) = hp.host.parse::<IpAddr>() {
             return Ok(SocketAddr::new(ip, hp.port));
         }
-        let cached = self.entries.get(hp).copied();
-        if let Some((a, at)) = cached {
-            if at.elapsed() < self.ttl {
-                return Ok(a);
-            }
-        }
-        let lookup = tokio::net::lookup_host((hp.host.as_str(), hp.port));
-        let found = match tokio::time::timeout(self.timeout, lookup).await {
-            Ok(Ok(mut addrs)) => addrs.next().ok_or_else(|| "no address".to_owned()),
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(_) => Err(format!("no answer within {:?}", self.timeout)),
-        };
-        match (found, cached) {
-            (Ok(a), _) => {
-                self.entries.insert(hp.clone(), (a, Instant::now()));
-                Ok(a)
-            }
-            (Err(e), Some((a, _))) => {
+        let failed = self.collect(hp, false).await;
+        if let Some(&(a, at)) = self.entries.get(hp) {
+            if let Some(e) = failed {
                 debug!(address = %hp, error = %e, "lookup failed, keeping the last address");
-                Ok(a)
             }
-            (Err(e), None) => Err(e),
+            if at.elapsed() >= self.ttl {
+                self.start_lookup(hp);
+            }
+            return Ok(a);
+        }
+        self.start_lookup(hp);
+        match self.collect(hp, true).await {
+            None => self
+                .entries
+                .get(hp)
+                .map(|&(a, _)| a)
+                .ok_or_else(|| "no address".to_owned()),
+            Some(e) => Err(e),
         }
     }
 
@@ -970,6 +1026,103 @@ pub async fn run(config: ReloaderConfig, cancel: CancellationToken) -> Result<()
 #[cfg(test)]
 mod tests {
     use super::switch_lag_ms;
+    use super::{AddrCache, Lookup};
+    use redis_ha_common::HostPort;
+    use std::net::SocketAddr;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    /// A lookup that answers 10.0.0.N for the Nth lookup, after `delay`; `calls` counts them.
+    fn counting_lookup(delay: Duration, calls: Arc<AtomicU64>) -> Lookup {
+        Arc::new(move |hp: HostPort| {
+            let n = calls.fetch_add(1, Ordering::SeqCst) + 1;
+            Box::pin(async move {
+                tokio::time::sleep(delay).await;
+                let ip = format!("10.0.0.{n}");
+                Ok(SocketAddr::new(
+                    ip.parse().map_err(|_| "ip".to_owned())?,
+                    hp.port,
+                ))
+            })
+        })
+    }
+
+    fn hp(s: &str) -> HostPort {
+        s.parse().expect("an address")
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_known_address_is_used_while_its_slow_lookup_runs() {
+        let calls = Arc::new(AtomicU64::new(0));
+        let slow = Duration::from_secs(10);
+        let mut cache = AddrCache::with_lookup(
+            Duration::from_secs(1),
+            counting_lookup(slow, Arc::clone(&calls)),
+        );
+        let node = hp("redis-1:9001");
+        // Never resolved: waited for (the clock is paused: it runs on to the answer).
+        let first = cache.resolve(&node).await.expect("resolved");
+        assert_eq!(first, "10.0.0.1:9001".parse().expect("addr"));
+        // Fresh: no lookup.
+        assert_eq!(cache.resolve(&node).await.expect("cached"), first);
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        // Stale: the known address at once, one new lookup beside it.
+        tokio::time::advance(Duration::from_secs(2)).await;
+        let started = tokio::time::Instant::now();
+        assert_eq!(cache.resolve(&node).await.expect("stale"), first);
+        assert_eq!(cache.resolve(&node).await.expect("stale"), first);
+        assert_eq!(
+            started.elapsed(),
+            Duration::ZERO,
+            "a converge waited for a lookup"
+        );
+        assert_eq!(calls.load(Ordering::SeqCst), 2, "one lookup at a time");
+        // Its answer is taken by a later resolve.
+        tokio::time::sleep(slow + Duration::from_millis(1)).await;
+        assert_eq!(
+            cache.resolve(&node).await.expect("refreshed"),
+            "10.0.0.2:9001".parse::<SocketAddr>().expect("addr")
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_lookup_keeps_the_last_address_and_ip_literals_skip_the_resolver() {
+        let calls = Arc::new(AtomicU64::new(0));
+        let counted = Arc::clone(&calls);
+        let lookup: Lookup = Arc::new(move |hp: HostPort| {
+            let n = counted.fetch_add(1, Ordering::SeqCst);
+            Box::pin(async move {
+                if n == 0 {
+                    Ok(SocketAddr::new([10, 0, 0, 7].into(), hp.port))
+                } else {
+                    Err("no answer within 1s".to_owned())
+                }
+            })
+        });
+        let mut cache = AddrCache::with_lookup(Duration::from_secs(1), lookup);
+        let node = hp("redis-2:9002");
+        let known = cache.resolve(&node).await.expect("resolved");
+        for _ in 0..3 {
+            tokio::time::advance(Duration::from_secs(2)).await;
+            tokio::task::yield_now().await;
+            assert_eq!(cache.resolve(&node).await.expect("kept"), known);
+        }
+        assert!(calls.load(Ordering::SeqCst) >= 2, "looked up again");
+        let before = calls.load(Ordering::SeqCst);
+        let literal = cache.resolve(&hp("127.0.0.1:9003")).await.expect("literal");
+        assert_eq!(
+            literal,
+            "127.0.0.1:9003".parse::<SocketAddr>().expect("addr")
+        );
+        assert_eq!(calls.load(Ordering::SeqCst), before);
+        // A name that never resolved is an error, not an address.
+        let mut failing = AddrCache::with_lookup(
+            Duration::from_secs(1),
+            Arc::new(|_| Box::pin(async { Err("NXDOMAIN".to_owned()) })),
+        );
+        assert_eq!(failing.resolve(&node).await, Err("NXDOMAIN".to_owned()));
+    }
 
     #[test]
     fn switch_lag_of_any_wire_timestamp_never_overflows() {
