@@ -321,6 +321,21 @@ fn write_secret(dir: &Path, name: &str, value: &str) -> PathBuf {
     p
 }
 
+/// The client ids of the replicas' links to the master on `master`.
+async fn replica_link_ids(master: u16) -> Vec<String> {
+    let list: String = client::query(
+        master,
+        Some(BASE),
+        &cmd(&["CLIENT", "LIST", "TYPE", "replica"]),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("CLIENT LIST TYPE replica: {e}"));
+    list.lines()
+        .filter_map(|l| l.split(' ').find_map(|f| f.strip_prefix("id=")))
+        .map(str::to_owned)
+        .collect()
+}
+
 /// Every replica linked to the master on `master`.
 async fn replicas_linked(cluster: &Cluster, master: u16) {
     wait_until("both replicas linked", READY_TIMEOUT, || async move {
@@ -427,19 +442,8 @@ async fn rotating_the_app_replication_and_sentinel_passwords_fails_no_write() {
     replicas_linked(&cluster, master).await;
     // One link at a time: with both cut at once the master has no replica for the instant
     // before they reconnect, and a write in it is refused (NOREPLICAS), rotation or not.
-    let replicas: String = client::query(
-        master,
-        Some(BASE),
-        &cmd(&["CLIENT", "LIST", "TYPE", "replica"]),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("CLIENT LIST TYPE replica: {e}"));
-    let ids: Vec<String> = replicas
-        .lines()
-        .filter_map(|l| l.split(' ').find_map(|f| f.strip_prefix("id=")))
-        .map(str::to_owned)
-        .collect();
-    assert_eq!(ids.len(), 2, "two replica links: {replicas}");
+    let ids = replica_link_ids(master).await;
+    assert_eq!(ids.len(), 2, "two replica links: {ids:?}");
     for id in &ids {
         let _: redis::Value =
             client::query(master, Some(BASE), &cmd(&["CLIENT", "KILL", "ID", id]))
@@ -447,16 +451,10 @@ async fn rotating_the_app_replication_and_sentinel_passwords_fails_no_write() {
                 .unwrap_or_else(|e| panic!("CLIENT KILL ID {id}: {e}"));
         replicas_linked(&cluster, master).await;
     }
-    let relinked: String = client::query(
-        master,
-        Some(BASE),
-        &cmd(&["CLIENT", "LIST", "TYPE", "replica"]),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("CLIENT LIST TYPE replica: {e}"));
+    let relinked = replica_link_ids(master).await;
     assert!(
-        !ids.iter().any(|id| relinked.contains(&format!("id={id} "))),
-        "the replica links were made again: {relinked}"
+        !ids.iter().any(|id| relinked.contains(id)),
+        "the replica links were not made again: {ids:?} then {relinked:?}"
     );
 
     // ---- the Sentinels' login to the nodes: add, every Sentinel's auth-pass, remove; a
