@@ -22,7 +22,9 @@
 //! promoted); the per-down-after tables give both, min / median / max, with the ratio
 //! redis-ha / classic of the medians and the maxes (`figures`). Default: 20 kills.
 //! Prints markdown tables on stdout (progress on stderr);
-//! the stack is removed at the end (`deploy/down.sh --purge`) unless --keep.
+//! the stack is removed at the end (`deploy/down.sh --purge`) unless --keep;
+//! `REDIS_HA_BENCH_LOGS=DIR` saves every service's log before each removal, into
+//! DIR/<down-after>ms-deploy<N>/.
 //!
 //! `--fresh-deploys N`: per down-after value, N fresh deploys (`down.sh --purge`, `up.sh`,
 //! the classic HAProxy), each measured for its first `--reps` kills (default 1 in this mode)
@@ -48,8 +50,8 @@ use redis_ha_tests::figures::{self, failover_sample, FailoverSample};
 use redis_ha_tests::haproxy::{RoleProber, WriteMode, WriteRecord, Writer};
 use redis_ha_tests::kit::client;
 use redis_ha_tests::stack::{
-    cli_status_json, deploy_classic, missing_keys, poll, remove, repo_root, sentinels_master,
-    tls_dir, up_args, StackOptions, SILENT_DNS,
+    cli_status_json, deploy_classic, missing_keys, poll, remove, repo_root, save_service_logs,
+    sentinels_master, tls_dir, up_args, StackOptions, SILENT_DNS,
 };
 use tokio::process::Command;
 
@@ -227,6 +229,14 @@ async fn run(args: Args) -> Result<(), String> {
             if args.keep && d == deploys {
                 eprintln!("== --keep: stack {} left running", args.stack);
             } else {
+                // REDIS_HA_BENCH_LOGS=DIR: the logs outlive the stack, for the outliers.
+                if let Some(dir) = std::env::var_os("REDIS_HA_BENCH_LOGS") {
+                    let dir = PathBuf::from(dir).join(format!("{down_after}ms-deploy{d}"));
+                    match save_service_logs(&args.stack, &dir).await {
+                        Ok(()) => eprintln!("== logs saved in {}", dir.display()),
+                        Err(e) => eprintln!("   saving the logs: {e}"),
+                    }
+                }
                 eprintln!("== removing stack {}", args.stack);
                 if let Err(e) = remove(&bench.repo, &args.stack).await {
                     eprintln!("   teardown: {e}");

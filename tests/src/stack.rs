@@ -385,6 +385,27 @@ wait"#;
     }
 }
 
+/// Saves every service's log of stack `name` (`docker service logs -t --raw`, stdout and stderr)
+/// into `dir`, one `<service>.log` each: a benchmark's outlier can be read after the stack is gone.
+pub async fn save_service_logs(name: &str, dir: &Path) -> Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let label = format!("label=com.docker.stack.namespace={name}");
+    let services = docker(&["service", "ls", "--format", "{{.Name}}", "--filter", &label]).await?;
+    for service in services.split_whitespace() {
+        let logs = Command::new("docker")
+            .args(["service", "logs", "-t", "--raw", service])
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .map_err(|e| format!("docker service logs {service}: {e}"))?;
+        let mut text = logs.stdout;
+        text.extend_from_slice(&logs.stderr);
+        let file = dir.join(format!("{service}.log"));
+        std::fs::write(&file, text).map_err(|e| format!("{}: {e}", file.display()))?;
+    }
+    Ok(())
+}
+
 /// `docker ARGS`' stdout; an error with its stderr when it fails.
 pub async fn docker(args: &[&str]) -> Result<String, String> {
     let out = Command::new("docker")
