@@ -489,31 +489,32 @@ impl AddrCache {
         }
     }
 
-    /// Takes the answer of `hp`'s lookup: at once when it is done, else when `wait`.
-    async fn collect(&mut self, hp: &HostPort, wait: bool) -> Option<String> {
+    /// The answer of `hp`'s lookup, a found address kept: at once when it is done, else only
+    /// when `wait`; `None` when there is no answer to take.
+    async fn collect(&mut self, hp: &HostPort, wait: bool) -> Option<Result<SocketAddr, String>> {
         let done = self.pending.get(hp).is_some_and(JoinHandle::is_finished);
         if !done && !wait {
             return None;
         }
-        let handle = self.pending.remove(hp)?;
-        let found = handle.await.unwrap_or_else(|e| Err(e.to_string()));
-        match found {
-            Ok(a) => {
-                self.entries
-                    .insert(hp.clone(), (a, tokio::time::Instant::now()));
-                None
-            }
-            Err(e) => Some(e),
+        let found = self
+            .pending
+            .remove(hp)?
+            .await
+            .unwrap_or_else(|e| Err(e.to_string()));
+        if let Ok(a) = &found {
+            self.entries
+                .insert(hp.clone(), (*a, tokio::time::Instant::now()));
         }
+        Some(found)
     }
 
     async fn resolve(&mut self, hp: &HostPort) -> Result<SocketAddr, String> {
         if let Ok(ip) = hp.host.parse::<IpAddr>() {
             return Ok(SocketAddr::new(ip, hp.port));
         }
-        let failed = self.collect(hp, false).await;
+        let answer = self.collect(hp, false).await;
         if let Some(&(a, at)) = self.entries.get(hp) {
-            if let Some(e) = failed {
+            if let Some(Err(e)) = answer {
                 debug!(address = %hp, error = %e, "lookup failed, keeping the last address");
             }
             if at.elapsed() >= self.ttl {
@@ -522,14 +523,9 @@ impl AddrCache {
             return Ok(a);
         }
         self.start_lookup(hp);
-        match self.collect(hp, true).await {
-            None => self
-                .entries
-                .get(hp)
-                .map(|&(a, _)| a)
-                .ok_or_else(|| "no address".to_owned()),
-            Some(e) => Err(e),
-        }
+        self.collect(hp, true)
+            .await
+            .unwrap_or_else(|| Err("no lookup".to_owned()))
     }
 
     async fn wanted(&mut self, d: &Decision) -> Result<Wanted, ConvergeError> {

@@ -92,7 +92,8 @@ impl Siblings {
         }
     }
 
-    /// The probe of `addr`: the held one, or a new one (kept when `addr` is a sibling later).
+    /// The probe of `addr`: the held one, or a new one of its own when `addr` is no sibling
+    /// (not held: it connects on first use).
     pub fn probe(&self, addr: &HostPort) -> Result<Arc<AsyncMutex<RedisProbe>>, ObserveError> {
         if let Some(p) = self.probes().get(addr) {
             return Ok(Arc::clone(p));
