@@ -545,8 +545,7 @@ pub async fn remove_leftovers() -> Result<Removed, String> {
     use redis_ha_testkit::rig;
     let (rig, leadership_restored) = tokio::task::spawn_blocking(|| {
         let left = rig::leftovers();
-        let restored = rig::restore_leadership()?;
-        rig::remove_leftovers()?;
+        let restored = rig::remove_leftovers()?;
         Ok::<_, rig::RigError>((left, restored))
     })
     .await

@@ -637,8 +637,10 @@ fn demote_where(which: impl Fn(&SwarmNode) -> bool) -> Result<(), RigError> {
             Ok(_) => format!("{id} demoted, still a raft member"),
             Err(e) => {
                 // The rig's managers died with a killed run: no demotion without a leader.
-                if let Err(restore) = restore_leadership() {
-                    return Some(Err(restore));
+                if leaderless(&e) {
+                    if let Err(restore) = restore_leadership() {
+                        return Some(Err(restore));
+                    }
                 }
                 e.to_string()
             }
@@ -665,7 +667,7 @@ fn stuck_members(nodes: &[SwarmNode], timeout: Duration, last: &str) -> RigError
 }
 
 /// True when a swarm command failed for want of a raft leader (too few managers online).
-fn leaderless(e: &RigError) -> bool {
+pub fn leaderless(e: &RigError) -> bool {
     let RigError::Failed { stderr, .. } = e else {
         return false;
     };
@@ -715,9 +717,10 @@ pub fn restore_leadership() -> Result<bool, RigError> {
 }
 
 /// Removes whatever a rig left on this machine (a test killed before its teardown): its swarm
-/// nodes, processes, cgroups, namespaces, links, rules and directories.
-pub fn remove_leftovers() -> Result<(), RigError> {
-    restore_leadership()?;
+/// nodes, processes, cgroups, namespaces, links, rules and directories. True when the host's
+/// swarm had no leader and was made a one-manager swarm again first ([`restore_leadership`]).
+pub fn remove_leftovers() -> Result<bool, RigError> {
+    let restored = restore_leadership()?;
     // Demote first: removing a manager that the swarm still counts would cost it its quorum.
     demote_managers()?;
     for ns in our_netns() {
@@ -769,7 +772,7 @@ pub fn remove_leftovers() -> Result<(), RigError> {
             })?;
         }
     }
-    Ok(())
+    Ok(restored)
 }
 
 /// `rhmn-n3` → `n3` (the node's directory name).
