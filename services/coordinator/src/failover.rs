@@ -419,17 +419,33 @@ pub enum SeenThrough {
 
 /// How often the elected Sentinel is asked how its failover goes.
 const SEE_THROUGH_POLL: Duration = Duration::from_millis(100);
-/// The least time between two requests after an abort.
-const RETRY_PACE: Duration = Duration::from_secs(1);
+/// The least time between the accepted request and the first one after its abort.
+const FIRST_RETRY_PACE: Duration = Duration::from_millis(200);
+/// The most time between two accepted requests.
+const MAX_RETRY_PACE: Duration = Duration::from_secs(2);
+
+/// The least time after the last accepted request before asking again, when `retries` requests
+/// were accepted since the first. Why so soon: the usual abort (no good replica, below) is over
+/// within a Sentinel tick or two, and every 100 ms of waiting is 100 ms of failed writes.
+/// Why doubling: each accepted request is a new epoch, so a failover that keeps aborting for
+/// another reason costs a handful of epochs over the window, not one per poll. A request the
+/// Sentinel refuses (`NOGOODSLAVE`: it checks its replicas before it takes one) starts nothing
+/// and is not paced.
+pub fn retry_pace(retries: u32) -> Duration {
+    FIRST_RETRY_PACE
+        .saturating_mul(2u32.saturating_pow(retries.min(16)))
+        .min(MAX_RETRY_PACE)
+}
 
 /// Follows the forced failover on the elected Sentinel until it names another master, and asks
 /// again when it aborted (`failover_in_progress` gone, still the crashed master): right after a
 /// crash a Sentinel may abort with no good replica (on the swarm the dead master's name resolves
 /// elsewhere at once, the Sentinel "fixes" the replicas' configuration and its own links to them
-/// drop with it), and the Sentinels that voted for it start no failover of their own for twice
-/// the failover-timeout. Asked again within one failover-timeout of the ballot (they stay held
-/// for two); each new request is a new epoch of the same Sentinel, and none promoted before.
-/// `retried` is told of each new request.
+/// drop with it; they are made again at its next tick), and the Sentinels that voted for it
+/// start no failover of their own for twice the failover-timeout. Asked again within one
+/// failover-timeout of the ballot (they stay held for two), paced by [`retry_pace`]; each
+/// accepted request is a new epoch of the same Sentinel, and none promoted before.
+/// `retried` is told of each accepted new request.
 pub async fn see_through(
     elected: &str,
     group: &str,
@@ -449,7 +465,7 @@ pub async fn see_through(
         Err(last) => return SeenThrough::GaveUp { retries: 0, last },
     };
     let mut retries = 0;
-    let mut last_request = started;
+    let mut last_accepted = started;
     let mut last = String::from("no answer yet");
     loop {
         tokio::time::sleep(SEE_THROUGH_POLL).await;
@@ -463,19 +479,21 @@ pub async fn see_through(
                         retries,
                     };
                 }
-                if !m.failover_in_progress() && last_request.elapsed() >= RETRY_PACE {
+                if !m.failover_in_progress() && last_accepted.elapsed() >= retry_pace(retries) {
                     if started.elapsed() >= window {
                         return SeenThrough::GaveUp {
                             retries,
-                            last: "aborted, and the ballot's hold is running out".into(),
+                            last: format!("aborted, and the ballot's hold is running out ({last})"),
                         };
                     }
-                    last_request = tokio::time::Instant::now();
                     match client.failover(group).await {
                         Ok(()) => {
+                            last_accepted = tokio::time::Instant::now();
                             retries += 1;
                             retried(retries, "aborted; asked again");
                         }
+                        // Refused (no good replica yet) or unanswered: nothing started, asked
+                        // again at the next poll.
                         Err(e) => last = e.cause(),
                     }
                 }
@@ -555,6 +573,25 @@ mod tests {
                 ManualNext::Refuse { reason: text }
             );
         }
+    }
+
+    #[test]
+    fn retries_come_soon_then_ever_less_often() {
+        assert_eq!(retry_pace(0), Duration::from_millis(200));
+        assert_eq!(retry_pace(1), Duration::from_millis(400));
+        assert_eq!(retry_pace(2), Duration::from_millis(800));
+        assert_eq!(retry_pace(3), Duration::from_millis(1600));
+        assert_eq!(retry_pace(4), MAX_RETRY_PACE);
+        assert_eq!(retry_pace(u32::MAX), MAX_RETRY_PACE);
+        // Within the stack's failover-timeout, a failover that keeps aborting costs a handful
+        // of epochs.
+        let window = Duration::from_secs(30);
+        let (mut at, mut n) = (Duration::ZERO, 0);
+        while at < window {
+            at += retry_pace(n);
+            n += 1;
+        }
+        assert!(n <= 18, "{n} requests in {window:?}");
     }
 
     #[tokio::test]

@@ -363,6 +363,15 @@ async fn promotion_is_reported_before_switch_master() {
             describe(t)
         );
     }
+    // Nor down: the poll whose connection the promotion closed is asked again at once on a
+    // new one (`RedisLink::query`), not reported as an outage.
+    for t in &seen {
+        assert!(
+            node(t, "node-2").is_none_or(|n| n.health() != Health::Down),
+            "{}",
+            describe(t)
+        );
+    }
 
     let t = coord.topology().await.unwrap();
     let n = node(&t, "node-2").unwrap();
