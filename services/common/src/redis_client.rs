@@ -166,6 +166,8 @@ pub struct RedisLink {
     addr: HostPort,
     client: Client,
     conn: Option<MultiplexedConnection>,
+    /// Connections made so far: a caller can tell a new one (a restarted peer) from the same.
+    connections: u64,
     timeout: Duration,
 }
 
@@ -207,6 +209,7 @@ impl RedisLink {
             addr,
             client,
             conn: None,
+            connections: 0,
             timeout,
         })
     }
@@ -225,6 +228,11 @@ impl RedisLink {
 
     pub fn is_connected(&self) -> bool {
         self.conn.is_some()
+    }
+
+    /// How many connections were made so far (each reconnection counts).
+    pub fn connections(&self) -> u64 {
+        self.connections
     }
 
     /// Drops the connection (the next call reconnects).
@@ -271,6 +279,7 @@ impl RedisLink {
         .map_err(|_| self.timeout_error("connect"))?
         .map_err(|e| self.connect_error(&e))?;
         self.conn = Some(conn.clone());
+        self.connections += 1;
         Ok(conn)
     }
 

@@ -501,14 +501,23 @@ async fn fence(shared: &Shared, probe: &mut RedisProbe, master: &HostPort, epoch
 async fn sentinel_loop(shared: &Shared, mut probe: SentinelProbe, shutdown: &CancellationToken) {
     let s = &shared.settings;
     let mut polls = PeerPolls::new();
+    // The down-after the Sentinel's ping-period was checked for, and on which connection: a
+    // new connection may be a restarted Sentinel, back at its default.
+    let mut timed_for: Option<(u64, u64)> = None;
     while !shutdown.is_cancelled() {
         let now = Instant::now();
         if probe.is_connected() || polls.backoff.ready(now) {
             let result = probe.observe(&s.master_group).await;
             match &result {
-                Ok(_) => {
+                Ok(o) => {
                     if let Some(n) = polls.answered() {
                         info!(node = %s.node_id, sentinel = %s.sentinel_addr, failed_polls = n, "sentinel reachable again");
+                    }
+                    let down_after = o.master.down_after_ms;
+                    let checked = Some((down_after, probe.connections()));
+                    if down_after > 0 && timed_for != checked {
+                        tune_sentinel_timers(shared, &mut probe, down_after).await;
+                        timed_for = Some((down_after, probe.connections()));
                     }
                 }
                 Err(e) => {
@@ -545,6 +554,25 @@ async fn sentinel_loop(shared: &Shared, mut probe: SentinelProbe, shutdown: &Can
         };
         if !nap(deadline, &shared.sentinel_refresh, shutdown).await {
             return;
+        }
+    }
+}
+
+/// Keeps the Sentinel's ping-period within down-after ([`redis_ha_sentinel::timers`]: else a
+/// Sentinel may take the promoted master for down right after `+switch-master` and fail it over
+/// again). A Sentinel without `SENTINEL DEBUG` (before Redis 7.0) keeps its default: logged.
+async fn tune_sentinel_timers(shared: &Shared, probe: &mut SentinelProbe, down_after_ms: u64) {
+    let s = &shared.settings;
+    let want = redis_ha_sentinel::timers::ping_period_ms(down_after_ms);
+    match probe.tune_ping_period(down_after_ms).await {
+        Ok(Some(had)) => {
+            info!(node = %s.node_id, sentinel = %s.sentinel_addr, down_after_ms, ping_period_ms = want, was_ms = had,
+                "sentinel ping-period set to follow down-after");
+        }
+        Ok(None) => {}
+        Err(e) => {
+            warn!(node = %s.node_id, sentinel = %s.sentinel_addr, down_after_ms, ping_period_ms = want, error = %e,
+                "cannot set the sentinel's ping-period (SENTINEL DEBUG): it may take a new master for down right after a failover");
         }
     }
 }

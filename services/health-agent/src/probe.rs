@@ -230,6 +230,11 @@ impl SentinelProbe {
         self.client.is_connected()
     }
 
+    /// How many connections were made so far: a new one may be a restarted Sentinel.
+    pub fn connections(&self) -> u64 {
+        self.client.connections()
+    }
+
     /// `SENTINEL MASTER`, `SENTINEL REPLICAS`, `SENTINEL SENTINELS` for `group`.
     pub async fn observe(&mut self, group: &str) -> Result<SentinelObservation, ObserveError> {
         let master = self.client.master(group).await?;
@@ -240,6 +245,21 @@ impl SentinelProbe {
             replicas: replicas.iter().map(replica_view).collect(),
             peers: peers.iter().map(HostPort::to_string).collect(),
         })
+    }
+
+    /// Sets the Sentinel's ping-period for `down_after_ms` ([`redis_ha_sentinel::timers`]) when
+    /// it is not that already; returns the value it had when it was changed.
+    pub async fn tune_ping_period(
+        &mut self,
+        down_after_ms: u64,
+    ) -> Result<Option<u64>, ObserveError> {
+        let want = redis_ha_sentinel::timers::ping_period_ms(down_after_ms);
+        let had = self.client.ping_period().await?;
+        if had == want {
+            return Ok(None);
+        }
+        self.client.set_ping_period(want).await?;
+        Ok(Some(had))
     }
 
     /// Poll as a report status: `reachable = false` with the error when it fails.

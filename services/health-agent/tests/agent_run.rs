@@ -716,3 +716,50 @@ async fn a_hung_sentinel_is_reported_and_resubscribed() {
     agent.stop().await.unwrap();
     coord.stop().await;
 }
+
+/// The Sentinel's ping-period as `SENTINEL DEBUG` shows it.
+async fn ping_period(s: &redis_ha_testkit::Sentinel) -> Result<u64, String> {
+    let v: redis::Value = s
+        .query(redis::cmd("SENTINEL").arg("DEBUG"))
+        .await
+        .map_err(|e| e.to_string())?;
+    redis_ha_sentinel::timers::parse_ping_period(&v).map_err(|e| e.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sentinel_ping_period_follows_down_after_across_a_sentinel_restart() {
+    let sb = Sandbox::new();
+    let (_m, r, mut s) = replicated(&sb).await;
+    let want = redis_ha_sentinel::timers::ping_period_ms(
+        redis_ha_testkit::sentinel::DEFAULT_DOWN_AFTER_MS,
+    );
+    assert!(want < redis_ha_sentinel::timers::DEFAULT_PING_PERIOD_MS);
+    assert_eq!(
+        ping_period(&s).await,
+        Ok(redis_ha_sentinel::timers::DEFAULT_PING_PERIOD_MS)
+    );
+    let coord = Coordinator::start(sb.port()).await;
+    let agent = Agent::start(config("node-2", r.port(), s.port(), coord.port));
+    let set = || async {
+        match ping_period(&s).await {
+            Ok(p) if p == want => Ok(()),
+            other => Err(format!("ping-period {other:?}, want {want}")),
+        }
+    };
+    wait_until("the agent to set its Sentinel's ping-period", TIMEOUT, set).await;
+    // A restarted Sentinel is back at its default, and is set again.
+    s.restart().await;
+    wait_until(
+        "the agent to set it again after the restart",
+        TIMEOUT,
+        || async {
+            match ping_period(&s).await {
+                Ok(p) if p == want => Ok(()),
+                other => Err(format!("ping-period {other:?}, want {want}")),
+            }
+        },
+    )
+    .await;
+    agent.stop().await.unwrap();
+    coord.stop().await;
+}

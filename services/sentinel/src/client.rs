@@ -60,6 +60,11 @@ impl SentinelClient {
         self.link.is_connected()
     }
 
+    /// How many connections were made so far ([`RedisLink::connections`]).
+    pub fn connections(&self) -> u64 {
+        self.link.connections()
+    }
+
     /// Runs one command; `label` names it in errors.
     pub async fn query(&mut self, cmd: &redis::Cmd, label: &str) -> Result<Value, SentinelError> {
         self.link.query(cmd, label).await
@@ -100,6 +105,30 @@ impl SentinelClient {
     pub async fn master_addr(&mut self, group: &str) -> Result<Option<HostPort>, SentinelError> {
         self.group_command("GET-MASTER-ADDR-BY-NAME", group, parse_master_addr)
             .await
+    }
+
+    /// `SENTINEL DEBUG`'s ping-period ([`crate::timers`]).
+    pub async fn ping_period(&mut self) -> Result<u64, SentinelError> {
+        let label = "SENTINEL DEBUG";
+        let v = self
+            .link
+            .query(redis::cmd("SENTINEL").arg("DEBUG"), label)
+            .await?;
+        crate::timers::parse_ping_period(&v).map_err(|e| self.link.reply_error(label, e))
+    }
+
+    /// `SENTINEL DEBUG ping-period <ms>` ([`crate::timers`]).
+    pub async fn set_ping_period(&mut self, ms: u64) -> Result<(), SentinelError> {
+        self.link
+            .query(
+                redis::cmd("SENTINEL")
+                    .arg("DEBUG")
+                    .arg("ping-period")
+                    .arg(ms),
+                "SENTINEL DEBUG ping-period",
+            )
+            .await
+            .map(drop)
     }
 
     /// `SENTINEL FAILOVER <group>`. A refusal is a [`LinkError::Command`] whose
