@@ -762,3 +762,100 @@ async fn a_master_gone_only_to_a_replica_s_agent_is_not_failed_over() {
 async fn a_master_silent_only_to_a_replica_s_agent_is_not_failed_over() {
     cut_one_agent_off_the_master(2, CutMode::Drop, Reach::Unreachable).await;
 }
+
+/// The hello race of a crash failover's ballot, staged: the voters vote for Sentinel 1 at epoch
+/// E, Sentinel 1 reaches E before the request (here by a vote of its own, on the stack by a
+/// voter's hello), so its forced failover runs at E + 1. Following it, the coordinator's
+/// `see_through` sees Sentinel 1's own vote at E + 1 and votes the voters at it too, before
+/// the promotion: the second witness the coordinator wants for the promotion's epoch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forced_failover_above_its_ballot_has_its_voters_vote_at_its_epoch() {
+    use redis_ha_common::{HostPort, Secret};
+    use redis_ha_coordinator::failover::{see_through, Forced, SeenThrough};
+
+    // Sentinel's own detection far away: only the staged failover runs.
+    let mut cluster = Cluster::start(ClusterOptions {
+        down_after_ms: 60_000,
+        ..ClusterOptions::default()
+    })
+    .await;
+    cluster.wait_sentinels_ready().await;
+    let events = SentinelEvents::subscribe(&cluster).await;
+    let group = cluster.group().to_owned();
+    let master_port = cluster.node(1).port();
+    let mut ids = Vec::new();
+    for i in 1..=3 {
+        let id: String = cluster
+            .sentinel(i)
+            .query(redis::cmd("SENTINEL").arg("MYID"))
+            .await
+            .unwrap();
+        ids.push(id);
+    }
+    let since = Instant::now();
+    let ballot = 1;
+    cluster.node_mut(1).kill();
+    let vote = |i: usize, epoch: u64| {
+        let cmd = redis::cmd("SENTINEL")
+            .arg("IS-MASTER-DOWN-BY-ADDR")
+            .arg("127.0.0.1")
+            .arg(master_port)
+            .arg(epoch)
+            .arg(&ids[0])
+            .clone();
+        let s = cluster.sentinel(i);
+        async move {
+            let v: redis::Value = s.query(&cmd).await.unwrap();
+            v
+        }
+    };
+    vote(2, ballot).await;
+    vote(3, ballot).await;
+    // The race: Sentinel 1 is at the ballot's epoch before it is asked.
+    vote(1, ballot).await;
+    let () = cluster
+        .sentinel(1)
+        .query(redis::cmd("SENTINEL").arg("FAILOVER").arg(&group))
+        .await
+        .unwrap();
+    let forced = Forced {
+        sentinel: format!("127.0.0.1:{}", cluster.sentinel_port(1)),
+        ballot,
+        failover_timeout: Duration::from_secs(10),
+        run_id: ids[0].clone(),
+        voters: (2..=3)
+            .map(|i| format!("127.0.0.1:{}", cluster.sentinel_port(i)))
+            .collect(),
+        master: HostPort::new("127.0.0.1", master_port),
+    };
+    let password = cluster.sentinel(1).password().map(Secret::new);
+    let outcome = see_through(
+        &forced,
+        &group,
+        &format!("127.0.0.1:{master_port}"),
+        password.as_ref(),
+        Duration::from_secs(2),
+        Duration::from_secs(10),
+        |n, why| panic!("asked again ({n}: {why}): the failover did not abort"),
+    )
+    .await;
+    assert!(
+        matches!(outcome, SeenThrough::Promoted { retries: 0, .. }),
+        "{outcome:?}"
+    );
+    let failover_epoch = format!("{} {}", ids[0], ballot + 1);
+    let promoted = events
+        .first(since, &["+promoted-slave"])
+        .unwrap_or_else(|| panic!("no +promoted-slave"));
+    for voter in [2, 3] {
+        let voted = events
+            .all(since, &["+vote-for-leader"])
+            .into_iter()
+            .find(|e| e.sentinel == voter && e.payload == failover_epoch)
+            .unwrap_or_else(|| panic!("sentinel {voter} never voted {failover_epoch}"));
+        assert!(
+            voted.at < promoted.at,
+            "sentinel {voter} voted at the failover's epoch only after the promotion"
+        );
+    }
+}

@@ -21,8 +21,12 @@
 //! 4. **Force** on the candidate: it starts its failover at its own epoch + 1, which is the
 //!    ballot's epoch (it had seen no later one): the state a won election leaves, its own vote
 //!    requests during the failover answered with the votes already cast for it.
+//! 5. **Follow**: a voter's hello message can reach the candidate between steps 3 and 4 and move
+//!    its epoch to the ballot's, so that its failover runs one above; the coordinator, polling it,
+//!    sees its own vote at that epoch and votes the voters at it too
+//!    ([`crate::failover::voters_behind`]), so they still witness the promotion's epoch.
 //!
-//! So one crash failover is one epoch, and only one failover runs.
+//! So one crash failover is one failover, at one epoch unless that race moved it by one.
 
 use redis_ha_sentinel::{BallotPoll, Vote};
 

@@ -6,7 +6,7 @@
 pub mod ballot;
 pub mod config;
 pub mod crash;
-mod failover;
+pub mod failover;
 pub mod limits;
 mod metrics;
 pub mod readers;

@@ -330,7 +330,7 @@ impl CoordinatorService {
             }
         };
         let outcome = see_through(
-            &forced.sentinel,
+            forced,
             group,
             &request.master,
             self.inner.sentinel_password.as_ref(),
