@@ -564,7 +564,7 @@ async fn sentinel_loop(shared: &Shared, mut probe: SentinelProbe, shutdown: &Can
 async fn tune_sentinel_timers(shared: &Shared, probe: &mut SentinelProbe, down_after_ms: u64) {
     let s = &shared.settings;
     let want = redis_ha_sentinel::timers::ping_period_ms(down_after_ms);
-    match probe.tune_ping_period(down_after_ms).await {
+    match probe.tune_ping_period(want).await {
         Ok(Some(had)) => {
             info!(node = %s.node_id, sentinel = %s.sentinel_addr, down_after_ms, ping_period_ms = want, was_ms = had,
                 "sentinel ping-period set to follow down-after");

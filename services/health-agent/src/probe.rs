@@ -247,13 +247,9 @@ impl SentinelProbe {
         })
     }
 
-    /// Sets the Sentinel's ping-period for `down_after_ms` ([`redis_ha_sentinel::timers`]) when
-    /// it is not that already; returns the value it had when it was changed.
-    pub async fn tune_ping_period(
-        &mut self,
-        down_after_ms: u64,
-    ) -> Result<Option<u64>, ObserveError> {
-        let want = redis_ha_sentinel::timers::ping_period_ms(down_after_ms);
+    /// Sets the Sentinel's ping-period to `want` ms ([`redis_ha_sentinel::timers`]) when it is
+    /// not that already; returns the value it had when it was changed.
+    pub async fn tune_ping_period(&mut self, want: u64) -> Result<Option<u64>, ObserveError> {
         let had = self.client.ping_period().await?;
         if had == want {
             return Ok(None);

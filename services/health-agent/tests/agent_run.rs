@@ -726,6 +726,14 @@ async fn ping_period(s: &redis_ha_testkit::Sentinel) -> Result<u64, String> {
     redis_ha_sentinel::timers::parse_ping_period(&v).map_err(|e| e.to_string())
 }
 
+/// Ok when the Sentinel's ping-period is `want`.
+async fn ping_period_is(s: &redis_ha_testkit::Sentinel, want: u64) -> Result<(), String> {
+    match ping_period(s).await {
+        Ok(p) if p == want => Ok(()),
+        other => Err(format!("ping-period {other:?}, want {want}")),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sentinel_ping_period_follows_down_after_across_a_sentinel_restart() {
     let sb = Sandbox::new();
@@ -740,24 +748,18 @@ async fn the_sentinel_ping_period_follows_down_after_across_a_sentinel_restart()
     );
     let coord = Coordinator::start(sb.port()).await;
     let agent = Agent::start(config("node-2", r.port(), s.port(), coord.port));
-    let set = || async {
-        match ping_period(&s).await {
-            Ok(p) if p == want => Ok(()),
-            other => Err(format!("ping-period {other:?}, want {want}")),
-        }
-    };
-    wait_until("the agent to set its Sentinel's ping-period", TIMEOUT, set).await;
+    wait_until(
+        "the agent to set its Sentinel's ping-period",
+        TIMEOUT,
+        || ping_period_is(&s, want),
+    )
+    .await;
     // A restarted Sentinel is back at its default, and is set again.
     s.restart().await;
     wait_until(
         "the agent to set it again after the restart",
         TIMEOUT,
-        || async {
-            match ping_period(&s).await {
-                Ok(p) if p == want => Ok(()),
-                other => Err(format!("ping-period {other:?}, want {want}")),
-            }
-        },
+        || ping_period_is(&s, want),
     )
     .await;
     agent.stop().await.unwrap();
