@@ -36,7 +36,7 @@ use crate::metrics::AgentMetrics;
 use crate::probe::{RedisProbe, SentinelProbe};
 use crate::siblings::{sibling_addresses, Siblings};
 use crate::state::{Reason, State};
-use crate::watch::{Held, Seen};
+use crate::watch::{on_every_close, Held, Seen};
 use crate::AgentError;
 use redis_ha_proto::v1::Reach;
 use redis_ha_sentinel::{
@@ -88,6 +88,9 @@ pub(crate) struct Shared {
     report_now: Notify,
     /// Wakes the Redis poll: a failover started (switch to the fast poll).
     failover_started: Notify,
+    /// Wakes the Redis poll for one `ROLE` at once: this node closed a held connection (the
+    /// promotion's `CLIENT KILL`, a restart, a crash).
+    redis_closed: Notify,
     /// Wakes the sibling connections' check, for the same reason.
     siblings_check: Notify,
     /// Wakes the Sentinel poll: an event arrived, its view may have changed.
@@ -121,6 +124,7 @@ impl Shared {
             state: Mutex::new(state),
             report_now: Notify::new(),
             failover_started: Notify::new(),
+            redis_closed: Notify::new(),
             siblings_check: Notify::new(),
             sentinel_refresh: Notify::new(),
             epoch_advanced: Notify::new(),
@@ -252,10 +256,12 @@ async fn redis_loop(shared: &Shared, mut probe: RedisProbe, shutdown: &Cancellat
     let mut next_full = Instant::now();
     // How old the Sentinel's answer may be for fencing: a few missed polls at most.
     let sentinel_max_age = s.heartbeat * 3 + s.io_timeout;
+    // This node closed a held connection: a `ROLE` now, fast poll or not.
+    let mut closed = false;
 
     while !shutdown.is_cancelled() {
         let now = Instant::now();
-        let fast = shared.fast_polling(now);
+        let fast = shared.fast_polling(now) || std::mem::take(&mut closed);
         let reachable = shared.state().redis.reachable;
         let connected = probe.is_connected();
 
@@ -348,9 +354,26 @@ async fn redis_loop(shared: &Shared, mut probe: RedisProbe, shutdown: &Cancellat
         } else {
             next_full
         };
-        if !nap(deadline, &shared.failover_started, shutdown).await {
-            return;
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep_until(deadline.into()) => {}
+            _ = shared.failover_started.notified() => {}
+            _ = shared.redis_closed.notified() => closed = true,
         }
+    }
+}
+
+/// Holds a bare connection to this node's Redis: when the node closes it, the Redis poll reads
+/// `ROLE` at once ([`on_every_close`]). A promotion is seen at its `CLIENT KILL`, not up to a
+/// fast poll later.
+async fn own_close_watch_loop(shared: &Shared, shutdown: &CancellationToken) {
+    let s = &shared.settings;
+    tokio::select! {
+        _ = shutdown.cancelled() => {}
+        () = on_every_close(&s.redis_addr, s.io_timeout, || async {
+            debug!(node = %s.node_id, "this node closed the held connection: reading ROLE now");
+            shared.redis_closed.notify_one();
+        }) => {}
     }
 }
 
@@ -1212,14 +1235,8 @@ async fn siblings_loop(shared: &Shared, shutdown: &CancellationToken) {
 /// follows (`master_replid2` = this node's `master_replid`): the follow's second witness.
 async fn promoted_sibling(shared: &Shared, probe: &mut RedisProbe, master: &HostPort) -> bool {
     let s = &shared.settings;
-    let own = match probe.replication().await {
-        Ok(r) => r,
-        Err(e) => {
-            debug!(node = %s.node_id, error = %e, "follow: cannot read this node's replication");
-            return false;
-        }
-    };
-    // Held open by `siblings_loop`: one round trip, no connect, in the failover.
+    // Held open by `siblings_loop` and its close watch: one round trip, no connect, in the
+    // failover.
     let target = match shared.siblings.probe(master) {
         Ok(p) => p,
         Err(e) => {
@@ -1227,7 +1244,17 @@ async fn promoted_sibling(shared: &Shared, probe: &mut RedisProbe, master: &Host
             return false;
         }
     };
-    let read = target.lock().await.replication().await;
+    // Both reads at once: one round trip on the follow's path, not two.
+    let (own, read) = tokio::join!(probe.replication(), async {
+        target.lock().await.replication().await
+    });
+    let own = match own {
+        Ok(r) => r,
+        Err(e) => {
+            debug!(node = %s.node_id, error = %e, "follow: cannot read this node's replication");
+            return false;
+        }
+    };
     match read {
         Ok(t) => {
             let continued = own.continued_by(&t);
@@ -1301,6 +1328,7 @@ pub async fn run_with_settings(
         sentinel_loop(&shared, sentinel, &shutdown),
         events_loop(&shared, &events, &shutdown),
         report_loop(&shared, client, started_at_ms, &shutdown),
+        own_close_watch_loop(&shared, &shutdown),
         async {
             if shared.settings.follow_promotions || shared.settings.crash_watch.is_some() {
                 topology_loop(&shared, watch_endpoint, follow_probe, &shutdown).await;

@@ -4,8 +4,9 @@
 //! before it re-points this node's replica. On a fresh connection that read costs a name lookup,
 //! a TCP connect and the AUTH handshake (on the stack about 13 ms of a 50 ms budget, during a
 //! failover when every node is busy); on a held one it is a single round trip. The promotion
-//! itself closes the held connection (Sentinel's `CLIENT KILL TYPE normal`): the agent checks
-//! them fast during a failover, so it is made again before the promotion is published.
+//! itself closes the held connection (Sentinel's `CLIENT KILL TYPE normal`): a second, bare
+//! connection to each sibling is closed by the same kill ([`crate::watch::on_every_close`]), and
+//! its close makes the probe's connection again at once, before the promotion is published.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -16,6 +17,7 @@ use redis_ha_sentinel::same_node;
 use tokio::sync::{Mutex as AsyncMutex, Notify};
 
 use crate::probe::{ObserveError, RedisProbe};
+use crate::watch::on_every_close;
 
 /// The addresses to hold connections to: every node of the topology but this one, each once.
 pub fn sibling_addresses<'a>(
@@ -34,12 +36,30 @@ pub fn sibling_addresses<'a>(
     out
 }
 
-/// One probe per sibling; [`Siblings::warm`] checks them, the agent's loop says when.
+type SharedProbe = Arc<AsyncMutex<RedisProbe>>;
+
+/// A held sibling: its probe, and the task that reconnects it when the sibling closes it.
+struct Sibling {
+    probe: SharedProbe,
+    /// Aborted with the entry.
+    close_watch: Option<tokio::task::AbortHandle>,
+}
+
+impl Drop for Sibling {
+    fn drop(&mut self) {
+        if let Some(w) = &self.close_watch {
+            w.abort();
+        }
+    }
+}
+
+/// One probe per sibling; [`Siblings::warm`] checks them, the agent's loop says when, and each
+/// is made again as soon as its sibling closes the connections (a promotion).
 pub struct Siblings {
     user: Option<String>,
     password: Option<Secret>,
     io_timeout: Duration,
-    probes: Mutex<HashMap<HostPort, Arc<AsyncMutex<RedisProbe>>>>,
+    probes: Mutex<HashMap<HostPort, Sibling>>,
     /// A new sibling to connect to.
     added: Notify,
 }
@@ -55,11 +75,11 @@ impl Siblings {
         }
     }
 
-    fn probes(&self) -> std::sync::MutexGuard<'_, HashMap<HostPort, Arc<AsyncMutex<RedisProbe>>>> {
+    fn probes(&self) -> std::sync::MutexGuard<'_, HashMap<HostPort, Sibling>> {
         self.probes.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn new_probe(&self, addr: &HostPort) -> Result<Arc<AsyncMutex<RedisProbe>>, ObserveError> {
+    fn new_probe(&self, addr: &HostPort) -> Result<SharedProbe, ObserveError> {
         let probe = RedisProbe::with_user(
             addr.clone(),
             addr.clone(),
@@ -80,8 +100,9 @@ impl Siblings {
                 if probes.contains_key(a) {
                     continue;
                 }
-                if let Ok(p) = self.new_probe(a) {
-                    probes.insert(a.clone(), p);
+                if let Ok(probe) = self.new_probe(a) {
+                    let close_watch = self.close_watch(a, &probe);
+                    probes.insert(a.clone(), Sibling { probe, close_watch });
                     added = true;
                 }
             }
@@ -92,11 +113,33 @@ impl Siblings {
         }
     }
 
+    /// Reconnects `probe` each time `addr` closes a bare connection of its own (the promotion's
+    /// `CLIENT KILL` closed the probe's too). `None` outside a runtime (nothing to spawn on).
+    fn close_watch(
+        &self,
+        addr: &HostPort,
+        probe: &SharedProbe,
+    ) -> Option<tokio::task::AbortHandle> {
+        let runtime = tokio::runtime::Handle::try_current().ok()?;
+        let (addr, probe, io_timeout) = (addr.clone(), Arc::clone(probe), self.io_timeout);
+        let task = runtime.spawn(async move {
+            on_every_close(&addr, io_timeout, || {
+                let probe = Arc::clone(&probe);
+                async move {
+                    // A failure only means the next use connects again.
+                    let _ = probe.lock().await.ping().await;
+                }
+            })
+            .await;
+        });
+        Some(task.abort_handle())
+    }
+
     /// The probe of `addr`: the held one, or a new one of its own when `addr` is no sibling
     /// (not held: it connects on first use).
-    pub fn probe(&self, addr: &HostPort) -> Result<Arc<AsyncMutex<RedisProbe>>, ObserveError> {
+    pub fn probe(&self, addr: &HostPort) -> Result<SharedProbe, ObserveError> {
         if let Some(p) = self.probes().get(addr) {
-            return Ok(Arc::clone(p));
+            return Ok(Arc::clone(&p.probe));
         }
         self.new_probe(addr)
     }
@@ -107,7 +150,7 @@ impl Siblings {
     /// skipped, so a dead sibling never holds up the check of a live one.
     pub fn warm(&self) {
         for p in self.probes().values() {
-            if let Ok(mut probe) = Arc::clone(p).try_lock_owned() {
+            if let Ok(mut probe) = Arc::clone(&p.probe).try_lock_owned() {
                 tokio::spawn(async move {
                     // A failure only means the next use connects again, as it would unwarmed.
                     let _ = probe.ping().await;

@@ -187,6 +187,48 @@ impl Held {
     }
 }
 
+/// How long the close watch waits before it opens again a connection that could not be opened
+/// (or stopped answering), and how often it checks one that stays open.
+pub const CLOSE_WATCH_EVERY: Duration = Duration::from_secs(1);
+
+/// Holds a connection to `addr` and runs `closed` every time the other side closes it, at once:
+/// Sentinel's promotion ends in `CLIENT KILL TYPE normal`, which closes every client of the
+/// promoted node, this one included, so the close *is* the promotion's signal (or a restart's,
+/// or a crash's: `closed` only makes its caller look again). The connection is opened again right
+/// after (a promoted node accepts it at once); one that cannot be opened, or stops answering its
+/// `PING` (a host lost closes nothing), is tried again after [`CLOSE_WATCH_EVERY`]. Runs until
+/// dropped.
+pub async fn on_every_close<F, Fut>(addr: &HostPort, io_timeout: Duration, mut closed: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    loop {
+        let Ok(mut held) = Held::open(addr, io_timeout).await else {
+            tokio::time::sleep(CLOSE_WATCH_EVERY).await;
+            continue;
+        };
+        loop {
+            tokio::select! {
+                seen = held.closed() => {
+                    if seen == Seen::Closed {
+                        closed().await;
+                    } else {
+                        tokio::time::sleep(CLOSE_WATCH_EVERY).await;
+                    }
+                    break;
+                }
+                () = tokio::time::sleep(CLOSE_WATCH_EVERY) => {
+                    if held.ping(io_timeout).await.is_err() {
+                        tokio::time::sleep(CLOSE_WATCH_EVERY).await;
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
+
 fn io_seen(e: std::io::Error) -> Seen {
     match e.kind() {
         std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::UnexpectedEof => Seen::Closed,

@@ -765,3 +765,62 @@ async fn the_sentinel_ping_period_follows_down_after_across_a_sentinel_restart()
     agent.stop().await.unwrap();
     coord.stop().await;
 }
+
+/// Sentinel's promotion ends in `CLIENT KILL TYPE normal`, and that close is what the agent reads
+/// the promotion at: with the full poll an hour apart, no Sentinel and no failover in progress
+/// (no fast poll), only the held connection's close can make it read `ROLE` and report the
+/// promoted node within the test's wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_promotion_is_read_at_its_client_kill_not_at_the_next_poll() {
+    let sb = Sandbox::new();
+    let m = sb.redis(None).await;
+    let r = sb.redis(Some(m.port())).await;
+    r.wait_synced_to(m.port()).await;
+    let coord = Coordinator::start(sb.port()).await;
+    let no_sentinel = sb.port();
+    let mut c = config("node-2", r.port(), no_sentinel, coord.port);
+    c.heartbeat_ms = 3_600_000;
+    c.fencing = false;
+    let agent = Agent::start(c);
+    coord
+        .wait_topology("node-2 reported as a replica", |t| {
+            node(t, "node-2").is_some_and(|n| n.role() == Role::Replica)
+        })
+        .await;
+
+    // The promotion as Sentinel sends it: one transaction, the kill last.
+    let mut con = redis_ha_testkit::client::connect(r.port(), None)
+        .await
+        .unwrap();
+    let _: redis::Value = redis::pipe()
+        .atomic()
+        .cmd("REPLICAOF")
+        .arg("NO")
+        .arg("ONE")
+        .cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("normal")
+        .query_async(&mut con)
+        .await
+        .unwrap();
+
+    let events = coord
+        .wait_events("node-2's role change to master", |ev| {
+            ev.iter()
+                .any(|e| {
+                    reported(e) == Some("role-change")
+                        && e.node == "node-2"
+                        && e.message.ends_with("replica -> master")
+                })
+                .then(|| ev.to_vec())
+        })
+        .await;
+    assert!(
+        !events.iter().any(|e| e.kind == "failover"),
+        "no failover ran: the fast poll was off\n{}",
+        dump(&events)
+    );
+    agent.stop().await.unwrap();
+    coord.stop().await;
+}

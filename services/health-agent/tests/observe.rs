@@ -418,3 +418,41 @@ async fn siblings_are_held_connected_and_made_again_after_a_restart() {
         &s.probe(&addr(live.port())).unwrap()
     ));
 }
+
+/// Clients of `node` whose last command was `PING`: the held probes and the close watches
+/// (never the connection asking, whose last command is `CLIENT LIST`).
+async fn pinging_clients(node: &redis_ha_testkit::RedisNode) -> usize {
+    let list: String = node.query(redis::cmd("CLIENT").arg("LIST")).await.unwrap();
+    list.lines().filter(|l| l.contains(" cmd=ping ")).count()
+}
+
+/// The promotion's `CLIENT KILL TYPE normal` closes the held sibling connection; the sibling's
+/// close watch makes it again at once, with no warm-up asked for.
+#[tokio::test]
+async fn a_sibling_s_client_kill_makes_its_connection_again_at_once() {
+    use redis_ha_agent::siblings::Siblings;
+    let sb = Sandbox::new();
+    let live = sb.redis(None).await;
+    let s = Siblings::new(None, None, IO);
+    s.set(&[addr(live.port())]);
+    s.warm();
+    let both = || async {
+        match pinging_clients(&live).await {
+            2 => Ok(()),
+            n => Err(format!("{n} clients whose last command was PING")),
+        }
+    };
+    wait_until("the probe and the close watch connected", TIMEOUT, both).await;
+    let killed: u64 = live
+        .query(redis::cmd("CLIENT").arg("KILL").arg("TYPE").arg("normal"))
+        .await
+        .unwrap();
+    assert!(
+        killed >= 2,
+        "the probe's and the watch's connections: {killed}"
+    );
+    wait_until("both made again, without a warm-up", TIMEOUT, both).await;
+    let p = s.probe(&addr(live.port())).unwrap();
+    assert!(p.lock().await.is_connected());
+    p.lock().await.replication().await.unwrap();
+}
