@@ -23,7 +23,7 @@ use redis_ha_common::time::now_ms;
 use redis_ha_common::{Backoff, HostPort};
 use redis_ha_proto::v1::coordinator_client::CoordinatorClient;
 use redis_ha_proto::v1::{AgentReport, MasterSource, Topology, WatchTopologyRequest};
-use tokio::sync::Notify;
+use tokio::sync::{Mutex as AsyncMutex, Notify};
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Channel, Endpoint};
 use tracing::{debug, debug_span, info, info_span, warn, Instrument};
@@ -364,16 +364,33 @@ async fn redis_loop(shared: &Shared, mut probe: RedisProbe, shutdown: &Cancellat
 }
 
 /// Holds a bare connection to this node's Redis: when the node closes it, the Redis poll reads
-/// `ROLE` at once ([`on_every_close`]). A promotion is seen at its `CLIENT KILL`, not up to a
-/// fast poll later.
-async fn own_close_watch_loop(shared: &Shared, shutdown: &CancellationToken) {
+/// `ROLE` at once ([`on_every_close`]), so a promotion is seen at its `CLIENT KILL`, not up to a
+/// fast poll later; and the follow's connection, closed by the same kill, is made again at once.
+/// Sentinel's re-pointing of a replica ends in that kill too, every failover: without this the
+/// next follow's `REPLICAOF` paid a name lookup, a connect and AUTH in the middle of a failover.
+async fn own_close_watch_loop(
+    shared: &Shared,
+    follow: Option<&AsyncMutex<RedisProbe>>,
+    shutdown: &CancellationToken,
+) {
     let s = &shared.settings;
+    let warm_follow = || async move {
+        if let Some(p) = follow {
+            // A failure only means the follow connects again itself.
+            let _ = p.lock().await.ping().await;
+        }
+    };
     tokio::select! {
         _ = shutdown.cancelled() => {}
-        () = on_every_close(&s.redis_addr, s.io_timeout, || async {
-            debug!(node = %s.node_id, "this node closed the held connection: reading ROLE now");
-            shared.redis_closed.notify_one();
-        }) => {}
+        () = async {
+            warm_follow().await;
+            on_every_close(&s.redis_addr, s.io_timeout, || async move {
+                debug!(node = %s.node_id, "this node closed the held connection: reading ROLE now");
+                shared.redis_closed.notify_one();
+                warm_follow().await;
+            })
+            .await;
+        } => {}
     }
 }
 
@@ -937,7 +954,7 @@ fn published_master(t: &Topology) -> Option<PublishedMaster> {
 async fn topology_loop(
     shared: &Shared,
     endpoint: Endpoint,
-    mut probe: Option<RedisProbe>,
+    probe: Option<&AsyncMutex<RedisProbe>>,
     shutdown: &CancellationToken,
 ) {
     let s = &shared.settings;
@@ -1000,12 +1017,12 @@ async fn topology_loop(
                         },
                         _ = shared.epoch_advanced.notified() => {}
                     }
-                    let Some(probe) = probe.as_mut() else {
+                    let Some(probe) = probe else {
                         continue;
                     };
                     if let Some(promoted) = follow_if_due(
                         shared,
-                        probe,
+                        &mut *probe.lock().await,
                         published.as_ref(),
                         followed.as_ref(),
                         &mut cooldown,
@@ -1291,7 +1308,7 @@ pub async fn run_with_settings(
     // Its own connection: REPLICAOF must not wait behind a slow poll.
     let follow_probe = settings
         .follow_promotions
-        .then(|| RedisProbe::from_settings(&settings))
+        .then(|| RedisProbe::from_settings(&settings).map(AsyncMutex::new))
         .transpose()
         .map_err(AgentError::Setup)?;
     let redis = RedisProbe::from_settings(&settings).map_err(AgentError::Setup)?;
@@ -1328,10 +1345,10 @@ pub async fn run_with_settings(
         sentinel_loop(&shared, sentinel, &shutdown),
         events_loop(&shared, &events, &shutdown),
         report_loop(&shared, client, started_at_ms, &shutdown),
-        own_close_watch_loop(&shared, &shutdown),
+        own_close_watch_loop(&shared, follow_probe.as_ref(), &shutdown),
         async {
             if shared.settings.follow_promotions || shared.settings.crash_watch.is_some() {
-                topology_loop(&shared, watch_endpoint, follow_probe, &shutdown).await;
+                topology_loop(&shared, watch_endpoint, follow_probe.as_ref(), &shutdown).await;
             }
         },
         async {

@@ -769,7 +769,7 @@ async fn the_sentinel_ping_period_follows_down_after_across_a_sentinel_restart()
 /// Sentinel's promotion ends in `CLIENT KILL TYPE normal`, and that close is what the agent reads
 /// the promotion at: with the full poll an hour apart, no Sentinel and no failover in progress
 /// (no fast poll), only the held connection's close can make it read `ROLE` and report the
-/// promoted node within the test's wait.
+/// promoted node within the test's wait. The follow's connection, closed too, is made again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_promotion_is_read_at_its_client_kill_not_at_the_next_poll() {
     let sb = Sandbox::new();
@@ -821,6 +821,25 @@ async fn a_promotion_is_read_at_its_client_kill_not_at_the_next_poll() {
         "no failover ran: the fast poll was off\n{}",
         dump(&events)
     );
+    // The same kill closed the follow's connection: made again at once (its last command a
+    // `PING`, as the close watch's own), not at the next follow's `REPLICAOF`.
+    wait_until(
+        "the follow's and the close watch's connections made again",
+        TIMEOUT,
+        || async {
+            let list: String = r
+                .query(redis::cmd("CLIENT").arg("LIST"))
+                .await
+                .map_err(|e| e.to_string())?;
+            match list.lines().filter(|l| l.contains(" cmd=ping ")).count() {
+                2 => Ok(()),
+                n => Err(format!(
+                    "{n} connections whose last command was PING:\n{list}"
+                )),
+            }
+        },
+    )
+    .await;
     agent.stop().await.unwrap();
     coord.stop().await;
 }
