@@ -383,7 +383,6 @@ async fn own_close_watch_loop(
     tokio::select! {
         _ = shutdown.cancelled() => {}
         () = async {
-            warm_follow().await;
             on_every_close(&s.redis_addr, s.io_timeout, || async move {
                 debug!(node = %s.node_id, "this node closed the held connection: reading ROLE now");
                 shared.redis_closed.notify_one();

@@ -191,35 +191,45 @@ impl Held {
 /// (or stopped answering), and how often it checks one that stays open.
 pub const CLOSE_WATCH_EVERY: Duration = Duration::from_secs(1);
 
-/// Holds a connection to `addr` and runs `closed` every time the other side closes it, at once:
+/// Holds a connection to `addr` and runs `look` every time the other side closes it, at once:
 /// Sentinel's promotion ends in `CLIENT KILL TYPE normal`, which closes every client of the
-/// promoted node, this one included, so the close *is* the promotion's signal (or a restart's,
-/// or a crash's: `closed` only makes its caller look again). The connection is opened again right
-/// after (a promoted node accepts it at once); one that cannot be opened, or stops answering its
-/// `PING` (a host lost closes nothing), is tried again after [`CLOSE_WATCH_EVERY`]. Runs until
-/// dropped.
-pub async fn on_every_close<F, Fut>(addr: &HostPort, io_timeout: Duration, mut closed: F)
+/// promoted node, this one included, so the close *is* the promotion's signal (and the signal that
+/// the caller's own connections to the node were closed too; a restart and a crash close them as
+/// well: `look` only makes its caller look again). The connection is opened again right after (a
+/// promoted node accepts it at once). One that cannot be opened, or stops answering its `PING`
+/// (a host lost closes nothing), is tried again every [`CLOSE_WATCH_EVERY`]; `look` runs when it
+/// opens again, since a close meanwhile went unseen (a restarted node that Sentinel re-pointed at
+/// once, `CLIENT KILL` included), and at the first open. Runs until dropped.
+pub async fn on_every_close<F, Fut>(addr: &HostPort, io_timeout: Duration, mut look: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = ()>,
 {
+    // Nothing seen yet: the first open counts as a return.
+    let mut unseen = true;
     loop {
         let Ok(mut held) = Held::open(addr, io_timeout).await else {
+            unseen = true;
             tokio::time::sleep(CLOSE_WATCH_EVERY).await;
             continue;
         };
+        if std::mem::take(&mut unseen) {
+            look().await;
+        }
         loop {
             tokio::select! {
                 seen = held.closed() => {
                     if seen == Seen::Closed {
-                        closed().await;
+                        look().await;
                     } else {
+                        unseen = true;
                         tokio::time::sleep(CLOSE_WATCH_EVERY).await;
                     }
                     break;
                 }
                 () = tokio::time::sleep(CLOSE_WATCH_EVERY) => {
                     if held.ping(io_timeout).await.is_err() {
+                        unseen = true;
                         tokio::time::sleep(CLOSE_WATCH_EVERY).await;
                         break;
                     }

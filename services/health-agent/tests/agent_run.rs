@@ -766,6 +766,25 @@ async fn the_sentinel_ping_period_follows_down_after_across_a_sentinel_restart()
     coord.stop().await;
 }
 
+/// Two client connections to `r` whose last command was `PING`: the agent's follow connection,
+/// made again, and its close watch's (the agent's poll connection's last command is `ROLE`).
+async fn follow_and_watch(r: &RedisNode) -> Result<(), String> {
+    let list: String = r
+        .query(redis::cmd("CLIENT").arg("LIST"))
+        .await
+        .map_err(|e| e.to_string())?;
+    // Normal clients only: a replica's link from its master (flags=M) is PINGed too.
+    let pinging = list
+        .lines()
+        .filter(|l| l.contains(" flags=N ") && l.contains(" cmd=ping "));
+    match pinging.count() {
+        2 => Ok(()),
+        n => Err(format!(
+            "{n} connections whose last command was PING:\n{list}"
+        )),
+    }
+}
+
 /// Sentinel's promotion ends in `CLIENT KILL TYPE normal`, and that close is what the agent reads
 /// the promotion at: with the full poll an hour apart, no Sentinel and no failover in progress
 /// (no fast poll), only the held connection's close can make it read `ROLE` and report the
@@ -774,7 +793,7 @@ async fn the_sentinel_ping_period_follows_down_after_across_a_sentinel_restart()
 async fn a_promotion_is_read_at_its_client_kill_not_at_the_next_poll() {
     let sb = Sandbox::new();
     let m = sb.redis(None).await;
-    let r = sb.redis(Some(m.port())).await;
+    let mut r = sb.redis(Some(m.port())).await;
     r.wait_synced_to(m.port()).await;
     let coord = Coordinator::start(sb.port()).await;
     let no_sentinel = sb.port();
@@ -826,19 +845,21 @@ async fn a_promotion_is_read_at_its_client_kill_not_at_the_next_poll() {
     wait_until(
         "the follow's and the close watch's connections made again",
         TIMEOUT,
-        || async {
-            let list: String = r
-                .query(redis::cmd("CLIENT").arg("LIST"))
-                .await
-                .map_err(|e| e.to_string())?;
-            match list.lines().filter(|l| l.contains(" cmd=ping ")).count() {
-                2 => Ok(()),
-                n => Err(format!(
-                    "{n} connections whose last command was PING:\n{list}"
-                )),
-            }
-        },
+        || follow_and_watch(&r),
     )
+    .await;
+    // A node down for a while: what was closed meanwhile is made again when the watch's
+    // connection opens again (the agent reporting the node down shows the watch saw it go).
+    r.kill();
+    coord
+        .wait_topology("node-2 reported not up", |t| {
+            node(t, "node-2").is_some_and(|n| n.health() != Health::Up)
+        })
+        .await;
+    r.start();
+    wait_until("both made again after the node came back", TIMEOUT, || {
+        follow_and_watch(&r)
+    })
     .await;
     agent.stop().await.unwrap();
     coord.stop().await;
