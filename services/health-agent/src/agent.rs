@@ -382,14 +382,11 @@ async fn own_close_watch_loop(
     };
     tokio::select! {
         _ = shutdown.cancelled() => {}
-        () = async {
-            on_every_close(&s.redis_addr, s.io_timeout, || async move {
-                debug!(node = %s.node_id, "this node closed the held connection: reading ROLE now");
-                shared.redis_closed.notify_one();
-                warm_follow().await;
-            })
-            .await;
-        } => {}
+        () = on_every_close(&s.redis_addr, s.io_timeout, || async move {
+            debug!(node = %s.node_id, "this node closed the held connection: reading ROLE now");
+            shared.redis_closed.notify_one();
+            warm_follow().await;
+        }) => {}
     }
 }
 
@@ -1144,26 +1141,11 @@ async fn master_watch_loop(shared: &Shared, retry: Duration, shutdown: &Cancella
         match opened {
             Ok(mut held) => {
                 shared.watch_seen(&Seen::Answered);
-                loop {
-                    let seen = tokio::select! {
-                        _ = shutdown.cancelled() => return,
-                        r = target_rx.changed() => if r.is_err() { return } else { None },
-                        seen = held.closed() => Some(seen),
-                        // A PING now and then: a connection that dies without a FIN (host lost)
-                        // would otherwise look open until TCP keepalive.
-                        _ = tokio::time::sleep(s.heartbeat) => match held.ping(s.io_timeout).await {
-                            Ok(()) => continue,
-                            Err(seen) => Some(seen),
-                        },
-                    };
-                    match seen {
-                        // Reconnect at once: the refusal right after the close is the evidence.
-                        Some(seen) => {
-                            shared.watch_seen(&seen);
-                            break;
-                        }
-                        None => break,
-                    }
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    r = target_rx.changed() => if r.is_err() { return },
+                    // Reconnect at once: the refusal right after the close is the evidence.
+                    seen = held.lost(s.heartbeat, s.io_timeout) => shared.watch_seen(&seen),
                 }
             }
             Err(seen) => {
@@ -1227,8 +1209,9 @@ async fn docker_events_loop(
 /// Keeps the connections to the other nodes ([`Siblings`]): a `PING` on each every heartbeat,
 /// and every failover poll while the Redis poll is fast (a failover, or the watched master just
 /// lost). The promotion's `CLIENT KILL TYPE normal` closes this agent's connection to the
-/// promoted node too: polled fast, it is made again while the promoted node's own agent is still
-/// reporting it, before the coordinator publishes the promotion this agent then reads it for.
+/// promoted node too: each sibling's close watch makes it again at once, and the fast poll here
+/// is the fallback, so it is made again before the coordinator publishes the promotion this
+/// agent then reads it for.
 async fn siblings_loop(shared: &Shared, shutdown: &CancellationToken) {
     let s = &shared.settings;
     loop {

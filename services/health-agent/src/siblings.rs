@@ -15,6 +15,7 @@ use std::time::Duration;
 use redis_ha_common::{HostPort, Secret};
 use redis_ha_sentinel::same_node;
 use tokio::sync::{Mutex as AsyncMutex, Notify};
+use tokio_util::task::AbortOnDropHandle;
 
 use crate::probe::{ObserveError, RedisProbe};
 use crate::watch::on_every_close;
@@ -38,19 +39,11 @@ pub fn sibling_addresses<'a>(
 
 type SharedProbe = Arc<AsyncMutex<RedisProbe>>;
 
-/// A held sibling: its probe, and the task that reconnects it when the sibling closes it.
+/// A held sibling: its probe, and the task that reconnects it when the sibling closes it
+/// (aborted with the entry).
 struct Sibling {
     probe: SharedProbe,
-    /// Aborted with the entry.
-    close_watch: Option<tokio::task::AbortHandle>,
-}
-
-impl Drop for Sibling {
-    fn drop(&mut self) {
-        if let Some(w) = &self.close_watch {
-            w.abort();
-        }
-    }
+    _close_watch: Option<AbortOnDropHandle<()>>,
 }
 
 /// One probe per sibling; [`Siblings::warm`] checks them, the agent's loop says when, and each
@@ -102,7 +95,13 @@ impl Siblings {
                 }
                 if let Ok(probe) = self.new_probe(a) {
                     let close_watch = self.close_watch(a, &probe);
-                    probes.insert(a.clone(), Sibling { probe, close_watch });
+                    probes.insert(
+                        a.clone(),
+                        Sibling {
+                            probe,
+                            _close_watch: close_watch,
+                        },
+                    );
                     added = true;
                 }
             }
@@ -115,11 +114,7 @@ impl Siblings {
 
     /// Reconnects `probe` each time `addr` closes a bare connection of its own (the promotion's
     /// `CLIENT KILL` closed the probe's too). `None` outside a runtime (nothing to spawn on).
-    fn close_watch(
-        &self,
-        addr: &HostPort,
-        probe: &SharedProbe,
-    ) -> Option<tokio::task::AbortHandle> {
+    fn close_watch(&self, addr: &HostPort, probe: &SharedProbe) -> Option<AbortOnDropHandle<()>> {
         let runtime = tokio::runtime::Handle::try_current().ok()?;
         let (addr, probe, io_timeout) = (addr.clone(), Arc::clone(probe), self.io_timeout);
         let task = runtime.spawn(async move {
@@ -132,7 +127,7 @@ impl Siblings {
             })
             .await;
         });
-        Some(task.abort_handle())
+        Some(AbortOnDropHandle::new(task))
     }
 
     /// The probe of `addr`: the held one, or a new one of its own when `addr` is no sibling

@@ -175,6 +175,22 @@ impl Held {
         }
     }
 
+    /// Waits until the connection is lost and says how: closed by the other side ([`Held::closed`])
+    /// or a `PING`, one every `every`, unanswered (a connection that dies without a FIN, a host
+    /// lost, would otherwise look open until TCP keepalive).
+    pub async fn lost(&mut self, every: Duration, io_timeout: Duration) -> Seen {
+        loop {
+            tokio::select! {
+                seen = self.closed() => return seen,
+                () = tokio::time::sleep(every) => {
+                    if let Err(seen) = self.ping(io_timeout).await {
+                        return seen;
+                    }
+                }
+            }
+        }
+    }
+
     /// Waits until the other side closes the connection (or sends something unasked, which a
     /// Redis never does: treated the same, the connection is no longer a clean probe).
     pub async fn closed(&mut self) -> Seen {
@@ -216,25 +232,11 @@ where
         if std::mem::take(&mut unseen) {
             look().await;
         }
-        loop {
-            tokio::select! {
-                seen = held.closed() => {
-                    if seen == Seen::Closed {
-                        look().await;
-                    } else {
-                        unseen = true;
-                        tokio::time::sleep(CLOSE_WATCH_EVERY).await;
-                    }
-                    break;
-                }
-                () = tokio::time::sleep(CLOSE_WATCH_EVERY) => {
-                    if held.ping(io_timeout).await.is_err() {
-                        unseen = true;
-                        tokio::time::sleep(CLOSE_WATCH_EVERY).await;
-                        break;
-                    }
-                }
-            }
+        if held.lost(CLOSE_WATCH_EVERY, io_timeout).await == Seen::Closed {
+            look().await;
+        } else {
+            unseen = true;
+            tokio::time::sleep(CLOSE_WATCH_EVERY).await;
         }
     }
 }

@@ -769,17 +769,9 @@ async fn the_sentinel_ping_period_follows_down_after_across_a_sentinel_restart()
 /// Two client connections to `r` whose last command was `PING`: the agent's follow connection,
 /// made again, and its close watch's (the agent's poll connection's last command is `ROLE`).
 async fn follow_and_watch(r: &RedisNode) -> Result<(), String> {
-    let list: String = r
-        .query(redis::cmd("CLIENT").arg("LIST"))
-        .await
-        .map_err(|e| e.to_string())?;
-    // Normal clients only: a replica's link from its master (flags=M) is PINGed too.
-    let pinging = list
-        .lines()
-        .filter(|l| l.contains(" flags=N ") && l.contains(" cmd=ping "));
-    match pinging.count() {
-        2 => Ok(()),
-        n => Err(format!(
+    match r.clients_last_at("ping").await.map_err(|e| e.to_string())? {
+        (2, _) => Ok(()),
+        (n, list) => Err(format!(
             "{n} connections whose last command was PING:\n{list}"
         )),
     }

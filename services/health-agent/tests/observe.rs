@@ -419,13 +419,6 @@ async fn siblings_are_held_connected_and_made_again_after_a_restart() {
     ));
 }
 
-/// Clients of `node` whose last command was `PING`: the held probes and the close watches
-/// (never the connection asking, whose last command is `CLIENT LIST`).
-async fn pinging_clients(node: &redis_ha_testkit::RedisNode) -> usize {
-    let list: String = node.query(redis::cmd("CLIENT").arg("LIST")).await.unwrap();
-    list.lines().filter(|l| l.contains(" cmd=ping ")).count()
-}
-
 /// The promotion's `CLIENT KILL TYPE normal` closes the held sibling connection; the sibling's
 /// close watch makes it again at once, with no warm-up asked for.
 #[tokio::test]
@@ -436,10 +429,15 @@ async fn a_sibling_s_client_kill_makes_its_connection_again_at_once() {
     let s = Siblings::new(None, None, IO);
     s.set(&[addr(live.port())]);
     s.warm();
+    // The held probe and the close watch: their last command is `PING`.
     let both = || async {
-        match pinging_clients(&live).await {
-            2 => Ok(()),
-            n => Err(format!("{n} clients whose last command was PING")),
+        match live
+            .clients_last_at("ping")
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            (2, _) => Ok(()),
+            (n, list) => Err(format!("{n} clients whose last command was PING:\n{list}")),
         }
     };
     wait_until("the probe and the close watch connected", TIMEOUT, both).await;

@@ -164,6 +164,20 @@ impl RedisNode {
         client::info(self.spec.port, self.password(), section).await
     }
 
+    /// The client connections (`CLIENT LIST`, flags `N`: not a replica's link from its master,
+    /// which is PINGed too) whose last command was `command` (lower case, e.g. `ping`), and the
+    /// list itself for a failure message. The connection asking is one whose last command is
+    /// `client|list`.
+    pub async fn clients_last_at(&self, command: &str) -> Result<(usize, String), QueryError> {
+        let list: String = self.query(redis::cmd("CLIENT").arg("LIST")).await?;
+        let last = format!(" cmd={command} ");
+        let n = list
+            .lines()
+            .filter(|l| l.contains(" flags=N ") && l.contains(&last))
+            .count();
+        Ok((n, list))
+    }
+
     /// "master" or "slave", from ROLE.
     pub async fn role(&self) -> Result<String, QueryError> {
         client::role(self.spec.port, self.password()).await
